@@ -1,0 +1,21 @@
+"""Signaling's own settings, filled from the application settings."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SignalingConfig:
+    ring_timeout: float = 20.0
+    """Seconds an offer rings before it goes to the next expert."""
+    grace_period: float = 30.0
+    """Seconds a dropped participant has to come back before the call ends."""
+    no_expert_wait: float = 120.0
+    """Seconds a consultation waits with nobody of its department online."""
+    missed_offers_before_away: int = 2
+    """Missed offers in a row after which an expert is set away."""
+    default_handle_time: float = 300.0
+    """Assumed call length for the wait estimate until calls have been measured."""
+    handle_time_samples: int = 20
+    """How many recent calls of a department the wait estimate averages."""
+    rating_window: float = 600.0
+    """Seconds after the end during which the kiosk may rate the consultation."""

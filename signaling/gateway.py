@@ -1,0 +1,287 @@
+"""The socket.io edge: authenticate connections, decode events, authorise by
+role, delegate to the services, and turn every error into an error ack.
+
+Handlers stay thin; the rules live in ``signaling.consultation`` and
+``signaling.presence``.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from signaling.consultation import ConsultationService
+from signaling.dispatch import Dispatcher, consultation_view, offer_view, presence_view
+from signaling.errors import Forbidden, InvalidPayload, NotAuthenticated, SignalingError
+from signaling.messages import (
+    ClientPayload,
+    ConsultationRef,
+    EmptyPayload,
+    RateConsultation,
+    RequestConsultation,
+    SaveOutcome,
+    SendChat,
+    SessionState,
+    SetPresence,
+)
+from signaling.notifier import account_room, department_room
+from signaling.presence import PresenceService
+from signaling.state import PresenceStatus
+from storage.records import Account, ConsultationState, Outcome, Role
+from storage.sessions import Sessions
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Account, Any, str], Awaitable[BaseModel | None]]
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One client -> server event: its payload model, who may send it, what it does."""
+
+    name: str
+    payload: type[ClientPayload]
+    roles: frozenset[Role]
+    handler: Handler
+    summary: str
+
+
+KIOSK = frozenset({Role.KIOSK})
+EXPERT = frozenset({Role.EXPERT})
+PARTICIPANTS = frozenset({Role.KIOSK, Role.EXPERT})
+ANYONE = frozenset(Role)
+
+
+def error_ack(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class SignalingGateway:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        sessions: Sessions,
+        dispatcher: Dispatcher,
+        consultations: ConsultationService,
+        presence: PresenceService,
+        *,
+        session_cookie: str,
+        remote_of: Callable[[web.Request], str],
+    ) -> None:
+        self.sio = sio
+        self._sessions = sessions
+        self._dispatcher = dispatcher
+        self._consultations = consultations
+        self._presence = presence
+        self._cookie = session_cookie
+        self._remote_of = remote_of
+        self._accounts: dict[str, Account] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.events = self._event_table()
+        sio.on("connect", handler=self._on_connect)
+        sio.on("disconnect", handler=self._on_disconnect)
+        for spec in self.events:
+            sio.on(spec.name, handler=self._wrap(spec))
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._accounts)
+
+    # ---- connection lifecycle ------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], _auth: Any = None) -> None:
+        request: web.Request = environ["aiohttp.request"]
+        token = request.cookies.get(self._cookie, "")
+        account = await self._sessions.resolve(token) if token else None
+        if account is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": NotAuthenticated.code, "message": "log in first"}
+            )
+        self._accounts[sid] = account
+        await self.sio.save_session(sid, {"remote": self._remote_of(request), "token": token})
+        await self.sio.enter_room(sid, account_room(account.id))
+        if account.role is Role.EXPERT and account.department:
+            await self.sio.enter_room(sid, department_room(account.department))
+        count = await self._dispatcher.store.add_connection(account.id, sid)
+        if count == 1:
+            # Runs after the CONNECT packet has gone out, so that what it emits
+            # reaches the new socket; clients also ask ``get_state`` on connect.
+            self._spawn(self._first_connection(account))
+
+    async def _first_connection(self, account: Account) -> None:
+        if account.role is Role.EXPERT:
+            await self._presence.connected(account)
+        elif account.role is Role.KIOSK:
+            await self._consultations.participant_returned(account)
+
+    async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        account = self._accounts.pop(sid, None)
+        if account is None:
+            return
+        remaining = await self._dispatcher.store.remove_connection(account.id, sid)
+        if remaining == 0:
+            self._spawn(self._last_connection(account))
+
+    async def _last_connection(self, account: Account) -> None:
+        if account.role is Role.EXPERT:
+            await self._presence.disconnected(account)
+        elif account.role is Role.KIOSK:
+            await self._consultations.participant_left(account)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("connection bookkeeping failed")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def disconnect_token(self, token: str) -> None:
+        """Close every socket opened with this session token (logout)."""
+        for sid in list(self._accounts):
+            session = await self.sio.get_session(sid)
+            if session.get("token") == token:
+                await self.sio.disconnect(sid)
+
+    async def disconnect_all(self) -> None:
+        for sid in list(self._accounts):
+            await self.sio.disconnect(sid)
+
+    async def disconnect_account(self, account_id: str) -> None:
+        for sid, account in list(self._accounts.items()):
+            if account.id == account_id:
+                await self.sio.disconnect(sid)
+
+    # ---- events --------------------------------------------------------------------
+
+    def _wrap(self, spec: EventSpec) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def handle(sid: str, *args: Any) -> dict[str, Any]:
+            account = self._accounts.get(sid)
+            try:
+                if account is None:
+                    raise NotAuthenticated("log in first")
+                if account.role not in spec.roles:
+                    raise Forbidden(f"a {account.role.value} account may not send {spec.name}")
+                if len(args) > 1:
+                    raise InvalidPayload("send one payload object")
+                data = args[0] if args else {}
+                if data is None:
+                    data = {}
+                if not isinstance(data, dict):
+                    raise InvalidPayload("the payload must be an object")
+                try:
+                    payload = spec.payload.model_validate(data)
+                except ValidationError as exc:
+                    raise InvalidPayload(_describe(exc)) from None
+                session = await self.sio.get_session(sid)
+                result = await spec.handler(account, payload, session.get("remote", ""))
+            except SignalingError as exc:
+                return error_ack(exc.code, exc.message)
+            except Exception:
+                log.exception("event %s failed", spec.name)
+                return error_ack("internal", "the server could not handle this event")
+            return {"result": result.model_dump(mode="json") if result is not None else None}
+
+        return handle
+
+    def _event_table(self) -> list[EventSpec]:
+        c = self._consultations
+        p = self._presence
+
+        async def request(a: Account, m: RequestConsultation, remote: str) -> BaseModel:
+            return await c.request(a, m.department, m.case_number, remote)
+
+        async def cancel(a: Account, m: ConsultationRef, remote: str) -> BaseModel:
+            return await c.cancel(a, m.consultation_id, remote)
+
+        async def rate(a: Account, m: RateConsultation, remote: str) -> None:
+            await c.rate(a, m.consultation_id, m.rating, remote)
+
+        async def set_presence(a: Account, m: SetPresence, _remote: str) -> BaseModel:
+            return await p.set_status(a, PresenceStatus(m.status))
+
+        async def accept(a: Account, m: ConsultationRef, remote: str) -> BaseModel:
+            return await c.accept(a, m.consultation_id, remote)
+
+        async def decline(a: Account, m: ConsultationRef, _remote: str) -> None:
+            await c.decline(a, m.consultation_id)
+
+        async def outcome(a: Account, m: SaveOutcome, remote: str) -> None:
+            await c.save_outcome(a, m.consultation_id, Outcome(m.outcome), m.notes, remote)
+
+        async def get_queue(a: Account, _m: EmptyPayload, _remote: str) -> BaseModel:
+            assert a.department is not None
+            return await self._dispatcher.queue_snapshot(a.department)
+
+        async def end(a: Account, m: ConsultationRef, remote: str) -> BaseModel:
+            return await c.end(a, m.consultation_id, remote)
+
+        async def chat(a: Account, m: SendChat, _remote: str) -> BaseModel:
+            return await c.chat(a, m.consultation_id, m.text)
+
+        async def get_state(a: Account, _m: EmptyPayload, _remote: str) -> BaseModel:
+            return await self.session_state(a)
+
+        return [
+            EventSpec("request_consultation", RequestConsultation, KIOSK, request,
+                      "Join a department's queue."),
+            EventSpec("cancel_request", ConsultationRef, KIOSK, cancel,
+                      "Leave the queue before the call starts (ends as abandoned)."),
+            EventSpec("rate_consultation", RateConsultation, KIOSK, rate,
+                      "Rate an ended consultation 1-5, once."),
+            EventSpec("set_presence", SetPresence, EXPERT, set_presence,
+                      "Become available or away."),
+            EventSpec("accept_offer", ConsultationRef, EXPERT, accept,
+                      "Accept the consultation ringing for you."),
+            EventSpec("decline_offer", ConsultationRef, EXPERT, decline,
+                      "Decline it; it goes to the next expert."),
+            EventSpec("save_outcome", SaveOutcome, EXPERT, outcome,
+                      "Record the outcome and notes of your call."),
+            EventSpec("get_queue", EmptyPayload, EXPERT, get_queue,
+                      "The department's queue and experts now."),
+            EventSpec("end_consultation", ConsultationRef, PARTICIPANTS, end,
+                      "End the call (or, for a kiosk, leave the queue)."),
+            EventSpec("send_chat", SendChat, PARTICIPANTS, chat,
+                      "Send a chat line during the call."),
+            EventSpec("get_state", EmptyPayload, ANYONE, get_state,
+                      "Who you are, your presence, your open consultation and offer."),
+        ]
+
+    async def session_state(self, account: Account) -> SessionState:
+        presence = (
+            await self._presence.get(account) if account.role is Role.EXPERT else None
+        )
+        call = await self._consultations.current(account)
+        offer = None
+        if presence is not None and presence.offer is not None:
+            offered = await self._dispatcher.store.get_call(presence.offer)
+            if offered is not None and offered.phase is ConsultationState.OFFERED:
+                offer = offer_view(offered, self._dispatcher.config.ring_timeout)
+        return SessionState(
+            username=account.username,
+            role=account.role.value,  # type: ignore[arg-type]
+            department=account.department,
+            hall=account.hall,
+            presence=presence_view(presence) if presence is not None else None,
+            consultation=consultation_view(call) if call is not None else None,
+            offer=offer,
+        )

@@ -1,0 +1,101 @@
+"""Signaling put together: the socket.io server, the state store, the services
+and the deadline scheduler, started and stopped as one."""
+
+from collections.abc import Callable
+
+import socketio
+from aiohttp import web
+
+from signaling.config import SignalingConfig
+from signaling.consultation import ConsultationService
+from signaling.dispatch import Dispatcher
+from signaling.gateway import SignalingGateway
+from signaling.memory_state import InProcessStateStore
+from signaling.notifier import SocketNotifier
+from signaling.presence import PresenceService
+from signaling.scheduler import DeadlineScheduler
+from signaling.state import StateStore
+from storage.store import Storage
+
+# Small frames only: events carry ids and short text, files go over HTTP.
+MAX_FRAME_BYTES = 64 * 1024
+
+
+def create_socket_server(redis_url: str | None) -> socketio.AsyncServer:
+    """The socket.io server; with Redis its emits reach sockets on every node."""
+    manager: socketio.AsyncManager = (
+        socketio.AsyncRedisManager(redis_url) if redis_url else socketio.AsyncManager()
+    )
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        # A dead network is noticed within ping_interval + ping_timeout, which
+        # must stay well inside the grace period.
+        ping_interval=5,
+        ping_timeout=5,
+        max_http_buffer_size=MAX_FRAME_BYTES,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def create_state_store(redis_url: str | None) -> StateStore:
+    if redis_url:
+        raise NotImplementedError("the Redis state store comes with scale-out")
+    return InProcessStateStore()
+
+
+class SignalingHub:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        store: StateStore,
+        storage: Storage,
+        config: SignalingConfig,
+        *,
+        session_cookie: str,
+        remote_of: Callable[[web.Request], str],
+    ) -> None:
+        self.sio = sio
+        self.store = store
+        self.storage = storage
+        self.config = config
+        self.dispatcher = Dispatcher(store, storage, SocketNotifier(sio), config)
+        self.consultations = ConsultationService(self.dispatcher)
+        self.presence = PresenceService(self.dispatcher, self.consultations)
+        self.gateway = SignalingGateway(
+            sio,
+            storage.sessions,
+            self.dispatcher,
+            self.consultations,
+            self.presence,
+            session_cookie=session_cookie,
+            remote_of=remote_of,
+        )
+        self.scheduler = DeadlineScheduler(store, self._on_deadline)
+
+    async def _on_deadline(self, key: str) -> None:
+        if key.startswith("offline|"):
+            await self.presence.on_deadline(key)
+        else:
+            await self.consultations.on_deadline(key)
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self.consultations.settle_orphans()
+        for department in await self.storage.departments.list():
+            for seconds in reversed(
+                await self.storage.consultations.recent_handle_times(
+                    department.code, self.config.handle_time_samples
+                )
+            ):
+                await self.store.add_handle_time(
+                    department.code, seconds, self.config.handle_time_samples
+                )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        await self.gateway.disconnect_all()
+        await self.gateway.drain()
+        await self.store.close()

@@ -1,0 +1,177 @@
+"""Every socket.io event payload, both directions, as a typed, validated model.
+
+Client -> server payloads are validated strictly (unknown fields, wrong types
+and oversize strings are refused); server -> client payloads are built here so
+that docs/PROTOCOL.md and the code describe the same shapes.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ConsultationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+DepartmentCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
+# The number printed on the acceptance slip: letters, digits and dashes.
+CaseNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9-]{1,40}$")
+]
+ChatText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+OutcomeName = Literal["answered", "follow_up", "referred"]
+StateName = Literal["waiting", "offered", "active", "ended"]
+EndReasonName = Literal["completed", "abandoned", "no_expert", "dropped", "cancelled"]
+
+
+class ClientPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class EmptyPayload(ClientPayload):
+    pass
+
+
+class RequestConsultation(ClientPayload):
+    department: DepartmentCode
+    case_number: CaseNumber | None = None
+
+
+class ConsultationRef(ClientPayload):
+    consultation_id: ConsultationId
+
+
+class SetPresence(ClientPayload):
+    status: Literal["available", "away"]
+
+
+class SaveOutcome(ClientPayload):
+    consultation_id: ConsultationId
+    outcome: OutcomeName
+    notes: Notes = ""
+
+
+class RateConsultation(ClientPayload):
+    consultation_id: ConsultationId
+    rating: Annotated[int, Field(ge=1, le=5)]
+
+
+class SendChat(ClientPayload):
+    consultation_id: ConsultationId
+    text: ChatText
+
+
+class ServerPayload(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ConsultationView(ServerPayload):
+    """A consultation as its participants see it (event ``consultation``)."""
+
+    consultation_id: str
+    department: str
+    state: StateName
+    case_number: str | None
+    hall: str | None
+    kiosk: str
+    expert: str | None
+    waiting_since: float
+    offered_at: float | None = None
+    active_at: float | None = None
+    ended_at: float | None = None
+    end_reason: EndReasonName | None = None
+
+
+class QueuePosition(ServerPayload):
+    """Event ``queue_position`` to a waiting kiosk."""
+
+    consultation_id: str
+    position: int
+    queue_length: int
+    estimated_wait_s: int | None
+    experts_online: int
+
+
+class QueueEntryView(ServerPayload):
+    consultation_id: str
+    state: StateName
+    waiting_since: float
+    case_number: str | None
+    hall: str | None
+
+
+class ExpertView(ServerPayload):
+    username: str
+    status: Literal["available", "busy", "away", "offline"]
+
+
+class QueueUpdate(ServerPayload):
+    """Event ``queue_updated`` to the department's experts."""
+
+    department: str
+    entries: list[QueueEntryView]
+    experts: list[ExpertView]
+
+
+class OfferView(ServerPayload):
+    """Event ``offer`` to the expert being rung."""
+
+    consultation_id: str
+    department: str
+    case_number: str | None
+    hall: str | None
+    waiting_since: float
+    expires_at: float
+    ring_timeout_s: float
+
+
+class OfferRevoked(ServerPayload):
+    """Event ``offer_revoked``: the offer is gone (timeout, cancel, taken elsewhere)."""
+
+    consultation_id: str
+    reason: Literal["timeout", "cancelled", "declined", "ended"]
+
+
+class PresenceView(ServerPayload):
+    """Event ``presence`` to an expert: their own status as the server has it."""
+
+    status: Literal["available", "busy", "away", "offline"]
+    missed_in_a_row: int
+
+
+class ChatView(ServerPayload):
+    """Event ``chat_message`` to both participants."""
+
+    id: str
+    consultation_id: str
+    sender: Literal["kiosk", "expert"]
+    text: str
+    sent_at: float
+
+
+class PeerStatus(ServerPayload):
+    """Event ``peer_status``: the other side's connection dropped or came back."""
+
+    consultation_id: str
+    side: Literal["kiosk", "expert"]
+    status: Literal["reconnecting", "connected"]
+    grace_s: float | None = None
+
+
+class SessionState(ServerPayload):
+    """Ack of ``get_state`` and event ``session`` right after connecting."""
+
+    username: str
+    role: Literal["kiosk", "expert", "clerk", "admin"]
+    department: str | None
+    hall: str | None
+    presence: PresenceView | None
+    consultation: ConsultationView | None
+    offer: OfferView | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorAck(BaseModel):
+    error: ErrorBody

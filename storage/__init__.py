@@ -1,0 +1,1 @@
+"""What must last: records in SQL, the audit log, passwords and sessions."""

@@ -1,0 +1,55 @@
+"""The demo data set of DESIGN.md, seeded by ``--demo`` (idempotent)."""
+
+import asyncio
+
+from storage.errors import RecordNotFound
+from storage.passwords import hash_password
+from storage.records import AuditEvent, Role
+from storage.store import Storage
+
+DEMO_PASSWORD = "demo1234"  # noqa: S105 - published demo credentials, loopback only
+
+DEMO_DEPARTMENTS = (
+    ("market", "市场监管局", "Market Regulation"),
+    ("housing", "住房保障局", "Housing Security"),
+    ("social", "人力资源和社会保障局", "Human Resources and Social Security"),
+)
+
+# (username, role, department, hall, display name)
+DEMO_ACCOUNTS: tuple[tuple[str, Role, str | None, str | None, str], ...] = (
+    ("expert_market", Role.EXPERT, "market", None, "市场监管专家"),
+    ("expert_housing", Role.EXPERT, "housing", None, "住房保障专家"),
+    ("expert_social", Role.EXPERT, "social", None, "人社专家"),
+    ("clerk", Role.CLERK, None, None, "综合窗口"),
+    ("admin", Role.ADMIN, None, None, "管理员"),
+    ("kiosk01", Role.KIOSK, None, "city", "市民中心 1 号终端"),
+    ("kiosk02", Role.KIOSK, None, "district", "区分中心 2 号终端"),
+)
+
+
+async def seed_demo(storage: Storage) -> None:
+    """Create the demo departments and accounts that do not exist yet."""
+    existing = {d.code for d in await storage.departments.list()}
+    for code, name_zh, name_en in DEMO_DEPARTMENTS:
+        if code not in existing:
+            await storage.departments.create(
+                code, name_zh, name_en,
+                audit=AuditEvent("system", "department.create", code, {"demo": True}),
+            )
+    encoded = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
+    for username, role, department, hall, display_name in DEMO_ACCOUNTS:
+        try:
+            await storage.accounts.get_by_username(username)
+            continue
+        except RecordNotFound:
+            pass
+        await storage.accounts.create(
+            username,
+            DEMO_PASSWORD,
+            role,
+            department=department,
+            hall=hall,
+            display_name=display_name,
+            password_hash=encoded,
+            audit=AuditEvent("system", "account.create", username, {"role": role.value}),
+        )

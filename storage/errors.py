@@ -1,0 +1,33 @@
+"""Storage errors.
+
+StorageError
+ ├── RecordNotFound        the named record does not exist
+ ├── RecordConflict        the record already exists or is in the wrong state
+ ├── MigrationError        the database schema cannot be brought up to date
+ └── AuditChainBroken      an audit entry does not match the chain
+"""
+
+
+class StorageError(Exception):
+    """Root of every error raised by ``storage``."""
+
+
+class RecordNotFound(StorageError):
+    """The named record does not exist."""
+
+
+class RecordConflict(StorageError):
+    """The record already exists, or is not in a state that allows the change."""
+
+
+class MigrationError(StorageError):
+    """The database holds a schema newer than this code, or a migration failed."""
+
+
+class AuditChainBroken(StorageError):
+    """An audit entry's hash does not follow from its content and predecessor."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"audit entry {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason

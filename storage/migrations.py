@@ -1,0 +1,133 @@
+"""Versioned schema migrations, applied in order at start.
+
+Each migration is portable DDL (SQLite and PostgreSQL); once released it is
+never edited: a change to the schema is a new migration appended here and the
+matching change in ``storage.schema``.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage.errors import MigrationError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "departments, accounts, sessions, consultations, chat, audit log",
+        (
+            """CREATE TABLE departments (
+                code TEXT PRIMARY KEY,
+                name_zh TEXT NOT NULL,
+                name_en TEXT NOT NULL,
+                disabled BOOLEAN NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE accounts (
+                id TEXT PRIMARY KEY,
+                username TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                role TEXT NOT NULL,
+                department TEXT REFERENCES departments(code),
+                hall TEXT,
+                display_name TEXT NOT NULL,
+                disabled BOOLEAN NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE sessions (
+                token_hash TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                created_at DOUBLE PRECISION NOT NULL,
+                last_seen DOUBLE PRECISION NOT NULL,
+                remote TEXT NOT NULL)""",
+            "CREATE INDEX sessions_account ON sessions(account_id)",
+            """CREATE TABLE consultations (
+                id TEXT PRIMARY KEY,
+                kiosk_id TEXT NOT NULL REFERENCES accounts(id),
+                hall TEXT,
+                department TEXT NOT NULL REFERENCES departments(code),
+                expert_id TEXT REFERENCES accounts(id),
+                case_number TEXT,
+                state TEXT NOT NULL,
+                waiting_at DOUBLE PRECISION NOT NULL,
+                offered_at DOUBLE PRECISION,
+                active_at DOUBLE PRECISION,
+                ended_at DOUBLE PRECISION,
+                end_reason TEXT,
+                ended_by TEXT,
+                outcome TEXT,
+                notes TEXT,
+                rating SMALLINT)""",
+            "CREATE INDEX consultations_case ON consultations(case_number)",
+            "CREATE INDEX consultations_dept_ended ON consultations(department, ended_at)",
+            """CREATE TABLE chat_messages (
+                id TEXT PRIMARY KEY,
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                sender_id TEXT NOT NULL REFERENCES accounts(id),
+                sender_role TEXT NOT NULL,
+                text TEXT NOT NULL,
+                sent_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX chat_consultation ON chat_messages(consultation_id, sent_at)",
+            """CREATE TABLE audit_log (
+                seq INTEGER PRIMARY KEY,
+                at DOUBLE PRECISION NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                remote TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL)""",
+            """CREATE TABLE audit_head (
+                id INTEGER PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                hash TEXT NOT NULL)""",
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '')",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    """The schema version recorded in the database, 0 for an empty one."""
+    has_table = await conn.run_sync(
+        lambda sync_conn: sync_conn.dialect.has_table(sync_conn, "schema_version")
+    )
+    if not has_table:
+        return 0
+    value = (await conn.execute(text("SELECT max(version) FROM schema_version"))).scalar()
+    return int(value or 0)
+
+
+async def migrate(engine: AsyncEngine) -> int:
+    """Apply every pending migration, each in its own transaction; return the version."""
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two nodes starting together must not both run the same migration.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(736215)"))
+        version = await current_version(conn)
+        if version > LATEST_VERSION:
+            raise MigrationError(
+                f"database schema is version {version}, newer than this code ({LATEST_VERSION})"
+            )
+        if version == 0:
+            await conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+        for migration in MIGRATIONS:
+            if migration.version <= version:
+                continue
+            for statement in migration.statements:
+                await conn.execute(text(statement))
+            await conn.execute(
+                text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": migration.version}
+            )
+            version = migration.version
+    return version

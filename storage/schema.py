@@ -1,0 +1,117 @@
+"""The current shape of every table, for queries.
+
+The DDL that creates them lives in ``storage.migrations``; a test checks that
+the migrated database and these definitions agree. Times are UNIX seconds
+(float), ids are random text, so that SQLite and PostgreSQL share one code path
+without relying on either's autoincrement.
+"""
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+departments = Table(
+    "departments",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("name_zh", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("username", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("department", Text, ForeignKey("departments.code"), nullable=True),
+    Column("hall", Text, nullable=True),
+    Column("display_name", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("remote", Text, nullable=False),
+)
+
+consultations = Table(
+    "consultations",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kiosk_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("hall", Text, nullable=True),
+    Column("department", Text, ForeignKey("departments.code"), nullable=False),
+    Column("expert_id", Text, ForeignKey("accounts.id"), nullable=True),
+    Column("case_number", Text, nullable=True),
+    Column("state", Text, nullable=False),
+    Column("waiting_at", Float, nullable=False),
+    Column("offered_at", Float, nullable=True),
+    Column("active_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("end_reason", Text, nullable=True),
+    Column("ended_by", Text, nullable=True),
+    Column("outcome", Text, nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("rating", SmallInteger, nullable=True),
+)
+
+chat_messages = Table(
+    "chat_messages",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("consultation_id", Text, ForeignKey("consultations.id"), nullable=False),
+    Column("sender_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("sender_role", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("sent_at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", Float, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("remote", Text, nullable=False),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+)
+
+# One row: the newest entry's seq and hash. Appenders lock it, which serialises
+# appends across processes on PostgreSQL, and it reveals a truncated tail.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", Text, nullable=False),
+)

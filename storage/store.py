@@ -1,0 +1,40 @@
+"""Everything storage offers, opened and closed as one object."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.accounts import Accounts
+from storage.audit import AuditLog
+from storage.consultations import ConsultationRecords
+from storage.database import Database, database_url
+from storage.departments import Departments
+from storage.sessions import SessionPolicy, Sessions
+
+
+@dataclass(frozen=True)
+class Storage:
+    db: Database
+    audit: AuditLog
+    departments: Departments
+    accounts: Accounts
+    sessions: Sessions
+    consultations: ConsultationRecords
+
+    @classmethod
+    async def open(
+        cls, url: str | None, data_dir: Path, session_policy: SessionPolicy
+    ) -> "Storage":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db = await Database.open(database_url(url, data_dir))
+        audit = AuditLog(db)
+        return cls(
+            db=db,
+            audit=audit,
+            departments=Departments(db, audit),
+            accounts=Accounts(db, audit),
+            sessions=Sessions(db, audit, session_policy),
+            consultations=ConsultationRecords(db, audit),
+        )
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,112 @@
+"""Departments and accounts: listed by staff, changed by admins."""
+
+from aiohttp import web
+
+from storage.records import AuditEvent, Role
+from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
+from web.auth import remote_address
+from web.errors import BadRequest
+from web.keys import HUB, STORAGE
+from web.schemas import (
+    AccountCreate,
+    AccountList,
+    AccountPatch,
+    AccountView,
+    DepartmentCreate,
+    DepartmentList,
+    DepartmentPatch,
+    DepartmentView,
+)
+
+api = Api()
+ADMIN = frozenset({Role.ADMIN})
+
+
+def _audit(request: web.Request, action: str, subject: str, **detail: str | bool) -> AuditEvent:
+    return AuditEvent(
+        account_of(request).username, action, subject, dict(detail), remote_address(request)
+    )
+
+
+@api.route("GET", "/api/v1/departments", summary="Departments (enabled ones, or all for admins).",
+           roles=ANY_ACCOUNT, response=DepartmentList, tag="admin")
+async def list_departments(request: web.Request) -> web.StreamResponse:
+    everything = account_of(request).role is Role.ADMIN
+    departments = await request.app[STORAGE].departments.list(include_disabled=everything)
+    return reply(DepartmentList(departments=[DepartmentView.of(d) for d in departments]))
+
+
+@api.route("POST", "/api/v1/departments", summary="Create a department.", roles=ADMIN,
+           body=DepartmentCreate, response=DepartmentView, status=201, tag="admin")
+async def create_department(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, DepartmentCreate)
+    department = await request.app[STORAGE].departments.create(
+        body.code, body.name_zh, body.name_en,
+        audit=_audit(request, "department.create", body.code),
+    )
+    return reply(DepartmentView.of(department), status=201)
+
+
+@api.route("PATCH", "/api/v1/departments/{code}", summary="Disable or enable a department.",
+           roles=ADMIN, body=DepartmentPatch, response=DepartmentView, tag="admin")
+async def patch_department(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, DepartmentPatch)
+    code = request.match_info["code"]
+    department = await request.app[STORAGE].departments.set_disabled(
+        code, body.disabled,
+        audit=_audit(request, "department.disable" if body.disabled else "department.enable", code),
+    )
+    return reply(DepartmentView.of(department))
+
+
+@api.route("GET", "/api/v1/accounts", summary="All accounts.", roles=ADMIN,
+           response=AccountList, tag="admin")
+async def list_accounts(request: web.Request) -> web.StreamResponse:
+    accounts = await request.app[STORAGE].accounts.list()
+    return reply(AccountList(accounts=[AccountView.of(a) for a in accounts]))
+
+
+@api.route("POST", "/api/v1/accounts", summary="Create an account.", roles=ADMIN,
+           body=AccountCreate, response=AccountView, status=201, tag="admin")
+async def create_account(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, AccountCreate)
+    role = Role(body.role)
+    if (role is Role.EXPERT) != (body.department is not None):
+        raise BadRequest("experts, and only experts, have a department", code="invalid_body")
+    if role is not Role.KIOSK and body.hall is not None:
+        raise BadRequest("only kiosks stand in a hall", code="invalid_body")
+    account = await request.app[STORAGE].accounts.create(
+        body.username,
+        body.password,
+        role,
+        department=body.department,
+        hall=body.hall,
+        display_name=body.display_name,
+        audit=_audit(request, "account.create", body.username, role=role.value),
+    )
+    return reply(AccountView.of(account), status=201)
+
+
+@api.route("PATCH", "/api/v1/accounts/{username}",
+           summary="Disable or enable an account, or reset its password (ends its sessions).",
+           roles=ADMIN, body=AccountPatch, response=AccountView, tag="admin")
+async def patch_account(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, AccountPatch)
+    username = request.match_info["username"]
+    storage = request.app[STORAGE]
+    if body.disabled is None and body.password is None:
+        raise BadRequest("nothing to change", code="invalid_body")
+    account = await storage.accounts.get_by_username(username)
+    if body.password is not None:
+        await storage.accounts.set_password(
+            username, body.password, audit=_audit(request, "account.password_reset", username)
+        )
+    if body.disabled is not None:
+        account = await storage.accounts.set_disabled(
+            username, body.disabled,
+            audit=_audit(request, "account.disable" if body.disabled else "account.enable",
+                         username),
+        )
+    if body.disabled or body.password is not None:
+        await request.app[HUB].gateway.disconnect_account(account.id)
+    return reply(AccountView.of(account))

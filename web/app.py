@@ -1,0 +1,87 @@
+"""The application factory: settings in, a ready ``web.Application`` out."""
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from signaling.config import SignalingConfig
+from signaling.hub import SignalingHub, create_socket_server, create_state_store
+from storage.demo import seed_demo
+from storage.sessions import SessionPolicy
+from storage.store import Storage
+from web import admin_api, consultations_api, health, openapi, pages, session_api
+from web.auth import SESSION_COOKIE, remote_address
+from web.errors import error_middleware
+from web.keys import HUB, OPENAPI, SETTINGS, SOCKETS, STORAGE
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_TABLES = [
+    session_api.api,
+    admin_api.api,
+    consultations_api.api,
+    health.api,
+    openapi.api,
+    pages.api,
+]
+
+# JSON bodies are small; files are streamed by their own routes.
+MAX_BODY_BYTES = 256 * 1024
+
+
+def signaling_config(settings: Settings) -> SignalingConfig:
+    return SignalingConfig(
+        ring_timeout=settings.ring_timeout,
+        grace_period=settings.grace_period,
+        no_expert_wait=settings.no_expert_wait,
+    )
+
+
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    storage = await Storage.open(
+        settings.database_url,
+        settings.data_dir,
+        SessionPolicy(idle_timeout=settings.session_idle, max_age=settings.session_max),
+    )
+    app[STORAGE] = storage
+    if settings.demo:
+        await seed_demo(storage)
+    yield
+    await storage.close()
+
+
+async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    hub = SignalingHub(
+        app[SOCKETS],
+        create_state_store(settings.redis_url),
+        app[STORAGE],
+        signaling_config(settings),
+        session_cookie=SESSION_COOKIE,
+        remote_of=remote_address,
+    )
+    app[HUB] = hub
+    await hub.start()
+    yield
+    await hub.stop()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[pages.security_headers, error_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    sio = create_socket_server(settings.redis_url)
+    sio.attach(app)
+    app[SOCKETS] = sio
+    app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_signaling_ctx)
+    for table in API_TABLES:
+        table.add_to(app)
+    pages.add_static(app)
+    app[OPENAPI] = openapi.build_openapi(API_TABLES)
+    return app

@@ -1,0 +1,64 @@
+"""Consultation records for staff: look up, search by case number, withdraw."""
+
+from aiohttp import web
+
+from signaling.messages import ConsultationView
+from storage.errors import RecordNotFound
+from storage.records import Account, ConsultationRecord, ConsultationState, Role
+from web.api import Api, account_of, reply
+from web.auth import remote_address
+from web.errors import BadRequest, NotFound
+from web.keys import HUB, STORAGE
+from web.schemas import CaseQuery, ConsultationList, ConsultationRecordView
+
+api = Api()
+STAFF = frozenset({Role.EXPERT, Role.CLERK, Role.ADMIN})
+
+
+def may_read(account: Account, record: ConsultationRecord) -> bool:
+    """Clerks and admins read every record; experts their department's; a kiosk
+    only its own consultation, and only while it is open."""
+    if account.role in (Role.CLERK, Role.ADMIN):
+        return True
+    if account.role is Role.EXPERT:
+        return record.department == account.department
+    return record.kiosk_id == account.id and record.state is not ConsultationState.ENDED
+
+
+@api.route("GET", "/api/v1/consultations/{consultation_id}", summary="One consultation record.",
+           roles=frozenset(Role), response=ConsultationRecordView, tag="consultations")
+async def get_consultation(request: web.Request) -> web.StreamResponse:
+    try:
+        record = await request.app[STORAGE].consultations.get(request.match_info["consultation_id"])
+    except RecordNotFound:
+        raise NotFound("no such consultation") from None
+    if not may_read(account_of(request), record):
+        # Same answer as a missing record: do not reveal that it exists.
+        raise NotFound("no such consultation")
+    return reply(ConsultationRecordView.of(record))
+
+
+@api.route("GET", "/api/v1/consultations", summary="Consultations with a case number.",
+           roles=STAFF, response=ConsultationList, tag="consultations",
+           query=(("case_number", "the number on the acceptance slip"),))
+async def find_consultations(request: web.Request) -> web.StreamResponse:
+    try:
+        query = CaseQuery.model_validate({"case_number": request.query.get("case_number", "")})
+    except ValueError:
+        raise BadRequest("give a valid case_number", code="invalid_query") from None
+    account = account_of(request)
+    department = account.department if account.role is Role.EXPERT else None
+    records = await request.app[STORAGE].consultations.find(
+        case_number=query.case_number, department=department
+    )
+    return reply(ConsultationList(consultations=[ConsultationRecordView.of(r) for r in records]))
+
+
+@api.route("POST", "/api/v1/consultations/{consultation_id}/withdraw",
+           summary="Withdraw an open consultation (ends as cancelled).",
+           roles=frozenset({Role.ADMIN}), response=ConsultationView, tag="consultations")
+async def withdraw(request: web.Request) -> web.StreamResponse:
+    view = await request.app[HUB].consultations.withdraw(
+        account_of(request), request.match_info["consultation_id"], remote_address(request)
+    )
+    return reply(view)

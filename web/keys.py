@@ -1,0 +1,18 @@
+"""Typed keys for the app-wide objects held on the aiohttp application and requests."""
+
+import socketio
+from aiohttp import web
+
+from signaling.hub import SignalingHub
+from storage.records import Account
+from storage.store import Storage
+from web.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+STORAGE = web.AppKey("storage", Storage)
+SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
+HUB = web.AppKey("hub", SignalingHub)
+OPENAPI = web.AppKey("openapi", dict[str, object])
+
+ACCOUNT = web.RequestKey("account", Account)
+SESSION_TOKEN = web.RequestKey("session_token", str)

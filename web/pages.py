@@ -1,0 +1,64 @@
+"""The four pages and their static files, with the headers every page carries."""
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from web.api import Api
+
+api = Api()
+PAGES_DIR = Path(__file__).parent / "pages"
+STATIC_DIR = Path(__file__).parent / "static"
+PAGES = ("kiosk", "expert", "clerk", "admin")
+
+# No inline script or style anywhere: the pages run under this policy.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    path = PAGES_DIR / f"{name}.html"
+
+    async def serve(_request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path, headers={"Cache-Control": "no-store"})
+
+    serve.__name__ = f"{name}_page"
+    return serve
+
+
+for _name in PAGES:
+    api.route("GET", f"/{_name}", summary=f"The {_name} page (HTML).", roles=None, tag="pages",
+              content_type="text/html")(_page(_name))
+
+
+@api.route("GET", "/", summary="Index of the pages (HTML).", roles=None, tag="pages",
+           content_type="text/html")
+async def index(_request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(PAGES_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+
+def add_static(app: web.Application) -> None:
+    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    # The kiosk and expert pages need the camera and microphone of this origin only.
+    headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
+    if request.secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.path.startswith("/api/"):
+        headers.setdefault("Cache-Control", "no-store")
+    return response

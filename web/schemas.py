@@ -1,0 +1,147 @@
+"""Every REST request and response body as a typed model."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from signaling.messages import CaseNumber, DepartmentCode
+from storage.records import Account, ConsultationRecord, Department
+
+Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Hall = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
+RoleName = Literal["kiosk", "expert", "clerk", "admin"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LoginRequest(Body):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class DepartmentCreate(Body):
+    code: DepartmentCode
+    name_zh: Name
+    name_en: Name
+
+
+class DepartmentPatch(Body):
+    disabled: bool
+
+
+class AccountCreate(Body):
+    username: Username
+    password: Password
+    role: RoleName
+    department: DepartmentCode | None = None
+    hall: Hall | None = None
+    display_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+
+
+class AccountPatch(Body):
+    disabled: bool | None = None
+    password: Password | None = None
+
+
+class CaseQuery(Body):
+    case_number: CaseNumber
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class HealthView(View):
+    status: Literal["ok"]
+
+
+class MeView(View):
+    username: str
+    role: RoleName
+    display_name: str
+    department: str | None
+    hall: str | None
+
+    @classmethod
+    def of(cls, account: Account) -> "MeView":
+        return cls(
+            username=account.username,
+            role=account.role.value,  # type: ignore[arg-type]
+            display_name=account.display_name,
+            department=account.department,
+            hall=account.hall,
+        )
+
+
+class AccountView(MeView):
+    disabled: bool
+    created_at: float
+
+    @classmethod
+    def of(cls, account: Account) -> "AccountView":
+        return cls(
+            **MeView.of(account).model_dump(), disabled=account.disabled,
+            created_at=account.created_at,
+        )
+
+
+class AccountList(View):
+    accounts: list[AccountView]
+
+
+class DepartmentView(View):
+    code: str
+    name_zh: str
+    name_en: str
+    disabled: bool
+
+    @classmethod
+    def of(cls, department: Department) -> "DepartmentView":
+        return cls(
+            code=department.code,
+            name_zh=department.name_zh,
+            name_en=department.name_en,
+            disabled=department.disabled,
+        )
+
+
+class DepartmentList(View):
+    departments: list[DepartmentView]
+
+
+class ConsultationRecordView(View):
+    id: str
+    department: str
+    hall: str | None
+    case_number: str | None
+    state: str
+    waiting_at: float
+    offered_at: float | None
+    active_at: float | None
+    ended_at: float | None
+    end_reason: str | None
+    outcome: str | None
+    notes: str | None
+    rating: int | None
+
+    @classmethod
+    def of(cls, record: ConsultationRecord) -> "ConsultationRecordView":
+        data = {k: getattr(record, k) for k in cls.model_fields}
+        return cls(**data)
+
+
+class ConsultationList(View):
+    consultations: list[ConsultationRecordView]
+
+
+class ErrorDetail(View):
+    code: str
+    message: str
+
+
+class ErrorView(View):
+    error: ErrorDetail

@@ -1,0 +1,65 @@
+"""Login, logout and who-am-I."""
+
+from aiohttp import web
+
+from storage.records import AuditEvent
+from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
+from web.auth import (
+    LoginThrottle,
+    clear_session_cookie,
+    remote_address,
+    set_session_cookie,
+)
+from web.errors import Unauthorized
+from web.keys import HUB, SESSION_TOKEN, SETTINGS, STORAGE
+from web.schemas import LoginRequest, MeView
+
+api = Api()
+
+
+@api.route("POST", "/api/v1/login", summary="Log in; sets the HttpOnly session cookie.",
+           roles=None, body=LoginRequest, response=MeView, tag="session")
+async def login(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, LoginRequest)
+    throttle = LoginThrottle(request, body.username)
+    await throttle.check()
+    storage = request.app[STORAGE]
+    remote = remote_address(request)
+    account = await storage.accounts.authenticate(body.username, body.password)
+    if account is None:
+        await throttle.failed()
+        await storage.audit.append(
+            AuditEvent(body.username[:64], "login.failed", body.username[:64], {}, remote)
+        )
+        raise Unauthorized("wrong username or password", code="invalid_credentials")
+    # A fresh token at every login: a token planted before login is worthless.
+    old = request.cookies.get("wl_session")
+    if old:
+        await storage.sessions.delete(old)
+    token = await storage.sessions.create(
+        account, remote, audit=AuditEvent(account.username, "login", account.username, {}, remote)
+    )
+    response = reply(MeView.of(account))
+    set_session_cookie(response, token, request.app[SETTINGS])
+    return response
+
+
+@api.route("POST", "/api/v1/logout", summary="End the session and close its sockets.",
+           roles=ANY_ACCOUNT, tag="session", status=204)
+async def logout(request: web.Request) -> web.StreamResponse:
+    account = account_of(request)
+    token = request[SESSION_TOKEN]
+    remote = remote_address(request)
+    await request.app[STORAGE].sessions.delete(
+        token, audit=AuditEvent(account.username, "logout", account.username, {}, remote)
+    )
+    await request.app[HUB].gateway.disconnect_token(token)
+    response = web.Response(status=204)
+    clear_session_cookie(response)
+    return response
+
+
+@api.route("GET", "/api/v1/me", summary="The logged-in account.", roles=ANY_ACCOUNT,
+           response=MeView, tag="session")
+async def me(request: web.Request) -> web.StreamResponse:
+    return reply(MeView.of(account_of(request)))

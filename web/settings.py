@@ -1,0 +1,249 @@
+"""Settings: read once from flags and ``WINDOWLINK_<NAME>`` variables, checked, frozen.
+
+A flag wins over its variable; a variable wins over the default. Defaults are
+the embedded single-node set-up: SQLite and files under ./data, in-process
+signaling state, no Redis.
+"""
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "WINDOWLINK_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    """Address the HTTP(S) server binds."""
+    port: int = 8080
+    """Port the HTTP(S) server binds."""
+    data_dir: Path = Path("./data")
+    """Directory for the SQLite database, files, keys and the generated certificate."""
+    demo: bool = False
+    """Seed the demo departments and accounts (loopback hosts only)."""
+    redis_url: str | None = None
+    """Redis for shared signaling state across nodes; unset = in-process state."""
+    database_url: str | None = None
+    """postgresql://... for PostgreSQL; unset = SQLite in the data directory."""
+    media_address: tuple[str, ...] = ()
+    """Local addresses the relay gathers ICE candidates on (repeatable)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain to serve HTTPS with (with --tls-key)."""
+    tls_key: Path | None = None
+    """PEM private key for --tls-cert."""
+    tls_self_signed: bool = False
+    """Serve HTTPS with a certificate generated into the data directory."""
+    behind_proxy: bool = False
+    """TLS ends at a reverse proxy: allow plain HTTP off loopback, trust X-Forwarded-*."""
+    ring_timeout: float = 20.0
+    """Seconds an offer rings before it goes to the next expert."""
+    grace_period: float = 30.0
+    """Seconds a dropped participant has to come back before the call ends."""
+    no_expert_wait: float = 120.0
+    """Seconds a consultation waits with nobody of its department online."""
+    session_idle: float = 8 * 3600.0
+    """Seconds of inactivity after which a login session expires."""
+    session_max: float = 24 * 3600.0
+    """Seconds after login after which a session expires regardless."""
+    login_attempts: int = 5
+    """Failed logins per account and address within --login-window before 429."""
+    login_window: float = 300.0
+    """Seconds over which failed logins are counted."""
+    log_level: str = "info"
+    """debug, info, warning or error."""
+    extra_hosts: tuple[str, ...] = field(default=())
+    """More host names for the self-signed certificate (repeatable)."""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_self_signed or self.tls_cert is not None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _env_name(dest: str) -> str:
+    return ENV_PREFIX + dest.upper()
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="server.py",
+        description="windowlink: video consultation and document exchange for service halls.",
+        epilog="Every flag can also be set with the environment variable WINDOWLINK_<NAME> "
+        "(e.g. WINDOWLINK_DATABASE_URL); repeatable flags take a comma-separated list there.",
+    )
+
+    def env(dest: str, fallback: object) -> object:
+        return environ.get(_env_name(dest), fallback)
+
+    def bool_env(dest: str) -> bool:
+        raw = environ.get(_env_name(dest), "").strip().lower()
+        if raw in ("", "0", "false", "no", "off"):
+            return False
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        raise SettingsError(f"{_env_name(dest)} must be true or false, not {raw!r}")
+
+    def help_of(dest: str) -> str:
+        return _FIELD_DOCS[dest]
+
+    for dest in ("host", "data_dir", "redis_url", "database_url", "tls_cert", "tls_key",
+                 "log_level"):
+        parser.add_argument(_flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)),
+                            help=help_of(dest))
+    parser.add_argument("--port", dest="port", default=env("port", defaults.port),
+                        help=help_of("port"))
+    for dest in ("ring_timeout", "grace_period", "no_expert_wait", "session_idle",
+                 "session_max", "login_window"):
+        parser.add_argument(_flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)),
+                            help=help_of(dest))
+    parser.add_argument("--login-attempts", dest="login_attempts",
+                        default=env("login_attempts", defaults.login_attempts),
+                        help=help_of("login_attempts"))
+    for dest in ("demo", "tls_self_signed", "behind_proxy"):
+        parser.add_argument(_flag(dest), dest=dest, action="store_true", default=bool_env(dest),
+                            help=help_of(dest))
+    for dest in ("media_address", "extra_hosts"):
+        raw = environ.get(_env_name(dest), "")
+        parser.add_argument(
+            _flag(dest).removesuffix("s") if dest == "extra_hosts" else _flag(dest),
+            dest=dest,
+            action="append",
+            default=None,
+            help=help_of(dest),
+        )
+        parser.set_defaults(**{f"{dest}_env": [v.strip() for v in raw.split(",") if v.strip()]})
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_sub.add_parser("verify", help="check the audit hash chain; exit 1 naming the first "
+                         "broken entry")
+    return parser
+
+
+def _field_docs() -> dict[str, str]:
+    """Each field's docstring, read from this module's source (the one-line docs above)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(Settings))
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+_FIELD_DOCS = _field_docs()
+
+
+def _number(name: str, raw: object, kind: type[int] | type[float], minimum: float) -> float:
+    try:
+        value = kind(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SettingsError(f"{_flag(name)} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{_flag(name)} must be at least {minimum}, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Invocation:
+    settings: Settings
+    command: tuple[str, ...]
+
+
+def parse_settings(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> Invocation:
+    """Flags and environment -> checked settings and the sub-command (if any)."""
+    environ = os.environ if environ is None else environ
+    args = _build_parser(environ).parse_args(list(argv))
+    port = int(_number("port", args.port, int, 0))
+    if port > 65535:
+        raise SettingsError("--port must be at most 65535")
+    log_level = str(args.log_level).lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise SettingsError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    settings = Settings(
+        host=str(args.host),
+        port=port,
+        data_dir=Path(str(args.data_dir)),
+        demo=bool(args.demo),
+        redis_url=str(args.redis_url) if args.redis_url else None,
+        database_url=str(args.database_url) if args.database_url else None,
+        media_address=tuple(args.media_address or args.media_address_env),
+        tls_cert=Path(str(args.tls_cert)) if args.tls_cert else None,
+        tls_key=Path(str(args.tls_key)) if args.tls_key else None,
+        tls_self_signed=bool(args.tls_self_signed),
+        behind_proxy=bool(args.behind_proxy),
+        ring_timeout=_number("ring_timeout", args.ring_timeout, float, 1),
+        grace_period=_number("grace_period", args.grace_period, float, 1),
+        no_expert_wait=_number("no_expert_wait", args.no_expert_wait, float, 1),
+        session_idle=_number("session_idle", args.session_idle, float, 60),
+        session_max=_number("session_max", args.session_max, float, 60),
+        login_attempts=int(_number("login_attempts", args.login_attempts, int, 1)),
+        login_window=_number("login_window", args.login_window, float, 1),
+        log_level=log_level,
+        extra_hosts=tuple(args.extra_hosts or args.extra_hosts_env),
+    )
+    command: tuple[str, ...] = ()
+    if args.command == "audit":
+        command = ("audit", str(args.audit_command))
+    if not command:
+        check_serving(settings)
+    return Invocation(settings, command)
+
+
+def check_serving(settings: Settings) -> None:
+    """Refuse set-ups that would be unsafe to serve."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingsError("--tls-cert and --tls-key go together")
+    if settings.tls_cert is not None and settings.tls_self_signed:
+        raise SettingsError("choose either --tls-cert/--tls-key or --tls-self-signed")
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise SettingsError(f"TLS file {path} does not exist")
+    if not settings.tls and not settings.behind_proxy and not is_loopback(settings.host):
+        raise SettingsError(
+            f"refusing to serve plain HTTP on {settings.host}: cameras and the files need an "
+            "encrypted connection. Use --tls-cert/--tls-key or --tls-self-signed, or "
+            "--behind-proxy if a reverse proxy ends TLS in front of this server."
+        )
+    if settings.demo and not is_loopback(settings.host):
+        raise SettingsError(
+            f"--demo publishes known passwords and is only allowed on a loopback host, "
+            f"not {settings.host}"
+        )
+    if settings.session_max < settings.session_idle:
+        raise SettingsError("--session-max must not be shorter than --session-idle")
