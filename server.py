@@ -1,7 +1,7 @@
 """windowlink entry point: settings -> app -> run.
 
-    python server.py [flags]                 serve
-    python server.py [flags] audit verify    check the audit hash chain
+python server.py [flags]                 serve
+python server.py [flags] audit verify    check the audit hash chain
 """
 
 import asyncio

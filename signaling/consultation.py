@@ -253,7 +253,7 @@ class ConsultationService:
         view = ChatView(
             id=message.id,
             consultation_id=call.id,
-            sender=account.role.value,  # type: ignore[arg-type]
+            sender=account.role.value,
             text=message.text,
             sent_at=message.sent_at,
         )
@@ -278,7 +278,7 @@ class ConsultationService:
             return await self._finish_locked(call, reason, ended_by, remote)
 
     async def _finish_locked(
-        self, call: LiveCall, reason: EndReason, ended_by: str, remote: str
+        self, call: LiveCall, reason: EndReason, ended_by: str, remote: str = ""
     ) -> ConsultationView:
         now = self.clock()
         was = call.phase
@@ -320,7 +320,7 @@ class ConsultationService:
                     "offer_revoked",
                     OfferRevoked(
                         consultation_id=call.id,
-                        reason=_END_REVOKE_REASON.get(reason, "ended"),  # type: ignore[arg-type]
+                        reason=_END_REVOKE_REASON.get(reason, "ended"),
                     ),
                 )
                 if presence is not None and presence.offer == call.id:
@@ -370,7 +370,7 @@ class ConsultationService:
                     "peer_status",
                     PeerStatus(
                         consultation_id=call.id,
-                        side=side.value,  # type: ignore[arg-type]
+                        side=side.value,
                         status="reconnecting",
                         grace_s=self.config.grace_period,
                     ),
@@ -396,7 +396,7 @@ class ConsultationService:
                         "peer_status",
                         PeerStatus(
                             consultation_id=call.id,
-                            side=side.value,  # type: ignore[arg-type]
+                            side=side.value,
                             status="connected",
                         ),
                     )
@@ -465,7 +465,9 @@ class ConsultationService:
                     EndReason.DROPPED,
                     "system",
                     self.clock(),
-                    audit=AuditEvent("system", "consultation.end", record.id, {"reason": "dropped"}),
+                    audit=AuditEvent(
+                        "system", "consultation.end", record.id, {"reason": "dropped"}
+                    ),
                 )
                 settled += 1
             except RecordConflict:

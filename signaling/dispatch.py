@@ -39,7 +39,7 @@ def consultation_view(call: LiveCall) -> ConsultationView:
     return ConsultationView(
         consultation_id=call.id,
         department=call.department,
-        state=call.phase.value,  # type: ignore[arg-type]
+        state=call.phase.value,
         case_number=call.case_number,
         hall=call.hall,
         kiosk=call.kiosk_username,
@@ -65,7 +65,7 @@ def offer_view(call: LiveCall, ring_timeout: float) -> OfferView:
 
 def presence_view(presence: ExpertPresence) -> PresenceView:
     return PresenceView(
-        status=presence.presence.value,  # type: ignore[arg-type]
+        status=presence.presence.value,
         missed_in_a_row=presence.missed_in_a_row,
     )
 
@@ -137,7 +137,7 @@ class Dispatcher:
         await self.store.put_call(call)
         await self.storage.consultations.mark_waiting(call.id)
         await self.notifier.to_account(
-            expert_id, "offer_revoked", OfferRevoked(consultation_id=call.id, reason=reason)  # type: ignore[arg-type]
+            expert_id, "offer_revoked", OfferRevoked(consultation_id=call.id, reason=reason)
         )
         await self.notifier.to_account(call.kiosk_id, "consultation", consultation_view(call))
         expert = await self.store.get_presence(expert_id)
@@ -190,17 +190,14 @@ class Dispatcher:
             entries=[
                 QueueEntryView(
                     consultation_id=c.id,
-                    state=c.phase.value,  # type: ignore[arg-type]
+                    state=c.phase.value,
                     waiting_since=c.waiting_since,
                     case_number=c.case_number,
                     hall=c.hall,
                 )
                 for c in calls
             ],
-            experts=[
-                ExpertView(username=p.username, status=p.presence.value)  # type: ignore[arg-type]
-                for p in presences
-            ],
+            experts=[ExpertView(username=p.username, status=p.presence.value) for p in presences],
         )
 
     async def queue_snapshot(self, department: str) -> QueueUpdate:

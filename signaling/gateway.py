@@ -242,34 +242,79 @@ class SignalingGateway:
             return await self.session_state(a)
 
         return [
-            EventSpec("request_consultation", RequestConsultation, KIOSK, request,
-                      "Join a department's queue."),
-            EventSpec("cancel_request", ConsultationRef, KIOSK, cancel,
-                      "Leave the queue before the call starts (ends as abandoned)."),
-            EventSpec("rate_consultation", RateConsultation, KIOSK, rate,
-                      "Rate an ended consultation 1-5, once."),
-            EventSpec("set_presence", SetPresence, EXPERT, set_presence,
-                      "Become available or away."),
-            EventSpec("accept_offer", ConsultationRef, EXPERT, accept,
-                      "Accept the consultation ringing for you."),
-            EventSpec("decline_offer", ConsultationRef, EXPERT, decline,
-                      "Decline it; it goes to the next expert."),
-            EventSpec("save_outcome", SaveOutcome, EXPERT, outcome,
-                      "Record the outcome and notes of your call."),
-            EventSpec("get_queue", EmptyPayload, EXPERT, get_queue,
-                      "The department's queue and experts now."),
-            EventSpec("end_consultation", ConsultationRef, PARTICIPANTS, end,
-                      "End the call (or, for a kiosk, leave the queue)."),
-            EventSpec("send_chat", SendChat, PARTICIPANTS, chat,
-                      "Send a chat line during the call."),
-            EventSpec("get_state", EmptyPayload, ANYONE, get_state,
-                      "Who you are, your presence, your open consultation and offer."),
+            EventSpec(
+                "request_consultation",
+                RequestConsultation,
+                KIOSK,
+                request,
+                "Join a department's queue.",
+            ),
+            EventSpec(
+                "cancel_request",
+                ConsultationRef,
+                KIOSK,
+                cancel,
+                "Leave the queue before the call starts (ends as abandoned).",
+            ),
+            EventSpec(
+                "rate_consultation",
+                RateConsultation,
+                KIOSK,
+                rate,
+                "Rate an ended consultation 1-5, once.",
+            ),
+            EventSpec(
+                "set_presence", SetPresence, EXPERT, set_presence, "Become available or away."
+            ),
+            EventSpec(
+                "accept_offer",
+                ConsultationRef,
+                EXPERT,
+                accept,
+                "Accept the consultation ringing for you.",
+            ),
+            EventSpec(
+                "decline_offer",
+                ConsultationRef,
+                EXPERT,
+                decline,
+                "Decline it; it goes to the next expert.",
+            ),
+            EventSpec(
+                "save_outcome",
+                SaveOutcome,
+                EXPERT,
+                outcome,
+                "Record the outcome and notes of your call.",
+            ),
+            EventSpec(
+                "get_queue",
+                EmptyPayload,
+                EXPERT,
+                get_queue,
+                "The department's queue and experts now.",
+            ),
+            EventSpec(
+                "end_consultation",
+                ConsultationRef,
+                PARTICIPANTS,
+                end,
+                "End the call (or, for a kiosk, leave the queue).",
+            ),
+            EventSpec(
+                "send_chat", SendChat, PARTICIPANTS, chat, "Send a chat line during the call."
+            ),
+            EventSpec(
+                "get_state",
+                EmptyPayload,
+                ANYONE,
+                get_state,
+                "Who you are, your presence, your open consultation and offer.",
+            ),
         ]
 
     async def session_state(self, account: Account) -> SessionState:
-        presence = (
-            await self._presence.get(account) if account.role is Role.EXPERT else None
-        )
+        presence = await self._presence.get(account) if account.role is Role.EXPERT else None
         call = await self._consultations.current(account)
         offer = None
         if presence is not None and presence.offer is not None:
@@ -278,7 +323,7 @@ class SignalingGateway:
                 offer = offer_view(offered, self._dispatcher.config.ring_timeout)
         return SessionState(
             username=account.username,
-            role=account.role.value,  # type: ignore[arg-type]
+            role=account.role.value,
             department=account.department,
             hall=account.hall,
             presence=presence_view(presence) if presence is not None else None,

@@ -13,7 +13,9 @@ def mean_handle_time(samples: Sequence[float], default: float) -> float:
     return sum(samples) / len(samples) if samples else default
 
 
-def estimate_wait(position: int, free_experts: int, online_experts: int, handle_time: float) -> int | None:
+def estimate_wait(
+    position: int, free_experts: int, online_experts: int, handle_time: float
+) -> int | None:
     """Seconds until the consultation at ``position`` (1-based) is likely offered.
 
     None when nobody of the department is online. Positions covered by a free
@@ -26,7 +28,9 @@ def estimate_wait(position: int, free_experts: int, online_experts: int, handle_
     ahead_of_free = position - free_experts
     if ahead_of_free <= 0:
         return 0
-    seconds = handle_time / (online_experts + 1) + (ahead_of_free - 1) * handle_time / online_experts
+    seconds = (
+        handle_time / (online_experts + 1) + (ahead_of_free - 1) * handle_time / online_experts
+    )
     return math.ceil(seconds)
 
 

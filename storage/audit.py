@@ -74,7 +74,14 @@ class AuditLog:
             update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest)
         )
         return AuditEntry(
-            seq, at, event.actor, event.action, event.subject, detail, event.remote, prev_hash,
+            seq,
+            at,
+            event.actor,
+            event.action,
+            event.subject,
+            detail,
+            event.remote,
+            prev_hash,
             digest,
         )
 
@@ -115,8 +122,14 @@ class AuditLog:
             if entry.prev_hash != prev_hash:
                 raise AuditChainBroken(entry.seq, "does not link to the previous entry")
             digest = entry_hash(
-                entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.detail,
-                entry.remote, entry.prev_hash,
+                entry.seq,
+                entry.at,
+                entry.actor,
+                entry.action,
+                entry.subject,
+                entry.detail,
+                entry.remote,
+                entry.prev_hash,
             )
             if digest != entry.hash:
                 raise AuditChainBroken(entry.seq, "content does not match its hash")

@@ -82,7 +82,9 @@ class ConsultationRecords:
         )
         async with self._db.transaction() as conn:
             await conn.execute(consultations.insert().values(**record.__dict__))
-            await self._audit.append_in(conn, AuditEvent(**{**audit.__dict__, "subject": record.id}))
+            await self._audit.append_in(
+                conn, AuditEvent(**{**audit.__dict__, "subject": record.id})
+            )
         return record
 
     async def mark_offered(self, consultation_id: str, expert_id: str, at: float) -> None:
@@ -136,9 +138,7 @@ class ConsultationRecords:
     async def set_outcome(
         self, consultation_id: str, outcome: Outcome, notes: str, *, audit: AuditEvent
     ) -> None:
-        await self._change(
-            consultation_id, {"outcome": outcome.value, "notes": notes}, audit
-        )
+        await self._change(consultation_id, {"outcome": outcome.value, "notes": notes}, audit)
 
     async def set_rating(self, consultation_id: str, rating: int, *, audit: AuditEvent) -> None:
         await self._change(
@@ -151,7 +151,9 @@ class ConsultationRecords:
     async def get(self, consultation_id: str) -> ConsultationRecord:
         async with self._db.reading() as conn:
             row = (
-                await conn.execute(select(consultations).where(consultations.c.id == consultation_id))
+                await conn.execute(
+                    select(consultations).where(consultations.c.id == consultation_id)
+                )
             ).first()
         if row is None:
             raise RecordNotFound("no such consultation")

@@ -33,7 +33,9 @@ async def seed_demo(storage: Storage) -> None:
     for code, name_zh, name_en in DEMO_DEPARTMENTS:
         if code not in existing:
             await storage.departments.create(
-                code, name_zh, name_en,
+                code,
+                name_zh,
+                name_en,
                 audit=AuditEvent("system", "department.create", code, {"demo": True}),
             )
     encoded = await asyncio.to_thread(hash_password, DEMO_PASSWORD)

@@ -32,7 +32,9 @@ class Departments:
 
     async def get(self, code: str) -> Department:
         async with self._db.reading() as conn:
-            row = (await conn.execute(select(departments).where(departments.c.code == code))).first()
+            row = (
+                await conn.execute(select(departments).where(departments.c.code == code))
+            ).first()
         if row is None:
             raise RecordNotFound(f"no department {code!r}")
         return Department(**row._asdict())

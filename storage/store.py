@@ -1,5 +1,6 @@
 """Everything storage offers, opened and closed as one object."""
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ class Storage:
     async def open(
         cls, url: str | None, data_dir: Path, session_policy: SessionPolicy
     ) -> "Storage":
-        data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
         db = await Database.open(database_url(url, data_dir))
         audit = AuditLog(db)
         return cls(

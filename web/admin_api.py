@@ -28,46 +28,84 @@ def _audit(request: web.Request, action: str, subject: str, **detail: str | bool
     )
 
 
-@api.route("GET", "/api/v1/departments", summary="Departments (enabled ones, or all for admins).",
-           roles=ANY_ACCOUNT, response=DepartmentList, tag="admin")
+@api.route(
+    "GET",
+    "/api/v1/departments",
+    summary="Departments (enabled ones, or all for admins).",
+    roles=ANY_ACCOUNT,
+    response=DepartmentList,
+    tag="admin",
+)
 async def list_departments(request: web.Request) -> web.StreamResponse:
     everything = account_of(request).role is Role.ADMIN
     departments = await request.app[STORAGE].departments.list(include_disabled=everything)
     return reply(DepartmentList(departments=[DepartmentView.of(d) for d in departments]))
 
 
-@api.route("POST", "/api/v1/departments", summary="Create a department.", roles=ADMIN,
-           body=DepartmentCreate, response=DepartmentView, status=201, tag="admin")
+@api.route(
+    "POST",
+    "/api/v1/departments",
+    summary="Create a department.",
+    roles=ADMIN,
+    body=DepartmentCreate,
+    response=DepartmentView,
+    status=201,
+    tag="admin",
+)
 async def create_department(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, DepartmentCreate)
     department = await request.app[STORAGE].departments.create(
-        body.code, body.name_zh, body.name_en,
+        body.code,
+        body.name_zh,
+        body.name_en,
         audit=_audit(request, "department.create", body.code),
     )
     return reply(DepartmentView.of(department), status=201)
 
 
-@api.route("PATCH", "/api/v1/departments/{code}", summary="Disable or enable a department.",
-           roles=ADMIN, body=DepartmentPatch, response=DepartmentView, tag="admin")
+@api.route(
+    "PATCH",
+    "/api/v1/departments/{code}",
+    summary="Disable or enable a department.",
+    roles=ADMIN,
+    body=DepartmentPatch,
+    response=DepartmentView,
+    tag="admin",
+)
 async def patch_department(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, DepartmentPatch)
     code = request.match_info["code"]
     department = await request.app[STORAGE].departments.set_disabled(
-        code, body.disabled,
+        code,
+        body.disabled,
         audit=_audit(request, "department.disable" if body.disabled else "department.enable", code),
     )
     return reply(DepartmentView.of(department))
 
 
-@api.route("GET", "/api/v1/accounts", summary="All accounts.", roles=ADMIN,
-           response=AccountList, tag="admin")
+@api.route(
+    "GET",
+    "/api/v1/accounts",
+    summary="All accounts.",
+    roles=ADMIN,
+    response=AccountList,
+    tag="admin",
+)
 async def list_accounts(request: web.Request) -> web.StreamResponse:
     accounts = await request.app[STORAGE].accounts.list()
     return reply(AccountList(accounts=[AccountView.of(a) for a in accounts]))
 
 
-@api.route("POST", "/api/v1/accounts", summary="Create an account.", roles=ADMIN,
-           body=AccountCreate, response=AccountView, status=201, tag="admin")
+@api.route(
+    "POST",
+    "/api/v1/accounts",
+    summary="Create an account.",
+    roles=ADMIN,
+    body=AccountCreate,
+    response=AccountView,
+    status=201,
+    tag="admin",
+)
 async def create_account(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, AccountCreate)
     role = Role(body.role)
@@ -87,9 +125,15 @@ async def create_account(request: web.Request) -> web.StreamResponse:
     return reply(AccountView.of(account), status=201)
 
 
-@api.route("PATCH", "/api/v1/accounts/{username}",
-           summary="Disable or enable an account, or reset its password (ends its sessions).",
-           roles=ADMIN, body=AccountPatch, response=AccountView, tag="admin")
+@api.route(
+    "PATCH",
+    "/api/v1/accounts/{username}",
+    summary="Disable or enable an account, or reset its password (ends its sessions).",
+    roles=ADMIN,
+    body=AccountPatch,
+    response=AccountView,
+    tag="admin",
+)
 async def patch_account(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, AccountPatch)
     username = request.match_info["username"]
@@ -103,9 +147,11 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
         )
     if body.disabled is not None:
         account = await storage.accounts.set_disabled(
-            username, body.disabled,
-            audit=_audit(request, "account.disable" if body.disabled else "account.enable",
-                         username),
+            username,
+            body.disabled,
+            audit=_audit(
+                request, "account.disable" if body.disabled else "account.enable", username
+            ),
         )
     if body.disabled or body.password is not None:
         await request.app[HUB].gateway.disconnect_account(account.id)

@@ -60,8 +60,19 @@ class Api:
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
-                Endpoint(method, path, handler, summary, roles, body, response, status, tag,
-                         content_type, query)
+                Endpoint(
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    roles,
+                    body,
+                    response,
+                    status,
+                    tag,
+                    content_type,
+                    query,
+                )
             )
             return handler
 

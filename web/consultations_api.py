@@ -25,8 +25,14 @@ def may_read(account: Account, record: ConsultationRecord) -> bool:
     return record.kiosk_id == account.id and record.state is not ConsultationState.ENDED
 
 
-@api.route("GET", "/api/v1/consultations/{consultation_id}", summary="One consultation record.",
-           roles=frozenset(Role), response=ConsultationRecordView, tag="consultations")
+@api.route(
+    "GET",
+    "/api/v1/consultations/{consultation_id}",
+    summary="One consultation record.",
+    roles=frozenset(Role),
+    response=ConsultationRecordView,
+    tag="consultations",
+)
 async def get_consultation(request: web.Request) -> web.StreamResponse:
     try:
         record = await request.app[STORAGE].consultations.get(request.match_info["consultation_id"])
@@ -38,9 +44,15 @@ async def get_consultation(request: web.Request) -> web.StreamResponse:
     return reply(ConsultationRecordView.of(record))
 
 
-@api.route("GET", "/api/v1/consultations", summary="Consultations with a case number.",
-           roles=STAFF, response=ConsultationList, tag="consultations",
-           query=(("case_number", "the number on the acceptance slip"),))
+@api.route(
+    "GET",
+    "/api/v1/consultations",
+    summary="Consultations with a case number.",
+    roles=STAFF,
+    response=ConsultationList,
+    tag="consultations",
+    query=(("case_number", "the number on the acceptance slip"),),
+)
 async def find_consultations(request: web.Request) -> web.StreamResponse:
     try:
         query = CaseQuery.model_validate({"case_number": request.query.get("case_number", "")})
@@ -54,9 +66,14 @@ async def find_consultations(request: web.Request) -> web.StreamResponse:
     return reply(ConsultationList(consultations=[ConsultationRecordView.of(r) for r in records]))
 
 
-@api.route("POST", "/api/v1/consultations/{consultation_id}/withdraw",
-           summary="Withdraw an open consultation (ends as cancelled).",
-           roles=frozenset({Role.ADMIN}), response=ConsultationView, tag="consultations")
+@api.route(
+    "POST",
+    "/api/v1/consultations/{consultation_id}/withdraw",
+    summary="Withdraw an open consultation (ends as cancelled).",
+    roles=frozenset({Role.ADMIN}),
+    response=ConsultationView,
+    tag="consultations",
+)
 async def withdraw(request: web.Request) -> web.StreamResponse:
     view = await request.app[HUB].consultations.withdraw(
         account_of(request), request.match_info["consultation_id"], remote_address(request)

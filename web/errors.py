@@ -107,9 +107,7 @@ def _from_exception(exc: BaseException) -> web.Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, sig.SignalingError):
-        status = next(
-            (s for cls, s in _SIGNALING_STATUS.items() if isinstance(exc, cls)), 400
-        )
+        status = next((s for cls, s in _SIGNALING_STATUS.items() if isinstance(exc, cls)), 400)
         return error_response(status, exc.code, exc.message)
     if isinstance(exc, sto.RecordNotFound):
         return error_response(404, "not_found", str(exc))

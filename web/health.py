@@ -12,8 +12,14 @@ from web.schemas import HealthView
 api = Api()
 
 
-@api.route("GET", "/healthz", summary="Liveness: 200 with status ok.", roles=None,
-           response=HealthView, tag="operations")
+@api.route(
+    "GET",
+    "/healthz",
+    summary="Liveness: 200 with status ok.",
+    roles=None,
+    response=HealthView,
+    tag="operations",
+)
 async def healthz(_request: web.Request) -> web.StreamResponse:
     return reply(HealthView(status="ok"))
 
@@ -26,8 +32,14 @@ def _labels(**labels: str) -> str:
     return "{" + inner + "}" if inner else ""
 
 
-@api.route("GET", "/metrics", summary="Prometheus text metrics, names prefixed windowlink_.",
-           roles=None, tag="operations", content_type="text/plain")
+@api.route(
+    "GET",
+    "/metrics",
+    summary="Prometheus text metrics, names prefixed windowlink_.",
+    roles=None,
+    tag="operations",
+    content_type="text/plain",
+)
 async def metrics(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     lines = [

@@ -41,8 +41,13 @@ def _operation(endpoint: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         for name in _path_params(endpoint.path)
     ]
     params += [
-        {"name": name, "in": "query", "required": True, "description": text,
-         "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "query",
+            "required": True,
+            "description": text,
+            "schema": {"type": "string"},
+        }
         for name, text in endpoint.query
     ]
     if params:
@@ -95,7 +100,7 @@ def build_openapi(tables: list[Api]) -> dict[str, Any]:
             "title": "windowlink API",
             "version": "1",
             "description": "Remote video consultation and document exchange for service halls. "
-            "Errors are JSON {\"error\": {\"code\", \"message\"}}.",
+            'Errors are JSON {"error": {"code", "message"}}.',
         },
         "paths": dict(sorted(paths.items())),
         "components": {

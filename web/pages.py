@@ -31,12 +31,24 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
 
 for _name in PAGES:
-    api.route("GET", f"/{_name}", summary=f"The {_name} page (HTML).", roles=None, tag="pages",
-              content_type="text/html")(_page(_name))
+    api.route(
+        "GET",
+        f"/{_name}",
+        summary=f"The {_name} page (HTML).",
+        roles=None,
+        tag="pages",
+        content_type="text/html",
+    )(_page(_name))
 
 
-@api.route("GET", "/", summary="Index of the pages (HTML).", roles=None, tag="pages",
-           content_type="text/html")
+@api.route(
+    "GET",
+    "/",
+    summary="Index of the pages (HTML).",
+    roles=None,
+    tag="pages",
+    content_type="text/html",
+)
 async def index(_request: web.Request) -> web.StreamResponse:
     return web.FileResponse(PAGES_DIR / "index.html", headers={"Cache-Control": "no-store"})
 

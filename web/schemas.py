@@ -70,7 +70,7 @@ class MeView(View):
     def of(cls, account: Account) -> "MeView":
         return cls(
             username=account.username,
-            role=account.role.value,  # type: ignore[arg-type]
+            role=account.role.value,
             display_name=account.display_name,
             department=account.department,
             hall=account.hall,
@@ -84,7 +84,8 @@ class AccountView(MeView):
     @classmethod
     def of(cls, account: Account) -> "AccountView":
         return cls(
-            **MeView.of(account).model_dump(), disabled=account.disabled,
+            **MeView.of(account).model_dump(),
+            disabled=account.disabled,
             created_at=account.created_at,
         )
 

@@ -17,8 +17,15 @@ from web.schemas import LoginRequest, MeView
 api = Api()
 
 
-@api.route("POST", "/api/v1/login", summary="Log in; sets the HttpOnly session cookie.",
-           roles=None, body=LoginRequest, response=MeView, tag="session")
+@api.route(
+    "POST",
+    "/api/v1/login",
+    summary="Log in; sets the HttpOnly session cookie.",
+    roles=None,
+    body=LoginRequest,
+    response=MeView,
+    tag="session",
+)
 async def login(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, LoginRequest)
     throttle = LoginThrottle(request, body.username)
@@ -44,8 +51,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@api.route("POST", "/api/v1/logout", summary="End the session and close its sockets.",
-           roles=ANY_ACCOUNT, tag="session", status=204)
+@api.route(
+    "POST",
+    "/api/v1/logout",
+    summary="End the session and close its sockets.",
+    roles=ANY_ACCOUNT,
+    tag="session",
+    status=204,
+)
 async def logout(request: web.Request) -> web.StreamResponse:
     account = account_of(request)
     token = request[SESSION_TOKEN]
@@ -59,7 +72,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@api.route("GET", "/api/v1/me", summary="The logged-in account.", roles=ANY_ACCOUNT,
-           response=MeView, tag="session")
+@api.route(
+    "GET",
+    "/api/v1/me",
+    summary="The logged-in account.",
+    roles=ANY_ACCOUNT,
+    response=MeView,
+    tag="session",
+)
 async def me(request: web.Request) -> web.StreamResponse:
     return reply(MeView.of(account_of(request)))

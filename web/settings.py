@@ -7,6 +7,7 @@ signaling state, no Redis.
 
 import argparse
 import ipaddress
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,22 +112,42 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     def help_of(dest: str) -> str:
         return _FIELD_DOCS[dest]
 
-    for dest in ("host", "data_dir", "redis_url", "database_url", "tls_cert", "tls_key",
-                 "log_level"):
-        parser.add_argument(_flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)),
-                            help=help_of(dest))
-    parser.add_argument("--port", dest="port", default=env("port", defaults.port),
-                        help=help_of("port"))
-    for dest in ("ring_timeout", "grace_period", "no_expert_wait", "session_idle",
-                 "session_max", "login_window"):
-        parser.add_argument(_flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)),
-                            help=help_of(dest))
-    parser.add_argument("--login-attempts", dest="login_attempts",
-                        default=env("login_attempts", defaults.login_attempts),
-                        help=help_of("login_attempts"))
+    for dest in (
+        "host",
+        "data_dir",
+        "redis_url",
+        "database_url",
+        "tls_cert",
+        "tls_key",
+        "log_level",
+    ):
+        parser.add_argument(
+            _flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)), help=help_of(dest)
+        )
+    parser.add_argument(
+        "--port", dest="port", default=env("port", defaults.port), help=help_of("port")
+    )
+    for dest in (
+        "ring_timeout",
+        "grace_period",
+        "no_expert_wait",
+        "session_idle",
+        "session_max",
+        "login_window",
+    ):
+        parser.add_argument(
+            _flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)), help=help_of(dest)
+        )
+    parser.add_argument(
+        "--login-attempts",
+        dest="login_attempts",
+        default=env("login_attempts", defaults.login_attempts),
+        help=help_of("login_attempts"),
+    )
     for dest in ("demo", "tls_self_signed", "behind_proxy"):
-        parser.add_argument(_flag(dest), dest=dest, action="store_true", default=bool_env(dest),
-                            help=help_of(dest))
+        parser.add_argument(
+            _flag(dest), dest=dest, action="store_true", default=bool_env(dest), help=help_of(dest)
+        )
     for dest in ("media_address", "extra_hosts"):
         raw = environ.get(_env_name(dest), "")
         parser.add_argument(
@@ -140,8 +161,9 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    audit_sub.add_parser("verify", help="check the audit hash chain; exit 1 naming the first "
-                         "broken entry")
+    audit_sub.add_parser(
+        "verify", help="check the audit hash chain; exit 1 naming the first broken entry"
+    )
     return parser
 
 
@@ -153,7 +175,7 @@ def _field_docs() -> dict[str, str]:
     tree = ast.parse(inspect.getsource(Settings))
     docs: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
+    for node, nxt in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
@@ -169,7 +191,7 @@ _FIELD_DOCS = _field_docs()
 
 def _number(name: str, raw: object, kind: type[int] | type[float], minimum: float) -> float:
     try:
-        value = kind(raw)  # type: ignore[arg-type]
+        value = kind(str(raw))
     except (TypeError, ValueError):
         raise SettingsError(f"{_flag(name)} must be a number, not {raw!r}") from None
     if value < minimum:
@@ -183,9 +205,7 @@ class Invocation:
     command: tuple[str, ...]
 
 
-def parse_settings(
-    argv: Sequence[str], environ: Mapping[str, str] | None = None
-) -> Invocation:
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invocation:
     """Flags and environment -> checked settings and the sub-command (if any)."""
     environ = os.environ if environ is None else environ
     args = _build_parser(environ).parse_args(list(argv))

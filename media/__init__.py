@@ -1,0 +1,1 @@
+"""Moving audio and video: the aiortc RTP relay (next issue)."""

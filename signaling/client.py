@@ -1,0 +1,193 @@
+"""A small typed async client for the kiosk and expert roles.
+
+It logs in over HTTP, connects socket.io with the session cookie, and turns
+acks into results or ``ClientError``. Server events are queued per name and
+parsed into the models of ``signaling.messages``; ``next_event`` waits for one.
+Used by the integration tests and the benchmark; a department's own system
+can use it too.
+"""
+
+import asyncio
+import ssl
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import socketio
+from pydantic import BaseModel
+
+from signaling.messages import (
+    ChatView,
+    ConsultationView,
+    OfferRevoked,
+    OfferView,
+    PeerStatus,
+    PresenceView,
+    QueuePosition,
+    QueueUpdate,
+    SessionState,
+)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+SERVER_EVENTS: dict[str, type[BaseModel]] = {
+    "consultation": ConsultationView,
+    "queue_position": QueuePosition,
+    "queue_updated": QueueUpdate,
+    "offer": OfferView,
+    "offer_revoked": OfferRevoked,
+    "presence": PresenceView,
+    "chat_message": ChatView,
+    "peer_status": PeerStatus,
+}
+
+
+class ClientError(Exception):
+    """The server answered an event or request with an error."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class WindowlinkClient:
+    def __init__(self, base_url: str, *, ssl_context: ssl.SSLContext | bool = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._ssl = ssl_context
+        self._http: aiohttp.ClientSession | None = None
+        self.sio = socketio.AsyncClient(reconnection=False, ssl_verify=ssl_context is not False)
+        self.session_cookie = ""
+        self.username = ""
+        self._queues: dict[str, asyncio.Queue[BaseModel]] = defaultdict(asyncio.Queue)
+        for event, model in SERVER_EVENTS.items():
+            self.sio.on(event, handler=self._collector(event, model))
+
+    def _collector(self, event: str, model: type[BaseModel]) -> Callable[[Any], None]:
+        def collect(data: Any) -> None:
+            self._queues[event].put_nowait(model.model_validate(data))
+
+        return collect
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        """Log in over HTTP; keep the session cookie for socket.io."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        async with self._http.post(
+            f"{self.base_url}/api/v1/login",
+            json={"username": username, "password": password},
+            ssl=self._ssl,
+        ) as response:
+            body = await response.json()
+            if response.status != 200:
+                error = body.get("error", {})
+                raise ClientError(
+                    error.get("code", "http"), error.get("message", ""), response.status
+                )
+            self.session_cookie = response.cookies["wl_session"].value
+        self.username = username
+        return dict(body)
+
+    async def connect(self) -> SessionState:
+        await self.sio.connect(
+            self.base_url,
+            headers={"Cookie": f"wl_session={self.session_cookie}"},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        return await self.state()
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def emit(self, event: str, payload: Any = None, *, timeout: float = 10) -> Any:
+        """Send an event and return its ack's result, or raise ``ClientError``."""
+        ack = await self.sio.call(event, payload if payload is not None else {}, timeout=timeout)
+        if isinstance(ack, dict) and "error" in ack:
+            raise ClientError(ack["error"]["code"], ack["error"]["message"])
+        return ack["result"]
+
+    async def next_event(
+        self,
+        event: str,
+        model: type[ModelT],
+        *,
+        where: Callable[[ModelT], bool] | None = None,
+        timeout: float = 10,
+    ) -> ModelT:
+        """The next ``event`` (matching ``where``), skipping those that do not match."""
+        queue = self._queues[event]
+
+        async def wait() -> ModelT:
+            while True:
+                item = await queue.get()
+                assert isinstance(item, model)
+                if where is None or where(item):
+                    return item
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def drain(self, event: str) -> list[BaseModel]:
+        """Every queued ``event`` received so far, removing them."""
+        queue = self._queues[event]
+        items = []
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        return items
+
+    async def state(self) -> SessionState:
+        return SessionState.model_validate(await self.emit("get_state"))
+
+    async def end(self, consultation_id: str) -> ConsultationView:
+        return ConsultationView.model_validate(
+            await self.emit("end_consultation", {"consultation_id": consultation_id})
+        )
+
+    async def chat(self, consultation_id: str, text: str) -> ChatView:
+        return ChatView.model_validate(
+            await self.emit("send_chat", {"consultation_id": consultation_id, "text": text})
+        )
+
+
+class KioskClient(WindowlinkClient):
+    async def request(self, department: str, case_number: str | None = None) -> ConsultationView:
+        payload: dict[str, Any] = {"department": department}
+        if case_number is not None:
+            payload["case_number"] = case_number
+        return ConsultationView.model_validate(await self.emit("request_consultation", payload))
+
+    async def cancel(self, consultation_id: str) -> ConsultationView:
+        return ConsultationView.model_validate(
+            await self.emit("cancel_request", {"consultation_id": consultation_id})
+        )
+
+    async def rate(self, consultation_id: str, rating: int) -> None:
+        await self.emit("rate_consultation", {"consultation_id": consultation_id, "rating": rating})
+
+
+class ExpertClient(WindowlinkClient):
+    async def set_presence(self, status: str) -> PresenceView:
+        return PresenceView.model_validate(await self.emit("set_presence", {"status": status}))
+
+    async def accept(self, consultation_id: str) -> ConsultationView:
+        return ConsultationView.model_validate(
+            await self.emit("accept_offer", {"consultation_id": consultation_id})
+        )
+
+    async def decline(self, consultation_id: str) -> None:
+        await self.emit("decline_offer", {"consultation_id": consultation_id})
+
+    async def save_outcome(self, consultation_id: str, outcome: str, notes: str = "") -> None:
+        await self.emit(
+            "save_outcome",
+            {"consultation_id": consultation_id, "outcome": outcome, "notes": notes},
+        )
+
+    async def queue(self) -> QueueUpdate:
+        return QueueUpdate.model_validate(await self.emit("get_queue"))

@@ -1,0 +1,148 @@
+"""Shared fixtures: a real server on 127.0.0.1 over SQLite or PostgreSQL, and clients."""
+
+import dataclasses
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
+from signaling.client import ExpertClient, KioskClient
+from web.app import create_app
+from web.keys import HUB, STORAGE
+from web.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "WINDOWLINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+DEMO_PASSWORD = "demo1234"
+
+
+@dataclasses.dataclass
+class RunningServer:
+    url: str
+    app: web.Application
+    settings: Settings
+
+    @property
+    def storage(self) -> Any:
+        return self.app[STORAGE]
+
+    @property
+    def hub(self) -> Any:
+        return self.app[HUB]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """None for the embedded SQLite; a fresh PostgreSQL database, dropped after."""
+    if request.param == "sqlite":
+        yield None
+        return
+    name = f"wl_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start the real app on 127.0.0.1 (port chosen by the OS) with test-sized timeouts."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**overrides: Any) -> RunningServer:
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "data_dir": tmp_path / f"data{len(runners)}",
+            "demo": True,
+            "ring_timeout": 1.0,
+            "grace_period": 1.0,
+            "no_expert_wait": 60.0,
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        app = create_app(settings)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return RunningServer(f"http://127.0.0.1:{port}", app, settings)
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory, database_url: str | None) -> RunningServer:
+    return await start_server(database_url=database_url)
+
+
+@pytest.fixture
+async def sqlite_server(start_server: ServerFactory) -> RunningServer:
+    return await start_server()
+
+
+ClientFactory = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[ClientFactory]:
+    """Log in and connect a client of the account's role; everything is closed after."""
+    clients: list[KioskClient | ExpertClient] = []
+
+    async def make(
+        server: RunningServer,
+        username: str,
+        password: str = DEMO_PASSWORD,
+        *,
+        kind: type[KioskClient] | type[ExpertClient] | None = None,
+    ) -> Any:
+        cls = kind or (ExpertClient if username.startswith("expert") else KioskClient)
+        client = cls(server.url)
+        clients.append(client)
+        await client.login(username, password)
+        await client.connect()
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def login_session(
+    server: RunningServer, username: str, password: str = DEMO_PASSWORD
+) -> aiohttp.ClientSession:
+    """A new HTTP session logged in as ``username`` (caller closes it)."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.post(
+        f"{server.url}/api/v1/login", json={"username": username, "password": password}
+    ) as response:
+        assert response.status == 200, await response.text()
+    return session
