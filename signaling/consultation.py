@@ -20,7 +20,6 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
     Account,
     AuditEvent,
-    ConsultationRecord,
     ConsultationState,
     EndReason,
     Outcome,
@@ -106,10 +105,15 @@ class ConsultationService:
         return consultation_view(call)
 
     async def rate(self, kiosk: Account, consultation_id: str, rating: int, remote: str) -> None:
-        record = await self._ended_record(consultation_id)
+        try:
+            record = await self.storage.consultations.get(consultation_id)
+        except RecordNotFound:
+            raise NotFound("no consultation with this id for you") from None
+        # Ownership before state, so that nobody learns another kiosk's consultations exist.
         if record.kiosk_id != kiosk.id:
             raise NotFound("no consultation with this id for you")
-        assert record.ended_at is not None
+        if record.state is not ConsultationState.ENDED or record.ended_at is None:
+            raise InvalidState("the consultation has not ended yet")
         if self.clock() - record.ended_at > self.config.rating_window:
             raise InvalidState("the time to rate this consultation has passed")
         try:
@@ -122,15 +126,6 @@ class ConsultationService:
             )
         except RecordConflict:
             raise InvalidState("this consultation has already been rated") from None
-
-    async def _ended_record(self, consultation_id: str) -> ConsultationRecord:
-        try:
-            record = await self.storage.consultations.get(consultation_id)
-        except RecordNotFound:
-            raise NotFound("no consultation with this id for you") from None
-        if record.state is not ConsultationState.ENDED:
-            raise InvalidState("the consultation has not ended yet")
-        return record
 
     # ---- expert ------------------------------------------------------------------
 

@@ -107,8 +107,9 @@ class SignalingGateway:
         token = request.cookies.get(self._cookie, "")
         account = await self._sessions.resolve(token) if token else None
         if account is None:
+            # The browser client sees {"message": ..., "data": {"code": ...}}.
             raise socketio.exceptions.ConnectionRefusedError(
-                {"code": NotAuthenticated.code, "message": "log in first"}
+                "log in first", {"code": NotAuthenticated.code}
             )
         self._accounts[sid] = account
         await self.sio.save_session(sid, {"remote": self._remote_of(request), "token": token})
