@@ -38,8 +38,7 @@ BAD_EXPERT_PAYLOADS: list[tuple[str, Any]] = [
     ("accept_offer", {}),
     ("accept_offer", {"consultation_id": LONG}),
     ("save_outcome", {"consultation_id": "0123456789abcdef", "outcome": "great"}),
-    ("save_outcome", {"consultation_id": "0123456789abcdef", "outcome": "answered",
-                      "notes": LONG}),
+    ("save_outcome", {"consultation_id": "0123456789abcdef", "outcome": "answered", "notes": LONG}),
     ("get_queue", {"department": "housing"}),
 ]
 UNKNOWN_IDS: list[tuple[str, dict[str, Any]]] = [

@@ -125,8 +125,9 @@ async def test_expert_cannot_accept_an_offer_made_to_a_colleague(
     kiosk: KioskClient = await connect(sqlite_server, "kiosk01")
     view = await kiosk.request("market")
     await ringing.next_event("offer", OfferView)
-    await expect_error(colleague, "accept_offer", {"consultation_id": view.consultation_id},
-                       "invalid_state")
+    await expect_error(
+        colleague, "accept_offer", {"consultation_id": view.consultation_id}, "invalid_state"
+    )
 
 
 async def test_kiosk_cannot_touch_another_kiosks_consultation(

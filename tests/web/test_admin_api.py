@@ -1,0 +1,214 @@
+"""Admin routes: each role against each route, and what an admin can change."""
+
+import aiohttp
+import pytest
+
+from signaling.client import ClientError, ExpertClient
+from tests.conftest import ClientFactory, RunningServer, login_session
+
+ADMIN_ROUTES = [
+    ("POST", "/api/v1/departments", {"code": "tax", "name_zh": "税务局", "name_en": "Tax"}),
+    ("PATCH", "/api/v1/departments/market", {"disabled": True}),
+    ("GET", "/api/v1/accounts", None),
+    (
+        "POST",
+        "/api/v1/accounts",
+        {
+            "username": "expert_tax",
+            "password": "password123",
+            "role": "expert",
+            "department": "market",
+        },
+    ),
+    ("PATCH", "/api/v1/accounts/clerk", {"disabled": True}),
+    ("POST", "/api/v1/consultations/0123456789abcdef/withdraw", None),
+]
+
+
+@pytest.mark.parametrize("username", ["kiosk01", "expert_market", "clerk"])
+async def test_non_admins_get_403_on_every_admin_route(
+    sqlite_server: RunningServer, username: str
+) -> None:
+    session = await login_session(sqlite_server, username)
+    async with session:
+        for method, path, body in ADMIN_ROUTES:
+            async with session.request(method, sqlite_server.url + path, json=body) as response:
+                assert response.status == 403, (method, path)
+                assert (await response.json())["error"]["code"] == "forbidden"
+    assert [d.disabled for d in await sqlite_server.storage.departments.list()] == [False] * 3
+
+
+async def test_anonymous_gets_401_on_every_admin_route(
+    sqlite_server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    for method, path, body in [*ADMIN_ROUTES, ("GET", "/api/v1/departments", None)]:
+        async with http.request(method, sqlite_server.url + path, json=body) as response:
+            assert response.status == 401, (method, path)
+
+
+async def test_admin_creates_a_department_and_an_expert_who_can_work(
+    server: RunningServer, connect: ClientFactory
+) -> None:
+    admin = await login_session(server, "admin")
+    async with admin:
+        async with admin.post(
+            f"{server.url}/api/v1/departments",
+            json={"code": "tax", "name_zh": "税务局", "name_en": "Tax Bureau"},
+        ) as response:
+            assert response.status == 201
+            assert (await response.json())["code"] == "tax"
+        async with admin.post(
+            f"{server.url}/api/v1/accounts",
+            json={
+                "username": "expert_tax",
+                "password": "password123",
+                "role": "expert",
+                "department": "tax",
+                "display_name": "税务专家",
+            },
+        ) as response:
+            assert response.status == 201
+            assert (await response.json())["department"] == "tax"
+        async with admin.get(f"{server.url}/api/v1/accounts") as response:
+            names = [a["username"] for a in (await response.json())["accounts"]]
+        assert "expert_tax" in names
+    expert = await connect(server, "expert_tax", "password123", kind=ExpertClient)
+    assert (await expert.set_presence("available")).status == "available"
+    kiosk = await connect(server, "kiosk01")
+    await kiosk.request("tax")
+    queue = await expert.queue()
+    assert queue.department == "tax" and len(queue.entries) == 1
+
+
+async def test_bad_admin_bodies_are_refused_and_nothing_changes(
+    sqlite_server: RunningServer,
+) -> None:
+    admin = await login_session(sqlite_server, "admin")
+    bad = [
+        ("POST", "/api/v1/departments", {"code": "Tax!", "name_zh": "x", "name_en": "x"}, 400),
+        ("POST", "/api/v1/departments", {"code": "market", "name_zh": "x", "name_en": "x"}, 409),
+        ("POST", "/api/v1/departments", {"code": "tax", "name_zh": "", "name_en": "x"}, 400),
+        (
+            "POST",
+            "/api/v1/accounts",
+            {"username": "e1x", "password": "short", "role": "expert", "department": "market"},
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            {"username": "e1x", "password": "password123", "role": "expert"},
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            {
+                "username": "e1x",
+                "password": "password123",
+                "role": "expert",
+                "department": "nosuch",
+            },
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            {"username": "e1x", "password": "password123", "role": "clerk", "hall": "city"},
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            {"username": "clerk", "password": "password123", "role": "clerk"},
+            409,
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            {"username": "../x", "password": "password123", "role": "clerk"},
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            {"username": "e1x", "password": "password123", "role": "root"},
+            400,
+        ),
+        ("PATCH", "/api/v1/accounts/nobody", {"disabled": True}, 404),
+        ("PATCH", "/api/v1/accounts/clerk", {}, 400),
+        ("PATCH", "/api/v1/departments/nosuch", {"disabled": True}, 404),
+    ]
+    async with admin:
+        for method, path, body, status in bad:
+            async with admin.request(method, sqlite_server.url + path, json=body) as response:
+                assert response.status == status, (path, body, await response.text())
+    names = {a.username for a in await sqlite_server.storage.accounts.list()}
+    assert "e1x" not in names
+    assert {d.code for d in await sqlite_server.storage.departments.list()} == {
+        "market",
+        "housing",
+        "social",
+    }
+
+
+async def test_disabling_an_account_ends_its_sessions_and_sockets(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    expert: ExpertClient = await connect(sqlite_server, "expert_market")
+    admin = await login_session(sqlite_server, "admin")
+    async with (
+        admin,
+        admin.patch(
+            f"{sqlite_server.url}/api/v1/accounts/expert_market", json={"disabled": True}
+        ) as response,
+    ):
+        assert response.status == 200
+        assert (await response.json())["disabled"] is True
+    for _ in range(50):
+        if not expert.sio.connected:
+            break
+        await __import__("asyncio").sleep(0.05)
+    assert not expert.sio.connected
+    with pytest.raises(ClientError) as info:
+        await expert.login("expert_market", "demo1234")
+    assert info.value.status == 401
+
+
+async def test_disabled_department_cannot_be_requested_and_is_hidden_from_kiosks(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    admin = await login_session(sqlite_server, "admin")
+    async with (
+        admin,
+        admin.patch(
+            f"{sqlite_server.url}/api/v1/departments/social", json={"disabled": True}
+        ) as response,
+    ):
+        assert response.status == 200
+    kiosk = await connect(sqlite_server, "kiosk01")
+    with pytest.raises(ClientError) as info:
+        await kiosk.request("social")
+    assert info.value.code == "not_found"
+    session = await login_session(sqlite_server, "kiosk01")
+    async with session, session.get(f"{sqlite_server.url}/api/v1/departments") as response:
+        codes = [d["code"] for d in (await response.json())["departments"]]
+    assert codes == ["housing", "market"]
+
+
+async def test_admin_withdraws_an_open_consultation_as_cancelled(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk = await connect(sqlite_server, "kiosk01")
+    view = await kiosk.request("market", case_number="W-1")
+    admin = await login_session(sqlite_server, "admin")
+    async with (
+        admin,
+        admin.post(
+            f"{sqlite_server.url}/api/v1/consultations/{view.consultation_id}/withdraw"
+        ) as response,
+    ):
+        assert response.status == 200
+        assert (await response.json())["end_reason"] == "cancelled"
+    record = await sqlite_server.storage.consultations.get(view.consultation_id)
+    assert record.end_reason is not None and record.end_reason.value == "cancelled"

@@ -1,0 +1,26 @@
+// The socket.io connection, authenticated by the page's session cookie.
+import { io } from "../vendor/socket.io/socket.io.esm.min.js";
+
+export class SignalError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export function connectSignal({ onConnect, onDisconnect } = {}) {
+  const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 3000 });
+  socket.on("connect", () => onConnect?.(socket));
+  socket.on("disconnect", (reason) => onDisconnect?.(reason));
+  socket.on("connect_error", () => onDisconnect?.("connect_error"));
+  return {
+    socket,
+    on: (event, handler) => socket.on(event, handler),
+    async send(event, payload = {}) {
+      const ack = await socket.timeout(10000).emitWithAck(event, payload);
+      if (ack && ack.error) throw new SignalError(ack.error.code, ack.error.message);
+      return ack ? ack.result : null;
+    },
+    close: () => socket.disconnect(),
+  };
+}
