@@ -1,0 +1,113 @@
+"""The entry point as an operator runs it: a real process, real TLS."""
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_plain_http_on_a_public_address_is_refused_with_the_reason(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "server.py", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "refusing to serve plain HTTP on 0.0.0.0" in result.stderr
+    assert "--behind-proxy" in result.stderr
+
+
+async def start(args: list[str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "server.py",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def wait_healthy(url: str, context: ssl.SSLContext | bool) -> dict[str, str]:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"{url}/healthz", ssl=context) as response:
+                    return dict(await response.json())
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    raise AssertionError("server did not come up")
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    process.terminate()
+    await asyncio.wait_for(process.wait(), 20)
+
+
+async def test_self_signed_tls_is_generated_once_and_reused(tmp_path: Path) -> None:
+    port = free_port()
+    args = ["--port", str(port), "--data-dir", str(tmp_path), "--tls-self-signed"]
+    url = f"https://127.0.0.1:{port}"
+    process = await start(args)
+    try:
+        cert_path = tmp_path / "tls" / "cert.pem"
+        for _ in range(100):
+            if cert_path.exists():
+                break
+            await asyncio.sleep(0.1)
+        context = ssl.create_default_context(cafile=str(cert_path))
+        assert (await wait_healthy(url, context))["status"] == "ok"
+    finally:
+        await stop(process)
+    first = cert_path.read_bytes()
+    cert = x509.load_pem_x509_certificate(first)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert (tmp_path / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+    process = await start(args)
+    try:
+        await wait_healthy(url, ssl.create_default_context(cafile=str(cert_path)))
+    finally:
+        await stop(process)
+    assert cert_path.read_bytes() == first
+
+
+async def test_given_certificate_and_key_are_served(tmp_path: Path) -> None:
+    from web.tls import ensure_self_signed
+
+    cert, key = ensure_self_signed(tmp_path / "made", ["localhost", "127.0.0.1"])
+    port = free_port()
+    process = await start(
+        [
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ]
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        health = await wait_healthy(f"https://127.0.0.1:{port}", context)
+        assert health["status"] == "ok"
+    finally:
+        await stop(process)

@@ -1,0 +1,64 @@
+"""Settings from flags and WINDOWLINK_* variables, and the set-ups refused at start."""
+
+from pathlib import Path
+
+import pytest
+
+from web.settings import Settings, SettingsError, parse_settings
+
+
+def test_defaults_are_the_embedded_single_node_setup() -> None:
+    settings = parse_settings([], {}).settings
+    assert settings == Settings()
+    assert (settings.host, settings.port, settings.data_dir) == ("127.0.0.1", 8080, Path("data"))
+    assert settings.database_url is None and settings.redis_url is None
+
+
+def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
+    env = {
+        "WINDOWLINK_PORT": "9001",
+        "WINDOWLINK_DATA_DIR": "/tmp/wl",
+        "WINDOWLINK_DEMO": "true",
+        "WINDOWLINK_MEDIA_ADDRESS": "127.0.0.1, 127.0.0.2",
+        "WINDOWLINK_RING_TIMEOUT": "5",
+        "WINDOWLINK_DATABASE_URL": "postgresql://db/wl",
+    }
+    settings = parse_settings([], env).settings
+    assert settings.port == 9001 and settings.demo is True
+    assert settings.media_address == ("127.0.0.1", "127.0.0.2")
+    assert settings.ring_timeout == 5.0
+    assert settings.database_url == "postgresql://db/wl"
+    overridden = parse_settings(["--port", "9002", "--media-address", "127.0.0.3"], env).settings
+    assert overridden.port == 9002 and overridden.media_address == ("127.0.0.3",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--port", "eighty"], {}, "--port must be a number"),
+        (["--port", "70000"], {}, "at most 65535"),
+        (["--ring-timeout", "0"], {}, "at least"),
+        ([], {"WINDOWLINK_DEMO": "maybe"}, "true or false"),
+        (["--host", "0.0.0.0"], {}, "refusing to serve plain HTTP"),
+        (["--host", "10.1.2.3", "--behind-proxy", "--demo"], {}, "--demo"),
+        (["--tls-cert", "/nonexistent.pem"], {}, "go together"),
+        (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "does not exist"),
+        (["--log-level", "loud"], {}, "--log-level"),
+    ],
+)
+def test_bad_values_fail_fast_with_a_clear_message(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(argv, env)
+
+
+def test_plain_http_off_loopback_is_allowed_behind_a_proxy() -> None:
+    settings = parse_settings(["--host", "0.0.0.0", "--behind-proxy"], {}).settings
+    assert settings.behind_proxy and not settings.tls
+
+
+def test_audit_verify_is_a_subcommand_after_the_flags() -> None:
+    invocation = parse_settings(["--data-dir", "/tmp/x", "audit", "verify"], {})
+    assert invocation.command == ("audit", "verify")
+    assert invocation.settings.data_dir == Path("/tmp/x")
