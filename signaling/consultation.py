@@ -151,6 +151,7 @@ class ConsultationService:
             call.active_at = now
             await self.store.put_call(call)
             await self.store.queue_remove(call.department, call.id)
+            self._d.forget(call.id)
             await self.store.set_open_call_of(expert.id, call.id)
             presence = await self.store.get_presence(expert.id)
             if presence is not None:
@@ -291,6 +292,7 @@ class ConsultationService:
             log.warning("consultation %s was already ended in the records", call.id)
         await self.store.delete_call(call.id)
         await self.store.queue_remove(call.department, call.id)
+        self._d.forget(call.id)
         for kind in ("ring", "noexpert"):
             await self.store.clear_deadline(deadline_key(kind, call.id))
         for side in Side:

@@ -84,6 +84,10 @@ class Dispatcher:
         self.notifier = notifier
         self.config = config
         self.clock = clock
+        # What this node last sent, so that unchanged positions and queues are not
+        # sent again. Node-local: another node may repeat one, which is harmless.
+        self._sent_positions: dict[str, QueuePosition] = {}
+        self._sent_queues: dict[str, QueueUpdate] = {}
 
     async def dispatch(self, department: str) -> None:
         """Offer each waiting consultation, oldest first, to the best free expert."""
@@ -204,7 +208,9 @@ class Dispatcher:
         return self._queue_update(department, *await self._load_queue(department))
 
     async def publish_queue(self, department: str) -> None:
-        """Send each waiting kiosk its position and the department's experts the queue."""
+        """Tell each waiting kiosk its position and the department's experts the queue,
+        sending only what changed since the last time (messages are the dominant cost
+        under load)."""
         calls, presences = await self._load_queue(department)
         online = sum(1 for p in presences if p.presence in ONLINE)
         free = sum(
@@ -215,19 +221,23 @@ class Dispatcher:
         )
         for position, call in enumerate(calls, start=1):
             offered = call.phase is ConsultationState.OFFERED
-            await self.notifier.to_account(
-                call.kiosk_id,
-                "queue_position",
-                QueuePosition(
-                    consultation_id=call.id,
-                    position=position,
-                    queue_length=len(calls),
-                    estimated_wait_s=0
-                    if offered
-                    else estimate_wait(position, free, online, handle_time),
-                    experts_online=online,
-                ),
+            update = QueuePosition(
+                consultation_id=call.id,
+                position=position,
+                queue_length=len(calls),
+                estimated_wait_s=0
+                if offered
+                else estimate_wait(position, free, online, handle_time),
+                experts_online=online,
             )
-        await self.notifier.to_department(
-            department, "queue_updated", self._queue_update(department, calls, presences)
-        )
+            if self._sent_positions.get(call.id) != update:
+                self._sent_positions[call.id] = update
+                await self.notifier.to_account(call.kiosk_id, "queue_position", update)
+        snapshot = self._queue_update(department, calls, presences)
+        if self._sent_queues.get(department) != snapshot:
+            self._sent_queues[department] = snapshot
+            await self.notifier.to_department(department, "queue_updated", snapshot)
+
+    def forget(self, call_id: str) -> None:
+        """Drop what was last sent about a call that has left the queue."""
+        self._sent_positions.pop(call_id, None)

@@ -2,11 +2,12 @@
 
 import asyncio
 import time
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from storage.audit import AuditLog
+from storage.audit import append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
 from storage.ids import new_id
@@ -14,20 +15,25 @@ from storage.passwords import dummy_hash, hash_password, verify_password
 from storage.records import Account, AuditEvent, Role
 from storage.schema import accounts, departments, sessions
 
-_PUBLIC_COLUMNS = [c for c in accounts.c if c.name != "password_hash"]
+PUBLIC_COLUMNS = [c for c in accounts.c if c.name != "password_hash"]
 
 
-def _account(row: object) -> Account:
-    data = dict(row._asdict())  # type: ignore[attr-defined]
-    data.pop("password_hash", None)
+def account_from_row(row: Any) -> Account:
+    data = {c.name: getattr(row, c.name) for c in PUBLIC_COLUMNS}
     data["role"] = Role(data["role"])
     return Account(**data)
 
 
+def _account_id(conn: Connection, username: str) -> str:
+    row = conn.execute(select(accounts.c.id).where(accounts.c.username == username)).first()
+    if row is None:
+        raise RecordNotFound(f"no account {username!r}")
+    return str(row.id)
+
+
 class Accounts:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._audit = audit
 
     async def create(
         self,
@@ -52,94 +58,83 @@ class Accounts:
         account = Account(
             new_id(), username, role, department, hall, display_name or username, False, time.time()
         )
+
+        def unit(conn: Connection) -> None:
+            if department is not None:
+                found = conn.execute(
+                    select(departments.c.code).where(departments.c.code == department)
+                ).first()
+                if found is None:
+                    raise RecordNotFound(f"no department {department!r}")
+            conn.execute(accounts.insert().values(password_hash=encoded, **account.__dict__))
+            append_audit_if(conn, audit)
+
         try:
-            async with self._db.transaction() as conn:
-                if department is not None:
-                    found = (
-                        await conn.execute(
-                            select(departments.c.code).where(departments.c.code == department)
-                        )
-                    ).first()
-                    if found is None:
-                        raise RecordNotFound(f"no department {department!r}")
-                await conn.execute(
-                    accounts.insert().values(password_hash=encoded, **account.__dict__)
-                )
-                if audit is not None:
-                    await self._audit.append_in(conn, audit)
+            await self._db.write(unit)
         except IntegrityError as exc:
             raise RecordConflict(f"account {username!r} already exists") from exc
         return account
 
-    async def get(self, account_id: str) -> Account:
-        async with self._db.reading() as conn:
-            row = (
-                await conn.execute(select(*_PUBLIC_COLUMNS).where(accounts.c.id == account_id))
-            ).first()
+    async def _one(self, condition: Any, missing: str) -> Account:
+        row = await self._db.read(
+            lambda conn: conn.execute(select(*PUBLIC_COLUMNS).where(condition)).first()
+        )
         if row is None:
-            raise RecordNotFound("no such account")
-        return _account(row)
+            raise RecordNotFound(missing)
+        return account_from_row(row)
+
+    async def get(self, account_id: str) -> Account:
+        return await self._one(accounts.c.id == account_id, "no such account")
 
     async def get_by_username(self, username: str) -> Account:
-        async with self._db.reading() as conn:
-            row = (
-                await conn.execute(select(*_PUBLIC_COLUMNS).where(accounts.c.username == username))
-            ).first()
-        if row is None:
-            raise RecordNotFound(f"no account {username!r}")
-        return _account(row)
+        return await self._one(accounts.c.username == username, f"no account {username!r}")
 
     async def list(self, *, role: Role | None = None) -> list[Account]:
-        query = select(*_PUBLIC_COLUMNS).order_by(accounts.c.username)
+        query = select(*PUBLIC_COLUMNS).order_by(accounts.c.username)
         if role is not None:
             query = query.where(accounts.c.role == role.value)
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_account(row) for row in rows]
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [account_from_row(row) for row in rows]
 
     async def authenticate(self, username: str, password: str) -> Account | None:
         """The enabled account these credentials open, else None (same cost either way)."""
-        async with self._db.reading() as conn:
-            row = (
-                await conn.execute(select(accounts).where(accounts.c.username == username))
+        row = await self._db.read(
+            lambda conn: conn.execute(
+                select(accounts).where(accounts.c.username == username)
             ).first()
+        )
         encoded = str(row.password_hash) if row is not None else dummy_hash()
         ok = await asyncio.to_thread(verify_password, password, encoded)
         if row is None or not ok or row.disabled:
             return None
-        return _account(row)
+        return account_from_row(row)
 
     async def set_disabled(
         self, username: str, disabled: bool, *, audit: AuditEvent | None = None
     ) -> Account:
-        async with self._db.transaction() as conn:
-            row = (
-                await conn.execute(select(accounts.c.id).where(accounts.c.username == username))
-            ).first()
-            if row is None:
-                raise RecordNotFound(f"no account {username!r}")
-            await conn.execute(
-                update(accounts).where(accounts.c.id == row.id).values(disabled=disabled)
+        def unit(conn: Connection) -> None:
+            account_id = _account_id(conn, username)
+            conn.execute(
+                update(accounts).where(accounts.c.id == account_id).values(disabled=disabled)
             )
             if disabled:
-                await conn.execute(delete(sessions).where(sessions.c.account_id == row.id))
-            if audit is not None:
-                await self._audit.append_in(conn, audit)
+                conn.execute(delete(sessions).where(sessions.c.account_id == account_id))
+            append_audit_if(conn, audit)
+
+        await self._db.write(unit)
         return await self.get_by_username(username)
 
     async def set_password(
         self, username: str, password: str, *, audit: AuditEvent | None = None
     ) -> None:
         encoded = await asyncio.to_thread(hash_password, password)
-        async with self._db.transaction() as conn:
-            row = (
-                await conn.execute(select(accounts.c.id).where(accounts.c.username == username))
-            ).first()
-            if row is None:
-                raise RecordNotFound(f"no account {username!r}")
-            await conn.execute(
-                update(accounts).where(accounts.c.id == row.id).values(password_hash=encoded)
+
+        def unit(conn: Connection) -> None:
+            account_id = _account_id(conn, username)
+            conn.execute(
+                update(accounts).where(accounts.c.id == account_id).values(password_hash=encoded)
             )
-            await conn.execute(delete(sessions).where(sessions.c.account_id == row.id))
-            if audit is not None:
-                await self._audit.append_in(conn, audit)
+            conn.execute(delete(sessions).where(sessions.c.account_id == account_id))
+            append_audit_if(conn, audit)
+
+        await self._db.write(unit)

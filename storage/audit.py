@@ -5,8 +5,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, bindparam, select, update
 
 from storage.database import Database
 from storage.errors import AuditChainBroken
@@ -35,60 +34,55 @@ def entry_hash(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# Built once: appends are the hottest statements in the service.
+_READ_HEAD = (
+    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+)
+_INSERT_ENTRY = audit_log.insert()
+_WRITE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+
+
+def append_audit(conn: Connection, event: AuditEvent) -> AuditEntry:
+    """Append within the caller's unit of work, so the entry lands with its record.
+
+    The head row is locked (FOR UPDATE on PostgreSQL; SQLite has one writer),
+    which serialises appends across processes.
+    """
+    head = conn.execute(_READ_HEAD).one()
+    seq = int(head.seq) + 1
+    prev_hash = str(head.hash) or GENESIS_HASH
+    at = time.time()
+    detail = json.dumps(event.detail, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    digest = entry_hash(
+        seq, at, event.actor, event.action, event.subject, detail, event.remote, prev_hash
+    )
+    entry = AuditEntry(
+        seq, at, event.actor, event.action, event.subject, detail, event.remote, prev_hash, digest
+    )
+    conn.execute(_INSERT_ENTRY, entry.__dict__)
+    conn.execute(_WRITE_HEAD, {"new_seq": seq, "new_hash": digest})
+    return entry
+
+
+def append_audit_if(conn: Connection, event: AuditEvent | None) -> None:
+    """Append ``event`` if the caller asked for one."""
+    if event is not None:
+        append_audit(conn, event)
+
+
 class AuditLog:
-    """Appends entries inside the caller's transaction and verifies the chain."""
+    """Appends entries and verifies the chain."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def append_in(self, conn: AsyncConnection, event: AuditEvent) -> AuditEntry:
-        """Append within an open write transaction, so the entry lands with its record."""
-        head = (
-            await conn.execute(
-                select(audit_head.c.seq, audit_head.c.hash)
-                .where(audit_head.c.id == 1)
-                .with_for_update()
-            )
-        ).one()
-        seq = int(head.seq) + 1
-        prev_hash = str(head.hash) or GENESIS_HASH
-        at = time.time()
-        detail = json.dumps(event.detail, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        digest = entry_hash(
-            seq, at, event.actor, event.action, event.subject, detail, event.remote, prev_hash
-        )
-        await conn.execute(
-            audit_log.insert().values(
-                seq=seq,
-                at=at,
-                actor=event.actor,
-                action=event.action,
-                subject=event.subject,
-                detail=detail,
-                remote=event.remote,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
-        )
-        await conn.execute(
-            update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest)
-        )
-        return AuditEntry(
-            seq,
-            at,
-            event.actor,
-            event.action,
-            event.subject,
-            detail,
-            event.remote,
-            prev_hash,
-            digest,
-        )
-
     async def append(self, event: AuditEvent) -> AuditEntry:
-        """Append in a transaction of its own."""
-        async with self._db.transaction() as conn:
-            return await self.append_in(conn, event)
+        """Append as a unit of work of its own."""
+        return await self._db.write(lambda conn: append_audit(conn, event))
 
     async def entries(
         self, *, after_seq: int = 0, limit: int = 1000, action: str | None = None
@@ -97,8 +91,7 @@ class AuditLog:
         if action is not None:
             query = query.where(audit_log.c.action == action)
         query = query.order_by(audit_log.c.seq).limit(limit)
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
         return [AuditEntry(**row._asdict()) for row in rows]
 
     async def _all_entries(self, batch: int = 5000) -> AsyncIterator[AuditEntry]:
@@ -135,8 +128,9 @@ class AuditLog:
                 raise AuditChainBroken(entry.seq, "content does not match its hash")
             prev_hash = entry.hash
             expected_seq += 1
-        async with self._db.reading() as conn:
-            head = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).one()
+        head = await self._db.read(
+            lambda conn: conn.execute(select(audit_head).where(audit_head.c.id == 1)).one()
+        )
         count = expected_seq - 1
         if int(head.seq) != count or (count and head.hash != prev_hash):
             raise AuditChainBroken(count + 1, f"entries after {count} are missing")

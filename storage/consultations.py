@@ -1,12 +1,13 @@
 """Consultation records: one row per consultation, every state's timestamp kept."""
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, select, update
 
-from storage.audit import AuditLog
+from storage.audit import append_audit, append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
 from storage.ids import new_id
@@ -19,7 +20,7 @@ from storage.records import (
     Outcome,
     Role,
 )
-from storage.schema import chat_messages, consultations
+from storage.schema import chat_messages, consultations, departments
 
 
 def _record(row: Any) -> ConsultationRecord:
@@ -30,28 +31,49 @@ def _record(row: Any) -> ConsultationRecord:
     return ConsultationRecord(**data)
 
 
+def _update(*columns: str, only_if: Any = None) -> Update:
+    """An UPDATE of one consultation's ``columns``, built once; binds b_<column> and b_id."""
+    condition = consultations.c.id == bindparam("b_id")
+    if only_if is not None:
+        condition = and_(condition, only_if)
+    return (
+        update(consultations)
+        .where(condition)
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
+
+
+_NOT_ENDED = consultations.c.state != ConsultationState.ENDED.value
+_MARK_OFFERED = _update("state", "offered_at", "expert_id")
+_MARK_WAITING = _update("state", "expert_id", only_if=_NOT_ENDED)
+_MARK_ACTIVE = _update("state", "active_at", "expert_id", only_if=_NOT_ENDED)
+_MARK_ENDED = _update("state", "ended_at", "end_reason", "ended_by", only_if=_NOT_ENDED)
+_SET_OUTCOME = _update("outcome", "notes")
+_SET_RATING = _update("rating", only_if=consultations.c.rating.is_(None))
+_OPEN_DEPARTMENT = select(departments.c.code).where(
+    departments.c.code == bindparam("code"), departments.c.disabled.is_(False)
+)
+
+
 class ConsultationRecords:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._audit = audit
 
     async def _change(
         self,
+        statement: Update,
         consultation_id: str,
         values: Mapping[str, object],
         audit: AuditEvent | None,
-        *,
-        only_if: Any = None,
     ) -> None:
-        condition = consultations.c.id == consultation_id
-        if only_if is not None:
-            condition = and_(condition, only_if)
-        async with self._db.transaction() as conn:
-            result = await conn.execute(update(consultations).where(condition).values(**values))
-            if result.rowcount == 0:
+        params = {"b_id": consultation_id, **{f"b_{k}": v for k, v in values.items()}}
+
+        def unit(conn: Connection) -> None:
+            if conn.execute(statement, params).rowcount == 0:
                 raise RecordConflict("consultation not found or not in a state for this change")
-            if audit is not None:
-                await self._audit.append_in(conn, audit)
+            append_audit_if(conn, audit)
+
+        await self._db.write(unit)
 
     async def create(
         self,
@@ -62,6 +84,7 @@ class ConsultationRecords:
         *,
         audit: AuditEvent,
     ) -> ConsultationRecord:
+        """A new waiting consultation; the audit entry's subject becomes its id."""
         record = ConsultationRecord(
             id=new_id(),
             kiosk_id=kiosk_id,
@@ -80,17 +103,21 @@ class ConsultationRecords:
             notes=None,
             rating=None,
         )
-        async with self._db.transaction() as conn:
-            await conn.execute(consultations.insert().values(**record.__dict__))
-            await self._audit.append_in(
-                conn, AuditEvent(**{**audit.__dict__, "subject": record.id})
-            )
+
+        def unit(conn: Connection) -> None:
+            open_department = conn.execute(_OPEN_DEPARTMENT, {"code": department}).first()
+            if open_department is None:
+                raise RecordNotFound(f"no department {department!r}")
+            conn.execute(consultations.insert().values(**record.__dict__))
+            append_audit(conn, dataclasses.replace(audit, subject=record.id))
+
+        await self._db.write(unit)
         return record
 
     async def mark_offered(self, consultation_id: str, expert_id: str, at: float) -> None:
-        # The offer is transient routing state; the record keeps who was offered
-        # last and when, the audit log keeps every offer.
+        # Offers are routing, not decisions: the record keeps the latest one.
         await self._change(
+            _MARK_OFFERED,
             consultation_id,
             {"state": ConsultationState.OFFERED.value, "offered_at": at, "expert_id": expert_id},
             None,
@@ -98,20 +125,20 @@ class ConsultationRecords:
 
     async def mark_waiting(self, consultation_id: str) -> None:
         await self._change(
+            _MARK_WAITING,
             consultation_id,
             {"state": ConsultationState.WAITING.value, "expert_id": None},
             None,
-            only_if=consultations.c.state != ConsultationState.ENDED.value,
         )
 
     async def mark_active(
         self, consultation_id: str, expert_id: str, at: float, *, audit: AuditEvent
     ) -> None:
         await self._change(
+            _MARK_ACTIVE,
             consultation_id,
             {"state": ConsultationState.ACTIVE.value, "active_at": at, "expert_id": expert_id},
             audit,
-            only_if=consultations.c.state != ConsultationState.ENDED.value,
         )
 
     async def mark_ended(
@@ -124,6 +151,7 @@ class ConsultationRecords:
         audit: AuditEvent,
     ) -> None:
         await self._change(
+            _MARK_ENDED,
             consultation_id,
             {
                 "state": ConsultationState.ENDED.value,
@@ -132,44 +160,37 @@ class ConsultationRecords:
                 "ended_by": ended_by,
             },
             audit,
-            only_if=consultations.c.state != ConsultationState.ENDED.value,
         )
 
     async def set_outcome(
         self, consultation_id: str, outcome: Outcome, notes: str, *, audit: AuditEvent
     ) -> None:
-        await self._change(consultation_id, {"outcome": outcome.value, "notes": notes}, audit)
-
-    async def set_rating(self, consultation_id: str, rating: int, *, audit: AuditEvent) -> None:
         await self._change(
-            consultation_id,
-            {"rating": rating},
-            audit,
-            only_if=consultations.c.rating.is_(None),
+            _SET_OUTCOME, consultation_id, {"outcome": outcome.value, "notes": notes}, audit
         )
 
+    async def set_rating(self, consultation_id: str, rating: int, *, audit: AuditEvent) -> None:
+        await self._change(_SET_RATING, consultation_id, {"rating": rating}, audit)
+
     async def get(self, consultation_id: str) -> ConsultationRecord:
-        async with self._db.reading() as conn:
-            row = (
-                await conn.execute(
-                    select(consultations).where(consultations.c.id == consultation_id)
-                )
+        row = await self._db.read(
+            lambda conn: conn.execute(
+                select(consultations).where(consultations.c.id == consultation_id)
             ).first()
+        )
         if row is None:
             raise RecordNotFound("no such consultation")
         return _record(row)
 
+    async def _select(self, query: Any) -> list[ConsultationRecord]:
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [_record(row) for row in rows]
+
     async def open_consultations(self) -> list[ConsultationRecord]:
         """Every consultation not yet ended (to settle after a restart)."""
-        async with self._db.reading() as conn:
-            rows = (
-                await conn.execute(
-                    select(consultations).where(
-                        consultations.c.state != ConsultationState.ENDED.value
-                    )
-                )
-            ).all()
-        return [_record(row) for row in rows]
+        return await self._select(
+            select(consultations).where(consultations.c.state != ConsultationState.ENDED.value)
+        )
 
     async def recent_handle_times(self, department: str, limit: int = 20) -> list[float]:
         """Seconds from active to ended of the department's latest completed calls."""
@@ -183,8 +204,7 @@ class ConsultationRecords:
             .order_by(consultations.c.ended_at.desc())
             .limit(limit)
         )
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
         return [float(r.ended_at - r.active_at) for r in rows]
 
     async def find(
@@ -195,16 +215,15 @@ class ConsultationRecords:
             query = query.where(consultations.c.case_number == case_number)
         if department is not None:
             query = query.where(consultations.c.department == department)
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_record(row) for row in rows]
+        return await self._select(query)
 
     async def add_chat(
         self, consultation_id: str, sender_id: str, sender_role: Role, text: str
     ) -> ChatMessage:
         message = ChatMessage(new_id(), consultation_id, sender_id, sender_role, text, time.time())
-        async with self._db.transaction() as conn:
-            await conn.execute(chat_messages.insert().values(**message.__dict__))
+        await self._db.write(
+            lambda conn: conn.execute(chat_messages.insert().values(**message.__dict__))
+        )
         return message
 
     async def chat(self, consultation_id: str) -> list[ChatMessage]:
@@ -213,8 +232,7 @@ class ConsultationRecords:
             .where(chat_messages.c.consultation_id == consultation_id)
             .order_by(chat_messages.c.sent_at)
         )
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
         return [
             ChatMessage(**{**row._asdict(), "sender_role": Role(row.sender_role)}) for row in rows
         ]

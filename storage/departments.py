@@ -2,10 +2,10 @@
 
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
-from storage.audit import AuditLog
+from storage.audit import append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
 from storage.records import AuditEvent, Department
@@ -13,28 +13,28 @@ from storage.schema import departments
 
 
 class Departments:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._audit = audit
 
     async def create(
         self, code: str, name_zh: str, name_en: str, *, audit: AuditEvent | None = None
     ) -> Department:
         record = Department(code, name_zh, name_en, False, time.time())
+
+        def unit(conn: Connection) -> None:
+            conn.execute(departments.insert().values(**record.__dict__))
+            append_audit_if(conn, audit)
+
         try:
-            async with self._db.transaction() as conn:
-                await conn.execute(departments.insert().values(**record.__dict__))
-                if audit is not None:
-                    await self._audit.append_in(conn, audit)
+            await self._db.write(unit)
         except IntegrityError as exc:
             raise RecordConflict(f"department {code!r} already exists") from exc
         return record
 
     async def get(self, code: str) -> Department:
-        async with self._db.reading() as conn:
-            row = (
-                await conn.execute(select(departments).where(departments.c.code == code))
-            ).first()
+        row = await self._db.read(
+            lambda conn: conn.execute(select(departments).where(departments.c.code == code)).first()
+        )
         if row is None:
             raise RecordNotFound(f"no department {code!r}")
         return Department(**row._asdict())
@@ -43,19 +43,20 @@ class Departments:
         query = select(departments).order_by(departments.c.code)
         if not include_disabled:
             query = query.where(departments.c.disabled.is_(False))
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
         return [Department(**row._asdict()) for row in rows]
 
     async def set_disabled(
         self, code: str, disabled: bool, *, audit: AuditEvent | None = None
     ) -> Department:
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
+        def unit(conn: Connection) -> Department:
+            result = conn.execute(
                 update(departments).where(departments.c.code == code).values(disabled=disabled)
             )
             if result.rowcount == 0:
                 raise RecordNotFound(f"no department {code!r}")
-            if audit is not None:
-                await self._audit.append_in(conn, audit)
-        return await self.get(code)
+            append_audit_if(conn, audit)
+            row = conn.execute(select(departments).where(departments.c.code == code)).one()
+            return Department(**row._asdict())
+
+        return await self._db.write(unit)

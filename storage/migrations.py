@@ -7,8 +7,7 @@ matching change in ``storage.schema``.
 
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, text
 
 from storage.errors import MigrationError
 
@@ -97,37 +96,33 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-async def current_version(conn: AsyncConnection) -> int:
+def current_version(conn: Connection) -> int:
     """The schema version recorded in the database, 0 for an empty one."""
-    has_table = await conn.run_sync(
-        lambda sync_conn: sync_conn.dialect.has_table(sync_conn, "schema_version")
-    )
-    if not has_table:
+    if not conn.dialect.has_table(conn, "schema_version"):
         return 0
-    value = (await conn.execute(text("SELECT max(version) FROM schema_version"))).scalar()
+    value = conn.execute(text("SELECT max(version) FROM schema_version")).scalar()
     return int(value or 0)
 
 
-async def migrate(engine: AsyncEngine) -> int:
-    """Apply every pending migration, each in its own transaction; return the version."""
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # Two nodes starting together must not both run the same migration.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(736215)"))
-        version = await current_version(conn)
-        if version > LATEST_VERSION:
-            raise MigrationError(
-                f"database schema is version {version}, newer than this code ({LATEST_VERSION})"
-            )
-        if version == 0:
-            await conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
-        for migration in MIGRATIONS:
-            if migration.version <= version:
-                continue
-            for statement in migration.statements:
-                await conn.execute(text(statement))
-            await conn.execute(
-                text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": migration.version}
-            )
-            version = migration.version
+def migrate(conn: Connection) -> int:
+    """Apply every pending migration inside the caller's transaction; return the version."""
+    if conn.dialect.name == "postgresql":
+        # Two nodes starting together must not both run the same migration.
+        conn.execute(text("SELECT pg_advisory_xact_lock(736215)"))
+    version = current_version(conn)
+    if version > LATEST_VERSION:
+        raise MigrationError(
+            f"database schema is version {version}, newer than this code ({LATEST_VERSION})"
+        )
+    if version == 0:
+        conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        for statement in migration.statements:
+            conn.execute(text(statement))
+        conn.execute(
+            text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": migration.version}
+        )
+        version = migration.version
     return version

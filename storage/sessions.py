@@ -5,11 +5,12 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
-from storage.audit import AuditLog
+from storage.accounts import PUBLIC_COLUMNS, account_from_row
+from storage.audit import append_audit_if
 from storage.database import Database
-from storage.records import Account, AuditEvent, Role
+from storage.records import Account, AuditEvent
 from storage.schema import accounts, sessions
 
 # last_seen is only rewritten when older than this, so that busy pages do not
@@ -28,17 +29,17 @@ class SessionPolicy:
 
 
 class Sessions:
-    def __init__(self, db: Database, audit: AuditLog, policy: SessionPolicy) -> None:
+    def __init__(self, db: Database, policy: SessionPolicy) -> None:
         self._db = db
-        self._audit = audit
         self.policy = policy
 
     async def create(self, account: Account, remote: str, *, audit: AuditEvent | None) -> str:
         """A new random token for ``account``; only its hash is stored."""
         token = secrets.token_urlsafe(32)
         now = time.time()
-        async with self._db.transaction() as conn:
-            await conn.execute(
+
+        def unit(conn: Connection) -> None:
+            conn.execute(
                 sessions.insert().values(
                     token_hash=_token_hash(token),
                     account_id=account.id,
@@ -47,8 +48,9 @@ class Sessions:
                     remote=remote,
                 )
             )
-            if audit is not None:
-                await self._audit.append_in(conn, audit)
+            append_audit_if(conn, audit)
+
+        await self._db.write(unit)
         return token
 
     async def resolve(self, token: str) -> Account | None:
@@ -61,13 +63,12 @@ class Sessions:
             select(
                 sessions.c.created_at.label("session_created_at"),
                 sessions.c.last_seen,
-                *[c for c in accounts.c if c.name != "password_hash"],
+                *PUBLIC_COLUMNS,
             )
             .join(accounts, accounts.c.id == sessions.c.account_id)
             .where(sessions.c.token_hash == digest)
         )
-        async with self._db.reading() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.read(lambda conn: conn.execute(query).first())
         if row is None:
             return None
         expired = (
@@ -75,38 +76,35 @@ class Sessions:
             or now - row.session_created_at > self.policy.max_age
         )
         if expired or row.disabled:
-            async with self._db.transaction() as conn:
-                await conn.execute(delete(sessions).where(sessions.c.token_hash == digest))
+            await self._db.write(
+                lambda conn: conn.execute(delete(sessions).where(sessions.c.token_hash == digest))
+            )
             return None
         if now - row.last_seen > _TOUCH_INTERVAL:
-            async with self._db.transaction() as conn:
-                await conn.execute(
+            await self._db.write(
+                lambda conn: conn.execute(
                     update(sessions).where(sessions.c.token_hash == digest).values(last_seen=now)
                 )
-        return Account(
-            id=row.id,
-            username=row.username,
-            role=Role(row.role),
-            department=row.department,
-            hall=row.hall,
-            display_name=row.display_name,
-            disabled=row.disabled,
-            created_at=row.created_at,
-        )
+            )
+        return account_from_row(row)
 
     async def delete(self, token: str, *, audit: AuditEvent | None = None) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(delete(sessions).where(sessions.c.token_hash == _token_hash(token)))
-            if audit is not None:
-                await self._audit.append_in(conn, audit)
+        def unit(conn: Connection) -> None:
+            conn.execute(delete(sessions).where(sessions.c.token_hash == _token_hash(token)))
+            append_audit_if(conn, audit)
+
+        await self._db.write(unit)
 
     async def purge_expired(self) -> int:
         now = time.time()
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
+
+        def unit(conn: Connection) -> int:
+            result = conn.execute(
                 delete(sessions).where(
                     (sessions.c.last_seen < now - self.policy.idle_timeout)
                     | (sessions.c.created_at < now - self.policy.max_age)
                 )
             )
-        return int(result.rowcount)
+            return int(result.rowcount)
+
+        return await self._db.write(unit)

@@ -27,14 +27,13 @@ class Storage:
     ) -> "Storage":
         await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
         db = await Database.open(database_url(url, data_dir))
-        audit = AuditLog(db)
         return cls(
             db=db,
-            audit=audit,
-            departments=Departments(db, audit),
-            accounts=Accounts(db, audit),
-            sessions=Sessions(db, audit, session_policy),
-            consultations=ConsultationRecords(db, audit),
+            audit=AuditLog(db),
+            departments=Departments(db),
+            accounts=Accounts(db),
+            sessions=Sessions(db, session_policy),
+            consultations=ConsultationRecords(db),
         )
 
     async def close(self) -> None:

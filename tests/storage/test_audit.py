@@ -69,8 +69,7 @@ async def test_an_edited_entry_breaks_the_chain_and_is_named(
 ) -> None:
     storage = await open_storage(tmp_path, database_url)
     await write_entries(storage, 6)
-    async with storage.db.transaction() as conn:
-        await conn.execute(text(statement))
+    await storage.db.write(lambda conn: conn.execute(text(statement)))
     with pytest.raises(AuditChainBroken) as info:
         await storage.audit.verify()
     assert info.value.seq == broken and reason in info.value.reason
@@ -99,10 +98,11 @@ async def test_recomputing_one_hash_still_breaks_the_next_link(
         entry.remote,
         entry.prev_hash,
     )
-    async with storage.db.transaction() as conn:
-        await conn.execute(
+    await storage.db.write(
+        lambda conn: conn.execute(
             text("UPDATE audit_log SET actor = 'mallory', hash = :h WHERE seq = 2"), {"h": forged}
         )
+    )
     with pytest.raises(AuditChainBroken) as info:
         await storage.audit.verify()
     assert info.value.seq == 3

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect, text
 
 from storage.database import Database, database_url
 from storage.errors import MigrationError
@@ -16,17 +16,16 @@ async def test_migrated_schema_matches_the_table_definitions(
 ) -> None:
     url = database_url_for(tmp_path, database_url)
     db = await Database.open(url)
-    assert await migrate(db.engine) == LATEST_VERSION  # a second run changes nothing
+    assert await db.read(migrate) == LATEST_VERSION  # a second run changes nothing
 
-    def columns(sync_conn: object) -> dict[str, set[str]]:
+    def columns(sync_conn: Connection) -> dict[str, set[str]]:
         inspector = inspect(sync_conn)
         return {
             name: {c["name"] for c in inspector.get_columns(name)}
             for name in inspector.get_table_names()
         }
 
-    async with db.engine.connect() as conn:
-        found = await conn.run_sync(columns)
+    found = await db.read(columns)
     expected = {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
     assert found == expected
     await db.close()
@@ -34,12 +33,9 @@ async def test_migrated_schema_matches_the_table_definitions(
 
 async def test_a_newer_database_is_refused(tmp_path: Path) -> None:
     db = await Database.open(database_url_for(tmp_path, None))
-    async with db.transaction() as conn:
-        from sqlalchemy import text
-
-        await conn.execute(text("INSERT INTO schema_version (version) VALUES (999)"))
+    await db.write(lambda conn: conn.execute(text("INSERT INTO schema_version VALUES (999)")))
     with pytest.raises(MigrationError, match="newer than this code"):
-        await migrate(db.engine)
+        await db.read(migrate)
     await db.close()
 
 

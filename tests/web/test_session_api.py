@@ -1,6 +1,7 @@
 """Login, logout, /me, cookies and throttling over real HTTP."""
 
 import aiohttp
+from sqlalchemy import text
 
 from storage.records import Role
 from tests.conftest import RunningServer, ServerFactory
@@ -39,10 +40,9 @@ async def test_login_sets_an_httponly_strict_cookie_and_me_answers(
         "market",
     )
     # The server keeps only a hash of the token.
-    async with server.storage.db.reading() as conn:
-        from sqlalchemy import text
-
-        stored = [r[0] for r in (await conn.execute(text("SELECT token_hash FROM sessions")))]
+    stored = await server.storage.db.read(
+        lambda conn: [r[0] for r in conn.execute(text("SELECT token_hash FROM sessions"))]
+    )
     assert cookie.value not in stored
 
 
