@@ -19,3 +19,5 @@ class SignalingConfig:
     """How many recent calls of a department the wait estimate averages."""
     rating_window: float = 600.0
     """Seconds after the end during which the kiosk may rate the consultation."""
+    queue_update_delay: float = 0.2
+    """Seconds a department's queue changes are gathered before experts are told."""

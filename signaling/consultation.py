@@ -144,6 +144,7 @@ class ConsultationService:
             await self.storage.consultations.mark_active(
                 call.id,
                 expert.id,
+                call.offered_at,
                 now,
                 audit=AuditEvent(expert.username, "consultation.accept", call.id, {}, remote),
             )
@@ -284,6 +285,7 @@ class ConsultationService:
                 reason,
                 ended_by,
                 now,
+                offered_at=call.offered_at,
                 audit=AuditEvent(
                     ended_by, "consultation.end", call.id, {"reason": reason.value}, remote
                 ),

@@ -4,6 +4,7 @@ take offers back, and tell kiosks and experts where the queue stands.
 Every method here expects the caller to hold ``store.lock(department_lock(d))``.
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -88,6 +89,7 @@ class Dispatcher:
         # sent again. Node-local: another node may repeat one, which is harmless.
         self._sent_positions: dict[str, QueuePosition] = {}
         self._sent_queues: dict[str, QueueUpdate] = {}
+        self._queue_updates: dict[str, asyncio.Task[None]] = {}
 
     async def dispatch(self, department: str) -> None:
         """Offer each waiting consultation, oldest first, to the best free expert."""
@@ -117,7 +119,6 @@ class Dispatcher:
         await self.store.put_call(call)
         await self.store.put_presence(expert)
         await self.store.set_deadline(deadline_key("ring", call.id), now + self.config.ring_timeout)
-        await self.storage.consultations.mark_offered(call.id, expert.expert_id, now)
         await self.notifier.to_account(
             expert.expert_id, "offer", offer_view(call, self.config.ring_timeout)
         )
@@ -139,7 +140,6 @@ class Dispatcher:
         if declined:
             call.declined_by.append(expert_id)
         await self.store.put_call(call)
-        await self.storage.consultations.mark_waiting(call.id)
         await self.notifier.to_account(
             expert_id, "offer_revoked", OfferRevoked(consultation_id=call.id, reason=reason)
         )
@@ -208,9 +208,9 @@ class Dispatcher:
         return self._queue_update(department, *await self._load_queue(department))
 
     async def publish_queue(self, department: str) -> None:
-        """Tell each waiting kiosk its position and the department's experts the queue,
-        sending only what changed since the last time (messages are the dominant cost
-        under load)."""
+        """Tell each waiting kiosk its position (at once) and the department's experts
+        the queue (coalesced), sending only what changed: messages are the dominant
+        cost under load."""
         calls, presences = await self._load_queue(department)
         online = sum(1 for p in presences if p.presence in ONLINE)
         free = sum(
@@ -233,10 +233,29 @@ class Dispatcher:
             if self._sent_positions.get(call.id) != update:
                 self._sent_positions[call.id] = update
                 await self.notifier.to_account(call.kiosk_id, "queue_position", update)
-        snapshot = self._queue_update(department, calls, presences)
+        if department not in self._queue_updates:
+            self._queue_updates[department] = asyncio.create_task(
+                self._send_queue_update(department)
+            )
+
+    async def _send_queue_update(self, department: str) -> None:
+        """The department's queue to its experts, a moment after a change: a request,
+        its offer and its acceptance come within milliseconds and need at most one
+        message to each expert, not three."""
+        try:
+            await asyncio.sleep(self.config.queue_update_delay)
+        finally:
+            self._queue_updates.pop(department, None)
+        snapshot = await self.queue_snapshot(department)
         if self._sent_queues.get(department) != snapshot:
             self._sent_queues[department] = snapshot
             await self.notifier.to_department(department, "queue_updated", snapshot)
+
+    async def close(self) -> None:
+        tasks = list(self._queue_updates.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def forget(self, call_id: str) -> None:
         """Drop what was last sent about a call that has left the queue."""

@@ -96,6 +96,7 @@ class SignalingHub:
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        await self.dispatcher.close()
         await self.gateway.disconnect_all()
         await self.gateway.drain()
         await self.store.close()

@@ -44,10 +44,12 @@ def _update(*columns: str, only_if: Any = None) -> Update:
 
 
 _NOT_ENDED = consultations.c.state != ConsultationState.ENDED.value
-_MARK_OFFERED = _update("state", "offered_at", "expert_id")
-_MARK_WAITING = _update("state", "expert_id", only_if=_NOT_ENDED)
-_MARK_ACTIVE = _update("state", "active_at", "expert_id", only_if=_NOT_ENDED)
-_MARK_ENDED = _update("state", "ended_at", "end_reason", "ended_by", only_if=_NOT_ENDED)
+# Offers are routing, kept in the live state; the record learns the answered
+# offer's time when the call starts (or the ringing one's when it ends first).
+_MARK_ACTIVE = _update("state", "offered_at", "active_at", "expert_id", only_if=_NOT_ENDED)
+_MARK_ENDED = _update(
+    "state", "offered_at", "ended_at", "end_reason", "ended_by", only_if=_NOT_ENDED
+)
 _SET_OUTCOME = _update("outcome", "notes")
 _SET_RATING = _update("rating", only_if=consultations.c.rating.is_(None))
 _OPEN_DEPARTMENT = select(departments.c.code).where(
@@ -114,30 +116,24 @@ class ConsultationRecords:
         await self._db.write(unit)
         return record
 
-    async def mark_offered(self, consultation_id: str, expert_id: str, at: float) -> None:
-        # Offers are routing, not decisions: the record keeps the latest one.
-        await self._change(
-            _MARK_OFFERED,
-            consultation_id,
-            {"state": ConsultationState.OFFERED.value, "offered_at": at, "expert_id": expert_id},
-            None,
-        )
-
-    async def mark_waiting(self, consultation_id: str) -> None:
-        await self._change(
-            _MARK_WAITING,
-            consultation_id,
-            {"state": ConsultationState.WAITING.value, "expert_id": None},
-            None,
-        )
-
     async def mark_active(
-        self, consultation_id: str, expert_id: str, at: float, *, audit: AuditEvent
+        self,
+        consultation_id: str,
+        expert_id: str,
+        offered_at: float | None,
+        at: float,
+        *,
+        audit: AuditEvent,
     ) -> None:
         await self._change(
             _MARK_ACTIVE,
             consultation_id,
-            {"state": ConsultationState.ACTIVE.value, "active_at": at, "expert_id": expert_id},
+            {
+                "state": ConsultationState.ACTIVE.value,
+                "offered_at": offered_at,
+                "active_at": at,
+                "expert_id": expert_id,
+            },
             audit,
         )
 
@@ -148,6 +144,7 @@ class ConsultationRecords:
         ended_by: str,
         at: float,
         *,
+        offered_at: float | None = None,
         audit: AuditEvent,
     ) -> None:
         await self._change(
@@ -155,6 +152,7 @@ class ConsultationRecords:
             consultation_id,
             {
                 "state": ConsultationState.ENDED.value,
+                "offered_at": offered_at,
                 "ended_at": at,
                 "end_reason": reason.value,
                 "ended_by": ended_by,
