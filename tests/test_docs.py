@@ -1,0 +1,40 @@
+"""The documents that others rely on name everything the code serves."""
+
+import re
+from pathlib import Path
+
+from signaling.client import SERVER_EVENTS
+from tests.conftest import RunningServer
+from web.app import API_TABLES
+from web.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read(path: str) -> str:
+    return (ROOT / path).read_text(encoding="utf-8")
+
+
+async def test_protocol_doc_names_every_event(sqlite_server: RunningServer) -> None:
+    text = read("docs/PROTOCOL.md")
+    client_events = [spec.name for spec in sqlite_server.hub.gateway.events]
+    assert client_events
+    for name in [*client_events, *SERVER_EVENTS]:
+        assert f"`{name}`" in text, name
+
+
+def test_api_doc_names_every_path() -> None:
+    text = read("docs/API.md")
+    for table in API_TABLES:
+        for endpoint in table.endpoints:
+            assert f"`{endpoint.path}" in text, endpoint.path
+
+
+def test_readme_documents_every_setting_and_ci_runs_its_test_command() -> None:
+    readme = read("README.md")
+    for name in Settings.__dataclass_fields__:
+        flag = "--extra-host" if name == "extra_hosts" else "--" + name.replace("_", "-")
+        assert f"`{flag}`" in readme or f"`{flag}," in readme, flag
+    commands = re.findall(r"```sh\n(.+?)\n```", readme)
+    assert len(commands) == 2
+    assert commands[1] in read(".ci/run")
