@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import socketio
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -150,7 +152,7 @@ async def _worker(plan: WorkerPlan, ready: Any, go: Any, results: Any) -> None:
                 await kiosk.end(view.consultation_id)
                 completed += 1
                 cycle_times.append(time.perf_counter() - started)
-            except (ClientError, TimeoutError):
+            except (ClientError, TimeoutError, socketio.exceptions.TimeoutError):
                 failed += 1
             finally:
                 idle.append(kiosk)

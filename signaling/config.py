@@ -20,4 +20,4 @@ class SignalingConfig:
     rating_window: float = 600.0
     """Seconds after the end during which the kiosk may rate the consultation."""
     queue_update_delay: float = 0.2
-    """Seconds a department's queue changes are gathered before experts are told."""
+    """Seconds a department's queue changes are gathered before kiosks and experts are told."""

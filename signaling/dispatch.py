@@ -208,9 +208,23 @@ class Dispatcher:
         return self._queue_update(department, *await self._load_queue(department))
 
     async def publish_queue(self, department: str) -> None:
-        """Tell each waiting kiosk its position (at once) and the department's experts
-        the queue (coalesced), sending only what changed: messages are the dominant
-        cost under load."""
+        """Have the department's queue published shortly (see ``_publish``)."""
+        if department not in self._queue_updates:
+            self._queue_updates[department] = asyncio.create_task(self._publish(department))
+
+    async def _publish(self, department: str) -> None:
+        """Tell each waiting kiosk its position and the department's experts the queue,
+        a moment after a change and only what changed since the last time.
+
+        A request, its offer and its acceptance come within milliseconds, and when
+        the head of a long queue leaves every position behind it changes: gathering
+        changes for ``queue_update_delay`` bounds the messages per department per
+        second, whatever the rate of consultations.
+        """
+        try:
+            await asyncio.sleep(self.config.queue_update_delay)
+        finally:
+            self._queue_updates.pop(department, None)
         calls, presences = await self._load_queue(department)
         online = sum(1 for p in presences if p.presence in ONLINE)
         free = sum(
@@ -233,30 +247,17 @@ class Dispatcher:
             if self._sent_positions.get(call.id) != update:
                 self._sent_positions[call.id] = update
                 await self.notifier.to_account(call.kiosk_id, "queue_position", update)
-        if department not in self._queue_updates:
-            self._queue_updates[department] = asyncio.create_task(
-                self._send_queue_update(department)
-            )
-
-    async def _send_queue_update(self, department: str) -> None:
-        """The department's queue to its experts, a moment after a change: a request,
-        its offer and its acceptance come within milliseconds and need at most one
-        message to each expert, not three."""
-        try:
-            await asyncio.sleep(self.config.queue_update_delay)
-        finally:
-            self._queue_updates.pop(department, None)
-        snapshot = await self.queue_snapshot(department)
+        snapshot = self._queue_update(department, calls, presences)
         if self._sent_queues.get(department) != snapshot:
             self._sent_queues[department] = snapshot
             await self.notifier.to_department(department, "queue_updated", snapshot)
+
+    def forget(self, call_id: str) -> None:
+        """Drop what was last sent about a call that has left the queue."""
+        self._sent_positions.pop(call_id, None)
 
     async def close(self) -> None:
         tasks = list(self._queue_updates.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def forget(self, call_id: str) -> None:
-        """Drop what was last sent about a call that has left the queue."""
-        self._sent_positions.pop(call_id, None)
