@@ -128,6 +128,7 @@ async def _worker(plan: WorkerPlan, ready: Any, go: Any, results: Any) -> None:
         completed = 0
         failed = 0
         skipped = 0
+        cpu_start = time.process_time()
         request_rtts: list[float] = []
         cycle_times: list[float] = []
         running: set[asyncio.Task[None]] = set()
@@ -185,6 +186,7 @@ async def _worker(plan: WorkerPlan, ready: Any, go: Any, results: Any) -> None:
                 "skipped": skipped,
                 "request_rtts": request_rtts,
                 "cycle_times": cycle_times,
+                "cpu_s": time.process_time() - cpu_start,
             }
         )
     for task in answering:
@@ -320,6 +322,12 @@ def main() -> None:
                     "cycle_p50_ms": round(percentile(cycles, 50) * 1000, 2),
                     "cycle_mean_ms": round(statistics.fmean(cycles) * 1000, 2) if cycles else None,
                     "server_cpu_s_per_s": round(cpu, 3),
+                    "load_generator_cpu_s_per_s": round(
+                        sum(p["cpu_s"] for p in parts) / args.phase_seconds, 3
+                    ),
+                    "server_cpu_ms_per_consultation": round(cpu / achieved * 1000, 2)
+                    if achieved
+                    else None,
                 }
             )
         for proc in procs:

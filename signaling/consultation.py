@@ -20,6 +20,7 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
     Account,
     AuditEvent,
+    ConsultationRecord,
     ConsultationState,
     EndReason,
     Outcome,
@@ -62,16 +63,11 @@ class ConsultationService:
     async def request(
         self, kiosk: Account, department: str, case_number: str | None, remote: str
     ) -> ConsultationView:
-        try:
-            dept = await self.storage.departments.get(department)
-        except RecordNotFound:
-            raise NotFound(f"no department {department!r}") from None
-        if dept.disabled:
-            raise NotFound(f"no department {department!r}")
         async with self.store.lock(f"kiosk:{kiosk.id}"):
             if await self.store.open_call_of(kiosk.id):
                 raise AlreadyInConsultation("this kiosk already has an open consultation")
-            record = await self.storage.consultations.create(
+            # The record's unit of work checks that the department exists and is enabled.
+            record = await self._create_record(
                 kiosk.id,
                 kiosk.hall,
                 department,
@@ -103,6 +99,22 @@ class ConsultationService:
                 await self._d.publish_queue(department)
                 call = await self.store.get_call(call.id) or call
         return consultation_view(call)
+
+    async def _create_record(
+        self,
+        kiosk_id: str,
+        hall: str | None,
+        department: str,
+        case_number: str | None,
+        *,
+        audit: AuditEvent,
+    ) -> ConsultationRecord:
+        try:
+            return await self.storage.consultations.create(
+                kiosk_id, hall, department, case_number, audit=audit
+            )
+        except RecordNotFound:
+            raise NotFound(f"no department {department!r}") from None
 
     async def rate(self, kiosk: Account, consultation_id: str, rating: int, remote: str) -> None:
         try:
