@@ -157,7 +157,7 @@ class PeerStatus(ServerPayload):
 
 
 class SessionState(ServerPayload):
-    """Ack of ``get_state`` and event ``session`` right after connecting."""
+    """Ack of ``get_state``: who you are and what is open for you."""
 
     username: str
     role: Literal["kiosk", "expert", "clerk", "admin"]
