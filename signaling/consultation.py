@@ -5,6 +5,8 @@ payload; every method checks that the account may act on the consultation.
 """
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from signaling.dispatch import (
     Dispatcher,
@@ -20,7 +22,6 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
     Account,
     AuditEvent,
-    ConsultationRecord,
     ConsultationState,
     EndReason,
     Outcome,
@@ -54,6 +55,41 @@ class ConsultationService:
             return call
         raise NotFound("no open consultation with this id for you")
 
+    @asynccontextmanager
+    async def _locked(self, call_id: str) -> AsyncIterator[LiveCall | None]:
+        """The open call, re-read under its department's lock (None if it is gone)."""
+        call = await self.store.get_call(call_id)
+        if call is None:
+            yield None
+            return
+        async with self.store.lock(department_lock(call.department)):
+            yield await self.store.get_call(call_id)
+
+    @staticmethod
+    def _ringing_for(call: LiveCall | None, expert: Account) -> LiveCall:
+        if (
+            call is None
+            or call.phase is not ConsultationState.OFFERED
+            or call.expert_id != expert.id
+        ):
+            raise InvalidState("this consultation is not being offered to you")
+        return call
+
+    async def _tell_other_side(self, call: LiveCall, side: Side, status: str) -> None:
+        other = call.expert_id if side is Side.KIOSK else call.kiosk_id
+        if call.phase is not ConsultationState.ACTIVE or other is None:
+            return
+        await self.notifier.to_account(
+            other,
+            "peer_status",
+            PeerStatus(
+                consultation_id=call.id,
+                side=side.value,
+                status=status,
+                grace_s=self.config.grace_period if status == "reconnecting" else None,
+            ),
+        )
+
     async def current(self, account: Account) -> LiveCall | None:
         call_id = await self.store.open_call_of(account.id)
         return await self.store.get_call(call_id) if call_id else None
@@ -67,19 +103,22 @@ class ConsultationService:
             if await self.store.open_call_of(kiosk.id):
                 raise AlreadyInConsultation("this kiosk already has an open consultation")
             # The record's unit of work checks that the department exists and is enabled.
-            record = await self._create_record(
-                kiosk.id,
-                kiosk.hall,
-                department,
-                case_number,
-                audit=AuditEvent(
-                    kiosk.username,
-                    "consultation.request",
-                    "",
-                    {"department": department, "case_number_given": case_number is not None},
-                    remote,
-                ),
-            )
+            try:
+                record = await self.storage.consultations.create(
+                    kiosk.id,
+                    kiosk.hall,
+                    department,
+                    case_number,
+                    audit=AuditEvent(
+                        kiosk.username,
+                        "consultation.request",
+                        "",
+                        {"department": department, "case_number_given": case_number is not None},
+                        remote,
+                    ),
+                )
+            except RecordNotFound:
+                raise NotFound(f"no department {department!r}") from None
             call = LiveCall(
                 id=record.id,
                 department=department,
@@ -99,22 +138,6 @@ class ConsultationService:
                 await self._d.publish_queue(department)
                 call = await self.store.get_call(call.id) or call
         return consultation_view(call)
-
-    async def _create_record(
-        self,
-        kiosk_id: str,
-        hall: str | None,
-        department: str,
-        case_number: str | None,
-        *,
-        audit: AuditEvent,
-    ) -> ConsultationRecord:
-        try:
-            return await self.storage.consultations.create(
-                kiosk_id, hall, department, case_number, audit=audit
-            )
-        except RecordNotFound:
-            raise NotFound(f"no department {department!r}") from None
 
     async def rate(self, kiosk: Account, consultation_id: str, rating: int, remote: str) -> None:
         try:
@@ -142,15 +165,9 @@ class ConsultationService:
     # ---- expert ------------------------------------------------------------------
 
     async def accept(self, expert: Account, consultation_id: str, remote: str) -> ConsultationView:
-        call = await self._call_for(expert, consultation_id)
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(consultation_id)  # type: ignore[assignment]
-            if (
-                call is None
-                or call.phase is not ConsultationState.OFFERED
-                or call.expert_id != expert.id
-            ):
-                raise InvalidState("this consultation is not being offered to you")
+        await self._call_for(expert, consultation_id)
+        async with self._locked(consultation_id) as current:
+            call = self._ringing_for(current, expert)
             now = self.clock()
             await self.store.clear_deadline(deadline_key("ring", call.id))
             await self.storage.consultations.mark_active(
@@ -181,15 +198,9 @@ class ConsultationService:
         return view
 
     async def decline(self, expert: Account, consultation_id: str) -> None:
-        call = await self._call_for(expert, consultation_id)
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(consultation_id)  # type: ignore[assignment]
-            if (
-                call is None
-                or call.phase is not ConsultationState.OFFERED
-                or call.expert_id != expert.id
-            ):
-                raise InvalidState("this consultation is not being offered to you")
+        await self._call_for(expert, consultation_id)
+        async with self._locked(consultation_id) as current:
+            call = self._ringing_for(current, expert)
             await self._d.take_back_offer(call, "declined", declined=True)
             await self._d.dispatch(call.department)
             await self._d.publish_queue(call.department)
@@ -277,11 +288,7 @@ class ConsultationService:
         self, consultation_id: str, reason: EndReason, ended_by: str, remote: str = ""
     ) -> ConsultationView | None:
         """End an open consultation for ``reason``; None if it was not open."""
-        call = await self.store.get_call(consultation_id)
-        if call is None:
-            return None
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(consultation_id)
+        async with self._locked(consultation_id) as call:
             if call is None:
                 return None
             return await self._finish_locked(call, reason, ended_by, remote)
@@ -360,12 +367,11 @@ class ConsultationService:
 
     async def participant_left(self, account: Account) -> None:
         """The account's last connection closed: start its grace period."""
-        call = await self.current(account)
-        if call is None:
+        current = await self.current(account)
+        if current is None:
             return
         side = Side.KIOSK if account.role is Role.KIOSK else Side.EXPERT
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(call.id)
+        async with self._locked(current.id) as call:
             if call is None:
                 return
             now = self.clock()
@@ -374,43 +380,21 @@ class ConsultationService:
             await self.store.set_deadline(
                 deadline_key("grace", call.id, side.value), now + self.config.grace_period
             )
-            other = call.expert_id if side is Side.KIOSK else call.kiosk_id
-            if call.phase is ConsultationState.ACTIVE and other is not None:
-                await self.notifier.to_account(
-                    other,
-                    "peer_status",
-                    PeerStatus(
-                        consultation_id=call.id,
-                        side=side.value,
-                        status="reconnecting",
-                        grace_s=self.config.grace_period,
-                    ),
-                )
+            await self._tell_other_side(call, side, "reconnecting")
 
     async def participant_returned(self, account: Account) -> LiveCall | None:
         """The account connected again: end its grace period and resync both sides."""
-        call = await self.current(account)
-        if call is None:
+        current = await self.current(account)
+        if current is None:
             return None
         side = Side.KIOSK if account.role is Role.KIOSK else Side.EXPERT
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(call.id)
+        async with self._locked(current.id) as call:
             if call is None:
                 return None
             if call.dropped.pop(side.value, None) is not None:
                 await self.store.put_call(call)
                 await self.store.clear_deadline(deadline_key("grace", call.id, side.value))
-                other = call.expert_id if side is Side.KIOSK else call.kiosk_id
-                if call.phase is ConsultationState.ACTIVE and other is not None:
-                    await self.notifier.to_account(
-                        other,
-                        "peer_status",
-                        PeerStatus(
-                            consultation_id=call.id,
-                            side=side.value,
-                            status="connected",
-                        ),
-                    )
+                await self._tell_other_side(call, side, "connected")
             await self.notifier.to_account(account.id, "consultation", consultation_view(call))
         return call
 
@@ -425,11 +409,7 @@ class ConsultationService:
             await self._no_expert_expired(rest)
 
     async def _ring_timed_out(self, call_id: str) -> None:
-        call = await self.store.get_call(call_id)
-        if call is None:
-            return
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(call_id)
+        async with self._locked(call_id) as call:
             if call is None or call.phase is not ConsultationState.OFFERED:
                 return
             await self._d.take_back_offer(call, "timeout", missed=True)
@@ -437,11 +417,7 @@ class ConsultationService:
             await self._d.publish_queue(call.department)
 
     async def _grace_expired(self, call_id: str, side: Side) -> None:
-        call = await self.store.get_call(call_id)
-        if call is None:
-            return
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(call_id)
+        async with self._locked(call_id) as call:
             if call is None or side.value not in call.dropped:
                 return
             # A citizen who walks away from the queue has abandoned it; a call
@@ -452,11 +428,7 @@ class ConsultationService:
             await self._finish_locked(call, reason, "system")
 
     async def _no_expert_expired(self, call_id: str) -> None:
-        call = await self.store.get_call(call_id)
-        if call is None:
-            return
-        async with self.store.lock(department_lock(call.department)):
-            call = await self.store.get_call(call_id)
+        async with self._locked(call_id) as call:
             if call is None or call.phase is not ConsultationState.WAITING:
                 return
             if await self._d.online_count(call.department) > 0:

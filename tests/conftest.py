@@ -130,6 +130,26 @@ async def connect() -> AsyncIterator[ClientFactory]:
         await client.close()
 
 
+async def active_call(
+    server: RunningServer,
+    connect: "ClientFactory",
+    *,
+    kiosk: str = "kiosk01",
+    expert: str = "expert_market",
+    department: str = "market",
+) -> tuple[KioskClient, ExpertClient, str]:
+    """Connect a kiosk and an available expert and take a consultation to active."""
+    from signaling.messages import OfferView
+
+    expert_client: ExpertClient = await connect(server, expert)
+    await expert_client.set_presence("available")
+    kiosk_client: KioskClient = await connect(server, kiosk)
+    view = await kiosk_client.request(department)
+    offer = await expert_client.next_event("offer", OfferView)
+    await expert_client.accept(offer.consultation_id)
+    return kiosk_client, expert_client, view.consultation_id
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:

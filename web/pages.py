@@ -25,10 +25,13 @@ CONTENT_SECURITY_POLICY = (
 
 
 def render_page(name: str) -> bytes:
-    """A page's body inside the shared layout (header, login form, confirm dialog)."""
+    """A page's body inside the shared layout (header, login form, confirm dialog),
+    with the call view (video, chat, end) where the body asks for ``{call}``."""
     layout = (PAGES_DIR / "layout.html").read_text(encoding="utf-8")
     body = (PAGES_DIR / f"{name}.html").read_text(encoding="utf-8")
-    return layout.replace("{body}", body).replace("{page}", name).encode("utf-8")
+    call = (PAGES_DIR / "call.html").read_text(encoding="utf-8")
+    html = layout.replace("{body}", body.replace("{call}", call)).replace("{page}", name)
+    return html.encode("utf-8")
 
 
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

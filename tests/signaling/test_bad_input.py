@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from signaling.client import ClientError, ExpertClient, KioskClient
-from signaling.messages import ChatView, OfferView
-from tests.conftest import ClientFactory, RunningServer
+from signaling.messages import ChatView
+from tests.conftest import ClientFactory, RunningServer, active_call
 
 LONG = "x" * 5000
 BAD_KIOSK_PAYLOADS: list[tuple[str, Any]] = [
@@ -86,11 +86,7 @@ async def test_unknown_ids_answer_not_found(
 async def test_garbage_does_not_disturb_a_call_in_progress(
     sqlite_server: RunningServer, connect: ClientFactory
 ) -> None:
-    expert: ExpertClient = await connect(sqlite_server, "expert_market")
-    await expert.set_presence("available")
-    kiosk: KioskClient = await connect(sqlite_server, "kiosk01")
-    view = await kiosk.request("market")
-    await expert.accept((await expert.next_event("offer", OfferView)).consultation_id)
+    kiosk, expert, call_id = await active_call(sqlite_server, connect)
     vandal: KioskClient = await connect(sqlite_server, "kiosk02")
     for event, payload in BAD_KIOSK_PAYLOADS + UNKNOWN_IDS:
         with pytest.raises(ClientError):
@@ -102,6 +98,6 @@ async def test_garbage_does_not_disturb_a_call_in_progress(
     with pytest.raises(ClientError) as info:
         await vandal.emit("get_state", "nope")
     assert info.value.code == "invalid_payload"
-    await kiosk.chat(view.consultation_id, "仍然在线")
+    await kiosk.chat(call_id, "仍然在线")
     assert (await expert.next_event("chat_message", ChatView)).text == "仍然在线"
     assert (await vandal.state()).username == "kiosk02"

@@ -14,7 +14,7 @@ from signaling.messages import (
     QueuePosition,
 )
 from storage.records import ConsultationState, EndReason, Outcome, Role
-from tests.conftest import ClientFactory, RunningServer, ServerFactory
+from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call
 
 
 async def ended(client: KioskClient | ExpertClient, consultation_id: str) -> ConsultationView:
@@ -243,22 +243,13 @@ async def test_cancel_while_ringing_revokes_the_offer(
         raise AssertionError("accepting a cancelled consultation must fail")
 
 
-async def _active_call(
-    server: RunningServer, connect: ClientFactory
-) -> tuple[KioskClient, ExpertClient, str]:
-    expert: ExpertClient = await connect(server, "expert_housing")
-    await expert.set_presence("available")
-    kiosk: KioskClient = await connect(server, "kiosk02")
-    view = await kiosk.request("housing")
-    await expert.accept((await expert.next_event("offer", OfferView)).consultation_id)
-    return kiosk, expert, view.consultation_id
-
-
 async def test_drop_and_return_within_grace_keeps_the_call(
     start_server: ServerFactory, connect: ClientFactory, database_url: str | None
 ) -> None:
     server = await start_server(grace_period=5.0, database_url=database_url)
-    kiosk, expert, call_id = await _active_call(server, connect)
+    kiosk, expert, call_id = await active_call(
+        server, connect, kiosk="kiosk02", expert="expert_housing", department="housing"
+    )
     await kiosk.sio.disconnect()
     dropped = await expert.next_event("peer_status", PeerStatus)
     assert (dropped.side, dropped.status) == ("kiosk", "reconnecting")
@@ -284,7 +275,9 @@ async def test_drop_and_return_within_grace_keeps_the_call(
 async def test_drop_past_grace_ends_the_call_dropped(
     server: RunningServer, connect: ClientFactory
 ) -> None:
-    kiosk, expert, call_id = await _active_call(server, connect)
+    kiosk, expert, call_id = await active_call(
+        server, connect, kiosk="kiosk02", expert="expert_housing", department="housing"
+    )
     await expert.sio.disconnect()
     done = await ended(kiosk, call_id)
     assert done.end_reason == "dropped"

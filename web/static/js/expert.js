@@ -94,7 +94,6 @@ async function onLogin() {
   });
   signal = connectSignal({
     onConnect: async () => {
-      document.getElementById("connection").hidden = true;
       const state = await signal.send("get_state");
       if (state.presence) presence = state.presence.status;
       offer = state.offer;
@@ -103,9 +102,6 @@ async function onLogin() {
       renderAvailability();
       renderQueue();
       renderOffer();
-    },
-    onDisconnect: () => {
-      document.getElementById("connection").hidden = false;
     },
   });
   signal.on("presence", (view) => {

@@ -119,12 +119,8 @@ async function onLogin() {
   });
   signal = connectSignal({
     onConnect: async () => {
-      document.getElementById("connection").hidden = true;
       const state = await signal.send("get_state");
       if (state.consultation) applyConsultation(state.consultation);
-    },
-    onDisconnect: () => {
-      document.getElementById("connection").hidden = false;
     },
   });
   signal.on("consultation", applyConsultation);

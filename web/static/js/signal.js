@@ -8,11 +8,20 @@ export class SignalError extends Error {
   }
 }
 
+// The page's "#connection" banner shows while the socket is down.
 export function connectSignal({ onConnect, onDisconnect } = {}) {
   const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 3000 });
-  socket.on("connect", () => onConnect?.(socket));
-  socket.on("disconnect", (reason) => onDisconnect?.(reason));
-  socket.on("connect_error", () => onDisconnect?.("connect_error"));
+  const banner = document.getElementById("connection");
+  const down = (reason) => {
+    if (banner) banner.hidden = false;
+    onDisconnect?.(reason);
+  };
+  socket.on("connect", () => {
+    if (banner) banner.hidden = true;
+    onConnect?.(socket);
+  });
+  socket.on("disconnect", down);
+  socket.on("connect_error", () => down("connect_error"));
   return {
     socket,
     on: (event, handler) => socket.on(event, handler),
