@@ -1,0 +1,90 @@
+"""Every use of aiortc's and aioice's private names, in one place.
+
+RTP-level forwarding needs to take packets right after SRTP unprotect and to
+send rewritten packets through a transport's SRTP protect, which aiortc has
+no public API for. ``tests/media/test_aiortc_private.py`` checks each name
+used here exists with the expected shape, so that an aiortc upgrade that
+moves them fails loudly there rather than silently in a call. Pinned:
+aiortc 1.16.0, aioice 0.13.0.
+"""
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+
+RtpHandler = Callable[[bytes, int], Awaitable[None]]
+RtcpHandler = Callable[[bytes], Awaitable[None]]
+
+
+def intercept(transport: RTCDtlsTransport, on_rtp: RtpHandler, on_rtcp: RtcpHandler) -> None:
+    """Route this transport's unprotected RTP and RTCP to our handlers instead of
+    aiortc's router (per instance: other peer connections are untouched)."""
+    transport._handle_rtp_data = on_rtp  # type: ignore[method-assign,assignment]
+    transport._handle_rtcp_data = on_rtcp  # type: ignore[method-assign,assignment]
+
+
+async def send_protected(transport: RTCDtlsTransport, data: bytes) -> None:
+    """SRTP/SRTCP-protect ``data`` and send it (raises ConnectionError if not connected)."""
+    await transport._send_rtp(data)
+
+
+async def _discard(*_args: Any) -> None:
+    return None
+
+
+def silence(party: RTCRtpSender | RTCRtpReceiver) -> None:
+    """Stop aiortc's own sender/receiver reports (zero counts, empty RRs) and BYE:
+    the relay forwards the real endpoints' RTCP instead."""
+    party._send_rtcp = _discard  # type: ignore[method-assign,assignment]
+
+
+def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    """The distinct DTLS transports of a peer connection (one when bundled)."""
+    seen: list[RTCDtlsTransport] = []
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport is not None and all(transport is not t for t in seen):
+            seen.append(transport)
+    return seen
+
+
+_original_host_addresses = aioice.ice.get_host_addresses
+
+
+def restrict_host_addresses(addresses: Sequence[str]) -> None:
+    """Make ICE gather host candidates on exactly ``addresses`` (aioice otherwise
+    takes every interface but loopback). Process-wide; empty restores the default."""
+    if not addresses:
+        aioice.ice.get_host_addresses = _original_host_addresses
+        return
+    chosen = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def check_private_names() -> list[str]:
+    """What is missing or changed among the private names used above."""
+    problems = []
+    for cls, name, params in (
+        (RTCDtlsTransport, "_handle_rtp_data", ["self", "data", "arrival_time_ms"]),
+        (RTCDtlsTransport, "_handle_rtcp_data", ["self", "data"]),
+        (RTCDtlsTransport, "_send_rtp", ["self", "data"]),
+        (RTCRtpSender, "_send_rtcp", ["self", "packets"]),
+        (RTCRtpReceiver, "_send_rtcp", ["self", "packet"]),
+    ):
+        member = getattr(cls, name, None)
+        if member is None:
+            problems.append(f"{cls.__name__}.{name} is gone")
+            continue
+        found = list(inspect.signature(member).parameters)
+        if found != params:
+            problems.append(f"{cls.__name__}.{name}{found} != {params}")
+    if not callable(getattr(aioice.ice, "get_host_addresses", None)):
+        problems.append("aioice.ice.get_host_addresses is gone")
+    return problems

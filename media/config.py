@@ -1,0 +1,14 @@
+"""Media settings, filled from the application settings."""
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    addresses: tuple[str, ...] = ()
+    """Local addresses to gather ICE candidates on; empty: every interface but loopback."""
+    public_address: str | None = None
+    """Address to advertise instead of the local one (1:1 NAT in front of the relay)."""
+    workers: int = os.cpu_count() or 1
+    """Relay worker processes; 0 runs the relay inside the main process."""

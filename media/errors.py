@@ -1,0 +1,23 @@
+"""Media errors.
+
+MediaError
+ ├── BadOffer            the SDP offer cannot be answered (malformed, no media, no shared codec)
+ ├── UnknownCall         no relay for this call (ended, or never started)
+ └── RelayUnavailable    the worker holding the call does not answer
+"""
+
+
+class MediaError(Exception):
+    """Root of every error raised by ``media``."""
+
+
+class BadOffer(MediaError):
+    """The offer cannot be answered."""
+
+
+class UnknownCall(MediaError):
+    """No relay holds this call."""
+
+
+class RelayUnavailable(MediaError):
+    """The relay worker for this call is not reachable."""

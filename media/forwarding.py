@@ -1,0 +1,150 @@
+"""One forwarded stream: the packets of a source leg's audio or video, rewritten
+for the destination leg's sender (SSRC, payload type, sequence numbers,
+timestamps, header extensions, mid, RTX), with a history to answer NACKs.
+
+Sequence numbers and timestamps carry an offset that is recomputed whenever
+the source changes (a participant reconnects), so that the destination sees
+one continuous stream: a jump of more than 2^15 would break its SRTP rollover
+counter, and a new SSRC would need renegotiation.
+"""
+
+import time
+from dataclasses import dataclass, field
+from struct import pack, unpack
+
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+from media.keyframes import is_keyframe_start
+from media.session import CodecId, Section
+
+HISTORY_SIZE = 512
+SEQ_MOD = 1 << 16
+TS_MOD = 1 << 32
+
+
+def seq_newer(a: int, b: int) -> bool:
+    """``a`` comes after ``b`` in 16-bit sequence arithmetic."""
+    return a != b and ((a - b) % SEQ_MOD) < (SEQ_MOD // 2)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a forwarded stream's packets currently come from: a participant's
+    leg (its generation changes when they reconnect) and an SSRC on it."""
+
+    participant: str
+    generation: int
+    ssrc: int
+    clock_rate: int
+
+
+@dataclass
+class OutboundStream:
+    """The relay's sender of one kind on the destination leg."""
+
+    kind: str
+    section: Section
+    extensions: HeaderExtensionsMap
+    source: Source | None = None
+    seq_offset: int = 0
+    ts_offset: int = 0
+    last_seq: int | None = None
+    last_ts: int | None = None
+    last_sent_at: float = 0.0
+    rtx_seq: int = 0
+    waiting_for_keyframe: bool = False
+    history: dict[int, bytes] = field(default_factory=dict)
+    forwarded: int = 0
+    dropped_no_codec: int = 0
+
+    @property
+    def ssrc(self) -> int:
+        assert self.section.relay_ssrc is not None
+        return self.section.relay_ssrc
+
+    def _switch_source(self, source: Source, packet: RtpPacket) -> None:
+        """A new source continues the stream where the last one stopped."""
+        if self.last_seq is None or self.last_ts is None:
+            self.seq_offset = 0
+            self.ts_offset = 0
+        else:
+            elapsed = max(0.0, time.monotonic() - self.last_sent_at)
+            next_ts = self.last_ts + max(1, int(elapsed * source.clock_rate))
+            self.seq_offset = (self.last_seq + 1 - packet.sequence_number) % SEQ_MOD
+            self.ts_offset = (next_ts - packet.timestamp) % TS_MOD
+        self.source = source
+        self.waiting_for_keyframe = self.kind == "video"
+
+    def rewrite(
+        self, packet: RtpPacket, codec: CodecId, source: Source, *, retransmission: bool
+    ) -> bytes | None:
+        """The packet as the destination must see it, or None to drop it.
+
+        ``packet`` is a primary packet (RTX already unwrapped by the caller) and is
+        modified in place.
+        """
+        pt = self.section.payload_type_for(codec)
+        if pt is None:
+            self.dropped_no_codec += 1
+            return None
+        if self.source != source:
+            if retransmission:
+                return None
+            self._switch_source(source, packet)
+        if self.waiting_for_keyframe:
+            if retransmission or not is_keyframe_start(codec.mime, packet.payload):
+                return None
+            self.waiting_for_keyframe = False
+        packet.ssrc = self.ssrc
+        packet.payload_type = pt
+        packet.sequence_number = (packet.sequence_number + self.seq_offset) % SEQ_MOD
+        packet.timestamp = (packet.timestamp + self.ts_offset) % TS_MOD
+        extensions = packet.extensions
+        extensions.mid = self.section.mid
+        extensions.rtp_stream_id = None
+        extensions.repaired_rtp_stream_id = None
+        extensions.transport_sequence_number = None
+        data = packet.serialize(self.extensions)
+        if not retransmission:
+            if self.last_seq is None or seq_newer(packet.sequence_number, self.last_seq):
+                self.last_seq = packet.sequence_number
+                self.last_ts = packet.timestamp
+                self.last_sent_at = time.monotonic()
+            self.forwarded += 1
+        self.history[packet.sequence_number % HISTORY_SIZE] = data
+        if retransmission:
+            return self.as_retransmission(data)
+        return data
+
+    def as_retransmission(self, data: bytes) -> bytes:
+        """A stored packet resent: wrapped as RTX when the destination negotiated it."""
+        rtx_pt = self.section.rtx_for.get(data[1] & 0x7F)
+        if rtx_pt is None or self.section.relay_rtx_ssrc is None:
+            return data
+        packet = RtpPacket.parse(data, self.extensions)
+        self.rtx_seq = (self.rtx_seq + 1) % SEQ_MOD
+        rtx = RtpPacket(
+            payload_type=rtx_pt,
+            marker=packet.marker,
+            sequence_number=self.rtx_seq,
+            timestamp=packet.timestamp,
+            ssrc=self.section.relay_rtx_ssrc,
+            payload=pack("!H", packet.sequence_number) + packet.payload,
+        )
+        rtx.extensions = packet.extensions
+        return rtx.serialize(self.extensions)
+
+    def stored(self, sequence_number: int) -> bytes | None:
+        data = self.history.get(sequence_number % HISTORY_SIZE)
+        if data is None or unpack("!H", data[2:4])[0] != sequence_number:
+            return None
+        return data
+
+    def to_source_seq(self, sequence_number: int) -> int:
+        return (sequence_number - self.seq_offset) % SEQ_MOD
+
+    def to_source_ts(self, timestamp: int) -> int:
+        return (timestamp - self.ts_offset) % TS_MOD
+
+    def from_source_ts(self, timestamp: int) -> int:
+        return (timestamp + self.ts_offset) % TS_MOD

@@ -1,0 +1,217 @@
+"""One participant's peer connection to the relay: answers the client's offer
+and hands every unprotected packet to the relay."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription
+
+from media.aiortc_private import dtls_transports, intercept, send_protected, silence
+from media.errors import BadOffer
+from media.forwarding import OutboundStream
+from media.session import Negotiated, Section, negotiated
+
+log = logging.getLogger(__name__)
+
+MAX_OFFER_BYTES = 64 * 1024
+_REVERSE = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+
+class SilentTrack(MediaStreamTrack):
+    """What the relay's senders are given: a track that never yields a frame, so
+    aiortc never encodes anything; the relay writes the packets itself."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise ConnectionError("silent track stopped")
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._never.done():
+            self._never.cancel()
+
+
+@dataclass
+class Inbound:
+    section: Section
+    rtx: bool
+
+
+def _preferred_video_codecs(offer: SessionDescription) -> list[Any]:
+    """VP8 when offered (every browser has it, so both legs meet there), else H.264."""
+    offered = {
+        codec.mimeType.lower()
+        for media in offer.media
+        if media.kind == "video"
+        for codec in media.rtp.codecs
+    }
+    wanted = "video/vp8" if "video/vp8" in offered else "video/h264"
+    capabilities = RTCRtpSender.getCapabilities("video").codecs
+    return [c for c in capabilities if c.mimeType.lower() in (wanted, "video/rtx")]
+
+
+def _advertise(sdp: str, public_address: str | None) -> str:
+    """Replace host candidate addresses by the 1:1 NAT address, if one is set."""
+    if not public_address:
+        return sdp
+    lines = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split(" ")
+            if len(parts) > 4:
+                parts[4] = public_address
+            line = " ".join(parts)
+        elif line.startswith("c=IN IP4 ") and ":" not in public_address:
+            line = f"c=IN IP4 {public_address}"
+        lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+class Leg:
+    """A participant's connection to a call's relay."""
+
+    def __init__(
+        self,
+        participant: str,
+        generation: int,
+        on_rtp: Callable[["Leg", bytes], Awaitable[None]],
+        on_rtcp: Callable[["Leg", bytes], Awaitable[None]],
+        on_state: Callable[["Leg", str], None],
+    ) -> None:
+        self.participant = participant
+        self.generation = generation
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._on_rtp = on_rtp
+        self._on_rtcp = on_rtcp
+        self._on_state = on_state
+        self.negotiated: Negotiated | None = None
+        self.outbound: dict[str, OutboundStream] = {}
+        self._inbound: dict[int, Inbound] = {}
+        self.primary_ssrc: dict[str, int] = {}
+        self._transports: list[Any] = []
+        self.last_rtp_at = 0.0
+        self.packets_in = 0
+        self.packets_out = 0
+        self.closed = False
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    def _state_changed(self) -> None:
+        self._on_state(self, self.pc.connectionState)
+
+    async def answer(self, offer_sdp: str, public_address: str | None = None) -> str:
+        """Answer the client's offer; the relay sends on every section the client receives."""
+        if len(offer_sdp.encode("utf-8", "replace")) > MAX_OFFER_BYTES:
+            raise BadOffer("the offer is too large")
+        try:
+            offer = SessionDescription.parse(offer_sdp)
+        except (ValueError, IndexError, KeyError, AttributeError) as exc:
+            raise BadOffer(f"unreadable SDP: {exc}") from None
+        sections = [m for m in offer.media if m.kind in ("audio", "video") and m.port != 0]
+        if not sections:
+            raise BadOffer("the offer has no audio or video")
+        for media in sections:
+            direction = _REVERSE.get(media.direction or "sendrecv", "inactive")
+            if direction in ("sendrecv", "sendonly"):
+                transceiver = self.pc.addTransceiver(SilentTrack(media.kind), direction=direction)
+            else:
+                transceiver = self.pc.addTransceiver(media.kind, direction=direction)
+            if media.kind == "video":
+                transceiver.setCodecPreferences(_preferred_video_codecs(offer))
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            for transport in dtls_transports(self.pc):
+                intercept(transport, self._rtp, self._rtcp)
+                self._transports.append(transport)
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except BadOffer:
+            raise
+        except Exception as exc:
+            raise BadOffer(f"cannot answer this offer: {exc}") from None
+        for transceiver in self.pc.getTransceivers():
+            silence(transceiver.sender)
+            silence(transceiver.receiver)
+        local = self.pc.localDescription.sdp
+        self.negotiated = negotiated(offer_sdp, local)
+        for section in self.negotiated.sections:
+            if section.relay_sends and section.relay_ssrc is not None:
+                self.outbound[section.kind] = OutboundStream(
+                    section.kind, section, self.negotiated.extensions
+                )
+        return _advertise(local, public_address)
+
+    def classify(self, ssrc: int, payload_type: int) -> Inbound | None:
+        """Which section (and whether RTX) an incoming SSRC belongs to."""
+        known = self._inbound.get(ssrc)
+        if known is not None or self.negotiated is None:
+            return known
+        for section in self.negotiated.sections:
+            if not section.relay_receives:
+                continue
+            if ssrc in section.client_ssrcs:
+                found = Inbound(section, section.client_ssrcs[ssrc])
+                break
+            if payload_type in section.codecs:
+                found = Inbound(section, False)
+                break
+            if payload_type in section.rtx_apt:
+                found = Inbound(section, True)
+                break
+        else:
+            return None
+        self._inbound[ssrc] = found
+        return found
+
+    async def _rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        self.last_rtp_at = time.monotonic()
+        self.packets_in += 1
+        await self._on_rtp(self, data)
+
+    async def _rtcp(self, data: bytes) -> None:
+        await self._on_rtcp(self, data)
+
+    async def send(self, data: bytes) -> None:
+        if not self._transports or self.closed:
+            return
+        try:
+            await send_protected(self._transports[0], data)
+            self.packets_out += 1
+        except ConnectionError:
+            pass
+
+    def outbound_by_ssrc(self, ssrc: int) -> OutboundStream | None:
+        return next((o for o in self.outbound.values() if o.ssrc == ssrc), None)
+
+    def relay_ssrc(self, kind: str) -> int:
+        """An SSRC of the relay on this leg, to sign the feedback it sends."""
+        stream = self.outbound.get(kind) or next(iter(self.outbound.values()), None)
+        return stream.ssrc if stream is not None else 1
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.pc.close()

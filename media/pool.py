@@ -1,0 +1,86 @@
+"""Where calls' relays live: one interface, two implementations chosen by
+``--media-workers`` (0: in this process; N: N worker processes)."""
+
+from abc import ABC, abstractmethod
+
+from media.aiortc_private import restrict_host_addresses
+from media.config import MediaConfig
+from media.errors import UnknownCall
+from media.relay import MediaListener, Relay
+
+
+class RelayPool(ABC):
+    """Opens a relay per call, answers participants' offers, closes relays."""
+
+    listener: MediaListener | None = None
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Start what the pool needs (worker processes)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def open_call(self, call_id: str) -> None:
+        """Create the call's relay on the least-loaded place."""
+
+    @abstractmethod
+    async def connect(self, call_id: str, participant: str, offer_sdp: str) -> str:
+        """Answer ``participant``'s offer (replacing their previous leg); return the answer."""
+
+    @abstractmethod
+    async def disconnect(self, call_id: str, participant: str) -> bool:
+        """Close ``participant``'s leg; False if there was none."""
+
+    @abstractmethod
+    async def close_call(self, call_id: str) -> None:
+        """Close the call's relay: every peer connection and task."""
+
+    @abstractmethod
+    async def peer_connections(self) -> int:
+        """Live peer connections across all relays."""
+
+    def _notify(self, call_id: str, participant: str, status: str) -> None:
+        if self.listener is not None:
+            self.listener(call_id, participant, status)
+
+
+class LocalRelayPool(RelayPool):
+    """Relays inside this process (``--media-workers 0``, and inside each worker)."""
+
+    def __init__(self, config: MediaConfig) -> None:
+        self._config = config
+        self.relays: dict[str, Relay] = {}
+        restrict_host_addresses(config.addresses)
+
+    async def close(self) -> None:
+        for call_id in list(self.relays):
+            await self.close_call(call_id)
+
+    async def open_call(self, call_id: str) -> None:
+        if call_id not in self.relays:
+            self.relays[call_id] = Relay(call_id, self._notify, self._config.public_address)
+
+    def _relay(self, call_id: str) -> Relay:
+        relay = self.relays.get(call_id)
+        if relay is None:
+            raise UnknownCall("no relay for this call")
+        return relay
+
+    async def connect(self, call_id: str, participant: str, offer_sdp: str) -> str:
+        return await self._relay(call_id).connect(participant, offer_sdp)
+
+    async def disconnect(self, call_id: str, participant: str) -> bool:
+        relay = self.relays.get(call_id)
+        return relay is not None and await relay.disconnect(participant)
+
+    async def close_call(self, call_id: str) -> None:
+        relay = self.relays.pop(call_id, None)
+        if relay is not None:
+            await relay.close()
+
+    async def peer_connections(self) -> int:
+        return sum(relay.peer_connections for relay in self.relays.values())
+
+    def load(self) -> int:
+        return len(self.relays)

@@ -1,0 +1,337 @@
+"""A call's relay: one leg per participant, every leg's audio and video
+forwarded as RTP to the others, and the RTCP that makes that work translated
+between them (keyframe requests, NACKs, bandwidth estimates, reports)."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from struct import unpack
+
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+
+from media.forwarding import Source
+from media.leg import Leg
+
+log = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL = 0.3
+"""Seconds between keyframe requests to one source: decoders ask often."""
+MEDIA_TIMEOUT = 5.0
+"""Seconds without RTP after which a leg that should send counts as stalled."""
+
+MediaListener = Callable[[str, str, str], None]
+"""(call_id, participant, status) with status "connected" or "lost"."""
+
+
+class Relay:
+    def __init__(self, call_id: str, listener: MediaListener, public_address: str | None) -> None:
+        self.call_id = call_id
+        self._listener = listener
+        self._public_address = public_address
+        self.legs: dict[str, Leg] = {}
+        self._generation = 0
+        self._last_keyframe_request: dict[tuple[int, int], float] = {}
+        self._monitor: asyncio.Task[None] | None = None
+        self._reported: dict[str, str] = {}
+        self.closed = False
+
+    # ---- legs ------------------------------------------------------------------
+
+    async def connect(self, participant: str, offer_sdp: str) -> str:
+        """Answer a participant's offer; a second offer replaces their leg, and the
+        other legs keep theirs (their streams just continue from the new source)."""
+        self._generation += 1
+        leg = Leg(participant, self._generation, self._on_rtp, self._on_rtcp, self._on_state)
+        try:
+            answer = await leg.answer(offer_sdp, self._public_address)
+        except BaseException:
+            await leg.close()
+            raise
+        old = self.legs.get(participant)
+        self.legs[participant] = leg
+        if old is not None:
+            await old.close()
+        if self._monitor is None:
+            self._monitor = asyncio.create_task(self._watch())
+        # The newcomer's picture starts on a keyframe from each source.
+        for other in self.legs.values():
+            if other is not leg and "video" in other.primary_ssrc:
+                await self._request_keyframe(other, other.primary_ssrc["video"])
+        return answer
+
+    async def disconnect(self, participant: str, generation: int | None = None) -> bool:
+        leg = self.legs.get(participant)
+        if leg is None or (generation is not None and leg.generation != generation):
+            return False
+        del self.legs[participant]
+        await leg.close()
+        return True
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        legs = list(self.legs.values())
+        self.legs.clear()
+        await asyncio.gather(*(leg.close() for leg in legs), return_exceptions=True)
+
+    @property
+    def peer_connections(self) -> int:
+        return sum(1 for leg in self.legs.values() if not leg.closed)
+
+    def _others(self, leg: Leg) -> list[Leg]:
+        return [other for other in self.legs.values() if other is not leg]
+
+    def _leg_of(self, source: Source) -> Leg | None:
+        leg = self.legs.get(source.participant)
+        return leg if leg is not None and leg.generation == source.generation else None
+
+    # ---- media state -----------------------------------------------------------
+
+    def _report(self, participant: str, status: str) -> None:
+        if self._reported.get(participant) == status or self.closed:
+            return
+        self._reported[participant] = status
+        self._listener(self.call_id, participant, status)
+
+    def _on_state(self, leg: Leg, state: str) -> None:
+        if self.legs.get(leg.participant) is not leg:
+            return
+        if state == "connected":
+            self._report(leg.participant, "connected")
+        elif state in ("failed", "closed"):
+            self._report(leg.participant, "lost")
+
+    async def _watch(self) -> None:
+        """Media that stops without ICE noticing (a frozen client) counts as lost."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for leg in list(self.legs.values()):
+                sends = leg.negotiated is not None and any(
+                    s.relay_receives for s in leg.negotiated.sections
+                )
+                if not sends or leg.pc.connectionState != "connected":
+                    continue
+                if leg.last_rtp_at and now - leg.last_rtp_at > MEDIA_TIMEOUT:
+                    self._report(leg.participant, "lost")
+                elif leg.last_rtp_at:
+                    self._report(leg.participant, "connected")
+
+    # ---- RTP -------------------------------------------------------------------
+
+    async def _on_rtp(self, leg: Leg, data: bytes) -> None:
+        if self.legs.get(leg.participant) is not leg or leg.negotiated is None:
+            return
+        try:
+            packet = RtpPacket.parse(data, leg.negotiated.extensions)
+        except ValueError:
+            return
+        inbound = leg.classify(packet.ssrc, packet.payload_type)
+        if inbound is None:
+            return
+        section = inbound.section
+        if inbound.rtx:
+            primary_pt = section.rtx_apt.get(packet.payload_type)
+            primary_ssrc = leg.primary_ssrc.get(section.kind)
+            if primary_pt is None or primary_ssrc is None or len(packet.payload) < 2:
+                return
+            packet.sequence_number = unpack("!H", packet.payload[:2])[0]
+            packet.payload = packet.payload[2:]
+            packet.payload_type = primary_pt
+            packet.ssrc = primary_ssrc
+        else:
+            leg.primary_ssrc[section.kind] = packet.ssrc
+        codec = section.codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        source = Source(leg.participant, leg.generation, packet.ssrc, codec.clock_rate)
+        destinations = [
+            (other, other.outbound[section.kind])
+            for other in self._others(leg)
+            if section.kind in other.outbound
+        ]
+        for index, (other, stream) in enumerate(destinations):
+            copy = (
+                packet
+                if index == len(destinations) - 1
+                else RtpPacket.parse(
+                    packet.serialize(leg.negotiated.extensions), leg.negotiated.extensions
+                )
+            )
+            out = stream.rewrite(copy, codec, source, retransmission=inbound.rtx)
+            if out is not None:
+                await other.send(out)
+            elif stream.waiting_for_keyframe:
+                await self._request_keyframe(leg, source.ssrc)
+
+    # ---- RTCP ------------------------------------------------------------------
+
+    async def _on_rtcp(self, leg: Leg, data: bytes) -> None:
+        if self.legs.get(leg.participant) is not leg:
+            return
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            return
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                await self._translate_sender_report(leg, packet)
+                await self._translate_report_blocks(leg, packet.reports)
+            elif isinstance(packet, RtcpRrPacket):
+                await self._translate_report_blocks(leg, packet.reports)
+            elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                await self._answer_nack(leg, packet)
+            elif isinstance(packet, RtcpPsfbPacket):
+                await self._payload_feedback(leg, packet)
+
+    async def _translate_sender_report(self, leg: Leg, report: RtcpSrPacket) -> None:
+        """A source's SR, restated for each stream it feeds (SSRC and RTP time)."""
+        for other in self._others(leg):
+            for stream in other.outbound.values():
+                source = stream.source
+                if source is None or source.participant != leg.participant:
+                    continue
+                if source.ssrc != report.ssrc or source.generation != leg.generation:
+                    continue
+                info = report.sender_info
+                restated = RtcpSrPacket(
+                    ssrc=stream.ssrc,
+                    sender_info=RtcpSenderInfo(
+                        ntp_timestamp=info.ntp_timestamp,
+                        rtp_timestamp=stream.from_source_ts(info.rtp_timestamp),
+                        packet_count=info.packet_count,
+                        octet_count=info.octet_count,
+                    ),
+                )
+                await other.send(bytes(restated))
+
+    async def _translate_report_blocks(self, leg: Leg, blocks: list[RtcpReceiverInfo]) -> None:
+        """A receiver's reports on the relay's streams, passed to each stream's source."""
+        for block in blocks:
+            stream = leg.outbound_by_ssrc(block.ssrc)
+            if stream is None or stream.source is None:
+                continue
+            source_leg = self._leg_of(stream.source)
+            if source_leg is None:
+                continue
+            cycles = block.highest_sequence & 0xFFFF0000
+            highest = stream.to_source_seq(block.highest_sequence & 0xFFFF)
+            translated = RtcpReceiverInfo(
+                ssrc=stream.source.ssrc,
+                fraction_lost=block.fraction_lost,
+                packets_lost=block.packets_lost,
+                highest_sequence=cycles | highest,
+                jitter=block.jitter,
+                lsr=block.lsr,
+                dlsr=block.dlsr,
+            )
+            rr = RtcpRrPacket(ssrc=source_leg.relay_ssrc(stream.kind), reports=[translated])
+            await source_leg.send(bytes(rr))
+
+    async def _answer_nack(self, leg: Leg, nack: RtcpRtpfbPacket) -> None:
+        """Resend what the relay still holds; ask the source for the rest."""
+        stream = leg.outbound_by_ssrc(nack.media_ssrc)
+        if stream is None:
+            return
+        missing: list[int] = []
+        for sequence_number in nack.lost:
+            stored = stream.stored(sequence_number % 65536)
+            if stored is not None:
+                await leg.send(stream.as_retransmission(stored))
+            else:
+                missing.append(stream.to_source_seq(sequence_number % 65536))
+        if not missing or stream.source is None:
+            return
+        source_leg = self._leg_of(stream.source)
+        if source_leg is not None:
+            upstream = RtcpRtpfbPacket(
+                fmt=RTCP_RTPFB_NACK,
+                ssrc=source_leg.relay_ssrc(stream.kind),
+                media_ssrc=stream.source.ssrc,
+                lost=sorted(set(missing)),
+            )
+            await source_leg.send(bytes(upstream))
+
+    async def _payload_feedback(self, leg: Leg, packet: RtcpPsfbPacket) -> None:
+        if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            media_ssrc = packet.media_ssrc
+            if packet.fmt == RTCP_PSFB_FIR and len(packet.fci) >= 4:
+                media_ssrc = unpack("!L", packet.fci[:4])[0]
+            stream = leg.outbound_by_ssrc(media_ssrc)
+            if stream is not None and stream.source is not None:
+                source_leg = self._leg_of(stream.source)
+                if source_leg is not None:
+                    await self._request_keyframe(source_leg, stream.source.ssrc)
+        elif packet.fmt == RTCP_PSFB_APP and packet.fci[:4] == b"REMB":
+            await self._translate_remb(leg, packet)
+
+    async def _translate_remb(self, leg: Leg, packet: RtcpPsfbPacket) -> None:
+        """A receiver's bandwidth estimate, passed to the sources it concerns."""
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except Exception:
+            return
+        by_leg: dict[str, tuple[Leg, list[int]]] = {}
+        for ssrc in ssrcs:
+            stream = leg.outbound_by_ssrc(ssrc)
+            if stream is None or stream.source is None:
+                continue
+            source_leg = self._leg_of(stream.source)
+            if source_leg is None:
+                continue
+            by_leg.setdefault(source_leg.participant, (source_leg, []))[1].append(
+                stream.source.ssrc
+            )
+        for source_leg, source_ssrcs in by_leg.values():
+            remb = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP,
+                ssrc=source_leg.relay_ssrc("video"),
+                media_ssrc=0,
+                fci=pack_remb_fci(bitrate, source_ssrcs),
+            )
+            await source_leg.send(bytes(remb))
+
+    async def _request_keyframe(self, source_leg: Leg, ssrc: int) -> None:
+        key = (source_leg.generation, ssrc)
+        now = time.monotonic()
+        if now - self._last_keyframe_request.get(key, 0.0) < KEYFRAME_REQUEST_INTERVAL:
+            return
+        self._last_keyframe_request[key] = now
+        pli = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_PLI, ssrc=source_leg.relay_ssrc("video"), media_ssrc=ssrc
+        )
+        await source_leg.send(bytes(pli))
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "call_id": self.call_id,
+            "legs": {
+                p: {
+                    "state": leg.pc.connectionState,
+                    "packets_in": leg.packets_in,
+                    "packets_out": leg.packets_out,
+                    "forwarded": {k: s.forwarded for k, s in leg.outbound.items()},
+                }
+                for p, leg in self.legs.items()
+            },
+        }

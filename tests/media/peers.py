@@ -1,0 +1,155 @@
+"""Test peers: aiortc clients whose video frames carry a frame counter in their
+pixels and whose audio is a tone, and a receiver that reads both back."""
+
+import asyncio
+import fractions
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+WIDTH, HEIGHT = 320, 240
+BITS = 16
+CELL_W = WIDTH // 8
+CELL_H = HEIGHT // 4  # 8 x 2 cells carry 16 bits; the lower half stays grey
+
+
+class CounterVideoTrack(MediaStreamTrack):
+    """Frames whose pixels spell their own number (16 black/white cells)."""
+
+    kind = "video"
+
+    def __init__(self, fps: int = 15) -> None:
+        super().__init__()
+        self.fps = fps
+        self.count = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        target = self._start + self.count / self.fps
+        await asyncio.sleep(max(0.0, target - time.monotonic()))
+        image = np.full((HEIGHT, WIDTH, 3), 128, dtype=np.uint8)
+        for bit in range(BITS):
+            on = (self.count >> bit) & 1
+            row, col = divmod(bit, 8)
+            image[row * CELL_H : (row + 1) * CELL_H, col * CELL_W : (col + 1) * CELL_W] = (
+                255 if on else 0
+            )
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = self.count * (90000 // self.fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self.count += 1
+        return frame
+
+
+def read_counter(frame: av.VideoFrame) -> int:
+    image = frame.to_ndarray(format="rgb24")
+    h, w = image.shape[:2]
+    cw, ch = w // 8, h // 4
+    value = 0
+    for bit in range(BITS):
+        row, col = divmod(bit, 8)
+        y, x = row * ch + ch // 2, col * cw + cw // 2
+        if image[y, x].mean() > 128:
+            value |= 1 << bit
+    return value
+
+
+class ToneTrack(MediaStreamTrack):
+    """A 440 Hz tone in 20 ms frames at 48 kHz."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        target = self._start + self.samples / 48000
+        await asyncio.sleep(max(0.0, target - time.monotonic()))
+        t = (np.arange(960) + self.samples) / 48000
+        wave = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self.samples
+        frame.time_base = fractions.Fraction(1, 48000)
+        self.samples += 960
+        return frame
+
+
+@dataclass
+class Received:
+    counters: list[int] = field(default_factory=list)
+    audio_frames: int = 0
+    loud_audio_frames: int = 0
+    first_video_at: float | None = None
+
+
+class CallPeer:
+    """One client leg: sends counter video and a tone (unless receive-only), records
+    what it receives."""
+
+    def __init__(self, *, send_video: bool = True, send_audio: bool = True) -> None:
+        self.pc = RTCPeerConnection()
+        self.received = Received()
+        self.video = CounterVideoTrack() if send_video else None
+        self._tasks: list[asyncio.Task[None]] = []
+        if send_audio:
+            self.pc.addTrack(ToneTrack())
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        if self.video is not None:
+            self.pc.addTrack(self.video)
+        else:
+            self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.create_task(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame: Any = await track.recv()
+                if track.kind == "video":
+                    if self.received.first_video_at is None:
+                        self.received.first_video_at = time.monotonic()
+                    self.received.counters.append(read_counter(frame))
+                else:
+                    self.received.audio_frames += 1
+                    if np.abs(frame.to_ndarray()).max() > 1000:
+                        self.received.loud_audio_frames += 1
+        except MediaStreamError:
+            return
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pc.close()
+
+
+async def wait_until(predicate: Any, timeout: float = 20.0, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return bool(predicate())
