@@ -1,6 +1,7 @@
 """The relay with real aiortc peers on loopback: media flows both ways as RTP."""
 
 import itertools
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -10,9 +11,9 @@ from tests.media.peers import CallPeer, wait_until
 
 
 @pytest.fixture
-async def pool() -> LocalRelayPool:
+async def pool() -> AsyncIterator[LocalRelayPool]:
     pool = LocalRelayPool(MediaConfig(addresses=("127.0.0.1",), workers=0))
-    yield pool  # type: ignore[misc]
+    yield pool
     await pool.close()
 
 
