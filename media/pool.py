@@ -84,3 +84,13 @@ class LocalRelayPool(RelayPool):
 
     def load(self) -> int:
         return len(self.relays)
+
+
+def create_relay_pool(config: MediaConfig, log_level: str = "warning") -> RelayPool:
+    """In this process with ``workers == 0``, else in that many worker processes."""
+    if config.workers == 0:
+        return LocalRelayPool(config)
+    # Imported here: the worker pool imports this module for the interface.
+    from media.worker_pool import WorkerRelayPool
+
+    return WorkerRelayPool(config, log_level)

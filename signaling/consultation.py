@@ -4,10 +4,14 @@ Handlers in ``signaling.gateway`` call these methods after validating the
 payload; every method checks that the account may act on the consultation.
 """
 
+import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from media.errors import MediaError
+from media.pool import RelayPool
 from signaling.dispatch import (
     Dispatcher,
     consultation_view,
@@ -34,8 +38,10 @@ _END_REVOKE_REASON = {EndReason.ABANDONED: "cancelled", EndReason.CANCELLED: "ca
 
 
 class ConsultationService:
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, media: RelayPool) -> None:
         self._d = dispatcher
+        self.media = media
+        self._media_tasks: set[asyncio.Task[None]] = set()
         self.store = dispatcher.store
         self.storage = dispatcher.storage
         self.notifier = dispatcher.notifier
@@ -179,7 +185,13 @@ class ConsultationService:
             )
             call.state = ConsultationState.ACTIVE.value
             call.active_at = now
+            call.media_tokens = {side.value: secrets.token_urlsafe(24) for side in Side}
             await self.store.put_call(call)
+            try:
+                await self.media.open_call(call.id)
+            except MediaError:
+                # The call goes on (chat, files); the clients' media POSTs will say why.
+                log.exception("no relay for consultation %s", call.id)
             await self.store.queue_remove(call.department, call.id)
             self._d.forget(call.id)
             await self.store.set_open_call_of(expert.id, call.id)
@@ -191,8 +203,10 @@ class ConsultationService:
                 presence.status = PresenceStatus.BUSY.value
                 await self.store.put_presence(presence)
                 await self.notifier.to_account(expert.id, "presence", presence_view(presence))
-            view = consultation_view(call)
-            await self.notifier.to_account(call.kiosk_id, "consultation", view)
+            view = consultation_view(call, Side.EXPERT.value)
+            await self.notifier.to_account(
+                call.kiosk_id, "consultation", consultation_view(call, Side.KIOSK.value)
+            )
             await self.notifier.to_account(expert.id, "consultation", view)
             await self._d.publish_queue(call.department)
         return view
@@ -314,10 +328,15 @@ class ConsultationService:
         await self.store.delete_call(call.id)
         await self.store.queue_remove(call.department, call.id)
         self._d.forget(call.id)
+        if was is ConsultationState.ACTIVE:
+            try:
+                await self.media.close_call(call.id)
+            except MediaError:
+                log.exception("closing the relay of consultation %s failed", call.id)
         for kind in ("ring", "noexpert"):
             await self.store.clear_deadline(deadline_key(kind, call.id))
-        for side in Side:
-            await self.store.clear_deadline(deadline_key("grace", call.id, side.value))
+        for key in call.dropped:
+            await self.store.clear_deadline(deadline_key("grace", call.id, key))
         await self.store.set_open_call_of(call.kiosk_id, None)
         expert_id = call.expert_id
         if was is ConsultationState.ACTIVE and expert_id is not None:
@@ -395,8 +414,36 @@ class ConsultationService:
                 await self.store.put_call(call)
                 await self.store.clear_deadline(deadline_key("grace", call.id, side.value))
                 await self._tell_other_side(call, side, "connected")
-            await self.notifier.to_account(account.id, "consultation", consultation_view(call))
+            await self.notifier.to_account(
+                account.id, "consultation", consultation_view(call, side.value)
+            )
         return call
+
+    def on_media_event(self, call_id: str, participant: str, status: str) -> None:
+        """From the relay: a participant's media connected, or was lost (ICE failed,
+        or no packets). Lost media has the same grace period as a lost socket."""
+        task = asyncio.create_task(self._media_changed(call_id, participant, status))
+        self._media_tasks.add(task)
+        task.add_done_callback(self._media_tasks.discard)
+
+    async def _media_changed(self, call_id: str, participant: str, status: str) -> None:
+        side = Side(participant)
+        key = f"media:{side.value}"
+        async with self._locked(call_id) as call:
+            if call is None or call.phase is not ConsultationState.ACTIVE:
+                return
+            if status == "lost" and key not in call.dropped:
+                now = self.clock()
+                call.dropped[key] = now
+                await self.store.put_call(call)
+                await self.store.set_deadline(
+                    deadline_key("grace", call.id, key), now + self.config.grace_period
+                )
+                await self._tell_other_side(call, side, "reconnecting")
+            elif status == "connected" and call.dropped.pop(key, None) is not None:
+                await self.store.put_call(call)
+                await self.store.clear_deadline(deadline_key("grace", call.id, key))
+                await self._tell_other_side(call, side, "connected")
 
     async def on_deadline(self, key: str) -> None:
         kind, _, rest = key.partition("|")
@@ -404,7 +451,7 @@ class ConsultationService:
             await self._ring_timed_out(rest)
         elif kind == "grace":
             call_id, _, side = rest.partition("|")
-            await self._grace_expired(call_id, Side(side))
+            await self._grace_expired(call_id, side)
         elif kind == "noexpert":
             await self._no_expert_expired(rest)
 
@@ -416,9 +463,10 @@ class ConsultationService:
             await self._d.dispatch(call.department)
             await self._d.publish_queue(call.department)
 
-    async def _grace_expired(self, call_id: str, side: Side) -> None:
+    async def _grace_expired(self, call_id: str, key: str) -> None:
+        """A socket ("kiosk") or media ("media:kiosk") that did not come back in time."""
         async with self._locked(call_id) as call:
-            if call is None or side.value not in call.dropped:
+            if call is None or key not in call.dropped:
                 return
             # A citizen who walks away from the queue has abandoned it; a call
             # that loses a participant has dropped.

@@ -12,6 +12,7 @@ from signaling.config import SignalingConfig
 from signaling.messages import (
     ConsultationView,
     ExpertView,
+    MediaAccess,
     OfferRevoked,
     OfferView,
     PresenceView,
@@ -36,7 +37,18 @@ def deadline_key(kind: str, *parts: str) -> str:
     return "|".join((kind, *parts))
 
 
-def consultation_view(call: LiveCall) -> ConsultationView:
+def media_url(call_id: str) -> str:
+    return f"/api/v1/media/{call_id}"
+
+
+def consultation_view(call: LiveCall, side: str | None = None) -> ConsultationView:
+    """The view one side gets: its own media access while the call is active."""
+    token = call.media_tokens.get(side or "")
+    media = (
+        MediaAccess(url=media_url(call.id), token=token)
+        if token and call.phase is ConsultationState.ACTIVE
+        else None
+    )
     return ConsultationView(
         consultation_id=call.id,
         department=call.department,
@@ -48,6 +60,7 @@ def consultation_view(call: LiveCall) -> ConsultationView:
         waiting_since=call.waiting_since,
         offered_at=call.offered_at,
         active_at=call.active_at,
+        media=media,
     )
 
 

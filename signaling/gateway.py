@@ -328,6 +328,6 @@ class SignalingGateway:
             department=account.department,
             hall=account.hall,
             presence=presence_view(presence) if presence is not None else None,
-            consultation=consultation_view(call) if call is not None else None,
+            consultation=consultation_view(call, account.role.value) if call is not None else None,
             offer=offer,
         )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import socketio
 from aiohttp import web
 
+from media.pool import RelayPool
 from signaling.config import SignalingConfig
 from signaling.consultation import ConsultationService
 from signaling.dispatch import Dispatcher
@@ -52,6 +53,7 @@ class SignalingHub:
         store: StateStore,
         storage: Storage,
         config: SignalingConfig,
+        media: RelayPool,
         *,
         session_cookie: str,
         remote_of: Callable[[web.Request], str],
@@ -61,7 +63,8 @@ class SignalingHub:
         self.storage = storage
         self.config = config
         self.dispatcher = Dispatcher(store, storage, SocketNotifier(sio), config)
-        self.consultations = ConsultationService(self.dispatcher)
+        self.consultations = ConsultationService(self.dispatcher, media)
+        media.listener = self.consultations.on_media_event
         self.presence = PresenceService(self.dispatcher, self.consultations)
         self.gateway = SignalingGateway(
             sio,

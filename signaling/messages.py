@@ -63,6 +63,13 @@ class ServerPayload(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class MediaAccess(ServerPayload):
+    """Where and with what this participant connects its media (WHIP-style POST)."""
+
+    url: str
+    token: str
+
+
 class ConsultationView(ServerPayload):
     """A consultation as its participants see it (event ``consultation``)."""
 
@@ -78,6 +85,8 @@ class ConsultationView(ServerPayload):
     active_at: float | None = None
     ended_at: float | None = None
     end_reason: EndReasonName | None = None
+    media: MediaAccess | None = None
+    """Only in an active consultation, and only the recipient's own access."""
 
 
 class QueuePosition(ServerPayload):

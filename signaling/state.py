@@ -55,8 +55,10 @@ class LiveCall(_Json):
     active_at: float | None = None
     declined_by: list[str] = field(default_factory=list)
     missed_by: list[str] = field(default_factory=list)
-    # side -> when its last connection went away
+    # "kiosk"/"expert" (socket) or "media:kiosk"/"media:expert" -> when it went away
     dropped: dict[str, float] = field(default_factory=dict)
+    # side -> media token for this call, valid while the call is open
+    media_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def phase(self) -> ConsultationState:

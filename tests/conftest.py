@@ -76,6 +76,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             "ring_timeout": 1.0,
             "grace_period": 1.0,
             "no_expert_wait": 60.0,
+            "media_address": ("127.0.0.1",),
+            "media_workers": 0,
         }
         values.update(overrides)
         settings = Settings(**values)

@@ -5,15 +5,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from media.config import MediaConfig
+from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
 from signaling.hub import SignalingHub, create_socket_server, create_state_store
 from storage.demo import seed_demo
 from storage.sessions import SessionPolicy
 from storage.store import Storage
-from web import admin_api, consultations_api, health, openapi, pages, session_api
+from web import admin_api, consultations_api, health, media_api, openapi, pages, session_api
 from web.auth import SESSION_COOKIE, remote_address
 from web.errors import error_middleware
-from web.keys import HUB, OPENAPI, SETTINGS, SOCKETS, STORAGE
+from web.keys import HUB, MEDIA, OPENAPI, SETTINGS, SOCKETS, STORAGE
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,7 @@ API_TABLES = [
     session_api.api,
     admin_api.api,
     consultations_api.api,
+    media_api.api,
     health.api,
     openapi.api,
     pages.api,
@@ -53,6 +56,22 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     await storage.close()
 
 
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = create_relay_pool(
+        MediaConfig(
+            addresses=settings.media_address,
+            public_address=settings.media_public_address,
+            workers=settings.media_workers,
+        ),
+        settings.log_level,
+    )
+    await pool.start()
+    app[MEDIA] = pool
+    yield
+    await pool.close()
+
+
 async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     hub = SignalingHub(
@@ -60,6 +79,7 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
         create_state_store(settings.redis_url),
         app[STORAGE],
         signaling_config(settings),
+        app[MEDIA],
         session_cookie=SESSION_COOKIE,
         remote_of=remote_address,
     )
@@ -79,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[SOCKETS] = sio
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_signaling_ctx)
     for table in API_TABLES:
         table.add_to(app)

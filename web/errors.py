@@ -11,7 +11,8 @@ ApiError                     (status, code)
  ├── UnsupportedMediaType    415 unsupported_media_type
  └── TooManyRequests         429 too_many_requests (with Retry-After)
 
-Errors of ``signaling`` and ``storage`` are mapped here too, so that services
+Errors of ``signaling``, ``media`` and ``storage`` are mapped here too
+(media: BadOffer 400 bad_offer, UnknownCall 404, RelayUnavailable 503), so that services
 can raise their own errors without knowing about HTTP.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from media import errors as med
 from signaling import errors as sig
 from storage import errors as sto
 
@@ -109,6 +111,12 @@ def _from_exception(exc: BaseException) -> web.Response:
     if isinstance(exc, sig.SignalingError):
         status = next((s for cls, s in _SIGNALING_STATUS.items() if isinstance(exc, cls)), 400)
         return error_response(status, exc.code, exc.message)
+    if isinstance(exc, med.BadOffer):
+        return error_response(400, "bad_offer", str(exc))
+    if isinstance(exc, med.UnknownCall):
+        return error_response(404, "not_found", str(exc))
+    if isinstance(exc, med.RelayUnavailable):
+        return error_response(503, "relay_unavailable", str(exc))
     if isinstance(exc, sto.RecordNotFound):
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, sto.RecordConflict):

@@ -3,6 +3,7 @@
 import socketio
 from aiohttp import web
 
+from media.pool import RelayPool
 from signaling.hub import SignalingHub
 from storage.records import Account
 from storage.store import Storage
@@ -12,6 +13,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", Storage)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 HUB = web.AppKey("hub", SignalingHub)
+MEDIA = web.AppKey("media", RelayPool)
 OPENAPI = web.AppKey("openapi", dict[str, object])
 
 ACCOUNT = web.RequestKey("account", Account)

@@ -36,6 +36,10 @@ class Settings:
     """postgresql://... for PostgreSQL; unset = SQLite in the data directory."""
     media_address: tuple[str, ...] = ()
     """Local addresses the relay gathers ICE candidates on (repeatable)."""
+    media_public_address: str | None = None
+    """Address the relay advertises instead of the local one (1:1 NAT in front of it)."""
+    media_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Relay worker processes (default: one per core); 0 runs the relay in this process."""
     tls_cert: Path | None = None
     """PEM certificate chain to serve HTTPS with (with --tls-key)."""
     tls_key: Path | None = None
@@ -112,38 +116,29 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     def help_of(dest: str) -> str:
         return _FIELD_DOCS[dest]
 
+    # Flags that take a value; each is checked and converted in parse_settings.
     for dest in (
         "host",
+        "port",
         "data_dir",
         "redis_url",
         "database_url",
+        "media_public_address",
+        "media_workers",
         "tls_cert",
         "tls_key",
-        "log_level",
-    ):
-        parser.add_argument(
-            _flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)), help=help_of(dest)
-        )
-    parser.add_argument(
-        "--port", dest="port", default=env("port", defaults.port), help=help_of("port")
-    )
-    for dest in (
         "ring_timeout",
         "grace_period",
         "no_expert_wait",
         "session_idle",
         "session_max",
+        "login_attempts",
         "login_window",
+        "log_level",
     ):
         parser.add_argument(
             _flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)), help=help_of(dest)
         )
-    parser.add_argument(
-        "--login-attempts",
-        dest="login_attempts",
-        default=env("login_attempts", defaults.login_attempts),
-        help=help_of("login_attempts"),
-    )
     for dest in ("demo", "tls_self_signed", "behind_proxy"):
         parser.add_argument(
             _flag(dest), dest=dest, action="store_true", default=bool_env(dest), help=help_of(dest)
@@ -223,6 +218,8 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         redis_url=str(args.redis_url) if args.redis_url else None,
         database_url=str(args.database_url) if args.database_url else None,
         media_address=tuple(args.media_address or args.media_address_env),
+        media_public_address=str(args.media_public_address) if args.media_public_address else None,
+        media_workers=int(_number("media_workers", args.media_workers, int, 0)),
         tls_cert=Path(str(args.tls_cert)) if args.tls_cert else None,
         tls_key=Path(str(args.tls_key)) if args.tls_key else None,
         tls_self_signed=bool(args.tls_self_signed),

@@ -1,0 +1,169 @@
+"""Relays in worker processes (``--media-workers N``): one Python process tops
+out near one core, so calls are spread over N processes, each new call to the
+least-loaded one. The app keeps the media URL on its own origin and hands each
+offer to the worker holding the call over loopback."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import secrets
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+
+import aiohttp
+
+from media.config import MediaConfig
+from media.errors import BadOffer, RelayUnavailable, UnknownCall
+from media.pool import RelayPool
+from media.worker import SECRET_HEADER, run_worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: BaseProcess
+    url: str
+    calls: set[str] = field(default_factory=set)
+    alive: bool = True
+    events: asyncio.Task[None] | None = None
+
+
+class WorkerRelayPool(RelayPool):
+    def __init__(self, config: MediaConfig, log_level: str = "warning") -> None:
+        self._config = config
+        self._log_level = log_level
+        self._secret = secrets.token_urlsafe(32)
+        self._workers: list[_Worker] = []
+        self._where: dict[str, _Worker] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        pending = []
+        for index in range(self._config.workers):
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(
+                target=run_worker,
+                args=(self._config, self._secret, send, self._log_level),
+                name=f"windowlink-relay-{index}",
+                daemon=True,
+            )
+            process.start()
+            send.close()
+            pending.append((index, process, receive))
+        self._http = aiohttp.ClientSession(
+            headers={SECRET_HEADER: self._secret},
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+        loop = asyncio.get_running_loop()
+        for index, process, receive in pending:
+            ready = await loop.run_in_executor(None, receive.poll, 60)
+            if not ready:
+                raise RelayUnavailable(f"relay worker {index} did not start")
+            port = receive.recv()
+            worker = _Worker(index, process, f"http://127.0.0.1:{port}")
+            worker.events = asyncio.create_task(self._follow(worker))
+            self._workers.append(worker)
+
+    async def _follow(self, worker: _Worker) -> None:
+        """Media events from the worker; if it goes away, its calls' media is lost."""
+        assert self._http is not None
+        try:
+            async with self._http.ws_connect(f"{worker.url}/events", heartbeat=10) as ws:
+                async for message in ws:
+                    if message.type is aiohttp.WSMsgType.TEXT:
+                        event = json.loads(message.data)
+                        self._notify(event["call_id"], event["participant"], event["status"])
+        except (aiohttp.ClientError, OSError):
+            pass
+        except asyncio.CancelledError:
+            return
+        worker.alive = False
+        log.error("relay worker %d is gone; its calls lose media", worker.index)
+        for call_id in list(worker.calls):
+            for participant in ("kiosk", "expert"):
+                self._notify(call_id, participant, "lost")
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            if worker.events is not None:
+                worker.events.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker.events
+        if self._http is not None:
+            await self._http.close()
+        for worker in self._workers:
+            worker.process.terminate()
+        loop = asyncio.get_running_loop()
+        for worker in self._workers:
+            await loop.run_in_executor(None, worker.process.join, 10)
+        self._workers.clear()
+
+    async def _request(
+        self, method: str, worker: _Worker, path: str, body: str | None = None
+    ) -> tuple[int, str]:
+        assert self._http is not None
+        try:
+            async with self._http.request(method, worker.url + path, data=body) as response:
+                return response.status, await response.text()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise RelayUnavailable(f"relay worker {worker.index} does not answer") from exc
+
+    async def open_call(self, call_id: str) -> None:
+        alive = [w for w in self._workers if w.alive]
+        if not alive:
+            raise RelayUnavailable("no relay worker is running")
+        worker = min(alive, key=lambda w: len(w.calls))
+        status, _ = await self._request("POST", worker, f"/calls/{call_id}")
+        if status != 201:
+            raise RelayUnavailable(f"relay worker {worker.index} refused the call")
+        worker.calls.add(call_id)
+        self._where[call_id] = worker
+
+    def _worker_of(self, call_id: str) -> _Worker:
+        worker = self._where.get(call_id)
+        if worker is None:
+            raise UnknownCall("no relay for this call")
+        return worker
+
+    async def connect(self, call_id: str, participant: str, offer_sdp: str) -> str:
+        worker = self._worker_of(call_id)
+        status, text = await self._request(
+            "POST", worker, f"/calls/{call_id}/legs/{participant}", offer_sdp
+        )
+        if status == 201:
+            return text
+        if status == 400:
+            raise BadOffer(json.loads(text).get("message", "bad offer"))
+        if status == 404:
+            raise UnknownCall("no relay for this call")
+        raise RelayUnavailable(f"relay worker {worker.index} failed ({status})")
+
+    async def disconnect(self, call_id: str, participant: str) -> bool:
+        worker = self._where.get(call_id)
+        if worker is None:
+            return False
+        status, _ = await self._request("DELETE", worker, f"/calls/{call_id}/legs/{participant}")
+        return status == 204
+
+    async def close_call(self, call_id: str) -> None:
+        worker = self._where.pop(call_id, None)
+        if worker is None:
+            return
+        worker.calls.discard(call_id)
+        if worker.alive:
+            await self._request("DELETE", worker, f"/calls/{call_id}")
+
+    async def peer_connections(self) -> int:
+        total = 0
+        for worker in self._workers:
+            if not worker.alive:
+                continue
+            status, text = await self._request("GET", worker, "/stats")
+            if status == 200:
+                total += int(json.loads(text)["peer_connections"])
+        return total

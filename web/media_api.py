@@ -1,0 +1,93 @@
+"""The media endpoint (WHIP-style, RFC 9725 shape): a participant POSTs its SDP
+offer with its per-call media token and gets the relay's answer."""
+
+import hmac
+
+from aiohttp import web
+
+from signaling.state import LiveCall
+from storage.records import ConsultationState
+from web.api import Api
+from web.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from web.keys import HUB, MEDIA
+
+api = Api()
+MAX_SDP_BYTES = 64 * 1024
+
+
+async def _open_call(request: web.Request) -> LiveCall:
+    call = await request.app[HUB].store.get_call(request.match_info["consultation_id"])
+    if call is None or call.phase is not ConsultationState.ACTIVE:
+        raise NotFound("no active consultation with this id")
+    return call
+
+
+def _side_of(request: web.Request, call: LiveCall) -> str:
+    """Which participant the bearer token belongs to."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send the media token as Authorization: Bearer <token>")
+    for side, expected in call.media_tokens.items():
+        if hmac.compare_digest(token.encode(), expected.encode()):
+            return side
+    raise Forbidden("this token does not open media for this consultation")
+
+
+@api.route(
+    "POST",
+    "/api/v1/media/{consultation_id}",
+    summary="Connect (or reconnect) your media: SDP offer in, SDP answer out (201, "
+    "Location of your media session). Authorization: Bearer <media token>.",
+    roles=None,
+    status=201,
+    tag="media",
+    content_type="application/sdp",
+)
+async def connect_media(request: web.Request) -> web.StreamResponse:
+    call = await _open_call(request)
+    side = _side_of(request, call)
+    if request.content_type != "application/sdp":
+        raise UnsupportedMediaType("send the offer as application/sdp")
+    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
+        raise PayloadTooLarge("the offer is too large")
+    body = await request.content.read(MAX_SDP_BYTES + 1)
+    if len(body) > MAX_SDP_BYTES:
+        raise PayloadTooLarge("the offer is too large")
+    try:
+        offer = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the offer is not UTF-8 text", code="bad_offer") from None
+    answer = await request.app[MEDIA].connect(call.id, side, offer)
+    location = f"/api/v1/media/{call.id}/{side}"
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": location},
+    )
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/media/{consultation_id}/{side}",
+    summary="Leave: close your media session.",
+    roles=None,
+    status=204,
+    tag="media",
+)
+async def disconnect_media(request: web.Request) -> web.StreamResponse:
+    call = await _open_call(request)
+    side = _side_of(request, call)
+    if side != request.match_info["side"]:
+        raise Forbidden("this token does not open that media session")
+    if not await request.app[MEDIA].disconnect(call.id, side):
+        raise NotFound("no media session to close")
+    return web.Response(status=204)
