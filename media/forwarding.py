@@ -53,6 +53,7 @@ class OutboundStream:
     last_sent_at: float = 0.0
     rtx_seq: int = 0
     waiting_for_keyframe: bool = False
+    _offsets_pending: bool = False
     history: dict[int, bytes] = field(default_factory=dict)
     forwarded: int = 0
     dropped_no_codec: int = 0
@@ -62,18 +63,24 @@ class OutboundStream:
         assert self.section.relay_ssrc is not None
         return self.section.relay_ssrc
 
-    def _switch_source(self, source: Source, packet: RtpPacket) -> None:
-        """A new source continues the stream where the last one stopped."""
+    def _switch_source(self, source: Source) -> None:
+        """A new source: video waits for its keyframe; offsets are set at the first
+        packet actually forwarded, so that no gap appears in the sequence."""
+        self.source = source
+        self.waiting_for_keyframe = self.kind == "video"
+        self._offsets_pending = True
+
+    def _continue_from(self, packet: RtpPacket, source: Source) -> None:
+        """The new source continues the stream where the last one stopped."""
+        self._offsets_pending = False
         if self.last_seq is None or self.last_ts is None:
             self.seq_offset = 0
             self.ts_offset = 0
-        else:
-            elapsed = max(0.0, time.monotonic() - self.last_sent_at)
-            next_ts = self.last_ts + max(1, int(elapsed * source.clock_rate))
-            self.seq_offset = (self.last_seq + 1 - packet.sequence_number) % SEQ_MOD
-            self.ts_offset = (next_ts - packet.timestamp) % TS_MOD
-        self.source = source
-        self.waiting_for_keyframe = self.kind == "video"
+            return
+        elapsed = max(0.0, time.monotonic() - self.last_sent_at)
+        next_ts = self.last_ts + max(1, int(elapsed * source.clock_rate))
+        self.seq_offset = (self.last_seq + 1 - packet.sequence_number) % SEQ_MOD
+        self.ts_offset = (next_ts - packet.timestamp) % TS_MOD
 
     def rewrite(
         self, packet: RtpPacket, codec: CodecId, source: Source, *, retransmission: bool
@@ -90,11 +97,15 @@ class OutboundStream:
         if self.source != source:
             if retransmission:
                 return None
-            self._switch_source(source, packet)
+            self._switch_source(source)
         if self.waiting_for_keyframe:
             if retransmission or not is_keyframe_start(codec.mime, packet.payload):
                 return None
             self.waiting_for_keyframe = False
+        if self._offsets_pending:
+            if retransmission:
+                return None
+            self._continue_from(packet, source)
         packet.ssrc = self.ssrc
         packet.payload_type = pt
         packet.sequence_number = (packet.sequence_number + self.seq_offset) % SEQ_MOD

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from signaling.client import ExpertClient, KioskClient
 from web.app import create_app
-from web.keys import HUB, STORAGE
+from web.keys import HUB, MEDIA, STORAGE
 from web.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -36,6 +36,10 @@ class RunningServer:
     @property
     def hub(self) -> Any:
         return self.app[HUB]
+
+    @property
+    def media(self) -> Any:
+        return self.app[MEDIA]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

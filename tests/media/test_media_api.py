@@ -1,0 +1,221 @@
+"""Media through the app: tokens from the consultation, offers POSTed to the
+media URL, RTP through the relay, everything closed when the call ends."""
+
+import itertools
+import re
+
+import aiohttp
+import pytest
+
+from signaling.client import ExpertClient, KioskClient
+from signaling.messages import ConsultationView, PeerStatus
+from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call
+from tests.media.peers import CallPeer, wait_until
+
+
+async def media_of(client: KioskClient | ExpertClient) -> tuple[str, str]:
+    state = await client.state()
+    assert state.consultation is not None and state.consultation.media is not None
+    return state.consultation.media.url, state.consultation.media.token
+
+
+async def post_offer(
+    server: RunningServer,
+    url: str,
+    token: str | None,
+    body: bytes | str,
+    content_type: str = "application/sdp",
+) -> tuple[int, str, dict[str, str]]:
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.url + url, data=body, headers=headers) as response,
+    ):
+        return response.status, await response.text(), dict(response.headers)
+
+
+async def join(server: RunningServer, client: KioskClient | ExpertClient, peer: CallPeer) -> str:
+    url, token = await media_of(client)
+    status, answer, headers = await post_offer(server, url, token, await peer.offer())
+    assert status == 201, answer
+    assert headers["Content-Type"].startswith("application/sdp")
+    await peer.accept(answer)
+    return headers["Location"]
+
+
+def in_order(counters: list[int]) -> bool:
+    return all(b > a for a, b in itertools.pairwise(counters))
+
+
+async def run_call(server: RunningServer, connect: ClientFactory) -> None:
+    kiosk, expert, call_id = await active_call(server, connect)
+    kiosk_peer, expert_peer = CallPeer(), CallPeer()
+    try:
+        location = await join(server, kiosk, kiosk_peer)
+        assert location == f"/api/v1/media/{call_id}/kiosk"
+        await join(server, expert, expert_peer)
+        assert await wait_until(
+            lambda: (
+                len(kiosk_peer.received.counters) > 20
+                and len(expert_peer.received.counters) > 20
+                and kiosk_peer.received.loud_audio_frames > 10
+                and expert_peer.received.loud_audio_frames > 10
+            )
+        )
+        assert in_order(kiosk_peer.received.counters)
+        assert in_order(expert_peer.received.counters)
+        assert await server.media.peer_connections() == 2
+    finally:
+        await kiosk_peer.close()
+        await expert_peer.close()
+    await expert.end(call_id)
+    # Every peer connection of the relay is closed once the call has ended.
+    assert await server.media.peer_connections() == 0
+
+
+async def test_media_flows_both_ways_through_the_relay_in_process(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    await run_call(sqlite_server, connect)
+
+
+async def test_media_flows_through_relay_worker_processes(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    server = await start_server(media_workers=2)
+    await run_call(server, connect)
+
+
+async def test_bad_requests_on_the_media_endpoint_leave_nothing_behind(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    pool = sqlite_server.media
+    kiosk, _expert, _call_id = await active_call(sqlite_server, connect)
+    other_kiosk, other_expert, other_id = await active_call(
+        sqlite_server, connect, kiosk="kiosk02", expert="expert_housing", department="housing"
+    )
+    url, token = await media_of(kiosk)
+    _, other_token = await media_of(other_kiosk)
+    offering = CallPeer()
+    good_offer = await offering.offer()
+    await offering.close()
+    no_media = re.sub(r"m=(audio|video).*?(?=m=|\Z)", "", good_offer, flags=re.S)
+    cases = [
+        (None, good_offer, "application/sdp", 401),
+        ("not-the-token", good_offer, "application/sdp", 403),
+        (other_token, good_offer, "application/sdp", 403),
+        (token, "v=0\r\nthis is not sdp\r\n", "application/sdp", 400),
+        (token, no_media, "application/sdp", 400),
+        (token, good_offer, "application/json", 415),
+        (token, "a" * (70 * 1024), "application/sdp", 413),
+        (token, b"\xff\xfe\x00", "application/sdp", 400),
+    ]
+    for bearer, body, content_type, expected in cases:
+        status, text, _ = await post_offer(sqlite_server, url, bearer, body, content_type)
+        assert status == expected, (expected, text)
+        if status != 413:
+            assert '"error"' in text
+    assert await pool.peer_connections() == 0
+    # An unknown consultation and an ended one answer 404.
+    status, _, _ = await post_offer(
+        sqlite_server, "/api/v1/media/0123456789abcdef", token, good_offer
+    )
+    assert status == 404
+    await other_expert.end(other_id)
+    status, _, _ = await post_offer(
+        sqlite_server, f"/api/v1/media/{other_id}", other_token, good_offer
+    )
+    assert status == 404
+    # The first call is unaffected: it still connects.
+    peer = CallPeer()
+    try:
+        await join(sqlite_server, kiosk, peer)
+        assert await pool.peer_connections() == 1
+    finally:
+        await peer.close()
+
+
+async def test_reconnecting_side_gets_media_again_without_renegotiating_the_other(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk, expert, _call_id = await active_call(sqlite_server, connect)
+    kiosk_peer, expert_peer = CallPeer(), CallPeer()
+    second = CallPeer()
+    try:
+        await join(sqlite_server, kiosk, kiosk_peer)
+        await join(sqlite_server, expert, expert_peer)
+        assert await wait_until(lambda: len(expert_peer.received.counters) > 15)
+        expert_remote_sdp = expert_peer.pc.remoteDescription.sdp
+        # The kiosk's connection is replaced by a new one (as after an ICE failure).
+        await kiosk_peer.close()
+        await join(sqlite_server, kiosk, second)
+        before = len(expert_peer.received.counters)
+        assert await wait_until(lambda: len(second.received.counters) > 10)
+        assert await wait_until(lambda: len(expert_peer.received.counters) > before + 10)
+        # The expert's peer connection was never renegotiated.
+        assert expert_peer.pc.remoteDescription.sdp == expert_remote_sdp
+        assert expert_peer.pc.signalingState == "stable"
+        # The new source's frames arrive in order from its very first frame (its
+        # opening keyframe): no delta frame went ahead of it.
+        tail = expert_peer.received.counters[before:]
+        restart = tail.index(0)
+        assert all(value > 0 for value in tail[restart + 1 :])
+        assert in_order(tail[restart:])
+        assert in_order(second.received.counters)
+    finally:
+        for peer in (kiosk_peer, expert_peer, second):
+            await peer.close()
+
+
+async def test_receive_only_side_without_camera_works(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk, expert, _ = await active_call(sqlite_server, connect)
+    kiosk_peer, expert_peer = CallPeer(), CallPeer(send_video=False)
+    try:
+        await join(sqlite_server, kiosk, kiosk_peer)
+        await join(sqlite_server, expert, expert_peer)
+        assert await wait_until(
+            lambda: (
+                len(expert_peer.received.counters) > 15
+                and kiosk_peer.received.loud_audio_frames > 10
+            )
+        )
+        assert kiosk_peer.received.counters == []
+    finally:
+        await kiosk_peer.close()
+        await expert_peer.close()
+
+
+async def test_lost_media_past_the_grace_period_ends_the_call_dropped(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    server = await start_server(grace_period=2.0)
+    kiosk, expert, _call_id = await active_call(server, connect)
+    kiosk_peer, expert_peer = CallPeer(), CallPeer()
+    try:
+        await join(server, kiosk, kiosk_peer)
+        await join(server, expert, expert_peer)
+        assert await wait_until(lambda: len(expert_peer.received.counters) > 5)
+        # The kiosk's media stops (its connection closes) while its socket stays.
+        await kiosk_peer.close()
+        status = await expert.next_event("peer_status", PeerStatus, timeout=20)
+        assert (status.side, status.status) == ("kiosk", "reconnecting")
+        ended = await kiosk.next_event(
+            "consultation", ConsultationView, where=lambda v: v.state == "ended", timeout=20
+        )
+        assert ended.end_reason == "dropped"
+    finally:
+        await expert_peer.close()
+
+
+@pytest.mark.parametrize("workers", [0])
+async def test_media_token_is_only_given_to_its_own_side(
+    sqlite_server: RunningServer, connect: ClientFactory, workers: int
+) -> None:
+    kiosk, expert, _ = await active_call(sqlite_server, connect)
+    _, kiosk_token = await media_of(kiosk)
+    _, expert_token = await media_of(expert)
+    assert kiosk_token != expert_token and workers == 0
