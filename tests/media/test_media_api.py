@@ -102,7 +102,7 @@ async def test_bad_requests_on_the_media_endpoint_leave_nothing_behind(
     good_offer = await offering.offer()
     await offering.close()
     no_media = re.sub(r"m=(audio|video).*?(?=m=|\Z)", "", good_offer, flags=re.S)
-    cases = [
+    cases: list[tuple[str | None, str | bytes, str, int]] = [
         (None, good_offer, "application/sdp", 401),
         ("not-the-token", good_offer, "application/sdp", 403),
         (other_token, good_offer, "application/sdp", 403),
