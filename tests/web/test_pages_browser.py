@@ -53,6 +53,14 @@ async def test_kiosk_request_shows_in_the_expert_queue_and_the_call_starts(
     await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
     await expert.get_by_test_id("accept-call").click()
     await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
+    # Both see and hear each other through the relay (fake camera and microphone).
+    for page in (kiosk, expert):
+        await page.wait_for_function(
+            "Number(document.querySelector('[data-testid=remote-video]')"
+            ".dataset.framesDecoded || 0) > 0 && Number(document.querySelector("
+            "'[data-testid=remote-video]').dataset.audioPackets || 0) > 0",
+            timeout=20000,
+        )
     await kiosk.get_by_test_id("chat-input").fill("你好，我想咨询")
     await kiosk.get_by_test_id("chat-send").click()
     await expert.wait_for_selector("#chat-list:has-text('你好，我想咨询')")

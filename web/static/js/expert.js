@@ -3,6 +3,7 @@ import { chatPanel } from "./chat.js";
 import { confirmDialog } from "./confirm.js";
 import { onLanguageChange, t } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
+import { MediaLink } from "./peer.js";
 import { connectSignal } from "./signal.js";
 
 let signal = null;
@@ -12,6 +13,7 @@ let callId = null;
 let lastEndedId = null;
 let queue = { entries: [], experts: [] };
 let countdownTimer = null;
+let media = null;
 
 function renderAvailability() {
   const button = byTestId("availability");
@@ -70,9 +72,11 @@ function applyConsultation(view) {
     document.getElementById("call-view").hidden = false;
     document.getElementById("outcome-view").hidden = true;
     byTestId("call-status").textContent = t("expert.in_call");
+    if (view.media) media.start(view.media);
   } else if (view.state === "ended" && view.consultation_id === callId) {
     lastEndedId = callId;
     callId = null;
+    media.stop();
     document.getElementById("call-view").hidden = true;
     document.getElementById("outcome-view").hidden = false;
     document.getElementById("outcome-saved").textContent = "";
@@ -92,8 +96,10 @@ async function onLogin() {
     renderQueue();
     renderOffer();
   });
+  media = new MediaLink({ localVideo: byTestId("local-video"), remoteVideo: byTestId("remote-video") });
   signal = connectSignal({
     onConnect: async () => {
+      media.reconnect();
       const state = await signal.send("get_state");
       if (state.presence) presence = state.presence.status;
       offer = state.offer;

@@ -4,6 +4,7 @@ import { chatPanel } from "./chat.js";
 import { confirmDialog } from "./confirm.js";
 import { onLanguageChange, t } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
+import { MediaLink } from "./peer.js";
 import { connectSignal } from "./signal.js";
 
 const screens = ["start-screen", "waiting-screen", "call-screen", "after-screen"];
@@ -11,6 +12,7 @@ let signal = null;
 let consultationId = null;
 let lastPosition = null;
 let departments = [];
+let media = null;
 
 function show(screen) {
   for (const id of screens) document.getElementById(id).hidden = id !== screen;
@@ -78,7 +80,9 @@ function applyConsultation(view) {
     show("call-screen");
     byTestId("call-status").dataset.i18n = "kiosk.in_call";
     byTestId("call-status").textContent = t("kiosk.in_call");
+    if (view.media) media.start(view.media);
   } else if (view.state === "ended") {
+    media.stop();
     show("after-screen");
     const rating = document.getElementById("rating");
     rating.hidden = view.end_reason !== "completed" && view.end_reason !== "dropped";
@@ -98,6 +102,7 @@ function wipe() {
   } catch {
     // Nothing stored, or storage unavailable.
   }
+  media?.stop();
   signal?.close();
   window.location.replace("/kiosk");
 }
@@ -117,10 +122,12 @@ async function onLogin() {
     mySide: "kiosk",
     send: (text) => signal.send("send_chat", { consultation_id: consultationId, text }),
   });
+  media = new MediaLink({ localVideo: byTestId("local-video"), remoteVideo: byTestId("remote-video") });
   signal = connectSignal({
     onConnect: async () => {
       const state = await signal.send("get_state");
       if (state.consultation) applyConsultation(state.consultation);
+      media.reconnect();
     },
   });
   signal.on("consultation", applyConsultation);
