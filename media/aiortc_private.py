@@ -41,6 +41,18 @@ def silence(party: RTCRtpSender | RTCRtpReceiver) -> None:
     party._send_rtcp = _discard  # type: ignore[method-assign,assignment]
 
 
+def tap_outgoing(transport: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> None:
+    """Drop outgoing RTP/RTCP for which ``keep`` is false, before protection: how
+    the tests and the benchmark inject packet loss on one client's link."""
+    send = transport._send_rtp
+
+    async def filtered(data: bytes) -> None:
+        if keep(data):
+            await send(data)
+
+    transport._send_rtp = filtered  # type: ignore[method-assign]
+
+
 def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
     """The distinct DTLS transports of a peer connection (one when bundled)."""
     seen: list[RTCDtlsTransport] = []

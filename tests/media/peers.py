@@ -2,16 +2,23 @@
 pixels and whose audio is a tone, and a receiver that reads both back."""
 
 import asyncio
+import copy
 import fractions
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiortc.codecs as aiortc_codecs
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+from aiortc.rtp import is_rtcp
+
+from media.aiortc_private import dtls_transports, tap_outgoing
 
 WIDTH, HEIGHT = 320, 240
 BITS = 16
@@ -99,19 +106,22 @@ class CallPeer:
     """One client leg: sends counter video and a tone (unless receive-only), records
     what it receives."""
 
-    def __init__(self, *, send_video: bool = True, send_audio: bool = True) -> None:
+    def __init__(
+        self, *, send_video: bool = True, send_audio: bool = True, video_first: bool = False
+    ) -> None:
         self.pc = RTCPeerConnection()
         self.received = Received()
+        self.dropped = 0
         self.video = CounterVideoTrack() if send_video else None
         self._tasks: list[asyncio.Task[None]] = []
-        if send_audio:
-            self.pc.addTrack(ToneTrack())
-        else:
-            self.pc.addTransceiver("audio", direction="recvonly")
-        if self.video is not None:
-            self.pc.addTrack(self.video)
-        else:
-            self.pc.addTransceiver("video", direction="recvonly")
+        kinds = ["video", "audio"] if video_first else ["audio", "video"]
+        for kind in kinds:
+            if kind == "audio" and send_audio:
+                self.pc.addTrack(ToneTrack())
+            elif kind == "video" and self.video is not None:
+                self.pc.addTrack(self.video)
+            else:
+                self.pc.addTransceiver(kind, direction="recvonly")
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -135,6 +145,45 @@ class CallPeer:
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
+
+    async def offer_renumbered(self, pt_shift: int, extension_ids: dict[str, int]) -> str:
+        """An offer whose dynamic payload types and header extension ids differ
+        from aiortc's defaults (as another browser's would)."""
+        saved_codecs = {k: list(v) for k, v in aiortc_codecs.CODECS.items()}
+        saved_extensions = {k: list(v) for k, v in aiortc_codecs.HEADER_EXTENSIONS.items()}
+        try:
+            for kind, codecs in saved_codecs.items():
+                renumbered = []
+                for codec in codecs:
+                    codec = copy.deepcopy(codec)
+                    if codec.payloadType is not None and codec.payloadType >= 96:
+                        codec.payloadType += pt_shift
+                        if "apt" in codec.parameters:
+                            codec.parameters["apt"] = int(str(codec.parameters["apt"])) + pt_shift
+                    renumbered.append(codec)
+                aiortc_codecs.CODECS[kind] = renumbered
+            for kind, extensions in saved_extensions.items():
+                aiortc_codecs.HEADER_EXTENSIONS[kind] = [
+                    RTCRtpHeaderExtensionParameters(id=extension_ids.get(e.uri, e.id), uri=e.uri)
+                    for e in extensions
+                ]
+            return await self.offer()
+        finally:
+            aiortc_codecs.CODECS.update(saved_codecs)
+            aiortc_codecs.HEADER_EXTENSIONS.update(saved_extensions)
+
+    def drop_outgoing_rtp(self, fraction: float, seed: int = 7) -> None:
+        """Lose ``fraction`` of this client's outgoing media packets (not RTCP)."""
+        rng = random.Random(seed)
+
+        def keep(data: bytes) -> bool:
+            if is_rtcp(data) or rng.random() >= fraction:
+                return True
+            self.dropped += 1
+            return False
+
+        for transport in dtls_transports(self.pc):
+            tap_outgoing(transport, keep)
 
     async def accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))

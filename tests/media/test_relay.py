@@ -40,3 +40,56 @@ async def test_both_sides_decode_each_others_frames_in_order(pool: LocalRelayPoo
         await expert.close()
     await pool.close_call("c1")
     assert await pool.peer_connections() == 0
+
+
+async def test_legs_with_different_payload_types_extension_ids_and_mline_order(
+    pool: LocalRelayPool,
+) -> None:
+    await pool.open_call("c2")
+    kiosk, expert = CallPeer(), CallPeer(video_first=True)
+    try:
+        await kiosk.accept(await pool.connect("c2", "kiosk", await kiosk.offer()))
+        offer = await expert.offer_renumbered(
+            pt_shift=10,
+            extension_ids={
+                "urn:ietf:params:rtp-hdrext:sdes:mid": 9,
+                "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 12,
+                "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 13,
+            },
+        )
+        assert "a=rtpmap:107 VP8/90000" in offer and "a=extmap:9 " in offer
+        assert offer.index("m=video") < offer.index("m=audio")
+        await expert.accept(await pool.connect("c2", "expert", offer))
+        assert await wait_until(
+            lambda: (
+                len(kiosk.received.counters) > 30
+                and len(expert.received.counters) > 30
+                and kiosk.received.loud_audio_frames > 20
+                and expert.received.loud_audio_frames > 20
+            )
+        )
+        assert in_order(kiosk.received.counters) and in_order(expert.received.counters)
+    finally:
+        await kiosk.close()
+        await expert.close()
+
+
+async def test_two_percent_loss_on_one_link_is_repaired_through_the_relay(
+    pool: LocalRelayPool,
+) -> None:
+    await pool.open_call("c3")
+    sender, receiver = CallPeer(), CallPeer()
+    try:
+        await sender.accept(await pool.connect("c3", "kiosk", await sender.offer()))
+        await receiver.accept(await pool.connect("c3", "expert", await receiver.offer()))
+        assert await wait_until(lambda: len(receiver.received.counters) > 5)
+        sender.drop_outgoing_rtp(0.02)
+        start = len(receiver.received.counters)
+        assert await wait_until(lambda: len(receiver.received.counters) > start + 90, timeout=30)
+        window = receiver.received.counters[start:]
+        assert sender.dropped >= 5
+        # Every frame, in order: the gaps were filled by retransmissions.
+        assert window == list(range(window[0], window[0] + len(window))), window
+    finally:
+        await sender.close()
+        await receiver.close()
