@@ -22,7 +22,12 @@ RtcpHandler = Callable[[bytes], Awaitable[None]]
 def intercept(transport: RTCDtlsTransport, on_rtp: RtpHandler, on_rtcp: RtcpHandler) -> None:
     """Route this transport's unprotected RTP and RTCP to our handlers instead of
     aiortc's router (per instance: other peer connections are untouched)."""
-    transport._handle_rtp_data = on_rtp  # type: ignore[method-assign,assignment]
+
+    # aiortc passes arrival_time_ms by keyword; our handlers take it by position.
+    async def rtp(data: bytes, arrival_time_ms: int) -> None:
+        await on_rtp(data, arrival_time_ms)
+
+    transport._handle_rtp_data = rtp  # type: ignore[method-assign]
     transport._handle_rtcp_data = on_rtcp  # type: ignore[method-assign,assignment]
 
 

@@ -72,7 +72,7 @@ def _preferred_video_codecs(offer: SessionDescription) -> list[Any]:
     return [c for c in capabilities if c.mimeType.lower() in (wanted, "video/rtx")]
 
 
-def _advertise(sdp: str, public_address: str | None) -> str:
+def advertise_public_address(sdp: str, public_address: str | None) -> str:
     """Replace host candidate addresses by the 1:1 NAT address, if one is set."""
     if not public_address:
         return sdp
@@ -160,7 +160,7 @@ class Leg:
                 self.outbound[section.kind] = OutboundStream(
                     section.kind, section, self.negotiated.extensions
                 )
-        return _advertise(local, public_address)
+        return advertise_public_address(local, public_address)
 
     def classify(self, ssrc: int, payload_type: int) -> Inbound | None:
         """Which section (and whether RTX) an incoming SSRC belongs to."""

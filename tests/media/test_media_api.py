@@ -219,3 +219,35 @@ async def test_media_token_is_only_given_to_its_own_side(
     _, kiosk_token = await media_of(kiosk)
     _, expert_token = await media_of(expert)
     assert kiosk_token != expert_token and workers == 0
+
+
+async def test_delete_closes_only_that_sides_connection(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk, expert, call_id = await active_call(sqlite_server, connect)
+    kiosk_peer, expert_peer = CallPeer(), CallPeer()
+    try:
+        location = await join(sqlite_server, kiosk, kiosk_peer)
+        await join(sqlite_server, expert, expert_peer)
+        assert await sqlite_server.media.peer_connections() == 2
+        _, kiosk_token = await media_of(kiosk)
+        _, expert_token = await media_of(expert)
+        async with aiohttp.ClientSession() as http:
+            async with http.delete(
+                sqlite_server.url + location, headers={"Authorization": f"Bearer {expert_token}"}
+            ) as response:
+                assert response.status == 403
+            async with http.delete(
+                sqlite_server.url + location, headers={"Authorization": f"Bearer {kiosk_token}"}
+            ) as response:
+                assert response.status == 204
+            async with http.delete(
+                sqlite_server.url + location, headers={"Authorization": f"Bearer {kiosk_token}"}
+            ) as response:
+                assert response.status == 404
+        assert await sqlite_server.media.peer_connections() == 1
+        record = await sqlite_server.storage.consultations.get(call_id)
+        assert record.state.value == "active"
+    finally:
+        await kiosk_peer.close()
+        await expert_peer.close()

@@ -1,0 +1,514 @@
+"""Relay benchmark: synthetic calls through the RTP relay and through aiortc's
+MediaRelay (decode + re-encode, what a user of aiortc would otherwise get).
+
+Callers run in separate processes and send pre-encoded VP8 640x480@30 and
+Opus (nothing is encoded during the run); receivers count packets and frames
+without decoding. For each mode and number of calls it prints one JSON line:
+relay CPU-seconds per relayed A/V stream-second (4 streams per call: each
+side's audio and video), frames delivered/sent, and, for the RTP relay, the
+added one-way delay (p50/p99), audio and video separately: every frame and
+audio packet is unique, so the receiver knows which one arrived and when it
+was sent (same machine, same clock); the same measurement over a direct
+connection (no relay) is subtracted. A last run with 2 % loss on one caller's
+link decodes the frames and checks that they arrive complete and in order.
+
+    python bench/relay.py --calls 1,2,5,10 --seconds 15
+    python bench/relay.py --calls 10,20,30,40 --seconds 15 --workers 2 --modes rtp
+"""
+
+import argparse
+import asyncio
+import fractions
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+from aiohttp import ClientSession, web  # noqa: E402
+from aiortc import (  # noqa: E402
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay  # noqa: E402
+from aiortc.rtp import RtpPacket  # noqa: E402
+
+from media.aiortc_private import dtls_transports, intercept, restrict_host_addresses  # noqa: E402
+from media.config import MediaConfig  # noqa: E402
+from media.pool import create_relay_pool  # noqa: E402
+
+FPS = 30
+AUDIO_PERIOD = 0.02
+# aiortc's payload types for Opus and VP8, which every leg here negotiates.
+AUDIO_PT = 96
+VIDEO_PT = 97
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps({"bench": "relay", **record}), flush=True)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# ---- pre-encoded media ---------------------------------------------------------
+
+
+def prepare_media(seconds: float) -> Path:
+    """Encode once: unique VP8 frames (a counter in the pixels) and unique Opus packets."""
+    frames = int(seconds * FPS) + FPS * 5
+    path = Path(tempfile.gettempdir()) / f"wl-bench-media-v3-{frames}.pkl"
+    if path.exists():
+        return path
+    video = av.CodecContext.create("libvpx", "w")
+    video.width, video.height, video.pix_fmt = 640, 480, "yuv420p"
+    video.time_base = fractions.Fraction(1, FPS)
+    video.bit_rate = 1_000_000
+    video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    video.gop_size = 2 * FPS
+    video_packets: list[bytes] = []
+    for n in range(frames):
+        image = np.full((480, 640, 3), 90, dtype=np.uint8)
+        for bit in range(16):
+            row, col = divmod(bit, 8)
+            image[row * 60 : (row + 1) * 60, col * 80 : (col + 1) * 80] = (
+                255 if (n >> bit) & 1 else 0
+            )
+        image[240:, (n * 7) % 640 : (n * 7) % 640 + 40] = 200
+        # The frame's tail codes the bottom-right macroblocks: put the counter there
+        # too, so that every frame ends differently.
+        for bit in range(12):
+            row, col = divmod(bit, 4)
+            value = 255 if (n >> bit) & 1 else 0
+            image[432 + row * 16 : 448 + row * 16, 576 + col * 16 : 592 + col * 16] = value
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = n
+        for packet in video.encode(frame):
+            video_packets.append(bytes(packet))
+    audio = av.CodecContext.create("libopus", "w")
+    audio.sample_rate, audio.layout, audio.format = 48000, "mono", "s16"
+    audio.bit_rate = 32000
+    audio_packets: list[bytes] = []
+    samples = 0
+    for n in range(int(frames / FPS / AUDIO_PERIOD)):
+        t = (np.arange(960) + samples) / 48000
+        # Frequency and loudness together make every packet different.
+        loudness = 3000 + 400 * (n // 700)
+        wave = (np.sin(2 * np.pi * (300 + (n % 700)) * t) * loudness).astype(np.int16)
+        aframe = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+        aframe.sample_rate = 48000
+        aframe.pts = samples
+        samples += 960
+        for packet in audio.encode(aframe):
+            audio_packets.append(bytes(packet))
+    path.write_bytes(pickle.dumps({"video": video_packets, "audio": audio_packets}))
+    return path
+
+
+class PacketTrack(MediaStreamTrack):
+    """Yields pre-encoded packets on a fixed schedule; aiortc only packetizes them."""
+
+    def __init__(self, kind: str, payloads: list[bytes], start: float) -> None:
+        super().__init__()
+        self.kind = kind
+        self.payloads = payloads
+        self.start = start
+        self.period = 1 / FPS if kind == "video" else AUDIO_PERIOD
+        self.rate = 90000 if kind == "video" else 48000
+        self.n = 0
+        self.sent = 0
+
+    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
+        if self.n >= len(self.payloads):
+            await asyncio.sleep(3600)
+        await asyncio.sleep(max(0.0, self.start + self.n * self.period - time.time()))
+        packet = av.Packet(self.payloads[self.n])
+        packet.pts = round(self.n * self.period * self.rate)
+        packet.time_base = fractions.Fraction(1, self.rate)
+        self.n += 1
+        self.sent += 1
+        return packet
+
+
+def fingerprint(payload: bytes) -> bytes:
+    """The tail of an encoded frame (= of its last RTP packet) or Opus packet."""
+    return hashlib.blake2b(payload[-48:], digest_size=8).digest()
+
+
+# ---- a caller process -------------------------------------------------------------
+
+
+async def run_calls(
+    url: str | None, call_ids: list[str], media_file: str, start: float, seconds: float
+) -> dict[str, Any]:
+    """Both sides of each call; ``url`` None connects the two sides directly."""
+    restrict_host_addresses(["127.0.0.1"])
+    media = pickle.loads(Path(media_file).read_bytes())  # noqa: S301, ASYNC240 - our file, once
+    # Every frame and audio packet is unique: its tail tells which one it is.
+    index = {
+        VIDEO_PT: {fingerprint(p): i for i, p in enumerate(media["video"])},
+        AUDIO_PT: {fingerprint(p): i for i, p in enumerate(media["audio"])},
+    }
+    period = {VIDEO_PT: 1 / FPS, AUDIO_PT: AUDIO_PERIOD}
+    results: dict[str, Any] = {
+        "video_sent": 0,
+        "audio_sent": 0,
+        "video_frames": 0,
+        "audio_packets": 0,
+        "video_delay": [],
+        "audio_delay": [],
+    }
+    identified: dict[int, set[tuple[int, int]]] = {VIDEO_PT: set(), AUDIO_PT: set()}
+
+    counting = True
+
+    async def on_rtp(data: bytes, _arrival: int) -> None:
+        if not counting:
+            return
+        now = time.time()
+        packet = RtpPacket.parse(data)
+        pt = packet.payload_type
+        if pt == VIDEO_PT:
+            if not packet.marker:
+                return
+            results["video_frames"] += 1
+        elif pt == AUDIO_PT:
+            results["audio_packets"] += 1
+        else:
+            return
+        found = index[pt].get(fingerprint(packet.payload))
+        key = (packet.ssrc, found if found is not None else -1)
+        if found is not None and key not in identified[pt]:
+            identified[pt].add(key)
+            delays = results["video_delay" if pt == VIDEO_PT else "audio_delay"]
+            delays.append(now - (start + found * period[pt]))
+
+    async def on_rtcp(_data: bytes) -> None:
+        return None
+
+    def new_peer() -> tuple[RTCPeerConnection, list[PacketTrack]]:
+        pc = RTCPeerConnection()
+        tracks = [
+            PacketTrack("audio", media["audio"], start),
+            PacketTrack("video", media["video"], start),
+        ]
+        for track in tracks:
+            pc.addTrack(track)
+        return pc, tracks
+
+    peers: list[tuple[RTCPeerConnection, list[PacketTrack]]] = []
+    async with ClientSession() as http:
+        for call_id in call_ids:
+            sides = [new_peer(), new_peer()]
+            if url is None:
+                (a, _), (b, _) = sides
+                await a.setLocalDescription(await a.createOffer())
+                await b.setRemoteDescription(a.localDescription)
+                await b.setLocalDescription(await b.createAnswer())
+                await a.setRemoteDescription(b.localDescription)
+            else:
+                for (pc, _), side in zip(sides, ("kiosk", "expert"), strict=True):
+                    await pc.setLocalDescription(await pc.createOffer())
+                    async with http.post(
+                        f"{url}/calls/{call_id}/{side}", data=pc.localDescription.sdp
+                    ) as response:
+                        answer = await response.text()
+                    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            for pc, tracks in sides:
+                for transport in dtls_transports(pc):
+                    intercept(transport, on_rtp, on_rtcp)
+                peers.append((pc, tracks))
+        await asyncio.sleep(max(0.0, start + seconds - time.time()))
+        counting = False
+        for _pc, tracks in peers:
+            results["video_sent"] += tracks[1].sent
+            results["audio_sent"] += tracks[0].sent
+        for pc, _tracks in peers:
+            await pc.close()
+    return results
+
+
+def caller(args: tuple[str, list[str], str, float, float], out: Any) -> None:
+    out.put(asyncio.run(run_calls(*args)))
+
+
+# ---- the relay host -------------------------------------------------------------
+
+
+class ForwardTrack(MediaStreamTrack):
+    """The baseline's outgoing track: frames of the other side, decoded by aiortc
+    and re-encoded by this side's sender."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=30)
+
+    async def recv(self) -> Any:
+        return await self.queue.get()
+
+
+class BaselineRelay:
+    """aiortc's MediaRelay between the two sides of each call."""
+
+    def __init__(self) -> None:
+        self.relay = MediaRelay()
+        self.pcs: dict[tuple[str, str], RTCPeerConnection] = {}
+        self.outgoing: dict[tuple[str, str, str], ForwardTrack] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self, call_id: str, side: str, offer: str) -> str:
+        pc = RTCPeerConnection()
+        self.pcs[(call_id, side)] = pc
+        other = "expert" if side == "kiosk" else "kiosk"
+        for kind in ("audio", "video"):
+            track = ForwardTrack(kind)
+            self.outgoing[(call_id, side, kind)] = track
+            pc.addTrack(track)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            async def pump() -> None:
+                source = self.relay.subscribe(track)
+                while True:
+                    frame = await source.recv()
+                    target = self.outgoing.get((call_id, other, track.kind))
+                    if target is not None and not target.queue.full():
+                        target.queue.put_nowait(frame)
+
+            self.tasks.append(asyncio.create_task(pump()))
+
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return str(pc.localDescription.sdp)
+
+
+async def serve(mode: str, port: int, workers: int) -> None:
+    restrict_host_addresses(["127.0.0.1"])
+    pool = create_relay_pool(MediaConfig(("127.0.0.1",), None, workers))
+    await pool.start()
+    baseline = BaselineRelay()
+    opened: set[str] = set()
+
+    async def connect(request: web.Request) -> web.Response:
+        call_id, side = request.match_info["call"], request.match_info["side"]
+        offer = await request.text()
+        if mode == "mediarelay":
+            return web.Response(text=await baseline.connect(call_id, side, offer))
+        if call_id not in opened:
+            opened.add(call_id)
+            await pool.open_call(call_id)
+        return web.Response(text=await pool.connect(call_id, side, offer))
+
+    app = web.Application()
+    app.router.add_post("/calls/{call}/{side}", connect)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU of a process and its children (the relay workers)."""
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_mode(
+    mode: str, calls: int, seconds: float, workers: int, media_file: str, processes: int
+) -> dict[str, Any]:
+    host = None
+    url = None
+    port = free_port()
+    if mode != "direct":
+        url = f"http://127.0.0.1:{port}"
+        host = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                mode,
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+        )
+    try:
+        if host is not None:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            time.sleep(2.0 if workers else 0.2)
+        start = time.time() + 3.0 + 0.4 * calls
+        ids = [f"call{i}" for i in range(calls)]
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        procs = []
+        for p in range(min(processes, calls)):
+            args = (url, ids[p::processes], media_file, start, seconds)
+            proc = ctx.Process(target=caller, args=(args, out))
+            proc.start()
+            procs.append(proc)
+        time.sleep(max(0.0, start + 2.0 - time.time()))
+        cpu = None
+        if host is not None:
+            cpu0, t0 = cpu_seconds(host.pid), time.time()
+            time.sleep(max(0.0, start + seconds - 1.0 - time.time()))
+            cpu = (cpu_seconds(host.pid) - cpu0) / (time.time() - t0)
+        parts = [out.get(timeout=180) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=30)
+    finally:
+        if host is not None:
+            host.terminate()
+            host.wait(timeout=30)
+    sent = sum(p["video_sent"] for p in parts)
+    delivered = sum(p["video_frames"] for p in parts)
+    audio_delay = [d for p in parts for d in p["audio_delay"]]
+    video_delay = [d for p in parts for d in p["video_delay"]]
+    streams = calls * 4
+
+    def ms(values: list[float], q: float) -> float | None:
+        value = pct(values, q)
+        return None if value is None else round(value * 1000, 2)
+
+    return {
+        "mode": mode,
+        "calls": calls,
+        "workers": workers,
+        "relay_cpu_s_per_s": None if cpu is None else round(cpu, 4),
+        "cpu_s_per_stream_s": None if cpu is None else round(cpu / streams, 5),
+        "video_frames_delivered_per_sent": round(delivered / sent, 4) if sent else None,
+        "audio_packets_delivered_per_sent": round(
+            sum(p["audio_packets"] for p in parts) / max(1, sum(p["audio_sent"] for p in parts)),
+            4,
+        ),
+        "video_one_way_ms_p50": ms(video_delay, 50),
+        "video_one_way_ms_p99": ms(video_delay, 99),
+        "audio_one_way_ms_p50": ms(audio_delay, 50),
+        "audio_one_way_ms_p99": ms(audio_delay, 99),
+        "identified": {"video": len(video_delay), "audio": len(audio_delay)},
+    }
+
+
+async def loss_run(seconds: float, loss: float) -> dict[str, Any]:
+    """One call through the relay with ``loss`` of one caller's packets dropped on
+    its link; the other side decodes and reads the frame counters."""
+    from tests.media.peers import CallPeer
+
+    pool = create_relay_pool(MediaConfig(("127.0.0.1",), None, 0))
+    await pool.open_call("loss")
+    sender, receiver = CallPeer(), CallPeer()
+    try:
+        await sender.accept(await pool.connect("loss", "kiosk", await sender.offer()))
+        await receiver.accept(await pool.connect("loss", "expert", await receiver.offer()))
+        await asyncio.sleep(2)
+        sender.drop_outgoing_rtp(loss)
+        start = len(receiver.received.counters)
+        await asyncio.sleep(seconds)
+        window = receiver.received.counters[start:]
+    finally:
+        await sender.close()
+        await receiver.close()
+        await pool.close()
+    expected = list(range(window[0], window[0] + len(window))) if window else []
+    return {
+        "mode": "loss",
+        "injected_loss": loss,
+        "packets_dropped": sender.dropped,
+        "frames_decoded": len(window),
+        "frames_complete_and_in_order": window == expected,
+        "frames_sent_in_window": (window[-1] - window[0] + 1) if window else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="1,2,5,10")
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--modes", default="direct,rtp,mediarelay")
+    parser.add_argument("--workers", type=int, default=0, help="relay worker processes")
+    parser.add_argument("--processes", type=int, default=2, help="caller processes")
+    parser.add_argument("--loss", type=float, default=0.02, help="loss injected in the last run")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve, args.port, args.workers))
+        return
+    media_file = str(prepare_media(args.seconds + 10))
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for calls in [int(c) for c in args.calls.split(",")]:
+        for mode in args.modes.split(","):
+            row = run_mode(mode, calls, args.seconds, args.workers, media_file, args.processes)
+            rows[(mode, calls)] = row
+            emit(row)
+        rtp = rows.get(("rtp", calls))
+        base = rows.get(("mediarelay", calls))
+        direct = rows.get(("direct", calls))
+        summary: dict[str, Any] = {"mode": "compare", "calls": calls}
+        if rtp and base and rtp["cpu_s_per_stream_s"]:
+            summary["mediarelay_cpu_per_rtp_cpu"] = round(
+                base["cpu_s_per_stream_s"] / rtp["cpu_s_per_stream_s"], 1
+            )
+            # A saturated MediaRelay spends its core on fewer frames than were sent:
+            # compare the cost per frame actually delivered too.
+            delivered_base = base["video_frames_delivered_per_sent"] or 0
+            delivered_rtp = rtp["video_frames_delivered_per_sent"] or 0
+            if delivered_base and delivered_rtp:
+                summary["mediarelay_cpu_per_rtp_cpu_per_delivered_frame"] = round(
+                    (base["cpu_s_per_stream_s"] / delivered_base)
+                    / (rtp["cpu_s_per_stream_s"] / delivered_rtp),
+                    1,
+                )
+        if rtp and direct:
+            for kind in ("video", "audio"):
+                for q in ("p50", "p99"):
+                    a, b = rtp[f"{kind}_one_way_ms_{q}"], direct[f"{kind}_one_way_ms_{q}"]
+                    if a is not None and b is not None:
+                        summary[f"{kind}_added_ms_{q}"] = round(a - b, 2)
+        emit(summary)
+    if args.loss > 0:
+        emit(asyncio.run(loss_run(args.seconds, args.loss)))
+
+
+if __name__ == "__main__":
+    main()
