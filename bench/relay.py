@@ -20,9 +20,7 @@ import argparse
 import asyncio
 import fractions
 import hashlib
-import json
 import multiprocessing as mp
-import os
 import pickle
 import socket
 import subprocess
@@ -46,6 +44,8 @@ from aiortc import (  # noqa: E402
 from aiortc.contrib.media import MediaRelay  # noqa: E402
 from aiortc.rtp import RtpPacket  # noqa: E402
 
+from bench import measure  # noqa: E402
+from bench.measure import cpu_seconds, free_port, percentile  # noqa: E402
 from media.aiortc_private import dtls_transports, intercept, restrict_host_addresses  # noqa: E402
 from media.config import MediaConfig  # noqa: E402
 from media.pool import create_relay_pool  # noqa: E402
@@ -58,17 +58,7 @@ VIDEO_PT = 97
 
 
 def emit(record: dict[str, Any]) -> None:
-    print(json.dumps({"bench": "relay", **record}), flush=True)
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-# ---- pre-encoded media ---------------------------------------------------------
+    measure.emit("relay", record)
 
 
 def prepare_media(seconds: float) -> Path:
@@ -325,28 +315,6 @@ async def serve(mode: str, port: int, workers: int) -> None:
     await asyncio.Event().wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU of a process and its children (the relay workers)."""
-    total = 0.0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_mode(
     mode: str, calls: int, seconds: float, workers: int, media_file: str, processes: int
 ) -> dict[str, Any]:
@@ -390,9 +358,9 @@ def run_mode(
         time.sleep(max(0.0, start + 2.0 - time.time()))
         cpu = None
         if host is not None:
-            cpu0, t0 = cpu_seconds(host.pid), time.time()
+            cpu0, t0 = cpu_seconds(host.pid, children=True), time.time()
             time.sleep(max(0.0, start + seconds - 1.0 - time.time()))
-            cpu = (cpu_seconds(host.pid) - cpu0) / (time.time() - t0)
+            cpu = (cpu_seconds(host.pid, children=True) - cpu0) / (time.time() - t0)
         parts = [out.get(timeout=180) for _ in procs]
         for proc in procs:
             proc.join(timeout=30)
@@ -407,7 +375,7 @@ def run_mode(
     streams = calls * 4
 
     def ms(values: list[float], q: float) -> float | None:
-        value = pct(values, q)
+        value = percentile(values, q)
         return None if value is None else round(value * 1000, 2)
 
     return {

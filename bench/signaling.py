@@ -10,9 +10,7 @@ up to find the highest one the server sustains.
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
-import os
 import random
 import socket
 import statistics
@@ -29,6 +27,8 @@ import socketio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import measure  # noqa: E402
+from bench.measure import cpu_seconds, free_port, percentile  # noqa: E402
 from signaling.client import ClientError, ExpertClient, KioskClient  # noqa: E402
 from signaling.messages import ConsultationView, OfferView  # noqa: E402
 from storage.passwords import hash_password  # noqa: E402
@@ -39,23 +39,25 @@ from storage.store import Storage  # noqa: E402
 DEPARTMENTS = 10
 
 
+def departments_for(experts: int) -> int:
+    """Up to 10 departments, each with at least one expert."""
+    return max(1, min(DEPARTMENTS, experts))
+
+
 def emit(record: dict[str, Any]) -> None:
-    print(json.dumps({"bench": "signaling", **record}), flush=True)
+    measure.emit("signaling", record)
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+def ms(values: list[float], q: float) -> float | None:
+    value = percentile(values, q)
+    return None if value is None else round(value * 1000, 2)
 
 
 async def seed(data_dir: Path, kiosks: int, experts: int) -> tuple[list[str], list[str]]:
     """Accounts and ready sessions straight into the database (login cost is not measured)."""
     storage = await Storage.open(None, data_dir, SessionPolicy(86400, 86400))
     encoded = hash_password("bench-password")
-    for d in range(DEPARTMENTS):
+    for d in range(departments_for(experts)):
         await storage.departments.create(f"dept{d}", f"部门{d}", f"Department {d}")
     kiosk_tokens: list[str] = []
     expert_tokens: list[str] = []
@@ -69,7 +71,7 @@ async def seed(data_dir: Path, kiosks: int, experts: int) -> tuple[list[str], li
             f"expert{i:04d}",
             "",
             Role.EXPERT,
-            department=f"dept{i % DEPARTMENTS}",
+            department=f"dept{i % departments_for(experts)}",
             password_hash=encoded,
         )
         expert_tokens.append(await storage.sessions.create(account, "127.0.0.1", audit=None))
@@ -87,6 +89,7 @@ class WorkerPlan:
     """Consultations per second this worker starts, one entry per phase."""
     phase_seconds: float
     seed: int
+    departments: int
 
 
 def worker(plan: WorkerPlan, ready: Any, go: Any, results: Any) -> None:
@@ -140,7 +143,7 @@ async def _worker(plan: WorkerPlan, ready: Any, go: Any, results: Any) -> None:
             started = time.perf_counter()
             try:
                 kiosk.drain("consultation")
-                view = await kiosk.request(f"dept{rng.randrange(DEPARTMENTS)}")
+                view = await kiosk.request(f"dept{rng.randrange(plan.departments)}")
                 request_rtts.append(time.perf_counter() - started)
                 await kiosk.next_event(
                     "consultation",
@@ -153,7 +156,8 @@ async def _worker(plan: WorkerPlan, ready: Any, go: Any, results: Any) -> None:
                 await kiosk.end(view.consultation_id)
                 completed += 1
                 cycle_times.append(time.perf_counter() - started)
-            except (ClientError, TimeoutError, socketio.exceptions.TimeoutError):
+            except (ClientError, TimeoutError, socketio.exceptions.TimeoutError) as exc:
+                print("cycle failed:", repr(exc), file=sys.stderr)
                 failed += 1
             finally:
                 idle.append(kiosk)
@@ -193,17 +197,6 @@ async def _worker(plan: WorkerPlan, ready: Any, go: Any, results: Any) -> None:
         task.cancel()
     for client in [*kiosks, *experts]:
         await client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def probe(url: str, token: str, seconds: float, per_second: float) -> list[float]:
@@ -272,6 +265,7 @@ def main() -> None:
                 [0.0] + [r / args.workers for r in rates],
                 args.phase_seconds,
                 seed=w,
+                departments=departments_for(args.experts),
             )
             proc = ctx.Process(target=worker, args=(plan, ready, go, results))
             proc.start()
@@ -286,8 +280,8 @@ def main() -> None:
             {
                 "phase": "idle",
                 "clients": connected,
-                "rtt_p50_ms": round(percentile(idle_rtts, 50) * 1000, 2),
-                "rtt_p99_ms": round(percentile(idle_rtts, 99) * 1000, 2),
+                "rtt_p50_ms": ms(idle_rtts, 50),
+                "rtt_p99_ms": ms(idle_rtts, 99),
                 "samples": len(idle_rtts),
                 "server_cpu_s_per_s": round(idle_cpu, 3),
             }
@@ -315,11 +309,11 @@ def main() -> None:
                     "sustained": sustained,
                     "failed": sum(p["failed"] for p in parts),
                     "skipped": sum(p["skipped"] for p in parts),
-                    "rtt_p50_ms": round(percentile(rtts, 50) * 1000, 2),
-                    "rtt_p99_ms": round(percentile(rtts, 99) * 1000, 2),
-                    "request_ack_p50_ms": round(percentile(request_rtts, 50) * 1000, 2),
-                    "request_ack_p99_ms": round(percentile(request_rtts, 99) * 1000, 2),
-                    "cycle_p50_ms": round(percentile(cycles, 50) * 1000, 2),
+                    "rtt_p50_ms": ms(rtts, 50),
+                    "rtt_p99_ms": ms(rtts, 99),
+                    "request_ack_p50_ms": ms(request_rtts, 50),
+                    "request_ack_p99_ms": ms(request_rtts, 99),
+                    "cycle_p50_ms": ms(cycles, 50),
                     "cycle_mean_ms": round(statistics.fmean(cycles) * 1000, 2) if cycles else None,
                     "server_cpu_s_per_s": round(cpu, 3),
                     "load_generator_cpu_s_per_s": round(
