@@ -53,15 +53,13 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
 
     pool.listener = forward
 
-    async def open_call(request: web.Request) -> web.StreamResponse:
-        await pool.open_call(request.match_info["call_id"])
-        return web.json_response({"ok": True}, status=201)
-
     async def close_call(request: web.Request) -> web.StreamResponse:
         await pool.close_call(request.match_info["call_id"])
         return web.Response(status=204)
 
     async def connect(request: web.Request) -> web.StreamResponse:
+        # The main process assigned the call here; the relay starts with its first offer.
+        await pool.open_call(request.match_info["call_id"])
         answer = await pool.connect(
             request.match_info["call_id"], request.match_info["participant"], await request.text()
         )
@@ -93,7 +91,6 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
         await pool.close()
 
     app.on_cleanup.append(shutdown)
-    app.router.add_post("/calls/{call_id}", open_call)
     app.router.add_delete("/calls/{call_id}", close_call)
     app.router.add_post("/calls/{call_id}/legs/{participant}", connect)
     app.router.add_delete("/calls/{call_id}/legs/{participant}", disconnect)

@@ -39,6 +39,7 @@ class WorkerRelayPool(RelayPool):
         self._secret = secrets.token_urlsafe(32)
         self._workers: list[_Worker] = []
         self._where: dict[str, _Worker] = {}
+        self._opened: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -114,13 +115,12 @@ class WorkerRelayPool(RelayPool):
             raise RelayUnavailable(f"relay worker {worker.index} does not answer") from exc
 
     async def open_call(self, call_id: str) -> None:
+        """Assign the call to the least-loaded worker. The worker builds the relay
+        with the first offer, so a call that never sends media costs it nothing."""
         alive = [w for w in self._workers if w.alive]
         if not alive:
             raise RelayUnavailable("no relay worker is running")
         worker = min(alive, key=lambda w: len(w.calls))
-        status, _ = await self._request("POST", worker, f"/calls/{call_id}")
-        if status != 201:
-            raise RelayUnavailable(f"relay worker {worker.index} refused the call")
         worker.calls.add(call_id)
         self._where[call_id] = worker
 
@@ -136,6 +136,7 @@ class WorkerRelayPool(RelayPool):
             "POST", worker, f"/calls/{call_id}/legs/{participant}", offer_sdp
         )
         if status == 201:
+            self._opened.add(call_id)
             return text
         if status == 400:
             raise BadOffer(json.loads(text).get("message", "bad offer"))
@@ -155,8 +156,9 @@ class WorkerRelayPool(RelayPool):
         if worker is None:
             return
         worker.calls.discard(call_id)
-        if worker.alive:
+        if worker.alive and call_id in self._opened:
             await self._request("DELETE", worker, f"/calls/{call_id}")
+        self._opened.discard(call_id)
 
     async def peer_connections(self) -> int:
         total = 0

@@ -4,6 +4,7 @@ pixels and whose audio is a tone, and a receiver that reads both back."""
 import asyncio
 import copy
 import fractions
+import itertools
 import math
 import random
 import time
@@ -202,3 +203,8 @@ async def wait_until(predicate: Any, timeout: float = 20.0, step: float = 0.1) -
             return True
         await asyncio.sleep(step)
     return bool(predicate())
+
+
+def in_order(counters: list[int]) -> bool:
+    """Strictly increasing frame counters: nothing out of order or repeated."""
+    return all(b > a for a, b in itertools.pairwise(counters))

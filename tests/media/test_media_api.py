@@ -1,7 +1,6 @@
 """Media through the app: tokens from the consultation, offers POSTed to the
 media URL, RTP through the relay, everything closed when the call ends."""
 
-import itertools
 import re
 
 import aiohttp
@@ -10,7 +9,7 @@ import pytest
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import ConsultationView, PeerStatus
 from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call
-from tests.media.peers import CallPeer, wait_until
+from tests.media.peers import CallPeer, in_order, wait_until
 
 
 async def media_of(client: KioskClient | ExpertClient) -> tuple[str, str]:
@@ -43,10 +42,6 @@ async def join(server: RunningServer, client: KioskClient | ExpertClient, peer: 
     assert headers["Content-Type"].startswith("application/sdp")
     await peer.accept(answer)
     return headers["Location"]
-
-
-def in_order(counters: list[int]) -> bool:
-    return all(b > a for a, b in itertools.pairwise(counters))
 
 
 async def run_call(server: RunningServer, connect: ClientFactory) -> None:

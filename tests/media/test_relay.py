@@ -1,13 +1,12 @@
 """The relay with real aiortc peers on loopback: media flows both ways as RTP."""
 
-import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 
 from media.config import MediaConfig
 from media.pool import LocalRelayPool
-from tests.media.peers import CallPeer, wait_until
+from tests.media.peers import CallPeer, in_order, wait_until
 
 
 @pytest.fixture
@@ -15,10 +14,6 @@ async def pool() -> AsyncIterator[LocalRelayPool]:
     pool = LocalRelayPool(MediaConfig(addresses=("127.0.0.1",), workers=0))
     yield pool
     await pool.close()
-
-
-def in_order(counters: list[int]) -> bool:
-    return all(b > a for a, b in itertools.pairwise(counters))
 
 
 async def test_both_sides_decode_each_others_frames_in_order(pool: LocalRelayPool) -> None:
