@@ -1,0 +1,264 @@
+"""The encrypted file format (docs/FILE-FORMAT.md): a short header, then the
+plaintext in fixed-size chunks, each sealed with an AEAD whose nonce and
+associated data bind the file, the chunk's index and whether it is the last.
+
+Reordered, dropped, duplicated, truncated or extended chunks and flipped bits
+all fail authentication; a chunk's plaintext is released only after its tag
+has been checked. Every failure is the same opaque ``DecryptionError``.
+Memory use is one chunk, whatever the file size.
+"""
+
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import BinaryIO, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAGIC = b"WLF1"
+VERSION = 1
+CHUNK_SIZE = 64 * 1024
+TAG_SIZE = 16
+FILE_ID_SIZE = 16
+NONCE_PREFIX_SIZE = 7
+_HEADER = struct.Struct("!4sBBI16s7s")
+HEADER_SIZE = _HEADER.size  # 33
+
+
+class DecryptionError(Exception):
+    """The file could not be decrypted (wrong key, or altered in any way)."""
+
+
+class Suite(IntEnum):
+    AES_256_GCM = 1
+    SM4_GCM = 2
+
+    @property
+    def key_size(self) -> int:
+        return 32 if self is Suite.AES_256_GCM else 16
+
+    @property
+    def digest_name(self) -> str:
+        return "sha256" if self is Suite.AES_256_GCM else "sm3"
+
+
+class Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class _Sm3:
+    def __init__(self) -> None:
+        self._hash = hashes.Hash(hashes.SM3())
+
+    def update(self, data: bytes, /) -> None:
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.finalize().hex()
+
+
+def new_digest(suite: Suite) -> Digest:
+    """SHA-256 of the plaintext, or SM3 under the SM suite."""
+    return hashlib.sha256() if suite is Suite.AES_256_GCM else _Sm3()
+
+
+def seal(suite: Suite, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """One-shot AEAD encryption: ciphertext followed by the 16-byte tag."""
+    if suite is Suite.AES_256_GCM:
+        return AESGCM(key).encrypt(nonce, plaintext, aad)
+    encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(aad)
+    return encryptor.update(plaintext) + encryptor.finalize() + encryptor.tag
+
+
+def open_sealed(suite: Suite, key: bytes, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """One-shot AEAD decryption; nothing is returned unless the tag verifies."""
+    if len(sealed) < TAG_SIZE:
+        raise DecryptionError("cannot decrypt")
+    try:
+        if suite is Suite.AES_256_GCM:
+            return AESGCM(key).decrypt(nonce, sealed, aad)
+        body, tag = sealed[:-TAG_SIZE], sealed[-TAG_SIZE:]
+        decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, tag)).decryptor()
+        decryptor.authenticate_additional_data(aad)
+        # Held back until finalize() has checked the tag.
+        plaintext = decryptor.update(body)
+        decryptor.finalize()
+        return plaintext
+    except (InvalidTag, ValueError):
+        raise DecryptionError("cannot decrypt") from None
+
+
+@dataclass(frozen=True)
+class Header:
+    suite: Suite
+    chunk_size: int
+    file_id: bytes
+    nonce_prefix: bytes
+
+    def pack(self) -> bytes:
+        return _HEADER.pack(
+            MAGIC, VERSION, int(self.suite), self.chunk_size, self.file_id, self.nonce_prefix
+        )
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "Header":
+        if len(data) != HEADER_SIZE:
+            raise DecryptionError("cannot decrypt")
+        magic, version, suite, chunk_size, file_id, prefix = _HEADER.unpack(data)
+        if magic != MAGIC or version != VERSION or suite not in (1, 2) or chunk_size < 1:
+            raise DecryptionError("cannot decrypt")
+        return cls(Suite(suite), chunk_size, file_id, prefix)
+
+    def nonce(self, index: int, last: bool) -> bytes:
+        if index >= 1 << 32:
+            raise ValueError("file too large for this format")
+        return self.nonce_prefix + struct.pack("!IB", index, 1 if last else 0)
+
+    def aad(self, index: int, last: bool) -> bytes:
+        # The whole header binds version, suite, chunk size and file id.
+        return self.pack() + struct.pack("!QB", index, 1 if last else 0)
+
+    @property
+    def sealed_chunk_size(self) -> int:
+        return self.chunk_size + TAG_SIZE
+
+
+class FileEncryptor:
+    """Streaming encryption: feed plaintext with ``update``, end with ``finalize``."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        key: bytes,
+        file_id: bytes,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        nonce_prefix: bytes | None = None,
+    ) -> None:
+        if len(key) != suite.key_size or len(file_id) != FILE_ID_SIZE:
+            raise ValueError("wrong key or file id size")
+        self.header = Header(
+            suite, chunk_size, file_id, nonce_prefix or os.urandom(NONCE_PREFIX_SIZE)
+        )
+        self._key = key
+        self._buffer = bytearray()
+        self._index = 0
+        self.size = 0
+        self.digest = new_digest(suite)
+
+    def header_bytes(self) -> bytes:
+        return self.header.pack()
+
+    def _seal(self, chunk: bytes, last: bool) -> bytes:
+        header = self.header
+        sealed = seal(
+            header.suite,
+            self._key,
+            header.nonce(self._index, last),
+            chunk,
+            header.aad(self._index, last),
+        )
+        self._index += 1
+        return sealed
+
+    def update(self, data: bytes) -> bytes:
+        """Sealed chunks completed by ``data`` (the remainder waits for more)."""
+        self.size += len(data)
+        self.digest.update(data)
+        self._buffer += data
+        out = bytearray()
+        size = self.header.chunk_size
+        # Keep at least one byte back: the last chunk must be sealed as last.
+        while len(self._buffer) > size:
+            out += self._seal(bytes(self._buffer[:size]), last=False)
+            del self._buffer[:size]
+        return bytes(out)
+
+    def finalize(self) -> bytes:
+        """The last chunk (possibly empty), sealed with the last-chunk flag."""
+        sealed = self._seal(bytes(self._buffer), last=True)
+        self._buffer.clear()
+        return sealed
+
+
+def plaintext_size(header: Header, stored_size: int) -> int:
+    """Plaintext length implied by the stored file's size (checked again on read)."""
+    body = stored_size - HEADER_SIZE
+    sealed = header.sealed_chunk_size
+    if body < TAG_SIZE:
+        raise DecryptionError("cannot decrypt")
+    chunks = -(-body // sealed)
+    last = body - (chunks - 1) * sealed
+    if last < TAG_SIZE:
+        raise DecryptionError("cannot decrypt")
+    return (chunks - 1) * header.chunk_size + last - TAG_SIZE
+
+
+def _layout(source: BinaryIO, key: bytes) -> tuple[Header, int, int]:
+    """The header, the plaintext size and the index of the last chunk."""
+    source.seek(0, os.SEEK_END)
+    stored = source.tell()
+    source.seek(0)
+    header = Header.unpack(source.read(HEADER_SIZE))
+    if len(key) != header.suite.key_size:
+        raise DecryptionError("cannot decrypt")
+    total = plaintext_size(header, stored)
+    last_index = -(-(stored - HEADER_SIZE) // header.sealed_chunk_size) - 1
+    return header, total, last_index
+
+
+def _chunk(source: BinaryIO, key: bytes, header: Header, index: int, last_index: int) -> bytes:
+    source.seek(HEADER_SIZE + index * header.sealed_chunk_size)
+    sealed = source.read(header.sealed_chunk_size)
+    is_last = index == last_index
+    plaintext = open_sealed(
+        header.suite, key, header.nonce(index, is_last), sealed, header.aad(index, is_last)
+    )
+    if not is_last and len(plaintext) != header.chunk_size:
+        raise DecryptionError("cannot decrypt")
+    return plaintext
+
+
+def verify(source: BinaryIO, key: bytes) -> int:
+    """Authenticate every chunk without keeping any plaintext; return the plaintext size."""
+    header, total, last_index = _layout(source, key)
+    for index in range(last_index + 1):
+        _chunk(source, key, header, index, last_index)
+    return total
+
+
+def decrypt_range(
+    source: BinaryIO, key: bytes, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """Plaintext bytes ``start`` up to ``end`` (exclusive), decrypting only the
+    chunks they lie in (and the last one, which proves the file is whole).
+    Nothing of a chunk is yielded before its tag has been checked."""
+    header, total, last_index = _layout(source, key)
+    end = total if end is None else min(end, total)
+    chunk_size = header.chunk_size
+    first = start // chunk_size
+    final = min(last_index, max(first, (end - 1) // chunk_size)) if end > start else -1
+    if final < last_index:
+        _chunk(source, key, header, last_index, last_index)
+    for index in range(first, final + 1):
+        plaintext = _chunk(source, key, header, index, last_index)
+        offset = index * chunk_size
+        lo, hi = max(start, offset) - offset, min(end, offset + len(plaintext)) - offset
+        if hi > lo:
+            yield plaintext[lo:hi]
+
+
+def decrypt_all(source: BinaryIO, key: bytes) -> Iterator[bytes]:
+    """The whole plaintext, chunk by chunk, after every chunk has been verified:
+    an altered file yields nothing at all."""
+    verify(source, key)
+    yield from decrypt_range(source, key, 0, None)

@@ -1,0 +1,177 @@
+"""The encrypted file format: round trips, tampering, the test vector, key rotation."""
+
+import io
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from storage.filecrypt import (
+    CHUNK_SIZE,
+    HEADER_SIZE,
+    TAG_SIZE,
+    DecryptionError,
+    FileEncryptor,
+    Suite,
+    decrypt_all,
+    decrypt_range,
+)
+from storage.keyring import Keyring, KeyringError
+
+VECTORS = Path(__file__).parent / "vectors" / "filecrypt-v1.json"
+
+
+def encrypt(
+    plaintext: bytes,
+    suite: Suite = Suite.AES_256_GCM,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    feed: int = 10_000,
+) -> tuple[bytes, bytes]:
+    key = os.urandom(suite.key_size)
+    encryptor = FileEncryptor(suite, key, os.urandom(16), chunk_size=chunk_size)
+    out = bytearray(encryptor.header_bytes())
+    for i in range(0, len(plaintext), feed):
+        out += encryptor.update(plaintext[i : i + feed])
+    out += encryptor.finalize()
+    return bytes(out), key
+
+
+def decrypt(stored: bytes, key: bytes) -> bytes:
+    return b"".join(decrypt_all(io.BytesIO(stored), key))
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+@pytest.mark.parametrize(
+    "size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * 1024 * 1024 + 17]
+)
+def test_round_trip_is_byte_exact(suite: Suite, size: int) -> None:
+    plaintext = os.urandom(size)
+    stored, key = encrypt(plaintext, suite)
+    assert plaintext not in stored or size < 16
+    assert decrypt(stored, key) == plaintext
+
+
+def test_range_reads_decrypt_only_what_is_asked() -> None:
+    plaintext = os.urandom(5 * CHUNK_SIZE + 123)
+    stored, key = encrypt(plaintext)
+    for start, end in [
+        (0, 10),
+        (CHUNK_SIZE - 5, CHUNK_SIZE + 5),
+        (3 * CHUNK_SIZE, None),
+        (len(plaintext) - 1, None),
+        (100, 100),
+    ]:
+        got = b"".join(decrypt_range(io.BytesIO(stored), key, start, end))
+        assert got == plaintext[start:end]
+
+
+def chunks(stored: bytes) -> tuple[bytes, list[bytes]]:
+    size = CHUNK_SIZE + TAG_SIZE
+    body = stored[HEADER_SIZE:]
+    return stored[:HEADER_SIZE], [body[i : i + size] for i in range(0, len(body), size)]
+
+
+def flip(data: bytes, position: int) -> bytes:
+    return data[:position] + bytes([data[position] ^ 0x01]) + data[position + 1 :]
+
+
+def tampered_variants(stored: bytes) -> dict[str, bytes]:
+    header, parts = chunks(stored)
+    return {
+        "bit in header": flip(stored, 10),
+        "bit in a chunk": flip(stored, HEADER_SIZE + 100),
+        "bit in a tag": flip(stored, HEADER_SIZE + CHUNK_SIZE + 3),
+        "bit in the last chunk": flip(stored, len(stored) - 20),
+        "two chunks swapped": header + parts[1] + parts[0] + b"".join(parts[2:]),
+        "last chunk dropped": header + b"".join(parts[:-1]),
+        "chunk appended": stored + parts[1],
+        "chunk duplicated": header + parts[0] + parts[0] + b"".join(parts[1:]),
+        "truncated mid-chunk": stored[: HEADER_SIZE + CHUNK_SIZE + 500],
+        "header only": header,
+        "empty": b"",
+    }
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_every_kind_of_tampering_fails_and_returns_nothing(suite: Suite) -> None:
+    plaintext = os.urandom(3 * CHUNK_SIZE + 1000)
+    stored, key = encrypt(plaintext, suite)
+    for name, variant in tampered_variants(stored).items():
+        received: list[bytes] = []
+        with pytest.raises(DecryptionError) as info:
+            for piece in decrypt_all(io.BytesIO(variant), key):
+                received.append(piece)
+        assert received == [], name
+        assert str(info.value) == "cannot decrypt", name
+    with pytest.raises(DecryptionError):
+        decrypt(stored, os.urandom(suite.key_size))
+
+
+def test_the_test_vector_decrypts_and_matches_the_written_specification() -> None:
+    data = json.loads(VECTORS.read_text())
+    for vector in data["vectors"]:
+        suite = Suite[vector["suite"]]
+        key = bytes.fromhex(vector["key"])
+        stored = bytes.fromhex(vector["stored"])
+        plaintext = bytes.fromhex(vector["plaintext"])
+        assert decrypt(stored, key) == plaintext
+        encryptor = FileEncryptor(
+            suite,
+            key,
+            bytes.fromhex(vector["file_id"]),
+            chunk_size=vector["chunk_size"],
+            nonce_prefix=bytes.fromhex(vector["nonce_prefix"]),
+        )
+        again = encryptor.header_bytes() + encryptor.update(plaintext) + encryptor.finalize()
+        assert again == stored
+        assert encryptor.digest.hexdigest() == vector["digest"]
+    # A second implementation, written from docs/FILE-FORMAT.md alone (AES suite).
+    vector = data["vectors"][0]
+    stored = bytes.fromhex(vector["stored"])
+    header = stored[:33]
+    magic, version, suite_id, chunk_size, file_id, prefix = struct.unpack("!4sBBI16s7s", header)
+    assert (magic, version, suite_id) == (b"WLF1", 1, 1)
+    assert file_id.hex() == vector["file_id"]
+    body, sealed_size, out, index = stored[33:], chunk_size + 16, b"", 0
+    while body:
+        sealed, body = body[:sealed_size], body[sealed_size:]
+        last = 1 if not body else 0
+        nonce = prefix + struct.pack("!IB", index, last)
+        aad = header + struct.pack("!QB", index, last)
+        out += AESGCM(bytes.fromhex(vector["key"])).decrypt(nonce, sealed, aad)
+        index += 1
+    assert out == bytes.fromhex(vector["plaintext"])
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_rotation_rewraps_data_keys_and_frees_the_old_kek(tmp_path: Path, suite: Suite) -> None:
+    ring = Keyring.open(tmp_path / "keys", suite)
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "keys").iterdir())
+    old_id = ring.active_id
+    before_plain = os.urandom(2 * CHUNK_SIZE + 5)
+    before_stored, before_key = encrypt(before_plain, suite)
+    before_wrapped = ring.wrap(before_key, b"file-before")
+    ring.rotate()
+    assert ring.active_id != old_id
+    after_plain = os.urandom(1000)
+    after_stored, after_key = encrypt(after_plain, suite)
+    after_wrapped = ring.wrap(after_key, b"file-after")
+    # Reopened from disk, both files still read back.
+    ring = Keyring.open(tmp_path / "keys", suite)
+    assert decrypt(before_stored, ring.unwrap(before_wrapped, b"file-before")) == before_plain
+    assert decrypt(after_stored, ring.unwrap(after_wrapped, b"file-after")) == after_plain
+    with pytest.raises(KeyringError):
+        ring.retire(old_id, still_used=1)
+    rewrapped = ring.rewrap(before_wrapped, b"file-before")
+    assert rewrapped.kek_id == ring.active_id
+    ring.retire(old_id, still_used=0)
+    assert old_id not in Keyring.open(tmp_path / "keys", suite).ids
+    assert decrypt(before_stored, ring.unwrap(rewrapped, b"file-before")) == before_plain
+    # A wrapped key moved to another file does not open.
+    with pytest.raises(DecryptionError):
+        ring.unwrap(rewrapped, b"file-after")
