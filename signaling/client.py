@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from signaling.messages import (
     ChatView,
     ConsultationView,
+    FileView,
     OfferRevoked,
     OfferView,
     PeerStatus,
@@ -40,6 +41,7 @@ SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "presence": PresenceView,
     "chat_message": ChatView,
     "peer_status": PeerStatus,
+    "file_added": FileView,
 }
 
 

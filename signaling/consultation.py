@@ -20,7 +20,7 @@ from signaling.dispatch import (
     presence_view,
 )
 from signaling.errors import AlreadyInConsultation, Forbidden, InvalidState, NotFound
-from signaling.messages import ChatView, ConsultationView, OfferRevoked, PeerStatus
+from signaling.messages import ChatView, ConsultationView, FileView, OfferRevoked, PeerStatus
 from signaling.state import LiveCall, PresenceStatus, Side
 from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
@@ -418,6 +418,15 @@ class ConsultationService:
                 account.id, "consultation", consultation_view(call, side.value)
             )
         return call
+
+    async def announce_file(self, call_id: str, view: FileView) -> None:
+        """Both participants learn of a new document at once."""
+        call = await self.store.get_call(call_id)
+        if call is None:
+            return
+        for account_id in (call.kiosk_id, call.expert_id):
+            if account_id is not None:
+                await self.notifier.to_account(account_id, "file_added", view)
 
     def on_media_event(self, call_id: str, participant: str, status: str) -> None:
         """From the relay: a participant's media connected, or was lost (ICE failed,

@@ -156,6 +156,21 @@ class ChatView(ServerPayload):
     sent_at: float
 
 
+class FileView(ServerPayload):
+    """A document of a consultation (event ``file_added``, and the file lists)."""
+
+    id: str
+    consultation_id: str
+    name: str
+    media_type: str
+    size: int
+    uploaded_by: Literal["kiosk", "expert"]
+    digest: str
+    digest_alg: str
+    created_at: float
+    url: str
+
+
 class PeerStatus(ServerPayload):
     """Event ``peer_status``: the other side's connection dropped or came back."""
 

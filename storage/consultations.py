@@ -52,6 +52,7 @@ _MARK_ENDED = _update(
 )
 _SET_OUTCOME = _update("outcome", "notes")
 _SET_RATING = _update("rating", only_if=consultations.c.rating.is_(None))
+_LINK_CASE = _update("case_number", only_if=consultations.c.case_number.is_(None))
 _OPEN_DEPARTMENT = select(departments.c.code).where(
     departments.c.code == bindparam("code"), departments.c.disabled.is_(False)
 )
@@ -169,6 +170,10 @@ class ConsultationRecords:
 
     async def set_rating(self, consultation_id: str, rating: int, *, audit: AuditEvent) -> None:
         await self._change(_SET_RATING, consultation_id, {"rating": rating}, audit)
+
+    async def link_case(self, consultation_id: str, case_number: str, *, audit: AuditEvent) -> None:
+        """Give a consultation that had none a case number (clerk)."""
+        await self._change(_LINK_CASE, consultation_id, {"case_number": case_number}, audit)
 
     async def get(self, consultation_id: str) -> ConsultationRecord:
         row = await self._db.read(

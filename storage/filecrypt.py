@@ -53,16 +53,21 @@ class Digest(Protocol):
 
     def hexdigest(self) -> str: ...
 
+    def copy(self) -> "Digest": ...
+
 
 class _Sm3:
-    def __init__(self) -> None:
-        self._hash = hashes.Hash(hashes.SM3())
+    def __init__(self, state: hashes.Hash | None = None) -> None:
+        self._hash = state or hashes.Hash(hashes.SM3())
 
     def update(self, data: bytes, /) -> None:
         self._hash.update(data)
 
     def hexdigest(self) -> str:
-        return self._hash.finalize().hex()
+        return self._hash.copy().finalize().hex()
+
+    def copy(self) -> "_Sm3":
+        return _Sm3(self._hash.copy())
 
 
 def new_digest(suite: Suite) -> Digest:
@@ -157,6 +162,15 @@ class FileEncryptor:
 
     def header_bytes(self) -> bytes:
         return self.header.pack()
+
+    def snapshot(self) -> tuple[int, bytes, int, Digest]:
+        """State to return to if the bytes fed next turn out to be wrong."""
+        return self._index, bytes(self._buffer), self.size, self.digest.copy()
+
+    def restore(self, state: tuple[int, bytes, int, Digest]) -> None:
+        self._index, buffer, self.size, digest = state
+        self._buffer = bytearray(buffer)
+        self.digest = digest.copy()
 
     def _seal(self, chunk: bytes, last: bool) -> bytes:
         header = self.header

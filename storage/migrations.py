@@ -93,6 +93,38 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        2,
+        "encrypted documents of consultations, case attachments",
+        (
+            """CREATE TABLE files (
+                id TEXT PRIMARY KEY,
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                uploader_id TEXT NOT NULL REFERENCES accounts(id),
+                uploader_role TEXT NOT NULL,
+                name TEXT NOT NULL,
+                media_type TEXT NOT NULL,
+                size BIGINT NOT NULL,
+                digest TEXT NOT NULL,
+                digest_alg TEXT NOT NULL,
+                suite SMALLINT NOT NULL,
+                kek_id TEXT NOT NULL,
+                wrapped_key TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX files_consultation ON files(consultation_id, created_at)",
+            "CREATE INDEX files_kek ON files(kek_id)",
+            """CREATE TABLE case_attachments (
+                case_number TEXT NOT NULL,
+                file_id TEXT NOT NULL REFERENCES files(id),
+                category TEXT NOT NULL,
+                attached_by TEXT NOT NULL REFERENCES accounts(id),
+                attached_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (case_number, file_id))""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -7,6 +7,7 @@ without relying on either's autoincrement.
 """
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -114,4 +115,32 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", Text, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("consultation_id", Text, ForeignKey("consultations.id"), nullable=False),
+    Column("uploader_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("uploader_role", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("media_type", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("digest", Text, nullable=False),
+    Column("digest_alg", Text, nullable=False),
+    Column("suite", SmallInteger, nullable=False),
+    Column("kek_id", Text, nullable=False),
+    Column("wrapped_key", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+case_attachments = Table(
+    "case_attachments",
+    metadata,
+    Column("case_number", Text, primary_key=True),
+    Column("file_id", Text, ForeignKey("files.id"), primary_key=True),
+    Column("category", Text, nullable=False),
+    Column("attached_by", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("attached_at", Float, nullable=False),
 )

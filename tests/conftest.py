@@ -202,3 +202,42 @@ async def browser() -> AsyncIterator[Any]:
             yield chromium
         finally:
             await chromium.close()
+
+
+async def upload_file(
+    server: RunningServer,
+    session: aiohttp.ClientSession,
+    consultation_id: str,
+    name: str,
+    content: bytes,
+    *,
+    part_size: int = 256 * 1024,
+) -> tuple[int, dict[str, Any]]:
+    """Upload through the resumable API; the status and JSON of the last step."""
+    import base64
+    import hashlib
+
+    async with session.post(
+        f"{server.url}/api/v1/consultations/{consultation_id}/uploads",
+        json={"name": name, "size": len(content)},
+    ) as response:
+        body = await response.json()
+        if response.status != 201:
+            return response.status, body
+    url = server.url + body["url"]
+    for offset in range(0, len(content), part_size):
+        part = content[offset : offset + part_size]
+        digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
+        async with session.patch(
+            url,
+            data=part,
+            headers={
+                "Upload-Offset": str(offset),
+                "Upload-Checksum": f"sha256 {digest}",
+                "Content-Type": "application/offset+octet-stream",
+            },
+        ) as response:
+            if response.status != 204:
+                return response.status, await response.json()
+    async with session.post(f"{url}/finish") as response:
+        return response.status, await response.json()

@@ -1,5 +1,6 @@
 """The application factory: settings in, a ready ``web.Application`` out."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -10,12 +11,24 @@ from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
 from signaling.hub import SignalingHub, create_socket_server, create_state_store
 from storage.demo import seed_demo
+from storage.filecrypt import Suite
+from storage.filestore import FileStore
+from storage.keyring import Keyring
 from storage.sessions import SessionPolicy
 from storage.store import Storage
-from web import admin_api, consultations_api, health, media_api, openapi, pages, session_api
+from web import (
+    admin_api,
+    consultations_api,
+    files_api,
+    health,
+    media_api,
+    openapi,
+    pages,
+    session_api,
+)
 from web.auth import SESSION_COOKIE, remote_address
 from web.errors import error_middleware
-from web.keys import HUB, MEDIA, OPENAPI, SETTINGS, SOCKETS, STORAGE
+from web.keys import FILES, HUB, MEDIA, OPENAPI, SETTINGS, SOCKETS, STORAGE
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,6 +38,7 @@ API_TABLES = [
     admin_api.api,
     consultations_api.api,
     media_api.api,
+    files_api.api,
     health.api,
     openapi.api,
     pages.api,
@@ -54,6 +68,22 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await seed_demo(storage)
     yield
     await storage.close()
+
+
+def open_keyring(settings: Settings) -> Keyring:
+    suite = Suite.SM4_GCM if settings.crypto_suite == "sm4-gcm" else Suite.AES_256_GCM
+    return Keyring.open(settings.keys_directory, suite)
+
+
+async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    keyring = await asyncio.to_thread(open_keyring, settings)
+    store = await FileStore.open(
+        settings.data_dir, keyring, app[STORAGE].db, max_size=settings.max_file_size
+    )
+    app[FILES] = store
+    yield
+    await store.close()
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -99,6 +129,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[SOCKETS] = sio
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_files_ctx)
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_signaling_ctx)
     for table in API_TABLES:

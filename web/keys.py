@@ -5,6 +5,7 @@ from aiohttp import web
 
 from media.pool import RelayPool
 from signaling.hub import SignalingHub
+from storage.filestore import FileStore
 from storage.records import Account
 from storage.store import Storage
 from web.settings import Settings
@@ -14,6 +15,7 @@ STORAGE = web.AppKey("storage", Storage)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 HUB = web.AppKey("hub", SignalingHub)
 MEDIA = web.AppKey("media", RelayPool)
+FILES = web.AppKey("files", FileStore)
 OPENAPI = web.AppKey("openapi", dict[str, object])
 
 ACCOUNT = web.RequestKey("account", Account)

@@ -48,6 +48,12 @@ class Settings:
     """Serve HTTPS with a certificate generated into the data directory."""
     behind_proxy: bool = False
     """TLS ends at a reverse proxy: allow plain HTTP off loopback, trust X-Forwarded-*."""
+    max_file_size: int = 50 * 1024 * 1024
+    """Largest document accepted, in bytes."""
+    key_dir: Path | None = None
+    """Directory of the key-encryption keys (default: <data-dir>/keys)."""
+    crypto_suite: str = "aes-256-gcm"
+    """aes-256-gcm, or sm4-gcm for Chinese commercial cryptography (SM4 with SM3 digests)."""
     ring_timeout: float = 20.0
     """Seconds an offer rings before it goes to the next expert."""
     grace_period: float = 30.0
@@ -66,6 +72,10 @@ class Settings:
     """debug, info, warning or error."""
     extra_hosts: tuple[str, ...] = field(default=())
     """More host names for the self-signed certificate (repeatable)."""
+
+    @property
+    def keys_directory(self) -> Path:
+        return self.key_dir or self.data_dir / "keys"
 
     @property
     def tls(self) -> bool:
@@ -125,6 +135,9 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "database_url",
         "media_public_address",
         "media_workers",
+        "max_file_size",
+        "key_dir",
+        "crypto_suite",
         "tls_cert",
         "tls_key",
         "ring_timeout",
@@ -159,6 +172,11 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     audit_sub.add_parser(
         "verify", help="check the audit hash chain; exit 1 naming the first broken entry"
     )
+    keys = sub.add_parser("keys", help="key-encryption keys of the document store")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_sub.add_parser("rotate", help="make a new key-encryption key and re-wrap every data key")
+    retire = keys_sub.add_parser("retire", help="delete an old key-encryption key nothing uses")
+    retire.add_argument("kek_id")
     return parser
 
 
@@ -194,6 +212,13 @@ def _number(name: str, raw: object, kind: type[int] | type[float], minimum: floa
     return value
 
 
+def _suite(value: str) -> str:
+    value = value.lower()
+    if value not in ("aes-256-gcm", "sm4-gcm"):
+        raise SettingsError(f"--crypto-suite must be aes-256-gcm or sm4-gcm, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Invocation:
     settings: Settings
@@ -220,6 +245,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         media_address=tuple(args.media_address or args.media_address_env),
         media_public_address=str(args.media_public_address) if args.media_public_address else None,
         media_workers=int(_number("media_workers", args.media_workers, int, 0)),
+        max_file_size=int(_number("max_file_size", args.max_file_size, int, 1)),
+        key_dir=Path(str(args.key_dir)) if args.key_dir else None,
+        crypto_suite=_suite(str(args.crypto_suite)),
         tls_cert=Path(str(args.tls_cert)) if args.tls_cert else None,
         tls_key=Path(str(args.tls_key)) if args.tls_key else None,
         tls_self_signed=bool(args.tls_self_signed),
@@ -237,6 +265,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     command: tuple[str, ...] = ()
     if args.command == "audit":
         command = ("audit", str(args.audit_command))
+    elif args.command == "keys":
+        retired = [str(args.kek_id)] if args.keys_command == "retire" else []
+        command = ("keys", str(args.keys_command), *retired)
     if not command:
         check_serving(settings)
     return Invocation(settings, command)

@@ -1,0 +1,425 @@
+"""Documents of consultations, encrypted at rest the moment they arrive.
+
+An upload streams into a temporary file in the encrypted format as its parts
+arrive (only whole, checksum-verified parts count); it becomes a file only
+when complete: renamed into place and recorded, with its audit entry, in one
+step. A crash leaves at most a temporary file or an unrecorded one, both
+removed at the next start. Plaintext never touches the disk.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import Connection, Update, func, select, update
+
+from storage.audit import append_audit
+from storage.database import Database
+from storage.errors import RecordConflict, RecordNotFound
+from storage.filecrypt import FileEncryptor, decrypt_range, verify
+from storage.filetypes import SNIFF_BYTES, FileRejected, check_name, check_type
+from storage.ids import new_id
+from storage.keyring import Keyring, WrappedKey
+from storage.records import Account, AuditEvent
+from storage.schema import case_attachments, files
+
+CATEGORIES = ("application", "supplementary", "reply")
+
+
+class UploadError(Exception):
+    """An upload request that cannot be applied; ``code`` says why."""
+
+    def __init__(self, code: str, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    consultation_id: str
+    uploader_id: str
+    uploader_role: str
+    name: str
+    media_type: str
+    size: int
+    digest: str
+    digest_alg: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Attachment:
+    case_number: str
+    file: StoredFile
+    category: str
+    attached_by: str
+    attached_at: float
+
+
+@dataclass
+class Upload:
+    id: str
+    consultation_id: str
+    uploader: Account
+    name: str
+    declared_size: int
+    path: Path
+    encryptor: FileEncryptor
+    handle: BinaryIO
+    data_key: bytes
+    file_id: bytes
+    head: bytearray = field(default_factory=bytearray)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def offset(self) -> int:
+        return self.encryptor.size
+
+
+def _stored(row: object) -> StoredFile:
+    return StoredFile(**{f: getattr(row, f) for f in StoredFile.__dataclass_fields__})
+
+
+class FileStore:
+    def __init__(self, directory: Path, keyring: Keyring, db: Database, *, max_size: int) -> None:
+        self.directory = directory
+        self.keyring = keyring
+        self._db = db
+        self.max_size = max_size
+        self._uploads: dict[str, Upload] = {}
+        self._tmp = directory / "tmp"
+        self._files = directory / "files"
+
+    @classmethod
+    async def open(
+        cls, directory: Path, keyring: Keyring, db: Database, *, max_size: int
+    ) -> "FileStore":
+        store = cls(directory, keyring, db, max_size=max_size)
+        await asyncio.to_thread(store._prepare)
+        known = set(await db.read(lambda conn: [r.id for r in conn.execute(select(files.c.id))]))
+        await asyncio.to_thread(store._remove_orphans, known)
+        return store
+
+    def _prepare(self) -> None:
+        for folder in (self.directory, self._tmp, self._files):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Leftovers of uploads a stop or crash interrupted: never listed, now gone.
+        for leftover in self._tmp.iterdir():
+            leftover.unlink()
+
+    def _remove_orphans(self, known: set[str]) -> None:
+        for path in self._files.glob("*.wlf"):
+            if path.stem not in known:
+                path.unlink()
+
+    def path_of(self, file_id: str) -> Path:
+        return self._files / f"{file_id}.wlf"
+
+    # ---- uploads ---------------------------------------------------------------
+
+    async def begin(self, consultation_id: str, uploader: Account, name: str, size: int) -> Upload:
+        try:
+            clean = check_name(name)
+        except FileRejected as exc:
+            raise UploadError(exc.code, str(exc)) from None
+        if size < 0 or size > self.max_size:
+            raise UploadError("too_large", f"files may be at most {self.max_size} bytes")
+        upload_id = new_id()
+        suite = self.keyring.suite
+        data_key = os.urandom(suite.key_size)
+        file_id = os.urandom(16)
+        path = self._tmp / f"{upload_id}.part"
+        handle = await asyncio.to_thread(self._create, path)
+        encryptor = FileEncryptor(suite, data_key, file_id)
+        handle.write(encryptor.header_bytes())
+        upload = Upload(
+            upload_id,
+            consultation_id,
+            uploader,
+            clean,
+            size,
+            path,
+            encryptor,
+            handle,
+            data_key,
+            file_id,
+        )
+        self._uploads[upload_id] = upload
+        return upload
+
+    @staticmethod
+    def _create(path: Path) -> BinaryIO:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return os.fdopen(fd, "wb")
+
+    def upload(self, upload_id: str) -> Upload:
+        upload = self._uploads.get(upload_id)
+        if upload is None:
+            raise RecordNotFound("no such upload")
+        return upload
+
+    async def append(
+        self, upload: Upload, offset: int, body: AsyncIterator[bytes], sha256: bytes
+    ) -> int:
+        """Add one part at ``offset``; it counts only if all of it arrived and its
+        SHA-256 matches, otherwise the upload stays where it was."""
+        async with upload.lock:
+            if offset != upload.offset:
+                raise UploadError("wrong_offset", "resume from the upload's offset", upload.offset)
+            encryptor = upload.encryptor
+            state = encryptor.snapshot()
+            position = upload.handle.tell()
+            head_length = len(upload.head)
+            checksum = hashlib.sha256()
+            try:
+                async for data in body:
+                    if encryptor.size + len(data) > upload.declared_size:
+                        raise UploadError("too_large", "more bytes than the declared size")
+                    checksum.update(data)
+                    if len(upload.head) < SNIFF_BYTES:
+                        upload.head += data[: SNIFF_BYTES - len(upload.head)]
+                    sealed = encryptor.update(data)
+                    if sealed:
+                        upload.handle.write(sealed)
+                if checksum.digest() != sha256:
+                    raise UploadError("checksum_mismatch", "the part does not match its checksum")
+            except BaseException:
+                encryptor.restore(state)
+                upload.handle.seek(position)
+                upload.handle.truncate()
+                del upload.head[head_length:]
+                raise
+            return upload.offset
+
+    async def discard(self, upload: Upload) -> None:
+        self._uploads.pop(upload.id, None)
+        upload.handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(upload.path.unlink)
+
+    async def finish(self, upload: Upload, remote: str) -> StoredFile:
+        """Seal, check the content's type against the name, move into place and record."""
+        async with upload.lock:
+            if upload.offset != upload.declared_size:
+                raise UploadError(
+                    "incomplete", "the upload has fewer bytes than declared", upload.offset
+                )
+            try:
+                file_type = check_type(upload.name, bytes(upload.head))
+            except FileRejected as exc:
+                await self.discard(upload)
+                raise UploadError(exc.code, str(exc)) from None
+            encryptor = upload.encryptor
+            upload.handle.write(encryptor.finalize())
+            await asyncio.to_thread(self._sync_close, upload.handle)
+            file_id = upload.id
+            final = self.path_of(file_id)
+            await asyncio.to_thread(upload.path.replace, final)
+            self._uploads.pop(upload.id, None)
+            wrapped = self.keyring.wrap(upload.data_key, upload.file_id)
+            suite = encryptor.header.suite
+            record = StoredFile(
+                id=file_id,
+                consultation_id=upload.consultation_id,
+                uploader_id=upload.uploader.id,
+                uploader_role=upload.uploader.role.value,
+                name=upload.name,
+                media_type=file_type.media_type,
+                size=encryptor.size,
+                digest=encryptor.digest.hexdigest(),
+                digest_alg=suite.digest_name,
+                created_at=time.time(),
+            )
+
+            def unit(conn: Connection) -> None:
+                conn.execute(
+                    files.insert().values(
+                        **record.__dict__,
+                        suite=int(suite),
+                        kek_id=wrapped.kek_id,
+                        wrapped_key=upload.file_id.hex() + ":" + wrapped.blob.hex(),
+                    )
+                )
+                append_audit(
+                    conn,
+                    AuditEvent(
+                        upload.uploader.username,
+                        "file.upload",
+                        file_id,
+                        {
+                            "consultation": upload.consultation_id,
+                            "size": record.size,
+                            "type": record.media_type,
+                            record.digest_alg: record.digest,
+                        },
+                        remote,
+                    ),
+                )
+
+            try:
+                await self._db.write(unit)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(final.unlink)
+                raise
+            return record
+
+    @staticmethod
+    def _sync_close(handle: BinaryIO) -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+
+    # ---- reading -----------------------------------------------------------------
+
+    async def get(self, file_id: str) -> StoredFile:
+        row = await self._db.read(
+            lambda conn: conn.execute(select(files).where(files.c.id == file_id)).first()
+        )
+        if row is None:
+            raise RecordNotFound("no such file")
+        return _stored(row)
+
+    async def of_consultation(self, consultation_id: str) -> list[StoredFile]:
+        query = (
+            select(files)
+            .where(files.c.consultation_id == consultation_id)
+            .order_by(files.c.created_at)
+        )
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [_stored(r) for r in rows]
+
+    async def data_key(self, file_id: str) -> bytes:
+        row = await self._db.read(
+            lambda conn: conn.execute(
+                select(files.c.kek_id, files.c.wrapped_key).where(files.c.id == file_id)
+            ).one()
+        )
+        inner_id, blob = str(row.wrapped_key).split(":", 1)
+        return self.keyring.unwrap(
+            WrappedKey(row.kek_id, bytes.fromhex(blob)), bytes.fromhex(inner_id)
+        )
+
+    async def verified(self, file_id: str) -> tuple[BinaryIO, bytes]:
+        """An open stored file whose every chunk has just been authenticated, and its key."""
+        key = await self.data_key(file_id)
+        source = await asyncio.to_thread(self.path_of(file_id).open, "rb")
+        try:
+            await asyncio.to_thread(verify, source, key)
+        except BaseException:
+            source.close()
+            raise
+        return source, key
+
+    @staticmethod
+    def plaintext(source: BinaryIO, key: bytes, start: int, end: int | None) -> Iterator[bytes]:
+        return decrypt_range(source, key, start, end)
+
+    # ---- case record -------------------------------------------------------------
+
+    async def attach(
+        self, case_number: str, file_id: str, category: str, clerk: Account, remote: str
+    ) -> None:
+        def unit(conn: Connection) -> None:
+            found = conn.execute(select(files.c.id).where(files.c.id == file_id)).first()
+            if found is None:
+                raise RecordNotFound("no such file")
+            existing = conn.execute(
+                select(func.count())
+                .select_from(case_attachments)
+                .where(
+                    case_attachments.c.case_number == case_number,
+                    case_attachments.c.file_id == file_id,
+                )
+            ).scalar()
+            if existing:
+                raise RecordConflict("this file is already attached to the case")
+            conn.execute(
+                case_attachments.insert().values(
+                    case_number=case_number,
+                    file_id=file_id,
+                    category=category,
+                    attached_by=clerk.id,
+                    attached_at=time.time(),
+                )
+            )
+            append_audit(
+                conn,
+                AuditEvent(clerk.username, "file.attach", file_id, {"category": category}, remote),
+            )
+
+        await self._db.write(unit)
+
+    async def attachments(self, case_number: str) -> list[Attachment]:
+        query = (
+            select(
+                files,
+                case_attachments.c.category,
+                case_attachments.c.attached_by,
+                case_attachments.c.attached_at,
+            )
+            .join(case_attachments, case_attachments.c.file_id == files.c.id)
+            .where(case_attachments.c.case_number == case_number)
+            .order_by(case_attachments.c.attached_at)
+        )
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [
+            Attachment(case_number, _stored(r), r.category, r.attached_by, r.attached_at)
+            for r in rows
+        ]
+
+    async def is_attached(self, file_id: str) -> bool:
+        count = await self._db.read(
+            lambda conn: conn.execute(
+                select(func.count())
+                .select_from(case_attachments)
+                .where(case_attachments.c.file_id == file_id)
+            ).scalar()
+        )
+        return bool(count)
+
+    # ---- keys --------------------------------------------------------------------
+
+    async def rewrap_all(self) -> int:
+        """Re-wrap every data key not wrapped by the active KEK (content untouched)."""
+        active = self.keyring.active_id
+        rows = await self._db.read(
+            lambda conn: conn.execute(
+                select(files.c.id, files.c.kek_id, files.c.wrapped_key).where(
+                    files.c.kek_id != active
+                )
+            ).all()
+        )
+        for row in rows:
+            inner_id, blob = str(row.wrapped_key).split(":", 1)
+            fresh = self.keyring.rewrap(
+                WrappedKey(row.kek_id, bytes.fromhex(blob)), bytes.fromhex(inner_id)
+            )
+            statement = (
+                update(files)
+                .where(files.c.id == row.id)
+                .values(kek_id=fresh.kek_id, wrapped_key=inner_id + ":" + fresh.blob.hex())
+            )
+
+            def unit(conn: Connection, statement: Update = statement) -> None:
+                conn.execute(statement)
+
+            await self._db.write(unit)
+        return len(rows)
+
+    async def references(self, kek_id: str) -> int:
+        query = select(func.count()).select_from(files).where(files.c.kek_id == kek_id)
+        count = await self._db.read(lambda conn: conn.execute(query).scalar())
+        return int(count or 0)
+
+    async def close(self) -> None:
+        for upload in list(self._uploads.values()):
+            await self.discard(upload)

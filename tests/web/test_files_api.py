@@ -1,0 +1,286 @@
+"""Documents through the HTTP API: encrypted at rest, typed by content, resumable,
+readable by the right people only, attached to the case record."""
+
+import base64
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from signaling.client import ExpertClient, KioskClient
+from signaling.messages import FileView
+from tests.conftest import (
+    ClientFactory,
+    RunningServer,
+    ServerFactory,
+    active_call,
+    login_session,
+    upload_file,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)
+PDF = b"%PDF-1.7\n" + os.urandom(200_000) + b"\n%%EOF\n"
+JPEG = b"\xff\xd8\xff\xe0" + os.urandom(5000)
+
+
+def ofd_package() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as package:
+        package.writestr("OFD.xml", "<ofd:OFD xmlns:ofd='http://www.ofdspec.org/2016'/>")
+        package.writestr("Doc_0/Document.xml", "<ofd:Document/>")
+    return buffer.getvalue()
+
+
+async def call_with_sessions(
+    server: RunningServer, connect: ClientFactory
+) -> tuple[KioskClient, ExpertClient, str, aiohttp.ClientSession, aiohttp.ClientSession]:
+    kiosk, expert, call_id = await active_call(server, connect)
+    return (
+        kiosk,
+        expert,
+        call_id,
+        await login_session(server, "kiosk01"),
+        await login_session(server, "expert_market"),
+    )
+
+
+async def download(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    async with session.get(url, headers=headers or {}) as response:
+        return response.status, await response.read(), dict(response.headers)
+
+
+async def test_upload_notifies_the_other_side_and_reads_back_exactly(
+    server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk, expert, call_id, kiosk_http, expert_http = await call_with_sessions(server, connect)
+    async with kiosk_http, expert_http:
+        status, body = await upload_file(
+            server, kiosk_http, call_id, "营业执照.pdf", PDF, part_size=64 * 1024 + 7
+        )
+        assert status == 201, body
+        assert body["media_type"] == "application/pdf" and body["size"] == len(PDF)
+        assert body["digest"] == hashlib.sha256(PDF).hexdigest()
+        seen = await expert.next_event("file_added", FileView)
+        assert (seen.name, seen.uploaded_by) == ("营业执照.pdf", "kiosk")
+        status, content, headers = await download(expert_http, server.url + body["url"])
+        assert status == 200 and content == PDF
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Content-Disposition"].startswith("attachment;")
+        assert "filename*=UTF-8''" in headers["Content-Disposition"]
+        # A preview reads a range; only those bytes come back.
+        status, content, headers = await download(
+            expert_http, server.url + body["url"] + "?inline=1", {"Range": "bytes=100-70099"}
+        )
+        assert status == 206 and content == PDF[100:70100]
+        assert headers["Content-Range"] == f"bytes 100-70099/{len(PDF)}"
+        assert headers["Content-Disposition"].startswith("inline;")
+        async with kiosk_http.get(f"{server.url}/api/v1/consultations/{call_id}/files") as r:
+            assert [f["name"] for f in (await r.json())["files"]] == ["营业执照.pdf"]
+    actions = [e.action for e in await server.storage.audit.entries()]
+    assert "file.upload" in actions and "file.download" in actions
+    assert kiosk is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("photo.png", PNG),
+        ("scan.jpg", JPEG),
+        ("scan.JPEG", JPEG),
+        ("form.ofd", ofd_package()),
+        ("empty-name-ok.pdf", b"%PDF-1.4\n%%EOF\n"),
+    ],
+)
+async def test_each_allowed_type_is_accepted(
+    sqlite_server: RunningServer, connect: ClientFactory, name: str, content: bytes
+) -> None:
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    async with kiosk_http, expert_http:
+        status, body = await upload_file(sqlite_server, expert_http, call_id, name, content)
+        assert status == 201, body
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "status", "code"),
+    [
+        ("photo.pdf", PNG, 415, "type_mismatch"),
+        ("setup.jpg", b"MZ\x90\x00" + os.urandom(500), 415, "unsupported_type"),
+        ("script.png", b"#!/bin/sh\nrm -rf /\n", 415, "unsupported_type"),
+        ("../../etc/passwd.pdf", PDF, 400, "bad_name"),
+        ("a\\b.pdf", PDF, 400, "bad_name"),
+        ("nul\x00.pdf", PDF, 400, "bad_name"),
+        ("x" * 300 + ".pdf", PDF, 400, "bad_name"),
+    ],
+)
+async def test_bad_files_are_refused_and_nothing_is_stored(
+    sqlite_server: RunningServer,
+    connect: ClientFactory,
+    name: str,
+    content: bytes,
+    status: int,
+    code: str,
+) -> None:
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    async with kiosk_http, expert_http:
+        got, body = await upload_file(sqlite_server, kiosk_http, call_id, name, content)
+        assert (got, body["error"]["code"]) == (status, code)
+        async with kiosk_http.get(
+            f"{sqlite_server.url}/api/v1/consultations/{call_id}/files"
+        ) as response:
+            assert (await response.json())["files"] == []
+    data = sqlite_server.settings.data_dir
+    assert list((data / "files").iterdir()) == [] and list((data / "tmp").iterdir()) == []
+
+
+async def test_size_limit_offsets_and_checksums_are_enforced_and_resume_works(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    server = await start_server(max_file_size=100_000)
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(server, connect)
+    async with kiosk_http, expert_http:
+        too_big, body = await upload_file(server, kiosk_http, call_id, "big.pdf", b"%PDF" * 30000)
+        assert (too_big, body["error"]["code"]) == (413, "too_large")
+        async with kiosk_http.post(
+            f"{server.url}/api/v1/consultations/{call_id}/uploads",
+            json={"name": "doc.pdf", "size": 90_000},
+        ) as response:
+            url = server.url + (await response.json())["url"]
+        content = b"%PDF-1.5\n" + os.urandom(90_000 - 9)
+
+        def headers(offset: int, part: bytes, good: bool = True) -> dict[str, str]:
+            digest = hashlib.sha256(part if good else part + b"x").digest()
+            return {
+                "Upload-Offset": str(offset),
+                "Upload-Checksum": "sha256 " + base64.b64encode(digest).decode(),
+                "Content-Type": "application/offset+octet-stream",
+            }
+
+        first = content[:40_000]
+        async with kiosk_http.patch(url, data=first, headers=headers(0, first)) as response:
+            assert response.status == 204 and response.headers["Upload-Offset"] == "40000"
+        second = content[40_000:]
+        # A wrong checksum leaves the upload where it was.
+        async with kiosk_http.patch(url, data=second, headers=headers(40_000, second, False)) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "checksum_mismatch"
+        # A wrong offset is refused and says where to resume.
+        async with kiosk_http.patch(url, data=second, headers=headers(39_000, second)) as r:
+            assert r.status == 409 and r.headers["Upload-Offset"] == "40000"
+        async with kiosk_http.head(url) as response:
+            assert response.headers["Upload-Offset"] == "40000"
+        # Someone else's session cannot touch the upload.
+        async with expert_http.patch(url, data=second, headers=headers(40_000, second)) as r:
+            assert r.status == 404
+        async with kiosk_http.post(f"{url}/finish") as response:
+            assert response.status == 409
+        async with kiosk_http.patch(url, data=second, headers=headers(40_000, second)) as r:
+            assert r.status == 204
+        async with kiosk_http.post(f"{url}/finish") as response:
+            record = await response.json()
+            assert response.status == 201
+        status, back, _ = await download(expert_http, server.url + record["url"])
+        assert status == 200 and back == content
+
+
+async def test_a_marker_in_an_uploaded_file_never_appears_in_the_data_directory(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    marker = b"MARKER-7f3a9c-do-not-store-in-clear"
+    content = b"%PDF-1.7\n" + (marker + os.urandom(100)) * 2000
+    async with kiosk_http, expert_http:
+        status, _ = await upload_file(sqlite_server, kiosk_http, call_id, "m.pdf", content)
+        assert status == 201
+    for path in Path(sqlite_server.settings.data_dir).rglob("*"):
+        if path.is_file():
+            assert marker not in path.read_bytes(), path
+
+
+async def test_who_may_read_documents_before_and_after_the_call(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk, expert, call_id, kiosk_http, expert_http = await call_with_sessions(
+        sqlite_server, connect
+    )
+    async with kiosk_http, expert_http:
+        _, record = await upload_file(sqlite_server, kiosk_http, call_id, "p.png", PNG)
+        url = sqlite_server.url + record["url"]
+        others = {
+            name: await login_session(sqlite_server, name)
+            for name in ("kiosk02", "expert_housing", "clerk", "admin")
+        }
+        try:
+            # During the call: the participants only (and staff who may read records).
+            assert (await download(kiosk_http, url))[0] == 200
+            assert (await download(others["kiosk02"], url))[0] == 404
+            assert (await download(others["expert_housing"], url))[0] == 404
+            status, _ = await upload_file(sqlite_server, others["kiosk02"], call_id, "x.png", PNG)
+            assert status == 404
+            await expert.end(call_id)
+            # After it: the kiosk has lost access; department experts, clerks, admins read.
+            assert (await download(kiosk_http, url))[0] == 404
+            async with kiosk_http.get(
+                f"{sqlite_server.url}/api/v1/consultations/{call_id}/files"
+            ) as response:
+                assert response.status == 404
+            assert (await download(expert_http, url))[0] == 200
+            assert (await download(others["clerk"], url))[0] == 200
+            assert (await download(others["admin"], url))[0] == 200
+            assert (await download(others["expert_housing"], url))[0] == 404
+            status, _ = await upload_file(sqlite_server, kiosk_http, call_id, "late.png", PNG)
+            assert status == 404
+            async with aiohttp.ClientSession() as anonymous:
+                assert (await download(anonymous, url))[0] == 401
+        finally:
+            for session in others.values():
+                await session.close()
+    assert kiosk is not None
+
+
+async def test_clerk_attaches_a_document_to_the_case_and_downloads_it(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk, expert, call_id, kiosk_http, expert_http = await call_with_sessions(
+        sqlite_server, connect
+    )
+    async with kiosk_http, expert_http:
+        _, record = await upload_file(sqlite_server, kiosk_http, call_id, "申请书.pdf", PDF)
+        await expert.end(call_id)
+    clerk = await login_session(sqlite_server, "clerk")
+    async with clerk:
+        async with clerk.post(
+            f"{sqlite_server.url}/api/v1/consultations/{call_id}/case",
+            json={"case_number": "SL-2026-1"},
+        ) as response:
+            assert response.status == 204
+        async with clerk.post(
+            f"{sqlite_server.url}/api/v1/cases/SL-2026-1/attachments",
+            json={"file_id": record["id"], "category": "application"},
+        ) as r:
+            assert r.status == 201
+            attachments = (await r.json())["attachments"]
+        assert [a["file"]["name"] for a in attachments] == ["申请书.pdf"]
+        async with clerk.post(
+            f"{sqlite_server.url}/api/v1/cases/SL-2026-1/attachments",
+            json={"file_id": record["id"], "category": "application"},
+        ) as r:
+            assert r.status == 409
+        status, content, _ = await download(clerk, sqlite_server.url + record["url"])
+        assert status == 200 and content == PDF
+    expert_session = await login_session(sqlite_server, "expert_market")
+    async with (
+        expert_session,
+        expert_session.post(
+            f"{sqlite_server.url}/api/v1/cases/SL-2026-1/attachments",
+            json={"file_id": record["id"], "category": "reply"},
+        ) as response,
+    ):
+        assert response.status == 403
+    assert kiosk is not None
+    actions = [e.action for e in await sqlite_server.storage.audit.entries()]
+    assert "file.attach" in actions and "consultation.link_case" in actions

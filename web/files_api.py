@@ -1,0 +1,439 @@
+"""Documents: resumable encrypted uploads during a call, lists, downloads with
+Range, and the clerk's case record. Every upload, download and attach is audited."""
+
+import asyncio
+import base64
+import binascii
+import re
+from typing import Annotated, Literal
+
+from aiohttp import web
+from pydantic import StringConstraints
+
+from signaling.messages import CaseNumber, FileView
+from storage.errors import RecordNotFound
+from storage.filecrypt import DecryptionError
+from storage.filestore import StoredFile, Upload, UploadError
+from storage.records import Account, AuditEvent, ConsultationState, Role
+from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
+from web.auth import remote_address
+from web.errors import ApiError, BadRequest, NotFound
+from web.keys import FILES, HUB, STORAGE
+from web.schemas import Body, View
+
+api = Api()
+CLERKS = frozenset({Role.CLERK, Role.ADMIN})
+PARTICIPANTS = frozenset({Role.KIOSK, Role.EXPERT})
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class UploadCreate(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    size: int
+
+
+class UploadView(View):
+    upload_id: str
+    url: str
+    offset: int
+    size: int
+
+
+class FileList(View):
+    files: list[FileView]
+
+
+class AttachRequest(Body):
+    file_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+    category: Literal["application", "supplementary", "reply"]
+
+
+class AttachmentView(View):
+    case_number: str
+    category: str
+    attached_at: float
+    file: FileView
+
+
+class AttachmentList(View):
+    attachments: list[AttachmentView]
+
+
+class CaseLink(Body):
+    case_number: CaseNumber
+
+
+_UPLOAD_STATUS = {
+    "wrong_offset": 409,
+    "checksum_mismatch": 400,
+    "too_large": 413,
+    "incomplete": 409,
+    "bad_name": 400,
+    "unsupported_type": 415,
+    "type_mismatch": 415,
+}
+
+
+def _upload_error(exc: UploadError) -> ApiError:
+    error = ApiError(str(exc), code=exc.code)
+    error.status = _UPLOAD_STATUS.get(exc.code, 400)
+    return error
+
+
+def file_view(record: StoredFile) -> FileView:
+    return FileView(
+        id=record.id,
+        consultation_id=record.consultation_id,
+        name=record.name,
+        media_type=record.media_type,
+        size=record.size,
+        uploaded_by="kiosk" if record.uploader_role == "kiosk" else "expert",
+        digest=record.digest,
+        digest_alg=record.digest_alg,
+        created_at=record.created_at,
+        url=f"/api/v1/files/{record.id}",
+    )
+
+
+async def _participant_of_active(request: web.Request, consultation_id: str) -> None:
+    """Only the two participants of an active consultation may upload."""
+    account = account_of(request)
+    call = await request.app[HUB].store.get_call(consultation_id)
+    if call is None or call.phase is not ConsultationState.ACTIVE:
+        raise NotFound("no active consultation with this id for you")
+    if account.id not in (call.kiosk_id, call.expert_id):
+        raise NotFound("no active consultation with this id for you")
+
+
+async def _may_read(request: web.Request, account: Account, consultation_id: str) -> None:
+    """Participants while the call is active; afterwards the department's experts,
+    clerks and admins. Anyone else gets the same 404 as for a missing file."""
+    try:
+        record = await request.app[STORAGE].consultations.get(consultation_id)
+    except RecordNotFound:
+        raise NotFound("no such file") from None
+    if account.role in (Role.CLERK, Role.ADMIN):
+        return
+    if account.role is Role.EXPERT and record.department == account.department:
+        return
+    if account.role is Role.KIOSK and record.kiosk_id == account.id:
+        call = await request.app[HUB].store.get_call(consultation_id)
+        if call is not None and call.phase is ConsultationState.ACTIVE:
+            return
+    raise NotFound("no such file")
+
+
+def _own_upload(request: web.Request) -> Upload:
+    try:
+        upload = request.app[FILES].upload(request.match_info["upload_id"])
+    except RecordNotFound:
+        raise NotFound("no such upload") from None
+    if upload.uploader.id != account_of(request).id:
+        raise NotFound("no such upload")
+    return upload
+
+
+@api.route(
+    "POST",
+    "/api/v1/consultations/{consultation_id}/uploads",
+    summary="Start an upload (name and size); then PATCH parts, then finish.",
+    roles=PARTICIPANTS,
+    body=UploadCreate,
+    response=UploadView,
+    status=201,
+    tag="files",
+)
+async def create_upload(request: web.Request) -> web.StreamResponse:
+    consultation_id = request.match_info["consultation_id"]
+    await _participant_of_active(request, consultation_id)
+    body = await read_body(request, UploadCreate)
+    try:
+        upload = await request.app[FILES].begin(
+            consultation_id, account_of(request), body.name, body.size
+        )
+    except UploadError as exc:
+        raise _upload_error(exc) from None
+    view = UploadView(
+        upload_id=upload.id, url=f"/api/v1/uploads/{upload.id}", offset=0, size=upload.declared_size
+    )
+    return reply(view, status=201)
+
+
+def _offset_headers(upload: Upload) -> dict[str, str]:
+    return {"Upload-Offset": str(upload.offset), "Upload-Length": str(upload.declared_size)}
+
+
+@api.route(
+    "HEAD",
+    "/api/v1/uploads/{upload_id}",
+    summary="Where to resume: Upload-Offset (bytes stored) and Upload-Length.",
+    roles=PARTICIPANTS,
+    tag="files",
+)
+async def upload_offset(request: web.Request) -> web.StreamResponse:
+    upload = _own_upload(request)
+    return web.Response(status=200, headers=_offset_headers(upload))
+
+
+@api.route(
+    "PATCH",
+    "/api/v1/uploads/{upload_id}",
+    summary="Send a part: Upload-Offset (where it starts) and Upload-Checksum "
+    "(sha256 <base64>) headers, body application/offset+octet-stream. A part "
+    "counts only when complete and matching its checksum.",
+    roles=PARTICIPANTS,
+    status=204,
+    tag="files",
+)
+async def upload_part(request: web.Request) -> web.StreamResponse:
+    upload = _own_upload(request)
+    try:
+        offset = int(request.headers["Upload-Offset"])
+        algorithm, _, encoded = request.headers["Upload-Checksum"].partition(" ")
+        checksum = base64.b64decode(encoded, validate=True)
+    except (KeyError, ValueError, binascii.Error):
+        raise BadRequest(
+            "send Upload-Offset and Upload-Checksum: sha256 <base64>", code="bad_part"
+        ) from None
+    if algorithm.lower() != "sha256" or len(checksum) != 32:
+        raise BadRequest("Upload-Checksum must be sha256 <base64>", code="bad_part")
+    if request.content_type != "application/offset+octet-stream":
+        raise ApiError(
+            "send the part as application/offset+octet-stream", code="unsupported_media_type"
+        )
+    try:
+        await request.app[FILES].append(
+            upload, offset, request.content.iter_chunked(64 * 1024), checksum
+        )
+    except UploadError as exc:
+        error = _upload_error(exc)
+        if exc.offset is not None:
+            response = web.json_response(
+                {"error": {"code": exc.code, "message": str(exc)}},
+                status=error.status,
+                headers=_offset_headers(upload),
+            )
+            return response
+        raise error from None
+    return web.Response(status=204, headers=_offset_headers(upload))
+
+
+@api.route(
+    "POST",
+    "/api/v1/uploads/{upload_id}/finish",
+    summary="Complete the upload: the content's type is checked, the file is "
+    "recorded and the other participant told at once.",
+    roles=PARTICIPANTS,
+    response=FileView,
+    status=201,
+    tag="files",
+)
+async def finish_upload(request: web.Request) -> web.StreamResponse:
+    upload = _own_upload(request)
+    try:
+        record = await request.app[FILES].finish(upload, remote_address(request))
+    except UploadError as exc:
+        raise _upload_error(exc) from None
+    view = file_view(record)
+    await request.app[HUB].consultations.announce_file(record.consultation_id, view)
+    return reply(view, status=201)
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/uploads/{upload_id}",
+    summary="Abandon an upload.",
+    roles=PARTICIPANTS,
+    status=204,
+    tag="files",
+)
+async def abandon_upload(request: web.Request) -> web.StreamResponse:
+    await request.app[FILES].discard(_own_upload(request))
+    return web.Response(status=204)
+
+
+@api.route(
+    "GET",
+    "/api/v1/consultations/{consultation_id}/files",
+    summary="The consultation's documents.",
+    roles=ANY_ACCOUNT,
+    response=FileList,
+    tag="files",
+)
+async def list_files(request: web.Request) -> web.StreamResponse:
+    consultation_id = request.match_info["consultation_id"]
+    await _may_read(request, account_of(request), consultation_id)
+    records = await request.app[FILES].of_consultation(consultation_id)
+    return reply(FileList(files=[file_view(r) for r in records]))
+
+
+def _content_disposition(name: str, inline: bool) -> str:
+    """ASCII fallback plus the UTF-8 name (RFC 6266/5987); the name is display text only."""
+    fallback = (
+        "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name)
+        or "document"
+    )
+    from urllib.parse import quote
+
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@api.route(
+    "GET",
+    "/api/v1/files/{file_id}",
+    summary="Download (decrypted as it streams). Range requests work; ?inline=1 for previews.",
+    roles=ANY_ACCOUNT,
+    tag="files",
+    content_type="application/octet-stream",
+)
+async def download(request: web.Request) -> web.StreamResponse:
+    account = account_of(request)
+    store = request.app[FILES]
+    try:
+        record = await store.get(request.match_info["file_id"])
+    except RecordNotFound:
+        raise NotFound("no such file") from None
+    await _may_read(request, account, record.consultation_id)
+    start, end, status = 0, record.size, 200
+    range_header = request.headers.get("Range")
+    if range_header:
+        match = _RANGE.match(range_header.strip())
+        if match is None or (not match.group(1) and not match.group(2)):
+            raise web.HTTPRequestRangeNotSatisfiable(
+                headers={"Content-Range": f"bytes */{record.size}"}
+            )
+        if match.group(1):
+            start = int(match.group(1))
+            end = min(record.size, int(match.group(2)) + 1) if match.group(2) else record.size
+        else:
+            start = max(0, record.size - int(match.group(2)))
+        if start >= record.size or start >= end:
+            raise web.HTTPRequestRangeNotSatisfiable(
+                headers={"Content-Range": f"bytes */{record.size}"}
+            )
+        status = 206
+    try:
+        source, key = await store.verified(record.id)
+    except DecryptionError:
+        raise ApiError("the stored file is damaged", code="damaged") from None
+    await request.app[STORAGE].audit.append(
+        AuditEvent(
+            account.username,
+            "file.download",
+            record.id,
+            {"range": range_header or "", "consultation": record.consultation_id},
+            remote_address(request),
+        )
+    )
+    response = web.StreamResponse(
+        status=status,
+        headers={
+            "Content-Type": record.media_type,
+            "Content-Length": str(end - start),
+            "Content-Disposition": _content_disposition(
+                record.name, request.query.get("inline") == "1"
+            ),
+            "X-Content-Type-Options": "nosniff",
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private, no-store",
+        },
+    )
+    if status == 206:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
+    try:
+        await response.prepare(request)
+        pieces = store.plaintext(source, key, start, end)
+        while True:
+            piece = await asyncio.to_thread(next, pieces, None)
+            if piece is None:
+                break
+            await response.write(piece)
+        await response.write_eof()
+    finally:
+        source.close()
+    return response
+
+
+@api.route(
+    "GET",
+    "/api/v1/cases/{case_number}/attachments",
+    summary="The documents attached to a case record.",
+    roles=CLERKS,
+    response=AttachmentList,
+    tag="files",
+)
+async def case_attachments(request: web.Request) -> web.StreamResponse:
+    case_number = request.match_info["case_number"]
+    items = await request.app[FILES].attachments(case_number)
+    return reply(
+        AttachmentList(
+            attachments=[
+                AttachmentView(
+                    case_number=a.case_number,
+                    category=a.category,
+                    attached_at=a.attached_at,
+                    file=file_view(a.file),
+                )
+                for a in items
+            ]
+        )
+    )
+
+
+@api.route(
+    "POST",
+    "/api/v1/cases/{case_number}/attachments",
+    summary="Attach a consultation's document to the case record with a category.",
+    roles=CLERKS,
+    body=AttachRequest,
+    response=AttachmentList,
+    status=201,
+    tag="files",
+)
+async def attach(request: web.Request) -> web.StreamResponse:
+    case_number = request.match_info["case_number"]
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,40}", case_number):
+        raise BadRequest("not a case number", code="invalid_case_number")
+    body = await read_body(request, AttachRequest)
+    await request.app[FILES].attach(
+        case_number, body.file_id, body.category, account_of(request), remote_address(request)
+    )
+    items = await request.app[FILES].attachments(case_number)
+    return reply(
+        AttachmentList(
+            attachments=[
+                AttachmentView(
+                    case_number=a.case_number,
+                    category=a.category,
+                    attached_at=a.attached_at,
+                    file=file_view(a.file),
+                )
+                for a in items
+            ]
+        ),
+        status=201,
+    )
+
+
+@api.route(
+    "POST",
+    "/api/v1/consultations/{consultation_id}/case",
+    summary="Link a consultation that had no case number to one.",
+    roles=CLERKS,
+    body=CaseLink,
+    tag="files",
+    status=204,
+)
+async def link_case(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, CaseLink)
+    consultation_id = request.match_info["consultation_id"]
+    account = account_of(request)
+    await request.app[STORAGE].consultations.link_case(
+        consultation_id,
+        body.case_number,
+        audit=AuditEvent(
+            account.username, "consultation.link_case", consultation_id, {}, remote_address(request)
+        ),
+    )
+    return web.Response(status=204)
