@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from storage.errors import AuditChainBroken
+from storage.filestore import FileStore
+from storage.keyring import KeyringError
+from storage.records import AuditEvent
 from storage.sessions import SessionPolicy
 from storage.store import Storage
-from web.app import create_app
+from web.app import create_app, open_keyring
 from web.settings import Settings, SettingsError, parse_settings
 from web.tls import ssl_context
 
@@ -36,6 +39,40 @@ async def verify_audit(settings: Settings) -> int:
     return 0
 
 
+async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
+    """``keys rotate``: new active KEK, every data key re-wrapped; ``keys retire ID``."""
+    storage = await Storage.open(
+        settings.database_url,
+        settings.data_dir,
+        SessionPolicy(settings.session_idle, settings.session_max),
+    )
+    try:
+        keyring = open_keyring(settings)
+        files = await FileStore.open(
+            settings.data_dir, keyring, storage.db, max_size=settings.max_file_size
+        )
+        if action[0] == "rotate":
+            old = keyring.active_id
+            new = keyring.rotate()
+            count = await files.rewrap_all()
+            await storage.audit.append(
+                AuditEvent("operator", "keys.rotate", new.id, {"previous": old, "rewrapped": count})
+            )
+            print(f"new key-encryption key {new.id}; {count} data keys re-wrapped")
+            return 0
+        kek_id = action[1]
+        try:
+            keyring.retire(kek_id, await files.references(kek_id))
+        except KeyringError as exc:
+            print(f"cannot retire: {exc}", file=sys.stderr)
+            return 1
+        await storage.audit.append(AuditEvent("operator", "keys.retire", kek_id, {}))
+        print(f"key-encryption key {kek_id} retired")
+        return 0
+    finally:
+        await storage.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         invocation = parse_settings(sys.argv[1:] if argv is None else argv)
@@ -49,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if invocation.command == ("audit", "verify"):
         return asyncio.run(verify_audit(settings))
+    if invocation.command[:1] == ("keys",):
+        return asyncio.run(manage_keys(settings, invocation.command[1:]))
     context = ssl_context(settings)
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
     print(f"windowlink serving {url}/kiosk /expert /clerk /admin", flush=True)

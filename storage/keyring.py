@@ -39,6 +39,7 @@ class Keyring:
         self.suite = suite
         self._keks: dict[str, Kek] = {}
         self.active_id = ""
+        self._seen = 0
 
     @classmethod
     def open(cls, directory: Path, suite: Suite = Suite.AES_256_GCM) -> "Keyring":
@@ -46,7 +47,14 @@ class Keyring:
         ring = cls(directory, suite)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-        for path in sorted(directory.glob("*.kek")):
+        ring._load()
+        if ring.active_id not in ring._keks or ring._keks[ring.active_id].suite is not suite:
+            ring.rotate()
+        return ring
+
+    def _load(self) -> None:
+        keks: dict[str, Kek] = {}
+        for path in sorted(self.directory.glob("*.kek")):
             data = json.loads(path.read_text())
             kek = Kek(
                 data["id"],
@@ -54,13 +62,17 @@ class Keyring:
                 bytes.fromhex(data["key"]),
                 float(data["created_at"]),
             )
-            ring._keks[kek.id] = kek
-        active = directory / "active"
-        if active.exists():
-            ring.active_id = active.read_text().strip()
-        if ring.active_id not in ring._keks or ring._keks[ring.active_id].suite is not suite:
-            ring.rotate()
-        return ring
+            keks[kek.id] = kek
+        self._keks = keks
+        active = self.directory / "active"
+        self.active_id = active.read_text().strip() if active.exists() else ""
+        self._seen = active.stat().st_mtime_ns if active.exists() else 0
+
+    def refresh(self) -> None:
+        """Pick up a rotation or retirement done by ``server.py keys`` meanwhile."""
+        active = self.directory / "active"
+        if active.exists() and active.stat().st_mtime_ns != self._seen:
+            self._load()
 
     def _write(self, kek: Kek) -> None:
         path = self.directory / f"{kek.id}.kek"
@@ -94,6 +106,7 @@ class Keyring:
         self._write(kek)
         self._keks[kek.id] = kek
         self._set_active(kek.id)
+        self._seen = (self.directory / "active").stat().st_mtime_ns
         return kek
 
     @property
@@ -103,10 +116,14 @@ class Keyring:
     def _kek(self, kek_id: str) -> Kek:
         kek = self._keks.get(kek_id)
         if kek is None:
+            self._load()
+            kek = self._keks.get(kek_id)
+        if kek is None:
             raise KeyringError(f"no key-encryption key {kek_id!r} in {self.directory}")
         return kek
 
     def wrap(self, data_key: bytes, file_id: bytes) -> WrappedKey:
+        self.refresh()
         kek = self._kek(self.active_id)
         nonce = os.urandom(_WRAP_NONCE)
         aad = b"wl-wrap|" + kek.id.encode() + b"|" + file_id

@@ -284,3 +284,43 @@ async def test_clerk_attaches_a_document_to_the_case_and_downloads_it(
     assert kiosk is not None
     actions = [e.action for e in await sqlite_server.storage.audit.entries()]
     assert "file.attach" in actions and "consultation.link_case" in actions
+
+
+async def test_keys_rotate_rewraps_and_the_old_key_can_be_retired(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    from web.keys import FILES
+
+    _, expert, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    keyring = sqlite_server.app[FILES].keyring
+    old = keyring.active_id
+    data_dir = str(sqlite_server.settings.data_dir)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "server.py", "--data-dir", data_dir, "keys", *args],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    async with kiosk_http, expert_http:
+        _, before = await upload_file(sqlite_server, kiosk_http, call_id, "before.png", PNG)
+        rotated = await asyncio.to_thread(cli, "rotate")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "1 data keys re-wrapped" in rotated.stdout
+        assert (await asyncio.to_thread(cli, "retire", old)).returncode == 0
+        _, after = await upload_file(sqlite_server, kiosk_http, call_id, "after.pdf", PDF)
+        # The running server picks up the new key; both files read back.
+        assert (await download(expert_http, sqlite_server.url + before["url"]))[1] == PNG
+        assert (await download(expert_http, sqlite_server.url + after["url"]))[1] == PDF
+        refused = await asyncio.to_thread(cli, "retire", keyring.active_id)
+        assert refused.returncode == 1 and "cannot retire" in refused.stderr
+    assert old not in keyring.ids
+    assert expert is not None
