@@ -24,9 +24,11 @@ async def test_openapi_describes_every_route(
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
-        if route.method in ("HEAD", "*") or path is None or path.startswith("/socket.io"):
+        if route.method == "*" or path is None or path.startswith("/socket.io"):
             continue
         routed.add((route.method, path))
+    # aiohttp answers HEAD for every GET by itself; only HEAD routes of their own count.
+    routed = {(m, p) for m, p in routed if m != "HEAD" or ("GET", p) not in routed}
     assert routed == documented
     for path, ops in doc["paths"].items():
         for op in ops.values():

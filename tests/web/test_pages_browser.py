@@ -87,3 +87,46 @@ async def test_language_switch_changes_the_login_form(
     assert await page.get_by_test_id("login-submit").inner_text() == "登录"
     await page.get_by_test_id("lang-toggle").click()
     assert await page.get_by_test_id("login-submit").inner_text() == "Log in"
+
+
+async def test_documents_pass_both_ways_and_the_clerk_attaches_and_downloads(
+    browser: Any, sqlite_server: RunningServer, tmp_path: Any
+) -> None:
+    photo = tmp_path / "证件照.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20)
+    form = tmp_path / "reply-form.pdf"
+    form.write_bytes(b"%PDF-1.4\n" + b"form " * 5000 + b"\n%%EOF\n")
+    expert = await open_logged_in(browser, sqlite_server, "expert", "expert_market")
+    await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
+    await expert.get_by_test_id("availability").click()
+    await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
+    kiosk = await open_logged_in(browser, sqlite_server, "kiosk", "kiosk01")
+    await kiosk.get_by_test_id("case-number").fill("SL-777")
+    await kiosk.get_by_test_id("department-market").click()
+    await expert.get_by_test_id("accept-call").click()
+    await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
+
+    await kiosk.get_by_test_id("file-input").set_input_files(str(photo))
+    await expert.wait_for_selector("[data-testid=file-list] >> text=证件照.png")
+    await expert.wait_for_selector("[data-testid=file-list] img.preview")
+    await expert.get_by_test_id("file-input").set_input_files(str(form))
+    await kiosk.wait_for_selector("[data-testid=file-list] >> text=reply-form.pdf")
+
+    await expert.get_by_test_id("end-call").click()
+    await expert.get_by_test_id("confirm-yes").click()
+    await kiosk.get_by_test_id("rating-4").click()
+
+    clerk = await open_logged_in(browser, sqlite_server, "clerk", "clerk")
+    await clerk.get_by_test_id("case-search").fill("SL-777")
+    await clerk.get_by_test_id("case-search").press("Enter")
+    await clerk.get_by_test_id("consultation-row").first.click()
+    await clerk.wait_for_selector("[data-testid=file-list] >> text=证件照.png")
+    await clerk.get_by_test_id("attach-file").first.click()
+    link = clerk.get_by_test_id("download-file").first
+    await link.wait_for()
+    async with clerk.expect_download() as info:
+        await link.click()
+    download = await info.value
+    saved = tmp_path / "downloaded"
+    await download.save_as(str(saved))
+    assert saved.read_bytes() == photo.read_bytes()

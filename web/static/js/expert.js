@@ -3,6 +3,7 @@ import { chatPanel } from "./chat.js";
 import { confirmDialog } from "./confirm.js";
 import { onLanguageChange, t } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
+import { FilePanel } from "./files.js";
 import { MediaLink } from "./peer.js";
 import { connectSignal } from "./signal.js";
 
@@ -14,6 +15,7 @@ let lastEndedId = null;
 let queue = { entries: [], experts: [] };
 let countdownTimer = null;
 let media = null;
+let files = null;
 
 function renderAvailability() {
   const button = byTestId("availability");
@@ -73,6 +75,7 @@ function applyConsultation(view) {
     document.getElementById("outcome-view").hidden = true;
     byTestId("call-status").textContent = t("expert.in_call");
     if (view.media) media.start(view.media);
+    files.load();
   } else if (view.state === "ended" && view.consultation_id === callId) {
     lastEndedId = callId;
     callId = null;
@@ -97,6 +100,11 @@ async function onLogin() {
     renderOffer();
   });
   media = new MediaLink({ localVideo: byTestId("local-video"), remoteVideo: byTestId("remote-video") });
+  files = new FilePanel({
+    input: byTestId("file-input"),
+    list: byTestId("file-list"),
+    consultation: () => callId,
+  });
   signal = connectSignal({
     onConnect: async () => {
       media.reconnect();
@@ -130,6 +138,7 @@ async function onLogin() {
   });
   signal.on("consultation", applyConsultation);
   signal.on("chat_message", (message) => chat.add(message));
+  signal.on("file_added", (view) => files.add(view));
   signal.on("peer_status", (status) => {
     byTestId("call-status").textContent =
       status.status === "reconnecting" ? t("expert.kiosk_reconnecting") : t("expert.in_call");
@@ -145,6 +154,7 @@ async function onLogin() {
     if (!offer) return;
     const view = await signal.send("accept_offer", { consultation_id: offer.consultation_id });
     chat.clear();
+    files.clear();
     applyConsultation(view);
   });
   byTestId("decline-call").addEventListener("click", async () => {

@@ -4,6 +4,7 @@ import { chatPanel } from "./chat.js";
 import { confirmDialog } from "./confirm.js";
 import { onLanguageChange, t } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
+import { FilePanel } from "./files.js";
 import { MediaLink } from "./peer.js";
 import { connectSignal } from "./signal.js";
 
@@ -13,6 +14,7 @@ let consultationId = null;
 let lastPosition = null;
 let departments = [];
 let media = null;
+let files = null;
 
 function show(screen) {
   for (const id of screens) document.getElementById(id).hidden = id !== screen;
@@ -81,6 +83,7 @@ function applyConsultation(view) {
     byTestId("call-status").dataset.i18n = "kiosk.in_call";
     byTestId("call-status").textContent = t("kiosk.in_call");
     if (view.media) media.start(view.media);
+    files.load();
   } else if (view.state === "ended") {
     media.stop();
     show("after-screen");
@@ -123,6 +126,11 @@ async function onLogin() {
     send: (text) => signal.send("send_chat", { consultation_id: consultationId, text }),
   });
   media = new MediaLink({ localVideo: byTestId("local-video"), remoteVideo: byTestId("remote-video") });
+  files = new FilePanel({
+    input: byTestId("file-input"),
+    list: byTestId("file-list"),
+    consultation: () => consultationId,
+  });
   signal = connectSignal({
     onConnect: async () => {
       const state = await signal.send("get_state");
@@ -139,6 +147,7 @@ async function onLogin() {
     renderPosition();
   });
   signal.on("chat_message", (message) => chat.add(message));
+  signal.on("file_added", (view) => files.add(view));
   signal.on("peer_status", (status) => {
     const el = byTestId("call-status");
     const key = status.status === "reconnecting" ? "kiosk.expert_reconnecting" : "kiosk.in_call";
