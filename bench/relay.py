@@ -150,7 +150,7 @@ async def run_calls(
 ) -> dict[str, Any]:
     """Both sides of each call; ``url`` None connects the two sides directly."""
     restrict_host_addresses(["127.0.0.1"])
-    media = pickle.loads(Path(media_file).read_bytes())  # noqa: S301, ASYNC240 - our file, once
+    media = pickle.loads(Path(media_file).read_bytes())  # noqa: S301 - our file, once
     # Every frame and audio packet is unique: its tail tells which one it is.
     index = {
         VIDEO_PT: {fingerprint(p): i for i, p in enumerate(media["video"])},
