@@ -75,7 +75,9 @@ def new_digest(suite: Suite) -> Digest:
     return hashlib.sha256() if suite is Suite.AES_256_GCM else _Sm3()
 
 
-def seal(suite: Suite, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def seal(
+    suite: Suite, key: bytes, nonce: bytes, plaintext: bytes | memoryview, aad: bytes
+) -> bytes:
     """One-shot AEAD encryption: ciphertext followed by the 16-byte tag."""
     if suite is Suite.AES_256_GCM:
         return AESGCM(key).encrypt(nonce, plaintext, aad)
@@ -172,7 +174,7 @@ class FileEncryptor:
         self._buffer = bytearray(buffer)
         self.digest = digest.copy()
 
-    def _seal(self, chunk: bytes, last: bool) -> bytes:
+    def _seal(self, chunk: bytes | memoryview, last: bool = False) -> bytes:
         header = self.header
         sealed = seal(
             header.suite,
@@ -188,14 +190,17 @@ class FileEncryptor:
         """Sealed chunks completed by ``data`` (the remainder waits for more)."""
         self.size += len(data)
         self.digest.update(data)
-        self._buffer += data
-        out = bytearray()
+        pending = bytes(self._buffer) + data if self._buffer else data
+        view = memoryview(pending)
         size = self.header.chunk_size
+        sealed: list[bytes] = []
+        position = 0
         # Keep at least one byte back: the last chunk must be sealed as last.
-        while len(self._buffer) > size:
-            out += self._seal(bytes(self._buffer[:size]), last=False)
-            del self._buffer[:size]
-        return bytes(out)
+        while len(pending) - position > size:
+            sealed.append(self._seal(view[position : position + size]))
+            position += size
+        self._buffer = bytearray(view[position:])
+        return b"".join(sealed)
 
     def finalize(self) -> bytes:
         """The last chunk (possibly empty), sealed with the last-chunk flag."""

@@ -183,12 +183,8 @@ class FileStore:
                 async for data in body:
                     if encryptor.size + len(data) > upload.declared_size:
                         raise UploadError("too_large", "more bytes than the declared size")
-                    checksum.update(data)
-                    if len(upload.head) < SNIFF_BYTES:
-                        upload.head += data[: SNIFF_BYTES - len(upload.head)]
-                    sealed = encryptor.update(data)
-                    if sealed:
-                        upload.handle.write(sealed)
+                    # Hashing, sealing and writing release the GIL: off the event loop.
+                    await asyncio.to_thread(self._absorb, upload, data, checksum)
                 if checksum.digest() != sha256:
                     raise UploadError("checksum_mismatch", "the part does not match its checksum")
             except BaseException:
@@ -198,6 +194,15 @@ class FileStore:
                 del upload.head[head_length:]
                 raise
             return upload.offset
+
+    @staticmethod
+    def _absorb(upload: Upload, data: bytes, checksum: "hashlib._Hash") -> None:
+        checksum.update(data)
+        if len(upload.head) < SNIFF_BYTES:
+            upload.head += data[: SNIFF_BYTES - len(upload.head)]
+        sealed = upload.encryptor.update(data)
+        if sealed:
+            upload.handle.write(sealed)
 
     async def discard(self, upload: Upload) -> None:
         self._uploads.pop(upload.id, None)
@@ -322,6 +327,18 @@ class FileStore:
     @staticmethod
     def plaintext(source: BinaryIO, key: bytes, start: int, end: int | None) -> Iterator[bytes]:
         return decrypt_range(source, key, start, end)
+
+    @staticmethod
+    def next_batch(pieces: Iterator[bytes], size: int = 1024 * 1024) -> bytes:
+        """Up to ``size`` bytes of decrypted plaintext (one thread hop per batch)."""
+        batch: list[bytes] = []
+        length = 0
+        for piece in pieces:
+            batch.append(piece)
+            length += len(piece)
+            if length >= size:
+                break
+        return b"".join(batch)
 
     # ---- case record -------------------------------------------------------------
 

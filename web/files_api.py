@@ -203,7 +203,7 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
         )
     try:
         await request.app[FILES].append(
-            upload, offset, request.content.iter_chunked(64 * 1024), checksum
+            upload, offset, request.content.iter_chunked(1024 * 1024), checksum
         )
     except UploadError as exc:
         error = _upload_error(exc)
@@ -344,11 +344,8 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         pieces = store.plaintext(source, key, start, end)
-        while True:
-            piece = await asyncio.to_thread(next, pieces, None)
-            if piece is None:
-                break
-            await response.write(piece)
+        while batch := await asyncio.to_thread(store.next_batch, pieces):
+            await response.write(batch)
         await response.write_eof()
     finally:
         source.close()
