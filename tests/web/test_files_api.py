@@ -324,3 +324,21 @@ async def test_keys_rotate_rewraps_and_the_old_key_can_be_retired(
         assert refused.returncode == 1 and "cannot retire" in refused.stderr
     assert old not in keyring.ids
     assert expert is not None
+
+
+async def test_a_damaged_stored_file_is_refused_whole_and_clerks_cannot_upload(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    async with kiosk_http, expert_http:
+        _, record = await upload_file(sqlite_server, kiosk_http, call_id, "p.pdf", PDF)
+        stored = sqlite_server.settings.data_dir / "files" / f"{record['id']}.wlf"
+        data = bytearray(stored.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        stored.write_bytes(bytes(data))
+        status, content, _ = await download(expert_http, sqlite_server.url + record["url"])
+        assert status == 500 and b"damaged" in content and PDF[:100] not in content
+        clerk = await login_session(sqlite_server, "clerk")
+        async with clerk:
+            status, _ = await upload_file(sqlite_server, clerk, call_id, "c.pdf", PDF)
+            assert status == 403
