@@ -26,7 +26,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from bench import measure  # noqa: E402
-from bench.measure import free_port  # noqa: E402
+from bench.measure import free_port, wait_for_http  # noqa: E402
 from signaling.client import ExpertClient, KioskClient  # noqa: E402
 from signaling.messages import OfferView  # noqa: E402
 
@@ -169,13 +169,7 @@ async def encrypted_run(size: int, suite: str) -> dict[str, Any]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(150):
-                try:
-                    async with http.get(f"{base}/healthz"):
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
+        await wait_for_http(f"{base}/healthz")
         idle_rss = peak_rss(server.pid)
         expert = ExpertClient(base)
         await expert.login("expert_market", "demo1234")
@@ -217,13 +211,8 @@ async def plaintext_run(size: int) -> dict[str, Any]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        await wait_for_http(f"{base}/f/none")
         async with aiohttp.ClientSession() as http:
-            for _ in range(150):
-                try:
-                    async with http.get(f"{base}/f/none"):
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
             up_s, down_s = await transfer(base, f"{base}/uploads", size, http, http)
         return {"upload_s": up_s, "download_s": down_s, "peak_rss": peak_rss(server.pid)}
     finally:

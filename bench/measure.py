@@ -39,3 +39,19 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+async def wait_for_http(url: str, attempts: int = 150) -> None:
+    """Until something answers HTTP at ``url`` (any status)."""
+    import asyncio
+
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for _ in range(attempts):
+            try:
+                async with http.get(url):
+                    return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError(f"nothing answered at {url}")

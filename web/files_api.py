@@ -352,6 +352,21 @@ async def download(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _attachment_list(request: web.Request, case_number: str) -> AttachmentList:
+    items = await request.app[FILES].attachments(case_number)
+    return AttachmentList(
+        attachments=[
+            AttachmentView(
+                case_number=a.case_number,
+                category=a.category,
+                attached_at=a.attached_at,
+                file=file_view(a.file),
+            )
+            for a in items
+        ]
+    )
+
+
 @api.route(
     "GET",
     "/api/v1/cases/{case_number}/attachments",
@@ -362,20 +377,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 )
 async def case_attachments(request: web.Request) -> web.StreamResponse:
     case_number = request.match_info["case_number"]
-    items = await request.app[FILES].attachments(case_number)
-    return reply(
-        AttachmentList(
-            attachments=[
-                AttachmentView(
-                    case_number=a.case_number,
-                    category=a.category,
-                    attached_at=a.attached_at,
-                    file=file_view(a.file),
-                )
-                for a in items
-            ]
-        )
-    )
+    return reply(await _attachment_list(request, case_number))
 
 
 @api.route(
@@ -396,21 +398,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     await request.app[FILES].attach(
         case_number, body.file_id, body.category, account_of(request), remote_address(request)
     )
-    items = await request.app[FILES].attachments(case_number)
-    return reply(
-        AttachmentList(
-            attachments=[
-                AttachmentView(
-                    case_number=a.case_number,
-                    category=a.category,
-                    attached_at=a.attached_at,
-                    file=file_view(a.file),
-                )
-                for a in items
-            ]
-        ),
-        status=201,
-    )
+    return reply(await _attachment_list(request, case_number), status=201)
 
 
 @api.route(
