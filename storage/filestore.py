@@ -78,10 +78,8 @@ class Upload:
     file_id: bytes
     head: bytearray = field(default_factory=bytearray)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def offset(self) -> int:
-        return self.encryptor.size
+    offset: int = 0
+    """Bytes stored and verified: where the next part must start (never mid-part)."""
 
 
 def _stored(row: object) -> StoredFile:
@@ -193,6 +191,7 @@ class FileStore:
                 upload.handle.truncate()
                 del upload.head[head_length:]
                 raise
+            upload.offset = encryptor.size
             return upload.offset
 
     @staticmethod

@@ -342,3 +342,77 @@ async def test_a_damaged_stored_file_is_refused_whole_and_clerks_cannot_upload(
         async with clerk:
             status, _ = await upload_file(sqlite_server, clerk, call_id, "c.pdf", PDF)
             assert status == 403
+
+
+async def test_a_part_cut_off_mid_way_leaves_the_upload_at_its_last_offset(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    import asyncio
+    from urllib.parse import urlparse
+
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    content = b"%PDF-1.6\n" + os.urandom(300_000)
+    async with kiosk_http, expert_http:
+        async with kiosk_http.post(
+            f"{sqlite_server.url}/api/v1/consultations/{call_id}/uploads",
+            json={"name": "cut.pdf", "size": len(content)},
+        ) as response:
+            path = (await response.json())["url"]
+        url = sqlite_server.url + path
+        first = content[:100_000]
+        digest = base64.b64encode(hashlib.sha256(first).digest()).decode()
+        async with kiosk_http.patch(
+            url,
+            data=first,
+            headers={
+                "Upload-Offset": "0",
+                "Upload-Checksum": f"sha256 {digest}",
+                "Content-Type": "application/offset+octet-stream",
+            },
+        ) as response:
+            assert response.status == 204
+        # The next part's connection breaks after half of its bytes.
+        rest = content[100_000:]
+        digest = base64.b64encode(hashlib.sha256(rest).digest()).decode()
+        cookie = kiosk_http.headers.get("Cookie") or "; ".join(
+            f"{c.key}={c.value}" for c in kiosk_http.cookie_jar
+        )
+        target = urlparse(url)
+        reader, writer = await asyncio.open_connection(target.hostname, target.port)
+        writer.write(
+            (
+                f"PATCH {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+                f"Cookie: {cookie}\r\nUpload-Offset: 100000\r\n"
+                f"Upload-Checksum: sha256 {digest}\r\n"
+                "Content-Type: application/offset+octet-stream\r\n"
+                f"Content-Length: {len(rest)}\r\n\r\n"
+            ).encode()
+            + rest[: len(rest) // 2]
+        )
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        offset = None
+        for _ in range(50):
+            async with kiosk_http.head(url) as response:
+                offset = response.headers["Upload-Offset"]
+            if offset == "100000":
+                break
+            await asyncio.sleep(0.1)
+        assert offset == "100000"
+        # Resuming from the reported offset completes the file byte for byte.
+        async with kiosk_http.patch(
+            url,
+            data=rest,
+            headers={
+                "Upload-Offset": "100000",
+                "Upload-Checksum": f"sha256 {digest}",
+                "Content-Type": "application/offset+octet-stream",
+            },
+        ) as response:
+            assert response.status == 204
+        async with kiosk_http.post(f"{url}/finish") as response:
+            record = await response.json()
+        status, back, _ = await download(expert_http, sqlite_server.url + record["url"])
+        assert status == 200 and back == content
+        assert reader is not None
