@@ -26,6 +26,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from media.errors import UnknownCall
 from media.forwarding import Source
 from media.leg import Leg
 
@@ -64,6 +65,10 @@ class Relay:
         except BaseException:
             await leg.close()
             raise
+        if self.closed:
+            # The call ended while this offer was being answered.
+            await leg.close()
+            raise UnknownCall("the call has ended")
         old = self.legs.get(participant)
         self.legs[participant] = leg
         if old is not None:

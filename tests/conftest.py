@@ -1,9 +1,10 @@
 """Shared fixtures: a real server on 127.0.0.1 over SQLite or PostgreSQL, and clients."""
 
 import dataclasses
+import gc
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "WINDOWLINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 DEMO_PASSWORD = "demo1234"
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage() -> Iterator[None]:
+    """Collect after every test, so that a leaked socket or transport fails the test
+    that leaked it (warnings are errors) instead of the end of the run."""
+    yield
+    gc.collect()
 
 
 @dataclasses.dataclass

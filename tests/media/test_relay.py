@@ -94,3 +94,24 @@ async def test_two_percent_loss_on_one_link_is_repaired_through_the_relay(
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_an_offer_answered_while_the_call_ends_leaves_no_connection(
+    pool: LocalRelayPool,
+) -> None:
+    import asyncio
+
+    from media.errors import UnknownCall
+
+    await pool.open_call("c4")
+    peer = CallPeer()
+    try:
+        offer = await peer.offer()
+        connecting = asyncio.create_task(pool.connect("c4", "kiosk", offer))
+        await asyncio.sleep(0)
+        await pool.close_call("c4")
+        with pytest.raises(UnknownCall):
+            await connecting
+        assert await pool.peer_connections() == 0
+    finally:
+        await peer.close()
