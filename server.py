@@ -15,19 +15,13 @@ from storage.errors import AuditChainBroken
 from storage.filestore import FileStore
 from storage.keyring import KeyringError
 from storage.records import AuditEvent
-from storage.sessions import SessionPolicy
-from storage.store import Storage
-from web.app import create_app, open_keyring
+from web.app import create_app, open_keyring, open_storage
 from web.settings import Settings, SettingsError, parse_settings
 from web.tls import ssl_context
 
 
 async def verify_audit(settings: Settings) -> int:
-    storage = await Storage.open(
-        settings.database_url,
-        settings.data_dir,
-        SessionPolicy(settings.session_idle, settings.session_max),
-    )
+    storage = await open_storage(settings)
     try:
         count = await storage.audit.verify()
     except AuditChainBroken as exc:
@@ -41,11 +35,7 @@ async def verify_audit(settings: Settings) -> int:
 
 async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
     """``keys rotate``: new active KEK, every data key re-wrapped; ``keys retire ID``."""
-    storage = await Storage.open(
-        settings.database_url,
-        settings.data_dir,
-        SessionPolicy(settings.session_idle, settings.session_max),
-    )
+    storage = await open_storage(settings)
     try:
         keyring = open_keyring(settings)
         files = await FileStore.open(

@@ -56,13 +56,18 @@ def signaling_config(settings: Settings) -> SignalingConfig:
     )
 
 
-async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    storage = await Storage.open(
+async def open_storage(settings: Settings) -> Storage:
+    """The records, as configured (the server and the ``audit``/``keys`` commands)."""
+    return await Storage.open(
         settings.database_url,
         settings.data_dir,
         SessionPolicy(idle_timeout=settings.session_idle, max_age=settings.session_max),
     )
+
+
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    storage = await open_storage(settings)
     app[STORAGE] = storage
     if settings.demo:
         await seed_demo(storage)

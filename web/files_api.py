@@ -19,7 +19,7 @@ from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
 from web.auth import remote_address
 from web.errors import ApiError, BadRequest, NotFound
 from web.keys import FILES, HUB, STORAGE
-from web.schemas import Body, View
+from web.schemas import Body, CaseQuery, View
 
 api = Api()
 CLERKS = frozenset({Role.CLERK, Role.ADMIN})
@@ -392,7 +392,11 @@ async def case_attachments(request: web.Request) -> web.StreamResponse:
 )
 async def attach(request: web.Request) -> web.StreamResponse:
     case_number = request.match_info["case_number"]
-    if not re.fullmatch(r"[A-Za-z0-9-]{1,40}", case_number):
+    try:
+        valid = CaseQuery.model_validate({"case_number": case_number}).case_number == case_number
+    except ValueError:
+        valid = False
+    if not valid:
         raise BadRequest("not a case number", code="invalid_case_number")
     body = await read_body(request, AttachRequest)
     await request.app[FILES].attach(
