@@ -94,6 +94,33 @@ class AuditLog:
         rows = await self._db.read(lambda conn: conn.execute(query).all())
         return [AuditEntry(**row._asdict()) for row in rows]
 
+    async def search(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        subject: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        """Newest first; ``action`` matches a whole action or its family
+        ("account" finds "account.create" and "account.disable")."""
+        query = select(audit_log)
+        if actor is not None:
+            query = query.where(audit_log.c.actor == actor)
+        if action is not None:
+            query = query.where(
+                (audit_log.c.action == action)
+                | audit_log.c.action.startswith(f"{action}.", autoescape=True)
+            )
+        if subject is not None:
+            query = query.where(audit_log.c.subject == subject)
+        if before_seq is not None:
+            query = query.where(audit_log.c.seq < before_seq)
+        query = query.order_by(audit_log.c.seq.desc()).limit(limit)
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return [AuditEntry(**row._asdict()) for row in rows]
+
     async def _all_entries(self, batch: int = 5000) -> AsyncIterator[AuditEntry]:
         after = 0
         while True:

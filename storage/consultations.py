@@ -20,7 +20,13 @@ from storage.records import (
     Outcome,
     Role,
 )
-from storage.schema import chat_messages, consultations, departments
+from storage.schema import accounts, chat_messages, consultations, departments
+
+# Records are read with the answering expert's display name for the staff pages.
+_experts = accounts.alias("experts")
+_RECORDS = select(consultations, _experts.c.display_name.label("expert_name")).select_from(
+    consultations.outerjoin(_experts, _experts.c.id == consultations.c.expert_id)
+)
 
 
 def _record(row: Any) -> ConsultationRecord:
@@ -111,7 +117,8 @@ class ConsultationRecords:
             open_department = conn.execute(_OPEN_DEPARTMENT, {"code": department}).first()
             if open_department is None:
                 raise RecordNotFound(f"no department {department!r}")
-            conn.execute(consultations.insert().values(**record.__dict__))
+            row = {k: v for k, v in record.__dict__.items() if k in consultations.c}
+            conn.execute(consultations.insert().values(**row))
             append_audit(conn, dataclasses.replace(audit, subject=record.id))
 
         await self._db.write(unit)
@@ -177,9 +184,7 @@ class ConsultationRecords:
 
     async def get(self, consultation_id: str) -> ConsultationRecord:
         row = await self._db.read(
-            lambda conn: conn.execute(
-                select(consultations).where(consultations.c.id == consultation_id)
-            ).first()
+            lambda conn: conn.execute(_RECORDS.where(consultations.c.id == consultation_id)).first()
         )
         if row is None:
             raise RecordNotFound("no such consultation")
@@ -192,7 +197,7 @@ class ConsultationRecords:
     async def open_consultations(self) -> list[ConsultationRecord]:
         """Every consultation not yet ended (to settle after a restart)."""
         return await self._select(
-            select(consultations).where(consultations.c.state != ConsultationState.ENDED.value)
+            _RECORDS.where(consultations.c.state != ConsultationState.ENDED.value)
         )
 
     async def recent_handle_times(self, department: str, limit: int = 20) -> list[float]:
@@ -211,14 +216,28 @@ class ConsultationRecords:
         return [float(r.ended_at - r.active_at) for r in rows]
 
     async def find(
-        self, *, case_number: str | None = None, department: str | None = None, limit: int = 100
+        self,
+        *,
+        case_number: str | None = None,
+        department: str | None = None,
+        expert_id: str | None = None,
+        limit: int = 100,
     ) -> list[ConsultationRecord]:
-        query = select(consultations).order_by(consultations.c.waiting_at.desc()).limit(limit)
+        """Newest first."""
+        query = _RECORDS.order_by(consultations.c.waiting_at.desc()).limit(limit)
         if case_number is not None:
             query = query.where(consultations.c.case_number == case_number)
         if department is not None:
             query = query.where(consultations.c.department == department)
+        if expert_id is not None:
+            query = query.where(consultations.c.expert_id == expert_id)
         return await self._select(query)
+
+    async def since(self, start: float) -> list[ConsultationRecord]:
+        """Every consultation that started waiting at or after ``start`` (statistics)."""
+        return await self._select(
+            _RECORDS.where(consultations.c.waiting_at >= start).order_by(consultations.c.waiting_at)
+        )
 
     async def add_chat(
         self, consultation_id: str, sender_id: str, sender_role: Role, text: str

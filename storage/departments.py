@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from storage.audit import append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
-from storage.records import AuditEvent, Department
+from storage.records import DEFAULT_HOURS, AuditEvent, Department
 from storage.schema import departments
 
 
@@ -17,9 +17,15 @@ class Departments:
         self._db = db
 
     async def create(
-        self, code: str, name_zh: str, name_en: str, *, audit: AuditEvent | None = None
+        self,
+        code: str,
+        name_zh: str,
+        name_en: str,
+        *,
+        hours: str = DEFAULT_HOURS,
+        audit: AuditEvent | None = None,
     ) -> Department:
-        record = Department(code, name_zh, name_en, False, time.time())
+        record = Department(code, name_zh, name_en, False, time.time(), hours)
 
         def unit(conn: Connection) -> None:
             conn.execute(departments.insert().values(**record.__dict__))
@@ -49,9 +55,16 @@ class Departments:
     async def set_disabled(
         self, code: str, disabled: bool, *, audit: AuditEvent | None = None
     ) -> Department:
+        return await self.change(code, {"disabled": disabled}, audit=audit)
+
+    async def change(
+        self, code: str, values: dict[str, str | bool], *, audit: AuditEvent | None = None
+    ) -> Department:
+        """Set some of a department's columns (disabled, hours)."""
+
         def unit(conn: Connection) -> Department:
             result = conn.execute(
-                update(departments).where(departments.c.code == code).values(disabled=disabled)
+                update(departments).where(departments.c.code == code).values(**values)
             )
             if result.rowcount == 0:
                 raise RecordNotFound(f"no department {code!r}")

@@ -125,6 +125,14 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "departments' usual hours, shown on the kiosk when nobody is online",
+        ("ALTER TABLE departments ADD COLUMN hours TEXT NOT NULL DEFAULT '1-5 09:00-17:00'",),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

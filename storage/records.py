@@ -32,6 +32,9 @@ class Outcome(StrEnum):
     REFERRED = "referred"
 
 
+DEFAULT_HOURS = "1-5 09:00-17:00"
+
+
 @dataclass(frozen=True)
 class Department:
     code: str
@@ -39,6 +42,9 @@ class Department:
     name_en: str
     disabled: bool
     created_at: float
+    # Weekdays and times the department usually answers: "1-5 09:00-17:00"
+    # (ISO weekday numbers), rendered by the pages in the reader's language.
+    hours: str = DEFAULT_HOURS
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class ConsultationRecord:
     outcome: Outcome | None
     notes: str | None
     rating: int | None
+    # The answering expert's display name (joined from accounts), for staff pages.
+    expert_name: str | None = None
 
 
 @dataclass(frozen=True)

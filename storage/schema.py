@@ -35,6 +35,7 @@ departments = Table(
     Column("name_en", Text, nullable=False),
     Column("disabled", Boolean, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("hours", Text, nullable=False),
 )
 
 accounts = Table(

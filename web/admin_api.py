@@ -58,6 +58,7 @@ async def create_department(request: web.Request) -> web.StreamResponse:
         body.code,
         body.name_zh,
         body.name_en,
+        hours=body.hours,
         audit=_audit(request, "department.create", body.code),
     )
     return reply(DepartmentView.of(department), status=201)
@@ -66,7 +67,7 @@ async def create_department(request: web.Request) -> web.StreamResponse:
 @api.route(
     "PATCH",
     "/api/v1/departments/{code}",
-    summary="Disable or enable a department.",
+    summary="Disable or enable a department, or set its usual hours.",
     roles=ADMIN,
     body=DepartmentPatch,
     response=DepartmentView,
@@ -75,10 +76,15 @@ async def create_department(request: web.Request) -> web.StreamResponse:
 async def patch_department(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, DepartmentPatch)
     code = request.match_info["code"]
-    department = await request.app[STORAGE].departments.set_disabled(
-        code,
-        body.disabled,
-        audit=_audit(request, "department.disable" if body.disabled else "department.enable", code),
+    values: dict[str, str | bool] = body.model_dump(exclude_none=True)
+    if not values:
+        raise BadRequest("nothing to change", code="invalid_body")
+    if body.disabled is None:
+        action = "department.hours"
+    else:
+        action = "department.disable" if body.disabled else "department.enable"
+    department = await request.app[STORAGE].departments.change(
+        code, values, audit=_audit(request, action, code, **values)
     )
     return reply(DepartmentView.of(department))
 

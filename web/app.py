@@ -18,6 +18,8 @@ from storage.sessions import SessionPolicy
 from storage.store import Storage
 from web import (
     admin_api,
+    audit_api,
+    board_api,
     consultations_api,
     files_api,
     health,
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 API_TABLES = [
     session_api.api,
     admin_api.api,
+    board_api.api,
+    audit_api.api,
     consultations_api.api,
     media_api.api,
     files_api.api,

@@ -2,16 +2,23 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from signaling.messages import CaseNumber, DepartmentCode
-from storage.records import Account, ConsultationRecord, Department
+from storage.records import DEFAULT_HOURS, Account, ConsultationRecord, Department
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Hall = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
 RoleName = Literal["kiosk", "expert", "clerk", "admin"]
+# ISO weekdays from-to and a time span: "1-5 09:00-17:00".
+Hours = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[1-7]-[1-7] ([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$"
+    ),
+]
 
 
 class Body(BaseModel):
@@ -27,10 +34,12 @@ class DepartmentCreate(Body):
     code: DepartmentCode
     name_zh: Name
     name_en: Name
+    hours: Hours = DEFAULT_HOURS
 
 
 class DepartmentPatch(Body):
-    disabled: bool
+    disabled: bool | None = None
+    hours: Hours | None = None
 
 
 class AccountCreate(Body):
@@ -99,6 +108,7 @@ class DepartmentView(View):
     name_zh: str
     name_en: str
     disabled: bool
+    hours: str
 
     @classmethod
     def of(cls, department: Department) -> "DepartmentView":
@@ -107,6 +117,7 @@ class DepartmentView(View):
             name_zh=department.name_zh,
             name_en=department.name_en,
             disabled=department.disabled,
+            hours=department.hours,
         )
 
 
@@ -128,6 +139,7 @@ class ConsultationRecordView(View):
     outcome: str | None
     notes: str | None
     rating: int | None
+    expert_name: str | None
 
     @classmethod
     def of(cls, record: ConsultationRecord) -> "ConsultationRecordView":
@@ -146,3 +158,85 @@ class ErrorDetail(View):
 
 class ErrorView(View):
     error: ErrorDetail
+
+
+class DepartmentStatus(View):
+    code: str
+    name_zh: str
+    name_en: str
+    hours: str
+    experts_online: int
+    queue_length: int
+
+
+class DepartmentStatusList(View):
+    departments: list[DepartmentStatus]
+
+
+class BoardDepartment(DepartmentStatus):
+    longest_wait_s: float | None
+    experts_busy: int
+    active_calls: int
+
+
+class SummaryView(View):
+    consultations: int
+    answered: int
+    median_wait_s: float | None
+    p90_wait_s: float | None
+    median_handle_s: float | None
+    abandonment_rate: float | None
+    average_rating: float | None
+    ratings: int
+
+
+class HourView(View):
+    start: float
+    consultations: int
+    median_wait_s: float | None
+
+
+class BoardView(View):
+    generated_at: float
+    departments: list[BoardDepartment]
+    today: SummaryView
+    hourly: list[HourView]
+
+
+ActionName = Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)*$", max_length=64)]
+
+
+class AuditQuery(BaseModel):
+    """Query-string filters (strings converted, unknown names refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    actor: Annotated[str, StringConstraints(max_length=64)] | None = None
+    action: (
+        Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)*$", max_length=64)] | None
+    ) = None
+    subject: Annotated[str, StringConstraints(max_length=200)] | None = None
+    before: Annotated[int, Field(ge=1)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class AuditEntryView(View):
+    seq: int
+    at: float
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, str | int | float | bool | None]
+    remote: str
+
+
+class AuditList(View):
+    entries: list[AuditEntryView]
+
+
+class AuditVerification(View):
+    intact: bool
+    entries: int
+    """Entries checked and found intact (before the broken one, if any)."""
+    broken_seq: int | None
+    reason: str | None
+    checked_at: float

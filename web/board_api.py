@@ -1,0 +1,118 @@
+"""What is going on: departments' live status for the kiosk's tiles, the admin's
+board (live figures, today's summary, hourly volume of the last 7 days) and
+the expert's own history."""
+
+import time
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from signaling.messages import QueueUpdate
+from storage.records import Department, Role
+from storage.statistics import hourly, summarise
+from web.api import ANY_ACCOUNT, Api, account_of, reply
+from web.keys import HUB, STORAGE
+from web.schemas import (
+    BoardDepartment,
+    BoardView,
+    ConsultationList,
+    ConsultationRecordView,
+    DepartmentStatus,
+    DepartmentStatusList,
+    HourView,
+    SummaryView,
+)
+
+api = Api()
+HISTORY_DAYS = 7
+HISTORY_LIMIT = 50
+
+
+def _status(department: Department, snapshot: QueueUpdate) -> DepartmentStatus:
+    return DepartmentStatus(
+        code=department.code,
+        name_zh=department.name_zh,
+        name_en=department.name_en,
+        hours=department.hours,
+        experts_online=sum(1 for e in snapshot.experts if e.status in ("available", "busy")),
+        queue_length=len(snapshot.entries),
+    )
+
+
+@api.route(
+    "GET",
+    "/api/v1/departments/status",
+    summary="Enabled departments with experts online and queue length (the kiosk's tiles).",
+    roles=ANY_ACCOUNT,
+    response=DepartmentStatusList,
+    tag="board",
+)
+async def department_status(request: web.Request) -> web.StreamResponse:
+    dispatcher = request.app[HUB].dispatcher
+    departments = await request.app[STORAGE].departments.list(include_disabled=False)
+    statuses = [_status(d, await dispatcher.queue_snapshot(d.code)) for d in departments]
+    return reply(DepartmentStatusList(departments=statuses))
+
+
+def _local_midnight(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@api.route(
+    "GET",
+    "/api/v1/board",
+    summary="Live figures per department, today's summary, hourly volume and wait "
+    "of the last 7 days (server's local time).",
+    roles=frozenset({Role.ADMIN}),
+    response=BoardView,
+    tag="board",
+)
+async def board(request: web.Request) -> web.StreamResponse:
+    storage = request.app[STORAGE]
+    dispatcher = request.app[HUB].dispatcher
+    now = time.time()
+    local_now = datetime.fromtimestamp(now).astimezone()
+    today = _local_midnight(local_now).timestamp()
+    first_hour = local_now.replace(minute=0, second=0, microsecond=0) - timedelta(
+        hours=HISTORY_DAYS * 24 - 1
+    )
+    records = await storage.consultations.since(first_hour.timestamp())
+    live = []
+    for department in await storage.departments.list(include_disabled=False):
+        snapshot = await dispatcher.queue_snapshot(department.code)
+        status = _status(department, snapshot)
+        busy = sum(1 for e in snapshot.experts if e.status == "busy")
+        oldest = min((e.waiting_since for e in snapshot.entries), default=None)
+        live.append(
+            BoardDepartment(
+                **status.model_dump(),
+                longest_wait_s=None if oldest is None else max(0.0, now - oldest),
+                experts_busy=busy,
+                active_calls=busy,
+            )
+        )
+    summary = summarise([r for r in records if r.waiting_at >= today])
+    hours = hourly(records, first_hour.timestamp(), HISTORY_DAYS * 24)
+    return reply(
+        BoardView(
+            generated_at=now,
+            departments=live,
+            today=SummaryView(**summary.__dict__),
+            hourly=[HourView(**h.__dict__) for h in hours],
+        )
+    )
+
+
+@api.route(
+    "GET",
+    "/api/v1/me/consultations",
+    summary="The expert's own consultations, newest first.",
+    roles=frozenset({Role.EXPERT}),
+    response=ConsultationList,
+    tag="consultations",
+)
+async def my_consultations(request: web.Request) -> web.StreamResponse:
+    records = await request.app[STORAGE].consultations.find(
+        expert_id=account_of(request).id, limit=HISTORY_LIMIT
+    )
+    return reply(ConsultationList(consultations=[ConsultationRecordView.of(r) for r in records]))
