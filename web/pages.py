@@ -20,7 +20,7 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self'; "
     "img-src 'self' blob: data:; "
     "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'self'"
+    "frame-ancestors 'self'; form-action 'self'"
 )
 
 
@@ -81,7 +81,8 @@ async def security_headers(
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
+    # Same-origin frames only: the preview dialog shows PDFs in a frame.
+    headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     # The kiosk and expert pages need the camera and microphone of this origin only.
     headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
     if request.secure:

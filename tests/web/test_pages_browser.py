@@ -1,24 +1,87 @@
-"""The minimal pages driven in headless Chromium against the real server."""
+"""The pages driven in headless Chromium (fake camera and microphone) against the
+real server: the whole consultation, the clerk's window, administration, a
+network drop, and both languages."""
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import RunningServer
+from signaling.client import KioskClient
+from signaling.messages import ConsultationView, OfferView
+from storage.demo import DEMO_PASSWORD
+from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
 
 pytestmark = pytest.mark.browser
 
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% body\n" * 300 + b"%%EOF\n"
+FRAMES_DECODED = (
+    "Number(document.querySelector('[data-testid=remote-video]').dataset.framesDecoded || 0)"
+)
+AUDIO_PACKETS = (
+    "Number(document.querySelector('[data-testid=remote-video]').dataset.audioPackets || 0)"
+)
+CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
+LETTERS = re.compile(r"[A-Za-z\u3400-\u9fff]")
 
-async def open_logged_in(browser: Any, server: RunningServer, page_name: str, username: str) -> Any:
+# Every visible string of the page: text outside translate="no" (names, chat,
+# case numbers: what people typed), and placeholders. The language toggle is
+# labelled in the other language on purpose.
+VISIBLE_TEXTS = """() => {
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const el = node.parentElement;
+    const text = node.textContent.trim();
+    if (!text || el.closest('[translate=no], script, style, [data-testid=lang-toggle]')) continue;
+    if (el.closest('svg') ? !el.closest('svg').checkVisibility() : !el.checkVisibility()) continue;
+    out.push(text);
+  }
+  for (const el of document.querySelectorAll('[placeholder]')) {
+    if (el.placeholder && el.checkVisibility()) out.push(el.placeholder);
+  }
+  return out;
+}"""
+
+
+async def open_logged_in(
+    browser: Any,
+    server: RunningServer,
+    page_name: str,
+    username: str,
+    password: str = DEMO_PASSWORD,
+) -> Any:
     context = await browser.new_context()
-    context.set_default_timeout(10000)
+    context.set_default_timeout(15000)
     page = await context.new_page()
     await page.goto(f"{server.url}/{page_name}")
     await page.wait_for_selector("body[data-ready]")
     await page.get_by_test_id("login-username").fill(username)
-    await page.get_by_test_id("login-password").fill("demo1234")
+    await page.get_by_test_id("login-password").fill(password)
     await page.get_by_test_id("login-submit").click()
+    await page.wait_for_selector("#app-view:not([hidden])")
     return page
+
+
+async def go_available(expert: Any) -> None:
+    await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
+    await expert.get_by_test_id("availability").click()
+    await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
+
+
+async def request_from_kiosk(kiosk: Any, department: str) -> None:
+    await kiosk.get_by_test_id(f"department-{department}").click()
+    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await kiosk.get_by_test_id("device-check-continue").click()
+
+
+async def wait_media_both_ways(*pages: Any, more_than: int = 0) -> None:
+    for page in pages:
+        await page.wait_for_function(
+            f"{FRAMES_DECODED} > {more_than} && {AUDIO_PACKETS} > 0", timeout=30000
+        )
 
 
 async def test_wrong_password_shows_an_error_in_chinese(
@@ -33,100 +96,310 @@ async def test_wrong_password_shows_an_error_in_chinese(
     await page.wait_for_selector("#login-message:has-text('用户名或密码错误')")
 
 
-async def test_kiosk_request_shows_in_the_expert_queue_and_the_call_starts(
-    browser: Any, sqlite_server: RunningServer
+async def test_the_whole_consultation_and_the_wipe_after_it(
+    browser: Any, sqlite_server: RunningServer, tmp_path: Path
 ) -> None:
-    expert = await open_logged_in(browser, sqlite_server, "expert", "expert_market")
-    availability = expert.get_by_test_id("availability")
-    await availability.wait_for()
-    await expert.wait_for_function(
-        "document.querySelector('[data-testid=availability]').textContent.length > 0"
-    )
-    kiosk = await open_logged_in(browser, sqlite_server, "kiosk", "kiosk01")
-    await kiosk.get_by_test_id("case-number").fill("SL-555")
-    await kiosk.get_by_test_id("department-market").click()
-    await kiosk.get_by_test_id("queue-position").wait_for()
-    await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('第 1 位')")
-    await expert.wait_for_selector("[data-testid=queue-list] li:has-text('SL-555')")
-
-    await availability.click()
-    await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
-    await expert.get_by_test_id("accept-call").click()
-    await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
-    # Both see and hear each other through the relay (fake camera and microphone).
-    for page in (kiosk, expert):
-        await page.wait_for_function(
-            "Number(document.querySelector('[data-testid=remote-video]')"
-            ".dataset.framesDecoded || 0) > 0 && Number(document.querySelector("
-            "'[data-testid=remote-video]').dataset.audioPackets || 0) > 0",
-            timeout=20000,
-        )
-    await kiosk.get_by_test_id("chat-input").fill("你好，我想咨询")
-    await kiosk.get_by_test_id("chat-send").click()
-    await expert.wait_for_selector("#chat-list:has-text('你好，我想咨询')")
-    await expert.get_by_test_id("end-call").click()
-    await expert.get_by_test_id("confirm-yes").click()
-    await kiosk.get_by_test_id("rating-5").click()
-    await expert.get_by_test_id("outcome").select_option("answered")
-    await expert.get_by_test_id("save-outcome").click()
-    await expert.wait_for_selector("#outcome-saved:has-text('已保存')")
-    # After the rating the kiosk wipes itself and returns to the start screen.
-    await kiosk.wait_for_selector("[data-testid=department-market]", timeout=15000)
-    assert await kiosk.get_by_test_id("case-number").input_value() == ""
-    assert "你好，我想咨询" not in await kiosk.content()
-    records = await sqlite_server.storage.consultations.find(case_number="SL-555")
-    assert records[0].rating == 5 and records[0].outcome is not None
-
-
-async def test_language_switch_changes_the_login_form(
-    browser: Any, sqlite_server: RunningServer
-) -> None:
-    page = await browser.new_page()
-    await page.goto(f"{sqlite_server.url}/admin")
-    await page.wait_for_selector("body[data-ready]")
-    assert await page.get_by_test_id("login-submit").inner_text() == "登录"
-    await page.get_by_test_id("lang-toggle").click()
-    assert await page.get_by_test_id("login-submit").inner_text() == "Log in"
-
-
-async def test_documents_pass_both_ways_and_the_clerk_attaches_and_downloads(
-    browser: Any, sqlite_server: RunningServer, tmp_path: Any
-) -> None:
-    photo = tmp_path / "证件照.png"
-    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20)
-    form = tmp_path / "reply-form.pdf"
-    form.write_bytes(b"%PDF-1.4\n" + b"form " * 5000 + b"\n%%EOF\n")
-    expert = await open_logged_in(browser, sqlite_server, "expert", "expert_market")
+    server = sqlite_server
+    licence = tmp_path / "营业执照副本.pdf"
+    licence.write_bytes(PDF)
+    form = tmp_path / "变更申请表.pdf"
+    form.write_bytes(PDF.replace(b"body", b"form"))
+    expert = await open_logged_in(browser, server, "expert", "expert_market")
     await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
-    await expert.get_by_test_id("availability").click()
-    await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
-    kiosk = await open_logged_in(browser, sqlite_server, "kiosk", "kiosk01")
-    await kiosk.get_by_test_id("case-number").fill("SL-777")
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+
+    # The case number typed on the on-screen keypad, letters then digits.
+    for key in ["switch", "S", "L", "switch", "-", "2", "4", "6", "8"]:
+        await kiosk.get_by_test_id(f"key-{key}").click()
+    assert await kiosk.get_by_test_id("case-number").input_value() == "SL-2468"
     await kiosk.get_by_test_id("department-market").click()
+    # Device check: own picture and a moving microphone level.
+    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await kiosk.wait_for_function(
+        "document.querySelector('[data-testid=device-preview]').videoWidth > 0"
+    )
+    await kiosk.wait_for_function("document.querySelector('[data-testid=mic-level]').value > 0")
+    await kiosk.get_by_test_id("device-check-continue").click()
+    await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('第 1 位')")
+    await expert.wait_for_selector("[data-testid=queue-list] li:has-text('SL-2468')")
+
+    await go_available(expert)
+    await expert.wait_for_selector("[data-testid=offer-countdown]:has-text('秒')")
     await expert.get_by_test_id("accept-call").click()
     await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
+    await wait_media_both_ways(kiosk, expert)
+    await kiosk.wait_for_selector("[data-testid=connection-quality]:not([data-level=unknown])")
 
-    await kiosk.get_by_test_id("file-input").set_input_files(str(photo))
-    await expert.wait_for_selector("[data-testid=file-list] >> text=证件照.png")
-    await expert.wait_for_selector("[data-testid=file-list] img.preview")
+    # A still of the document in front of the camera, and a PDF.
+    await kiosk.get_by_test_id("show-document").click()
+    await kiosk.wait_for_function("document.querySelector('#capture-video').videoWidth > 0")
+    await kiosk.get_by_test_id("capture-take").click()
+    await kiosk.wait_for_selector("[data-testid=capture-preview]:visible")
+    await kiosk.get_by_test_id("capture-send").click()
+    await kiosk.get_by_test_id("file-input").set_input_files(str(licence))
+    await expert.wait_for_selector("[data-testid=file-list] img.preview[alt^=document-]")
+    await expert.wait_for_selector("[data-testid=file-list] li:has-text('营业执照副本.pdf')")
+    await expert.locator(
+        "[data-testid=file-list] li:has-text('营业执照副本.pdf') [data-testid=file-preview]"
+    ).click()
+    await expert.wait_for_selector("#preview-dialog[open] iframe")
+    await expert.get_by_test_id("preview-close").click()
     await expert.get_by_test_id("file-input").set_input_files(str(form))
-    await kiosk.wait_for_selector("[data-testid=file-list] >> text=reply-form.pdf")
+    await kiosk.wait_for_selector("[data-testid=file-list] li:has-text('变更申请表.pdf')")
+
+    await kiosk.get_by_test_id("chat-input").fill("请问需要带原件吗")
+    await kiosk.get_by_test_id("chat-send").click()
+    await expert.wait_for_selector("#chat-list:has-text('请问需要带原件吗')")
+    await expert.get_by_test_id("chat-input").fill("需要带身份证原件")
+    await expert.get_by_test_id("chat-send").click()
+    await kiosk.wait_for_selector("#chat-list:has-text('需要带身份证原件')")
 
     await expert.get_by_test_id("end-call").click()
     await expert.get_by_test_id("confirm-yes").click()
-    await kiosk.get_by_test_id("rating-4").click()
+    await expert.get_by_test_id("outcome").select_option("follow_up")
+    await expert.get_by_test_id("notes").fill("补充材料后再办")
+    await expert.get_by_test_id("save-outcome").click()
+    await expert.wait_for_selector("[data-testid=outcome-saved]:has-text('已保存')")
+    await expert.wait_for_selector("[data-testid=history-row]:has-text('SL-2468')")
 
-    clerk = await open_logged_in(browser, sqlite_server, "clerk", "clerk")
+    await kiosk.evaluate("localStorage.setItem('wl_lang', 'zh-CN')")
+    await kiosk.evaluate("window.beforeWipe = true")
+    await kiosk.get_by_test_id("rating-4").click()
+    # The wipe loads the page anew on the start screen, still logged in.
+    await kiosk.wait_for_function("window.beforeWipe === undefined", timeout=15000)
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    html = await kiosk.content()
+    for trace in [
+        "SL-2468",
+        "营业执照副本",
+        "变更申请表",
+        "document-",
+        "请问需要带原件吗",
+        "需要带身份证原件",
+    ]:
+        assert trace not in html
+    storage = await kiosk.evaluate("[localStorage.length, sessionStorage.length]")
+    assert storage == [0, 0]
+    assert await kiosk.get_by_test_id("case-number").input_value() == ""
+    record = (await server.storage.consultations.find(case_number="SL-2468"))[0]
+    assert record.rating == 4 and record.outcome is not None and record.notes == "补充材料后再办"
+    files = await login_session(server, "clerk")
+    async with files, files.get(f"{server.url}/api/v1/consultations/{record.id}/files") as response:
+        names = sorted(f["name"] for f in (await response.json())["files"])
+    assert names[1:] == ["变更申请表.pdf", "营业执照副本.pdf"] and names[0].startswith("document-")
+
+
+async def test_clerk_attaches_and_downloads_what_the_kiosk_sent(
+    browser: Any, sqlite_server: RunningServer, connect: ClientFactory, tmp_path: Path
+) -> None:
+    server = sqlite_server
+    expert_client = await connect(server, "expert_market")
+    await expert_client.set_presence("available")
+    kiosk_client: KioskClient = await connect(server, "kiosk01")
+    view = await kiosk_client.request("market", case_number="SL-777")
+    offer = await expert_client.next_event("offer", OfferView)
+    await expert_client.accept(offer.consultation_id)
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    kiosk_http = await login_session(server, "kiosk01")
+    async with kiosk_http:
+        status, _ = await upload_file(server, kiosk_http, view.consultation_id, "证件照.png", photo)
+    assert status == 201
+    await expert_client.end(view.consultation_id)
+
+    clerk = await open_logged_in(browser, server, "clerk", "clerk")
     await clerk.get_by_test_id("case-search").fill("SL-777")
     await clerk.get_by_test_id("case-search").press("Enter")
-    await clerk.get_by_test_id("consultation-row").first.click()
-    await clerk.wait_for_selector("[data-testid=file-list] >> text=证件照.png")
+    row = clerk.get_by_test_id("consultation-row").first
+    await row.wait_for()
+    assert "SL-777" in await row.inner_text() and "市场监管专家" in await row.inner_text()
+    await row.click()
+    await clerk.wait_for_selector("[data-testid=file-list] li:has-text('证件照.png') img.preview")
+    await clerk.get_by_test_id("attach-category").first.select_option("supplementary")
     await clerk.get_by_test_id("attach-file").first.click()
     link = clerk.get_by_test_id("download-file").first
     await link.wait_for()
+    assert "补充材料" in await clerk.get_by_test_id("case-attachments").inner_text()
     async with clerk.expect_download() as info:
         await link.click()
     download = await info.value
     saved = tmp_path / "downloaded"
     await download.save_as(str(saved))
-    assert saved.read_bytes() == photo.read_bytes()
+    assert saved.read_bytes() == photo
+
+
+async def test_clerk_links_a_consultation_without_case_number(
+    browser: Any, sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    _kiosk, expert, call_id = await active_call(sqlite_server, connect)
+    await expert.end(call_id)
+    clerk = await open_logged_in(browser, sqlite_server, "clerk", "clerk")
+    await clerk.get_by_test_id("case-search").fill(call_id)
+    await clerk.get_by_test_id("case-search").press("Enter")
+    await clerk.get_by_test_id("consultation-row").first.click()
+    await clerk.get_by_test_id("link-case-input").fill("bad case!")
+    await clerk.get_by_test_id("link-case").click()
+    await clerk.wait_for_selector("#link-message:has-text('单号只能包含')")
+    await clerk.get_by_test_id("link-case-input").fill("LK-100")
+    await clerk.get_by_test_id("link-case").click()
+    await clerk.wait_for_selector("[data-testid=consultation-row]:has-text('LK-100')")
+    assert (await sqlite_server.storage.consultations.get(call_id)).case_number == "LK-100"
+
+
+async def test_admin_creates_a_department_and_an_expert_who_takes_a_call(
+    browser: Any, sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    server = sqlite_server
+    admin = await open_logged_in(browser, server, "admin", "admin")
+    await admin.get_by_test_id("tab-departments").click()
+    await admin.get_by_test_id("department-code").fill("tax")
+    await admin.get_by_test_id("department-name-zh").fill("税务局")
+    await admin.get_by_test_id("department-name-en").fill("Tax Bureau")
+    await admin.get_by_test_id("department-hours").fill("1-6 08:30-12:00")
+    await admin.get_by_test_id("department-create").click()
+    await admin.wait_for_selector(
+        "[data-testid=department-row-tax]:has-text('周一至周六 08:30–12:00')"
+    )
+    await admin.get_by_test_id("department-code").fill("tax")
+    await admin.get_by_test_id("department-name-zh").fill("重复")
+    await admin.get_by_test_id("department-name-en").fill("Again")
+    await admin.get_by_test_id("department-create").click()
+    await admin.wait_for_selector("#department-message:has-text('已存在')")
+
+    await admin.get_by_test_id("tab-accounts").click()
+    await admin.get_by_test_id("account-username").fill("expert_tax")
+    await admin.get_by_test_id("account-display-name").fill("税务专家")
+    await admin.get_by_test_id("account-password").fill("tax-pass-2026")
+    await admin.get_by_test_id("account-role").select_option("expert")
+    await admin.get_by_test_id("account-department").select_option("tax")
+    await admin.get_by_test_id("account-create").click()
+    await admin.wait_for_selector("[data-testid=account-row-expert_tax]")
+
+    expert = await open_logged_in(browser, server, "expert", "expert_tax", "tax-pass-2026")
+    await go_available(expert)
+    await admin.get_by_test_id("tab-board").click()
+    await admin.wait_for_selector(
+        "[data-testid=board-row-tax] [data-testid=experts-online]:has-text('1')"
+    )
+    kiosk: KioskClient = await connect(server, "kiosk02")
+    view = await kiosk.request("tax", case_number="TX-1")
+    await expert.get_by_test_id("accept-call").click()
+    await expert.wait_for_selector("[data-testid=call-status]:has-text('TX-1')")
+    active = await kiosk.next_event(
+        "consultation", ConsultationView, where=lambda v: v.state == "active"
+    )
+    assert active.consultation_id == view.consultation_id
+    await admin.get_by_test_id("tab-board").click()
+    await admin.wait_for_selector(
+        "[data-testid=board-row-tax] [data-testid=active-calls]:has-text('1')"
+    )
+    # The audit viewer shows what the admin did, and the chain is intact.
+    await admin.get_by_test_id("tab-audit").click()
+    await admin.wait_for_selector("[data-testid=audit-status][data-state=intact]")
+    await admin.get_by_test_id("audit-action").fill("account")
+    await admin.get_by_test_id("audit-search").click()
+    await admin.wait_for_selector("[data-testid=audit-row]:has-text('expert_tax')")
+
+
+async def test_kiosk_offline_for_five_seconds_comes_back_by_itself(
+    browser: Any, start_server: Any
+) -> None:
+    server = await start_server(grace_period=30.0)
+    expert = await open_logged_in(browser, server, "expert", "expert_market")
+    await go_available(expert)
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
+    await request_from_kiosk(kiosk, "market")
+    await expert.get_by_test_id("accept-call").click()
+    await wait_media_both_ways(kiosk, expert)
+
+    await kiosk.context.set_offline(True)
+    await kiosk.wait_for_selector("[data-testid=connection-banner]:visible", timeout=15000)
+    await kiosk.wait_for_timeout(5000)
+    await kiosk.context.set_offline(False)
+    # No click: the socket reconnects, the media connection is rebuilt if needed.
+    await kiosk.wait_for_selector("[data-testid=connection-banner]", state="hidden", timeout=30000)
+    await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
+    after = [await page.evaluate(FRAMES_DECODED) for page in (kiosk, expert)]
+    for page, seen in zip((kiosk, expert), after, strict=True):
+        await page.wait_for_function(f"{FRAMES_DECODED} > {seen + 30}", timeout=30000)
+    record = (await server.storage.consultations.find())[0]
+    assert record.state.value == "active"
+
+
+async def test_kiosk_idle_timeout_wipes_what_was_typed(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{sqlite_server.url}/kiosk?idle=10")
+    await page.wait_for_selector("body[data-ready]")
+    await page.get_by_test_id("login-username").fill("kiosk01")
+    await page.get_by_test_id("login-password").fill("demo1234")
+    await page.get_by_test_id("login-submit").click()
+    await page.get_by_test_id("case-number").fill("ID-4242")
+    await page.get_by_test_id("lang-toggle").click()
+    await page.evaluate("window.beforeWipe = true")
+    await page.wait_for_function("window.beforeWipe === undefined", timeout=30000)
+    await page.wait_for_selector("[data-testid=department-market]")
+    assert await page.get_by_test_id("case-number").input_value() == ""
+    assert "ID-4242" not in await page.content()
+    # The next citizen starts in Chinese.
+    assert await page.get_by_test_id("lang-toggle").inner_text() == "English"
+
+
+async def assert_switches_language(page: Any) -> None:
+    chinese = await page.evaluate(VISIBLE_TEXTS)
+    assert chinese, "nothing visible"
+    for text in chinese:
+        if LETTERS.search(text):
+            assert CJK.search(text), f"not Chinese: {text!r}"
+    await page.get_by_test_id("lang-toggle").click()
+    english = await page.evaluate(VISIBLE_TEXTS)
+    for text in english:
+        assert not CJK.search(text), f"Chinese left after switching: {text!r}"
+    assert len(english) == len(chinese)
+    await page.get_by_test_id("lang-toggle").click()
+    assert await page.evaluate(VISIBLE_TEXTS) == chinese
+
+
+async def test_every_visible_string_switches_language(
+    browser: Any, sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    server = sqlite_server
+    _kiosk, expert_client, call_id = await active_call(server, connect)
+    await expert_client.chat(call_id, "你好")
+    await expert_client.end(call_id)
+    await expert_client.save_outcome(call_id, "answered")
+    waiting = await connect(server, "kiosk02")
+    await waiting.request("market", case_number="Q-1")
+
+    login = await browser.new_page()
+    await login.goto(f"{server.url}/clerk")
+    await login.wait_for_selector("body[data-ready]")
+    await assert_switches_language(login)
+
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    await assert_switches_language(kiosk)
+    await kiosk.get_by_test_id("department-market").click()
+    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await assert_switches_language(kiosk)
+
+    expert = await open_logged_in(browser, server, "expert", "expert_market")
+    await expert.wait_for_selector("[data-testid=queue-list] li:has-text('Q-1')")
+    await expert.wait_for_selector("[data-testid=history-row]")
+    await assert_switches_language(expert)
+
+    clerk = await open_logged_in(browser, server, "clerk", "clerk")
+    await clerk.get_by_test_id("case-search").fill(call_id)
+    await clerk.get_by_test_id("case-search").press("Enter")
+    await clerk.get_by_test_id("consultation-row").first.click()
+    await clerk.wait_for_selector("#link-case:visible")
+    await assert_switches_language(clerk)
+
+    admin = await open_logged_in(browser, server, "admin", "admin")
+    for tab in ("board", "departments", "accounts", "audit"):
+        await admin.get_by_test_id(f"tab-{tab}").click()
+        await admin.wait_for_timeout(300)
+        await admin.wait_for_load_state("networkidle")
+        await assert_switches_language(admin)

@@ -1,28 +1,324 @@
-// Administration: departments and accounts.
+// Administration: the live board, departments, accounts and the audit log.
 import { api } from "./api.js";
-import { t } from "./i18n.js";
+import { hourlyChart } from "./chart.js";
+import { confirmDialog } from "./confirm.js";
+import { language, onLanguageChange, setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
 
-function row(text, disabled) {
-  const item = document.createElement("li");
-  item.textContent = disabled ? `${text} (${t("admin.disabled")})` : text;
-  return item;
+const BOARD_REFRESH_MS = 5000;
+let departments = [];
+let lastBoard = null;
+let auditBefore = null;
+
+// ---- tabs ---------------------------------------------------------------
+
+function showTab(name) {
+  for (const tab of document.querySelectorAll("[data-tab]")) {
+    tab.setAttribute("aria-selected", tab.dataset.tab === name ? "true" : "false");
+    tab.classList.toggle("secondary", tab.dataset.tab !== name);
+  }
+  for (const panel of document.querySelectorAll(".tab-panel")) panel.hidden = panel.id !== `panel-${name}`;
+  if (name === "board") loadBoard();
+  if (name === "departments") loadDepartments();
+  if (name === "accounts") loadAccounts();
+  if (name === "audit") {
+    verifyAudit();
+    searchAudit(true);
+  }
+}
+
+// ---- board --------------------------------------------------------------
+
+function td(content, testid) {
+  const cell = document.createElement("td");
+  if (content instanceof Node) cell.append(content);
+  else cell.textContent = content;
+  if (testid) cell.dataset.testid = testid;
+  return cell;
+}
+
+function duration(seconds) {
+  return seconds === null || seconds === undefined
+    ? textElement("span", "board.none")
+    : textElement("span", "board.duration", { d: { duration: seconds } });
+}
+
+function renderBoard() {
+  if (!lastBoard) return;
+  const body = byTestId("board-live");
+  body.replaceChildren();
+  for (const dept of lastBoard.departments) {
+    const row = document.createElement("tr");
+    row.dataset.testid = `board-row-${dept.code}`;
+    row.append(
+      td(textElement("span", "board.department_name", { name: { zh: dept.name_zh, en: dept.name_en } })),
+      td(String(dept.queue_length), "queue-length"),
+      td(duration(dept.longest_wait_s)),
+      td(String(dept.experts_online), "experts-online"),
+      td(String(dept.experts_busy), "experts-busy"),
+      td(String(dept.active_calls), "active-calls"),
+    );
+    body.append(row);
+  }
+  const today = lastBoard.today;
+  const stats = byTestId("board-today");
+  stats.replaceChildren();
+  const percent = (value) => (value === null ? textElement("span", "board.none") : textElement("span", "board.percent", { p: (value * 100).toFixed(1) }));
+  const rating = today.average_rating === null ? textElement("span", "board.none") : textElement("span", "board.rating", { r: today.average_rating.toFixed(2), n: today.ratings });
+  for (const [key, value, testid] of [
+    ["board.stat.consultations", String(today.consultations), "stat-consultations"],
+    ["board.stat.median_wait", duration(today.median_wait_s), "stat-median-wait"],
+    ["board.stat.p90_wait", duration(today.p90_wait_s), "stat-p90-wait"],
+    ["board.stat.median_handle", duration(today.median_handle_s), "stat-median-handle"],
+    ["board.stat.abandonment", percent(today.abandonment_rate), "stat-abandonment"],
+    ["board.stat.rating", rating, "stat-rating"],
+  ]) {
+    const box = document.createElement("div");
+    const dd = document.createElement("dd");
+    dd.dataset.testid = testid;
+    if (value instanceof Node) dd.append(value);
+    else dd.textContent = value;
+    box.append(textElement("dt", key), dd);
+    stats.append(box);
+  }
+  byTestId("board-chart").replaceChildren(hourlyChart(lastBoard.hourly, language()));
+}
+
+async function loadBoard() {
+  try {
+    lastBoard = await api("GET", "/api/v1/board");
+    renderBoard();
+  } catch {
+    // Next refresh tries again; the banner shows a lost connection.
+  }
+}
+
+// ---- departments ----------------------------------------------------------
+
+function statusTag(disabled) {
+  return textElement("span", disabled ? "admin.disabled" : "admin.enabled", null, disabled ? "tag off" : "tag on");
+}
+
+async function loadDepartments() {
+  departments = (await api("GET", "/api/v1/departments")).departments;
+  const list = byTestId("department-list");
+  list.replaceChildren();
+  for (const dept of departments) {
+    const row = document.createElement("li");
+    row.dataset.testid = `department-row-${dept.code}`;
+    const name = textElement("span", "admin.department_line", {
+      code: dept.code,
+      name: { zh: dept.name_zh, en: dept.name_en },
+      hours: { hours: dept.hours },
+    });
+    const toggle = textElement("button", dept.disabled ? "admin.enable" : "admin.disable", null, "secondary small");
+    toggle.type = "button";
+    toggle.dataset.testid = "department-toggle";
+    toggle.addEventListener("click", async () => {
+      await api("PATCH", `/api/v1/departments/${dept.code}`, { disabled: !dept.disabled }).catch(() => {});
+      loadDepartments();
+    });
+    row.append(name, statusTag(dept.disabled), toggle);
+    list.append(row);
+  }
+  fillDepartmentSelect();
+}
+
+function fillDepartmentSelect() {
+  const select = byTestId("account-department");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const dept of departments.filter((d) => !d.disabled)) {
+    const option = textElement("option", "admin.department_option", { name: { zh: dept.name_zh, en: dept.name_en } });
+    option.value = dept.code;
+    select.append(option);
+  }
+  if (chosen) select.value = chosen;
+}
+
+function errorKey(err) {
+  if (err.status === 409) return "admin.exists";
+  if (err.status === 400) return "admin.invalid";
+  return "error.generic";
+}
+
+async function createDepartment(event) {
+  event.preventDefault();
+  const message = document.getElementById("department-message");
+  message.textContent = "";
+  try {
+    await api("POST", "/api/v1/departments", {
+      code: byTestId("department-code").value.trim(),
+      name_zh: byTestId("department-name-zh").value.trim(),
+      name_en: byTestId("department-name-en").value.trim(),
+      hours: byTestId("department-hours").value.trim(),
+    });
+    for (const id of ["department-code", "department-name-zh", "department-name-en"]) byTestId(id).value = "";
+    setText(message, "admin.created");
+    message.className = "ok";
+  } catch (err) {
+    message.className = "error";
+    setText(message, errorKey(err));
+  }
+  await loadDepartments();
+}
+
+// ---- accounts -------------------------------------------------------------
+
+async function loadAccounts() {
+  if (departments.length === 0) await loadDepartments();
+  const accounts = (await api("GET", "/api/v1/accounts")).accounts;
+  const list = byTestId("account-list");
+  list.replaceChildren();
+  for (const account of accounts) {
+    const row = document.createElement("li");
+    row.dataset.testid = `account-row-${account.username}`;
+    const name = document.createElement("span");
+    name.translate = false;
+    name.textContent = account.display_name ? `${account.username} · ${account.display_name}` : account.username;
+    const role = textElement("span", `role.${account.role}`, null, "tag");
+    row.append(name, role);
+    if (account.department) row.append(textElement("span", "admin.in_department", { code: account.department }, "muted"));
+    row.append(statusTag(account.disabled));
+    const toggle = textElement("button", account.disabled ? "admin.enable" : "admin.disable", null, "secondary small");
+    toggle.type = "button";
+    toggle.dataset.testid = "account-toggle";
+    toggle.addEventListener("click", async () => {
+      await api("PATCH", `/api/v1/accounts/${account.username}`, { disabled: !account.disabled }).catch(() => {});
+      loadAccounts();
+    });
+    const reset = textElement("button", "admin.reset_password", null, "secondary small");
+    reset.type = "button";
+    reset.dataset.testid = "account-reset";
+    reset.addEventListener("click", async () => {
+      const password = await confirmDialog("admin.reset_question", {
+        vars: { name: account.username },
+        field: { labelKey: "admin.new_password", type: "password" },
+        validate: (value) => (value.length < 8 ? "admin.password_short" : null),
+      });
+      if (password === null) return;
+      await api("PATCH", `/api/v1/accounts/${account.username}`, { password })
+        .then(() => setText(document.getElementById("account-message"), "admin.password_reset_done"))
+        .catch(() => setText(document.getElementById("account-message"), "error.generic"));
+    });
+    row.append(toggle, reset);
+    list.append(row);
+  }
+}
+
+function roleChanged() {
+  const role = byTestId("account-role").value;
+  document.getElementById("account-department-field").hidden = role !== "expert";
+  document.getElementById("account-hall-field").hidden = role !== "kiosk";
+}
+
+async function createAccount(event) {
+  event.preventDefault();
+  const message = document.getElementById("account-message");
+  message.textContent = "";
+  const role = byTestId("account-role").value;
+  const body = {
+    username: byTestId("account-username").value.trim(),
+    password: byTestId("account-password").value,
+    role,
+    display_name: byTestId("account-display-name").value.trim(),
+  };
+  if (role === "expert") body.department = byTestId("account-department").value;
+  if (role === "kiosk" && byTestId("account-hall").value.trim()) body.hall = byTestId("account-hall").value.trim();
+  try {
+    await api("POST", "/api/v1/accounts", body);
+    for (const id of ["account-username", "account-password", "account-display-name", "account-hall"]) byTestId(id).value = "";
+    message.className = "ok";
+    setText(message, "admin.created");
+  } catch (err) {
+    message.className = "error";
+    setText(message, errorKey(err));
+  }
+  await loadAccounts();
+}
+
+// ---- audit ---------------------------------------------------------------
+
+async function verifyAudit() {
+  const status = byTestId("audit-status");
+  status.dataset.state = "checking";
+  setText(status, "audit.checking");
+  try {
+    const result = await api("GET", "/api/v1/audit/verify");
+    status.dataset.state = result.intact ? "intact" : "broken";
+    if (result.intact) setText(status, "audit.intact", { n: result.entries, time: { time: result.checked_at } });
+    else setText(status, "audit.broken", { seq: result.broken_seq, reason: result.reason, time: { time: result.checked_at } });
+  } catch {
+    status.dataset.state = "unknown";
+    setText(status, "error.generic");
+  }
+}
+
+async function searchAudit(fresh) {
+  const list = byTestId("audit-list");
+  const message = document.getElementById("audit-message");
+  message.textContent = "";
+  if (fresh) {
+    auditBefore = null;
+    list.replaceChildren();
+  }
+  const params = new URLSearchParams();
+  for (const name of ["actor", "action", "subject"]) {
+    const value = byTestId(`audit-${name}`).value.trim();
+    if (value) params.set(name, value);
+  }
+  if (auditBefore) params.set("before", String(auditBefore));
+  let entries = [];
+  try {
+    entries = (await api("GET", `/api/v1/audit?${params}`)).entries;
+  } catch (err) {
+    setText(message, err.status === 400 ? "audit.bad_filter" : "error.generic");
+    return;
+  }
+  for (const entry of entries) {
+    const row = document.createElement("tr");
+    row.dataset.testid = "audit-row";
+    const detail = td(Object.entries(entry.detail).map(([k, v]) => `${k}=${v}`).join(" "));
+    detail.translate = false;
+    const actor = td(entry.actor);
+    actor.translate = false;
+    const subject = td(entry.subject);
+    subject.translate = false;
+    const action = td(entry.action);
+    action.translate = false;
+    row.append(td(String(entry.seq)), td(textElement("span", "audit.at", { time: { time: entry.at } })), actor, action, subject, detail);
+    list.append(row);
+  }
+  if (fresh && entries.length === 0) {
+    const row = document.createElement("tr");
+    const cell = textElement("td", "audit.none", null, "muted");
+    cell.colSpan = 6;
+    row.append(cell);
+    list.append(row);
+  }
+  auditBefore = entries.length ? entries[entries.length - 1].seq : auditBefore;
+  byTestId("audit-more").hidden = entries.length < 50;
 }
 
 startPage({
   roles: ["admin"],
   onLogin: async () => {
-    const [departments, accounts] = await Promise.all([
-      api("GET", "/api/v1/departments"),
-      api("GET", "/api/v1/accounts"),
-    ]);
-    byTestId("department-list").replaceChildren(
-      ...departments.departments.map((d) => row(`${d.code} · ${d.name_zh} · ${d.name_en}`, d.disabled)),
-    );
-    byTestId("account-list").replaceChildren(
-      ...accounts.accounts.map((a) =>
-        row(`${a.username} · ${t(`role.${a.role}`)}${a.department ? ` · ${a.department}` : ""}`, a.disabled),
-      ),
-    );
+    for (const tab of document.querySelectorAll("[data-tab]")) tab.addEventListener("click", () => showTab(tab.dataset.tab));
+    document.getElementById("department-form").addEventListener("submit", createDepartment);
+    document.getElementById("account-form").addEventListener("submit", createAccount);
+    byTestId("account-role").addEventListener("change", roleChanged);
+    document.getElementById("audit-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      searchAudit(true);
+    });
+    byTestId("audit-more").addEventListener("click", () => searchAudit(false));
+    byTestId("audit-verify").addEventListener("click", verifyAudit);
+    onLanguageChange(() => renderBoard());
+    roleChanged();
+    await loadDepartments();
+    showTab("board");
+    setInterval(() => {
+      if (!document.getElementById("panel-board").hidden) loadBoard();
+    }, BOARD_REFRESH_MS);
   },
 });

@@ -1,15 +1,14 @@
 // The chat panel of a call, shared by the kiosk and the expert desk.
-import { t } from "./i18n.js";
+import { textElement } from "./i18n.js";
 
 export function chatPanel({ list, input, button, mySide, send }) {
   function add(message) {
     const item = document.createElement("li");
     item.className = message.sender === mySide ? "chat-mine" : "chat-theirs";
-    const who = document.createElement("span");
-    who.className = "chat-who";
-    who.textContent = message.sender === mySide ? t("chat.you") : t(`chat.${message.sender}`);
+    const who = textElement("span", message.sender === mySide ? "chat.you" : `chat.${message.sender}`, null, "chat-who");
     const text = document.createElement("span");
     text.className = "chat-text";
+    text.translate = false;
     text.textContent = message.text;
     item.append(who, text);
     list.append(item);
@@ -23,6 +22,9 @@ export function chatPanel({ list, input, button, mySide, send }) {
     try {
       await send(text);
       input.value = "";
+    } catch {
+      input.classList.add("invalid");
+      setTimeout(() => input.classList.remove("invalid"), 1500);
     } finally {
       button.disabled = false;
       input.focus();

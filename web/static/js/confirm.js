@@ -1,22 +1,45 @@
-// A modal confirmation whose confirming button is data-testid="confirm-yes".
-import { t } from "./i18n.js";
+// A modal question whose confirming button is data-testid="confirm-yes"; with
+// `field` it asks for a value too (data-testid="confirm-input") and resolves to it.
+import { setText, t } from "./i18n.js";
 
-export function confirmDialog(messageKey) {
+export function confirmDialog(messageKey, { vars, field, validate } = {}) {
   const dialog = document.getElementById("confirm-dialog");
-  dialog.querySelector("[data-role=message]").textContent = t(messageKey);
+  setText(dialog.querySelector("[data-role=message]"), messageKey, vars);
+  const fieldBox = dialog.querySelector("[data-role=field]");
+  const input = dialog.querySelector("[data-role=input]");
+  const error = dialog.querySelector("[data-role=error]");
+  error.textContent = "";
+  fieldBox.hidden = !field;
+  input.value = "";
+  if (field) {
+    setText(dialog.querySelector("[data-role=field-label]"), field.labelKey);
+    input.type = field.type ?? "text";
+  }
   return new Promise((resolve) => {
     const yes = dialog.querySelector('[data-testid="confirm-yes"]');
     const no = dialog.querySelector('[data-testid="confirm-no"]');
     const done = (value) => {
       yes.removeEventListener("click", onYes);
       no.removeEventListener("click", onNo);
+      dialog.removeEventListener("cancel", onNo);
+      input.value = "";
       dialog.close();
       resolve(value);
     };
-    const onYes = () => done(true);
-    const onNo = () => done(false);
+    const onYes = () => {
+      if (!field) return done(true);
+      const problem = validate?.(input.value);
+      if (problem) {
+        error.textContent = t(problem);
+        return undefined;
+      }
+      return done(input.value);
+    };
+    const onNo = () => done(field ? null : false);
     yes.addEventListener("click", onYes);
     no.addEventListener("click", onNo);
+    dialog.addEventListener("cancel", onNo);
     dialog.showModal();
+    if (field) input.focus();
   });
 }

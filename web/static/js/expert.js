@@ -1,10 +1,12 @@
-// The expert's desk: availability, the department queue, offers, the call, the outcome.
-import { chatPanel } from "./chat.js";
+// The expert's desk: availability, the department queue, ringing offers, the
+// call, the outcome, and the expert's own history with its documents.
+import { api } from "./api.js";
+import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
-import { onLanguageChange, t } from "./i18n.js";
+import { fileRow } from "./files.js";
+import { onLanguageChange, setText, textElement } from "./i18n.js";
+import { Ringer } from "./ring.js";
 import { byTestId, startPage } from "./session.js";
-import { FilePanel } from "./files.js";
-import { MediaLink } from "./peer.js";
 import { connectSignal } from "./signal.js";
 
 let signal = null;
@@ -14,37 +16,42 @@ let callId = null;
 let lastEndedId = null;
 let queue = { entries: [], experts: [] };
 let countdownTimer = null;
-let media = null;
-let files = null;
+let call = null;
+const ringer = new Ringer();
 
 function renderAvailability() {
   const button = byTestId("availability");
   const on = presence === "available" || presence === "busy";
   button.setAttribute("aria-pressed", on ? "true" : "false");
   button.disabled = presence === "busy";
-  const key = on ? "expert.available" : "expert.away";
-  button.dataset.i18n = key;
-  button.textContent = t(key);
+  setText(button, presence === "busy" ? "expert.busy" : on ? "expert.available" : "expert.away");
+}
+
+function caseText(caseNumber) {
+  return caseNumber ? { key: "expert.case", vars: { case: caseNumber } } : { key: "expert.no_case" };
 }
 
 function renderQueue() {
   const list = byTestId("queue-list");
   list.replaceChildren();
   if (queue.entries.length === 0) {
-    const empty = document.createElement("li");
-    empty.className = "muted";
-    empty.textContent = t("expert.queue_empty");
-    list.append(empty);
+    list.append(textElement("li", "expert.queue_empty", null, "muted"));
     return;
   }
   const now = Date.now() / 1000;
-  for (const entry of queue.entries) {
+  queue.entries.forEach((entry, index) => {
     const item = document.createElement("li");
-    const minutes = Math.floor((now - entry.waiting_since) / 60);
-    const caseText = entry.case_number ? t("expert.case", { case: entry.case_number }) : t("expert.no_case");
-    item.textContent = `${caseText} · ${t("expert.waiting_for", { minutes })}`;
+    item.dataset.testid = "queue-entry";
+    item.append(
+      textElement("span", "expert.queue_entry", {
+        n: index + 1,
+        case: caseText(entry.case_number),
+        wait: { duration: now - entry.waiting_since },
+        state: { key: `expert.entry_state.${entry.state}` },
+      }),
+    );
     list.append(item);
-  }
+  });
 }
 
 function renderOffer() {
@@ -52,70 +59,117 @@ function renderOffer() {
   clearInterval(countdownTimer);
   if (!offer) {
     panel.hidden = true;
+    ringer.stop();
     return;
   }
+  const wasHidden = panel.hidden;
   panel.hidden = false;
-  document.getElementById("offer-case").textContent = offer.case_number
-    ? t("expert.case", { case: offer.case_number })
-    : t("expert.no_case");
+  const caseLine = document.getElementById("offer-case");
+  setText(caseLine, "expert.offer_case", { case: caseText(offer.case_number) });
   const tick = () => {
     const left = Math.max(0, Math.ceil(offer.expires_at - Date.now() / 1000));
-    document.getElementById("offer-countdown").textContent = t("expert.countdown", { seconds: left });
+    setText(document.getElementById("offer-countdown"), "expert.countdown", { seconds: left });
   };
   tick();
   countdownTimer = setInterval(tick, 500);
+  if (wasHidden || !ringer.ringing) ringer.start(caseLine.textContent);
+}
+
+function showCall(view) {
+  callId = view.consultation_id;
+  offer = null;
+  renderOffer();
+  document.getElementById("call-view").hidden = false;
+  document.getElementById("outcome-view").hidden = true;
+  setText(byTestId("call-status"), "expert.in_call_with", { case: caseText(view.case_number) });
+  call.start(view);
 }
 
 function applyConsultation(view) {
   if (view.state === "active") {
-    callId = view.consultation_id;
-    offer = null;
-    renderOffer();
-    document.getElementById("call-view").hidden = false;
-    document.getElementById("outcome-view").hidden = true;
-    byTestId("call-status").textContent = t("expert.in_call");
-    if (view.media) media.start(view.media);
-    files.load();
+    if (callId !== view.consultation_id) {
+      call.clear();
+    }
+    showCall(view);
   } else if (view.state === "ended" && view.consultation_id === callId) {
     lastEndedId = callId;
     callId = null;
-    media.stop();
+    call.clear();
     document.getElementById("call-view").hidden = true;
     document.getElementById("outcome-view").hidden = false;
-    document.getElementById("outcome-saved").textContent = "";
+    byTestId("outcome-saved").textContent = "";
+    loadHistory();
+  }
+}
+
+async function showHistoryFiles(record, row, button) {
+  const existing = row.querySelector(".file-list");
+  if (existing) {
+    existing.remove();
+    setText(button, "expert.history_files");
+    return;
+  }
+  const list = document.createElement("ul");
+  list.className = "file-list";
+  row.append(list);
+  setText(button, "expert.history_hide");
+  const data = await api("GET", `/api/v1/consultations/${record.id}/files`).catch(() => ({ files: [] }));
+  if (data.files.length === 0) list.append(textElement("li", "files.none", null, "muted"));
+  for (const file of data.files) list.append(fileRow(file));
+}
+
+async function loadHistory() {
+  const list = byTestId("history-list");
+  let records = [];
+  try {
+    records = (await api("GET", "/api/v1/me/consultations")).consultations;
+  } catch {
+    return;
+  }
+  list.replaceChildren();
+  if (records.length === 0) list.append(textElement("li", "expert.history_empty", null, "muted"));
+  for (const record of records) {
+    const row = document.createElement("li");
+    row.dataset.testid = "history-row";
+    const outcome = record.outcome ? { key: `outcome.${record.outcome}` } : { key: `end_reason.${record.end_reason ?? "open"}` };
+    row.append(
+      textElement("span", "expert.history_entry", {
+        time: { time: record.waiting_at },
+        case: caseText(record.case_number),
+        outcome,
+        duration: record.active_at && record.ended_at ? { duration: record.ended_at - record.active_at } : "—",
+      }),
+    );
+    const files = textElement("button", "expert.history_files", null, "secondary small");
+    files.type = "button";
+    files.addEventListener("click", () => showHistoryFiles(record, row, files));
+    row.append(files);
+    list.append(row);
   }
 }
 
 async function onLogin() {
-  const chat = chatPanel({
-    list: document.getElementById("chat-list"),
-    input: byTestId("chat-input"),
-    button: byTestId("chat-send"),
+  call = new CallView({
     mySide: "expert",
-    send: (text) => signal.send("send_chat", { consultation_id: callId, text }),
-  });
-  onLanguageChange(() => {
-    renderAvailability();
-    renderQueue();
-    renderOffer();
-  });
-  media = new MediaLink({ localVideo: byTestId("local-video"), remoteVideo: byTestId("remote-video") });
-  files = new FilePanel({
-    input: byTestId("file-input"),
-    list: byTestId("file-list"),
+    send: (event, payload) => signal.send(event, payload),
     consultation: () => callId,
   });
+  onLanguageChange(() => renderQueue());
   signal = connectSignal({
     onConnect: async () => {
-      media.reconnect();
       const state = await signal.send("get_state");
       if (state.presence) presence = state.presence.status;
       offer = state.offer;
       if (state.consultation) applyConsultation(state.consultation);
+      else if (callId) applyConsultation({ state: "ended", consultation_id: callId });
+      if (callId) call.reconnectMedia();
       queue = await signal.send("get_queue");
       renderAvailability();
       renderQueue();
       renderOffer();
+    },
+    onDisconnect: () => {
+      if (callId) setText(byTestId("call-status"), "expert.reconnecting");
     },
   });
   signal.on("presence", (view) => {
@@ -137,24 +191,31 @@ async function onLogin() {
     }
   });
   signal.on("consultation", applyConsultation);
-  signal.on("chat_message", (message) => chat.add(message));
-  signal.on("file_added", (view) => files.add(view));
+  signal.on("chat_message", (message) => call.chat.add(message));
+  signal.on("file_added", (view) => call.files.add(view));
   signal.on("peer_status", (status) => {
-    byTestId("call-status").textContent =
-      status.status === "reconnecting" ? t("expert.kiosk_reconnecting") : t("expert.in_call");
+    if (!callId) return;
+    if (status.status === "reconnecting") setText(byTestId("call-status"), "expert.kiosk_reconnecting");
+    else setText(byTestId("call-status"), "expert.in_call");
   });
 
   byTestId("availability").addEventListener("click", async () => {
+    ringer.askPermission();
     const next = presence === "available" ? "away" : "available";
-    const view = await signal.send("set_presence", { status: next });
-    presence = view.status;
+    const view = await signal.send("set_presence", { status: next }).catch(() => null);
+    if (view) presence = view.status;
     renderAvailability();
   });
   byTestId("accept-call").addEventListener("click", async () => {
     if (!offer) return;
-    const view = await signal.send("accept_offer", { consultation_id: offer.consultation_id });
-    chat.clear();
-    files.clear();
+    ringer.stop();
+    const view = await signal.send("accept_offer", { consultation_id: offer.consultation_id }).catch(() => null);
+    if (!view) {
+      offer = null;
+      renderOffer();
+      return;
+    }
+    call.clear();
     applyConsultation(view);
   });
   byTestId("decline-call").addEventListener("click", async () => {
@@ -165,21 +226,29 @@ async function onLogin() {
   });
   byTestId("end-call").addEventListener("click", async () => {
     if (callId && (await confirmDialog("call.end_confirm"))) {
-      const view = await signal.send("end_consultation", { consultation_id: callId });
-      applyConsultation(view);
+      const view = await signal.send("end_consultation", { consultation_id: callId }).catch(() => null);
+      if (view) applyConsultation(view);
     }
   });
   byTestId("save-outcome").addEventListener("click", async () => {
     if (!lastEndedId) return;
-    await signal.send("save_outcome", {
-      consultation_id: lastEndedId,
-      outcome: byTestId("outcome").value,
-      notes: byTestId("notes").value,
-    });
-    document.getElementById("outcome-saved").textContent = t("expert.saved");
-    byTestId("notes").value = "";
+    const saved = byTestId("outcome-saved");
+    try {
+      await signal.send("save_outcome", {
+        consultation_id: lastEndedId,
+        outcome: byTestId("outcome").value,
+        notes: byTestId("notes").value,
+      });
+      setText(saved, "expert.saved");
+      byTestId("notes").value = "";
+      loadHistory();
+    } catch {
+      setText(saved, "error.generic");
+    }
   });
-  setInterval(renderQueue, 30000);
+  document.addEventListener("pointerdown", () => ringer.unlock(), { once: true });
+  setInterval(renderQueue, 15000);
+  await loadHistory();
 }
 
 startPage({ roles: ["expert"], onLogin });

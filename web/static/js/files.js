@@ -1,10 +1,12 @@
 // Documents of a call: choosing a file uploads it at once (resumable parts, each
 // with its SHA-256), with a progress bar; the list shows both sides' files with
-// download links and previews of images and PDFs.
+// previews of images and PDFs (printable) and, where allowed, a download link.
 import { api } from "./api.js";
-import { t } from "./i18n.js";
+import { setText, textElement } from "./i18n.js";
+import { openPreview } from "./preview.js";
 
 const PART_SIZE = 1024 * 1024;
+const MAX_ATTEMPTS = 5;
 
 function base64(buffer) {
   let text = "";
@@ -15,7 +17,7 @@ function base64(buffer) {
 async function sendPart(url, offset, blob) {
   const body = await blob.arrayBuffer();
   const digest = await crypto.subtle.digest("SHA-256", body);
-  const response = await fetch(url, {
+  return fetch(url, {
     method: "PATCH",
     headers: {
       "Upload-Offset": String(offset),
@@ -24,20 +26,62 @@ async function sendPart(url, offset, blob) {
     },
     body,
   });
-  return response;
 }
 
-function formatSize(bytes) {
+export function formatSize(bytes) {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
+function failureKey(err) {
+  if (err.code === "type_mismatch" || err.code === "unsupported_type") return "files.wrong_type";
+  if (err.code === "too_large" || err.status === 413) return "files.too_large";
+  if (err.code === "bad_name") return "files.bad_name";
+  return "files.failed";
+}
+
+// One row of a document: name (never interpreted), size, thumbnail, preview, download.
+export function fileRow(view, { download = true, thumbnail = true } = {}) {
+  const row = document.createElement("li");
+  row.dataset.fileId = view.id;
+  const name = document.createElement(download ? "a" : "span");
+  name.className = "file-name";
+  name.translate = false;
+  name.textContent = view.name;
+  if (download) {
+    name.href = view.url;
+    name.setAttribute("download", "");
+  }
+  const size = document.createElement("span");
+  size.className = "muted";
+  size.textContent = formatSize(view.size);
+  row.append(name, size);
+  const inline = `${view.url}?inline=1`;
+  if (thumbnail && view.media_type.startsWith("image/")) {
+    const image = document.createElement("img");
+    image.className = "preview";
+    image.alt = view.name;
+    image.src = inline;
+    image.addEventListener("click", () => openPreview(view, inline));
+    row.append(image);
+  }
+  if (view.media_type.startsWith("image/") || view.media_type === "application/pdf") {
+    const open = textElement("button", "files.preview", null, "secondary small");
+    open.type = "button";
+    open.dataset.testid = "file-preview";
+    open.addEventListener("click", () => openPreview(view, inline));
+    row.append(open);
+  }
+  return row;
+}
+
 export class FilePanel {
-  constructor({ input, list, consultation }) {
+  constructor({ input, list, consultation, download = true }) {
     this.input = input;
     this.list = list;
     this.consultation = consultation; // () => current consultation id
+    this.download = download;
     this.shown = new Set();
     input.addEventListener("change", () => {
       for (const file of input.files) this.upload(file);
@@ -49,13 +93,14 @@ export class FilePanel {
     const row = document.createElement("li");
     row.className = "uploading";
     const label = document.createElement("span");
+    label.className = "file-name";
+    label.translate = false;
     label.textContent = file.name;
     const bar = document.createElement("progress");
+    bar.dataset.testid = "upload-progress";
     bar.max = Math.max(1, file.size);
     bar.value = 0;
-    const status = document.createElement("span");
-    status.className = "muted";
-    status.textContent = t("files.uploading");
+    const status = textElement("span", "files.uploading", null, "muted");
     row.append(label, bar, status);
     this.list.append(row);
     try {
@@ -77,19 +122,20 @@ export class FilePanel {
         }
         // Resume from what the server has (a dropped connection or a bad part).
         attempts += 1;
-        if (attempts > 5 || (response && response.status >= 400 && response.status !== 409 && response.status !== 400)) {
-          throw new Error(response ? String(response.status) : "network");
+        const retryable = !response || [400, 409].includes(response.status) || response.status >= 500;
+        if (attempts > MAX_ATTEMPTS || !retryable) {
+          throw Object.assign(new Error("upload"), { status: response ? response.status : 0 });
         }
-        const head = await fetch(created.url, { method: "HEAD" });
-        offset = Number(head.headers.get("Upload-Offset") || offset);
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempts));
+        const head = await fetch(created.url, { method: "HEAD" }).catch(() => null);
+        if (head?.ok) offset = Number(head.headers.get("Upload-Offset") || offset);
       }
       const view = await api("POST", `${created.url}/finish`);
       row.remove();
       this.add(view);
     } catch (err) {
       row.className = "failed";
-      status.dataset.i18n = err.code === "type_mismatch" || err.code === "unsupported_type" ? "files.wrong_type" : "files.failed";
-      status.textContent = t(status.dataset.i18n);
+      setText(status, failureKey(err));
       bar.remove();
     }
   }
@@ -97,33 +143,7 @@ export class FilePanel {
   add(view) {
     if (this.shown.has(view.id)) return;
     this.shown.add(view.id);
-    const row = document.createElement("li");
-    row.dataset.fileId = view.id;
-    const link = document.createElement("a");
-    link.href = view.url;
-    link.textContent = view.name;
-    link.setAttribute("download", "");
-    const size = document.createElement("span");
-    size.className = "muted";
-    size.textContent = ` ${formatSize(view.size)} `;
-    row.append(link, size);
-    const previewUrl = `${view.url}?inline=1`;
-    if (view.media_type.startsWith("image/")) {
-      const image = document.createElement("img");
-      image.className = "preview";
-      image.alt = view.name;
-      image.src = previewUrl;
-      row.append(image);
-    } else if (view.media_type === "application/pdf") {
-      const open = document.createElement("a");
-      open.href = previewUrl;
-      open.target = "_blank";
-      open.rel = "noopener";
-      open.dataset.i18n = "files.preview";
-      open.textContent = t("files.preview");
-      row.append(open);
-    }
-    this.list.append(row);
+    this.list.append(fileRow(view, { download: this.download }));
   }
 
   async load() {
@@ -139,6 +159,7 @@ export class FilePanel {
 
   clear() {
     this.shown.clear();
+    for (const image of this.list.querySelectorAll("img")) image.removeAttribute("src");
     this.list.replaceChildren();
   }
 }

@@ -1,23 +1,44 @@
-// The citizen's kiosk: pick a department, wait, talk, rate, and leave no trace.
+// The citizen's kiosk: pick a department, check camera and microphone, wait,
+// talk, show documents, rate, and leave no trace for the next citizen.
 import { api } from "./api.js";
-import { chatPanel } from "./chat.js";
+import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
-import { onLanguageChange, t } from "./i18n.js";
+import { openDevices, watchLevel } from "./devices.js";
+import { onLanguageChange, setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
-import { FilePanel } from "./files.js";
-import { MediaLink } from "./peer.js";
 import { connectSignal } from "./signal.js";
 
-const screens = ["start-screen", "waiting-screen", "call-screen", "after-screen"];
+const screens = ["start-screen", "device-screen", "waiting-screen", "call-screen", "after-screen"];
+const TILE_REFRESH_MS = 10000;
+const IDLE_ANSWER_S = 30;
+const THANKS_MS = 3000;
+// Idle time before the wipe, from the kiosk's start URL (/kiosk?idle=120).
+const IDLE_S = Math.min(3600, Math.max(10, Number(new URLSearchParams(location.search).get("idle")) || 120));
+const KEYPAD_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "-", "0"];
+const KEYPAD_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".split("");
+
 let signal = null;
 let consultationId = null;
 let lastPosition = null;
 let departments = [];
-let media = null;
-let files = null;
+let screen = "start-screen";
+let call = null;
+let pendingDepartment = null;
+let deviceStream = null;
+let stopLevel = () => {};
+let idleTimer = null;
+let idleCountdown = null;
+let wiping = false;
 
-function show(screen) {
-  for (const id of screens) document.getElementById(id).hidden = id !== screen;
+function show(name) {
+  screen = name;
+  for (const id of screens) document.getElementById(id).hidden = id !== name;
+  armIdle();
+}
+
+function departmentName(code) {
+  const dept = departments.find((d) => d.code === code);
+  return dept ? { zh: dept.name_zh, en: dept.name_en } : code;
 }
 
 function renderDepartments() {
@@ -28,114 +49,281 @@ function renderDepartments() {
     tile.type = "button";
     tile.className = "tile";
     tile.dataset.testid = `department-${dept.code}`;
-    tile.textContent = document.documentElement.lang === "en" ? dept.name_en : dept.name_zh;
-    tile.addEventListener("click", () => requestConsultation(dept.code));
+    const name = textElement("span", "kiosk.department_name", { name: { zh: dept.name_zh, en: dept.name_en } }, "tile-name");
+    const status =
+      dept.experts_online > 0
+        ? textElement("span", "kiosk.online", { n: dept.experts_online }, "tile-status online")
+        : textElement("span", "kiosk.nobody_online", { hours: { hours: dept.hours } }, "tile-status offline");
+    tile.append(name, status);
+    tile.addEventListener("click", () => openDeviceCheck(dept.code));
     holder.append(tile);
   }
 }
+
+async function refreshDepartments() {
+  try {
+    departments = (await api("GET", "/api/v1/departments/status")).departments;
+    renderDepartments();
+  } catch {
+    // Keep the last tiles; the connection banner tells about the network.
+  }
+}
+
+function renderKeypad() {
+  const pad = document.getElementById("keypad");
+  const input = byTestId("case-number");
+  let letters = false;
+  const key = (label, action, extra = {}) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = `key ${extra.className ?? ""}`;
+    if (extra.i18n) setText(button, extra.i18n);
+    else button.textContent = label;
+    button.dataset.testid = extra.testid ?? `key-${label}`;
+    button.addEventListener("click", () => {
+      action();
+      input.dispatchEvent(new Event("input"));
+    });
+    return button;
+  };
+  const type = (c) => () => {
+    if (input.value.length < 40) input.value += c;
+  };
+  const draw = () => {
+    pad.replaceChildren(
+      ...(letters ? KEYPAD_LETTERS : KEYPAD_DIGITS).map((c) => key(c, type(c))),
+      key("", () => (input.value = input.value.slice(0, -1)), { i18n: "keypad.back", testid: "key-back", className: "wide" }),
+      key("", () => (input.value = ""), { i18n: "keypad.clear", testid: "key-clear", className: "wide" }),
+      key(
+        "",
+        () => {
+          letters = !letters;
+          draw();
+        },
+        { i18n: letters ? "keypad.digits" : "keypad.letters", testid: "key-switch", className: "wide" },
+      ),
+    );
+  };
+  draw();
+}
+
+// ---- device check ---------------------------------------------------------
+
+async function openDeviceCheck(code) {
+  pendingDepartment = code;
+  const message = byTestId("device-message");
+  setText(message, "device.checking");
+  message.dataset.state = "checking";
+  show("device-screen");
+  releaseDevices();
+  const result = await openDevices();
+  if (screen !== "device-screen" || pendingDepartment !== code) {
+    for (const track of result.stream?.getTracks() ?? []) track.stop();
+    return;
+  }
+  deviceStream = result.stream;
+  document.getElementById("device-video").srcObject = deviceStream;
+  const meter = byTestId("mic-level");
+  stopLevel = watchLevel(deviceStream, (level) => (meter.value = level));
+  let key = "device.ok";
+  if (result.camera !== "ok" && result.microphone !== "ok") key = `device.none_${result.camera === "denied" ? "denied" : "missing"}`;
+  else if (result.camera !== "ok") key = `device.camera_${result.camera}`;
+  else if (result.microphone !== "ok") key = `device.mic_${result.microphone}`;
+  message.dataset.state = key === "device.ok" ? "ok" : "problem";
+  message.dataset.camera = result.camera;
+  message.dataset.microphone = result.microphone;
+  setText(message, key);
+}
+
+function stopLevelMeter() {
+  stopLevel();
+  stopLevel = () => {};
+}
+
+function releaseDevices() {
+  stopLevelMeter();
+  for (const track of deviceStream?.getTracks() ?? []) track.stop();
+  deviceStream = null;
+  document.getElementById("device-video").srcObject = null;
+}
+
+async function requestConsultation() {
+  const code = pendingDepartment;
+  const caseNumber = byTestId("case-number").value.trim();
+  const payload = { department: code };
+  if (caseNumber) payload.case_number = caseNumber;
+  stopLevelMeter();
+  document.getElementById("device-video").srcObject = null;
+  try {
+    const view = await signal.send("request_consultation", payload);
+    applyConsultation(view);
+  } catch (err) {
+    releaseDevices();
+    show("start-screen");
+    showNotice(err.code === "invalid_payload" ? "kiosk.bad_case" : "error.generic");
+  }
+}
+
+function showNotice(key) {
+  setText(document.getElementById("notice"), key);
+}
+
+// ---- the consultation -----------------------------------------------------
 
 function renderPosition() {
   const target = byTestId("queue-position");
   const wait = document.getElementById("wait-estimate");
   if (!lastPosition) {
-    target.textContent = t("kiosk.waiting");
+    setText(target, "kiosk.waiting");
     wait.textContent = "";
     return;
   }
-  target.textContent = t("kiosk.position", {
-    ahead: lastPosition.position - 1,
-    position: lastPosition.position,
-  });
-  wait.textContent =
-    lastPosition.estimated_wait_s === null
-      ? t("kiosk.wait_unknown")
-      : t("kiosk.wait", { minutes: Math.max(1, Math.ceil(lastPosition.estimated_wait_s / 60)) });
+  setText(target, "kiosk.position", { ahead: lastPosition.position - 1, position: lastPosition.position });
+  if (lastPosition.estimated_wait_s === null) setText(wait, "kiosk.wait_unknown");
+  else setText(wait, "kiosk.wait", { minutes: Math.max(1, Math.ceil(lastPosition.estimated_wait_s / 60)) });
 }
 
-async function requestConsultation(code) {
-  const caseInput = byTestId("case-number");
-  const caseNumber = caseInput.value.trim();
-  const payload = { department: code };
-  if (caseNumber) payload.case_number = caseNumber;
-  try {
-    const view = await signal.send("request_consultation", payload);
-    applyConsultation(view);
-  } catch (err) {
-    showNotice(err.code === "invalid_payload" ? "error.generic" : "error.generic");
-  }
-}
-
-function showNotice(key) {
-  const notice = document.getElementById("notice");
-  notice.dataset.i18n = key;
-  notice.textContent = t(key);
+function setStatus(key) {
+  setText(byTestId("call-status"), key);
 }
 
 function applyConsultation(view) {
+  if (consultationId && view.consultation_id !== consultationId) return;
   consultationId = view.consultation_id;
   if (view.state === "waiting" || view.state === "offered") {
-    show("waiting-screen");
-    document.getElementById("waiting-state").textContent =
-      view.state === "offered" ? t("kiosk.offered") : t("kiosk.waiting");
+    if (screen !== "waiting-screen") show("waiting-screen");
+    setText(
+      document.getElementById("waiting-state"),
+      view.state === "offered" ? "kiosk.offered" : "kiosk.waiting_for",
+      { department: departmentName(view.department) },
+    );
     renderPosition();
   } else if (view.state === "active") {
-    show("call-screen");
-    byTestId("call-status").dataset.i18n = "kiosk.in_call";
-    byTestId("call-status").textContent = t("kiosk.in_call");
-    if (view.media) media.start(view.media);
-    files.load();
+    closeIdleDialog();
+    if (screen !== "call-screen") show("call-screen");
+    setStatus("kiosk.in_call");
+    const stream = deviceStream;
+    deviceStream = null;
+    call.start(view, stream);
   } else if (view.state === "ended") {
-    media.stop();
-    show("after-screen");
-    const rating = document.getElementById("rating");
-    rating.hidden = view.end_reason !== "completed" && view.end_reason !== "dropped";
-    const message = view.end_reason === "no_expert" ? "kiosk.no_expert" : "kiosk.ended";
-    document.getElementById("after-message").dataset.i18n = message;
-    document.getElementById("after-message").textContent = t(message);
-    if (rating.hidden) setTimeout(wipe, 8000);
+    showEnded(view.end_reason);
   }
 }
 
-// Everything of this citizen goes: the page is rebuilt from the server and
-// browser storage is emptied. The kiosk's own login is an HttpOnly cookie and stays.
+function showEnded(reason) {
+  call.stop();
+  releaseDevices();
+  closeIdleDialog();
+  show("after-screen");
+  const rating = document.getElementById("rating");
+  rating.hidden = reason !== "completed" && reason !== "dropped" && reason !== null;
+  const message = reason === "no_expert" ? "kiosk.no_expert" : reason === "cancelled" ? "kiosk.cancelled" : "kiosk.ended";
+  setText(document.getElementById("after-message"), message);
+}
+
+// ---- idle and wipe --------------------------------------------------------
+
+// Something of the citizen is on screen: on the start screen only once they typed.
+function holdsCitizenData() {
+  if (screen === "start-screen") return byTestId("case-number").value !== "";
+  return screen !== "call-screen";
+}
+
+function armIdle() {
+  clearTimeout(idleTimer);
+  if (wiping || !holdsCitizenData()) return;
+  idleTimer = setTimeout(onIdle, IDLE_S * 1000);
+}
+
+function onIdle() {
+  if (screen === "waiting-screen") {
+    askStillThere();
+  } else {
+    wipe();
+  }
+}
+
+// Waiting needs no touching, so ask before giving the place up.
+function askStillThere() {
+  const dialog = document.getElementById("idle-dialog");
+  const countdown = document.getElementById("idle-countdown");
+  let left = IDLE_ANSWER_S;
+  setText(countdown, "idle.countdown", { seconds: left });
+  dialog.showModal();
+  clearInterval(idleCountdown);
+  idleCountdown = setInterval(async () => {
+    left -= 1;
+    setText(countdown, "idle.countdown", { seconds: Math.max(0, left) });
+    if (left <= 0) {
+      closeIdleDialog();
+      await leave();
+    }
+  }, 1000);
+}
+
+function closeIdleDialog() {
+  clearInterval(idleCountdown);
+  const dialog = document.getElementById("idle-dialog");
+  if (dialog.open) dialog.close();
+}
+
+async function leave() {
+  if (consultationId && (screen === "waiting-screen" || screen === "call-screen")) {
+    await signal?.send("cancel_request", { consultation_id: consultationId }).catch(() => {});
+  }
+  wipe();
+}
+
+// Everything of this citizen goes: videos, previews, object URLs, chat, files,
+// form fields, storage (the language choice too); then the page is loaded anew.
+// The kiosk's own login is an HttpOnly cookie and stays.
 function wipe() {
+  if (wiping) return;
+  wiping = true;
+  clearTimeout(idleTimer);
+  closeIdleDialog();
+  call?.clear();
+  releaseDevices();
+  for (const input of document.querySelectorAll("input, textarea")) input.value = "";
+  for (const id of ["queue-position", "wait-estimate"]) byTestId(id).textContent = "";
+  document.getElementById("app-view").replaceChildren();
   try {
     localStorage.clear();
     sessionStorage.clear();
   } catch {
-    // Nothing stored, or storage unavailable.
+    // Storage unavailable: nothing was kept there.
   }
-  media?.stop();
+  const cleared = window.caches ? caches.keys().then((keys) => Promise.all(keys.map((k) => caches.delete(k)))) : Promise.resolve();
   signal?.close();
-  window.location.replace("/kiosk");
+  cleared.catch(() => {}).finally(() => window.location.replace("/kiosk" + location.search));
 }
 
+// ---- wiring -------------------------------------------------------------
+
 async function onLogin() {
-  const data = await api("GET", "/api/v1/departments");
-  departments = data.departments;
-  renderDepartments();
-  onLanguageChange(() => {
-    renderDepartments();
-    renderPosition();
-  });
-  const chat = chatPanel({
-    list: document.getElementById("chat-list"),
-    input: byTestId("chat-input"),
-    button: byTestId("chat-send"),
+  await refreshDepartments();
+  setInterval(() => {
+    if (screen === "start-screen") refreshDepartments();
+  }, TILE_REFRESH_MS);
+  renderKeypad();
+  onLanguageChange(() => armIdle());
+  call = new CallView({
     mySide: "kiosk",
-    send: (text) => signal.send("send_chat", { consultation_id: consultationId, text }),
-  });
-  media = new MediaLink({ localVideo: byTestId("local-video"), remoteVideo: byTestId("remote-video") });
-  files = new FilePanel({
-    input: byTestId("file-input"),
-    list: byTestId("file-list"),
+    send: (event, payload) => signal.send(event, payload),
     consultation: () => consultationId,
+    download: false,
   });
   signal = connectSignal({
     onConnect: async () => {
-      const state = await signal.send("get_state");
+      if (wiping) return;
+      const state = await signal.send("get_state").catch(() => null);
+      if (!state) return;
       if (state.consultation) applyConsultation(state.consultation);
-      media.reconnect();
+      else if (consultationId && (screen === "waiting-screen" || screen === "call-screen")) showEnded(null);
+      if (screen === "call-screen") call.reconnectMedia();
+    },
+    onDisconnect: () => {
+      if (screen === "call-screen" && !wiping) setStatus("kiosk.reconnecting");
     },
   });
   signal.on("consultation", applyConsultation);
@@ -146,31 +334,42 @@ async function onLogin() {
     lastPosition = position;
     renderPosition();
   });
-  signal.on("chat_message", (message) => chat.add(message));
-  signal.on("file_added", (view) => files.add(view));
-  signal.on("peer_status", (status) => {
-    const el = byTestId("call-status");
-    const key = status.status === "reconnecting" ? "kiosk.expert_reconnecting" : "kiosk.in_call";
-    el.dataset.i18n = key;
-    el.textContent = t(key);
+  signal.on("chat_message", (message) => call.chat.add(message));
+  signal.on("file_added", (view) => call.files.add(view));
+  signal.on("peer_status", (status) =>
+    setStatus(status.status === "reconnecting" ? "kiosk.expert_reconnecting" : "kiosk.in_call"),
+  );
+  byTestId("device-check-continue").addEventListener("click", requestConsultation);
+  byTestId("device-check-back").addEventListener("click", () => {
+    releaseDevices();
+    pendingDepartment = null;
+    show("start-screen");
   });
   byTestId("cancel-request").addEventListener("click", async () => {
     await signal.send("cancel_request", { consultation_id: consultationId }).catch(() => {});
     wipe();
   });
+  byTestId("idle-stay").addEventListener("click", () => {
+    closeIdleDialog();
+    armIdle();
+  });
   byTestId("end-call").addEventListener("click", async () => {
     if (await confirmDialog("call.end_confirm")) {
-      await signal.send("end_consultation", { consultation_id: consultationId }).catch(() => {});
+      const view = await signal.send("end_consultation", { consultation_id: consultationId }).catch(() => null);
+      if (view) applyConsultation(view);
     }
   });
   for (let score = 1; score <= 5; score += 1) {
     byTestId(`rating-${score}`).addEventListener("click", async () => {
-      await signal
-        .send("rate_consultation", { consultation_id: consultationId, rating: score })
-        .catch(() => {});
-      document.getElementById("after-message").textContent = t("kiosk.thanks");
-      setTimeout(wipe, 1500);
+      for (const button of document.querySelectorAll("#rating button")) button.disabled = true;
+      await signal.send("rate_consultation", { consultation_id: consultationId, rating: score }).catch(() => {});
+      setText(document.getElementById("after-message"), "kiosk.thanks");
+      setTimeout(wipe, THANKS_MS);
     });
+  }
+  byTestId("finish").addEventListener("click", wipe);
+  for (const kind of ["pointerdown", "keydown", "input"]) {
+    document.addEventListener(kind, () => armIdle(), { capture: true, passive: true });
   }
   show("start-screen");
 }

@@ -7,7 +7,8 @@ const GATHER_TIMEOUT_MS = 4000;
 const STATS_INTERVAL_MS = 1000;
 const FAILED_GRACE_MS = 3000;
 
-async function localMedia() {
+// Camera and microphone, or whatever part of them is there (null for nothing).
+export async function localMedia() {
   const attempts = [
     { audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } },
     { audio: true, video: false },
@@ -48,6 +49,24 @@ export class MediaLink {
     this.statsTimer = null;
     this.failTimer = null;
     this.generation = 0;
+    this.previous = null;
+  }
+
+  // A stream already opened (the kiosk's device check) is used for the call.
+  useStream(stream) {
+    this.stream = stream;
+    if (stream && this.localVideo) this.localVideo.srcObject = stream;
+  }
+
+  hasTrack(kind) {
+    return Boolean(this.stream?.getTracks().some((track) => track.kind === kind));
+  }
+
+  // Muting keeps the track (and the connection) and sends silence / black frames.
+  setEnabled(kind, enabled) {
+    for (const track of this.stream?.getTracks() ?? []) {
+      if (track.kind === kind) track.enabled = enabled;
+    }
   }
 
   get active() {
@@ -129,22 +148,43 @@ export class MediaLink {
     if (this.access && (!this.pc || this.pc.connectionState !== "connected")) this.connect();
   }
 
+  // Figures of the last interval for the quality indicator: loss (fraction of
+  // packets lost since the last report), round-trip time (s), frames per second.
   async report() {
     if (!this.pc) return;
-    const report = await this.pc.getStats();
-    const figures = { framesDecoded: 0, audioPacketsReceived: 0, packetsLost: 0, rtt: null, fps: null };
+    const pc = this.pc;
+    const report = await pc.getStats();
+    const figures = {
+      framesDecoded: 0,
+      audioPacketsReceived: 0,
+      packetsLost: 0,
+      packetsReceived: 0,
+      rtt: null,
+      fps: null,
+      loss: null,
+      connection: pc.connectionState,
+    };
     report.forEach((entry) => {
       if (entry.type === "inbound-rtp" && entry.kind === "video") {
         figures.framesDecoded = entry.framesDecoded ?? 0;
         figures.fps = entry.framesPerSecond ?? null;
         figures.packetsLost += entry.packetsLost ?? 0;
+        figures.packetsReceived += entry.packetsReceived ?? 0;
       } else if (entry.type === "inbound-rtp" && entry.kind === "audio") {
         figures.audioPacketsReceived = entry.packetsReceived ?? 0;
         figures.packetsLost += entry.packetsLost ?? 0;
+        figures.packetsReceived += entry.packetsReceived ?? 0;
       } else if (entry.type === "candidate-pair" && entry.nominated && entry.currentRoundTripTime !== undefined) {
         figures.rtt = entry.currentRoundTripTime;
       }
     });
+    if (this.previous && this.previous.pc === pc) {
+      const lost = figures.packetsLost - this.previous.lost;
+      const received = figures.packetsReceived - this.previous.received;
+      figures.loss = lost + received > 0 ? Math.max(0, lost) / (Math.max(0, lost) + received) : null;
+      figures.stalled = received <= 0;
+    }
+    this.previous = { pc, lost: figures.packetsLost, received: figures.packetsReceived };
     if (this.remoteVideo) {
       this.remoteVideo.dataset.framesDecoded = String(figures.framesDecoded);
       this.remoteVideo.dataset.audioPackets = String(figures.audioPacketsReceived);
@@ -153,17 +193,15 @@ export class MediaLink {
   }
 
   // Everything off: connection, camera, pictures (the kiosk's privacy wipe relies on it).
+  // No DELETE: the pages stop only when the call has ended, and the relay has
+  // then closed both sides already.
   stop() {
     this.generation += 1;
     clearInterval(this.statsTimer);
     clearTimeout(this.failTimer);
-    if (this.access && this.location) {
-      fetch(this.location, { method: "DELETE", headers: { Authorization: `Bearer ${this.access.token}` } }).catch(
-        () => {},
-      );
-    }
     this.access = null;
     this.location = null;
+    this.previous = null;
     if (this.pc) this.pc.close();
     this.pc = null;
     for (const track of this.stream?.getTracks() ?? []) track.stop();
