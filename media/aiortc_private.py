@@ -85,6 +85,11 @@ def restrict_host_addresses(addresses: Sequence[str]) -> None:
     aioice.ice.get_host_addresses = host_addresses
 
 
+def gathering_addresses() -> list[str]:
+    """The addresses ICE gathers host candidates on now (restricted or not)."""
+    return list(aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True))
+
+
 def check_private_names() -> list[str]:
     """What is missing or changed among the private names used above."""
     problems = []

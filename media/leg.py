@@ -3,6 +3,7 @@ and hands every unprotected packet to the relay."""
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,13 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from media.aiortc_private import dtls_transports, intercept, send_protected, silence
+from media.aiortc_private import (
+    dtls_transports,
+    gathering_addresses,
+    intercept,
+    send_protected,
+    silence,
+)
 from media.errors import BadOffer
 from media.forwarding import OutboundStream
 from media.session import Negotiated, Section, negotiated
@@ -89,6 +96,29 @@ def advertise_public_address(sdp: str, public_address: str | None) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a hostname (mDNS ".local") is never loopback here
+
+
+def reachable_candidates(sdp: str, local_addresses: list[str]) -> str:
+    """Drop the client's non-loopback candidates when the relay gathers on loopback
+    only (``--media-address 127.0.0.1``): such a relay must not send connectivity
+    checks anywhere else, even to another address of the same machine."""
+    if not local_addresses or not all(_is_loopback(a) for a in local_addresses):
+        return sdp
+    kept = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split(" ")
+            if len(parts) > 4 and not _is_loopback(parts[4]):
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
+
+
 class Leg:
     """A participant's connection to a call's relay."""
 
@@ -140,7 +170,8 @@ class Leg:
             if media.kind == "video":
                 transceiver.setCodecPreferences(_preferred_video_codecs(offer))
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            reachable = reachable_candidates(offer_sdp, gathering_addresses())
+            await self.pc.setRemoteDescription(RTCSessionDescription(reachable, "offer"))
             for transport in dtls_transports(self.pc):
                 intercept(transport, self._rtp, self._rtcp)
                 self._transports.append(transport)

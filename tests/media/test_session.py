@@ -2,7 +2,8 @@
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.leg import advertise_public_address
+from media.aiortc_private import gathering_addresses, restrict_host_addresses
+from media.leg import advertise_public_address, reachable_candidates
 from media.session import CodecId
 
 
@@ -32,3 +33,32 @@ def test_public_address_replaces_candidate_addresses() -> None:
     assert "a=candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host" in out
     assert "c=IN IP4 203.0.113.7" in out and "10.0.0.5" not in out
     assert advertise_public_address(sdp, None) == sdp
+
+
+OFFER_CANDIDATES = (
+    "v=0\r\n"
+    "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
+    "a=candidate:2 1 udp 2130706431 192.0.2.2 40002 typ host\r\n"
+    "a=candidate:3 1 udp 2130706431 3f1c2a.local 40004 typ host\r\n"
+    "a=candidate:4 1 udp 2130706431 ::1 40006 typ host\r\n"
+)
+
+
+def test_a_loopback_relay_keeps_only_loopback_candidates() -> None:
+    kept = reachable_candidates(OFFER_CANDIDATES, ["127.0.0.1"])
+    assert "127.0.0.1 40000" in kept and "::1 40006" in kept
+    assert "192.0.2.2" not in kept and ".local" not in kept
+
+
+def test_a_relay_on_real_interfaces_keeps_every_candidate() -> None:
+    assert reachable_candidates(OFFER_CANDIDATES, ["192.0.2.2"]) == OFFER_CANDIDATES
+    assert reachable_candidates(OFFER_CANDIDATES, ["127.0.0.1", "192.0.2.2"]) == OFFER_CANDIDATES
+    assert reachable_candidates(OFFER_CANDIDATES, []) == OFFER_CANDIDATES
+
+
+def test_gathering_addresses_follow_the_restriction() -> None:
+    restrict_host_addresses(["127.0.0.1"])
+    try:
+        assert gathering_addresses() == ["127.0.0.1"]
+    finally:
+        restrict_host_addresses([])

@@ -26,7 +26,8 @@ export function hourlyChart(buckets, lang) {
   svg.append(node("title", {}, t("board.chart_title")));
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
-  const maxCount = niceMax(Math.max(0, ...buckets.map((b) => b.consultations)));
+  // At least 2, so that the middle gridline is a whole number of consultations.
+  const maxCount = niceMax(Math.max(2, ...buckets.map((b) => b.consultations)));
   const waits = buckets.map((b) => b.median_wait_s).filter((w) => w !== null);
   const maxWait = niceMax(Math.max(0, ...waits) / 60);
   const step = plotW / Math.max(1, buckets.length);
