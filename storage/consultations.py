@@ -233,12 +233,6 @@ class ConsultationRecords:
             query = query.where(consultations.c.expert_id == expert_id)
         return await self._select(query)
 
-    async def since(self, start: float) -> list[ConsultationRecord]:
-        """Every consultation that started waiting at or after ``start`` (statistics)."""
-        return await self._select(
-            _RECORDS.where(consultations.c.waiting_at >= start).order_by(consultations.c.waiting_at)
-        )
-
     async def add_chat(
         self, consultation_id: str, sender_id: str, sender_role: Role, text: str
     ) -> ChatMessage:

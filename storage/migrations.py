@@ -128,8 +128,13 @@ MIGRATIONS += (
 MIGRATIONS += (
     Migration(
         3,
-        "departments' usual hours, shown on the kiosk when nobody is online",
-        ("ALTER TABLE departments ADD COLUMN hours TEXT NOT NULL DEFAULT '1-5 09:00-17:00'",),
+        "departments' usual hours (shown on the kiosk when nobody is online); "
+        "consultations by queue time (the board)",
+        (
+            "ALTER TABLE departments ADD COLUMN hours TEXT NOT NULL DEFAULT '1-5 09:00-17:00'",
+            # The board reads a week of consultations by queue time.
+            "CREATE INDEX consultations_waiting ON consultations(waiting_at)",
+        ),
     ),
 )
 

@@ -10,6 +10,7 @@ from storage.consultations import ConsultationRecords
 from storage.database import Database, database_url
 from storage.departments import Departments
 from storage.sessions import SessionPolicy, Sessions
+from storage.statistics import ConsultationStatistics
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Storage:
     accounts: Accounts
     sessions: Sessions
     consultations: ConsultationRecords
+    statistics: ConsultationStatistics
 
     @classmethod
     async def open(
@@ -34,6 +36,7 @@ class Storage:
             accounts=Accounts(db),
             sessions=Sessions(db, session_policy),
             consultations=ConsultationRecords(db),
+            statistics=ConsultationStatistics(db),
         )
 
     async def close(self) -> None:

@@ -9,7 +9,6 @@ from aiohttp import web
 
 from signaling.messages import QueueUpdate
 from storage.records import Department, Role
-from storage.statistics import hourly, summarise
 from web.api import ANY_ACCOUNT, Api, account_of, reply
 from web.keys import HUB, STORAGE
 from web.schemas import (
@@ -76,7 +75,6 @@ async def board(request: web.Request) -> web.StreamResponse:
     first_hour = local_now.replace(minute=0, second=0, microsecond=0) - timedelta(
         hours=HISTORY_DAYS * 24 - 1
     )
-    records = await storage.consultations.since(first_hour.timestamp())
     live = []
     for department in await storage.departments.list(include_disabled=False):
         snapshot = await dispatcher.queue_snapshot(department.code)
@@ -91,8 +89,9 @@ async def board(request: web.Request) -> web.StreamResponse:
                 active_calls=busy,
             )
         )
-    summary = summarise([r for r in records if r.waiting_at >= today])
-    hours = hourly(records, first_hour.timestamp(), HISTORY_DAYS * 24)
+    summary, hours = await storage.statistics.board(
+        now=now, today=today, first_hour=first_hour.timestamp(), hours=HISTORY_DAYS * 24
+    )
     return reply(
         BoardView(
             generated_at=now,

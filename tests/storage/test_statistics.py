@@ -1,7 +1,7 @@
 """Board figures from records: which consultations count, and how."""
 
-from storage.records import ConsultationRecord, ConsultationState, EndReason
-from storage.statistics import hourly, percentile, summarise
+from storage.records import EndReason
+from storage.statistics import Timing, hourly, percentile, summarise
 
 T0 = 1_800_000_000.0
 
@@ -13,29 +13,12 @@ def record(
     handle: float | None = None,
     reason: EndReason | None = EndReason.COMPLETED,
     rating: int | None = None,
-) -> ConsultationRecord:
+) -> Timing:
     active = None if wait is None else waiting_at + wait
     ended = None
     if reason is not None:
         ended = (active or waiting_at) + (handle or 1.0)
-    return ConsultationRecord(
-        id=f"{waiting_at:.0f}",
-        kiosk_id="k",
-        hall=None,
-        department="market",
-        expert_id=None,
-        case_number=None,
-        state=ConsultationState.ENDED if reason else ConsultationState.ACTIVE,
-        waiting_at=waiting_at,
-        offered_at=None,
-        active_at=active,
-        ended_at=ended,
-        end_reason=reason,
-        ended_by=None,
-        outcome=None,
-        notes=None,
-        rating=rating,
-    )
+    return Timing(waiting_at, active, ended, reason.value if reason else None, rating)
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -1,10 +1,14 @@
 """Department status for the kiosk, the admin board, the expert's history,
 and departments' usual hours."""
 
+import time
+
 import aiohttp
 import pytest
 
 from signaling.client import ExpertClient
+from storage.ids import new_id
+from storage.schema import consultations
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session
 
 
@@ -116,3 +120,47 @@ async def test_department_hours_are_set_and_checked(sqlite_server: RunningServer
     assert department.hours == "1-5 13:00-17:30"
     entries = await sqlite_server.storage.audit.search(action="department.hours")
     assert [e.subject for e in entries] == ["tax"]
+
+
+async def test_board_counts_earlier_days_in_the_chart_not_in_today(
+    sqlite_server: RunningServer,
+) -> None:
+    server = sqlite_server
+    kiosk = await server.storage.accounts.get_by_username("kiosk01")
+
+    async def add_ended(days_ago: float) -> None:
+        waiting = time.time() - days_ago * 86400
+        row = {
+            "id": new_id(),
+            "kiosk_id": kiosk.id,
+            "hall": None,
+            "department": "market",
+            "expert_id": None,
+            "case_number": None,
+            "state": "ended",
+            "waiting_at": waiting,
+            "offered_at": None,
+            "active_at": waiting + 30,
+            "ended_at": waiting + 330,
+            "end_reason": "completed",
+            "ended_by": "system",
+            "outcome": None,
+            "notes": None,
+            "rating": None,
+        }
+        await server.storage.db.write(lambda conn: conn.execute(consultations.insert(), [row]))
+
+    await add_ended(2)
+    await add_ended(8)  # older than the chart
+    admin = await login_session(server, "admin")
+    async with admin:
+        board = await get_json(admin, f"{server.url}/api/v1/board")
+        assert board["today"]["consultations"] == 0
+        assert sum(h["consultations"] for h in board["hourly"]) == 1
+        assert [h["median_wait_s"] for h in board["hourly"] if h["consultations"]] == [30]
+        # Earlier days are kept between calls (recomputed every 10 minutes or at midnight).
+        await add_ended(3)
+        board = await get_json(admin, f"{server.url}/api/v1/board")
+        assert sum(h["consultations"] for h in board["hourly"]) == 1
+    starts = [h["start"] for h in board["hourly"]]
+    assert starts == sorted(starts) and len(set(starts)) == 7 * 24

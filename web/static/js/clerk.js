@@ -58,6 +58,8 @@ function attachControls(file) {
     option.value = name;
     category.append(option);
   }
+  // What the expert sent is usually the department's reply; the citizen's, application material.
+  category.value = file.uploaded_by === "expert" ? "reply" : "application";
   const attach = textElement("button", "clerk.attach");
   attach.type = "button";
   attach.dataset.testid = "attach-file";
