@@ -10,7 +10,7 @@ from sqlalchemy import Connection, delete, select, update
 from storage.accounts import PUBLIC_COLUMNS, account_from_row
 from storage.audit import append_audit_if
 from storage.database import Database
-from storage.records import Account, AuditEvent
+from storage.records import Account, AuditEvent, Role
 from storage.schema import accounts, sessions
 
 # last_seen is only rewritten when older than this, so that busy pages do not
@@ -26,6 +26,14 @@ def _token_hash(token: str) -> str:
 class SessionPolicy:
     idle_timeout: float
     max_age: float
+    # Kiosks stand in a hall logged in for weeks: their sessions end only after
+    # this long (None: as everyone's).
+    kiosk_max_age: float | None = None
+
+    def expired(self, role: str, created_at: float, last_seen: float, now: float) -> bool:
+        if role == Role.KIOSK.value and self.kiosk_max_age is not None:
+            return now - created_at > self.kiosk_max_age
+        return now - last_seen > self.idle_timeout or now - created_at > self.max_age
 
 
 class Sessions:
@@ -71,10 +79,7 @@ class Sessions:
         row = await self._db.read(lambda conn: conn.execute(query).first())
         if row is None:
             return None
-        expired = (
-            now - row.last_seen > self.policy.idle_timeout
-            or now - row.session_created_at > self.policy.max_age
-        )
+        expired = self.policy.expired(row.role, row.session_created_at, row.last_seen, now)
         if expired or row.disabled:
             await self._db.write(
                 lambda conn: conn.execute(delete(sessions).where(sessions.c.token_hash == digest))
@@ -98,13 +103,20 @@ class Sessions:
     async def purge_expired(self) -> int:
         now = time.time()
 
-        def unit(conn: Connection) -> int:
-            result = conn.execute(
-                delete(sessions).where(
-                    (sessions.c.last_seen < now - self.policy.idle_timeout)
-                    | (sessions.c.created_at < now - self.policy.max_age)
-                )
+        policy = self.policy
+        kiosks = select(accounts.c.id).where(accounts.c.role == Role.KIOSK.value)
+        staff_expired = (sessions.c.last_seen < now - policy.idle_timeout) | (
+            sessions.c.created_at < now - policy.max_age
+        )
+        if policy.kiosk_max_age is None:
+            condition = staff_expired
+        else:
+            condition = (sessions.c.account_id.not_in(kiosks) & staff_expired) | (
+                sessions.c.account_id.in_(kiosks)
+                & (sessions.c.created_at < now - policy.kiosk_max_age)
             )
-            return int(result.rowcount)
+
+        def unit(conn: Connection) -> int:
+            return int(conn.execute(delete(sessions).where(condition)).rowcount)
 
         return await self._db.write(unit)

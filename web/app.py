@@ -65,7 +65,11 @@ async def open_storage(settings: Settings) -> Storage:
     return await Storage.open(
         settings.database_url,
         settings.data_dir,
-        SessionPolicy(idle_timeout=settings.session_idle, max_age=settings.session_max),
+        SessionPolicy(
+            idle_timeout=settings.session_idle,
+            max_age=settings.session_max,
+            kiosk_max_age=settings.kiosk_session_max,
+        ),
     )
 
 

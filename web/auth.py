@@ -5,7 +5,7 @@ import time
 
 from aiohttp import web
 
-from storage.records import Account
+from storage.records import Account, Role
 from web.errors import TooManyRequests
 from web.keys import ACCOUNT, HUB, SESSION_TOKEN, SETTINGS, STORAGE
 from web.settings import Settings
@@ -36,7 +36,9 @@ async def authenticate(request: web.Request) -> Account | None:
     return account
 
 
-def set_session_cookie(response: web.StreamResponse, token: str, settings: Settings) -> None:
+def set_session_cookie(
+    response: web.StreamResponse, token: str, settings: Settings, role: Role
+) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -44,7 +46,7 @@ def set_session_cookie(response: web.StreamResponse, token: str, settings: Setti
         samesite="Strict",
         secure=settings.tls or settings.behind_proxy,
         path="/",
-        max_age=int(settings.session_max),
+        max_age=int(settings.kiosk_session_max if role is Role.KIOSK else settings.session_max),
     )
 
 

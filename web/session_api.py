@@ -47,7 +47,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         account, remote, audit=AuditEvent(account.username, "login", account.username, {}, remote)
     )
     response = reply(MeView.of(account))
-    set_session_cookie(response, token, request.app[SETTINGS])
+    set_session_cookie(response, token, request.app[SETTINGS], account.role)
     return response
 
 

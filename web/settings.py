@@ -64,6 +64,9 @@ class Settings:
     """Seconds of inactivity after which a login session expires."""
     session_max: float = 24 * 3600.0
     """Seconds after login after which a session expires regardless."""
+    kiosk_session_max: float = 30 * 86400.0
+    """Seconds a kiosk's login lasts (no idle timeout): a hall's kiosk is logged in
+    once, not every morning."""
     login_attempts: int = 5
     """Failed logins per account and address within --login-window before 429."""
     login_window: float = 300.0
@@ -145,6 +148,7 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "no_expert_wait",
         "session_idle",
         "session_max",
+        "kiosk_session_max",
         "login_attempts",
         "login_window",
         "log_level",
@@ -257,6 +261,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         no_expert_wait=_number("no_expert_wait", args.no_expert_wait, float, 1),
         session_idle=_number("session_idle", args.session_idle, float, 60),
         session_max=_number("session_max", args.session_max, float, 60),
+        kiosk_session_max=_number("kiosk_session_max", args.kiosk_session_max, float, 60),
         login_attempts=int(_number("login_attempts", args.login_attempts, int, 1)),
         login_window=_number("login_window", args.login_window, float, 1),
         log_level=log_level,

@@ -1,5 +1,7 @@
 """Login, logout, /me, cookies and throttling over real HTTP."""
 
+import time
+
 import aiohttp
 from sqlalchemy import text
 
@@ -134,3 +136,39 @@ async def test_malformed_login_bodies_are_400_or_415(
             assert response.status == expected, kwargs
             body = await response.json()
             assert set(body["error"]) == {"code", "message"}
+
+
+async def test_a_kiosk_stays_logged_in_past_the_staff_limits(server: RunningServer) -> None:
+    day = 86400
+    sessions = {}
+    for username in ("kiosk01", "expert_market"):
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        status, _, response = await post_login(session, server, username, "demo1234")
+        assert status == 200
+        sessions[username] = (session, response.cookies["wl_session"])
+    assert sessions["kiosk01"][1]["max-age"] == str(30 * day)
+    assert sessions["expert_market"][1]["max-age"] == str(day)
+
+    async def age_all(created_days: float, seen_days: float) -> None:
+        await server.storage.db.write(
+            lambda conn: conn.execute(
+                text("UPDATE sessions SET created_at = :c, last_seen = :s"),
+                {"c": time.time() - created_days * day, "s": time.time() - seen_days * day},
+            )
+        )
+
+    async def me(username: str) -> int:
+        async with sessions[username][0].get(f"{server.url}/api/v1/me") as response:
+            return response.status
+
+    try:
+        # Two days old, idle for one: the expert must log in again, the kiosk not.
+        await age_all(2, 1)
+        assert await server.storage.sessions.purge_expired() == 1
+        assert await me("kiosk01") == 200
+        assert await me("expert_market") == 401
+        await age_all(31, 0)
+        assert await me("kiosk01") == 401
+    finally:
+        for session, _ in sessions.values():
+            await session.close()
