@@ -403,3 +403,31 @@ async def test_every_visible_string_switches_language(
         await admin.wait_for_timeout(300)
         await admin.wait_for_load_state("networkidle")
         await assert_switches_language(admin)
+
+
+async def test_kiosk_explains_a_blocked_camera_and_microphone_and_still_calls(
+    sqlite_server: RunningServer,
+) -> None:
+    """Without the fake permission UI, Chromium refuses camera and microphone
+    (nobody answers the prompt): the device check says so and the citizen can
+    still join the queue, to see and hear the expert and write."""
+    from playwright.async_api import async_playwright
+
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    args = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"]
+    async with async_playwright() as playwright:
+        denying = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=args
+        )
+        try:
+            kiosk = await open_logged_in(denying, sqlite_server, "kiosk", "kiosk01")
+            await kiosk.get_by_test_id("department-market").click()
+            message = kiosk.get_by_test_id("device-message")
+            await kiosk.wait_for_selector("[data-testid=device-message][data-state=problem]")
+            assert await message.get_attribute("data-camera") == "denied"
+            assert "工作人员" in await message.inner_text()
+            await kiosk.get_by_test_id("device-check-continue").click()
+            await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('第 1 位')")
+        finally:
+            await denying.close()
