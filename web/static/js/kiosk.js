@@ -12,6 +12,7 @@ const screens = ["start-screen", "device-screen", "waiting-screen", "call-screen
 const TILE_REFRESH_MS = 10000;
 const IDLE_ANSWER_S = 30;
 const THANKS_MS = 3000;
+const NO_RATING_MS = 15000;
 // Idle time before the wipe, from the kiosk's start URL (/kiosk?idle=120).
 const IDLE_S = Math.min(3600, Math.max(10, Number(new URLSearchParams(location.search).get("idle")) || 120));
 const KEYPAD_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "-", "0"];
@@ -219,6 +220,8 @@ function showEnded(reason) {
   rating.hidden = reason !== "completed" && reason !== "dropped" && reason !== null;
   const message = reason === "no_expert" ? "kiosk.no_expert" : reason === "cancelled" ? "kiosk.cancelled" : "kiosk.ended";
   setText(document.getElementById("after-message"), message);
+  // Nothing to rate: the message stays long enough to be read, then the wipe.
+  if (rating.hidden) setTimeout(wipe, NO_RATING_MS);
 }
 
 // ---- idle and wipe --------------------------------------------------------
