@@ -345,6 +345,14 @@ async def test_kiosk_idle_timeout_wipes_what_was_typed(
     assert "ID-4242" not in await page.content()
     # The next citizen starts in Chinese.
     assert await page.get_by_test_id("lang-toggle").inner_text() == "English"
+    # Waiting needs no touching: the kiosk asks before giving the place up.
+    await request_from_kiosk(page, "market")
+    await page.wait_for_selector("[data-testid=queue-position]:has-text('第 1 位')")
+    await page.wait_for_selector("[data-testid=idle-dialog][open]", timeout=30000)
+    await page.get_by_test_id("idle-stay").click()
+    await page.wait_for_selector("[data-testid=idle-dialog]", state="hidden")
+    state = await sqlite_server.storage.consultations.find()
+    assert [r.state.value for r in state] == ["waiting"]
 
 
 async def assert_switches_language(page: Any) -> None:
@@ -429,5 +437,11 @@ async def test_kiosk_explains_a_blocked_camera_and_microphone_and_still_calls(
             assert "工作人员" in await message.inner_text()
             await kiosk.get_by_test_id("device-check-continue").click()
             await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('第 1 位')")
+            await kiosk.evaluate("window.beforeWipe = true")
+            await kiosk.get_by_test_id("cancel-request").click()
+            await kiosk.wait_for_function("window.beforeWipe === undefined")
+            await kiosk.wait_for_selector("[data-testid=department-market]")
+            records = await sqlite_server.storage.consultations.find()
+            assert [r.end_reason.value for r in records if r.end_reason] == ["abandoned"]
         finally:
             await denying.close()
