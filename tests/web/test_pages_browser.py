@@ -385,6 +385,9 @@ async def test_every_visible_string_switches_language(
     await login.goto(f"{server.url}/clerk")
     await login.wait_for_selector("body[data-ready]")
     await assert_switches_language(login)
+    await login.goto(f"{server.url}/")
+    await login.wait_for_selector("body[data-ready]")
+    await assert_switches_language(login)
 
     kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
     await kiosk.wait_for_selector("[data-testid=department-market]")
