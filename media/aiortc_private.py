@@ -15,6 +15,8 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 
+from media.addresses import is_loopback
+
 RtpHandler = Callable[[bytes, int], Awaitable[None]]
 RtcpHandler = Callable[[bytes], Awaitable[None]]
 
@@ -69,11 +71,27 @@ def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
 
 
 _original_host_addresses = aioice.ice.get_host_addresses
+_original_request_received = aioice.ice.Connection.request_received
+
+
+def _loopback_request_received(
+    self: aioice.ice.Connection, message: Any, addr: tuple[str, int], protocol: Any
+) -> None:
+    # A client's check from another address of this machine (Chromium pairs its
+    # eth0 candidate with our 127.0.0.1) would teach aioice a peer-reflexive
+    # candidate there and make it send to it: not answered, not learnt.
+    if is_loopback(addr[0]):
+        _original_request_received(self, message, addr, protocol)
 
 
 def restrict_host_addresses(addresses: Sequence[str]) -> None:
     """Make ICE gather host candidates on exactly ``addresses`` (aioice otherwise
-    takes every interface but loopback). Process-wide; empty restores the default."""
+    takes every interface but loopback); on loopback only, also ignore checks
+    arriving from other addresses. Process-wide; empty restores the default."""
+    loopback_only = bool(addresses) and all(is_loopback(a) for a in addresses)
+    aioice.ice.Connection.request_received = (  # type: ignore[method-assign]
+        _loopback_request_received if loopback_only else _original_request_received
+    )
     if not addresses:
         aioice.ice.get_host_addresses = _original_host_addresses
         return
@@ -107,6 +125,9 @@ def check_private_names() -> list[str]:
         found = list(inspect.signature(member).parameters)
         if found != params:
             problems.append(f"{cls.__name__}.{name}{found} != {params}")
+    received = list(inspect.signature(_original_request_received).parameters)
+    if received != ["self", "message", "addr", "protocol"]:
+        problems.append(f"aioice Connection.request_received{received} changed")
     if not callable(getattr(aioice.ice, "get_host_addresses", None)):
         problems.append("aioice.ice.get_host_addresses is gone")
     return problems

@@ -3,7 +3,6 @@ and hands every unprotected packet to the relay."""
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
+from media.addresses import reachable_candidates
 from media.aiortc_private import (
     dtls_transports,
     gathering_addresses,
@@ -94,29 +94,6 @@ def advertise_public_address(sdp: str, public_address: str | None) -> str:
             line = f"c=IN IP4 {public_address}"
         lines.append(line)
     return "\r\n".join(lines) + "\r\n"
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False  # a hostname (mDNS ".local") is never loopback here
-
-
-def reachable_candidates(sdp: str, local_addresses: list[str]) -> str:
-    """Drop the client's non-loopback candidates when the relay gathers on loopback
-    only (``--media-address 127.0.0.1``): such a relay must not send connectivity
-    checks anywhere else, even to another address of the same machine."""
-    if not local_addresses or not all(_is_loopback(a) for a in local_addresses):
-        return sdp
-    kept = []
-    for line in sdp.splitlines():
-        if line.startswith("a=candidate:"):
-            parts = line.split(" ")
-            if len(parts) > 4 and not _is_loopback(parts[4]):
-                continue
-        kept.append(line)
-    return "\r\n".join(kept) + "\r\n"
 
 
 class Leg:

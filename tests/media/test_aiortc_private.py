@@ -2,6 +2,7 @@
 
 import aioice.ice
 import aiortc
+import pytest
 
 from media.aiortc_private import check_private_names, restrict_host_addresses
 
@@ -27,3 +28,20 @@ def test_host_addresses_can_be_restricted_and_restored() -> None:
     finally:
         restrict_host_addresses([])
     assert aioice.ice.get_host_addresses is original
+
+
+def test_a_loopback_relay_ignores_checks_from_other_addresses() -> None:
+    original = aioice.ice.Connection.request_received
+    restrict_host_addresses(["127.0.0.1"])
+    try:
+        guard = aioice.ice.Connection.request_received
+        assert guard is not original
+        # Dropped before aioice looks at anything (these arguments would break it).
+        guard(None, None, ("192.0.2.2", 5000), None)  # type: ignore[arg-type]
+        with pytest.raises(AttributeError):
+            guard(None, None, ("127.0.0.1", 5000), None)  # type: ignore[arg-type]
+        restrict_host_addresses(["127.0.0.1", "192.0.2.2"])
+        assert aioice.ice.Connection.request_received is original
+    finally:
+        restrict_host_addresses([])
+    assert aioice.ice.Connection.request_received is original

@@ -2,8 +2,9 @@
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media.addresses import reachable_candidates
 from media.aiortc_private import gathering_addresses, restrict_host_addresses
-from media.leg import advertise_public_address, reachable_candidates
+from media.leg import advertise_public_address
 from media.session import CodecId
 
 
