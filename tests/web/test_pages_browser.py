@@ -448,3 +448,32 @@ async def test_kiosk_explains_a_blocked_camera_and_microphone_and_still_calls(
             assert [r.end_reason.value for r in records if r.end_reason] == ["abandoned"]
         finally:
             await denying.close()
+
+
+async def test_kiosk_media_is_rebuilt_when_the_relay_loses_it(
+    browser: Any, start_server: Any
+) -> None:
+    """Chromium's offline emulation leaves WebRTC on loopback alone, so the relay
+    drops the kiosk's connection instead: the page offers anew by itself."""
+    server = await start_server(grace_period=30.0)
+    expert = await open_logged_in(browser, server, "expert", "expert_market")
+    await go_available(expert)
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
+    await request_from_kiosk(kiosk, "market")
+    await expert.get_by_test_id("accept-call").click()
+    await wait_media_both_ways(kiosk, expert)
+    call_id = (await server.storage.consultations.find())[0].id
+
+    assert await server.media.disconnect(call_id, "kiosk")
+    await kiosk.wait_for_selector(
+        "[data-testid=connection-quality][data-level=poor]", timeout=20000
+    )
+    seen = [await page.evaluate(FRAMES_DECODED) for page in (kiosk, expert)]
+    # A new connection: the kiosk's decoder starts again from zero, the expert's goes on.
+    await kiosk.wait_for_function(
+        f"{FRAMES_DECODED} > 30 && {FRAMES_DECODED} < {seen[0]}"
+        f" || {FRAMES_DECODED} > {seen[0] + 30}",
+        timeout=30000,
+    )
+    await expert.wait_for_function(f"{FRAMES_DECODED} > {seen[1] + 30}", timeout=30000)
+    assert (await server.storage.consultations.get(call_id)).state.value == "active"
