@@ -130,6 +130,17 @@ async def test_the_whole_consultation_and_the_wipe_after_it(
     await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
     await wait_media_both_ways(kiosk, expert)
     await kiosk.wait_for_selector("[data-testid=connection-quality]:not([data-level=unknown])")
+    # Mute and camera off keep the connection and stop what is sent.
+    local_track = "document.querySelector('[data-testid=local-video]').srcObject.get{}Tracks()[0]"
+    await kiosk.get_by_test_id("toggle-mic").click()
+    await kiosk.get_by_test_id("toggle-camera").click()
+    assert await kiosk.evaluate(f"{local_track.format('Audio')}.enabled") is False
+    assert await kiosk.evaluate(f"{local_track.format('Video')}.enabled") is False
+    assert await kiosk.get_by_test_id("toggle-mic").get_attribute("aria-pressed") == "true"
+    await kiosk.get_by_test_id("toggle-mic").click()
+    await kiosk.get_by_test_id("toggle-camera").click()
+    assert await kiosk.evaluate(f"{local_track.format('Audio')}.enabled") is True
+    assert await kiosk.evaluate(f"{local_track.format('Video')}.enabled") is True
 
     # A still of the document in front of the camera, and a PDF.
     await kiosk.get_by_test_id("show-document").click()
@@ -299,6 +310,22 @@ async def test_admin_creates_a_department_and_an_expert_who_takes_a_call(
     await admin.get_by_test_id("audit-action").fill("account")
     await admin.get_by_test_id("audit-search").click()
     await admin.wait_for_selector("[data-testid=audit-row]:has-text('expert_tax')")
+
+    # Reset a password (the dialog refuses a short one) and disable an account.
+    await admin.get_by_test_id("tab-accounts").click()
+    await admin.locator("[data-testid=account-row-clerk] [data-testid=account-reset]").click()
+    await admin.get_by_test_id("confirm-input").fill("short")
+    await admin.get_by_test_id("confirm-yes").click()
+    await admin.wait_for_selector("#confirm-dialog:has-text('至少 8 位')")
+    await admin.get_by_test_id("confirm-input").fill("new-clerk-pass")
+    await admin.get_by_test_id("confirm-yes").click()
+    await admin.wait_for_selector("#account-message:has-text('密码已重置')")
+    clerk = await login_session(server, "clerk", "new-clerk-pass")
+    await clerk.close()
+    row = "[data-testid=account-row-expert_housing]"
+    await admin.locator(f"{row} [data-testid=account-toggle]").click()
+    await admin.wait_for_selector(f"{row}:has-text('已停用')")
+    assert (await server.storage.accounts.get_by_username("expert_housing")).disabled
 
 
 async def test_kiosk_offline_for_five_seconds_comes_back_by_itself(
