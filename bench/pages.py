@@ -36,20 +36,8 @@ from storage.ids import new_id  # noqa: E402
 from storage.schema import consultations  # noqa: E402
 from storage.sessions import SessionPolicy  # noqa: E402
 from storage.store import Storage  # noqa: E402
+from tests.chromium import launch_chromium  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGES = (
     ("index", None),
     ("kiosk", "kiosk01"),
@@ -214,9 +202,7 @@ async def pages(loads: int) -> None:
         process, url = await start_server(Path(tmp))
         try:
             async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = await launch_chromium(playwright)
                 results: dict[str, dict[str, Any]] = {}
                 for name, username in PAGES:
                     cookies = None
@@ -230,7 +216,7 @@ async def pages(loads: int) -> None:
                     for _ in range(loads):
                         context = await browser.new_context()
                         if cookies:
-                            await context.add_cookies(cookies)  # type: ignore[arg-type]
+                            await context.add_cookies(cookies)
                         page = await context.new_page()
                         # Record when data-ready appears, in the page's own clock.
                         await page.add_init_script(

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from signaling.client import ExpertClient, KioskClient
+from tests.chromium import launch_chromium
 from web.app import create_app
 from web.keys import HUB, MEDIA, STORAGE
 from web.settings import Settings
@@ -183,30 +184,13 @@ async def login_session(
     return session
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """Debian's headless Chromium with fake camera and microphone (never a downloaded one)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = await launch_chromium(playwright)
         try:
             yield chromium
         finally:

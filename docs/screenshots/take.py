@@ -11,37 +11,21 @@ Any error printed by a page's script stops the run.
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import async_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(ROOT))
+
+from bench.measure import free_port, wait_for_http  # noqa: E402
+from tests.chromium import launch_chromium  # noqa: E402
+
 VIEWPORT = {"width": 1280, "height": 860}
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% form\n" * 200 + b"%%EOF\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Shots:
@@ -189,18 +173,10 @@ async def main() -> int:
                 "127.0.0.1",
                 cwd=ROOT,
             )
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.2)
+            await wait_for_http(f"{url}/healthz", attempts=300)
         try:
             async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = await launch_chromium(playwright)
                 shots = Shots(browser, url, args.out)
                 try:
                     await journey(shots, tmp)

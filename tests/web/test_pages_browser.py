@@ -11,6 +11,7 @@ import pytest
 from signaling.client import KioskClient
 from signaling.messages import ConsultationView, OfferView
 from storage.demo import DEMO_PASSWORD
+from tests.chromium import launch_chromium
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
 
 pytestmark = pytest.mark.browser
@@ -451,13 +452,8 @@ async def test_kiosk_explains_a_blocked_camera_and_microphone_and_still_calls(
     still join the queue, to see and hear the expert and write."""
     from playwright.async_api import async_playwright
 
-    from tests.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    args = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"]
     async with async_playwright() as playwright:
-        denying = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=args
-        )
+        denying = await launch_chromium(playwright, grant_devices=False)
         try:
             kiosk = await open_logged_in(denying, sqlite_server, "kiosk", "kiosk01")
             await kiosk.get_by_test_id("department-market").click()
