@@ -153,6 +153,7 @@ async def active_call(
     kiosk: str = "kiosk01",
     expert: str = "expert_market",
     department: str = "market",
+    case_number: str | None = None,
 ) -> tuple[KioskClient, ExpertClient, str]:
     """Connect a kiosk and an available expert and take a consultation to active."""
     from signaling.messages import OfferView
@@ -160,7 +161,7 @@ async def active_call(
     expert_client: ExpertClient = await connect(server, expert)
     await expert_client.set_presence("available")
     kiosk_client: KioskClient = await connect(server, kiosk)
-    view = await kiosk_client.request(department)
+    view = await kiosk_client.request(department, case_number=case_number)
     offer = await expert_client.next_event("offer", OfferView)
     await expert_client.accept(offer.consultation_id)
     return kiosk_client, expert_client, view.consultation_id

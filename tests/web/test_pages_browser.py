@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from signaling.client import KioskClient
-from signaling.messages import ConsultationView, OfferView
+from signaling.messages import ConsultationView
 from storage.demo import DEMO_PASSWORD
 from tests.chromium import launch_chromium
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
@@ -76,6 +76,17 @@ async def request_from_kiosk(kiosk: Any, department: str) -> None:
     await kiosk.get_by_test_id(f"department-{department}").click()
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.get_by_test_id("device-check-continue").click()
+
+
+async def call_in_browsers(browser: Any, server: RunningServer) -> tuple[Any, Any]:
+    """A kiosk page and an expert page in a call with media flowing both ways."""
+    expert = await open_logged_in(browser, server, "expert", "expert_market")
+    await go_available(expert)
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
+    await request_from_kiosk(kiosk, "market")
+    await expert.get_by_test_id("accept-call").click()
+    await wait_media_both_ways(kiosk, expert)
+    return kiosk, expert
 
 
 async def wait_media_both_ways(*pages: Any, more_than: int = 0) -> None:
@@ -206,18 +217,13 @@ async def test_clerk_attaches_and_downloads_what_the_kiosk_sent(
     browser: Any, sqlite_server: RunningServer, connect: ClientFactory, tmp_path: Path
 ) -> None:
     server = sqlite_server
-    expert_client = await connect(server, "expert_market")
-    await expert_client.set_presence("available")
-    kiosk_client: KioskClient = await connect(server, "kiosk01")
-    view = await kiosk_client.request("market", case_number="SL-777")
-    offer = await expert_client.next_event("offer", OfferView)
-    await expert_client.accept(offer.consultation_id)
+    _kiosk, expert_client, call_id = await active_call(server, connect, case_number="SL-777")
     photo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
     kiosk_http = await login_session(server, "kiosk01")
     async with kiosk_http:
-        status, _ = await upload_file(server, kiosk_http, view.consultation_id, "证件照.png", photo)
+        status, _ = await upload_file(server, kiosk_http, call_id, "证件照.png", photo)
     assert status == 201
-    await expert_client.end(view.consultation_id)
+    await expert_client.end(call_id)
 
     clerk = await open_logged_in(browser, server, "clerk", "clerk")
     await clerk.get_by_test_id("case-search").fill("SL-777")
@@ -333,12 +339,7 @@ async def test_kiosk_offline_for_five_seconds_comes_back_by_itself(
     browser: Any, start_server: Any
 ) -> None:
     server = await start_server(grace_period=30.0)
-    expert = await open_logged_in(browser, server, "expert", "expert_market")
-    await go_available(expert)
-    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
-    await request_from_kiosk(kiosk, "market")
-    await expert.get_by_test_id("accept-call").click()
-    await wait_media_both_ways(kiosk, expert)
+    kiosk, expert = await call_in_browsers(browser, server)
 
     await kiosk.context.set_offline(True)
     await kiosk.wait_for_selector("[data-testid=connection-banner]:visible", timeout=15000)
@@ -479,12 +480,7 @@ async def test_kiosk_media_is_rebuilt_when_the_relay_loses_it(
     """Chromium's offline emulation leaves WebRTC on loopback alone, so the relay
     drops the kiosk's connection instead: the page offers anew by itself."""
     server = await start_server(grace_period=30.0)
-    expert = await open_logged_in(browser, server, "expert", "expert_market")
-    await go_available(expert)
-    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
-    await request_from_kiosk(kiosk, "market")
-    await expert.get_by_test_id("accept-call").click()
-    await wait_media_both_ways(kiosk, expert)
+    kiosk, expert = await call_in_browsers(browser, server)
     call_id = (await server.storage.consultations.find())[0].id
 
     assert await server.media.disconnect(call_id, "kiosk")
