@@ -215,7 +215,8 @@ async function onLogin() {
       renderOffer();
       return;
     }
-    call.clear();
+    // applyConsultation clears the last call's view (the "consultation" event
+    // may have done so already, with this call's first chat lines since).
     applyConsultation(view);
   });
   byTestId("decline-call").addEventListener("click", async () => {

@@ -287,8 +287,7 @@ function wipe() {
   closeIdleDialog();
   call?.clear();
   releaseDevices();
-  for (const input of document.querySelectorAll("input, textarea")) input.value = "";
-  for (const id of ["queue-position", "wait-estimate"]) byTestId(id).textContent = "";
+  // Every text, field and preview of the page goes with its elements.
   document.getElementById("app-view").replaceChildren();
   try {
     localStorage.clear();
