@@ -4,7 +4,8 @@ StorageError
  ├── RecordNotFound        the named record does not exist
  ├── RecordConflict        the record already exists or is in the wrong state
  ├── MigrationError        the database schema cannot be brought up to date
- └── AuditChainBroken      an audit entry does not match the chain
+ ├── AuditChainBroken      an audit entry does not match the chain
+ └── BackupError           a backup or restore refused or failed
 """
 
 
@@ -31,3 +32,7 @@ class AuditChainBroken(StorageError):
         super().__init__(f"audit entry {seq}: {reason}")
         self.seq = seq
         self.reason = reason
+
+
+class BackupError(StorageError):
+    """A backup or restore that was refused or failed; the message says why."""

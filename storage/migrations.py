@@ -138,6 +138,21 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        4,
+        "crypto-shredding at the end of retention: when a document's key was destroyed",
+        (
+            # The row stays (the record that the document existed); its wrapped key
+            # and KEK id become '' and this column says when they were destroyed.
+            "ALTER TABLE files ADD COLUMN shredded_at DOUBLE PRECISION",
+            # The retention sweep joins only documents not yet shredded to their
+            # consultation; those are few (one retention period's worth).
+            "CREATE INDEX files_unshredded ON files(consultation_id) WHERE shredded_at IS NULL",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

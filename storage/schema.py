@@ -134,6 +134,8 @@ files = Table(
     Column("kek_id", Text, nullable=False),
     Column("wrapped_key", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    # Set when retention destroyed the data key (wrapped_key and kek_id are then '').
+    Column("shredded_at", Float, nullable=True),
 )
 
 case_attachments = Table(
