@@ -22,6 +22,7 @@ import fractions
 import hashlib
 import multiprocessing as mp
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -312,7 +313,13 @@ async def serve(mode: str, port: int, workers: int) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    await asyncio.Event().wait()
+    # Stop on SIGTERM with the pool closed, so that its worker processes go too.
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await pool.close()
 
 
 def run_mode(

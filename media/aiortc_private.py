@@ -8,6 +8,7 @@ moves them fails loudly there rather than silently in a call. Pinned:
 aiortc 1.16.0, aioice 0.13.0.
 """
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -72,6 +73,40 @@ def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
 
 _original_host_addresses = aioice.ice.get_host_addresses
 _original_request_received = aioice.ice.Connection.request_received
+_original_connect = aioice.ice.Connection.connect
+_original_prune_components = aioice.ice.Connection._prune_components
+
+PEER_REFLEXIVE_WAIT = 10.0
+"""Seconds the relay waits for a client's connectivity checks when the client gave
+no candidate it can use."""
+
+
+def _prune_only_with_candidates(self: aioice.ice.Connection) -> None:
+    # With no usable remote candidate at all, aioice drops the component and fails
+    # at once. Keep it: the client's own checks will reveal its address.
+    if self._remote_candidates:
+        _original_prune_components(self)
+
+
+async def _connect_awaiting_checks(self: aioice.ice.Connection) -> None:
+    """A browser that hides its addresses behind mDNS names (``<uuid>.local``, which
+    never resolve across routed networks) still sends connectivity checks to our
+    candidates: wait for them and pair with the peer-reflexive address they come
+    from, instead of failing before they can arrive."""
+    # aioice offers no event for an arriving check: look every 50 ms, bounded.
+    for _ in range(int(PEER_REFLEXIVE_WAIT / 0.05)):
+        if self._remote_candidates or self._early_checks or self._closing:
+            break
+        await asyncio.sleep(0.05)
+    await _original_connect(self)
+
+
+def accept_hidden_candidates() -> None:
+    """Let the relay connect to clients whose only candidates are mDNS names (a
+    browser without camera or microphone permission, Firefox with fake devices).
+    Process-wide; the relay's processes call it once."""
+    aioice.ice.Connection._prune_components = _prune_only_with_candidates  # type: ignore[method-assign]
+    aioice.ice.Connection.connect = _connect_awaiting_checks  # type: ignore[method-assign]
 
 
 def _loopback_request_received(
@@ -125,6 +160,17 @@ def check_private_names() -> list[str]:
         found = list(inspect.signature(member).parameters)
         if found != params:
             problems.append(f"{cls.__name__}.{name}{found} != {params}")
+    for name, params in (
+        ("_prune_components", ["self"]),
+        ("connect", ["self"]),
+    ):
+        member = getattr(aioice.ice.Connection, name, None)
+        if member is None or list(inspect.signature(member).parameters) != params:
+            problems.append(f"aioice Connection.{name} is gone or changed")
+    assigned = aioice.ice.Connection.__init__.__code__.co_names
+    for attribute in ("_remote_candidates", "_early_checks", "_closing"):
+        if attribute not in assigned:
+            problems.append(f"aioice Connection.{attribute} is gone")
     received = list(inspect.signature(_original_request_received).parameters)
     if received != ["self", "message", "addr", "protocol"]:
         problems.append(f"aioice Connection.request_received{received} changed")

@@ -1,10 +1,12 @@
 """Where calls' relays live: one interface, two implementations chosen by
 ``--media-workers`` (0: in this process; N: N worker processes)."""
 
+import resource
 from abc import ABC, abstractmethod
 
-from media.aiortc_private import restrict_host_addresses
+from media.aiortc_private import accept_hidden_candidates, restrict_host_addresses
 from media.config import MediaConfig
+from media.counters import RelayCounters
 from media.errors import UnknownCall
 from media.relay import MediaListener, Relay
 
@@ -40,6 +42,11 @@ class RelayPool(ABC):
     async def peer_connections(self) -> int:
         """Live peer connections across all relays."""
 
+    @abstractmethod
+    async def stats(self) -> dict[str, dict[str, float]]:
+        """Per relay process: calls, peer_connections, cpu_seconds and the
+        ``RelayCounters`` since it started."""
+
     def _notify(self, call_id: str, participant: str, status: str) -> None:
         if self.listener is not None:
             self.listener(call_id, participant, status)
@@ -51,7 +58,9 @@ class LocalRelayPool(RelayPool):
     def __init__(self, config: MediaConfig) -> None:
         self._config = config
         self.relays: dict[str, Relay] = {}
+        self.counters = RelayCounters()
         restrict_host_addresses(config.addresses)
+        accept_hidden_candidates()
 
     async def close(self) -> None:
         for call_id in list(self.relays):
@@ -59,7 +68,9 @@ class LocalRelayPool(RelayPool):
 
     async def open_call(self, call_id: str) -> None:
         if call_id not in self.relays:
-            self.relays[call_id] = Relay(call_id, self._notify, self._config.public_address)
+            self.relays[call_id] = Relay(
+                call_id, self._notify, self._config.public_address, self.counters
+            )
 
     def _relay(self, call_id: str) -> Relay:
         relay = self.relays.get(call_id)
@@ -85,12 +96,28 @@ class LocalRelayPool(RelayPool):
     def load(self) -> int:
         return len(self.relays)
 
+    def figures(self) -> dict[str, float]:
+        """This process's relay figures (its whole CPU time: in a worker that is
+        the relay's; in-process, it includes the web and signaling work)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "calls": float(len(self.relays)),
+            "peer_connections": float(sum(r.peer_connections for r in self.relays.values())),
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            **self.counters.as_dict(),
+        }
 
-def create_relay_pool(config: MediaConfig, log_level: str = "warning") -> RelayPool:
+    async def stats(self) -> dict[str, dict[str, float]]:
+        return {"local": self.figures()}
+
+
+def create_relay_pool(
+    config: MediaConfig, log_level: str = "warning", log_format: str = "text"
+) -> RelayPool:
     """In this process with ``workers == 0``, else in that many worker processes."""
     if config.workers == 0:
         return LocalRelayPool(config)
     # Imported here: the worker pool imports this module for the interface.
     from media.worker_pool import WorkerRelayPool
 
-    return WorkerRelayPool(config, log_level)
+    return WorkerRelayPool(config, log_level, log_format)

@@ -26,6 +26,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from media.counters import RelayCounters
 from media.errors import UnknownCall
 from media.forwarding import Source
 from media.leg import Leg
@@ -42,8 +43,17 @@ MediaListener = Callable[[str, str, str], None]
 
 
 class Relay:
-    def __init__(self, call_id: str, listener: MediaListener, public_address: str | None) -> None:
+    def __init__(
+        self,
+        call_id: str,
+        listener: MediaListener,
+        public_address: str | None,
+        counters: RelayCounters | None = None,
+    ) -> None:
         self.call_id = call_id
+        self.counters = counters or RelayCounters()
+        # (leg generation, source ssrc) -> the receiver's last cumulative loss count
+        self._reported_lost: dict[tuple[int, int], int] = {}
         self._listener = listener
         self._public_address = public_address
         self.legs: dict[str, Leg] = {}
@@ -186,6 +196,8 @@ class Relay:
             out = stream.rewrite(copy, codec, source, retransmission=inbound.rtx)
             if out is not None:
                 await other.send(out)
+                self.counters.packets_forwarded += 1
+                self.counters.bytes_forwarded += len(out)
             elif stream.waiting_for_keyframe:
                 await self._request_keyframe(leg, source.ssrc)
 
@@ -239,6 +251,11 @@ class Relay:
             source_leg = self._leg_of(stream.source)
             if source_leg is None:
                 continue
+            key = (leg.generation, block.ssrc)
+            before = self._reported_lost.get(key, 0)
+            if block.packets_lost > before:
+                self.counters.packets_lost += block.packets_lost - before
+            self._reported_lost[key] = max(before, block.packets_lost)
             cycles = block.highest_sequence & 0xFFFF0000
             highest = stream.to_source_seq(block.highest_sequence & 0xFFFF)
             translated = RtcpReceiverInfo(
@@ -255,6 +272,7 @@ class Relay:
 
     async def _answer_nack(self, leg: Leg, nack: RtcpRtpfbPacket) -> None:
         """Resend what the relay still holds; ask the source for the rest."""
+        self.counters.nacks += 1
         stream = leg.outbound_by_ssrc(nack.media_ssrc)
         if stream is None:
             return
@@ -322,6 +340,7 @@ class Relay:
         if now - self._last_keyframe_request.get(key, 0.0) < KEYFRAME_REQUEST_INTERVAL:
             return
         self._last_keyframe_request[key] = now
+        self.counters.keyframe_requests += 1
         pli = RtcpPsfbPacket(
             fmt=RTCP_PSFB_PLI, ssrc=source_leg.relay_ssrc("video"), media_ssrc=ssrc
         )

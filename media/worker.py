@@ -5,7 +5,6 @@ flows between the clients and this process directly."""
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
@@ -15,6 +14,7 @@ from aiohttp import web
 from media.config import MediaConfig
 from media.errors import BadOffer, UnknownCall
 from media.pool import LocalRelayPool
+from observability.logs import configure as configure_logging
 
 SECRET_HEADER = "X-Relay-Secret"  # noqa: S105 - a header name, not a secret
 MAX_SDP_BYTES = 64 * 1024
@@ -72,9 +72,7 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
         return web.Response(status=204 if found else 404)
 
     async def stats(_request: web.Request) -> web.StreamResponse:
-        return web.json_response(
-            {"calls": pool.load(), "peer_connections": await pool.peer_connections()}
-        )
+        return web.json_response(pool.figures())
 
     async def events(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=10)
@@ -99,7 +97,9 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
     return app
 
 
-async def _serve(config: MediaConfig, secret: str, report: Connection) -> None:
+async def _serve(
+    config: MediaConfig, secret: str, report: Connection, lifeline: Connection
+) -> None:
     runner = web.AppRunner(_app(config, secret), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -110,12 +110,25 @@ async def _serve(config: MediaConfig, secret: str, report: Connection) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The parent never writes to the lifeline: it becomes readable (end-of-file) only
+    # when the parent is gone, however it died (kill -9 included). A worker never
+    # outlives the process that started it.
+    loop.add_reader(lifeline.fileno(), stop.set)
     await stop.wait()
+    loop.remove_reader(lifeline.fileno())
     with contextlib.suppress(Exception):
         await runner.cleanup()
 
 
-def run_worker(config: MediaConfig, secret: str, report: Connection, log_level: str) -> None:
-    """Entry point of a worker process."""
-    logging.basicConfig(level=log_level.upper())
-    asyncio.run(_serve(config, secret, report))
+def run_worker(
+    config: MediaConfig,
+    secret: str,
+    report: Connection,
+    lifeline: Connection,
+    log_level: str,
+    log_format: str = "text",
+) -> None:
+    """Entry point of a worker process: it logs like its parent (JSON lines with
+    ``--log-format json``)."""
+    configure_logging(log_level, log_format)
+    asyncio.run(_serve(config, secret, report, lifeline))

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import secrets
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import aiohttp
@@ -27,15 +28,21 @@ class _Worker:
     index: int
     process: BaseProcess
     url: str
+    lifeline: Connection
+    """Our end of the worker's lifeline: never written; when this process dies the
+    kernel closes it and the worker, seeing end-of-file, exits."""
     calls: set[str] = field(default_factory=set)
     alive: bool = True
     events: asyncio.Task[None] | None = None
 
 
 class WorkerRelayPool(RelayPool):
-    def __init__(self, config: MediaConfig, log_level: str = "warning") -> None:
+    def __init__(
+        self, config: MediaConfig, log_level: str = "warning", log_format: str = "text"
+    ) -> None:
         self._config = config
         self._log_level = log_level
+        self._log_format = log_format
         self._secret = secrets.token_urlsafe(32)
         self._workers: list[_Worker] = []
         self._where: dict[str, _Worker] = {}
@@ -47,26 +54,36 @@ class WorkerRelayPool(RelayPool):
         pending = []
         for index in range(self._config.workers):
             receive, send = context.Pipe(duplex=False)
+            lifeline_end, lifeline = context.Pipe(duplex=False)
             process = context.Process(
                 target=run_worker,
-                args=(self._config, self._secret, send, self._log_level),
+                args=(
+                    self._config,
+                    self._secret,
+                    send,
+                    lifeline_end,
+                    self._log_level,
+                    self._log_format,
+                ),
                 name=f"windowlink-relay-{index}",
                 daemon=True,
             )
             process.start()
             send.close()
-            pending.append((index, process, receive))
+            lifeline_end.close()
+            pending.append((index, process, receive, lifeline))
         self._http = aiohttp.ClientSession(
             headers={SECRET_HEADER: self._secret},
             timeout=aiohttp.ClientTimeout(total=30),
         )
         loop = asyncio.get_running_loop()
-        for index, process, receive in pending:
+        for index, process, receive, lifeline in pending:
             ready = await loop.run_in_executor(None, receive.poll, 60)
             if not ready:
                 raise RelayUnavailable(f"relay worker {index} did not start")
             port = receive.recv()
-            worker = _Worker(index, process, f"http://127.0.0.1:{port}")
+            receive.close()
+            worker = _Worker(index, process, f"http://127.0.0.1:{port}", lifeline)
             worker.events = asyncio.create_task(self._follow(worker))
             self._workers.append(worker)
 
@@ -102,6 +119,10 @@ class WorkerRelayPool(RelayPool):
         loop = asyncio.get_running_loop()
         for worker in self._workers:
             await loop.run_in_executor(None, worker.process.join, 10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                await loop.run_in_executor(None, worker.process.join, 5)
+            worker.lifeline.close()
         self._workers.clear()
 
     async def _request(
@@ -161,11 +182,17 @@ class WorkerRelayPool(RelayPool):
         self._opened.discard(call_id)
 
     async def peer_connections(self) -> int:
-        total = 0
+        return int(sum(f.get("peer_connections", 0) for f in (await self.stats()).values()))
+
+    async def stats(self) -> dict[str, dict[str, float]]:
+        figures: dict[str, dict[str, float]] = {}
         for worker in self._workers:
             if not worker.alive:
                 continue
-            status, text = await self._request("GET", worker, "/stats")
+            try:
+                status, text = await self._request("GET", worker, "/stats")
+            except RelayUnavailable:
+                continue
             if status == 200:
-                total += int(json.loads(text)["peer_connections"])
-        return total
+                figures[str(worker.index)] = {k: float(v) for k, v in json.loads(text).items()}
+        return figures

@@ -4,6 +4,7 @@ import aioice.ice
 import aiortc
 import pytest
 
+from media import aiortc_private
 from media.aiortc_private import check_private_names, restrict_host_addresses
 
 
@@ -17,7 +18,7 @@ def test_every_private_name_the_relay_uses_is_there() -> None:
 
 
 def test_host_addresses_can_be_restricted_and_restored() -> None:
-    original = aioice.ice.get_host_addresses
+    original = aiortc_private._original_host_addresses
     restrict_host_addresses(["127.0.0.1", "::1"])
     try:
         assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]

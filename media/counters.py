@@ -1,0 +1,20 @@
+"""What a relay process has done since it started, for the operator's metrics."""
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class RelayCounters:
+    packets_forwarded: int = 0
+    """RTP packets sent on a leg that came from another leg."""
+    bytes_forwarded: int = 0
+    packets_lost: int = 0
+    """Packets receivers reported lost on the relay's streams (growth of their
+    cumulative counts)."""
+    nacks: int = 0
+    """NACK packets received from receivers."""
+    keyframe_requests: int = 0
+    """PLIs sent to sources."""
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
