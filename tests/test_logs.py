@@ -1,0 +1,196 @@
+"""``--log-format json``: every line a real server process (and its relay workers)
+writes is one JSON object, and no line ever holds a case number, an identity
+number, chat text, a token or a password, however much it logs."""
+
+import asyncio
+import base64
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from bench.measure import free_port
+from media.aiortc_private import restrict_host_addresses
+from signaling.client import ExpertClient, KioskClient
+from signaling.messages import ConsultationView, OfferView
+from tests.media.peers import CallPeer, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE_NUMBER = "CASE-7731-QZ"
+IDENTITY_NUMBER = "11010119900307451X"
+CHAT_TEXT = f"我的身份证号 {IDENTITY_NUMBER}"
+NOTES = f"citizen {IDENTITY_NUMBER} needs form B"
+PASSWORD = "demo1234"
+PDF = b"%PDF-1.7\n" + IDENTITY_NUMBER.encode() * 1000 + b"\n%%EOF\n"
+
+
+async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:
+    while line := await stream.readline():
+        into.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+
+async def upload(url: str, cookie: str, call_id: str, name: str, content: bytes) -> str:
+    headers = {"Cookie": f"wl_session={cookie}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(
+            f"{url}/api/v1/consultations/{call_id}/uploads",
+            json={"name": name, "size": len(content)},
+        ) as response:
+            assert response.status == 201
+            target = url + (await response.json())["url"]
+        digest = base64.b64encode(hashlib.sha256(content).digest()).decode()
+        async with http.patch(
+            target,
+            data=content,
+            headers={
+                "Upload-Offset": "0",
+                "Upload-Checksum": f"sha256 {digest}",
+                "Content-Type": "application/offset+octet-stream",
+            },
+        ) as response:
+            assert response.status == 204
+        async with http.post(f"{target}/finish") as response:
+            assert response.status == 201
+            return str((await response.json())["url"])
+
+
+async def test_json_logs_of_a_whole_journey_hold_no_personal_data_or_secrets(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "server.py",
+        "--demo",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--media-workers",
+        "1",
+        "--media-address",
+        "127.0.0.1",
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        asyncio.create_task(read_lines(process.stdout, out)),
+        asyncio.create_task(read_lines(process.stderr, err)),
+    ]
+    secrets: list[str] = [CASE_NUMBER, IDENTITY_NUMBER, CHAT_TEXT, PASSWORD]
+    # Our aiortc clients offer loopback candidates, like the relay (another process).
+    restrict_host_addresses(["127.0.0.1"])
+    peers: list[CallPeer] = []
+    clients: list[KioskClient | ExpertClient] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"{url}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            # A failed login with a password-like username, and a wrong password.
+            async with http.post(
+                f"{url}/api/v1/login", json={"username": "clerk", "password": "wrong-Pass-77"}
+            ) as response:
+                assert response.status == 401
+        secrets.append("wrong-Pass-77")
+        expert = ExpertClient(url)
+        kiosk = KioskClient(url)
+        clients += [expert, kiosk]
+        await expert.login("expert_market", PASSWORD)
+        await expert.connect()
+        await expert.set_presence("available")
+        await kiosk.login("kiosk01", PASSWORD)
+        await kiosk.connect()
+        secrets += [expert.session_cookie, kiosk.session_cookie]
+        view = await kiosk.request("market", case_number=CASE_NUMBER)
+        call_id = view.consultation_id
+        await expert.accept((await expert.next_event("offer", OfferView)).consultation_id)
+        for client in (kiosk, expert):
+            state = await client.state()
+            assert state.consultation is not None and state.consultation.media is not None
+            media = state.consultation.media
+            secrets.append(media.token)
+            peer = CallPeer()
+            peers.append(peer)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    url + media.url,
+                    data=await peer.offer(),
+                    headers={
+                        "Content-Type": "application/sdp",
+                        "Authorization": f"Bearer {media.token}",
+                    },
+                ) as response,
+            ):
+                assert response.status == 201
+                await peer.accept(await response.text())
+        assert await wait_until(lambda: all(len(p.received.counters) > 10 for p in peers), 30)
+        await kiosk.chat(call_id, CHAT_TEXT)
+        file_url = await upload(url, kiosk.session_cookie, call_id, f"{IDENTITY_NUMBER}.pdf", PDF)
+        await expert.end(call_id)
+        await kiosk.next_event("consultation", ConsultationView)
+        await expert.save_outcome(call_id, "answered", NOTES)
+        await kiosk.rate(call_id, 5)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{url}/api/v1/login", json={"username": "clerk", "password": PASSWORD}
+            ) as response:
+                clerk_cookie = response.cookies["wl_session"].value
+            secrets.append(clerk_cookie)
+            headers = {"Cookie": f"wl_session={clerk_cookie}"}
+            async with http.get(
+                f"{url}/api/v1/consultations", params={"case_number": CASE_NUMBER}, headers=headers
+            ) as response:
+                assert response.status == 200
+            async with http.get(url + file_url, headers=headers) as response:
+                assert await response.read() == PDF
+            async with http.post(
+                f"{url}/api/v1/cases/{CASE_NUMBER}/attachments",
+                json={"file_id": file_url.rsplit("/", 1)[1], "category": "application"},
+                headers=headers,
+            ) as response:
+                assert response.status == 201
+            # Bad input that gets logged on the way to its 4xx.
+            async with http.post(
+                f"{url}/api/v1/login",
+                data=b'{"username": "' + CASE_NUMBER.encode() + b'", "password": [' * 50,
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                assert response.status == 400
+    finally:
+        for peer in peers:
+            await peer.close()
+        for client in clients:
+            await client.close()
+        restrict_host_addresses([])
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+        await asyncio.gather(*readers)
+    lines = out + err
+    assert out, "no start-up banner"
+    assert json.loads(out[0])["message"].startswith("windowlink serving")
+    assert len(err) > 20, "debug logging said almost nothing: the test would prove little"
+    for line in lines:
+        entry = json.loads(line)
+        assert isinstance(entry, dict) and {"ts", "level", "logger", "message"} <= set(entry)
+    leaks = [(secret, line) for line in lines for secret in secrets if secret and secret in line]
+    assert leaks == []
+    # Where known, lines say which request, account and consultation they are about.
+    entries = [json.loads(line) for line in lines]
+    assert any("request_id" in e for e in entries)

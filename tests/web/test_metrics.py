@@ -1,0 +1,83 @@
+"""/metrics: prometheus-client text for the operator only, with the figures a city
+system is run with."""
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call, login_session
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+async def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/metrics", headers=headers or {}) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_metrics_show_queues_experts_calls_events_and_requests(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk, expert, call_id = await active_call(sqlite_server, connect)
+    waiting = await connect(sqlite_server, "kiosk02")
+    await waiting.request("market")
+    await kiosk.chat(call_id, "hello")
+    session = await login_session(sqlite_server, "clerk")
+    await session.close()
+    async with aiohttp.ClientSession() as http:
+        await http.post(
+            f"{sqlite_server.url}/api/v1/login", json={"username": "clerk", "password": "wrong-1"}
+        )
+    status, text = await scrape(sqlite_server.url)
+    assert status == 200
+    found = samples(text)
+    names = {name for name, _ in found}
+    assert all(name.startswith("windowlink_") for name in names)
+    assert found[("windowlink_queue_length", (("department", "market"),))] == 1
+    assert found[("windowlink_active_calls", (("department", "market"),))] == 1
+    assert found[("windowlink_experts", (("department", "market"), ("status", "busy")))] == 1
+    assert found[("windowlink_longest_wait_seconds", (("department", "market"),))] >= 0
+    assert found[("windowlink_socket_connections", ())] == 3
+    assert found[("windowlink_login_failures_total", ())] == 1
+    events = {
+        dict(labels)["event"]
+        for name, labels in found
+        if name == "windowlink_event_duration_seconds_count"
+    }
+    assert {"request_consultation", "accept_offer", "send_chat"} <= events
+    routes = {
+        dict(labels)["route"]
+        for name, labels in found
+        if name == "windowlink_http_request_duration_seconds_count"
+    }
+    assert "/api/v1/login" in routes
+    assert (
+        "windowlink_errors_total",
+        (("channel", "http"), ("code", "invalid_credentials")),
+    ) in found
+    # The relay's figures (in-process pool here).
+    assert found[("windowlink_relay_calls", (("worker", "local"),))] == 1
+    assert ("windowlink_relay_packets_forwarded_total", (("worker", "local"),)) in found
+    await expert.end(call_id)
+
+
+async def test_metrics_are_for_the_operator_only(start_server: ServerFactory) -> None:
+    server = await start_server(behind_proxy=True, metrics_token="s3cret-scrape-token")
+    # A client behind the proxy is not loopback, whatever the proxy's own address.
+    proxied = {"X-Forwarded-For": "203.0.113.9"}
+    assert (await scrape(server.url, proxied))[0] == 404
+    assert (await scrape(server.url, {**proxied, "Authorization": "Bearer wrong"}))[0] == 404
+    status, text = await scrape(
+        server.url, {**proxied, "Authorization": "Bearer s3cret-scrape-token"}
+    )
+    assert status == 200 and "windowlink_queue_length" in text
+    # A loopback client needs no token.
+    assert (await scrape(server.url))[0] == 200

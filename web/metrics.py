@@ -1,0 +1,224 @@
+"""The operator's instruments: Prometheus metrics on prometheus-client.
+
+Counters and histograms are updated where things happen (HTTP requests through
+a middleware, socket.io events and logins through callbacks); figures of the
+live state (queues, experts, calls, relay workers) are read when /metrics is
+scraped, so that they are the state's own and cost nothing in between.
+"""
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from signaling.figures import DepartmentFigures
+from web.errors import ERROR_CODE
+
+# Most of what the server answers takes milliseconds; uploads and offers take longer.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass
+class RelaySnapshot:
+    """What the relay workers reported at the last scrape."""
+
+    workers: dict[str, dict[str, float]] = field(default_factory=dict)
+    """worker -> {"calls", "cpu_seconds", "packets_forwarded", "bytes_forwarded",
+    "packets_lost", "nacks", "keyframe_requests", "peer_connections"}"""
+
+
+class _RelayCollector(Collector):
+    """Relay figures as the workers count them (counters since each worker started)."""
+
+    COUNTERS = (
+        ("cpu_seconds", "windowlink_relay_cpu_seconds", "CPU time used by the relay worker."),
+        (
+            "packets_forwarded",
+            "windowlink_relay_packets_forwarded",
+            "RTP packets forwarded from one leg to another.",
+        ),
+        ("bytes_forwarded", "windowlink_relay_bytes_forwarded", "RTP bytes forwarded."),
+        (
+            "packets_lost",
+            "windowlink_relay_packets_lost",
+            "Packets receivers reported lost on the relay's streams.",
+        ),
+        ("nacks", "windowlink_relay_nacks", "Retransmission requests (NACK) received."),
+        (
+            "keyframe_requests",
+            "windowlink_relay_keyframe_requests",
+            "Keyframe requests (PLI) sent to sources.",
+        ),
+    )
+
+    def __init__(self, snapshot: RelaySnapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        workers = self._snapshot.workers
+        calls = GaugeMetricFamily(
+            "windowlink_relay_calls", "Calls held by each relay worker.", labels=["worker"]
+        )
+        connections = GaugeMetricFamily(
+            "windowlink_relay_peer_connections",
+            "Live peer connections in each relay worker.",
+            labels=["worker"],
+        )
+        for worker, figures in workers.items():
+            calls.add_metric([worker], figures.get("calls", 0.0))
+            connections.add_metric([worker], figures.get("peer_connections", 0.0))
+        yield calls
+        yield connections
+        for key, name, text in self.COUNTERS:
+            family = CounterMetricFamily(name, text, labels=["worker"])
+            for worker, figures in workers.items():
+                value = figures.get(key)
+                if value is not None and math.isfinite(value):
+                    family.add_metric([worker], value)
+            yield family
+
+
+class Metrics:
+    """The app's metrics in a registry of its own (tests build several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_latency = Histogram(
+            "windowlink_http_request_duration_seconds",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_latency = Histogram(
+            "windowlink_event_duration_seconds",
+            "socket.io events by name and outcome (ok or the error code).",
+            ["event", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "windowlink_errors",
+            "Errors answered, by channel (http, socket) and code.",
+            ["channel", "code"],
+            registry=r,
+        )
+        self.login_failures = Counter(
+            "windowlink_login_failures", "Logins refused for wrong credentials.", registry=r
+        )
+        self.login_throttled = Counter(
+            "windowlink_login_throttled", "Logins refused by the throttle (429).", registry=r
+        )
+        self.uploads = Counter(
+            "windowlink_uploads", "Documents received completely.", ["uploader"], registry=r
+        )
+        self.upload_bytes = Counter(
+            "windowlink_upload_bytes", "Bytes of documents received completely.", registry=r
+        )
+        self.downloads = Counter("windowlink_downloads", "Document downloads.", registry=r)
+        self.queue_length = Gauge(
+            "windowlink_queue_length",
+            "Consultations waiting or ringing, per department.",
+            ["department"],
+            registry=r,
+        )
+        self.longest_wait = Gauge(
+            "windowlink_longest_wait_seconds",
+            "Age of the oldest queued consultation, per department.",
+            ["department"],
+            registry=r,
+        )
+        self.experts = Gauge(
+            "windowlink_experts",
+            "Experts by department and presence.",
+            ["department", "status"],
+            registry=r,
+        )
+        self.active_calls = Gauge(
+            "windowlink_active_calls",
+            "Calls in progress, per department.",
+            ["department"],
+            registry=r,
+        )
+        self.sockets = Gauge(
+            "windowlink_socket_connections", "Open socket.io connections.", registry=r
+        )
+        self.unfinished_uploads = Gauge(
+            "windowlink_unfinished_uploads", "Uploads begun and not yet finished.", registry=r
+        )
+        self.relay = RelaySnapshot()
+        r.register(_RelayCollector(self.relay))
+
+    # ---- what happens -------------------------------------------------------------
+
+    def observe_event(self, event: str, seconds: float, error_code: str | None) -> None:
+        self.event_latency.labels(event, error_code or "ok").observe(seconds)
+        if error_code is not None:
+            self.errors.labels("socket", error_code).inc()
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_latency.labels(route, method, str(status)).observe(seconds)
+
+    def count_error(self, code: str) -> None:
+        self.errors.labels("http", code).inc()
+
+    # ---- live state, read at each scrape --------------------------------------------
+
+    def set_departments(self, figures: dict[str, DepartmentFigures]) -> None:
+        for gauge in (self.queue_length, self.longest_wait, self.experts, self.active_calls):
+            gauge.clear()
+        for code, f in figures.items():
+            self.queue_length.labels(code).set(f.queue_length)
+            self.longest_wait.labels(code).set(f.longest_wait)
+            self.active_calls.labels(code).set(f.active_calls)
+            for status, count in f.experts.items():
+                self.experts.labels(code, status).set(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_of(request: web.Request) -> str:
+    """The route's template (``/api/v1/files/{file_id}``), never the concrete path:
+    ids in labels would grow the metrics without bound."""
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is None:
+        return "unmatched"
+    canonical: str = resource.canonical
+    return canonical if not canonical.startswith("/static/") else "/static/"
+
+
+def metrics_middleware(metrics_of: Callable[[web.Request], Metrics]) -> Middleware:
+    """Time every request by route, method and status."""
+
+    @web.middleware
+    async def measure(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            code = response.get(ERROR_CODE)
+            if code is not None:
+                metrics_of(request).count_error(code)
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics_of(request).observe_request(
+                route_of(request), request.method, status, time.perf_counter() - start
+            )
+
+    return measure
