@@ -5,21 +5,28 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from web.api import Api, Endpoint
+from web.api import Api, Endpoint, path_parameter_schema
 from web.keys import OPENAPI
 from web.schemas import ErrorView
 
 api = Api()
 
-_ERRORS = {
-    400: "Invalid body or query",
-    401: "No valid session",
-    403: "Not allowed for this account",
-    404: "Not found",
+ERROR_DESCRIPTIONS = {
+    400: "Invalid body, query or header",
+    401: "No valid session (or media token)",
+    403: "Not allowed for this account (or token)",
+    404: "Not found, not yours, or a path parameter that does not fit its pattern",
+    408: "The body arrived too slowly",
     409: "Conflicts with the current state",
+    410: "Gone (shredded at the end of its retention period)",
+    413: "Too large",
     415: "Wrong content type",
-    429: "Too many attempts",
+    416: "Range not satisfiable",
+    429: "Too many attempts or unfinished uploads (see Retry-After where given)",
+    500: "The stored document failed its integrity check",
+    503: "Busy or unavailable; try again",
 }
+SUCCESS_DESCRIPTIONS = {206: "Part of the document (Range)"}
 
 
 def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
@@ -30,6 +37,56 @@ def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter's schema: absent rather than null."""
+    options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    if len(options) == 1:
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+        return {**options[0], **rest}
+    return {k: v for k, v in schema.items() if k != "default" or v is not None}
+
+
+def _query_parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    declared = endpoint.query_model.model_json_schema() if endpoint.query_model else {}
+    fields = declared.get("properties", {})
+    required = set(declared.get("required", []))
+    params = []
+    for name, text in endpoint.query:
+        schema = _without_null(fields[name]) if name in fields else {"type": "string"}
+        schema.pop("title", None)
+        if name not in required and schema != {"type": "string"}:
+            # An empty optional parameter counts as not given (forms send them so).
+            schema = {"anyOf": [schema, {"const": ""}]}
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "description": text,
+                "schema": schema,
+            }
+        )
+    return params
+
+
+def _success_content(endpoint: Endpoint, schemas: dict[str, Any]) -> dict[str, Any] | None:
+    if endpoint.status == 204:
+        return None
+    if endpoint.response is not None:
+        ref = _ref(endpoint.response, schemas)
+        return {media_type: {"schema": ref} for media_type in endpoint.content_type}
+    if endpoint.content_type == ("application/json",):
+        return None
+    return {media_type: {"schema": _string_of(media_type)} for media_type in endpoint.content_type}
+
+
+def _string_of(media_type: str) -> dict[str, str]:
+    """Text, or the bytes of a document."""
+    if media_type.startswith("text/") or media_type == "application/sdp":
+        return {"type": "string"}
+    return {"type": "string", "format": "binary"}
+
+
 def _operation(endpoint: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": endpoint.summary,
@@ -37,18 +94,19 @@ def _operation(endpoint: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         "operationId": endpoint.handler.__name__,
     }
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in _path_params(endpoint.path)
+        {"name": name, "in": "path", "required": True, "schema": path_parameter_schema(name)}
+        for name in endpoint.path_params
     ]
+    params += _query_parameters(endpoint)
     params += [
         {
-            "name": name,
-            "in": "query",
-            "required": True,
-            "description": text,
-            "schema": {"type": "string"},
+            "name": header.name,
+            "in": "header",
+            "required": header.required,
+            "description": header.description,
+            "schema": {"type": "string", **({"pattern": header.pattern} if header.pattern else {})},
         }
-        for name, text in endpoint.query
+        for header in endpoint.headers
     ]
     if params:
         op["parameters"] = params
@@ -57,33 +115,28 @@ def _operation(endpoint: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _ref(endpoint.body, schemas)}},
         }
-    ok: dict[str, Any] = {"description": "Success"}
-    if endpoint.response is not None:
-        ok["content"] = {endpoint.content_type: {"schema": _ref(endpoint.response, schemas)}}
-    elif endpoint.content_type != "application/json":
-        ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
-    responses: dict[str, Any] = {str(endpoint.status): ok}
+    elif endpoint.request_type is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {endpoint.request_type: {"schema": _string_of(endpoint.request_type)}},
+        }
+    responses: dict[str, Any] = {}
+    content = _success_content(endpoint, schemas)
+    for status in sorted(endpoint.success_statuses):
+        ok: dict[str, Any] = {"description": SUCCESS_DESCRIPTIONS.get(status, "Success")}
+        if content is not None:
+            ok["content"] = content
+        responses[str(status)] = ok
     error = {"content": {"application/json": {"schema": _ref(ErrorView, schemas)}}}
-    codes = [400, 415] if endpoint.body is not None else []
-    if endpoint.roles is not None:
-        codes += [401, 403]
-    if "{" in endpoint.path:
-        codes.append(404)
-    if endpoint.method in ("POST", "PATCH"):
-        codes.append(409)
-    if endpoint.path == "/api/v1/login":
-        codes += [401, 429]
-    for code in sorted(set(codes)):
-        responses[str(code)] = {"description": _ERRORS[code], **error}
+    for status in sorted(endpoint.error_statuses):
+        responses[str(status)] = {"description": ERROR_DESCRIPTIONS[status], **error}
     op["responses"] = responses
     if endpoint.roles is not None:
         op["security"] = [{"session": []}]
         op["x-roles"] = sorted(r.value for r in endpoint.roles)
+    if endpoint.media_token:
+        op["security"] = [{"mediaToken": []}]
     return op
-
-
-def _path_params(path: str) -> list[str]:
-    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
 
 
 def build_openapi(tables: list[Api]) -> dict[str, Any]:
@@ -106,7 +159,13 @@ def build_openapi(tables: list[Api]) -> dict[str, Any]:
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "wl_session"}
+                "session": {"type": "apiKey", "in": "cookie", "name": "wl_session"},
+                "mediaToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The per-participant token of an active call (its "
+                    "consultation event's media.token).",
+                },
             },
         },
     }

@@ -1,0 +1,287 @@
+"""Who may do what: the expected answer to every REST route and socket.io event, for
+every role and every relation to the object acted on, in one declarative table.
+
+``tests/web/test_access_matrix.py`` drives the real server through every cell and
+fails where the code and this table disagree; ``docs/security_matrix.py`` prints the
+same table into docs/SECURITY.md, and a test fails when the document is stale.
+
+The table lives with the tests, not in ``web/``: it is the specification the code is
+checked against, written apart from the code that enforces it (the role guard in
+``web/api.py``, ownership checks in the handlers and in ``signaling``). Were the
+server to read it, a wrong entry would change behaviour and still agree with itself.
+
+Outcomes: ``allow`` (the action succeeds), or ``deny-N``: HTTP status N, or for an
+event the error ack of the same meaning (401 unauthorized, which for socket.io is
+the refused connection; 403 forbidden; 404 not_found; 409 invalid_state).
+Everything a cell does not allow is denied.
+"""
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+
+class Outcome(StrEnum):
+    ALLOW = "allow"
+    DENY_401 = "deny-401"
+    DENY_403 = "deny-403"
+    DENY_404 = "deny-404"
+    DENY_409 = "deny-409"
+
+
+ALLOW = Outcome.ALLOW
+D401 = Outcome.DENY_401
+D403 = Outcome.DENY_403
+D404 = Outcome.DENY_404
+D409 = Outcome.DENY_409
+
+# The error code of an event's ack for each denial.
+EVENT_CODES = {
+    Outcome.DENY_401: "unauthorized",
+    Outcome.DENY_403: "forbidden",
+    Outcome.DENY_404: "not_found",
+    Outcome.DENY_409: "invalid_state",
+}
+
+
+class Relation(StrEnum):
+    NONE = "-"
+    ANY = "any"
+    OWN = "own"
+    PEER = "peer"
+    DEPT = "dept"
+    OTHER = "other"
+
+
+MEANING = {
+    Relation.NONE: "the action names nobody's object",
+    Relation.ANY: "the role has no objects of its own of this kind (or holds no media token)",
+    Relation.OWN: "a kiosk's own consultation, upload or file; for an expert, the call it "
+    "is in (or the offer ringing for it), its own upload, a file of that call",
+    Relation.PEER: "an upload of the other participant of one's own call",
+    Relation.DEPT: "for an expert, a consultation of its department that is a colleague's",
+    Relation.OTHER: "another kiosk's; for an expert, another department's",
+}
+
+
+class Subject(Enum):
+    """What a route or event acts on, which decides the relations that exist."""
+
+    NONE = "none"
+    CONSULTATION = "consultation"
+    UPLOAD = "upload"
+    FILE = "file"
+    MEDIA = "media"
+    """Media routes: authenticated by the call's bearer token, not by the session;
+    own: one's own token for one's own call, other: one's token for another call."""
+
+
+ROLES = ("anonymous", "kiosk", "expert", "clerk", "admin")
+
+RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
+    Subject.NONE: {role: (Relation.NONE,) for role in ROLES},
+    Subject.CONSULTATION: {
+        "anonymous": (Relation.ANY,),
+        "kiosk": (Relation.OWN, Relation.OTHER),
+        "expert": (Relation.OWN, Relation.DEPT, Relation.OTHER),
+        "clerk": (Relation.ANY,),
+        "admin": (Relation.ANY,),
+    },
+    Subject.UPLOAD: {
+        "anonymous": (Relation.ANY,),
+        "kiosk": (Relation.OWN, Relation.PEER, Relation.OTHER),
+        "expert": (Relation.OWN, Relation.PEER, Relation.OTHER),
+        "clerk": (Relation.ANY,),
+        "admin": (Relation.ANY,),
+    },
+    Subject.MEDIA: {
+        "anonymous": (Relation.ANY,),
+        "kiosk": (Relation.OWN, Relation.OTHER),
+        "expert": (Relation.OWN, Relation.OTHER),
+        "clerk": (Relation.ANY,),
+        "admin": (Relation.ANY,),
+    },
+}
+RELATIONS[Subject.FILE] = RELATIONS[Subject.CONSULTATION]
+
+Expected = Outcome | Mapping[Relation, Outcome]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One route (``"GET /api/v1/me"``) or event (``"event get_state"``)."""
+
+    surface: str
+    subject: Subject
+    expected: Mapping[str, Expected]
+    note: str = ""
+
+    def outcome(self, role: str, relation: Relation) -> Outcome:
+        expected = self.expected[role]
+        return expected if isinstance(expected, Outcome) else expected[relation]
+
+    def cells(self) -> Iterator[tuple[str, Relation, Outcome]]:
+        for role in ROLES:
+            for relation in RELATIONS[self.subject][role]:
+                yield role, relation, self.outcome(role, relation)
+
+    @property
+    def is_event(self) -> bool:
+        return self.surface.startswith("event ")
+
+
+def everyone(outcome: Outcome = ALLOW) -> dict[str, Expected]:
+    return dict.fromkeys(ROLES, outcome)
+
+
+def only(*roles: str) -> dict[str, Expected]:
+    """A session of one of ``roles``; no session: 401; another role: 403."""
+    expected: dict[str, Expected] = {role: ALLOW if role in roles else D403 for role in ROLES}
+    return expected | {"anonymous": D401}
+
+
+def signed_in() -> dict[str, Expected]:
+    return only(*ROLES[1:])
+
+
+# The participants of a call reach it; a colleague sees it but may not act in it.
+PARTICIPANT: dict[str, Expected] = {
+    "anonymous": D401,
+    "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404},
+    "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+    "clerk": D403,
+    "admin": D403,
+}
+# Records: the kiosk while its consultation is open, the department, the window.
+READER: dict[str, Expected] = {
+    "anonymous": D401,
+    "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404},
+    "expert": {Relation.OWN: ALLOW, Relation.DEPT: ALLOW, Relation.OTHER: D404},
+    "clerk": ALLOW,
+    "admin": ALLOW,
+}
+UPLOADER: dict[str, Expected] = {
+    "anonymous": D401,
+    "kiosk": {Relation.OWN: ALLOW, Relation.PEER: D404, Relation.OTHER: D404},
+    "expert": {Relation.OWN: ALLOW, Relation.PEER: D404, Relation.OTHER: D404},
+    "clerk": D403,
+    "admin": D403,
+}
+TOKEN_HOLDER: dict[str, Expected] = {
+    "anonymous": D401,
+    "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D403},
+    "expert": {Relation.OWN: ALLOW, Relation.OTHER: D403},
+    "clerk": D401,
+    "admin": D401,
+}
+KIOSK_ONLY = only("kiosk")
+EXPERT_ONLY = only("expert")
+
+C = Subject.CONSULTATION
+N = Subject.NONE
+
+ACCESS: tuple[Rule, ...] = (
+    # ---- pages and operations
+    Rule("GET /", N, everyone()),
+    Rule("GET /kiosk", N, everyone()),
+    Rule("GET /expert", N, everyone()),
+    Rule("GET /clerk", N, everyone()),
+    Rule("GET /admin", N, everyone()),
+    Rule("GET /healthz", N, everyone()),
+    Rule("GET /metrics", N, everyone(), "from loopback; elsewhere only with the metrics token"),
+    Rule("GET /api/v1/openapi.json", N, everyone()),
+    # ---- session
+    Rule("POST /api/v1/login", N, everyone(), "throttled per account and address"),
+    Rule("POST /api/v1/logout", N, signed_in()),
+    Rule("GET /api/v1/me", N, signed_in()),
+    # ---- departments, accounts, figures, audit
+    Rule("GET /api/v1/departments", N, signed_in(), "admins also see disabled ones"),
+    Rule("GET /api/v1/departments/status", N, signed_in()),
+    Rule("POST /api/v1/departments", N, only("admin")),
+    Rule("PATCH /api/v1/departments/{code}", N, only("admin")),
+    Rule("GET /api/v1/accounts", N, only("admin")),
+    Rule("POST /api/v1/accounts", N, only("admin")),
+    Rule("PATCH /api/v1/accounts/{username}", N, only("admin")),
+    Rule("GET /api/v1/board", N, only("admin")),
+    Rule("GET /api/v1/me/consultations", N, EXPERT_ONLY),
+    Rule("GET /api/v1/audit", N, only("admin")),
+    Rule("GET /api/v1/audit/verify", N, only("admin")),
+    # ---- consultation records
+    Rule(
+        "GET /api/v1/consultations",
+        N,
+        only("expert", "clerk", "admin"),
+        "experts find only their department's",
+    ),
+    Rule("GET /api/v1/consultations/{consultation_id}", C, READER, "a kiosk only while open"),
+    Rule("POST /api/v1/consultations/{consultation_id}/withdraw", C, only("admin")),
+    Rule("POST /api/v1/consultations/{consultation_id}/case", C, only("clerk", "admin")),
+    # ---- media (bearer token of the call)
+    Rule("POST /api/v1/media/{consultation_id}", Subject.MEDIA, TOKEN_HOLDER),
+    Rule("DELETE /api/v1/media/{consultation_id}/{side}", Subject.MEDIA, TOKEN_HOLDER),
+    # ---- documents
+    Rule(
+        "POST /api/v1/consultations/{consultation_id}/uploads",
+        C,
+        {**PARTICIPANT, "expert": {Relation.OWN: ALLOW, Relation.DEPT: D404, Relation.OTHER: D404}},
+        "while the call is active",
+    ),
+    Rule("HEAD /api/v1/uploads/{upload_id}", Subject.UPLOAD, UPLOADER),
+    Rule("PATCH /api/v1/uploads/{upload_id}", Subject.UPLOAD, UPLOADER),
+    Rule("POST /api/v1/uploads/{upload_id}/finish", Subject.UPLOAD, UPLOADER),
+    Rule("DELETE /api/v1/uploads/{upload_id}", Subject.UPLOAD, UPLOADER),
+    Rule(
+        "GET /api/v1/consultations/{consultation_id}/files",
+        C,
+        READER,
+        "a kiosk only during its call",
+    ),
+    Rule("GET /api/v1/files/{file_id}", Subject.FILE, READER, "a kiosk only during its call"),
+    Rule("GET /api/v1/cases/{case_number}/attachments", N, only("clerk", "admin")),
+    Rule("POST /api/v1/cases/{case_number}/attachments", N, only("clerk", "admin")),
+    # ---- socket.io events (anonymous: the connection itself is refused)
+    Rule("event request_consultation", N, KIOSK_ONLY, "any kiosk, any enabled department"),
+    Rule(
+        "event cancel_request",
+        C,
+        {**only("kiosk"), "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404}},
+    ),
+    Rule(
+        "event rate_consultation",
+        C,
+        {**only("kiosk"), "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404}},
+        "once, after the end",
+    ),
+    Rule("event set_presence", N, EXPERT_ONLY),
+    Rule(
+        "event accept_offer",
+        C,
+        {
+            **only("expert"),
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+        },
+        "own: the offer ringing for this expert",
+    ),
+    Rule(
+        "event decline_offer",
+        C,
+        {
+            **only("expert"),
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+        },
+        "own: the offer ringing for this expert",
+    ),
+    Rule(
+        "event save_outcome",
+        C,
+        {
+            **only("expert"),
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D404, Relation.OTHER: D404},
+        },
+        "own: a call this expert answered",
+    ),
+    Rule("event get_queue", N, EXPERT_ONLY, "the expert's own department"),
+    Rule("event end_consultation", C, PARTICIPANT),
+    Rule("event send_chat", C, PARTICIPANT, "during the call"),
+    Rule("event get_state", N, signed_in()),
+)

@@ -1,0 +1,720 @@
+"""The access matrix: every role x every route and event x every relation to the
+object, driven through the real server, against the one declarative table in
+``tests/access_table.py``; and docs/SECURITY.md shows that same table.
+
+"allow" cells must succeed, so each probe sets up an object in a state where the
+action works (a fresh waiting consultation to cancel, an offer ringing to accept, a
+complete upload to finish); "deny" cells must answer exactly their status (events:
+their error code). Every disagreement is listed at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+
+from signaling.client import ClientError, ExpertClient, KioskClient, WindowlinkClient
+from signaling.messages import ConsultationView, OfferView
+from storage.records import Role
+from tests.access_table import (
+    ACCESS,
+    EVENT_CODES,
+    RELATIONS,
+    ROLES,
+    Outcome,
+    Relation,
+    Rule,
+    Subject,
+)
+from tests.conftest import DEMO_PASSWORD, RunningServer, ServerFactory
+from tests.media.peers import CallPeer
+from web.app import API_TABLES
+
+ROOT = Path(__file__).resolve().parents[2]
+PDF = b"%PDF-1.7\n" + b"2" * 2000 + b"\n%%EOF\n"
+PART_HEADERS = {
+    "Upload-Offset": "0",
+    "Upload-Checksum": "sha256 " + base64.b64encode(hashlib.sha256(PDF).digest()).decode(),
+    "Content-Type": "application/offset+octet-stream",
+}
+EXTRA_ACCOUNTS = {
+    "kiosk03": Role.KIOSK,
+    "expert_market2": Role.EXPERT,
+    "expert_social2": Role.EXPERT,
+}
+EXTRA_PASSWORD = "Matrix-Pass-2026"
+
+
+# ---- the world the cells act on -----------------------------------------------------
+
+
+@dataclass
+class Call:
+    consultation_id: str
+    file_id: str
+    kiosk_upload: str
+    expert_upload: str
+    media_tokens: dict[str, str]
+
+
+@dataclass
+class Matrix:
+    server: RunningServer
+    tokens: dict[str, str] = field(default_factory=dict)
+    sockets: dict[str, WindowlinkClient] = field(default_factory=dict)
+    calls: dict[str, Call] = field(default_factory=dict)
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def unique(self, prefix: str) -> str:
+        return f"{prefix}{next(self.counter)}"
+
+    async def login(self, username: str) -> str:
+        password = EXTRA_PASSWORD if username in EXTRA_ACCOUNTS else DEMO_PASSWORD
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.url}/api/v1/login", json={"username": username, "password": password}
+            ) as response,
+        ):
+            assert response.status == 200, await response.text()
+            return response.cookies["wl_session"].value
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        username: str | None,
+        *,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, Any]:
+        """Status and JSON body (None if not JSON) of one request as ``username``."""
+        headers = dict(kwargs.pop("headers", {}))
+        cookie = token or (self.tokens[username] if username else None)
+        if cookie is not None:
+            headers["Cookie"] = f"wl_session={cookie}"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.url + path, headers=headers, **kwargs) as response,
+        ):
+            is_json = response.content_type == "application/json" and method != "HEAD"
+            return response.status, await response.json() if is_json else None
+
+    def socket(self, username: str) -> WindowlinkClient:
+        return self.sockets[username]
+
+
+async def _connect(m: Matrix, username: str) -> WindowlinkClient:
+    kind: type[WindowlinkClient] = KioskClient if username.startswith("kiosk") else ExpertClient
+    client = kind(m.url)
+    client.session_cookie = m.tokens[username] = await m.login(username)
+    await client.connect()
+    m.sockets[username] = client
+    return client
+
+
+async def _upload(m: Matrix, username: str, consultation_id: str, *, complete: bool) -> str:
+    """An upload of ``username``'s, complete or not; its id."""
+    status, body = await m.request(
+        "POST",
+        f"/api/v1/consultations/{consultation_id}/uploads",
+        username,
+        json={"name": "m.pdf", "size": len(PDF)},
+    )
+    assert status == 201, body
+    upload_id = str(body["upload_id"])
+    if complete:
+        status, body = await m.request(
+            "PATCH", f"/api/v1/uploads/{upload_id}", username, data=PDF, headers=PART_HEADERS
+        )
+        assert status == 204, body
+    return upload_id
+
+
+async def _open_call(m: Matrix, kiosk: str, expert: str, department: str, case: str) -> Call:
+    expert_client = m.socket(expert)
+    assert isinstance(expert_client, ExpertClient)
+    await expert_client.set_presence("available")
+    kiosk_client = m.socket(kiosk)
+    assert isinstance(kiosk_client, KioskClient)
+    await kiosk_client.request(department, case_number=case)
+    offer = await expert_client.next_event("offer", OfferView)
+    expert_view = await expert_client.accept(offer.consultation_id)
+    kiosk_view = await kiosk_client.next_event(
+        "consultation", ConsultationView, where=lambda v: v.state == "active"
+    )
+    assert expert_view.media is not None and kiosk_view.media is not None
+    call_id = offer.consultation_id
+    upload = await _upload(m, kiosk, call_id, complete=True)
+    status, body = await m.request("POST", f"/api/v1/uploads/{upload}/finish", kiosk)
+    assert status == 201, body
+    return Call(
+        call_id,
+        str(body["id"]),
+        await _upload(m, kiosk, call_id, complete=False),
+        await _upload(m, expert, call_id, complete=False),
+        {"kiosk": kiosk_view.media.token, "expert": expert_view.media.token},
+    )
+
+
+async def _build(server: RunningServer) -> Matrix:
+    m = Matrix(server)
+    accounts = server.storage.accounts
+    await accounts.create("kiosk03", EXTRA_PASSWORD, Role.KIOSK, hall="city")
+    await accounts.create("expert_market2", EXTRA_PASSWORD, Role.EXPERT, department="market")
+    await accounts.create("expert_social2", EXTRA_PASSWORD, Role.EXPERT, department="social")
+    for username in (
+        "kiosk01",
+        "kiosk02",
+        "kiosk03",
+        "expert_market",
+        "expert_market2",
+        "expert_housing",
+        "expert_social",
+        "expert_social2",
+        "clerk",
+        "admin",
+    ):
+        await _connect(m, username)
+    m.calls["A"] = await _open_call(m, "kiosk01", "expert_market", "market", "MX-A")
+    m.calls["B"] = await _open_call(m, "kiosk02", "expert_housing", "housing", "MX-B")
+    return m
+
+
+# ---- who acts on what, for a cell ---------------------------------------------------
+
+ROLE_ACCOUNT = {"kiosk": "kiosk01", "expert": "expert_market", "clerk": "clerk", "admin": "admin"}
+
+
+def actor(role: str, relation: Relation) -> str | None:
+    """The account acting in a cell: a kiosk or expert of call A; the colleague for
+    ``dept``; nobody for anonymous."""
+    if role == "anonymous":
+        return None
+    if role == "expert" and relation is Relation.DEPT:
+        return "expert_market2"
+    return ROLE_ACCOUNT[role]
+
+
+def target(m: Matrix, relation: Relation) -> Call:
+    """Call A (the actor's, or its department's), or call B for ``other``."""
+    return m.calls["B" if relation is Relation.OTHER else "A"]
+
+
+def side(role: str) -> str:
+    return "expert" if role == "expert" else "kiosk"
+
+
+def upload_of(m: Matrix, role: str, relation: Relation) -> str:
+    """An unfinished upload: the peer's in call A, or the kiosk's in call B."""
+    a = m.calls["A"]
+    if relation is Relation.PEER:
+        return a.expert_upload if side(role) == "kiosk" else a.kiosk_upload
+    if relation is Relation.OTHER:
+        return m.calls["B"].kiosk_upload
+    return a.kiosk_upload
+
+
+async def waiting_consultation(m: Matrix, department: str = "social") -> str:
+    """A fresh waiting consultation of kiosk03 (nobody of ``department`` available)."""
+    client = m.socket("kiosk03")
+    assert isinstance(client, KioskClient)
+    return (await client.request(department)).consultation_id
+
+
+async def ended_consultation(m: Matrix) -> str:
+    client = m.socket("kiosk03")
+    assert isinstance(client, KioskClient)
+    consultation_id = await waiting_consultation(m)
+    await client.cancel(consultation_id)
+    return consultation_id
+
+
+async def leave(m: Matrix, consultation_id: str) -> None:
+    """kiosk03 leaves its consultation, whatever state it is in."""
+    try:
+        await m.socket("kiosk03").end(consultation_id)
+    except ClientError as error:
+        # Already ended: no longer open (not_found), or not endable (invalid_state).
+        assert error.code in ("not_found", "invalid_state"), error
+
+
+async def ringing(m: Matrix) -> str:
+    """kiosk03's consultation ringing for expert_social (the only one available)."""
+    expert = m.socket("expert_social")
+    assert isinstance(expert, ExpertClient)
+    await expert.set_presence("available")
+    expert.drain("offer")
+    consultation_id = await waiting_consultation(m)
+    await expert.next_event(
+        "offer", OfferView, where=lambda o: o.consultation_id == consultation_id
+    )
+    return consultation_id
+
+
+async def social_call(m: Matrix) -> str:
+    consultation_id = await ringing(m)
+    expert = m.socket("expert_social")
+    assert isinstance(expert, ExpertClient)
+    await expert.accept(consultation_id)
+    return consultation_id
+
+
+async def social_done(m: Matrix, consultation_id: str) -> None:
+    await leave(m, consultation_id)
+    expert = m.socket("expert_social")
+    assert isinstance(expert, ExpertClient)
+    await expert.set_presence("away")
+
+
+# ---- probes: one per route or event, each returning the answer of one cell ----------
+
+Probe = Callable[[Matrix, str, Relation], Awaitable[int | str]]
+PROBES: dict[str, Probe] = {}
+
+
+def probe(*surfaces: str) -> Callable[[Probe], Probe]:
+    def register(function: Probe) -> Probe:
+        for surface in surfaces:
+            PROBES[surface] = function
+        return function
+
+    return register
+
+
+def _get(path: str) -> Probe:
+    async def run(m: Matrix, role: str, relation: Relation) -> int:
+        return (await m.request("GET", path, actor(role, relation)))[0]
+
+    return run
+
+
+for _path in (
+    "/",
+    "/kiosk",
+    "/expert",
+    "/clerk",
+    "/admin",
+    "/healthz",
+    "/metrics",
+    "/api/v1/openapi.json",
+    "/api/v1/me",
+    "/api/v1/departments",
+    "/api/v1/departments/status",
+    "/api/v1/accounts",
+    "/api/v1/board",
+    "/api/v1/me/consultations",
+    "/api/v1/audit",
+    "/api/v1/audit/verify",
+    "/api/v1/consultations?case_number=MX-A",
+    "/api/v1/cases/MX-A/attachments",
+):
+    PROBES[f"GET {_path.split('?')[0].replace('MX-A', '{case_number}')}"] = _get(_path)
+
+
+@probe("POST /api/v1/login")
+async def _login(m: Matrix, role: str, relation: Relation) -> int:
+    username = actor(role, relation)
+    # A session of its own: logging in again ends the session the cookie named.
+    token = await m.login(username) if username else None
+    who = username or "kiosk02"
+    password = EXTRA_PASSWORD if who in EXTRA_ACCOUNTS else DEMO_PASSWORD
+    body = {"username": who, "password": password}
+    return (await m.request("POST", "/api/v1/login", None, token=token, json=body))[0]
+
+
+@probe("POST /api/v1/logout")
+async def _logout(m: Matrix, role: str, relation: Relation) -> int:
+    username = actor(role, relation)
+    token = await m.login(username) if username else None
+    return (await m.request("POST", "/api/v1/logout", None, token=token))[0]
+
+
+@probe("POST /api/v1/departments")
+async def _create_department(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"code": m.unique("mx"), "name_zh": "矩阵", "name_en": "Matrix"}
+    return (await m.request("POST", "/api/v1/departments", actor(role, relation), json=body))[0]
+
+
+@probe("PATCH /api/v1/departments/{code}")
+async def _patch_department(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"hours": "1-5 09:00-17:00"}
+    path = "/api/v1/departments/social"
+    return (await m.request("PATCH", path, actor(role, relation), json=body))[0]
+
+
+@probe("POST /api/v1/accounts")
+async def _create_account(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"username": m.unique("mx_user"), "password": "Wide-Open-Matrix-26", "role": "clerk"}
+    return (await m.request("POST", "/api/v1/accounts", actor(role, relation), json=body))[0]
+
+
+@probe("PATCH /api/v1/accounts/{username}")
+async def _patch_account(m: Matrix, role: str, relation: Relation) -> int:
+    path = "/api/v1/accounts/expert_housing"
+    return (await m.request("PATCH", path, actor(role, relation), json={"disabled": False}))[0]
+
+
+@probe("GET /api/v1/consultations/{consultation_id}")
+async def _get_consultation(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/consultations/{target(m, relation).consultation_id}"
+    return (await m.request("GET", path, actor(role, relation)))[0]
+
+
+@probe("POST /api/v1/consultations/{consultation_id}/withdraw")
+async def _withdraw(m: Matrix, role: str, relation: Relation) -> int:
+    consultation_id = await waiting_consultation(m)
+    path = f"/api/v1/consultations/{consultation_id}/withdraw"
+    status = (await m.request("POST", path, actor(role, relation)))[0]
+    await leave(m, consultation_id)
+    return status
+
+
+@probe("POST /api/v1/consultations/{consultation_id}/case")
+async def _link_case(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/consultations/{await ended_consultation(m)}/case"
+    body = {"case_number": m.unique("MX-LINK-")}
+    return (await m.request("POST", path, actor(role, relation), json=body))[0]
+
+
+async def _post_offer(m: Matrix, role: str, relation: Relation, peer: CallPeer) -> int:
+    """``role`` presents its own call's media token (if it has one) for call A or B."""
+    call = target(m, relation)
+    headers = {**_media_headers_of(m, role), "Content-Type": "application/sdp"}
+    status, _ = await m.request(
+        "POST",
+        f"/api/v1/media/{call.consultation_id}",
+        actor(role, relation),
+        data=await peer.offer(),
+        headers=headers,
+    )
+    return status
+
+
+async def _delete_media(m: Matrix, role: str, relation: Relation) -> int:
+    call = target(m, relation)
+    path = f"/api/v1/media/{call.consultation_id}/{side(role)}"
+    return (
+        await m.request("DELETE", path, actor(role, relation), headers=_media_headers_of(m, role))
+    )[0]
+
+
+def _media_headers_of(m: Matrix, role: str) -> dict[str, str]:
+    if role in ("kiosk", "expert"):
+        return {"Authorization": f"Bearer {m.calls['A'].media_tokens[side(role)]}"}
+    return {}
+
+
+@probe("POST /api/v1/media/{consultation_id}")
+async def _media_post(m: Matrix, role: str, relation: Relation) -> int:
+    peer = CallPeer()
+    try:
+        status = await _post_offer(m, role, relation, peer)
+        if status == 201:
+            await _delete_media(m, role, relation)
+    finally:
+        await peer.close()
+    return status
+
+
+@probe("DELETE /api/v1/media/{consultation_id}/{side}")
+async def _media_delete(m: Matrix, role: str, relation: Relation) -> int:
+    peer = CallPeer()
+    try:
+        # Connected first where the token opens it, so that there is a session to close.
+        await _post_offer(m, role, relation, peer)
+        return await _delete_media(m, role, relation)
+    finally:
+        await peer.close()
+
+
+@probe("POST /api/v1/consultations/{consultation_id}/uploads")
+async def _create_upload(m: Matrix, role: str, relation: Relation) -> int:
+    username = actor(role, relation)
+    path = f"/api/v1/consultations/{target(m, relation).consultation_id}/uploads"
+    status, body = await m.request("POST", path, username, json={"name": "n.pdf", "size": len(PDF)})
+    if status == 201:
+        await m.request("DELETE", f"/api/v1/uploads/{body['upload_id']}", username)
+    return status
+
+
+def _upload_probe(method: str, suffix: str, *, complete: bool, **kwargs: Any) -> Probe:
+    async def run(m: Matrix, role: str, relation: Relation) -> int:
+        username = actor(role, relation)
+        if relation is Relation.OWN and username is not None:
+            upload_id = await _upload(m, username, m.calls["A"].consultation_id, complete=complete)
+        else:
+            upload_id = upload_of(m, role, relation)
+        path = f"/api/v1/uploads/{upload_id}{suffix}"
+        status = (await m.request(method, path, username, **kwargs))[0]
+        if relation is Relation.OWN and method != "DELETE" and username is not None:
+            await m.request("DELETE", f"/api/v1/uploads/{upload_id}", username)
+        return status
+
+    return run
+
+
+PROBES["HEAD /api/v1/uploads/{upload_id}"] = _upload_probe("HEAD", "", complete=False)
+PROBES["PATCH /api/v1/uploads/{upload_id}"] = _upload_probe(
+    "PATCH", "", complete=False, data=PDF, headers=PART_HEADERS
+)
+PROBES["POST /api/v1/uploads/{upload_id}/finish"] = _upload_probe("POST", "/finish", complete=True)
+PROBES["DELETE /api/v1/uploads/{upload_id}"] = _upload_probe("DELETE", "", complete=False)
+
+
+@probe("GET /api/v1/consultations/{consultation_id}/files")
+async def _files(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/consultations/{target(m, relation).consultation_id}/files"
+    return (await m.request("GET", path, actor(role, relation)))[0]
+
+
+@probe("GET /api/v1/files/{file_id}")
+async def _download(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/files/{target(m, relation).file_id}"
+    return (await m.request("GET", path, actor(role, relation)))[0]
+
+
+@probe("POST /api/v1/cases/{case_number}/attachments")
+async def _attach(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/cases/{m.unique('MX-ATT-')}/attachments"
+    body = {"file_id": m.calls["A"].file_id, "category": "application"}
+    return (await m.request("POST", path, actor(role, relation), json=body))[0]
+
+
+# ---- events -------------------------------------------------------------------------
+
+
+async def emit(m: Matrix, username: str | None, event: str, payload: dict[str, Any]) -> str:
+    """``ok`` or the error code of the ack; anonymous: the refused connection's code."""
+    if username is None:
+        client = socketio.AsyncClient(reconnection=False)
+        refusals: list[Any] = []
+        client.on("connect_error", handler=refusals.append)
+        try:
+            await client.connect(m.url, transports=["websocket"], wait_timeout=10)
+        except socketio.exceptions.ConnectionError:
+            return str(refusals[0]["data"]["code"])
+        await client.disconnect()
+        return "connected"
+    try:
+        await m.socket(username).emit(event, payload)
+    except ClientError as error:
+        return error.code
+    return "ok"
+
+
+def _ref(call_id: str) -> dict[str, str]:
+    return {"consultation_id": call_id}
+
+
+@probe("event request_consultation")
+async def _request(m: Matrix, role: str, relation: Relation) -> str:
+    # Any kiosk: one with no open consultation.
+    username = "kiosk03" if role == "kiosk" else actor(role, relation)
+    answer = await emit(m, username, "request_consultation", {"department": "social"})
+    if answer == "ok":
+        state = await m.socket("kiosk03").state()
+        assert state.consultation is not None
+        await leave(m, state.consultation.consultation_id)
+    return answer
+
+
+def _kiosk_waiting_probe(event: str, *, end_first: bool, extra: dict[str, Any]) -> Probe:
+    """Kiosk events on kiosk03's consultation: sent by kiosk03 itself (own) or by
+    kiosk01 (other); everyone else sends it for call A."""
+
+    async def run(m: Matrix, role: str, relation: Relation) -> str:
+        if role != "kiosk":
+            payload = {**_ref(target(m, relation).consultation_id), **extra}
+            return await emit(m, actor(role, relation), event, payload)
+        consultation_id = await waiting_consultation(m)
+        if end_first:
+            await leave(m, consultation_id)
+        sender = "kiosk03" if relation is Relation.OWN else "kiosk01"
+        answer = await emit(m, sender, event, {**_ref(consultation_id), **extra})
+        await leave(m, consultation_id)
+        return answer
+
+    return run
+
+
+PROBES["event cancel_request"] = _kiosk_waiting_probe("cancel_request", end_first=False, extra={})
+PROBES["event rate_consultation"] = _kiosk_waiting_probe(
+    "rate_consultation", end_first=True, extra={"rating": 5}
+)
+PROBES["event end_consultation"] = _kiosk_waiting_probe(
+    "end_consultation", end_first=False, extra={}
+)
+
+
+@probe("event set_presence")
+async def _presence(m: Matrix, role: str, relation: Relation) -> str:
+    username = "expert_market2" if role == "expert" else actor(role, relation)
+    return await emit(m, username, "set_presence", {"status": "away"})
+
+
+@probe("event get_queue")
+async def _queue(m: Matrix, role: str, relation: Relation) -> str:
+    return await emit(m, actor(role, relation), "get_queue", {})
+
+
+@probe("event get_state")
+async def _get_state(m: Matrix, role: str, relation: Relation) -> str:
+    return await emit(m, actor(role, relation), "get_state", {})
+
+
+def _offer_probe(event: str) -> Probe:
+    """An offer ringing for expert_social: answered by it (own), by its colleague
+    expert_social2 (dept), by expert_market (other); others send it for call A."""
+
+    async def run(m: Matrix, role: str, relation: Relation) -> str:
+        if role != "expert":
+            return await emit(m, actor(role, relation), event, _ref(m.calls["A"].consultation_id))
+        consultation_id = await ringing(m)
+        sender = {
+            Relation.OWN: "expert_social",
+            Relation.DEPT: "expert_social2",
+            Relation.OTHER: "expert_market",
+        }[relation]
+        answer = await emit(m, sender, event, _ref(consultation_id))
+        await social_done(m, consultation_id)
+        return answer
+
+    return run
+
+
+PROBES["event accept_offer"] = _offer_probe("accept_offer")
+PROBES["event decline_offer"] = _offer_probe("decline_offer")
+
+
+@probe("event save_outcome")
+async def _outcome(m: Matrix, role: str, relation: Relation) -> str:
+    payload = {**_ref(target(m, relation).consultation_id), "outcome": "answered"}
+    return await emit(m, actor(role, relation), "save_outcome", payload)
+
+
+@probe("event send_chat")
+async def _chat(m: Matrix, role: str, relation: Relation) -> str:
+    payload = {**_ref(target(m, relation).consultation_id), "text": "矩阵"}
+    return await emit(m, actor(role, relation), "send_chat", payload)
+
+
+async def _end_call(m: Matrix, role: str, relation: Relation) -> int | str:
+    """Experts end kiosk03's call with expert_social: it (own), its colleague (dept),
+    expert_market (other); kiosks and the rest as for the waiting kiosk events."""
+    if role != "expert":
+        return await _kiosk_end(m, role, relation)
+    consultation_id = await social_call(m)
+    sender = {
+        Relation.OWN: "expert_social",
+        Relation.DEPT: "expert_social2",
+        Relation.OTHER: "expert_market",
+    }[relation]
+    answer = await emit(m, sender, "end_consultation", _ref(consultation_id))
+    await social_done(m, consultation_id)
+    return answer
+
+
+_kiosk_end = PROBES["event end_consultation"]
+PROBES["event end_consultation"] = _end_call
+
+
+# ---- the matrix ---------------------------------------------------------------------
+
+
+def seen(answer: int | str, rule: Rule) -> str:
+    """The table's word for an answer."""
+    if isinstance(answer, int):
+        if 200 <= answer < 300:
+            return Outcome.ALLOW.value
+        return f"deny-{answer}" if answer in (401, 403, 404, 409) else f"status {answer}"
+    if answer == "ok":
+        return Outcome.ALLOW.value
+    codes = {code: outcome.value for outcome, code in EVENT_CODES.items()}
+    return codes.get(answer, f"code {answer}")
+
+
+def surfaces_served(events: list[str]) -> set[str]:
+    routes = {f"{e.method} {e.path}" for table in API_TABLES for e in table.endpoints}
+    return routes | {f"event {name}" for name in events}
+
+
+async def test_the_table_names_every_route_and_event_and_every_cell_has_a_probe(
+    start_server: ServerFactory,
+) -> None:
+    server = await start_server()
+    events = [spec.name for spec in server.hub.gateway.events]
+    assert {rule.surface for rule in ACCESS} == surfaces_served(events)
+    assert len({rule.surface for rule in ACCESS}) == len(ACCESS)
+    assert set(PROBES) == {rule.surface for rule in ACCESS}
+    for rule in ACCESS:
+        assert set(rule.expected) == set(ROLES), rule.surface
+        for role in ROLES:
+            expected = rule.expected[role]
+            if not isinstance(expected, Outcome):
+                assert set(expected) == set(RELATIONS[rule.subject][role]), (rule.surface, role)
+        if rule.is_event:
+            # No session, no socket: every event is refused to anonymous callers.
+            assert rule.expected["anonymous"] is Outcome.DENY_401
+
+
+async def test_every_cell_of_the_access_matrix_answers_as_the_table_says(
+    start_server: ServerFactory,
+) -> None:
+    # Nothing times out meanwhile, and the probes' many logins and events stay under
+    # the limits (tested on their own elsewhere).
+    server = await start_server(
+        ring_timeout=600.0,
+        grace_period=600.0,
+        no_expert_wait=600.0,
+        login_attempts=10_000,
+        events_per_second=10_000.0,
+        chat_per_minute=10_000,
+    )
+    m = await _build(server)
+    disagreements = []
+    try:
+        for rule in ACCESS:
+            for role, relation, expected in rule.cells():
+                answer = await PROBES[rule.surface](m, role, relation)
+                if seen(answer, rule) != expected.value:
+                    disagreements.append(
+                        f"{rule.surface} as {role}/{relation.value}: table {expected.value}, "
+                        f"server {seen(answer, rule)} ({answer})"
+                    )
+    finally:
+        for client in m.sockets.values():
+            await client.close()
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_security_doc_shows_the_table() -> None:
+    """docs/SECURITY.md holds what ``python docs/security_matrix.py`` prints."""
+    printed = subprocess.run(
+        [sys.executable, "docs/security_matrix.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stdout + printed.stderr
+
+
+def test_the_matrix_covers_every_subject_relation() -> None:
+    used = {rule.subject for rule in ACCESS}
+    assert used <= set(Subject)
+    assert set(RELATIONS) == set(Subject)
