@@ -6,10 +6,11 @@ from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 FAKE_PERMISSION_UI = "--use-fake-ui-for-media-stream"
+LOOPBACK_MEDIA = "--allow-loopback-in-peer-connection"
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     FAKE_PERMISSION_UI,
-    "--allow-loopback-in-peer-connection",
+    LOOPBACK_MEDIA,
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -20,8 +21,46 @@ CHROMIUM_ARGS = [
 ]
 
 
-async def launch_chromium(playwright: Any, *, grant_devices: bool = True) -> Any:
+async def launch_chromium(
+    playwright: Any,
+    *,
+    grant_devices: bool = True,
+    loopback_media: bool = True,
+    executable: str = CHROMIUM,
+) -> Any:
     """A headless Chromium; without ``grant_devices`` nobody answers the camera
-    and microphone prompt, so pages are refused them."""
-    args = CHROMIUM_ARGS if grant_devices else [a for a in CHROMIUM_ARGS if a != FAKE_PERMISSION_UI]
-    return await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    and microphone prompt, so pages are refused them. Without ``loopback_media``
+    media goes over real interfaces only, as on a kiosk; ``executable`` may be a
+    wrapper that runs Debian's Chromium somewhere else (another network namespace)."""
+    left_out: set[str] = set()
+    if not grant_devices:
+        left_out.add(FAKE_PERMISSION_UI)
+    if not loopback_media:
+        left_out.add(LOOPBACK_MEDIA)
+    args = [a for a in CHROMIUM_ARGS if a not in left_out]
+    return await playwright.chromium.launch(executable_path=executable, headless=True, args=args)
+
+
+async def wait_for_js(page: Any, expression: str, timeout: float = 15000) -> None:
+    """Until ``expression`` is true in the page, polled through ``page.evaluate``.
+
+    Playwright's ``wait_for_function`` evaluates its string inside the page, which
+    the pages' Content-Security-Policy (no 'unsafe-eval') forbids; ``evaluate``
+    goes through the debugging protocol, which the policy does not restrict. A
+    navigation in between (the kiosk's wipe reloads it) is waited out."""
+    import asyncio
+
+    from playwright.async_api import Error as PlaywrightError
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout / 1000
+    while True:
+        try:
+            if await page.evaluate(expression):
+                return
+        except PlaywrightError as exc:
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+        if loop.time() > deadline:
+            raise TimeoutError(f"not true within {timeout:.0f} ms: {expression}")
+        await asyncio.sleep(0.1)
