@@ -2,16 +2,25 @@
 
 python server.py [flags]                 serve
 python server.py [flags] audit verify    check the audit hash chain
+python server.py [flags] backup DEST [--key-backup KEYDEST]
+python server.py [flags] restore SRC [--key-backup KEYDIR]
 """
 
 import asyncio
-import logging
+import contextlib
+import os
+import resource
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
-from storage.errors import AuditChainBroken
+from observability.logs import banner
+from observability.logs import configure as configure_logging
+from storage.backup import Installation, create_backup, restore_backup
+from storage.database import database_url
+from storage.errors import AuditChainBroken, BackupError
 from storage.filestore import FileStore
 from storage.keyring import KeyringError
 from storage.records import AuditEvent
@@ -63,6 +72,57 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
         await storage.close()
 
 
+def installation(settings: Settings) -> Installation:
+    return Installation(
+        settings.data_dir,
+        database_url(settings.database_url, settings.data_dir),
+        settings.keys_directory,
+    )
+
+
+async def backup_or_restore(settings: Settings, command: tuple[str, ...]) -> int:
+    """``backup DEST [--key-backup KEYDEST]`` / ``restore SRC [--key-backup KEYDIR]``."""
+    action, path = command[0], Path(command[1])
+    keys = Path(command[3]) if len(command) > 3 else None
+    try:
+        if action == "backup":
+            report = await create_backup(installation(settings), path, keys)
+        else:
+            report = await restore_backup(installation(settings), path, keys)
+    except BackupError as exc:
+        print(f"{action} refused: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{action} failed: {exc}", file=sys.stderr)
+        return 1
+    for warning in report.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    done = report.manifest
+    what = f"{len(done.files)} documents, {len(done.keks)} key-encryption keys referenced"
+    if action == "backup":
+        print(f"backup {done.backup_id} written to {path} ({what})")
+    else:
+        print(f"backup {done.backup_id} restored into {settings.data_dir} ({what})")
+    return 0
+
+
+def installed(settings: Settings) -> bool:
+    """Whether there is an installation to work on (a command must not create one)."""
+    return settings.database_url is not None or (settings.data_dir / "windowlink.db").exists()
+
+
+def raise_open_file_limit() -> None:
+    """Use the open-file allowance the system grants (the soft limit is often 1,024
+    while the hard one is far higher): every socket.io connection, upload part and
+    relay socket is a file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         invocation = parse_settings(sys.argv[1:] if argv is None else argv)
@@ -70,17 +130,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"windowlink: {exc}", file=sys.stderr)
         return 2
     settings = invocation.settings
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Everything the server writes (database, documents, keys, certificates, backups)
+    # is for its own account only.
+    os.umask(0o077)
+    raise_open_file_limit()
+    configure_logging(settings.log_level, settings.log_format)
+    if invocation.command[:1] in (("audit",), ("keys",)) and not installed(settings):
+        print(
+            f"windowlink: no installation in {settings.data_dir} (no database there); "
+            "check --data-dir / --database-url",
+            file=sys.stderr,
+        )
+        return 2
     if invocation.command == ("audit", "verify"):
         return asyncio.run(verify_audit(settings))
     if invocation.command[:1] == ("keys",):
         return asyncio.run(manage_keys(settings, invocation.command[1:]))
+    if invocation.command[:1] in (("backup",), ("restore",)):
+        return asyncio.run(backup_or_restore(settings, invocation.command))
     context = ssl_context(settings)
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
-    print(f"windowlink serving {url}/kiosk /expert /clerk /admin", flush=True)
+    banner(f"windowlink serving {url}/kiosk /expert /clerk /admin", settings.log_format)
     web.run_app(
         create_app(settings),
         host=settings.host,

@@ -21,3 +21,11 @@ class SignalingConfig:
     """Seconds after the end during which the kiosk may rate the consultation."""
     queue_update_delay: float = 0.2
     """Seconds a department's queue changes are gathered before kiosks and experts are told."""
+    max_sockets_per_account: int = 8
+    """socket.io connections one account may hold at once."""
+    chat_per_minute: int = 30
+    """Chat lines one account may send per minute."""
+    session_check_interval: float = 30.0
+    """Seconds between checks that every open socket's login session is still alive."""
+    session_touch_interval: float = 60.0
+    """Events refresh their session's idle timer at most this often."""

@@ -7,7 +7,7 @@ payload; every method checks that the account may act on the consultation.
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from media.errors import MediaError
@@ -19,7 +19,13 @@ from signaling.dispatch import (
     department_lock,
     presence_view,
 )
-from signaling.errors import AlreadyInConsultation, Forbidden, InvalidState, NotFound
+from signaling.errors import (
+    AlreadyInConsultation,
+    Forbidden,
+    InvalidState,
+    NotFound,
+    RateLimited,
+)
 from signaling.messages import ChatView, ConsultationView, FileView, OfferRevoked, PeerStatus
 from signaling.state import LiveCall, PresenceStatus, Side
 from storage.errors import RecordConflict, RecordNotFound
@@ -38,8 +44,14 @@ _END_REVOKE_REASON = {EndReason.ABANDONED: "cancelled", EndReason.CANCELLED: "ca
 
 
 class ConsultationService:
-    def __init__(self, dispatcher: Dispatcher, media: RelayPool) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        media: RelayPool,
+        on_ended: Callable[[str], Awaitable[object]],
+    ) -> None:
         self._d = dispatcher
+        self._on_ended = on_ended
         self.media = media
         self._media_tasks: set[asyncio.Task[None]] = set()
         self.store = dispatcher.store
@@ -143,6 +155,7 @@ class ConsultationService:
                 await self._d.dispatch(department)
                 await self._d.publish_queue(department)
                 call = await self.store.get_call(call.id) or call
+        log.info("consultation %s requested for %s", call.id, department)
         return consultation_view(call)
 
     async def rate(self, kiosk: Account, consultation_id: str, rating: int, remote: str) -> None:
@@ -204,6 +217,7 @@ class ConsultationService:
                 await self.store.put_presence(presence)
                 await self.notifier.to_account(expert.id, "presence", presence_view(presence))
             view = consultation_view(call, Side.EXPERT.value)
+            log.info("consultation %s accepted by expert %s", call.id, expert.id)
             await self.notifier.to_account(
                 call.kiosk_id, "consultation", consultation_view(call, Side.KIOSK.value)
             )
@@ -283,6 +297,10 @@ class ConsultationService:
             account.role is Role.EXPERT and call.expert_id != account.id
         ):
             raise InvalidState("chat is open only during the call")
+        if not await self.store.take_slot(
+            f"chat:{account.id}", 60.0, self.config.chat_per_minute, self.clock()
+        ):
+            raise RateLimited("too many chat lines in a minute; wait a moment")
         message = await self.storage.consultations.add_chat(call.id, account.id, account.role, text)
         view = ChatView(
             id=message.id,
@@ -312,6 +330,7 @@ class ConsultationService:
     ) -> ConsultationView:
         now = self.clock()
         was = call.phase
+        log.info("consultation %s ended: %s (was %s)", call.id, reason.value, was.value)
         try:
             await self.storage.consultations.mark_ended(
                 call.id,
@@ -333,6 +352,8 @@ class ConsultationService:
                 await self.media.close_call(call.id)
             except MediaError:
                 log.exception("closing the relay of consultation %s failed", call.id)
+            # Documents travel only during the call: what is half-sent is dropped.
+            await self._on_ended(call.id)
         for kind in ("ring", "noexpert"):
             await self.store.clear_deadline(deadline_key(kind, call.id))
         for key in call.dropped:

@@ -5,8 +5,9 @@ SignalingError                 code "signaling_error"
  ├── NotAuthenticated          "unauthorized"       no valid session
  ├── Forbidden                 "forbidden"          the role or account may not do this
  ├── NotFound                  "not_found"          no such consultation or department (for you)
- └── InvalidState              "invalid_state"      not possible in the consultation's state
-     └── AlreadyInConsultation "already_in_consultation"
+ ├── InvalidState              "invalid_state"      not possible in the consultation's state
+ │   └── AlreadyInConsultation "already_in_consultation"
+ └── RateLimited               "rate_limited"       too much too fast (chat lines, events)
 
 They become error acks in ``signaling.gateway`` and HTTP errors in ``web.errors``.
 """
@@ -42,3 +43,7 @@ class InvalidState(SignalingError):
 
 class AlreadyInConsultation(InvalidState):
     code = "already_in_consultation"
+
+
+class RateLimited(SignalingError):
+    code = "rate_limited"

@@ -7,6 +7,7 @@ Handlers stay thin; the rules live in ``signaling.consultation`` and
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,11 @@ import socketio
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from observability.logs import set_context
 from signaling.consultation import ConsultationService
 from signaling.dispatch import Dispatcher, consultation_view, offer_view, presence_view
 from signaling.errors import Forbidden, InvalidPayload, NotAuthenticated, SignalingError
+from signaling.limits import EventRateLimit
 from signaling.messages import (
     ClientPayload,
     ConsultationRef,
@@ -80,9 +83,17 @@ class SignalingGateway:
         *,
         session_cookie: str,
         remote_of: Callable[[web.Request], str],
+        limits: EventRateLimit,
+        observe: Callable[[str, float, str | None], None],
     ) -> None:
         self.sio = sio
+        self._observe = observe
         self._sessions = sessions
+        self._limits = limits
+        self._config = dispatcher.config
+        # sid -> (session token, when the session was last refreshed by an event)
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._session_checks: asyncio.Task[None] | None = None
         self._dispatcher = dispatcher
         self._consultations = consultations
         self._presence = presence
@@ -111,12 +122,19 @@ class SignalingGateway:
             raise socketio.exceptions.ConnectionRefusedError(
                 "log in first", {"code": NotAuthenticated.code}
             )
+        count = await self._dispatcher.store.add_connection(account.id, sid)
+        if count > self._config.max_sockets_per_account:
+            await self._dispatcher.store.remove_connection(account.id, sid)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "too many connections for this account; close another tab first",
+                {"code": "too_many_connections"},
+            )
         self._accounts[sid] = account
+        self._tokens[sid] = (token, time.monotonic())
         await self.sio.save_session(sid, {"remote": self._remote_of(request), "token": token})
         await self.sio.enter_room(sid, account_room(account.id))
         if account.role is Role.EXPERT and account.department:
             await self.sio.enter_room(sid, department_room(account.department))
-        count = await self._dispatcher.store.add_connection(account.id, sid)
         if count == 1:
             # Runs after the CONNECT packet has gone out, so that what it emits
             # reaches the new socket; clients also ask ``get_state`` on connect.
@@ -129,6 +147,8 @@ class SignalingGateway:
             await self._consultations.participant_returned(account)
 
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        self._limits.forget(sid)
+        self._tokens.pop(sid, None)
         account = self._accounts.pop(sid, None)
         if account is None:
             return
@@ -154,13 +174,51 @@ class SignalingGateway:
         task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
+        if self._session_checks is not None:
+            self._session_checks.cancel()
+            await asyncio.gather(self._session_checks, return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def start_session_checks(self) -> None:
+        self._session_checks = asyncio.create_task(
+            self._check_sessions_forever(), name="socket-session-checks"
+        )
+
+    async def _check_sessions_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.session_check_interval)
+            try:
+                await self.close_expired()
+            except Exception:
+                log.exception("checking the sockets' sessions failed")
+
+    async def close_expired(self) -> int:
+        """Close every socket whose login session has ended (idle or absolute expiry,
+        disabled account): a socket must not outlive its session."""
+        tokens = {token for token, _ in self._tokens.values()}
+        live = await self._sessions.live(tokens)
+        expired = [sid for sid, (token, _) in self._tokens.items() if token not in live]
+        for sid in expired:
+            await self.sio.disconnect(sid)
+        return len(expired)
+
+    async def _still_logged_in(self, sid: str) -> bool:
+        """Events are activity: they refresh the session's idle timer (at most once a
+        minute), and a socket whose session has ended is closed."""
+        token, touched = self._tokens.get(sid, ("", 0.0))
+        now = time.monotonic()
+        if now - touched < self._config.session_touch_interval:
+            return True
+        if await self._sessions.resolve(token) is None:
+            await self.sio.disconnect(sid)
+            return False
+        self._tokens[sid] = (token, now)
+        return True
 
     async def disconnect_token(self, token: str) -> None:
         """Close every socket opened with this session token (logout)."""
-        for sid in list(self._accounts):
-            session = await self.sio.get_session(sid)
-            if session.get("token") == token:
+        for sid, (own, _) in list(self._tokens.items()):
+            if own == token:
                 await self.sio.disconnect(sid)
 
     async def disconnect_all(self) -> None:
@@ -176,9 +234,23 @@ class SignalingGateway:
 
     def _wrap(self, spec: EventSpec) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handle(sid: str, *args: Any) -> dict[str, Any]:
+            start = time.perf_counter()
+            ack = await handle_event(sid, *args)
+            error = ack.get("error")
+            self._observe(spec.name, time.perf_counter() - start, error["code"] if error else None)
+            return ack
+
+        async def handle_event(sid: str, *args: Any) -> dict[str, Any]:
             account = self._accounts.get(sid)
+            consultation = (
+                args[0].get("consultation_id") if args and isinstance(args[0], dict) else None
+            )
+            set_context(
+                account_id=account.id if account else None,
+                consultation_id=consultation if isinstance(consultation, str) else None,
+            )
             try:
-                if account is None:
+                if account is None or not await self._still_logged_in(sid):
                     raise NotAuthenticated("log in first")
                 if account.role not in spec.roles:
                     raise Forbidden(f"a {account.role.value} account may not send {spec.name}")

@@ -1,7 +1,8 @@
 """Signaling put together: the socket.io server, the state store, the services
 and the deadline scheduler, started and stopped as one."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import socketio
 from aiohttp import web
@@ -11,10 +12,12 @@ from signaling.config import SignalingConfig
 from signaling.consultation import ConsultationService
 from signaling.dispatch import Dispatcher
 from signaling.gateway import SignalingGateway
+from signaling.limits import EventRateLimit
 from signaling.memory_state import InProcessStateStore
 from signaling.notifier import SocketNotifier
 from signaling.presence import PresenceService
 from signaling.scheduler import DeadlineScheduler
+from signaling.socketio_private import GuardedAsyncServer
 from signaling.state import StateStore
 from storage.store import Storage
 
@@ -22,12 +25,19 @@ from storage.store import Storage
 MAX_FRAME_BYTES = 64 * 1024
 
 
-def create_socket_server(redis_url: str | None) -> socketio.AsyncServer:
-    """The socket.io server; with Redis its emits reach sockets on every node."""
+def create_socket_server(
+    redis_url: str | None,
+    allowed_origin: Callable[[str | None, dict[str, Any]], bool],
+    limits: EventRateLimit,
+) -> socketio.AsyncServer:
+    """The socket.io server; with Redis its emits reach sockets on every node.
+    ``allowed_origin`` decides which page origins may connect (same origin);
+    ``limits`` how many events a connection may send."""
     manager: socketio.AsyncManager = (
         socketio.AsyncRedisManager(redis_url) if redis_url else socketio.AsyncManager()
     )
-    return socketio.AsyncServer(
+    return GuardedAsyncServer(
+        admit=limits.admit,
         async_mode="aiohttp",
         client_manager=manager,
         # A dead network is noticed within ping_interval + ping_timeout, which
@@ -35,6 +45,7 @@ def create_socket_server(redis_url: str | None) -> socketio.AsyncServer:
         ping_interval=5,
         ping_timeout=5,
         max_http_buffer_size=MAX_FRAME_BYTES,
+        cors_allowed_origins=allowed_origin,
         logger=False,
         engineio_logger=False,
     )
@@ -57,13 +68,16 @@ class SignalingHub:
         *,
         session_cookie: str,
         remote_of: Callable[[web.Request], str],
+        limits: EventRateLimit,
+        on_call_ended: Callable[[str], Awaitable[object]],
+        observe_event: Callable[[str, float, str | None], None] = lambda *_: None,
     ) -> None:
         self.sio = sio
         self.store = store
         self.storage = storage
         self.config = config
         self.dispatcher = Dispatcher(store, storage, SocketNotifier(sio), config)
-        self.consultations = ConsultationService(self.dispatcher, media)
+        self.consultations = ConsultationService(self.dispatcher, media, on_call_ended)
         media.listener = self.consultations.on_media_event
         self.presence = PresenceService(self.dispatcher, self.consultations)
         self.gateway = SignalingGateway(
@@ -74,6 +88,8 @@ class SignalingHub:
             self.presence,
             session_cookie=session_cookie,
             remote_of=remote_of,
+            limits=limits,
+            observe=observe_event,
         )
         self.scheduler = DeadlineScheduler(store, self._on_deadline)
 
@@ -96,6 +112,7 @@ class SignalingHub:
                     department.code, seconds, self.config.handle_time_samples
                 )
         self.scheduler.start()
+        self.gateway.start_session_checks()
 
     async def stop(self) -> None:
         await self.scheduler.stop()

@@ -126,17 +126,22 @@ class InProcessStateStore(StateStore):
     async def handle_times(self, department: str) -> list[float]:
         return list(self._handle_times.get(department, ()))
 
-    async def count_hit(self, key: str, window: float, now: float) -> int:
+    async def take_slot(self, key: str, window: float, limit: int, now: float) -> bool:
         hits = self._hits[key]
         del hits[: bisect.bisect_left(hits, now - window)]
-        hits.append(now)
-        return len(hits)
+        if len(hits) >= limit:
+            if not hits:
+                del self._hits[key]
+            return False
+        bisect.insort(hits, now)
+        return True
 
-    async def hits(self, key: str, window: float, now: float) -> int:
+    async def release_slot(self, key: str, at: float) -> None:
         hits = self._hits.get(key)
         if not hits:
-            return 0
-        del hits[: bisect.bisect_left(hits, now - window)]
+            return
+        index = bisect.bisect_left(hits, at)
+        if index < len(hits) and hits[index] == at:
+            del hits[index]
         if not hits:
             del self._hits[key]
-        return len(hits)

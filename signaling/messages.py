@@ -7,7 +7,7 @@ that docs/PROTOCOL.md and the code describe the same shapes.
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 ConsultationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 DepartmentCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
@@ -15,8 +15,23 @@ DepartmentCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,3
 CaseNumber = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9-]{1,40}$")
 ]
-ChatText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Notes = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL cannot store U+0000 in text; nobody types it: refuse it at the edge.
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    return text
+
+
+ChatText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    AfterValidator(_no_nul),
+]
+Notes = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=4000), AfterValidator(_no_nul)
+]
 OutcomeName = Literal["answered", "follow_up", "referred"]
 StateName = Literal["waiting", "offered", "active", "ended"]
 EndReasonName = Literal["completed", "abandoned", "no_expert", "dropped", "cancelled"]
@@ -169,6 +184,8 @@ class FileView(ServerPayload):
     digest_alg: str
     created_at: float
     url: str
+    shredded_at: float | None = None
+    """When retention destroyed the document's key (listed, no longer downloadable)."""
 
 
 class PeerStatus(ServerPayload):

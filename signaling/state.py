@@ -169,10 +169,13 @@ class StateStore(ABC):
     @abstractmethod
     async def handle_times(self, department: str) -> list[float]: ...
 
-    # failed-login counting
+    # attempt counting (login throttling, rates): each check-and-count is one step
     @abstractmethod
-    async def count_hit(self, key: str, window: float, now: float) -> int:
-        """Record one event for ``key``; return how many fell within ``window``."""
+    async def take_slot(self, key: str, window: float, limit: int, now: float) -> bool:
+        """Count one event for ``key`` at ``now`` if fewer than ``limit`` fell within
+        ``window``; False (and nothing counted) otherwise. Atomic: of N concurrent
+        callers at most ``limit`` get True."""
 
     @abstractmethod
-    async def hits(self, key: str, window: float, now: float) -> int: ...
+    async def release_slot(self, key: str, at: float) -> None:
+        """Forget one event counted at ``at`` (an attempt that turned out not to count)."""

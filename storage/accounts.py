@@ -31,6 +31,22 @@ def _account_id(conn: Connection, username: str) -> str:
     return str(row.id)
 
 
+def _keep_an_admin(conn: Connection, leaving_id: str) -> None:
+    """Refuse to leave the system without an enabled admin. The enabled admins' rows
+    are locked (PostgreSQL), so two admins disabling each other at once from two
+    nodes cannot both succeed; SQLite writes one transaction at a time anyway."""
+    admins = [
+        str(row.id)
+        for row in conn.execute(
+            select(accounts.c.id)
+            .where(accounts.c.role == Role.ADMIN.value, accounts.c.disabled.is_(False))
+            .with_for_update()
+        )
+    ]
+    if admins == [leaving_id]:
+        raise RecordConflict("this is the last enabled admin account; enable another admin first")
+
+
 class Accounts:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -114,6 +130,8 @@ class Accounts:
     ) -> Account:
         def unit(conn: Connection) -> None:
             account_id = _account_id(conn, username)
+            if disabled:
+                _keep_an_admin(conn, account_id)
             conn.execute(
                 update(accounts).where(accounts.c.id == account_id).values(disabled=disabled)
             )

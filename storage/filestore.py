@@ -10,9 +10,10 @@ removed at the next start. Plaintext never touches the disk.
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +30,13 @@ from storage.keyring import Keyring, WrappedKey
 from storage.records import Account, AuditEvent
 from storage.schema import case_attachments, files
 
+log = logging.getLogger(__name__)
+
 CATEGORIES = ("application", "supplementary", "reply")
+
+
+class FileShredded(RecordConflict):
+    """The document's data key was destroyed at the end of its retention period."""
 
 
 class UploadError(Exception):
@@ -53,6 +60,8 @@ class StoredFile:
     digest: str
     digest_alg: str
     created_at: float
+    shredded_at: float | None = None
+    """When retention destroyed the data key (the content is gone for good); None = readable."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,19 @@ class Attachment:
     attached_at: float
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """What unfinished uploads may hold: each is a temporary file and disk space
+    until it finishes, so one account must not be able to pile them up."""
+
+    per_account: int = 4
+    """Unfinished uploads one account may hold."""
+    pending_bytes: int = 1024 * 1024 * 1024
+    """Declared bytes of all unfinished uploads together."""
+    idle_timeout: float = 600.0
+    """Seconds without a byte after which an unfinished upload is discarded."""
+
+
 @dataclass
 class Upload:
     id: str
@@ -73,13 +95,16 @@ class Upload:
     declared_size: int
     path: Path
     encryptor: FileEncryptor
-    handle: BinaryIO
     data_key: bytes
     file_id: bytes
+    stored: int
+    """Bytes of ciphertext in the temporary file (no file is held open between parts)."""
+    last_activity: float
     head: bytearray = field(default_factory=bytearray)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     offset: int = 0
     """Bytes stored and verified: where the next part must start (never mid-part)."""
+    discarded: bool = False
 
 
 def _stored(row: object) -> StoredFile:
@@ -87,28 +112,57 @@ def _stored(row: object) -> StoredFile:
 
 
 class FileStore:
-    def __init__(self, directory: Path, keyring: Keyring, db: Database, *, max_size: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        keyring: Keyring,
+        db: Database,
+        *,
+        max_size: int,
+        limits: UploadLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.directory = directory
         self.keyring = keyring
         self._db = db
         self.max_size = max_size
+        self.limits = limits or UploadLimits()
+        self._clock = clock
+        self._pending_bytes = 0
+        self._sweeper: asyncio.Task[None] | None = None
         self._uploads: dict[str, Upload] = {}
         self._tmp = directory / "tmp"
         self._files = directory / "files"
 
     @classmethod
     async def open(
-        cls, directory: Path, keyring: Keyring, db: Database, *, max_size: int
+        cls,
+        directory: Path,
+        keyring: Keyring,
+        db: Database,
+        *,
+        max_size: int,
+        limits: UploadLimits | None = None,
+        tidy: bool = False,
     ) -> "FileStore":
-        store = cls(directory, keyring, db, max_size=max_size)
+        """The store; ``tidy`` (the serving process only, never a command run beside a
+        running server) removes what an interrupted run left behind."""
+        store = cls(directory, keyring, db, max_size=max_size, limits=limits)
         await asyncio.to_thread(store._prepare)
-        known = set(await db.read(lambda conn: [r.id for r in conn.execute(select(files.c.id))]))
-        await asyncio.to_thread(store._remove_orphans, known)
+        if tidy:
+            await asyncio.to_thread(store._remove_leftovers)
+            # Files of shredded records are removed too: a crash between destroying the
+            # key and deleting the file leaves one behind (storage.retention).
+            readable = select(files.c.id).where(files.c.shredded_at.is_(None))
+            known = set(await db.read(lambda conn: [r.id for r in conn.execute(readable)]))
+            await asyncio.to_thread(store._remove_orphans, known)
         return store
 
     def _prepare(self) -> None:
         for folder in (self.directory, self._tmp, self._files):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _remove_leftovers(self) -> None:
         # Leftovers of uploads a stop or crash interrupted: never listed, now gone.
         for leftover in self._tmp.iterdir():
             leftover.unlink()
@@ -130,14 +184,22 @@ class FileStore:
             raise UploadError(exc.code, str(exc)) from None
         if size < 0 or size > self.max_size:
             raise UploadError("too_large", f"files may be at most {self.max_size} bytes")
+        mine = sum(1 for u in self._uploads.values() if u.uploader.id == uploader.id)
+        if mine >= self.limits.per_account:
+            raise UploadError(
+                "too_many_uploads",
+                f"at most {self.limits.per_account} unfinished uploads at once; "
+                "finish or abandon one first",
+            )
+        if self._pending_bytes + size > self.limits.pending_bytes:
+            raise UploadError("uploads_busy", "the server is receiving too much; try again soon")
         upload_id = new_id()
         suite = self.keyring.suite
         data_key = os.urandom(suite.key_size)
         file_id = os.urandom(16)
         path = self._tmp / f"{upload_id}.part"
-        handle = await asyncio.to_thread(self._create, path)
         encryptor = FileEncryptor(suite, data_key, file_id)
-        handle.write(encryptor.header_bytes())
+        header = encryptor.header_bytes()
         upload = Upload(
             upload_id,
             consultation_id,
@@ -146,17 +208,26 @@ class FileStore:
             size,
             path,
             encryptor,
-            handle,
             data_key,
             file_id,
+            stored=len(header),
+            last_activity=self._clock(),
         )
+        # Reserved before the first await, so that concurrent begins cannot all pass.
         self._uploads[upload_id] = upload
+        self._pending_bytes += size
+        try:
+            await asyncio.to_thread(self._create, path, header)
+        except BaseException:
+            self._forget(upload)
+            raise
         return upload
 
     @staticmethod
-    def _create(path: Path) -> BinaryIO:
+    def _create(path: Path, header: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        return os.fdopen(fd, "wb")
+        with os.fdopen(fd, "wb") as out:
+            out.write(header)
 
     def upload(self, upload_id: str) -> Upload:
         upload = self._uploads.get(upload_id)
@@ -164,50 +235,113 @@ class FileStore:
             raise RecordNotFound("no such upload")
         return upload
 
+    def _forget(self, upload: Upload) -> bool:
+        if self._uploads.pop(upload.id, None) is None:
+            return False
+        self._pending_bytes -= upload.declared_size
+        return True
+
+    @staticmethod
+    def _open_at(upload: Upload) -> BinaryIO:
+        handle = upload.path.open("r+b")
+        handle.seek(upload.stored)
+        return handle
+
+    def _check_live(self, upload: Upload) -> None:
+        if upload.discarded:
+            raise UploadError("gone", "this upload was discarded (its call ended, or it idled)")
+
     async def append(
         self, upload: Upload, offset: int, body: AsyncIterator[bytes], sha256: bytes
     ) -> int:
         """Add one part at ``offset``; it counts only if all of it arrived and its
-        SHA-256 matches, otherwise the upload stays where it was."""
+        SHA-256 matches, otherwise the upload stays where it was. The temporary file is
+        open only while a part is being written."""
         async with upload.lock:
+            self._check_live(upload)
             if offset != upload.offset:
                 raise UploadError("wrong_offset", "resume from the upload's offset", upload.offset)
             encryptor = upload.encryptor
             state = encryptor.snapshot()
-            position = upload.handle.tell()
             head_length = len(upload.head)
             checksum = hashlib.sha256()
+            handle = await asyncio.to_thread(self._open_at, upload)
             try:
                 async for data in body:
+                    upload.last_activity = self._clock()
                     if encryptor.size + len(data) > upload.declared_size:
                         raise UploadError("too_large", "more bytes than the declared size")
                     # Hashing, sealing and writing release the GIL: off the event loop.
-                    await asyncio.to_thread(self._absorb, upload, data, checksum)
+                    await asyncio.to_thread(self._absorb, upload, handle, data, checksum)
                 if checksum.digest() != sha256:
                     raise UploadError("checksum_mismatch", "the part does not match its checksum")
+                self._check_live(upload)
+                upload.stored = handle.tell()
             except BaseException:
                 encryptor.restore(state)
-                upload.handle.seek(position)
-                upload.handle.truncate()
                 del upload.head[head_length:]
+                with contextlib.suppress(OSError):
+                    handle.seek(upload.stored)
+                    handle.truncate()
                 raise
+            finally:
+                handle.close()
             upload.offset = encryptor.size
+            upload.last_activity = self._clock()
             return upload.offset
 
     @staticmethod
-    def _absorb(upload: Upload, data: bytes, checksum: "hashlib._Hash") -> None:
+    def _absorb(upload: Upload, handle: BinaryIO, data: bytes, checksum: "hashlib._Hash") -> None:
         checksum.update(data)
         if len(upload.head) < SNIFF_BYTES:
             upload.head += data[: SNIFF_BYTES - len(upload.head)]
         sealed = upload.encryptor.update(data)
         if sealed:
-            upload.handle.write(sealed)
+            handle.write(sealed)
 
     async def discard(self, upload: Upload) -> None:
-        self._uploads.pop(upload.id, None)
-        upload.handle.close()
+        upload.discarded = True
+        self._forget(upload)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(upload.path.unlink)
+
+    async def discard_consultation(self, consultation_id: str) -> int:
+        """Discard the unfinished uploads of a consultation whose call has ended."""
+        gone = [u for u in self._uploads.values() if u.consultation_id == consultation_id]
+        for upload in gone:
+            await self.discard(upload)
+        return len(gone)
+
+    async def discard_idle(self) -> int:
+        """Discard unfinished uploads that received nothing for the idle timeout."""
+        cutoff = self._clock() - self.limits.idle_timeout
+        gone = [
+            u for u in self._uploads.values() if u.last_activity < cutoff and not u.lock.locked()
+        ]
+        for upload in gone:
+            await self.discard(upload)
+        return len(gone)
+
+    def start_sweeping(self, interval: float) -> None:
+        """Discard idle uploads every ``interval`` seconds until ``close``."""
+
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.discard_idle()
+                except Exception:
+                    log.exception("discarding idle uploads failed")
+
+        self._sweeper = asyncio.create_task(sweep(), name="upload-sweeper")
+
+    @property
+    def unfinished(self) -> int:
+        return len(self._uploads)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
 
     async def finish(self, upload: Upload, remote: str) -> StoredFile:
         """Seal, check the content's type against the name, move into place and record."""
@@ -216,18 +350,18 @@ class FileStore:
                 raise UploadError(
                     "incomplete", "the upload has fewer bytes than declared", upload.offset
                 )
+            self._check_live(upload)
             try:
                 file_type = check_type(upload.name, bytes(upload.head))
             except FileRejected as exc:
                 await self.discard(upload)
                 raise UploadError(exc.code, str(exc)) from None
             encryptor = upload.encryptor
-            upload.handle.write(encryptor.finalize())
-            await asyncio.to_thread(self._sync_close, upload.handle)
+            await asyncio.to_thread(self._seal_file, upload, encryptor.finalize())
             file_id = upload.id
             final = self.path_of(file_id)
             await asyncio.to_thread(upload.path.replace, final)
-            self._uploads.pop(upload.id, None)
+            self._forget(upload)
             wrapped = self.keyring.wrap(upload.data_key, upload.file_id)
             suite = encryptor.header.suite
             record = StoredFile(
@@ -276,11 +410,12 @@ class FileStore:
                 raise
             return record
 
-    @staticmethod
-    def _sync_close(handle: BinaryIO) -> None:
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
+    @classmethod
+    def _seal_file(cls, upload: Upload, tail: bytes) -> None:
+        with cls._open_at(upload) as handle:
+            handle.write(tail)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     # ---- reading -----------------------------------------------------------------
 
@@ -304,9 +439,13 @@ class FileStore:
     async def data_key(self, file_id: str) -> bytes:
         row = await self._db.read(
             lambda conn: conn.execute(
-                select(files.c.kek_id, files.c.wrapped_key).where(files.c.id == file_id)
+                select(files.c.kek_id, files.c.wrapped_key, files.c.shredded_at).where(
+                    files.c.id == file_id
+                )
             ).one()
         )
+        if row.shredded_at is not None:
+            raise FileShredded("this document was shredded at the end of its retention period")
         inner_id, blob = str(row.wrapped_key).split(":", 1)
         return self.keyring.unwrap(
             WrappedKey(row.kek_id, bytes.fromhex(blob)), bytes.fromhex(inner_id)
@@ -345,9 +484,13 @@ class FileStore:
         self, case_number: str, file_id: str, category: str, clerk: Account, remote: str
     ) -> None:
         def unit(conn: Connection) -> None:
-            found = conn.execute(select(files.c.id).where(files.c.id == file_id)).first()
+            found = conn.execute(
+                select(files.c.id, files.c.shredded_at).where(files.c.id == file_id)
+            ).first()
             if found is None:
                 raise RecordNotFound("no such file")
+            if found.shredded_at is not None:
+                raise FileShredded("this document was shredded; it cannot be attached")
             existing = conn.execute(
                 select(func.count())
                 .select_from(case_attachments)
@@ -410,7 +553,7 @@ class FileStore:
         rows = await self._db.read(
             lambda conn: conn.execute(
                 select(files.c.id, files.c.kek_id, files.c.wrapped_key).where(
-                    files.c.kek_id != active
+                    files.c.kek_id != active, files.c.shredded_at.is_(None)
                 )
             ).all()
         )
@@ -437,5 +580,8 @@ class FileStore:
         return int(count or 0)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         for upload in list(self._uploads.values()):
             await self.discard(upload)

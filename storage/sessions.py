@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, select, update
@@ -92,6 +93,32 @@ class Sessions:
                 )
             )
         return account_from_row(row)
+
+    async def live(self, tokens: Collection[str]) -> set[str]:
+        """Which of these tokens still open a session (without refreshing any): sockets
+        opened with the others are closed, as at logout."""
+        by_hash = {_token_hash(t): t for t in tokens if t and len(t) <= 128}
+        if not by_hash:
+            return set()
+        now = time.time()
+        query = (
+            select(
+                sessions.c.token_hash,
+                sessions.c.created_at,
+                sessions.c.last_seen,
+                accounts.c.role,
+                accounts.c.disabled,
+            )
+            .join(accounts, accounts.c.id == sessions.c.account_id)
+            .where(sessions.c.token_hash.in_(list(by_hash)))
+        )
+        rows = await self._db.read(lambda conn: conn.execute(query).all())
+        return {
+            by_hash[row.token_hash]
+            for row in rows
+            if not row.disabled
+            and not self.policy.expired(row.role, row.created_at, row.last_seen, now)
+        }
 
     async def delete(self, token: str, *, audit: AuditEvent | None = None) -> None:
         def unit(conn: Connection) -> None:

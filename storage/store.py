@@ -1,8 +1,12 @@
 """Everything storage offers, opened and closed as one object."""
 
 import asyncio
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from storage.accounts import Accounts
 from storage.audit import AuditLog
@@ -11,6 +15,26 @@ from storage.database import Database, database_url
 from storage.departments import Departments
 from storage.sessions import SessionPolicy, Sessions
 from storage.statistics import ConsultationStatistics
+
+
+def prepare_data_dir(data_dir: Path, url: str) -> None:
+    """The data directory and the SQLite database, owner-only: the database holds
+    case numbers, password hashes and wrapped keys. SQLite creates its -wal and -shm
+    files with the database file's permissions, so creating that file 0600 first
+    covers them too."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(data_dir.stat().st_mode) & 0o077:
+        os.chmod(data_dir, 0o700)
+    if make_url(url).get_backend_name() == "sqlite" and make_url(url).database:
+        path = Path(str(make_url(url).database))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for sibling in (
+            path,
+            path.with_name(path.name + "-wal"),
+            path.with_name(path.name + "-shm"),
+        ):
+            if sibling.exists() and stat.S_IMODE(sibling.stat().st_mode) & 0o077:
+                os.chmod(sibling, 0o600)
 
 
 @dataclass(frozen=True)
@@ -27,8 +51,9 @@ class Storage:
     async def open(
         cls, url: str | None, data_dir: Path, session_policy: SessionPolicy
     ) -> "Storage":
-        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-        db = await Database.open(database_url(url, data_dir))
+        url = database_url(url, data_dir)
+        await asyncio.to_thread(prepare_data_dir, data_dir, url)
+        db = await Database.open(url)
         return cls(
             db=db,
             audit=AuditLog(db),

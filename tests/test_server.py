@@ -111,3 +111,27 @@ async def test_given_certificate_and_key_are_served(tmp_path: Path) -> None:
         assert health["status"] == "ok"
     finally:
         await stop(process)
+
+
+async def test_the_data_directory_and_everything_in_it_is_owner_only(tmp_path: Path) -> None:
+    """The SQLite database (case numbers, password hashes, wrapped keys) was 0644 in a
+    0755 directory."""
+    data = tmp_path / "nested" / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = await start(["--port", str(port), "--data-dir", str(data), "--demo"])
+    try:
+        await wait_healthy(url, False)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{url}/api/v1/login", json={"username": "admin", "password": "demo1234"}
+            ) as response,
+        ):
+            assert response.status == 200
+        entries = [data, *data.rglob("*")]
+        assert any(p.name.endswith("-wal") for p in entries)
+        loose = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in entries}
+        assert {p: m for p, m in loose.items() if int(m, 8) & 0o077} == {}
+    finally:
+        await stop(process)

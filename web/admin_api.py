@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from storage.password_policy import MESSAGES, weakness
 from storage.records import AuditEvent, Role
 from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
 from web.auth import remote_address
@@ -28,6 +29,12 @@ def _audit(request: web.Request, action: str, subject: str, **detail: str | bool
     )
 
 
+def _check_password(password: str, username: str, role: Role) -> None:
+    problem = weakness(password, username, staff=role is not Role.KIOSK)
+    if problem is not None:
+        raise BadRequest(MESSAGES[problem], code="weak_password")
+
+
 @api.route(
     "GET",
     "/api/v1/departments",
@@ -51,6 +58,7 @@ async def list_departments(request: web.Request) -> web.StreamResponse:
     response=DepartmentView,
     status=201,
     tag="admin",
+    errors=(409,),
 )
 async def create_department(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, DepartmentCreate)
@@ -111,6 +119,8 @@ async def list_accounts(request: web.Request) -> web.StreamResponse:
     response=AccountView,
     status=201,
     tag="admin",
+    # 404: the expert's department does not exist; 409: the username is taken.
+    errors=(404, 409),
 )
 async def create_account(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, AccountCreate)
@@ -119,6 +129,7 @@ async def create_account(request: web.Request) -> web.StreamResponse:
         raise BadRequest("experts, and only experts, have a department", code="invalid_body")
     if role is not Role.KIOSK and body.hall is not None:
         raise BadRequest("only kiosks stand in a hall", code="invalid_body")
+    _check_password(body.password, body.username, role)
     account = await request.app[STORAGE].accounts.create(
         body.username,
         body.password,
@@ -139,6 +150,8 @@ async def create_account(request: web.Request) -> web.StreamResponse:
     body=AccountPatch,
     response=AccountView,
     tag="admin",
+    # 409: disabling the last enabled admin.
+    errors=(409,),
 )
 async def patch_account(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, AccountPatch)
@@ -148,6 +161,7 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
         raise BadRequest("nothing to change", code="invalid_body")
     account = await storage.accounts.get_by_username(username)
     if body.password is not None:
+        _check_password(body.password, username, account.role)
         await storage.accounts.set_password(
             username, body.password, audit=_audit(request, "account.password_reset", username)
         )

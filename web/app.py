@@ -1,7 +1,9 @@
 """The application factory: settings in, a ready ``web.Application`` out."""
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -10,10 +12,12 @@ from media.config import MediaConfig
 from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
 from signaling.hub import SignalingHub, create_socket_server, create_state_store
+from signaling.limits import EventRateLimit
 from storage.demo import seed_demo
 from storage.filecrypt import Suite
-from storage.filestore import FileStore
+from storage.filestore import FileStore, UploadLimits
 from storage.keyring import Keyring
+from storage.retention import run_retention
 from storage.sessions import SessionPolicy
 from storage.store import Storage
 from web import (
@@ -28,9 +32,25 @@ from web import (
     pages,
     session_api,
 )
-from web.auth import SESSION_COOKIE, remote_address
-from web.errors import error_middleware
-from web.keys import FILES, HUB, MEDIA, OPENAPI, SETTINGS, SOCKETS, STORAGE
+from web.auth import SESSION_COOKIE, remote_address, socket_origin_allowed
+from web.errors import error_middleware, quiet_malformed_requests
+from web.forwarded import ProxyTrust
+from web.keys import (
+    EVENT_LIMITS,
+    FILES,
+    HUB,
+    LOGIN_GATE,
+    MEDIA,
+    METRICS,
+    OPENAPI,
+    PROXY_TRUST,
+    SETTINGS,
+    SOCKETS,
+    STORAGE,
+)
+from web.login_gate import PasswordCheckGate
+from web.metrics import Metrics, metrics_middleware
+from web.request_context import request_context
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +77,8 @@ def signaling_config(settings: Settings) -> SignalingConfig:
         ring_timeout=settings.ring_timeout,
         grace_period=settings.grace_period,
         no_expert_wait=settings.no_expert_wait,
+        max_sockets_per_account=settings.max_sockets_per_account,
+        chat_per_minute=settings.chat_per_minute,
     )
 
 
@@ -92,8 +114,18 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keyring = await asyncio.to_thread(open_keyring, settings)
     store = await FileStore.open(
-        settings.data_dir, keyring, app[STORAGE].db, max_size=settings.max_file_size
+        settings.data_dir,
+        keyring,
+        app[STORAGE].db,
+        max_size=settings.max_file_size,
+        limits=UploadLimits(
+            per_account=settings.max_open_uploads,
+            pending_bytes=settings.max_pending_upload_bytes,
+            idle_timeout=settings.upload_idle_timeout,
+        ),
+        tidy=True,
     )
+    store.start_sweeping(min(60.0, settings.upload_idle_timeout / 4))
     app[FILES] = store
     yield
     await store.close()
@@ -108,6 +140,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             workers=settings.media_workers,
         ),
         settings.log_level,
+        settings.log_format,
     )
     await pool.start()
     app[MEDIA] = pool
@@ -125,6 +158,9 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
         app[MEDIA],
         session_cookie=SESSION_COOKIE,
         remote_of=remote_address,
+        limits=app[EVENT_LIMITS],
+        on_call_ended=app[FILES].discard_consultation,
+        observe_event=app[METRICS].observe_event,
     )
     app[HUB] = hub
     await hub.start()
@@ -132,19 +168,49 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.stop()
 
 
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Crypto-shred expired documents at start and hourly (--retention-days; 0 = never)."""
+    days = app[SETTINGS].retention_days
+    task = (
+        asyncio.create_task(run_retention(app[STORAGE].db, app[FILES], days)) if days > 0 else None
+    )
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Settings) -> web.Application:
+    quiet_malformed_requests()
     app = web.Application(
-        middlewares=[pages.security_headers, error_middleware],
+        middlewares=[
+            metrics_middleware(lambda request: request.app[METRICS]),
+            request_context,
+            pages.security_headers,
+            error_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
+        # aiohttp's keep-alive timer also runs while a request's headers are awaited
+        # and is not reset by a trickle of bytes: it is the header-read timeout (a
+        # slow-headers client is closed after it) and the idle time between requests.
+        handler_args={"keepalive_timeout": settings.header_timeout},
     )
     app[SETTINGS] = settings
-    sio = create_socket_server(settings.redis_url)
+    app[METRICS] = Metrics()
+    # Argon2id takes ~45 ms of one core: a few at once use the cores, more only queue.
+    app[LOGIN_GATE] = PasswordCheckGate(concurrent=max(2, os.cpu_count() or 1), max_waiting=64)
+    app[PROXY_TRUST] = ProxyTrust.of(settings.behind_proxy, settings.trusted_proxies)
+    limits = EventRateLimit(settings.events_per_second, 2 * settings.events_per_second)
+    app[EVENT_LIMITS] = limits
+    sio = create_socket_server(settings.redis_url, socket_origin_allowed, limits)
     sio.attach(app)
     app[SOCKETS] = sio
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_files_ctx)
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_signaling_ctx)
+    app.cleanup_ctx.append(_retention_ctx)
     for table in API_TABLES:
         table.add_to(app)
     pages.add_static(app)

@@ -31,9 +31,13 @@ ADMIN = frozenset({Role.ADMIN})
         ("before", "only entries with a smaller sequence number"),
         ("limit", "at most this many (1-200, default 50)"),
     ),
+    query_model=AuditQuery,
 )
 async def audit_entries(request: web.Request) -> web.StreamResponse:
     raw = {k: v for k, v in request.query.items() if v != ""}
+    if any("\x00" in v for v in raw.values()):
+        # PostgreSQL cannot compare text with U+0000 (it answered 500).
+        raise BadRequest("bad audit filter", code="invalid_query")
     try:
         query = AuditQuery.model_validate(raw)
     except ValidationError:

@@ -7,19 +7,34 @@ from aiohttp import web
 
 from storage.records import Account, Role
 from web.errors import TooManyRequests
-from web.keys import ACCOUNT, HUB, SESSION_TOKEN, SETTINGS, STORAGE
+from web.forwarded import client_address, origin_allowed, public_scheme
+from web.keys import ACCOUNT, HUB, PROXY_TRUST, SESSION_TOKEN, SETTINGS, STORAGE
 from web.settings import Settings
 
 SESSION_COOKIE = "wl_session"
 
 
 def remote_address(request: web.Request) -> str:
-    """The client's address; behind a proxy, the one it forwarded."""
-    if request.app[SETTINGS].behind_proxy:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
-    return request.remote or ""
+    """The client's address; behind trusted proxies, the one they saw."""
+    return client_address(
+        request.remote or "", request.headers.get("X-Forwarded-For", ""), request.app[PROXY_TRUST]
+    )
+
+
+def socket_origin_allowed(origin: str | None, environ: dict[str, object]) -> bool:
+    """socket.io's origin check: the scheme this app really serves (HTTPS when it ends
+    TLS itself or a trusted proxy says so) and the host the browser addressed."""
+    request = environ.get("aiohttp.request")
+    if not isinstance(request, web.Request):
+        return False
+    settings = request.app[SETTINGS]
+    trust = request.app[PROXY_TRUST]
+    peer = request.remote or ""
+    scheme = public_scheme(settings.tls, peer, request.headers.get("X-Forwarded-Proto", ""), trust)
+    host = request.headers.get("Host", "")
+    if trust.enabled and trust.peer_is_proxy(peer):
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[-1].strip()
+    return origin_allowed(origin, scheme, host, (settings.host, *settings.extra_hosts))
 
 
 async def authenticate(request: web.Request) -> Account | None:
@@ -55,7 +70,9 @@ def clear_session_cookie(response: web.StreamResponse) -> None:
 
 
 class LoginThrottle:
-    """Failed logins counted per (username, address) and per address."""
+    """Login attempts counted per (username, address) and per address, each attempt
+    counted BEFORE its password is checked, so that concurrent guesses cannot all
+    slip in under the limit; a successful login takes its attempt back."""
 
     # One address may try many accounts (a shared office NAT), but not endlessly.
     PER_ADDRESS_FACTOR = 20
@@ -64,23 +81,28 @@ class LoginThrottle:
         settings = request.app[SETTINGS]
         self._store = request.app[HUB].store
         self._window = settings.login_window
-        self._limit = settings.login_attempts
+        limit = settings.login_attempts
         remote = remote_address(request)
         self._keys = (
-            (f"login:{username.lower()}|{remote}", self._limit),
-            (f"login-address:{remote}", self._limit * self.PER_ADDRESS_FACTOR),
+            (f"login:{username.lower()}|{remote}", limit),
+            (f"login-address:{remote}", limit * self.PER_ADDRESS_FACTOR),
         )
+        self._counted: list[tuple[str, float]] = []
 
-    async def check(self) -> None:
+    async def admit(self) -> None:
+        """Count this attempt, or refuse it (429) when the limit is reached."""
         now = time.time()
         for key, limit in self._keys:
-            if await self._store.hits(key, self._window, now) >= limit:
+            if not await self._store.take_slot(key, self._window, limit, now):
+                await self.take_back()
                 raise TooManyRequests(
                     "too many failed logins; wait and try again",
                     retry_after=math.ceil(self._window),
                 )
+            self._counted.append((key, now))
 
-    async def failed(self) -> None:
-        now = time.time()
-        for key, _limit in self._keys:
-            await self._store.count_hit(key, self._window, now)
+    async def take_back(self) -> None:
+        """This attempt does not count (it succeeded, or was never checked)."""
+        for key, at in self._counted:
+            await self._store.release_slot(key, at)
+        self._counted.clear()

@@ -52,6 +52,7 @@ async def get_consultation(request: web.Request) -> web.StreamResponse:
     response=ConsultationList,
     tag="consultations",
     query=(("case_number", "the number on the acceptance slip"),),
+    query_model=CaseQuery,
 )
 async def find_consultations(request: web.Request) -> web.StreamResponse:
     try:

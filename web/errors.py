@@ -20,12 +20,16 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from media import errors as med
 from signaling import errors as sig
 from storage import errors as sto
 
 log = logging.getLogger(__name__)
+
+ERROR_CODE = web.ResponseKey("error_code", str)
+"""The error code a response carries (for the metrics, without parsing its body)."""
 
 
 class ApiError(Exception):
@@ -94,11 +98,14 @@ _SIGNALING_STATUS: dict[type[sig.SignalingError], int] = {
     sig.Forbidden: 403,
     sig.NotFound: 404,
     sig.InvalidState: 409,
+    sig.RateLimited: 429,
 }
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    response[ERROR_CODE] = code
+    return response
 
 
 def _from_exception(exc: BaseException) -> web.Response:
@@ -126,10 +133,38 @@ def _from_exception(exc: BaseException) -> web.Response:
             404: "not_found",
             405: "method_not_allowed",
             413: "payload_too_large",
+            416: "range_not_satisfiable",
         }.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
+        response = error_response(exc.status, code, exc.reason)
+        # Keep what the status needs (Allow on 405, Content-Range on 416, ...).
+        for name, value in exc.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal", "the server could not handle this request")
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a full traceback at ERROR for a request it cannot parse (a NUL
+    in a header, an over-long request line) before any handler runs: anyone can
+    flood the log that way. Such a request is the client's fault: one info line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "malformed request refused (%s)"
+            record.args = (type(error).__name__,)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install ``MalformedRequestFilter`` on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(MalformedRequestFilter())
 
 
 @web.middleware
@@ -145,5 +180,15 @@ async def error_middleware(
         if not request.path.startswith("/api/") and exc.status == 404:
             return error_response(404, "not_found", "no such page")
         return _from_exception(exc)
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+        # The client went away mid-body or mid-download: expected, and anyone can
+        # cause it at will, so one quiet line, never a traceback.
+        route = request.match_info.route.resource
+        log.info(
+            "client went away during %s %s",
+            request.method,
+            route.canonical if route is not None else "?",
+        )
+        return error_response(400, "client_disconnected", "the client went away")
     except Exception as exc:
         return _from_exception(exc)

@@ -14,17 +14,20 @@ from signaling.messages import CaseNumber, FileView
 from storage.errors import RecordNotFound
 from storage.filecrypt import DecryptionError
 from storage.filestore import StoredFile, Upload, UploadError
+from storage.filetypes import ALLOWED
 from storage.records import Account, AuditEvent, ConsultationState, Role
-from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
+from web.api import ANY_ACCOUNT, Api, Header, account_of, read_body, reply
 from web.auth import remote_address
-from web.errors import ApiError, BadRequest, NotFound
-from web.keys import FILES, HUB, STORAGE
+from web.body_pacing import BodyTooSlow, Pace, paced
+from web.errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
+from web.keys import FILES, HUB, METRICS, STORAGE
 from web.schemas import Body, CaseQuery, View
 
 api = Api()
+PART_PACE = Pace()
+_OFFSET = re.compile(r"[0-9]{1,15}")
 CLERKS = frozenset({Role.CLERK, Role.ADMIN})
 PARTICIPANTS = frozenset({Role.KIOSK, Role.EXPERT})
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class UploadCreate(Body):
@@ -64,6 +67,9 @@ class CaseLink(Body):
 
 
 _UPLOAD_STATUS = {
+    "too_many_uploads": 429,
+    "uploads_busy": 503,
+    "gone": 404,
     "wrong_offset": 409,
     "checksum_mismatch": 400,
     "too_large": 413,
@@ -92,6 +98,7 @@ def file_view(record: StoredFile) -> FileView:
         digest_alg=record.digest_alg,
         created_at=record.created_at,
         url=f"/api/v1/files/{record.id}",
+        shredded_at=record.shredded_at,
     )
 
 
@@ -123,13 +130,21 @@ async def _may_read(request: web.Request, account: Account, consultation_id: str
     raise NotFound("no such file")
 
 
-def _own_upload(request: web.Request) -> Upload:
+async def _own_upload(request: web.Request) -> Upload:
+    """The caller's own unfinished upload, while its call is still active: an upload
+    ends with its call (it used to be finishable afterwards, adding a file to a
+    closed consultation)."""
     try:
         upload = request.app[FILES].upload(request.match_info["upload_id"])
     except RecordNotFound:
         raise NotFound("no such upload") from None
     if upload.uploader.id != account_of(request).id:
         raise NotFound("no such upload")
+    try:
+        await _participant_of_active(request, upload.consultation_id)
+    except NotFound:
+        await request.app[FILES].discard(upload)
+        raise NotFound("no such upload: its call has ended") from None
     return upload
 
 
@@ -142,6 +157,8 @@ def _own_upload(request: web.Request) -> Upload:
     response=UploadView,
     status=201,
     tag="files",
+    # 413 too_large, 429 too_many_uploads, 503 uploads_busy.
+    errors=(413, 429, 503),
 )
 async def create_upload(request: web.Request) -> web.StreamResponse:
     consultation_id = request.match_info["consultation_id"]
@@ -171,7 +188,7 @@ def _offset_headers(upload: Upload) -> dict[str, str]:
     tag="files",
 )
 async def upload_offset(request: web.Request) -> web.StreamResponse:
-    upload = _own_upload(request)
+    upload = await _own_upload(request)
     return web.Response(status=200, headers=_offset_headers(upload))
 
 
@@ -184,11 +201,22 @@ async def upload_offset(request: web.Request) -> web.StreamResponse:
     roles=PARTICIPANTS,
     status=204,
     tag="files",
+    request_type="application/offset+octet-stream",
+    headers=(
+        Header("Upload-Offset", "where the part starts: the upload's offset", r"^[0-9]{1,15}$"),
+        Header("Upload-Checksum", "sha256 <base64 of the part's digest>", r"^[Ss][Hh][Aa]256 \S+$"),
+    ),
+    # 400 bad_part/checksum_mismatch, 408 too_slow, 409 wrong_offset, 413 too_large,
+    # 415 not application/offset+octet-stream.
+    errors=(400, 408, 409, 413, 415),
 )
 async def upload_part(request: web.Request) -> web.StreamResponse:
-    upload = _own_upload(request)
+    upload = await _own_upload(request)
     try:
-        offset = int(request.headers["Upload-Offset"])
+        raw_offset = request.headers["Upload-Offset"]
+        if not _OFFSET.fullmatch(raw_offset):
+            raise ValueError(raw_offset)
+        offset = int(raw_offset)
         algorithm, _, encoded = request.headers["Upload-Checksum"].partition(" ")
         checksum = base64.b64decode(encoded, validate=True)
     except (KeyError, ValueError, binascii.Error):
@@ -198,13 +226,15 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
     if algorithm.lower() != "sha256" or len(checksum) != 32:
         raise BadRequest("Upload-Checksum must be sha256 <base64>", code="bad_part")
     if request.content_type != "application/offset+octet-stream":
-        raise ApiError(
-            "send the part as application/offset+octet-stream", code="unsupported_media_type"
-        )
+        raise UnsupportedMediaType("send the part as application/offset+octet-stream")
     try:
         await request.app[FILES].append(
-            upload, offset, request.content.iter_chunked(1024 * 1024), checksum
+            upload, offset, paced(request.content.iter_chunked(1024 * 1024), PART_PACE), checksum
         )
+    except BodyTooSlow as exc:
+        error = ApiError(f"{exc}; resume from Upload-Offset", code="too_slow")
+        error.status = 408
+        raise error from None
     except UploadError as exc:
         error = _upload_error(exc)
         if exc.offset is not None:
@@ -227,14 +257,19 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
     response=FileView,
     status=201,
     tag="files",
+    # 409 incomplete; 415 unsupported_type/type_mismatch.
+    errors=(409, 415),
 )
 async def finish_upload(request: web.Request) -> web.StreamResponse:
-    upload = _own_upload(request)
+    upload = await _own_upload(request)
     try:
         record = await request.app[FILES].finish(upload, remote_address(request))
     except UploadError as exc:
         raise _upload_error(exc) from None
     view = file_view(record)
+    metrics = request.app[METRICS]
+    metrics.uploads.labels(record.uploader_role).inc()
+    metrics.upload_bytes.inc(record.size)
     await request.app[HUB].consultations.announce_file(record.consultation_id, view)
     return reply(view, status=201)
 
@@ -248,7 +283,7 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     tag="files",
 )
 async def abandon_upload(request: web.Request) -> web.StreamResponse:
-    await request.app[FILES].discard(_own_upload(request))
+    await request.app[FILES].discard(await _own_upload(request))
     return web.Response(status=204)
 
 
@@ -265,6 +300,19 @@ async def list_files(request: web.Request) -> web.StreamResponse:
     await _may_read(request, account_of(request), consultation_id)
     records = await request.app[FILES].of_consultation(consultation_id)
     return reply(FileList(files=[file_view(r) for r in records]))
+
+
+def satisfiable_range(requested: slice, size: int) -> tuple[int, int]:
+    """[start, end) of a file of ``size`` bytes for aiohttp's parsed Range (a suffix
+    range has a negative start); ValueError when nothing of it is in the file."""
+    if requested.start is not None and requested.start < 0:
+        start, end = max(0, size + requested.start), size
+    else:
+        start = requested.start or 0
+        end = size if requested.stop is None else min(size, requested.stop)
+    if start >= size or start >= end:
+        raise ValueError("range not satisfiable")
+    return start, end
 
 
 def _content_disposition(name: str, inline: bool) -> str:
@@ -285,7 +333,12 @@ def _content_disposition(name: str, inline: bool) -> str:
     summary="Download (decrypted as it streams). Range requests work; ?inline=1 for previews.",
     roles=ANY_ACCOUNT,
     tag="files",
-    content_type="application/octet-stream",
+    content_type=tuple(kind.media_type for kind in ALLOWED),
+    query=(("inline", "1: Content-Disposition inline (previews); otherwise attachment"),),
+    ranges=True,
+    headers=(Header("Range", "bytes=<first>-<last>, or bytes=-<suffix>", required=False),),
+    # 410 shredded; 500 damaged (the stored file fails its integrity check).
+    errors=(410, 500),
 )
 async def download(request: web.Request) -> web.StreamResponse:
     account = account_of(request)
@@ -295,28 +348,25 @@ async def download(request: web.Request) -> web.StreamResponse:
     except RecordNotFound:
         raise NotFound("no such file") from None
     await _may_read(request, account, record.consultation_id)
+    if record.shredded_at is not None:
+        gone = ApiError("the document was shredded at the end of its retention period")
+        gone.status, gone.code = 410, "shredded"
+        raise gone
     start, end, status = 0, record.size, 200
     range_header = request.headers.get("Range")
     if range_header:
-        match = _RANGE.match(range_header.strip())
-        if match is None or (not match.group(1) and not match.group(2)):
+        try:
+            start, end = satisfiable_range(request.http_range, record.size)
+        except ValueError:
             raise web.HTTPRequestRangeNotSatisfiable(
                 headers={"Content-Range": f"bytes */{record.size}"}
-            )
-        if match.group(1):
-            start = int(match.group(1))
-            end = min(record.size, int(match.group(2)) + 1) if match.group(2) else record.size
-        else:
-            start = max(0, record.size - int(match.group(2)))
-        if start >= record.size or start >= end:
-            raise web.HTTPRequestRangeNotSatisfiable(
-                headers={"Content-Range": f"bytes */{record.size}"}
-            )
+            ) from None
         status = 206
     try:
         source, key = await store.verified(record.id)
     except DecryptionError:
         raise ApiError("the stored file is damaged", code="damaged") from None
+    request.app[METRICS].downloads.inc()
     await request.app[STORAGE].audit.append(
         AuditEvent(
             account.username,
@@ -335,6 +385,9 @@ async def download(request: web.Request) -> web.StreamResponse:
                 record.name, request.query.get("inline") == "1"
             ),
             "X-Content-Type-Options": "nosniff",
+            # A document is data, never a page of this origin: should a browser ever
+            # render one as HTML, it runs sandboxed, without our cookies or scripts.
+            "Content-Security-Policy": "sandbox",
             "Accept-Ranges": "bytes",
             "Cache-Control": "private, no-store",
         },
@@ -389,6 +442,8 @@ async def case_attachments(request: web.Request) -> web.StreamResponse:
     response=AttachmentList,
     status=201,
     tag="files",
+    # 409: already attached, or shredded.
+    errors=(409,),
 )
 async def attach(request: web.Request) -> web.StreamResponse:
     case_number = request.match_info["case_number"]
@@ -413,6 +468,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
     body=CaseLink,
     tag="files",
     status=204,
+    # 409: no such consultation, or it already has a case number.
+    errors=(409,),
 )
 async def link_case(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, CaseLink)

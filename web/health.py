@@ -1,12 +1,17 @@
 """Liveness and Prometheus metrics."""
 
-from collections import Counter
+import hmac
+import ipaddress
+import time
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from signaling.state import PresenceStatus
+from signaling.figures import department_figures
 from web.api import Api, reply
-from web.keys import HUB, STORAGE
+from web.auth import remote_address
+from web.errors import NotFound
+from web.keys import FILES, HUB, MEDIA, METRICS, SETTINGS, STORAGE
 from web.schemas import HealthView
 
 api = Api()
@@ -24,53 +29,44 @@ async def healthz(_request: web.Request) -> web.StreamResponse:
     return reply(HealthView(status="ok"))
 
 
-def _labels(**labels: str) -> str:
-    inner = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in labels.items()
-    )
-    return "{" + inner + "}" if inner else ""
-
-
 @api.route(
     "GET",
     "/metrics",
-    summary="Prometheus text metrics, names prefixed windowlink_.",
+    summary="Prometheus text metrics, names prefixed windowlink_ (loopback clients, or "
+    "Authorization: Bearer <--metrics-token>; anyone else gets 404).",
     roles=None,
     tag="operations",
     content_type="text/plain",
+    errors=(404,),
 )
 async def metrics(request: web.Request) -> web.StreamResponse:
+    if not _may_scrape(request):
+        raise NotFound("no such page")
+    registry = request.app[METRICS]
     hub = request.app[HUB]
-    lines = [
-        "# HELP windowlink_socket_connections Open socket.io connections on this node.",
-        "# TYPE windowlink_socket_connections gauge",
-        f"windowlink_socket_connections {hub.gateway.connection_count}",
-        "# HELP windowlink_queue_length Consultations waiting or ringing, per department.",
-        "# TYPE windowlink_queue_length gauge",
-    ]
-    experts: list[str] = []
-    oldest: list[str] = []
-    now = hub.dispatcher.clock()
+    now = time.time()
+    figures = {}
     for department in await request.app[STORAGE].departments.list():
-        code = department.code
-        queue = await hub.store.queue(code)
-        lines.append(f"windowlink_queue_length{_labels(department=code)} {len(queue)}")
-        calls = [c for c in [await hub.store.get_call(i) for i in queue] if c is not None]
-        longest = max((now - c.waiting_since for c in calls), default=0.0)
-        oldest.append(f"windowlink_longest_wait_seconds{_labels(department=code)} {longest:.3f}")
-        counts = Counter(p.status for p in await hub.store.department_presence(code))
-        for status in PresenceStatus:
-            experts.append(
-                f"windowlink_experts{_labels(department=code, status=status.value)} "
-                f"{counts.get(status.value, 0)}"
-            )
-    lines += [
-        "# HELP windowlink_longest_wait_seconds Age of the oldest queued consultation.",
-        "# TYPE windowlink_longest_wait_seconds gauge",
-        *oldest,
-        "# HELP windowlink_experts Experts known to signaling, by presence.",
-        "# TYPE windowlink_experts gauge",
-        *experts,
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+        snapshot = await hub.dispatcher.queue_snapshot(department.code)
+        figures[department.code] = department_figures(snapshot, now)
+    registry.set_departments(figures)
+    registry.sockets.set(hub.gateway.connection_count)
+    registry.unfinished_uploads.set(request.app[FILES].unfinished)
+    registry.relay.workers = await request.app[MEDIA].stats()
+    return web.Response(
+        body=registry.exposition(),
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+    )
+
+
+def _may_scrape(request: web.Request) -> bool:
+    """The operator only: a loopback client (the real one, behind trusted proxies),
+    or whoever presents the metrics token."""
+    token = request.app[SETTINGS].metrics_token
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer":
+        return hmac.compare_digest(presented.encode(), token.encode())
+    try:
+        return ipaddress.ip_address(remote_address(request)).is_loopback
+    except ValueError:
+        return False

@@ -5,9 +5,13 @@ from aiohttp import web
 
 from media.pool import RelayPool
 from signaling.hub import SignalingHub
+from signaling.limits import EventRateLimit
 from storage.filestore import FileStore
 from storage.records import Account
 from storage.store import Storage
+from web.forwarded import ProxyTrust
+from web.login_gate import PasswordCheckGate
+from web.metrics import Metrics
 from web.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -16,6 +20,10 @@ SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 HUB = web.AppKey("hub", SignalingHub)
 MEDIA = web.AppKey("media", RelayPool)
 FILES = web.AppKey("files", FileStore)
+EVENT_LIMITS = web.AppKey("event_limits", EventRateLimit)
+METRICS = web.AppKey("metrics", Metrics)
+LOGIN_GATE = web.AppKey("login_gate", PasswordCheckGate)
+PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 OPENAPI = web.AppKey("openapi", dict[str, object])
 
 ACCOUNT = web.RequestKey("account", Account)

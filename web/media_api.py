@@ -50,6 +50,10 @@ def _side_of(request: web.Request, call: LiveCall) -> str:
     status=201,
     tag="media",
     content_type="application/sdp",
+    request_type="application/sdp",
+    media_token=True,
+    # 400 bad_offer, 413/415 the offer's size and type, 503 relay_unavailable.
+    errors=(400, 413, 415, 503),
 )
 async def connect_media(request: web.Request) -> web.StreamResponse:
     call = await _open_call(request)
@@ -82,6 +86,7 @@ async def connect_media(request: web.Request) -> web.StreamResponse:
     roles=None,
     status=204,
     tag="media",
+    media_token=True,
 )
 async def disconnect_media(request: web.Request) -> web.StreamResponse:
     call = await _open_call(request)

@@ -215,7 +215,8 @@ class AuditQuery(BaseModel):
         Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)*$", max_length=64)] | None
     ) = None
     subject: Annotated[str, StringConstraints(max_length=200)] | None = None
-    before: Annotated[int, Field(ge=1)] | None = None
+    # Sequence numbers fit a signed 64-bit column; more is no entry, not an overflow.
+    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 

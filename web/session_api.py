@@ -10,8 +10,8 @@ from web.auth import (
     remote_address,
     set_session_cookie,
 )
-from web.errors import Unauthorized
-from web.keys import HUB, SESSION_TOKEN, SETTINGS, STORAGE
+from web.errors import TooManyRequests, Unauthorized
+from web.keys import HUB, LOGIN_GATE, METRICS, SESSION_TOKEN, SETTINGS, STORAGE
 from web.schemas import LoginRequest, MeView
 
 api = Api()
@@ -25,20 +25,33 @@ api = Api()
     body=LoginRequest,
     response=MeView,
     tag="session",
+    errors=(401, 429),
 )
 async def login(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, LoginRequest)
     throttle = LoginThrottle(request, body.username)
-    await throttle.check()
+    metrics = request.app[METRICS]
+    try:
+        await throttle.admit()
+    except TooManyRequests:
+        metrics.login_throttled.inc()
+        raise
     storage = request.app[STORAGE]
     remote = remote_address(request)
-    account = await storage.accounts.authenticate(body.username, body.password)
+    try:
+        async with request.app[LOGIN_GATE].admit(body.username):
+            account = await storage.accounts.authenticate(body.username, body.password)
+    except TooManyRequests:
+        metrics.login_throttled.inc()
+        await throttle.take_back()
+        raise
     if account is None:
-        await throttle.failed()
+        metrics.login_failures.inc()
         await storage.audit.append(
             AuditEvent(body.username[:64], "login.failed", body.username[:64], {}, remote)
         )
         raise Unauthorized("wrong username or password", code="invalid_credentials")
+    await throttle.take_back()
     # A fresh token at every login: a token planted before login is worthless.
     old = request.cookies.get("wl_session")
     if old:

@@ -75,6 +75,29 @@ class Settings:
     """debug, info, warning or error."""
     extra_hosts: tuple[str, ...] = field(default=())
     """More host names for the self-signed certificate (repeatable)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """With --behind-proxy: a number of proxy hops, or the proxies' addresses/networks
+    (repeatable); only X-Forwarded-For entries they appended are believed (default 1 hop)."""
+    metrics_token: str | None = None
+    """Bearer token that opens /metrics to non-loopback scrapers."""
+    log_format: str = "text"
+    """text, or json: one JSON object per line on stdout and stderr."""
+    retention_days: float = 0.0
+    """Crypto-shred documents of consultations ended more than this many days ago (0: keep)."""
+    header_timeout: float = 15.0
+    """Seconds a connection may take to send a request's headers (and idle between requests)."""
+    upload_idle_timeout: float = 600.0
+    """Seconds after which an unfinished upload that received nothing is discarded."""
+    max_open_uploads: int = 4
+    """Unfinished uploads one account may hold at once."""
+    max_pending_upload_bytes: int = 1024 * 1024 * 1024
+    """Declared bytes of all unfinished uploads together, across accounts."""
+    max_sockets_per_account: int = 8
+    """socket.io connections one account may hold at once (tabs, reconnects)."""
+    chat_per_minute: int = 30
+    """Chat lines one account may send per minute."""
+    events_per_second: float = 20.0
+    """socket.io events one connection may send per second (bursts of twice that)."""
 
     @property
     def keys_directory(self) -> Path:
@@ -152,6 +175,16 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "login_attempts",
         "login_window",
         "log_level",
+        "metrics_token",
+        "log_format",
+        "retention_days",
+        "header_timeout",
+        "upload_idle_timeout",
+        "max_open_uploads",
+        "max_pending_upload_bytes",
+        "max_sockets_per_account",
+        "chat_per_minute",
+        "events_per_second",
     ):
         parser.add_argument(
             _flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)), help=help_of(dest)
@@ -160,7 +193,7 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         parser.add_argument(
             _flag(dest), dest=dest, action="store_true", default=bool_env(dest), help=help_of(dest)
         )
-    for dest in ("media_address", "extra_hosts"):
+    for dest in ("media_address", "extra_hosts", "trusted_proxies"):
         raw = environ.get(_env_name(dest), "")
         parser.add_argument(
             _flag(dest).removesuffix("s") if dest == "extra_hosts" else _flag(dest),
@@ -181,6 +214,24 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     keys_sub.add_parser("rotate", help="make a new key-encryption key and re-wrap every data key")
     retire = keys_sub.add_parser("retire", help="delete an old key-encryption key nothing uses")
     retire.add_argument("kek_id")
+    backup = sub.add_parser(
+        "backup", help="copy the database and the encrypted files into DEST (while serving)"
+    )
+    backup.add_argument("path", metavar="DEST")
+    backup.add_argument(
+        "--key-backup",
+        dest="key_backup",
+        metavar="KEYDEST",
+        help="also copy the key-encryption keys here (never inside DEST)",
+    )
+    restore = sub.add_parser("restore", help="restore a backup into an empty data directory")
+    restore.add_argument("path", metavar="SRC")
+    restore.add_argument(
+        "--key-backup",
+        dest="key_backup",
+        metavar="KEYDIR",
+        help="where the key-encryption keys were backed up",
+    )
     return parser
 
 
@@ -221,6 +272,29 @@ def _suite(value: str) -> str:
     if value not in ("aes-256-gcm", "sm4-gcm"):
         raise SettingsError(f"--crypto-suite must be aes-256-gcm or sm4-gcm, not {value!r}")
     return value
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SettingsError(f"{_flag(name)} must be {' or '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _trusted_proxies(values: Sequence[str]) -> tuple[str, ...]:
+    """One hop count, or addresses/networks of the proxies in front."""
+    values = [v.strip() for v in values if v.strip()]
+    if len(values) == 1 and values[0].isdigit():
+        if not 1 <= int(values[0]) <= 10:
+            raise SettingsError("--trusted-proxies as a hop count must be 1 to 10")
+        return (str(int(values[0])),)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"--trusted-proxies takes a hop count or addresses/networks, not {value!r}"
+            ) from None
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -266,6 +340,21 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         login_window=_number("login_window", args.login_window, float, 1),
         log_level=log_level,
         extra_hosts=tuple(args.extra_hosts or args.extra_hosts_env),
+        trusted_proxies=_trusted_proxies(args.trusted_proxies or args.trusted_proxies_env),
+        metrics_token=str(args.metrics_token) if args.metrics_token else None,
+        log_format=_choice("log_format", str(args.log_format).lower(), ("text", "json")),
+        retention_days=_number("retention_days", args.retention_days, float, 0),
+        header_timeout=_number("header_timeout", args.header_timeout, float, 1),
+        upload_idle_timeout=_number("upload_idle_timeout", args.upload_idle_timeout, float, 10),
+        max_open_uploads=int(_number("max_open_uploads", args.max_open_uploads, int, 1)),
+        max_pending_upload_bytes=int(
+            _number("max_pending_upload_bytes", args.max_pending_upload_bytes, int, 1)
+        ),
+        max_sockets_per_account=int(
+            _number("max_sockets_per_account", args.max_sockets_per_account, int, 1)
+        ),
+        chat_per_minute=int(_number("chat_per_minute", args.chat_per_minute, int, 1)),
+        events_per_second=_number("events_per_second", args.events_per_second, float, 1),
     )
     command: tuple[str, ...] = ()
     if args.command == "audit":
@@ -273,6 +362,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     elif args.command == "keys":
         retired = [str(args.kek_id)] if args.keys_command == "retire" else []
         command = ("keys", str(args.keys_command), *retired)
+    elif args.command in ("backup", "restore"):
+        keys = ("--key-backup", str(args.key_backup)) if args.key_backup else ()
+        command = (str(args.command), str(args.path), *keys)
     if not command:
         check_serving(settings)
     return Invocation(settings, command)

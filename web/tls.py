@@ -92,7 +92,9 @@ def ensure_self_signed(data_dir: Path, names: list[str]) -> tuple[Path, Path]:
                 serialization.NoEncryption(),
             )
         )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(cert_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import free_port, wait_for_http  # noqa: E402
-from tests.chromium import launch_chromium  # noqa: E402
+from tests.chromium import launch_chromium, wait_for_js  # noqa: E402
 
 VIEWPORT = {"width": 1280, "height": 860}
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% form\n" * 200 + b"%%EOF\n"
@@ -87,7 +87,8 @@ async def journey(shots: Shots, tmp: Path) -> None:
     await shots.shot(expert, "expert-offer")
     await expert.get_by_test_id("accept-call").click()
     for page in (kiosk, expert):
-        await page.wait_for_function(
+        await wait_for_js(
+            page,
             "Number(document.querySelector('[data-testid=remote-video]')"
             ".dataset.framesDecoded || 0) > 30",
             timeout=30000,

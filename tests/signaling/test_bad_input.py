@@ -101,3 +101,18 @@ async def test_garbage_does_not_disturb_a_call_in_progress(
     await kiosk.chat(call_id, "仍然在线")
     assert (await expert.next_event("chat_message", ChatView)).text == "仍然在线"
     assert (await vandal.state()).username == "kiosk02"
+
+
+async def test_nul_in_chat_and_notes_is_refused_on_every_database(
+    server: RunningServer, connect: ClientFactory
+) -> None:
+    """PostgreSQL cannot store U+0000: it answered `internal` there."""
+    kiosk, expert, call_id = await active_call(server, connect)
+    with pytest.raises(ClientError) as info:
+        await kiosk.chat(call_id, "hello\x00there")
+    assert info.value.code == "invalid_payload"
+    await expert.end(call_id)
+    with pytest.raises(ClientError) as info:
+        await expert.save_outcome(call_id, "answered", "notes\x00")
+    assert info.value.code == "invalid_payload"
+    await expert.save_outcome(call_id, "answered", "fine notes")

@@ -13,7 +13,7 @@ async def test_filters_and_pages_newest_first(sqlite_server: RunningServer) -> N
         for name in ("clerk2", "clerk3", "clerk4"):
             async with admin.post(
                 f"{url}/api/v1/accounts",
-                json={"username": name, "password": "password123", "role": "clerk"},
+                json={"username": name, "password": "Hall-desk-2026", "role": "clerk"},
             ) as response:
                 assert response.status == 201
         async with admin.patch(f"{url}/api/v1/accounts/clerk2", json={"disabled": True}):

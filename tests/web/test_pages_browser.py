@@ -11,7 +11,7 @@ import pytest
 from signaling.client import KioskClient
 from signaling.messages import ConsultationView
 from storage.demo import DEMO_PASSWORD
-from tests.chromium import launch_chromium
+from tests.chromium import launch_chromium, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
 
 pytestmark = pytest.mark.browser
@@ -23,6 +23,7 @@ FRAMES_DECODED = (
 AUDIO_PACKETS = (
     "Number(document.querySelector('[data-testid=remote-video]').dataset.audioPackets || 0)"
 )
+DIGITS = re.compile(r"\d+")
 CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
 LETTERS = re.compile(r"[A-Za-z\u3400-\u9fff]")
 
@@ -91,8 +92,8 @@ async def call_in_browsers(browser: Any, server: RunningServer) -> tuple[Any, An
 
 async def wait_media_both_ways(*pages: Any, more_than: int = 0) -> None:
     for page in pages:
-        await page.wait_for_function(
-            f"{FRAMES_DECODED} > {more_than} && {AUDIO_PACKETS} > 0", timeout=30000
+        await wait_for_js(
+            page, f"{FRAMES_DECODED} > {more_than} && {AUDIO_PACKETS} > 0", timeout=30000
         )
 
 
@@ -128,10 +129,10 @@ async def test_the_whole_consultation_and_the_wipe_after_it(
     await kiosk.get_by_test_id("department-market").click()
     # Device check: own picture and a moving microphone level.
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
-    await kiosk.wait_for_function(
-        "document.querySelector('[data-testid=device-preview]').videoWidth > 0"
+    await wait_for_js(
+        kiosk, "document.querySelector('[data-testid=device-preview]').videoWidth > 0"
     )
-    await kiosk.wait_for_function("document.querySelector('[data-testid=mic-level]').value > 0")
+    await wait_for_js(kiosk, "document.querySelector('[data-testid=mic-level]').value > 0")
     await kiosk.get_by_test_id("device-check-continue").click()
     await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('第 1 位')")
     await expert.wait_for_selector("[data-testid=queue-list] li:has-text('SL-2468')")
@@ -156,7 +157,7 @@ async def test_the_whole_consultation_and_the_wipe_after_it(
 
     # A still of the document in front of the camera, and a PDF.
     await kiosk.get_by_test_id("show-document").click()
-    await kiosk.wait_for_function("document.querySelector('#capture-video').videoWidth > 0")
+    await wait_for_js(kiosk, "document.querySelector('#capture-video').videoWidth > 0")
     await kiosk.get_by_test_id("capture-take").click()
     await kiosk.wait_for_selector("[data-testid=capture-preview]:visible")
     await kiosk.get_by_test_id("capture-send").click()
@@ -190,7 +191,7 @@ async def test_the_whole_consultation_and_the_wipe_after_it(
     await kiosk.evaluate("window.beforeWipe = true")
     await kiosk.get_by_test_id("rating-4").click()
     # The wipe loads the page anew on the start screen, still logged in.
-    await kiosk.wait_for_function("window.beforeWipe === undefined", timeout=15000)
+    await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")
     html = await kiosk.content()
     for trace in [
@@ -324,10 +325,14 @@ async def test_admin_creates_a_department_and_an_expert_who_takes_a_call(
     await admin.get_by_test_id("confirm-input").fill("short")
     await admin.get_by_test_id("confirm-yes").click()
     await admin.wait_for_selector("#confirm-dialog:has-text('至少 8 位')")
-    await admin.get_by_test_id("confirm-input").fill("new-clerk-pass")
+    await admin.get_by_test_id("confirm-input").fill("admin123")
+    await admin.get_by_test_id("confirm-yes").click()
+    await admin.wait_for_selector("#account-message:has-text('太容易被猜到')")
+    await admin.locator("[data-testid=account-row-clerk] [data-testid=account-reset]").click()
+    await admin.get_by_test_id("confirm-input").fill("new-window-pass")
     await admin.get_by_test_id("confirm-yes").click()
     await admin.wait_for_selector("#account-message:has-text('密码已重置')")
-    clerk = await login_session(server, "clerk", "new-clerk-pass")
+    clerk = await login_session(server, "clerk", "new-window-pass")
     await clerk.close()
     row = "[data-testid=account-row-expert_housing]"
     await admin.locator(f"{row} [data-testid=account-toggle]").click()
@@ -350,7 +355,7 @@ async def test_kiosk_offline_for_five_seconds_comes_back_by_itself(
     await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
     after = [await page.evaluate(FRAMES_DECODED) for page in (kiosk, expert)]
     for page, seen in zip((kiosk, expert), after, strict=True):
-        await page.wait_for_function(f"{FRAMES_DECODED} > {seen + 30}", timeout=30000)
+        await wait_for_js(page, f"{FRAMES_DECODED} > {seen + 30}", timeout=30000)
     record = (await server.storage.consultations.find())[0]
     assert record.state.value == "active"
 
@@ -368,7 +373,7 @@ async def test_kiosk_idle_timeout_wipes_what_was_typed(
     await page.get_by_test_id("case-number").fill("ID-4242")
     await page.get_by_test_id("lang-toggle").click()
     await page.evaluate("window.beforeWipe = true")
-    await page.wait_for_function("window.beforeWipe === undefined", timeout=30000)
+    await wait_for_js(page, "window.beforeWipe === undefined", timeout=30000)
     await page.wait_for_selector("[data-testid=department-market]")
     assert await page.get_by_test_id("case-number").input_value() == ""
     assert "ID-4242" not in await page.content()
@@ -396,7 +401,9 @@ async def assert_switches_language(page: Any) -> None:
         assert not CJK.search(text), f"Chinese left after switching: {text!r}"
     assert len(english) == len(chinese)
     await page.get_by_test_id("lang-toggle").click()
-    assert await page.evaluate(VISIBLE_TEXTS) == chinese
+    # Counters tick between the readings ("已等待 4 秒" -> "5 秒"): compare without digits.
+    again = await page.evaluate(VISIBLE_TEXTS)
+    assert [DIGITS.sub("#", t) for t in again] == [DIGITS.sub("#", t) for t in chinese]
 
 
 async def test_every_visible_string_switches_language(
@@ -466,7 +473,7 @@ async def test_kiosk_explains_a_blocked_camera_and_microphone_and_still_calls(
             await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('第 1 位')")
             await kiosk.evaluate("window.beforeWipe = true")
             await kiosk.get_by_test_id("cancel-request").click()
-            await kiosk.wait_for_function("window.beforeWipe === undefined")
+            await wait_for_js(kiosk, "window.beforeWipe === undefined")
             await kiosk.wait_for_selector("[data-testid=department-market]")
             records = await sqlite_server.storage.consultations.find()
             assert [r.end_reason.value for r in records if r.end_reason] == ["abandoned"]
@@ -489,10 +496,11 @@ async def test_kiosk_media_is_rebuilt_when_the_relay_loses_it(
     )
     seen = [await page.evaluate(FRAMES_DECODED) for page in (kiosk, expert)]
     # A new connection: the kiosk's decoder starts again from zero, the expert's goes on.
-    await kiosk.wait_for_function(
+    await wait_for_js(
+        kiosk,
         f"{FRAMES_DECODED} > 30 && {FRAMES_DECODED} < {seen[0]}"
         f" || {FRAMES_DECODED} > {seen[0] + 30}",
         timeout=30000,
     )
-    await expert.wait_for_function(f"{FRAMES_DECODED} > {seen[1] + 30}", timeout=30000)
+    await wait_for_js(expert, f"{FRAMES_DECODED} > {seen[1] + 30}", timeout=30000)
     assert (await server.storage.consultations.get(call_id)).state.value == "active"

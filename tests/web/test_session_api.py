@@ -1,5 +1,6 @@
 """Login, logout, /me, cookies and throttling over real HTTP."""
 
+import asyncio
 import time
 
 import aiohttp
@@ -7,6 +8,8 @@ from sqlalchemy import text
 
 from storage.records import Role
 from tests.conftest import RunningServer, ServerFactory
+from web.errors import TooManyRequests
+from web.login_gate import PasswordCheckGate
 
 
 async def post_login(
@@ -104,6 +107,45 @@ async def test_repeated_failures_are_throttled_with_429(
         assert (await response.json())["error"]["code"] == "too_many_requests"
     # Another account from the same address is not locked out by it.
     assert (await post_login(http, server, "clerk", "demo1234"))[0] == 200
+
+
+async def test_concurrent_guesses_are_counted_before_the_password_is_checked(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """100 guesses at once used to be all checked (the count was read before the hash
+    and written after it): now only the first ``login_attempts`` reach the hash."""
+    server = await start_server(login_attempts=5)
+    guesses = [f"wrong-{i:03d}" for i in range(99)] + ["demo1234"]
+    results = await asyncio.gather(*(post_login(http, server, "admin", p) for p in guesses))
+    statuses = [status for status, _, _ in results]
+    assert statuses.count(429) >= 95
+    checked = [s for s in statuses if s != 429]
+    assert len(checked) <= 5
+    failed = [e for e in await server.storage.audit.entries() if e.action == "login.failed"]
+    assert len(failed) == statuses.count(401) <= 5
+
+
+async def test_password_checks_run_one_per_account_and_a_few_overall() -> None:
+    gate = PasswordCheckGate(concurrent=2, max_waiting=6)
+    running: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    overall_peak = 0
+
+    async def check(username: str) -> None:
+        nonlocal overall_peak
+        async with gate.admit(username):
+            running[username] = running.get(username, 0) + 1
+            peak[username] = max(peak.get(username, 0), running[username])
+            overall_peak = max(overall_peak, sum(running.values()))
+            await asyncio.sleep(0.01)
+            running[username] -= 1
+
+    await asyncio.gather(*(check(u) for u in ["a", "a", "a", "b", "c", "c"]))
+    assert peak == {"a": 1, "b": 1, "c": 1} and overall_peak == 2
+    # More waiting than allowed: refused at once rather than queued.
+    outcomes = await asyncio.gather(*(check(f"user{i}") for i in range(12)), return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, TooManyRequests)]
+    assert refused and all(o is None or isinstance(o, TooManyRequests) for o in outcomes)
 
 
 async def test_logout_ends_the_session(

@@ -137,6 +137,7 @@ function fillDepartmentSelect() {
 }
 
 function errorKey(err) {
+  if (err.code === "weak_password") return "admin.password_weak";
   if (err.status === 409) return "admin.exists";
   if (err.status === 400) return "admin.invalid";
   return "error.generic";
@@ -184,7 +185,12 @@ async function loadAccounts() {
     toggle.type = "button";
     toggle.dataset.testid = "account-toggle";
     toggle.addEventListener("click", async () => {
-      await api("PATCH", `/api/v1/accounts/${account.username}`, { disabled: !account.disabled }).catch(() => {});
+      const message = document.getElementById("account-message");
+      message.textContent = "";
+      await api("PATCH", `/api/v1/accounts/${account.username}`, { disabled: !account.disabled }).catch((err) => {
+        message.className = "error";
+        setText(message, err.status === 409 ? "admin.last_admin" : "error.generic");
+      });
       loadAccounts();
     });
     const reset = textElement("button", "admin.reset_password", null, "secondary small");
@@ -199,7 +205,7 @@ async function loadAccounts() {
       if (password === null) return;
       await api("PATCH", `/api/v1/accounts/${account.username}`, { password })
         .then(() => setText(document.getElementById("account-message"), "admin.password_reset_done"))
-        .catch(() => setText(document.getElementById("account-message"), "error.generic"));
+        .catch((err) => setText(document.getElementById("account-message"), errorKey(err)));
     });
     row.append(toggle, reset);
     list.append(row);

@@ -1,0 +1,33 @@
+"""Other users keep being served while one account attacks: many sockets, an event
+flood, 500 half-open connections, a byte-a-second upload and a burst of unfinished
+uploads, all at once against a real server process. The victims' round-trip
+times are reported (bench/limits.py measures them against the 50 ms target);
+the test checks what must hold whatever the machine's speed."""
+
+from bench.limits import HALF_OPEN, scenario
+
+MiB = 1024 * 1024
+# Ceilings stated in docs/OPERATIONS.md ("Limits").
+OPEN_FILES_CEILING = HALF_OPEN + 100
+RSS_GROWTH_CEILING_MB = 96
+
+
+async def test_other_users_are_served_and_the_server_stays_within_its_ceilings() -> None:
+    result = await scenario(seconds=10.0, header_timeout=3.0)
+    quiet, attacked = result["quiet"], result["attacked"]
+    print("victims' round trips (quiet, attacked):", quiet["rtt_p99_ms"], attacked["rtt_p99_ms"])
+    # Every round trip of the victims was answered, and their call went on.
+    assert quiet["errors"] == 0 and attacked["errors"] == 0, attacked["first_errors"]
+    assert attacked["round_trips"] >= 0.9 * quiet["round_trips"]
+    assert result["victim_calls_active"]
+    for before, during in zip(quiet["fps_received"], attacked["fps_received"], strict=True):
+        assert during >= 0.9 * before
+    # The attacks met their limits.
+    found = attacked["attacks"]
+    assert found["many_sockets"]["opened"] <= 8 and found["many_sockets"]["refused"] > 0
+    assert found["event_flood"]["closed_by_server"]
+    assert found["unfinished_uploads"]["statuses"].get(201, 0) <= 4
+    # Files and memory stay under their ceilings, and the half-open connections go.
+    assert attacked["max_open_files"] <= OPEN_FILES_CEILING
+    assert result["after"]["open_files"] <= result["start"]["open_files"] + 20
+    assert attacked["max_rss_mb"] - result["start"]["rss_mb"] <= RSS_GROWTH_CEILING_MB
