@@ -442,6 +442,7 @@ async def test_every_visible_string_switches_language(
     await clerk.get_by_test_id("case-search").press("Enter")
     await clerk.get_by_test_id("consultation-row").first.click()
     await clerk.wait_for_selector("#link-case:visible")
+    await clerk.wait_for_selector("#consultation-panel[data-loaded]")
     await assert_switches_language(clerk)
 
     admin = await open_logged_in(browser, server, "admin", "admin")

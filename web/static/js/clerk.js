@@ -87,6 +87,8 @@ async function openConsultation(record) {
   current = record;
   const panel = document.getElementById("consultation-panel");
   const list = byTestId("file-list");
+  // Set once the files and attachments are shown, so a reader knows the panel is complete.
+  delete panel.dataset.loaded;
   list.replaceChildren();
   panel.hidden = false;
   document.getElementById("link-case").hidden = Boolean(record.case_number);
@@ -99,6 +101,7 @@ async function openConsultation(record) {
     list.append(row);
   }
   await showAttachments();
+  panel.dataset.loaded = "true";
 }
 
 async function linkCase() {
