@@ -305,7 +305,7 @@ async def serve(mode: str, port: int, workers: int) -> None:
             return web.Response(text=await baseline.connect(call_id, side, offer))
         if call_id not in opened:
             opened.add(call_id)
-            await pool.open_call(call_id)
+            await pool.place(call_id)
         return web.Response(text=await pool.connect(call_id, side, offer))
 
     app = web.Application()
@@ -410,7 +410,7 @@ async def loss_run(seconds: float, loss: float) -> dict[str, Any]:
     from tests.media.peers import CallPeer
 
     pool = create_relay_pool(MediaConfig(("127.0.0.1",), None, 0))
-    await pool.open_call("loss")
+    await pool.place("loss")
     sender, receiver = CallPeer(), CallPeer()
     try:
         await sender.accept(await pool.connect("loss", "kiosk", await sender.offer()))

@@ -2,12 +2,13 @@
 ``--media-workers`` (0: in this process; N: N worker processes)."""
 
 import resource
+import secrets
 from abc import ABC, abstractmethod
 
 from media.aiortc_private import accept_hidden_candidates, restrict_host_addresses
 from media.config import MediaConfig
 from media.counters import RelayCounters
-from media.errors import UnknownCall
+from media.errors import RelayUnavailable, UnknownCall
 from media.relay import MediaListener, Relay
 
 
@@ -23,8 +24,15 @@ class RelayPool(ABC):
     async def close(self) -> None: ...
 
     @abstractmethod
-    async def open_call(self, call_id: str) -> None:
-        """Create the call's relay on the least-loaded place."""
+    async def place(self, call_id: str) -> str:
+        """Choose where a new call's relay goes (this pool's least-loaded place) and
+        route the call there; the placement names it for every process that may
+        receive the call's media requests (stored with the live call)."""
+
+    @abstractmethod
+    def adopt(self, call_id: str, placement: str) -> None:
+        """Route the call to ``placement``, chosen by whichever process placed it;
+        ``RelayUnavailable`` if this pool cannot reach it."""
 
     @abstractmethod
     async def connect(self, call_id: str, participant: str, offer_sdp: str) -> str:
@@ -59,6 +67,8 @@ class LocalRelayPool(RelayPool):
         self._config = config
         self.relays: dict[str, Relay] = {}
         self.counters = RelayCounters()
+        self.name = f"in-process:{secrets.token_hex(6)}"
+        """This process's placement: no other process can reach relays held here."""
         restrict_host_addresses(config.addresses)
         accept_hidden_candidates()
 
@@ -66,7 +76,22 @@ class LocalRelayPool(RelayPool):
         for call_id in list(self.relays):
             await self.close_call(call_id)
 
+    async def place(self, call_id: str) -> str:
+        await self.open_call(call_id)
+        return self.name
+
+    def adopt(self, call_id: str, placement: str) -> None:
+        if placement != self.name:
+            raise RelayUnavailable(
+                "the call's media is held by another process without relay workers"
+            )
+        self._open(call_id)
+
     async def open_call(self, call_id: str) -> None:
+        """Create the call's relay here (a worker does so with the call's first offer)."""
+        self._open(call_id)
+
+    def _open(self, call_id: str) -> None:
         if call_id not in self.relays:
             self.relays[call_id] = Relay(
                 call_id, self._notify, self._config.public_address, self.counters
@@ -112,7 +137,10 @@ class LocalRelayPool(RelayPool):
 
 
 def create_relay_pool(
-    config: MediaConfig, log_level: str = "warning", log_format: str = "text"
+    config: MediaConfig,
+    log_level: str = "warning",
+    log_format: str = "text",
+    secret: str | None = None,
 ) -> RelayPool:
     """In this process with ``workers == 0``, else in that many worker processes."""
     if config.workers == 0:
@@ -120,4 +148,4 @@ def create_relay_pool(
     # Imported here: the worker pool imports this module for the interface.
     from media.worker_pool import WorkerRelayPool
 
-    return WorkerRelayPool(config, log_level, log_format)
+    return WorkerRelayPool(config, log_level, log_format, secret)

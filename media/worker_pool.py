@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Worker:
     index: int
-    process: BaseProcess
+    """Our worker's number; -1 for another process's worker that holds a call."""
+    process: BaseProcess | None
     url: str
-    lifeline: Connection
+    lifeline: Connection | None
     """Our end of the worker's lifeline: never written; when this process dies the
     kernel closes it and the worker, seeing end-of-file, exits."""
     calls: set[str] = field(default_factory=set)
@@ -38,13 +39,21 @@ class _Worker:
 
 class WorkerRelayPool(RelayPool):
     def __init__(
-        self, config: MediaConfig, log_level: str = "warning", log_format: str = "text"
+        self,
+        config: MediaConfig,
+        log_level: str = "warning",
+        log_format: str = "text",
+        secret: str | None = None,
     ) -> None:
         self._config = config
         self._log_level = log_level
         self._log_format = log_format
-        self._secret = secrets.token_urlsafe(32)
+        # Shared by the deployment (--cluster-secret) so that every process may hand
+        # offers to every process's workers; else this run's own.
+        self._secret = secret or secrets.token_urlsafe(32)
         self._workers: list[_Worker] = []
+        self._others: dict[str, _Worker] = {}
+        """Other processes' workers that hold calls whose requests reached us."""
         self._where: dict[str, _Worker] = {}
         self._opened: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
@@ -115,15 +124,18 @@ class WorkerRelayPool(RelayPool):
         if self._http is not None:
             await self._http.close()
         for worker in self._workers:
+            assert worker.process is not None
             worker.process.terminate()
         loop = asyncio.get_running_loop()
         for worker in self._workers:
+            assert worker.process is not None and worker.lifeline is not None
             await loop.run_in_executor(None, worker.process.join, 10)
             if worker.process.is_alive():
                 worker.process.kill()
                 await loop.run_in_executor(None, worker.process.join, 5)
             worker.lifeline.close()
         self._workers.clear()
+        self._others.clear()
 
     async def _request(
         self, method: str, worker: _Worker, path: str, body: str | None = None
@@ -135,13 +147,31 @@ class WorkerRelayPool(RelayPool):
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise RelayUnavailable(f"relay worker {worker.index} does not answer") from exc
 
-    async def open_call(self, call_id: str) -> None:
-        """Assign the call to the least-loaded worker. The worker builds the relay
+    async def place(self, call_id: str) -> str:
+        """Assign the call to our least-loaded worker. The worker builds the relay
         with the first offer, so a call that never sends media costs it nothing."""
         alive = [w for w in self._workers if w.alive]
         if not alive:
             raise RelayUnavailable("no relay worker is running")
         worker = min(alive, key=lambda w: len(w.calls))
+        self._route(call_id, worker)
+        return worker.url
+
+    def adopt(self, call_id: str, placement: str) -> None:
+        placed = self._where.get(call_id)
+        if placed is not None and placed.url == placement:
+            return
+        worker = next((w for w in self._workers if w.url == placement), None)
+        if worker is None:
+            if not placement.startswith("http://"):
+                raise RelayUnavailable("the call's media is held where no worker can reach")
+            worker = self._others.setdefault(placement, _Worker(-1, None, placement, None))
+        self._route(call_id, worker)
+
+    def _route(self, call_id: str, worker: _Worker) -> None:
+        previous = self._where.get(call_id)
+        if previous is not None:
+            previous.calls.discard(call_id)
         worker.calls.add(call_id)
         self._where[call_id] = worker
 
@@ -177,7 +207,13 @@ class WorkerRelayPool(RelayPool):
         if worker is None:
             return
         worker.calls.discard(call_id)
-        if worker.alive and call_id in self._opened:
+        if worker.index < 0:
+            if not worker.calls:
+                self._others.pop(worker.url, None)
+            # Another process's worker: we cannot know whether media was offered.
+            with contextlib.suppress(RelayUnavailable):
+                await self._request("DELETE", worker, f"/calls/{call_id}")
+        elif worker.alive and call_id in self._opened:
             await self._request("DELETE", worker, f"/calls/{call_id}")
         self._opened.discard(call_id)
 

@@ -56,11 +56,27 @@ class ClientError(Exception):
 
 
 class WindowlinkClient:
-    def __init__(self, base_url: str, *, ssl_context: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ssl_context: ssl.SSLContext | bool = True,
+        reconnect: bool = False,
+    ) -> None:
+        """``reconnect``: when the connection is lost (its server process died), try
+        again with back-off and jitter (0.5 s doubling to 5 s, +-50 %), as the pages
+        do; any process of the deployment can take the socket."""
         self.base_url = base_url.rstrip("/")
         self._ssl = ssl_context
         self._http: aiohttp.ClientSession | None = None
-        self.sio = socketio.AsyncClient(reconnection=False, ssl_verify=ssl_context is not False)
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnect,
+            reconnection_attempts=0,
+            reconnection_delay=0.5,
+            reconnection_delay_max=5,
+            randomization_factor=0.5,
+            ssl_verify=ssl_context is not False,
+        )
         self.session_cookie = ""
         self.username = ""
         self._queues: dict[str, asyncio.Queue[BaseModel]] = defaultdict(asyncio.Queue)

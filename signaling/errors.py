@@ -7,7 +7,9 @@ SignalingError                 code "signaling_error"
  ├── NotFound                  "not_found"          no such consultation or department (for you)
  ├── InvalidState              "invalid_state"      not possible in the consultation's state
  │   └── AlreadyInConsultation "already_in_consultation"
- └── RateLimited               "rate_limited"       too much too fast (chat lines, events)
+ ├── RateLimited               "rate_limited"       too much too fast (chat lines, events)
+ └── Unavailable               "unavailable"        the live state or the records cannot be
+                                                    reached now (Redis or the database down)
 
 They become error acks in ``signaling.gateway`` and HTTP errors in ``web.errors``.
 """
@@ -47,3 +49,7 @@ class AlreadyInConsultation(InvalidState):
 
 class RateLimited(SignalingError):
     code = "rate_limited"
+
+
+class Unavailable(SignalingError):
+    code = "unavailable"

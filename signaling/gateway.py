@@ -17,10 +17,16 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from observability.logs import set_context
-from signaling.consultation import ConsultationService
-from signaling.dispatch import Dispatcher, consultation_view, offer_view, presence_view
-from signaling.errors import Forbidden, InvalidPayload, NotAuthenticated, SignalingError
+from signaling.config import SignalingConfig
+from signaling.errors import (
+    Forbidden,
+    InvalidPayload,
+    NotAuthenticated,
+    SignalingError,
+    Unavailable,
+)
 from signaling.limits import EventRateLimit
+from signaling.live import Phase, PresenceStatus
 from signaling.messages import (
     ClientPayload,
     ConsultationRef,
@@ -33,14 +39,26 @@ from signaling.messages import (
     SetPresence,
 )
 from signaling.notifier import account_room, department_room
-from signaling.presence import PresenceService
-from signaling.state import PresenceStatus
-from storage.records import Account, ConsultationState, Outcome, Role
+from signaling.publisher import QueuePublisher
+from signaling.service import ConsultationService, PresenceService
+from signaling.store import LiveStore, StoreUnavailable
+from signaling.views import consultation_view, offer_view, presence_view
+from storage.errors import StorageUnavailable
+from storage.records import Account, Outcome, Role
 from storage.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Account, Any, str], Awaitable[BaseModel | None]]
+Handler = Callable[[Account, Any, "Caller"], Awaitable[BaseModel | None]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Where an event came from: the socket (skipped for its own notifications,
+    which its ack carries) and the client's address (for the audit log)."""
+
+    sid: str
+    remote: str
 
 
 @dataclass(frozen=True)
@@ -77,26 +95,31 @@ class SignalingGateway:
         self,
         sio: socketio.AsyncServer,
         sessions: Sessions,
-        dispatcher: Dispatcher,
+        store: LiveStore,
         consultations: ConsultationService,
         presence: PresenceService,
+        publisher: QueuePublisher,
+        config: SignalingConfig,
         *,
+        node: str,
         session_cookie: str,
         remote_of: Callable[[web.Request], str],
         limits: EventRateLimit,
         observe: Callable[[str, float, str | None], None],
     ) -> None:
         self.sio = sio
-        self._observe = observe
         self._sessions = sessions
+        self._store = store
+        self._consultations = consultations
+        self._presence = presence
+        self._publisher = publisher
+        self._config = config
+        self._node = node
         self._limits = limits
-        self._config = dispatcher.config
+        self._observe = observe
         # sid -> (session token, when the session was last refreshed by an event)
         self._tokens: dict[str, tuple[str, float]] = {}
         self._session_checks: asyncio.Task[None] | None = None
-        self._dispatcher = dispatcher
-        self._consultations = consultations
-        self._presence = presence
         self._cookie = session_cookie
         self._remote_of = remote_of
         self._accounts: dict[str, Account] = {}
@@ -122,9 +145,14 @@ class SignalingGateway:
             raise socketio.exceptions.ConnectionRefusedError(
                 "log in first", {"code": NotAuthenticated.code}
             )
-        count = await self._dispatcher.store.add_connection(account.id, sid)
+        try:
+            count = await self._store.add_connection(account.id, self._node, sid)
+        except StoreUnavailable:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "the service is not available right now", {"code": Unavailable.code}
+            ) from None
         if count > self._config.max_sockets_per_account:
-            await self._dispatcher.store.remove_connection(account.id, sid)
+            await self._store.remove_connection(account.id, self._node, sid)
             raise socketio.exceptions.ConnectionRefusedError(
                 "too many connections for this account; close another tab first",
                 {"code": "too_many_connections"},
@@ -144,7 +172,7 @@ class SignalingGateway:
         if account.role is Role.EXPERT:
             await self._presence.connected(account)
         elif account.role is Role.KIOSK:
-            await self._consultations.participant_returned(account)
+            await self._consultations.participant_changed(account.id, connected=True)
 
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
         self._limits.forget(sid)
@@ -152,20 +180,25 @@ class SignalingGateway:
         account = self._accounts.pop(sid, None)
         if account is None:
             return
-        remaining = await self._dispatcher.store.remove_connection(account.id, sid)
-        if remaining == 0:
-            self._spawn(self._last_connection(account))
+        self._spawn(self._disconnected(account, sid))
 
-    async def _last_connection(self, account: Account) -> None:
+    async def _disconnected(self, account: Account, sid: str) -> None:
+        if await self._store.remove_connection(account.id, self._node, sid) == 0:
+            await self.last_connection_closed(account)
+
+    async def last_connection_closed(self, account: Account) -> None:
+        """The account has no socket left on any node: its grace period starts."""
         if account.role is Role.EXPERT:
             await self._presence.disconnected(account)
         elif account.role is Role.KIOSK:
-            await self._consultations.participant_left(account)
+            await self._consultations.participant_changed(account.id, connected=False)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
             try:
                 await coro
+            except (SignalingError, StoreUnavailable, StorageUnavailable) as exc:
+                log.warning("connection bookkeeping did not run: %s", exc)
             except Exception:
                 log.exception("connection bookkeeping failed")
 
@@ -266,9 +299,13 @@ class SignalingGateway:
                 except ValidationError as exc:
                     raise InvalidPayload(_describe(exc)) from None
                 session = await self.sio.get_session(sid)
-                result = await spec.handler(account, payload, session.get("remote", ""))
+                result = await spec.handler(
+                    account, payload, Caller(sid, session.get("remote", ""))
+                )
             except SignalingError as exc:
                 return error_ack(exc.code, exc.message)
+            except (StoreUnavailable, StorageUnavailable):
+                return error_ack(Unavailable.code, "the service is not available right now")
             except Exception:
                 log.exception("event %s failed", spec.name)
                 return error_ack("internal", "the server could not handle this event")
@@ -280,38 +317,38 @@ class SignalingGateway:
         c = self._consultations
         p = self._presence
 
-        async def request(a: Account, m: RequestConsultation, remote: str) -> BaseModel:
-            return await c.request(a, m.department, m.case_number, remote)
+        async def request(a: Account, m: RequestConsultation, at: Caller) -> BaseModel:
+            return await c.request(a, m.department, m.case_number, at.remote, at.sid)
 
-        async def cancel(a: Account, m: ConsultationRef, remote: str) -> BaseModel:
-            return await c.cancel(a, m.consultation_id, remote)
+        async def cancel(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
+            return await c.cancel(a, m.consultation_id, at.remote, at.sid)
 
-        async def rate(a: Account, m: RateConsultation, remote: str) -> None:
-            await c.rate(a, m.consultation_id, m.rating, remote)
+        async def rate(a: Account, m: RateConsultation, at: Caller) -> None:
+            await c.rate(a, m.consultation_id, m.rating, at.remote)
 
-        async def set_presence(a: Account, m: SetPresence, _remote: str) -> BaseModel:
-            return await p.set_status(a, PresenceStatus(m.status))
+        async def set_presence(a: Account, m: SetPresence, at: Caller) -> BaseModel:
+            return await p.set_status(a, PresenceStatus(m.status), at.sid)
 
-        async def accept(a: Account, m: ConsultationRef, remote: str) -> BaseModel:
-            return await c.accept(a, m.consultation_id, remote)
+        async def accept(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
+            return await c.accept(a, m.consultation_id, at.remote, at.sid)
 
-        async def decline(a: Account, m: ConsultationRef, _remote: str) -> None:
-            await c.decline(a, m.consultation_id)
+        async def decline(a: Account, m: ConsultationRef, at: Caller) -> None:
+            await c.decline(a, m.consultation_id, at.sid)
 
-        async def outcome(a: Account, m: SaveOutcome, remote: str) -> None:
-            await c.save_outcome(a, m.consultation_id, Outcome(m.outcome), m.notes, remote)
+        async def outcome(a: Account, m: SaveOutcome, at: Caller) -> None:
+            await c.save_outcome(a, m.consultation_id, Outcome(m.outcome), m.notes, at.remote)
 
-        async def get_queue(a: Account, _m: EmptyPayload, _remote: str) -> BaseModel:
+        async def get_queue(a: Account, _m: EmptyPayload, _at: Caller) -> BaseModel:
             assert a.department is not None
-            return await self._dispatcher.queue_snapshot(a.department)
+            return await self._publisher.queue_view(a.department)
 
-        async def end(a: Account, m: ConsultationRef, remote: str) -> BaseModel:
-            return await c.end(a, m.consultation_id, remote)
+        async def end(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
+            return await c.end(a, m.consultation_id, at.remote, at.sid)
 
-        async def chat(a: Account, m: SendChat, _remote: str) -> BaseModel:
+        async def chat(a: Account, m: SendChat, _at: Caller) -> BaseModel:
             return await c.chat(a, m.consultation_id, m.text)
 
-        async def get_state(a: Account, _m: EmptyPayload, _remote: str) -> BaseModel:
+        async def get_state(a: Account, _m: EmptyPayload, _at: Caller) -> BaseModel:
             return await self.session_state(a)
 
         return [
@@ -391,15 +428,18 @@ class SignalingGateway:
         call = await self._consultations.current(account)
         offer = None
         if presence is not None and presence.offer is not None:
-            offered = await self._dispatcher.store.get_call(presence.offer)
-            if offered is not None and offered.phase is ConsultationState.OFFERED:
-                offer = offer_view(offered, self._dispatcher.config.ring_timeout)
+            offered = await self._consultations.call(presence.offer)
+            if offered is not None and offered.phase is Phase.OFFERED:
+                offer = offer_view(offered, self._config.ring_timeout)
+        side = call.side_of(account.id) if call is not None else None
         return SessionState(
             username=account.username,
             role=account.role.value,
             department=account.department,
             hall=account.hall,
             presence=presence_view(presence) if presence is not None else None,
-            consultation=consultation_view(call, account.role.value) if call is not None else None,
+            consultation=consultation_view(call, side.value if side else None)
+            if call is not None
+            else None,
             offer=offer,
         )

@@ -1,40 +1,60 @@
-"""Signaling put together: the socket.io server, the state store, the services
-and the deadline scheduler, started and stopped as one."""
+"""Signaling put together: the socket.io server, the live-state store, the
+executor and services, the queue publisher and the deadline scheduler, this
+node's heartbeat and the sweep of nodes that died, started and stopped as one.
+The web layer uses only ``SignalingHub.facade``."""
 
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
 from aiohttp import web
 
+from media.errors import RelayUnavailable
 from media.pool import RelayPool
 from signaling.config import SignalingConfig
-from signaling.consultation import ConsultationService
-from signaling.dispatch import Dispatcher
+from signaling.executor import Executor
+from signaling.facade import SignalingFacade
 from signaling.gateway import SignalingGateway
 from signaling.limits import EventRateLimit
-from signaling.memory_state import InProcessStateStore
+from signaling.memory_store import InProcessStore
 from signaling.notifier import SocketNotifier
-from signaling.presence import PresenceService
+from signaling.publisher import QueuePublisher
 from signaling.scheduler import DeadlineScheduler
+from signaling.service import ConsultationService, PresenceService
 from signaling.socketio_private import GuardedAsyncServer
-from signaling.state import StateStore
+from signaling.store import LiveStore, StoreUnavailable
+from storage.errors import RecordNotFound
 from storage.store import Storage
+
+log = logging.getLogger(__name__)
 
 # Small frames only: events carry ids and short text, files go over HTTP.
 MAX_FRAME_BYTES = 64 * 1024
+NODE_HEARTBEAT = 2.0
+NODE_TTL = 6.0
+"""A node that has not beaten for this long is dead: its sockets are swept."""
 
 
 def create_socket_server(
     redis_url: str | None,
     allowed_origin: Callable[[str | None, dict[str, Any]], bool],
     limits: EventRateLimit,
+    channel: str = "windowlink",
 ) -> socketio.AsyncServer:
     """The socket.io server; with Redis its emits reach sockets on every node.
     ``allowed_origin`` decides which page origins may connect (same origin);
     ``limits`` how many events a connection may send."""
     manager: socketio.AsyncManager = (
-        socketio.AsyncRedisManager(redis_url) if redis_url else socketio.AsyncManager()
+        socketio.AsyncRedisManager(redis_url, channel=channel)
+        if redis_url
+        else socketio.AsyncManager()
     )
     return GuardedAsyncServer(
         admit=limits.admit,
@@ -46,22 +66,32 @@ def create_socket_server(
         ping_timeout=5,
         max_http_buffer_size=MAX_FRAME_BYTES,
         cors_allowed_origins=allowed_origin,
+        # The pages and the Python client use the websocket only: no sticky
+        # sessions are needed in front of several processes.
+        transports=["websocket"],
         logger=False,
         engineio_logger=False,
     )
 
 
-def create_state_store(redis_url: str | None) -> StateStore:
-    if redis_url:
-        raise NotImplementedError("the Redis state store comes with scale-out")
-    return InProcessStateStore()
+def create_live_store(redis_url: str | None, prefix: str = "wl:") -> LiveStore:
+    """In this process (the embedded default), or in Redis shared by every node."""
+    if not redis_url:
+        return InProcessStore()
+    from signaling.redis_store import RedisStore
+
+    return RedisStore(redis_url, prefix=prefix)
+
+
+def new_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class SignalingHub:
     def __init__(
         self,
         sio: socketio.AsyncServer,
-        store: StateStore,
+        store: LiveStore,
         storage: Storage,
         config: SignalingConfig,
         media: RelayPool,
@@ -71,27 +101,66 @@ class SignalingHub:
         limits: EventRateLimit,
         on_call_ended: Callable[[str], Awaitable[object]],
         observe_event: Callable[[str, float, str | None], None] = lambda *_: None,
+        shared: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.sio = sio
         self.store = store
         self.storage = storage
         self.config = config
-        self.dispatcher = Dispatcher(store, storage, SocketNotifier(sio), config)
-        self.consultations = ConsultationService(self.dispatcher, media, on_call_ended)
-        media.listener = self.consultations.on_media_event
-        self.presence = PresenceService(self.dispatcher, self.consultations)
+        self.media = media
+        self.shared = shared
+        """Whether the live state outlives this process (Redis): then nothing open is
+        ended at start, and dead nodes are swept."""
+        self.node = new_node_id()
+        notifier = SocketNotifier(sio)
+        self.executor = Executor(
+            store,
+            storage,
+            notifier,
+            config,
+            clock,
+            close_relay=self._close_relay,
+            discard_uploads=on_call_ended,
+            publish_queue=lambda department: self.publisher.schedule(department),
+            participant_changed=lambda account, up: self.consultations.participant_changed(
+                account, up
+            ),
+        )
+        self.publisher = QueuePublisher(store, notifier, config, self.executor.department_presences)
+        self.consultations = ConsultationService(self.executor, storage, config, clock)
+        self.presence = PresenceService(self.executor, config)
+        media.listener = self._on_media_event
         self.gateway = SignalingGateway(
             sio,
             storage.sessions,
-            self.dispatcher,
+            store,
             self.consultations,
             self.presence,
+            self.publisher,
+            config,
+            node=self.node,
             session_cookie=session_cookie,
             remote_of=remote_of,
             limits=limits,
             observe=observe_event,
         )
-        self.scheduler = DeadlineScheduler(store, self._on_deadline)
+        self.scheduler = DeadlineScheduler(store, self._on_deadline, clock)
+        self.facade = SignalingFacade(self)
+        self._background: list[asyncio.Task[None]] = []
+
+    def _on_media_event(self, call_id: str, participant: str, status: str) -> None:
+        """From the relay: a participant's media connected, or was lost."""
+        self.executor.spawn(self.consultations.media_changed(call_id, participant, status))
+
+    async def _close_relay(self, call_id: str, relay: str | None) -> None:
+        if relay is None:
+            return
+        try:
+            self.media.adopt(call_id, relay)
+        except RelayUnavailable:
+            return
+        await self.media.close_call(call_id)
 
     async def _on_deadline(self, key: str) -> None:
         if key.startswith("offline|"):
@@ -101,22 +170,99 @@ class SignalingHub:
 
     async def start(self) -> None:
         await self.store.start()
-        await self.consultations.settle_orphans()
+        if not self.shared:
+            await self._settle_orphans()
         for department in await self.storage.departments.list():
-            for seconds in reversed(
-                await self.storage.consultations.recent_handle_times(
-                    department.code, self.config.handle_time_samples
-                )
-            ):
-                await self.store.add_handle_time(
-                    department.code, seconds, self.config.handle_time_samples
-                )
+            await self._seed_handle_times(department.code)
+        await self.store.heartbeat("nodes", self.node, "", NODE_TTL)
         self.scheduler.start()
         self.gateway.start_session_checks()
+        self._background.append(asyncio.create_task(self._beat_and_sweep(), name="node-beat"))
+
+    async def _seed_handle_times(self, department: str) -> None:
+        if await self.store.handle_times(department):
+            return
+        from signaling.store import Commit
+
+        samples = await self.storage.consultations.recent_handle_times(
+            department, self.config.handle_time_samples
+        )
+        keep = self.config.handle_time_samples
+        await self.store.commit(
+            Commit(handle_times=[(department, s, keep) for s in reversed(samples)])
+        )
+
+    async def _settle_orphans(self) -> int:
+        """Without a shared store, what the records show open but this fresh process
+        does not hold was left by a stop or crash: it ends as dropped."""
+        from storage.errors import RecordConflict
+        from storage.records import AuditEvent, EndReason
+
+        settled = 0
+        for record in await self.storage.consultations.open_consultations():
+            if await self.consultations.call(record.id) is not None:
+                continue
+            try:
+                await self.storage.consultations.mark_ended(
+                    record.id,
+                    EndReason.DROPPED,
+                    "system",
+                    time.time(),
+                    audit=AuditEvent(
+                        "system", "consultation.end", record.id, {"reason": "dropped"}
+                    ),
+                )
+                settled += 1
+            except RecordConflict:
+                continue
+        return settled
+
+    async def _beat_and_sweep(self) -> None:
+        """Say this node is alive; sweep the sockets of nodes that are not."""
+        while True:
+            await asyncio.sleep(NODE_HEARTBEAT)
+            try:
+                await self.store.heartbeat("nodes", self.node, "", NODE_TTL)
+                if self.shared:
+                    await self.sweep_dead_nodes()
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("node heartbeat failed")
+
+    async def sweep_dead_nodes(self) -> int:
+        """Forget the sockets of nodes whose heartbeat expired (kill -9, lost machine):
+        an account left with none starts its grace period, as on a disconnect."""
+        alive = await self.store.alive("nodes")
+        swept = 0
+        for node in await self.store.known("nodes"):
+            if node in alive or node == self.node:
+                continue
+            if not await self.store.claim(f"sweep:{node}", 30.0):
+                continue
+            for account_id, sid in await self.store.connections_of_node(node):
+                remaining = await self.store.remove_connection(account_id, node, sid)
+                swept += 1
+                if remaining:
+                    continue
+                try:
+                    account = await self.storage.accounts.get(account_id)
+                except RecordNotFound:
+                    continue
+                await self.gateway.last_connection_closed(account)
+            await self.store.forget("nodes", node)
+            log.info("swept node %s", node)
+        return swept
 
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.scheduler.stop()
-        await self.dispatcher.close()
+        await self.publisher.close()
         await self.gateway.disconnect_all()
         await self.gateway.drain()
+        await self.executor.drain()
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.forget("nodes", self.node)
         await self.store.close()

@@ -34,6 +34,7 @@ Notes = Annotated[
 ]
 OutcomeName = Literal["answered", "follow_up", "referred"]
 StateName = Literal["waiting", "offered", "active", "ended"]
+RevokeReason = Literal["timeout", "cancelled", "declined", "ended"]
 EndReasonName = Literal["completed", "abandoned", "no_expert", "dropped", "cancelled"]
 
 
@@ -132,7 +133,10 @@ class QueueUpdate(ServerPayload):
 
     department: str
     entries: list[QueueEntryView]
+    """The head of the queue (at most 50), oldest first."""
     experts: list[ExpertView]
+    more: int = 0
+    """Consultations waiting beyond ``entries``."""
 
 
 class OfferView(ServerPayload):
@@ -151,7 +155,7 @@ class OfferRevoked(ServerPayload):
     """Event ``offer_revoked``: the offer is gone (timeout, cancel, taken elsewhere)."""
 
     consultation_id: str
-    reason: Literal["timeout", "cancelled", "declined", "ended"]
+    reason: RevokeReason
 
 
 class PresenceView(ServerPayload):

@@ -18,7 +18,11 @@ def department_room(department: str) -> str:
 
 
 class Notifier(Protocol):
-    async def to_account(self, account_id: str, event: str, payload: ServerPayload) -> None: ...
+    async def to_account(
+        self, account_id: str, event: str, payload: ServerPayload, skip_sid: str | None = None
+    ) -> None:
+        """To every socket of the account (but ``skip_sid``: the acting socket, which
+        has the same in its ack)."""
 
     async def to_department(self, department: str, event: str, payload: ServerPayload) -> None: ...
 
@@ -27,8 +31,15 @@ class SocketNotifier:
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
 
-    async def to_account(self, account_id: str, event: str, payload: ServerPayload) -> None:
-        await self._sio.emit(event, payload.model_dump(mode="json"), room=account_room(account_id))
+    async def to_account(
+        self, account_id: str, event: str, payload: ServerPayload, skip_sid: str | None = None
+    ) -> None:
+        await self._sio.emit(
+            event,
+            payload.model_dump(mode="json"),
+            room=account_room(account_id),
+            skip_sid=skip_sid,
+        )
 
     async def to_department(self, department: str, event: str, payload: ServerPayload) -> None:
         await self._sio.emit(

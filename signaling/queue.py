@@ -6,7 +6,7 @@ Pure functions, so the rules can be read and tested on their own.
 import math
 from collections.abc import Sequence
 
-from signaling.state import ExpertPresence, LiveCall
+from signaling.live import ExpertPresence, LiveCall
 
 
 def mean_handle_time(samples: Sequence[float], default: float) -> float:

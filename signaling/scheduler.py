@@ -1,7 +1,8 @@
 """Fires deadlines (ring timeouts, grace periods) kept in the ``StateStore``.
 
 Deadlines live in the store rather than as ``asyncio`` timers so that any node
-can claim one when it falls due, and none is lost with a node's memory.
+can claim one when it falls due (each exactly once), and none is lost with a
+node's memory: a deadline set by a process that died still fires.
 """
 
 import asyncio
@@ -10,17 +11,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from signaling.state import StateStore
+from signaling.errors import Unavailable
+from signaling.store import Commit, LiveStore, StoreUnavailable
+from storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.05
+RETRY_AFTER = 2.0
 
 
 class DeadlineScheduler:
     def __init__(
         self,
-        store: StateStore,
+        store: LiveStore,
         fire: Callable[[str], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -45,10 +49,14 @@ class DeadlineScheduler:
     async def _run(self) -> None:
         while True:
             try:
-                for key in await self._store.pop_due(self._clock()):
+                for key in await self._store.claim_due(self._clock()):
                     task = asyncio.create_task(self._fire_one(key))
                     self._running.add(task)
                     task.add_done_callback(self._running.discard)
+            except StoreUnavailable:
+                # Said once by /healthz and the events that fail; due deadlines are
+                # claimed when the store is back.
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("deadline scheduler tick failed")
             await asyncio.sleep(TICK_SECONDS)
@@ -56,5 +64,17 @@ class DeadlineScheduler:
     async def _fire_one(self, key: str) -> None:
         try:
             await self._fire(key)
+            await self._store.done([key])
+        except (Unavailable, StoreUnavailable, StorageUnavailable) as exc:
+            # Claimed but not carried out (the records or the store are down): due
+            # again shortly, so that it is not lost.
+            log.warning("deadline %s postponed: %s", key.split("|", 1)[0], exc)
+            try:
+                await self._store.commit(Commit(deadlines_set={key: self._clock() + RETRY_AFTER}))
+            except StoreUnavailable:
+                log.error("deadline %s lost: the store is unreachable", key.split("|", 1)[0])
         except Exception:
+            # A bug, not an outage: trying again would fail the same way.
             log.exception("deadline %s failed", key.split("|", 1)[0])
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.done([key])

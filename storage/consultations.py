@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Update, and_, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 
 from storage.audit import append_audit, append_audit_if
 from storage.database import Database
@@ -52,7 +53,15 @@ def _update(*columns: str, only_if: Any = None) -> Update:
 _NOT_ENDED = consultations.c.state != ConsultationState.ENDED.value
 # Offers are routing, kept in the live state; the record learns the answered
 # offer's time when the call starts (or the ringing one's when it ends first).
-_MARK_ACTIVE = _update("state", "offered_at", "active_at", "expert_id", only_if=_NOT_ENDED)
+# Exactly once: a consultation becomes active from waiting only (the records never
+# see "offered"), so two nodes accepting it at once cannot both succeed.
+_MARK_ACTIVE = _update(
+    "state",
+    "offered_at",
+    "active_at",
+    "expert_id",
+    only_if=consultations.c.state == ConsultationState.WAITING.value,
+)
 _MARK_ENDED = _update(
     "state", "offered_at", "ended_at", "end_reason", "ended_by", only_if=_NOT_ENDED
 )
@@ -92,17 +101,20 @@ class ConsultationRecords:
         case_number: str | None,
         *,
         audit: AuditEvent,
+        consultation_id: str | None = None,
+        at: float | None = None,
     ) -> ConsultationRecord:
-        """A new waiting consultation; the audit entry's subject becomes its id."""
+        """A new waiting consultation; the audit entry's subject becomes its id.
+        RecordConflict if the kiosk has an open one already (the records allow one)."""
         record = ConsultationRecord(
-            id=new_id(),
+            id=consultation_id or new_id(),
             kiosk_id=kiosk_id,
             hall=hall,
             department=department,
             expert_id=None,
             case_number=case_number,
             state=ConsultationState.WAITING,
-            waiting_at=time.time(),
+            waiting_at=time.time() if at is None else at,
             offered_at=None,
             active_at=None,
             ended_at=None,
@@ -118,7 +130,10 @@ class ConsultationRecords:
             if open_department is None:
                 raise RecordNotFound(f"no department {department!r}")
             row = {k: v for k, v in record.__dict__.items() if k in consultations.c}
-            conn.execute(consultations.insert().values(**row))
+            try:
+                conn.execute(consultations.insert().values(**row))
+            except IntegrityError:
+                raise RecordConflict("this kiosk already has an open consultation") from None
             append_audit(conn, dataclasses.replace(audit, subject=record.id))
 
         await self._db.write(unit)

@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from storage.errors import StorageUnavailable
 from storage.migrations import migrate
 
 T = TypeVar("T")
@@ -111,7 +113,19 @@ class Database:
             await self._async_engine.dispose()
 
     async def _run(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` inside one transaction, committed if it returns."""
+        """Run ``fn`` inside one transaction, committed if it returns; a database
+        that cannot be reached is ``StorageUnavailable`` (nothing was written)."""
+        try:
+            return await self._run_unguarded(fn)
+        except (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError) as exc:
+            reason = type(exc).__name__
+            raise StorageUnavailable(f"the database cannot be reached: {reason}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StorageUnavailable("the database connection was lost") from exc
+            raise
+
+    async def _run_unguarded(self, fn: Callable[[Connection], T]) -> T:
         if self._sync_engine is not None:
             engine = self._sync_engine
 
@@ -123,6 +137,15 @@ class Database:
         assert self._async_engine is not None
         async with self._async_engine.begin() as conn:
             return await conn.run_sync(fn)
+
+    async def reachable(self, timeout: float = 2.0) -> bool:
+        """Whether a trivial query answers within ``timeout`` seconds (for /healthz)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._run(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+        except (StorageUnavailable, TimeoutError):
+            return False
+        return True
 
     async def read(self, unit: Unit[T]) -> T:
         """Run a unit of work in a transaction of its own (reads, and migrations)."""

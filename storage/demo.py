@@ -1,8 +1,10 @@
-"""The demo data set of DESIGN.md, seeded by ``--demo`` (idempotent)."""
+"""The demo data set of DESIGN.md, seeded by ``--demo`` (idempotent: every node and
+process of a deployment may seed the same database at once; what another created
+first is kept)."""
 
 import asyncio
 
-from storage.errors import RecordNotFound
+from storage.errors import RecordConflict, RecordNotFound
 from storage.passwords import hash_password
 from storage.records import AuditEvent, Role
 from storage.store import Storage
@@ -32,12 +34,15 @@ async def seed_demo(storage: Storage) -> None:
     existing = {d.code for d in await storage.departments.list()}
     for code, name_zh, name_en in DEMO_DEPARTMENTS:
         if code not in existing:
-            await storage.departments.create(
-                code,
-                name_zh,
-                name_en,
-                audit=AuditEvent("system", "department.create", code, {"demo": True}),
-            )
+            try:
+                await storage.departments.create(
+                    code,
+                    name_zh,
+                    name_en,
+                    audit=AuditEvent("system", "department.create", code, {"demo": True}),
+                )
+            except RecordConflict:
+                continue  # another process seeded it first
     encoded = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
     for username, role, department, hall, display_name in DEMO_ACCOUNTS:
         try:
@@ -45,13 +50,16 @@ async def seed_demo(storage: Storage) -> None:
             continue
         except RecordNotFound:
             pass
-        await storage.accounts.create(
-            username,
-            DEMO_PASSWORD,
-            role,
-            department=department,
-            hall=hall,
-            display_name=display_name,
-            password_hash=encoded,
-            audit=AuditEvent("system", "account.create", username, {"role": role.value}),
-        )
+        try:
+            await storage.accounts.create(
+                username,
+                DEMO_PASSWORD,
+                role,
+                department=department,
+                hall=hall,
+                display_name=display_name,
+                password_hash=encoded,
+                audit=AuditEvent("system", "account.create", username, {"role": role.value}),
+            )
+        except RecordConflict:
+            continue  # another process seeded it first

@@ -5,7 +5,8 @@ StorageError
  ├── RecordConflict        the record already exists or is in the wrong state
  ├── MigrationError        the database schema cannot be brought up to date
  ├── AuditChainBroken      an audit entry does not match the chain
- └── BackupError           a backup or restore refused or failed
+ ├── BackupError           a backup or restore refused or failed
+ └── StorageUnavailable    the database cannot be reached now
 """
 
 
@@ -36,3 +37,7 @@ class AuditChainBroken(StorageError):
 
 class BackupError(StorageError):
     """A backup or restore that was refused or failed; the message says why."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached now: nothing was written."""

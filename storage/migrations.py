@@ -151,6 +151,25 @@ MIGRATIONS += (
             "CREATE INDEX files_unshredded ON files(consultation_id) WHERE shredded_at IS NULL",
         ),
     ),
+    Migration(
+        5,
+        "at most one open consultation per kiosk, enforced by the records",
+        (
+            # Older data could hold more than one open consultation of a kiosk (left
+            # behind by a crash): all but the newest end as dropped first.
+            """UPDATE consultations SET state = 'ended', end_reason = 'dropped',
+                ended_by = 'system', ended_at = waiting_at
+            WHERE state != 'ended' AND EXISTS (
+                SELECT 1 FROM consultations AS newer
+                WHERE newer.kiosk_id = consultations.kiosk_id AND newer.state != 'ended'
+                AND (newer.waiting_at > consultations.waiting_at
+                     OR (newer.waiting_at = consultations.waiting_at
+                         AND newer.id > consultations.id)))""",
+            # Two nodes taking the same kiosk's two requests at once cannot both win.
+            "CREATE UNIQUE INDEX consultations_open_per_kiosk ON consultations(kiosk_id) "
+            "WHERE state != 'ended'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

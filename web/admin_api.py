@@ -7,7 +7,7 @@ from storage.records import AuditEvent, Role
 from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
 from web.auth import remote_address
 from web.errors import BadRequest
-from web.keys import HUB, STORAGE
+from web.keys import SIGNALING, STORAGE
 from web.schemas import (
     AccountCreate,
     AccountList,
@@ -174,5 +174,5 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
             ),
         )
     if body.disabled or body.password is not None:
-        await request.app[HUB].gateway.disconnect_account(account.id)
+        await request.app[SIGNALING].disconnect_account(account.id)
     return reply(AccountView.of(account))

@@ -8,7 +8,7 @@ from aiohttp import web
 from storage.records import Account, Role
 from web.errors import TooManyRequests
 from web.forwarded import client_address, origin_allowed, public_scheme
-from web.keys import ACCOUNT, HUB, PROXY_TRUST, SESSION_TOKEN, SETTINGS, STORAGE
+from web.keys import ACCOUNT, PROXY_TRUST, SESSION_TOKEN, SETTINGS, SIGNALING, STORAGE
 from web.settings import Settings
 
 SESSION_COOKIE = "wl_session"
@@ -79,7 +79,7 @@ class LoginThrottle:
 
     def __init__(self, request: web.Request, username: str) -> None:
         settings = request.app[SETTINGS]
-        self._store = request.app[HUB].store
+        self._store = request.app[SIGNALING]
         self._window = settings.login_window
         limit = settings.login_attempts
         remote = remote_address(request)

@@ -10,7 +10,7 @@ from aiohttp import web
 from signaling.messages import QueueUpdate
 from storage.records import Department, Role
 from web.api import ANY_ACCOUNT, Api, account_of, reply
-from web.keys import HUB, STORAGE
+from web.keys import SIGNALING, STORAGE
 from web.schemas import (
     BoardDepartment,
     BoardView,
@@ -47,9 +47,9 @@ def _status(department: Department, snapshot: QueueUpdate) -> DepartmentStatus:
     tag="board",
 )
 async def department_status(request: web.Request) -> web.StreamResponse:
-    dispatcher = request.app[HUB].dispatcher
+    signaling = request.app[SIGNALING]
     departments = await request.app[STORAGE].departments.list(include_disabled=False)
-    statuses = [_status(d, await dispatcher.queue_snapshot(d.code)) for d in departments]
+    statuses = [_status(d, await signaling.queue_view(d.code)) for d in departments]
     return reply(DepartmentStatusList(departments=statuses))
 
 
@@ -68,7 +68,7 @@ def _local_midnight(now: datetime) -> datetime:
 )
 async def board(request: web.Request) -> web.StreamResponse:
     storage = request.app[STORAGE]
-    dispatcher = request.app[HUB].dispatcher
+    signaling = request.app[SIGNALING]
     now = time.time()
     local_now = datetime.fromtimestamp(now).astimezone()
     today = _local_midnight(local_now).timestamp()
@@ -77,7 +77,7 @@ async def board(request: web.Request) -> web.StreamResponse:
     )
     live = []
     for department in await storage.departments.list(include_disabled=False):
-        snapshot = await dispatcher.queue_snapshot(department.code)
+        snapshot = await signaling.queue_view(department.code)
         status = _status(department, snapshot)
         busy = sum(1 for e in snapshot.experts if e.status == "busy")
         oldest = min((e.waiting_since for e in snapshot.entries), default=None)

@@ -8,7 +8,7 @@ from storage.records import Account, ConsultationRecord, ConsultationState, Role
 from web.api import Api, account_of, reply
 from web.auth import remote_address
 from web.errors import BadRequest, NotFound
-from web.keys import HUB, STORAGE
+from web.keys import SIGNALING, STORAGE
 from web.schemas import CaseQuery, ConsultationList, ConsultationRecordView
 
 api = Api()
@@ -76,7 +76,7 @@ async def find_consultations(request: web.Request) -> web.StreamResponse:
     tag="consultations",
 )
 async def withdraw(request: web.Request) -> web.StreamResponse:
-    view = await request.app[HUB].consultations.withdraw(
+    view = await request.app[SIGNALING].withdraw(
         account_of(request), request.match_info["consultation_id"], remote_address(request)
     )
     return reply(view)

@@ -15,12 +15,12 @@ from storage.errors import RecordNotFound
 from storage.filecrypt import DecryptionError
 from storage.filestore import StoredFile, Upload, UploadError
 from storage.filetypes import ALLOWED
-from storage.records import Account, AuditEvent, ConsultationState, Role
+from storage.records import Account, AuditEvent, Role
 from web.api import ANY_ACCOUNT, Api, Header, account_of, read_body, reply
 from web.auth import remote_address
 from web.body_pacing import BodyTooSlow, Pace, paced
 from web.errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
-from web.keys import FILES, HUB, METRICS, STORAGE
+from web.keys import FILES, METRICS, SIGNALING, STORAGE
 from web.schemas import Body, CaseQuery, View
 
 api = Api()
@@ -104,11 +104,8 @@ def file_view(record: StoredFile) -> FileView:
 
 async def _participant_of_active(request: web.Request, consultation_id: str) -> None:
     """Only the two participants of an active consultation may upload."""
-    account = account_of(request)
-    call = await request.app[HUB].store.get_call(consultation_id)
-    if call is None or call.phase is not ConsultationState.ACTIVE:
-        raise NotFound("no active consultation with this id for you")
-    if account.id not in (call.kiosk_id, call.expert_id):
+    side = await request.app[SIGNALING].active_side(account_of(request), consultation_id)
+    if side is None:
         raise NotFound("no active consultation with this id for you")
 
 
@@ -123,10 +120,9 @@ async def _may_read(request: web.Request, account: Account, consultation_id: str
         return
     if account.role is Role.EXPERT and record.department == account.department:
         return
-    if account.role is Role.KIOSK and record.kiosk_id == account.id:
-        call = await request.app[HUB].store.get_call(consultation_id)
-        if call is not None and call.phase is ConsultationState.ACTIVE:
-            return
+    own_kiosk = account.role is Role.KIOSK and record.kiosk_id == account.id
+    if own_kiosk and await request.app[SIGNALING].active_side(account, consultation_id):
+        return
     raise NotFound("no such file")
 
 
@@ -270,7 +266,7 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     metrics = request.app[METRICS]
     metrics.uploads.labels(record.uploader_role).inc()
     metrics.upload_bytes.inc(record.size)
-    await request.app[HUB].consultations.announce_file(record.consultation_id, view)
+    await request.app[SIGNALING].announce_file(record.consultation_id, view)
     return reply(view, status=201)
 
 

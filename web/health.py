@@ -7,11 +7,10 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from signaling.figures import department_figures
 from web.api import Api, reply
 from web.auth import remote_address
 from web.errors import NotFound
-from web.keys import FILES, HUB, MEDIA, METRICS, SETTINGS, STORAGE
+from web.keys import FILES, MEDIA, METRICS, SETTINGS, SIGNALING, STORAGE
 from web.schemas import HealthView
 
 api = Api()
@@ -20,12 +19,17 @@ api = Api()
 @api.route(
     "GET",
     "/healthz",
-    summary="Liveness: 200 with status ok.",
+    summary="Health: 200 with status ok; 503 with status unavailable and the problems "
+    "when Redis or the database cannot be reached.",
     roles=None,
     response=HealthView,
     tag="operations",
+    errors=(503,),
 )
-async def healthz(_request: web.Request) -> web.StreamResponse:
+async def healthz(request: web.Request) -> web.StreamResponse:
+    problems = await request.app[SIGNALING].problems()
+    if problems:
+        return reply(HealthView(status="unavailable", problems=problems), status=503)
     return reply(HealthView(status="ok"))
 
 
@@ -43,14 +47,13 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     if not _may_scrape(request):
         raise NotFound("no such page")
     registry = request.app[METRICS]
-    hub = request.app[HUB]
+    signaling = request.app[SIGNALING]
     now = time.time()
     figures = {}
     for department in await request.app[STORAGE].departments.list():
-        snapshot = await hub.dispatcher.queue_snapshot(department.code)
-        figures[department.code] = department_figures(snapshot, now)
+        figures[department.code] = await signaling.figures(department.code, now)
     registry.set_departments(figures)
-    registry.sockets.set(hub.gateway.connection_count)
+    registry.sockets.set(signaling.connection_count)
     registry.unfinished_uploads.set(request.app[FILES].unfinished)
     registry.relay.workers = await request.app[MEDIA].stats()
     return web.Response(

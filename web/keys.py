@@ -4,6 +4,7 @@ import socketio
 from aiohttp import web
 
 from media.pool import RelayPool
+from signaling.facade import SignalingFacade
 from signaling.hub import SignalingHub
 from signaling.limits import EventRateLimit
 from storage.filestore import FileStore
@@ -18,6 +19,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", Storage)
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 HUB = web.AppKey("hub", SignalingHub)
+SIGNALING = web.AppKey("signaling", SignalingFacade)
 MEDIA = web.AppKey("media", RelayPool)
 FILES = web.AppKey("files", FileStore)
 EVENT_LIMITS = web.AppKey("event_limits", EventRateLimit)

@@ -1,44 +1,29 @@
 """The media endpoint (WHIP-style, RFC 9725 shape): a participant POSTs its SDP
 offer with its per-call media token and gets the relay's answer."""
 
-import hmac
-
 from aiohttp import web
 
-from signaling.state import LiveCall
-from storage.records import ConsultationState
+from signaling.live import LiveCall, Side
 from web.api import Api
 from web.errors import (
     BadRequest,
     Forbidden,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
     UnsupportedMediaType,
 )
-from web.keys import HUB, MEDIA
+from web.keys import SIGNALING
 
 api = Api()
 MAX_SDP_BYTES = 64 * 1024
 
 
-async def _open_call(request: web.Request) -> LiveCall:
-    call = await request.app[HUB].store.get_call(request.match_info["consultation_id"])
-    if call is None or call.phase is not ConsultationState.ACTIVE:
-        raise NotFound("no active consultation with this id")
-    return call
-
-
-def _side_of(request: web.Request, call: LiveCall) -> str:
-    """Which participant the bearer token belongs to."""
+async def _call_and_side(request: web.Request) -> tuple[LiveCall, Side]:
+    """The active call, and which participant the bearer token belongs to."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send the media token as Authorization: Bearer <token>")
-    for side, expected in call.media_tokens.items():
-        if hmac.compare_digest(token.encode(), expected.encode()):
-            return side
-    raise Forbidden("this token does not open media for this consultation")
+    bearer = token if scheme.lower() == "bearer" and token else None
+    return await request.app[SIGNALING].media_side(request.match_info["consultation_id"], bearer)
 
 
 @api.route(
@@ -56,8 +41,7 @@ def _side_of(request: web.Request, call: LiveCall) -> str:
     errors=(400, 413, 415, 503),
 )
 async def connect_media(request: web.Request) -> web.StreamResponse:
-    call = await _open_call(request)
-    side = _side_of(request, call)
+    call, side = await _call_and_side(request)
     if request.content_type != "application/sdp":
         raise UnsupportedMediaType("send the offer as application/sdp")
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
@@ -69,8 +53,8 @@ async def connect_media(request: web.Request) -> web.StreamResponse:
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the offer is not UTF-8 text", code="bad_offer") from None
-    answer = await request.app[MEDIA].connect(call.id, side, offer)
-    location = f"/api/v1/media/{call.id}/{side}"
+    answer = await request.app[SIGNALING].connect_media(call, side, offer)
+    location = f"/api/v1/media/{call.id}/{side.value}"
     return web.Response(
         status=201,
         text=answer,
@@ -89,10 +73,9 @@ async def connect_media(request: web.Request) -> web.StreamResponse:
     media_token=True,
 )
 async def disconnect_media(request: web.Request) -> web.StreamResponse:
-    call = await _open_call(request)
-    side = _side_of(request, call)
-    if side != request.match_info["side"]:
+    call, side = await _call_and_side(request)
+    if side.value != request.match_info["side"]:
         raise Forbidden("this token does not open that media session")
-    if not await request.app[MEDIA].disconnect(call.id, side):
+    if not await request.app[SIGNALING].disconnect_media(call, side):
         raise NotFound("no media session to close")
     return web.Response(status=204)

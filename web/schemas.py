@@ -65,7 +65,9 @@ class View(BaseModel):
 
 
 class HealthView(View):
-    status: Literal["ok"]
+    status: Literal["ok", "unavailable"]
+    problems: list[str] = []
+    """Why this node cannot serve now (Redis or the database unreachable)."""
 
 
 class MeView(View):

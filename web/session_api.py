@@ -11,7 +11,7 @@ from web.auth import (
     set_session_cookie,
 )
 from web.errors import TooManyRequests, Unauthorized
-from web.keys import HUB, LOGIN_GATE, METRICS, SESSION_TOKEN, SETTINGS, STORAGE
+from web.keys import LOGIN_GATE, METRICS, SESSION_TOKEN, SETTINGS, SIGNALING, STORAGE
 from web.schemas import LoginRequest, MeView
 
 api = Api()
@@ -79,7 +79,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     await request.app[STORAGE].sessions.delete(
         token, audit=AuditEvent(account.username, "logout", account.username, {}, remote)
     )
-    await request.app[HUB].gateway.disconnect_token(token)
+    await request.app[SIGNALING].disconnect_token(token)
     response = web.Response(status=204)
     clear_session_cookie(response)
     return response

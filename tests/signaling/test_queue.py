@@ -1,18 +1,19 @@
 """The queue rules on their own: the wait estimate and the choice of expert."""
 
+import dataclasses
+from typing import Any
+
+from signaling.live import ExpertPresence, LiveCall, Phase, PresenceStatus
 from signaling.queue import estimate_wait, mean_handle_time, pick_expert
-from signaling.state import ExpertPresence, LiveCall
 
 
 def expert(name: str, idle_since: float) -> ExpertPresence:
-    return ExpertPresence(name, name, "market", "available", idle_since)
+    return ExpertPresence(name, name, "market", PresenceStatus.AVAILABLE, idle_since)
 
 
-def call(**changes: object) -> LiveCall:
-    base = LiveCall("c1", "market", "k1", "kiosk01", "city", None, "waiting", 0.0)
-    for key, value in changes.items():
-        setattr(base, key, value)
-    return base
+def call(**changes: Any) -> LiveCall:
+    base = LiveCall("c1", "market", "k1", "kiosk01", "city", None, Phase.WAITING, 0.0)
+    return dataclasses.replace(base, **changes)
 
 
 def test_no_estimate_when_nobody_is_online() -> None:

@@ -58,7 +58,7 @@ async def test_client_events_named_connect_or_disconnect_are_ignored(
     assert kiosk.sio.connected
     view = await kiosk.request("market")
     account = await sqlite_server.storage.accounts.get_by_username("kiosk01")
-    assert await sqlite_server.hub.store.open_call_of(account.id) == view.consultation_id
+    assert (await sqlite_server.hub.executor.open_call_of(account.id)).id == view.consultation_id
     assert sqlite_server.hub.gateway.connection_count == 1
 
 

@@ -46,9 +46,10 @@ from sqlalchemy import select
 from signaling.client import ExpertClient, KioskClient, WindowlinkClient
 from signaling.config import SignalingConfig
 from signaling.gateway import EventSpec, SignalingGateway
+from signaling.live import OpenCall, Phase, call_key, experts_set, open_key, presence_key
 from signaling.messages import ConsultationView, OfferView
 from storage import schema
-from storage.records import ConsultationState, Role
+from storage.records import Role
 from tests.conftest import RunningServer, login_session
 from web.api import Endpoint
 from web.app import API_TABLES, create_app
@@ -303,10 +304,10 @@ async def _build_world(server: ServerThread) -> World:
 async def _heal(world: World) -> None:
     """Open a new call where an example ended one (events may end calls; admins may
     withdraw them), so that each test starts with two active calls."""
-    store = _app(world.server)[HUB].store
+    consultations = _app(world.server)[HUB].consultations
     for call in world.calls:
-        live = await store.get_call(call.consultation_id)
-        if live is None or live.phase is not ConsultationState.ACTIVE:
+        live = await consultations.call(call.consultation_id)
+        if live is None or live.phase is not Phase.ACTIVE:
             await _open_call(world.server.url, call)
 
 
@@ -412,16 +413,21 @@ async def _snapshot(app: web.Application) -> Snapshot:
     for department in sorted(row[0] for row in tables["departments"]):
         queue = await store.queue(department)
         call_ids.update(queue)
-        presence = sorted(p.to_json() for p in await store.department_presence(department))
+        experts = await store.members(experts_set(department))
+        presence = sorted(
+            (k, v.to_json(), v.version)
+            for k, v in (await store.read(presence_key(e) for e in experts)).items()
+        )
         live.append((department, tuple(queue), tuple(presence)))
     for account_id in sorted(row[0] for row in tables["accounts"]):
-        open_call = await store.open_call_of(account_id)
-        live.append((account_id, open_call))
+        own = (await store.read([open_key(account_id)])).get(open_key(account_id))
+        open_call = own.call_id if isinstance(own, OpenCall) else None
+        live.append((account_id, open_call, own.version if own else 0))
         if open_call:
             call_ids.add(open_call)
     for call_id in sorted(call_ids):
-        call = await store.get_call(call_id)
-        live.append((call_id, call.to_json() if call else None))
+        call = (await store.read([call_key(call_id)])).get(call_key(call_id))
+        live.append((call_id, call.to_json() if call else None, call.version if call else 0))
     files = app[FILES]
     return Snapshot(
         tables, tuple(tuple(r) for r in audit), tuple(live), (files.unfinished, files.pending_bytes)
@@ -780,12 +786,13 @@ def _event_table() -> list[EventSpec]:
     """The gateway's event table, read at collection time from a gateway wired to
     nothing (its handlers are never called here; every collaborator is a stand-in)."""
     wiring: Any = SimpleNamespace(config=SignalingConfig())
-    keywords = {
-        name: wiring
-        for name, parameter in inspect.signature(SignalingGateway).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    parameters = inspect.signature(SignalingGateway).parameters
+    arguments: dict[str, Any] = {
+        name: SignalingConfig() if name == "config" else wiring
+        for name, parameter in parameters.items()
+        if name != "sio"
     }
-    gateway = SignalingGateway(socketio.AsyncServer(), wiring, wiring, wiring, wiring, **keywords)
+    gateway = SignalingGateway(socketio.AsyncServer(), **arguments)
     return list(gateway.events)
 
 

@@ -52,6 +52,10 @@ function renderQueue() {
     );
     list.append(item);
   });
+  // Long queues are cut at 50 entries: the rest is counted, not listed.
+  if (queue.more > 0) {
+    list.append(textElement("li", "expert.queue_more", { n: queue.more }, "muted"));
+  }
 }
 
 function renderOffer() {

@@ -1,0 +1,332 @@
+"""The one place where decisions are applied: records in one unit of work, then
+the live state (compare-and-set against the versions the decision was made
+on), then the effects (notifications, relay, uploads, routing, queue updates).
+
+A transition is decided on a snapshot; if the live state changed before the
+commit (another process acted), it is decided again on the new state. Once
+its records are written the records are the truth: the retry applies them to
+whatever the live state has become (``recorded=True``). A transition whose
+records cannot be written is not applied at all.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from signaling import transitions
+from signaling.config import SignalingConfig
+from signaling.effects import (
+    ArmNoExpert,
+    CloseRelay,
+    CountHandleTime,
+    CreateConsultation,
+    Decision,
+    DiscardUploads,
+    Dispatch,
+    Effect,
+    MarkActive,
+    MarkEnded,
+    Notify,
+    Participant,
+    PublishQueue,
+    RecordChange,
+)
+from signaling.errors import (
+    AlreadyInConsultation,
+    InvalidState,
+    NotFound,
+    SignalingError,
+    Unavailable,
+)
+from signaling.live import (
+    ExpertPresence,
+    Live,
+    LiveCall,
+    OpenCall,
+    call_key,
+    experts_set,
+    open_key,
+    presence_key,
+)
+from signaling.notifier import Notifier
+from signaling.store import Commit, LiveStore, StoreUnavailable
+from signaling.transitions import Snapshot, no_expert_deadlines, plan_offers
+from storage.errors import RecordConflict, RecordNotFound, StorageUnavailable
+from storage.store import Storage
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+Decide = Callable[[Snapshot, bool], Decision]
+
+
+@dataclass
+class Reads:
+    """What a transition reads: the keys, and how their values make a snapshot."""
+
+    call_id: str | None = None
+    experts: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    follow_presence_calls: bool = False
+    """Also read the calls the read experts are ringing for or are in."""
+    count_online: bool = False
+
+
+class Executor:
+    def __init__(
+        self,
+        store: LiveStore,
+        storage: Storage,
+        notifier: Notifier,
+        config: SignalingConfig,
+        clock: Callable[[], float],
+        *,
+        close_relay: Callable[[str, str | None], Awaitable[None]],
+        discard_uploads: Callable[[str], Awaitable[object]],
+        publish_queue: Callable[[str], None],
+        participant_changed: Callable[[str, bool], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.notifier = notifier
+        self.config = config
+        self.clock = clock
+        self._close_relay = close_relay
+        self._discard_uploads = discard_uploads
+        self._publish_queue = publish_queue
+        self._participant_changed = participant_changed
+        self._dispatching: dict[str, bool] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- snapshots -----------------------------------------------------------------
+
+    async def snapshot(self, reads: Reads) -> tuple[Snapshot, dict[str, int]]:
+        """Read what a transition needs; the versions seen, for the commit to compare."""
+        seen: dict[str, int] = {}
+        values: dict[str, Live] = {}
+
+        async def fetch(keys: Iterable[str]) -> None:
+            wanted = [k for k in dict.fromkeys(keys) if k not in seen]
+            if not wanted:
+                return
+            found = await self.store.read(wanted)
+            for key in wanted:
+                value = found.get(key)
+                seen[key] = 0 if value is None else value.version
+                if value is not None:
+                    values[key] = value
+
+        first = [presence_key(e) for e in reads.experts] + [open_key(a) for a in reads.accounts]
+        if reads.call_id:
+            first.append(call_key(reads.call_id))
+        await fetch(first)
+        call = values.get(call_key(reads.call_id)) if reads.call_id else None
+        assert call is None or isinstance(call, LiveCall)
+        second: list[str] = []
+        if call is not None:
+            second += [open_key(call.kiosk_id)]
+            if call.expert_id:
+                second += [presence_key(call.expert_id), open_key(call.expert_id)]
+        if reads.follow_presence_calls:
+            for expert_id in reads.experts:
+                presence = values.get(presence_key(expert_id))
+                if isinstance(presence, ExpertPresence):
+                    second += [call_key(i) for i in (presence.offer, presence.call) if i]
+        await fetch(second)
+        online = 0
+        if reads.count_online and call is not None:
+            online = sum(1 for p in await self.department_presences(call.department) if p.online)
+        presences = {v.expert_id: v for v in values.values() if isinstance(v, ExpertPresence)}
+        opens = {v.account_id: v for v in values.values() if isinstance(v, OpenCall)}
+        calls = {v.id: v for v in values.values() if isinstance(v, LiveCall)}
+        snapshot = Snapshot(
+            now=self.clock(),
+            call=call,
+            presences=presences,
+            open_calls=opens,
+            calls=calls,
+            online_in_department=online,
+        )
+        return snapshot, seen
+
+    async def department_presences(self, department: str) -> list[ExpertPresence]:
+        ids = await self.store.members(experts_set(department))
+        found = await self.store.read(presence_key(i) for i in ids)
+        return [v for v in found.values() if isinstance(v, ExpertPresence)]
+
+    async def open_call_of(self, account_id: str) -> LiveCall | None:
+        own = (await self.store.read([open_key(account_id)])).get(open_key(account_id))
+        if not isinstance(own, OpenCall):
+            return None
+        call = (await self.store.read([call_key(own.call_id)])).get(call_key(own.call_id))
+        return call if isinstance(call, LiveCall) else None
+
+    # ---- running a transition -----------------------------------------------------
+
+    async def run(self, reads: Reads, decide: Decide, actor_sid: str | None = None) -> object:
+        """Decide on a snapshot, write the records, commit, apply the effects; the
+        decision's reply, or the refusal the transition raised."""
+        recorded = False
+        try:
+            for _attempt in range(MAX_ATTEMPTS):
+                snapshot, seen = await self.snapshot(reads)
+                decision = decide(snapshot, recorded)
+                if decision.changes_nothing and not decision.effects:
+                    return decision.reply
+                if decision.record is not None and not recorded:
+                    await self._write(decision.record)
+                    recorded = True
+                decision.commit.expect = dict(seen)
+                if await self.store.commit(decision.commit):
+                    await self.apply(decision.effects, actor_sid)
+                    return decision.reply
+        except StoreUnavailable as exc:
+            if recorded:
+                log.error("records written but the live state is unreachable: %s", exc)
+            raise Unavailable("the service is not available right now; try again") from exc
+        except StorageUnavailable as exc:
+            raise Unavailable("the records cannot be written right now; try again") from exc
+        raise Unavailable("too much happening at once; try again")
+
+    async def _write(self, record: RecordChange) -> None:
+        consultations = self.storage.consultations
+        try:
+            if isinstance(record, CreateConsultation):
+                await consultations.create(
+                    record.kiosk_id,
+                    record.hall,
+                    record.department,
+                    record.case_number,
+                    audit=record.audit,
+                    consultation_id=record.call_id,
+                    at=record.at,
+                )
+            elif isinstance(record, MarkActive):
+                await consultations.mark_active(
+                    record.call_id,
+                    record.expert_id,
+                    record.offered_at,
+                    record.at,
+                    audit=record.audit,
+                )
+            elif isinstance(record, MarkEnded):
+                await consultations.mark_ended(
+                    record.call_id,
+                    record.reason,
+                    record.ended_by,
+                    record.at,
+                    offered_at=record.offered_at,
+                    audit=record.audit,
+                )
+        except RecordNotFound:
+            raise NotFound("no such department") from None
+        except RecordConflict:
+            # Another node's transition of the same consultation came first.
+            if isinstance(record, CreateConsultation):
+                raise AlreadyInConsultation("this kiosk already has an open consultation") from None
+            if isinstance(record, MarkActive):
+                raise InvalidState("this consultation is not being offered to you") from None
+            raise InvalidState("the consultation has already ended") from None
+
+    # ---- effects -------------------------------------------------------------------
+
+    async def apply(self, effects: list[Effect], actor_sid: str | None) -> None:
+        for effect in effects:
+            try:
+                await self._apply(effect, actor_sid)
+            except SignalingError:
+                raise
+            except Exception:
+                # The transition stands; what failed here is told on the next change.
+                log.exception("effect %s failed", type(effect).__name__)
+
+    async def _apply(self, effect: Effect, actor_sid: str | None) -> None:
+        if isinstance(effect, Notify):
+            await self.notifier.to_account(
+                effect.account_id,
+                effect.event,
+                effect.payload,
+                skip_sid=actor_sid if effect.not_actor else None,
+            )
+        elif isinstance(effect, PublishQueue):
+            self._publish_queue(effect.department)
+        elif isinstance(effect, Dispatch):
+            self.spawn(self.dispatch(effect.department))
+        elif isinstance(effect, ArmNoExpert):
+            await self.arm_no_expert(effect.department)
+        elif isinstance(effect, CloseRelay):
+            await self._close_relay(effect.call_id, effect.relay)
+        elif isinstance(effect, DiscardUploads):
+            await self._discard_uploads(effect.call_id)
+        elif isinstance(effect, Participant):
+            await self._participant_changed(effect.account_id, effect.connected)
+        elif isinstance(effect, CountHandleTime):
+            await self.store.commit(Commit(handle_times=[(effect.department, effect.seconds, 20)]))
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except (SignalingError, StoreUnavailable, StorageUnavailable) as exc:
+                log.info("background step did not run: %s", exc)
+            except Exception:
+                log.exception("background step failed")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ---- routing -------------------------------------------------------------------
+
+    async def dispatch(self, department: str) -> None:
+        """Offer waiting consultations to free experts; one pass at a time per
+        department in this process (another is asked to run once more)."""
+        if department in self._dispatching:
+            self._dispatching[department] = True
+            return
+        self._dispatching[department] = False
+        try:
+            while True:
+                await self._dispatch_once(department)
+                if not self._dispatching[department]:
+                    return
+                self._dispatching[department] = False
+        finally:
+            self._dispatching.pop(department, None)
+
+    async def _dispatch_once(self, department: str) -> None:
+        presences = await self.department_presences(department)
+        free = sum(1 for p in presences if p.free)
+        if free == 0:
+            return
+        ids = await self.store.queue(department)
+        # The head of the queue is enough: at most as many offers as free experts,
+        # past those ringing and those every free expert declined.
+        window = ids[: max(8, 4 * free)]
+        found = await self.store.read(call_key(i) for i in window)
+        waiting = [c for c in (found.get(call_key(i)) for i in window) if isinstance(c, LiveCall)]
+        for call_id, expert_id in plan_offers(waiting, presences):
+            await self.run(Reads(call_id=call_id, experts=(expert_id,)), self._offer(expert_id))
+
+    def _offer(self, expert_id: str) -> Decide:
+        def decide(snapshot: Snapshot, _recorded: bool) -> Decision:
+            return transitions.offer(snapshot, expert_id, self.config)
+
+        return decide
+
+    async def arm_no_expert(self, department: str) -> None:
+        presences = await self.department_presences(department)
+        online = sum(1 for p in presences if p.online)
+        if online:
+            return
+        ids = await self.store.queue(department)
+        found = await self.store.read(call_key(i) for i in ids)
+        waiting = [c for c in found.values() if isinstance(c, LiveCall)]
+        deadlines = no_expert_deadlines(waiting, online, self.clock(), self.config)
+        if deadlines:
+            await self.store.commit(Commit(deadlines_set=deadlines))

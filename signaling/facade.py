@@ -1,0 +1,130 @@
+"""All the web layer may ask of signaling: who may act on a consultation (one rule
+for media, documents and events), a call's media side, live figures for the
+board, health and metrics, announcing a document, and a few staff actions."""
+
+import hmac
+import logging
+from typing import TYPE_CHECKING
+
+from media.errors import RelayUnavailable
+from signaling.errors import Forbidden, NotAuthenticated, NotFound, Unavailable
+from signaling.figures import DepartmentFigures, department_figures
+from signaling.live import LiveCall, Phase, Side
+from signaling.messages import ConsultationView, FileView, QueueUpdate
+from signaling.store import StoreUnavailable
+from storage.records import Account
+
+if TYPE_CHECKING:
+    from signaling.hub import SignalingHub
+
+log = logging.getLogger(__name__)
+
+
+class SignalingFacade:
+    def __init__(self, hub: "SignalingHub") -> None:
+        self._hub = hub
+
+    # ---- who may act -----------------------------------------------------------------
+
+    async def active_side(self, account: Account, consultation_id: str) -> Side | None:
+        """The side this account takes in the consultation while its call is active
+        (None otherwise): the one rule for media, documents and chat."""
+        call = await self._hub.consultations.call(consultation_id)
+        if call is None or call.phase is not Phase.ACTIVE:
+            return None
+        return call.side_of(account.id)
+
+    async def media_side(self, consultation_id: str, token: str | None) -> tuple[LiveCall, Side]:
+        """The active call and the side whose media token this is (an unknown call is
+        404 whatever the token; then no token 401, a wrong one 403)."""
+        call = await self._hub.consultations.call(consultation_id)
+        if call is None or call.phase is not Phase.ACTIVE:
+            raise NotFound("no active consultation with this id")
+        if not token:
+            raise NotAuthenticated("send the media token as Authorization: Bearer <token>")
+        for side in Side:
+            expected = call.token_of(side.value)
+            if expected and hmac.compare_digest(token.encode(), expected.encode()):
+                return call, side
+        raise Forbidden("this token does not open media for this consultation")
+
+    # ---- media ---------------------------------------------------------------------
+
+    async def connect_media(self, call: LiveCall, side: Side, offer_sdp: str) -> str:
+        """Answer a participant's offer on the relay holding the call, whichever
+        process's worker that is. The first offer places the call (on this process's
+        least-loaded worker); an offer whose worker is gone places it again."""
+        media = self._hub.media
+        placement = await self._placement(call, None)
+        try:
+            media.adopt(call.id, placement)
+            return await media.connect(call.id, side.value, offer_sdp)
+        except RelayUnavailable:
+            log.warning("relay %s of call %s unreachable; placing it again", placement, call.id)
+            placement = await self._placement(call, placement)
+            media.adopt(call.id, placement)
+            return await media.connect(call.id, side.value, offer_sdp)
+
+    async def _placement(self, call: LiveCall, unreachable: str | None) -> str:
+        if call.relay is not None and call.relay != unreachable:
+            return call.relay
+        candidate = await self._hub.media.place(call.id)
+        return await self._hub.consultations.place_relay(call.id, candidate, unreachable)
+
+    async def disconnect_media(self, call: LiveCall, side: Side) -> bool:
+        if call.relay is None:
+            return False
+        try:
+            self._hub.media.adopt(call.id, call.relay)
+        except RelayUnavailable:
+            return False
+        return await self._hub.media.disconnect(call.id, side.value)
+
+    # ---- figures ---------------------------------------------------------------------
+
+    async def queue_view(self, department: str) -> QueueUpdate:
+        return await self._hub.publisher.queue_view(department)
+
+    async def figures(self, department: str, now: float) -> DepartmentFigures:
+        return department_figures(await self.queue_view(department), now)
+
+    @property
+    def connection_count(self) -> int:
+        return self._hub.gateway.connection_count
+
+    async def problems(self) -> list[str]:
+        """What keeps this node from serving (empty when healthy)."""
+        problems = []
+        try:
+            await self._hub.store.ping()
+        except StoreUnavailable as exc:
+            problems.append(f"live state unreachable: {exc}")
+        if not await self._hub.storage.db.reachable():
+            problems.append("database unreachable")
+        return problems
+
+    # ---- actions -------------------------------------------------------------------
+
+    async def announce_file(self, consultation_id: str, view: FileView) -> None:
+        await self._hub.consultations.announce_file(consultation_id, view)
+
+    async def withdraw(self, admin: Account, consultation_id: str, remote: str) -> ConsultationView:
+        return await self._hub.consultations.withdraw(admin, consultation_id, remote)
+
+    async def disconnect_account(self, account_id: str) -> None:
+        await self._hub.gateway.disconnect_account(account_id)
+
+    async def disconnect_token(self, token: str) -> None:
+        await self._hub.gateway.disconnect_token(token)
+
+    async def take_slot(self, key: str, window: float, limit: int, now: float) -> bool:
+        try:
+            return await self._hub.store.take_slot(key, window, limit, now)
+        except StoreUnavailable as exc:
+            raise Unavailable("the service is not available right now") from exc
+
+    async def release_slot(self, key: str, at: float) -> None:
+        try:
+            await self._hub.store.release_slot(key, at)
+        except StoreUnavailable as exc:
+            raise Unavailable("the service is not available right now") from exc

@@ -1,0 +1,320 @@
+"""What kiosks, experts and staff can do, as transitions run by the executor.
+
+Each operation says what it reads and which pure transition decides; the
+gateway (socket.io), the deadline scheduler, the relay's media events and the
+web façade call these. Records that are not part of the live state (chat,
+outcome, rating) are written here directly, after the same checks.
+"""
+
+import logging
+import secrets
+from collections.abc import Callable
+
+from signaling import transitions
+from signaling.config import SignalingConfig
+from signaling.errors import Forbidden, InvalidState, NotFound, RateLimited
+from signaling.executor import Executor, Reads
+from signaling.live import ExpertPresence, LiveCall, Phase, PresenceStatus, Side
+from signaling.messages import ChatView, ConsultationView, FileView, PresenceView
+from signaling.views import consultation_view
+from storage.errors import RecordConflict, RecordNotFound
+from storage.records import Account, AuditEvent, ConsultationState, Outcome, Role
+from storage.store import Storage
+
+log = logging.getLogger(__name__)
+
+
+class ConsultationService:
+    def __init__(
+        self,
+        executor: Executor,
+        storage: Storage,
+        config: SignalingConfig,
+        clock: Callable[[], float],
+    ) -> None:
+        self._x = executor
+        self._storage = storage
+        self._config = config
+        self._clock = clock
+
+    # ---- lookups -----------------------------------------------------------------
+
+    async def current(self, account: Account) -> LiveCall | None:
+        return await self._x.open_call_of(account.id)
+
+    async def call(self, call_id: str) -> LiveCall | None:
+        snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))
+        return snapshot.call
+
+    # ---- kiosk -------------------------------------------------------------------
+
+    async def request(
+        self,
+        kiosk: Account,
+        department: str,
+        case_number: str | None,
+        remote: str,
+        sid: str | None = None,
+    ) -> ConsultationView:
+        call_id = secrets.token_hex(8)
+        reply = await self._x.run(
+            Reads(accounts=(kiosk.id,)),
+            lambda s, recorded: transitions.request(
+                s,
+                kiosk,
+                call_id,
+                department,
+                case_number,
+                remote,
+                self._config,
+                recorded=recorded,
+            ),
+            sid,
+        )
+        log.info("consultation %s requested for %s", call_id, department)
+        assert isinstance(reply, ConsultationView)
+        return reply
+
+    async def cancel(
+        self, kiosk: Account, call_id: str, remote: str, sid: str | None = None
+    ) -> ConsultationView:
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, recorded: transitions.cancel(s, kiosk, remote, recorded=recorded),
+            sid,
+        )
+        assert isinstance(reply, ConsultationView)
+        return reply
+
+    async def rate(self, kiosk: Account, call_id: str, rating: int, remote: str) -> None:
+        try:
+            record = await self._storage.consultations.get(call_id)
+        except RecordNotFound:
+            raise NotFound("no consultation with this id for you") from None
+        # Ownership before state, so that nobody learns another kiosk's consultations exist.
+        if record.kiosk_id != kiosk.id:
+            raise NotFound("no consultation with this id for you")
+        if record.state is not ConsultationState.ENDED or record.ended_at is None:
+            raise InvalidState("the consultation has not ended yet")
+        if self._clock() - record.ended_at > self._config.rating_window:
+            raise InvalidState("the time to rate this consultation has passed")
+        try:
+            await self._storage.consultations.set_rating(
+                call_id,
+                rating,
+                audit=AuditEvent(
+                    kiosk.username, "consultation.rate", call_id, {"rating": rating}, remote
+                ),
+            )
+        except RecordConflict:
+            raise InvalidState("this consultation has already been rated") from None
+
+    # ---- expert ------------------------------------------------------------------
+
+    async def accept(
+        self, expert: Account, call_id: str, remote: str, sid: str | None = None
+    ) -> ConsultationView:
+        tokens = {side.value: secrets.token_urlsafe(24) for side in Side}
+        reply = await self._x.run(
+            Reads(call_id=call_id, experts=(expert.id,)),
+            lambda s, recorded: transitions.accept(s, expert, tokens, remote, recorded=recorded),
+            sid,
+        )
+        log.info("consultation %s accepted by expert %s", call_id, expert.id)
+        assert isinstance(reply, ConsultationView)
+        return reply
+
+    async def decline(self, expert: Account, call_id: str, sid: str | None = None) -> None:
+        await self._x.run(
+            Reads(call_id=call_id, experts=(expert.id,)),
+            lambda s, _recorded: transitions.decline(s, expert, self._config),
+            sid,
+        )
+
+    async def save_outcome(
+        self, expert: Account, call_id: str, outcome: Outcome, notes: str, remote: str
+    ) -> None:
+        try:
+            record = await self._storage.consultations.get(call_id)
+        except RecordNotFound:
+            raise NotFound("no consultation with this id for you") from None
+        if record.expert_id != expert.id or record.active_at is None:
+            raise NotFound("no consultation with this id for you")
+        await self._storage.consultations.set_outcome(
+            call_id,
+            outcome,
+            notes,
+            audit=AuditEvent(
+                expert.username,
+                "consultation.outcome",
+                call_id,
+                {"outcome": outcome.value},
+                remote,
+            ),
+        )
+
+    # ---- both sides --------------------------------------------------------------
+
+    async def end(
+        self, account: Account, call_id: str, remote: str, sid: str | None = None
+    ) -> ConsultationView:
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, recorded: transitions.end(s, account, remote, recorded=recorded),
+            sid,
+        )
+        assert isinstance(reply, ConsultationView)
+        return reply
+
+    async def withdraw(self, admin: Account, call_id: str, remote: str) -> ConsultationView:
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, recorded: transitions.withdraw(s, admin, remote, recorded=recorded),
+        )
+        assert isinstance(reply, ConsultationView)
+        return reply
+
+    async def chat(self, account: Account, call_id: str, text: str) -> ChatView:
+        snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))
+        call = transitions.call_for(snapshot, account)
+        if call.phase is not Phase.ACTIVE or (
+            account.role is Role.EXPERT and call.expert_id != account.id
+        ):
+            raise InvalidState("chat is open only during the call")
+        if not await self._x.store.take_slot(
+            f"chat:{account.id}", 60.0, self._config.chat_per_minute, self._clock()
+        ):
+            raise RateLimited("too many chat lines in a minute; wait a moment")
+        message = await self._storage.consultations.add_chat(
+            call.id, account.id, account.role, text
+        )
+        view = ChatView(
+            id=message.id,
+            consultation_id=call.id,
+            sender="kiosk" if account.role is Role.KIOSK else "expert",
+            text=message.text,
+            sent_at=message.sent_at,
+        )
+        for other in (call.kiosk_id, call.expert_id):
+            if other is not None:
+                await self._x.notifier.to_account(other, "chat_message", view)
+        return view
+
+    async def announce_file(self, call_id: str, view: FileView) -> None:
+        """Both participants learn of a new document at once."""
+        call = await self.call(call_id)
+        if call is None:
+            return
+        for account_id in (call.kiosk_id, call.expert_id):
+            if account_id is not None:
+                await self._x.notifier.to_account(account_id, "file_added", view)
+
+    # ---- connections, media, deadlines -------------------------------------------
+
+    async def participant_changed(self, account_id: str, connected: bool) -> None:
+        """An account's last socket closed (grace starts) or its first came back."""
+        own = await self._x.open_call_of(account_id)
+        if own is None:
+            return
+        side = Side.KIOSK if own.kiosk_id == account_id else Side.EXPERT
+        await self._participant(own.id, account_id, side.value, connected)
+
+    async def media_changed(self, call_id: str, participant: str, status: str) -> None:
+        """From the relay: lost media has the same grace period as a lost socket."""
+        call = await self.call(call_id)
+        if call is None or call.phase is not Phase.ACTIVE:
+            return
+        account_id = call.account_of(Side(participant))
+        if account_id is None:
+            return
+        await self._participant(call_id, account_id, f"media:{participant}", status != "lost")
+
+    async def place_relay(self, call_id: str, candidate: str, unreachable: str | None) -> str:
+        """The call's media placement (``candidate`` if it had none, or only the
+        ``unreachable`` one): the first process to place it wins."""
+        placement = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, _r: transitions.place_relay(s, candidate, unreachable),
+        )
+        assert isinstance(placement, str)
+        return placement
+
+    async def _participant(self, call_id: str, account_id: str, key: str, back: bool) -> None:
+        config = self._config
+        if back:
+            await self._x.run(
+                Reads(call_id=call_id),
+                lambda s, _r: transitions.participant_returned(s, account_id, key),
+            )
+        else:
+            await self._x.run(
+                Reads(call_id=call_id),
+                lambda s, _r: transitions.participant_left(s, account_id, key, config),
+            )
+
+    async def on_deadline(self, key: str) -> None:
+        kind, _, rest = key.partition("|")
+        if kind == "ring":
+            await self._x.run(
+                Reads(call_id=rest),
+                lambda s, _r: transitions.ring_timeout(s, self._config),
+            )
+        elif kind == "grace":
+            call_id, _, which = rest.partition("|")
+            await self._x.run(
+                Reads(call_id=call_id),
+                lambda s, recorded: transitions.grace_expired(s, which, recorded=recorded),
+            )
+        elif kind == "noexpert":
+            await self._x.run(
+                Reads(call_id=rest, count_online=True),
+                lambda s, recorded: transitions.no_expert_expired(s, recorded=recorded),
+            )
+
+
+class PresenceService:
+    def __init__(self, executor: Executor, config: SignalingConfig) -> None:
+        self._x = executor
+        self._config = config
+
+    async def get(self, expert: Account) -> ExpertPresence | None:
+        snapshot, _ = await self._x.snapshot(Reads(experts=(expert.id,)))
+        return snapshot.presence(expert.id)
+
+    async def set_status(
+        self, expert: Account, status: PresenceStatus, sid: str | None = None
+    ) -> PresenceView:
+        if expert.role is not Role.EXPERT or expert.department is None:
+            raise Forbidden("only experts have a presence")
+        reply = await self._x.run(
+            Reads(experts=(expert.id,), follow_presence_calls=True),
+            lambda s, _r: transitions.set_status(s, expert, status, self._config),
+            sid,
+        )
+        assert isinstance(reply, PresenceView)
+        return reply
+
+    async def connected(self, expert: Account) -> None:
+        await self._x.run(
+            Reads(experts=(expert.id,)),
+            lambda s, _r: transitions.expert_connected(s, expert),
+        )
+
+    async def disconnected(self, expert: Account) -> None:
+        await self._x.run(
+            Reads(experts=(expert.id,), follow_presence_calls=True),
+            lambda s, _r: transitions.expert_disconnected(s, expert, self._config),
+        )
+
+    async def on_deadline(self, key: str) -> None:
+        kind, _, expert_id = key.partition("|")
+        if kind == "offline":
+            await self._x.run(
+                Reads(experts=(expert_id,)),
+                lambda s, _r: transitions.offline_expired(s, expert_id),
+            )
+
+
+def view_for(call: LiveCall, account: Account) -> ConsultationView:
+    side = call.side_of(account.id)
+    return consultation_view(call, side.value if side else None)
