@@ -25,6 +25,7 @@ from storage.filestore import FileStore
 from storage.keyring import KeyringError
 from storage.records import AuditEvent
 from web.app import create_app, open_keyring, open_storage
+from web.processes import Supervisor, child_index
 from web.settings import Settings, SettingsError, parse_settings
 from web.tls import ssl_context
 
@@ -148,9 +149,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(manage_keys(settings, invocation.command[1:]))
     if invocation.command[:1] in (("backup",), ("restore",)):
         return asyncio.run(backup_or_restore(settings, invocation.command))
-    context = ssl_context(settings)
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
-    banner(f"windowlink serving {url}/kiosk /expert /clerk /admin", settings.log_format)
+    index = child_index()
+    if settings.processes > 1 and index is None:
+        banner(
+            f"windowlink serving {url}/kiosk /expert /clerk /admin "
+            f"with {settings.processes} processes",
+            settings.log_format,
+        )
+        argv = sys.argv if argv is None else [sys.argv[0], *argv]
+        supervisor = Supervisor(
+            settings.processes,
+            argv,
+            settings.cluster_secret,
+            (settings.host, settings.port),
+            settings.data_dir,
+        )
+        return supervisor.run()
+    context = ssl_context(settings)
+    if index is None:
+        banner(f"windowlink serving {url}/kiosk /expert /clerk /admin", settings.log_format)
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -158,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ssl_context=context,
         print=None,
         access_log=None,
+        # Several processes of this machine share the port (--processes).
+        reuse_port=index is not None,
     )
     return 0
 

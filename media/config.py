@@ -12,3 +12,8 @@ class MediaConfig:
     """Address to advertise instead of the local one (1:1 NAT in front of the relay)."""
     workers: int = os.cpu_count() or 1
     """Relay worker processes; 0 runs the relay inside the main process."""
+    internal_host: str = "127.0.0.1"
+    """Where the relay workers listen for the deployment's processes (their internal
+    HTTP API, guarded by the cluster secret)."""
+    internal_port: int = 0
+    """The first worker's port (the next ones count up from it); 0: any free port."""

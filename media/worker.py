@@ -98,11 +98,11 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
 
 
 async def _serve(
-    config: MediaConfig, secret: str, report: Connection, lifeline: Connection
+    config: MediaConfig, secret: str, report: Connection, lifeline: Connection, port: int
 ) -> None:
     runner = web.AppRunner(_app(config, secret), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, config.internal_host, port)
     await site.start()
     report.send(runner.addresses[0][1])
     report.close()
@@ -127,8 +127,9 @@ def run_worker(
     lifeline: Connection,
     log_level: str,
     log_format: str = "text",
+    port: int = 0,
 ) -> None:
     """Entry point of a worker process: it logs like its parent (JSON lines with
     ``--log-format json``)."""
     configure_logging(log_level, log_format)
-    asyncio.run(_serve(config, secret, report, lifeline))
+    asyncio.run(_serve(config, secret, report, lifeline, port))

@@ -23,6 +23,16 @@ from media.worker import SECRET_HEADER, run_worker
 log = logging.getLogger(__name__)
 
 
+def config_port(config: MediaConfig, index: int) -> int:
+    """Worker ``index``'s port: counted up from --internal-address's, or any free one."""
+    return config.internal_port + index if config.internal_port else 0
+
+
+def worker_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
 @dataclass
 class _Worker:
     index: int
@@ -73,6 +83,7 @@ class WorkerRelayPool(RelayPool):
                     lifeline_end,
                     self._log_level,
                     self._log_format,
+                    config_port(self._config, index),
                 ),
                 name=f"windowlink-relay-{index}",
                 daemon=True,
@@ -92,7 +103,7 @@ class WorkerRelayPool(RelayPool):
                 raise RelayUnavailable(f"relay worker {index} did not start")
             port = receive.recv()
             receive.close()
-            worker = _Worker(index, process, f"http://127.0.0.1:{port}", lifeline)
+            worker = _Worker(index, process, worker_url(self._config.internal_host, port), lifeline)
             worker.events = asyncio.create_task(self._follow(worker))
             self._workers.append(worker)
 

@@ -76,6 +76,10 @@ class WindowlinkClient:
             reconnection_delay_max=5,
             randomization_factor=0.5,
             ssl_verify=ssl_context is not False,
+            # engine.io moves a Cookie header given to connect() into an HTTP session
+            # of its own, which it closes with the connection: a reconnection would
+            # go without the login. It calls this for every connection instead.
+            http_session=self._socket_http,
         )
         self.session_cookie = ""
         self.username = ""
@@ -108,18 +112,17 @@ class WindowlinkClient:
         self.username = username
         return dict(body)
 
+    def _socket_http(self) -> aiohttp.ClientSession:
+        """The HTTP session of one socket.io connection: it presents the login."""
+        return aiohttp.ClientSession(headers={"Cookie": f"wl_session={self.session_cookie}"})
+
     async def connect(self) -> SessionState:
-        await self.sio.connect(
-            self.base_url,
-            headers={"Cookie": f"wl_session={self.session_cookie}"},
-            transports=["websocket"],
-            wait_timeout=10,
-        )
+        await self.sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
         return await self.state()
 
     async def close(self) -> None:
-        if self.sio.connected:
-            await self.sio.disconnect()
+        # Disconnects, or stops the attempts to reconnect.
+        await self.sio.shutdown()
         if self._http is not None:
             await self._http.close()
             self._http = None

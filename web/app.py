@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from aiohttp import web
 from media.config import MediaConfig
 from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
-from signaling.hub import SignalingHub, create_socket_server, create_state_store
+from signaling.hub import SignalingHub, create_live_store, create_socket_server
 from signaling.limits import EventRateLimit
 from storage.demo import seed_demo
 from storage.filecrypt import Suite
@@ -45,15 +46,18 @@ from web.keys import (
     OPENAPI,
     PROXY_TRUST,
     SETTINGS,
+    SIGNALING,
     SOCKETS,
     STORAGE,
 )
 from web.login_gate import PasswordCheckGate
 from web.metrics import Metrics, metrics_middleware
+from web.processes import child_index, watch_lifeline
 from web.request_context import request_context
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
+PROCESS_FIGURES_EVERY = 5.0
 
 API_TABLES = [
     session_api.api,
@@ -95,6 +99,12 @@ async def open_storage(settings: Settings) -> Storage:
     )
 
 
+async def _lifeline_ctx(_app: web.Application) -> AsyncIterator[None]:
+    """A child of ``--processes`` stops when its supervisor is gone (even by SIGKILL)."""
+    watch_lifeline(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    yield
+
+
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     storage = await open_storage(settings)
@@ -133,14 +143,21 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    host, port = settings.internal_host_port
+    if port:
+        # Under --processes each child's workers take their own run of ports.
+        port += (child_index() or 0) * settings.media_workers
     pool = create_relay_pool(
         MediaConfig(
             addresses=settings.media_address,
             public_address=settings.media_public_address,
             workers=settings.media_workers,
+            internal_host=host,
+            internal_port=port,
         ),
         settings.log_level,
         settings.log_format,
+        secret=settings.cluster_secret,
     )
     await pool.start()
     app[MEDIA] = pool
@@ -152,7 +169,7 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     hub = SignalingHub(
         app[SOCKETS],
-        create_state_store(settings.redis_url),
+        create_live_store(settings.redis_url, settings.redis_prefix),
         app[STORAGE],
         signaling_config(settings),
         app[MEDIA],
@@ -161,11 +178,32 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
         limits=app[EVENT_LIMITS],
         on_call_ended=app[FILES].discard_consultation,
         observe_event=app[METRICS].observe_event,
+        shared=settings.redis_url is not None,
     )
     app[HUB] = hub
+    app[SIGNALING] = hub.facade
     await hub.start()
     yield
     await hub.stop()
+
+
+async def _process_figures_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Under --processes, a scrape reaches one process: the others keep their own
+    per-process figures (sockets, unfinished uploads) fresh in the shared files."""
+    metrics = app[METRICS]
+
+    async def refresh() -> None:
+        while True:
+            metrics.sockets.set(app[SIGNALING].connection_count)
+            metrics.unfinished_uploads.set(app[FILES].unfinished)
+            await asyncio.sleep(PROCESS_FIGURES_EVERY)
+
+    task = asyncio.create_task(refresh()) if metrics.multiprocess else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -203,13 +241,17 @@ def create_app(settings: Settings) -> web.Application:
     app[PROXY_TRUST] = ProxyTrust.of(settings.behind_proxy, settings.trusted_proxies)
     limits = EventRateLimit(settings.events_per_second, 2 * settings.events_per_second)
     app[EVENT_LIMITS] = limits
-    sio = create_socket_server(settings.redis_url, socket_origin_allowed, limits)
+    sio = create_socket_server(
+        settings.redis_url, socket_origin_allowed, limits, channel=settings.redis_prefix + "sio"
+    )
     sio.attach(app)
     app[SOCKETS] = sio
+    app.cleanup_ctx.append(_lifeline_ctx)
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_files_ctx)
     app.cleanup_ctx.append(_media_ctx)
     app.cleanup_ctx.append(_signaling_ctx)
+    app.cleanup_ctx.append(_process_figures_ctx)
     app.cleanup_ctx.append(_retention_ctx)
     for table in API_TABLES:
         table.add_to(app)

@@ -7,6 +7,7 @@ scraped, so that they are the state's own and cost nothing in between.
 """
 
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from signaling.figures import DepartmentFigures
@@ -85,9 +87,17 @@ class _RelayCollector(Collector):
 
 
 class Metrics:
-    """The app's metrics in a registry of its own (tests build several apps)."""
+    """The app's metrics in a registry of its own (tests build several apps).
+
+    Under ``--processes N`` (prometheus-client's multiprocess mode, with
+    ``PROMETHEUS_MULTIPROC_DIR`` set by the supervisor) every process writes its
+    samples to that directory and a scrape of any process reads them all: counters
+    and histograms add up; the live-state figures, the same in every process (they
+    come from the shared store), show the most recent; sockets and unfinished
+    uploads add up over the processes alive."""
 
     def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http_latency = Histogram(
@@ -128,33 +138,49 @@ class Metrics:
             "Consultations waiting or ringing, per department.",
             ["department"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.longest_wait = Gauge(
             "windowlink_longest_wait_seconds",
             "Age of the oldest queued consultation, per department.",
             ["department"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.experts = Gauge(
             "windowlink_experts",
             "Experts by department and presence.",
             ["department", "status"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.active_calls = Gauge(
             "windowlink_active_calls",
             "Calls in progress, per department.",
             ["department"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.sockets = Gauge(
-            "windowlink_socket_connections", "Open socket.io connections.", registry=r
+            "windowlink_socket_connections",
+            "Open socket.io connections.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.unfinished_uploads = Gauge(
-            "windowlink_unfinished_uploads", "Uploads begun and not yet finished.", registry=r
+            "windowlink_unfinished_uploads",
+            "Uploads begun and not yet finished.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.relay = RelaySnapshot()
-        r.register(_RelayCollector(self.relay))
+        relay = _RelayCollector(self.relay)
+        r.register(relay)
+        self._exposed = r
+        if self.multiprocess:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed)  # type: ignore[no-untyped-call]
+            self._exposed.register(relay)
 
     # ---- what happens -------------------------------------------------------------
 
@@ -172,8 +198,9 @@ class Metrics:
     # ---- live state, read at each scrape --------------------------------------------
 
     def set_departments(self, figures: dict[str, DepartmentFigures]) -> None:
-        for gauge in (self.queue_length, self.longest_wait, self.experts, self.active_calls):
-            gauge.clear()
+        if not self.multiprocess:  # there a department's samples stay until it has others
+            for gauge in (self.queue_length, self.longest_wait, self.experts, self.active_calls):
+                gauge.clear()
         for code, f in figures.items():
             self.queue_length.labels(code).set(f.queue_length)
             self.longest_wait.labels(code).set(f.longest_wait)
@@ -182,7 +209,7 @@ class Metrics:
                 self.experts.labels(code, status).set(count)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
 
 
 def route_of(request: web.Request) -> str:

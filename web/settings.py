@@ -31,7 +31,18 @@ class Settings:
     demo: bool = False
     """Seed the demo departments and accounts (loopback hosts only)."""
     redis_url: str | None = None
-    """Redis for shared signaling state across nodes; unset = in-process state."""
+    """Redis for the live state and socket.io emits shared by every process and node;
+    unset = in-process state (one process)."""
+    redis_prefix: str = "windowlink:"
+    """Prefix of every Redis key (and the socket.io channel) of this deployment."""
+    processes: int = 1
+    """Server processes on this machine, all on the same port (needs --redis-url above 1)."""
+    internal_address: str = "127.0.0.1:0"
+    """HOST:PORT where this node's relay workers listen for the deployment's other
+    processes and nodes (worker i on PORT+i; port 0: any free one)."""
+    cluster_secret: str | None = None
+    """Secret the processes and nodes of a deployment share for their internal calls
+    (relay workers); unset = one generated for this run."""
     database_url: str | None = None
     """postgresql://... for PostgreSQL; unset = SQLite in the data directory."""
     media_address: tuple[str, ...] = ()
@@ -108,6 +119,11 @@ class Settings:
         return self.tls_self_signed or self.tls_cert is not None
 
     @property
+    def internal_host_port(self) -> tuple[str, int]:
+        host, _, port = self.internal_address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
     def scheme(self) -> str:
         return "https" if self.tls else "http"
 
@@ -158,6 +174,10 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "port",
         "data_dir",
         "redis_url",
+        "redis_prefix",
+        "processes",
+        "cluster_secret",
+        "internal_address",
         "database_url",
         "media_public_address",
         "media_workers",
@@ -297,6 +317,23 @@ def _trusted_proxies(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _internal_address(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"--internal-address must be HOST:PORT, not {value!r}")
+    if address is not None and address.is_unspecified:
+        raise SettingsError(
+            "--internal-address must be an address the other nodes reach, not "
+            f"{host} (every interface)"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Invocation:
     settings: Settings
@@ -319,6 +356,10 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         data_dir=Path(str(args.data_dir)),
         demo=bool(args.demo),
         redis_url=str(args.redis_url) if args.redis_url else None,
+        redis_prefix=str(args.redis_prefix),
+        processes=int(_number("processes", args.processes, int, 1)),
+        cluster_secret=str(args.cluster_secret) if args.cluster_secret else None,
+        internal_address=_internal_address(str(args.internal_address)),
         database_url=str(args.database_url) if args.database_url else None,
         media_address=tuple(args.media_address or args.media_address_env),
         media_public_address=str(args.media_public_address) if args.media_public_address else None,
@@ -390,5 +431,18 @@ def check_serving(settings: Settings) -> None:
             f"--demo publishes known passwords and is only allowed on a loopback host, "
             f"not {settings.host}"
         )
+    if settings.processes > 1 and not settings.redis_url:
+        raise SettingsError(
+            "--processes above 1 needs --redis-url: the processes share the live state there"
+        )
+    if settings.processes > 1 and settings.port == 0:
+        raise SettingsError("--processes above 1 needs a fixed --port that they share")
+    if settings.processes > 1 and settings.media_workers == 0:
+        raise SettingsError(
+            "--processes above 1 needs relay workers (--media-workers 1 or more): a call's "
+            "media must be reachable from every process"
+        )
+    if settings.cluster_secret is not None and len(settings.cluster_secret) < 16:
+        raise SettingsError("--cluster-secret must be at least 16 characters")
     if settings.session_max < settings.session_idle:
         raise SettingsError("--session-max must not be shorter than --session-idle")

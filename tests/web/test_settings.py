@@ -44,6 +44,15 @@ def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
         (["--tls-cert", "/nonexistent.pem"], {}, "go together"),
         (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "does not exist"),
         (["--log-level", "loud"], {}, "--log-level"),
+        (["--processes", "2"], {}, "needs --redis-url"),
+        (["--processes", "0"], {}, "at least 1"),
+        (["--processes", "2", "--redis-url", "redis://r", "--port", "0"], {}, "fixed --port"),
+        (
+            ["--processes", "2", "--redis-url", "redis://r", "--media-workers", "0"],
+            {},
+            "relay workers",
+        ),
+        (["--cluster-secret", "short"], {}, "at least 16"),
     ],
 )
 def test_bad_values_fail_fast_with_a_clear_message(
@@ -51,6 +60,12 @@ def test_bad_values_fail_fast_with_a_clear_message(
 ) -> None:
     with pytest.raises(SettingsError, match=message):
         parse_settings(argv, env)
+
+
+def test_several_processes_share_redis_and_a_secret_from_the_environment() -> None:
+    env = {"WINDOWLINK_CLUSTER_SECRET": "s" * 32, "WINDOWLINK_PROCESSES": "4"}
+    settings = parse_settings(["--redis-url", "redis://r:6379/0"], env).settings
+    assert (settings.processes, settings.cluster_secret) == (4, "s" * 32)
 
 
 def test_plain_http_off_loopback_is_allowed_behind_a_proxy() -> None:

@@ -10,7 +10,9 @@ export class SignalError extends Error {
 
 // The page's "#connection" banner shows while the socket is down.
 export function connectSignal({ onConnect, onDisconnect } = {}) {
-  const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 3000 });
+  // The websocket only: any process of the deployment can take it (no sticky
+  // sessions); lost, it comes back with back-off and jitter (randomizationFactor 0.5).
+  const socket = io({ transports: ["websocket"], reconnectionDelayMax: 3000 });
   const banner = document.getElementById("connection");
   const down = (reason) => {
     if (banner) banner.hidden = false;
