@@ -93,9 +93,12 @@ class QueuePublisher:
         self._sent_positions: dict[str, dict[str, QueuePosition]] = {}
         self._sent_queues: dict[str, QueueUpdate] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
 
     def schedule(self, department: str) -> None:
-        if department not in self._pending:
+        # Closed at shutdown before the sockets are: their bookkeeping changes the
+        # queue after the store is about to go, and nothing is published any more.
+        if not self._closed and department not in self._pending:
             self._pending[department] = asyncio.create_task(self._later(department))
 
     async def _later(self, department: str) -> None:
@@ -151,6 +154,7 @@ class QueuePublisher:
             await self._notifier.to_department(department, "queue_updated", snapshot)
 
     async def close(self) -> None:
+        self._closed = True
         tasks = list(self._pending.values())
         for task in tasks:
             task.cancel()

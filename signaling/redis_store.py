@@ -37,6 +37,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.maint_notifications import MaintNotificationsConfig
 
 from signaling.live import Live, decode
 from signaling.store import Commit, LiveStore, StoreUnavailable
@@ -222,6 +223,12 @@ class RedisStore(LiveStore):
             # The caller decides what to do when Redis is away: a silent retry would
             # hide the outage and could apply a write twice.
             retry=Retry(NoBackoff(), 0),
+            # With maintenance notifications on (redis-py's default "auto"), the pool
+            # hands out connections without checking them for a close by the server:
+            # after a Redis restart every connection pooled before it would fail its
+            # next command, one at a time, long after Redis is back. Off, a stale
+            # connection is reconnected before anything is sent on it.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
             decode_responses=True,
         )
         redis = Redis.from_pool(pool)

@@ -373,8 +373,10 @@ def finish(
     *,
     actor: Account | None = None,
     recorded: bool = False,
+    expert_gone: bool = False,
 ) -> Decision:
-    """End the open consultation: record, live state, both sides told."""
+    """End the open consultation: record, live state, both sides told.
+    ``expert_gone``: it ends because the expert's own grace period ran out."""
     call = s.call
     d = Decision()
     if call is None:
@@ -422,10 +424,15 @@ def finish(
         if reason is EndReason.COMPLETED and call.active_at is not None:
             d.commit.handle_times.append((call.department, s.now - call.active_at, 20))
         if presence is not None and presence.call == call.id:
-            if presence.status is PresenceStatus.OFFLINE:
+            if presence.status is PresenceStatus.OFFLINE and expert_gone:
                 # Gone for good: the call outlived the expert's grace period.
                 d.delete(presence_key(expert_id))
                 d.commit.members_remove.append((experts_set(call.department), expert_id))
+            elif presence.status is PresenceStatus.OFFLINE:
+                # Still within their grace period (else the call would have ended by
+                # it): back in time they get what they had; if not, their pending
+                # offline deadline forgets them.
+                d.put(dataclasses.replace(presence, call=None, idle_since=s.now))
             else:
                 after = dataclasses.replace(
                     presence,
@@ -504,7 +511,7 @@ def grace_expired(s: Snapshot, key: str, *, recorded: bool = False) -> Decision:
     if call is None or (call.dropped_since(key) is None and not recorded):
         return Decision()
     reason = EndReason.DROPPED if call.phase is Phase.ACTIVE else EndReason.ABANDONED
-    return finish(s, reason, "system", recorded=recorded)
+    return finish(s, reason, "system", recorded=recorded, expert_gone=key == "expert")
 
 
 def no_expert_expired(s: Snapshot, *, recorded: bool = False) -> Decision:

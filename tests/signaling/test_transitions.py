@@ -338,12 +338,6 @@ def test_an_expert_who_disconnects_in_a_call_gets_their_chosen_status_back_after
     assert presence_label(expert_presence(values, FIXED_CAST)) == "away"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finish() deletes an OFFLINE expert's presence whenever their call ends, though "
-    "the expert may still be within the grace period: back within it they are away, "
-    "not what they were (see the report on transitions.finish)",
-)
 def test_a_call_ending_in_its_experts_grace_period_keeps_their_status_for_their_return() -> None:
     values = state_of("active, expert offline", FIXED_CAST)
     for step in (end("kiosk"), connected()):

@@ -703,8 +703,10 @@ CONSULTATION_ROWS: list[Row] = [
         "active, expert offline",
         end("kiosk"),
         call="ended completed",
-        presence="none",
-        changes=(*CALL_ENDS, "handle-time", "members-"),
+        # Still in the grace period: offline, out of the call, forgotten by the
+        # pending offline deadline unless back in time.
+        presence="offline",
+        changes=(*CALL_ENDS, "handle-time"),
         effects=(*CALL_END_FX, *ROUTE),
     ),
     refused("no call", end("expert"), NotFound),
