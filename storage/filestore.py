@@ -111,6 +111,29 @@ def _stored(row: object) -> StoredFile:
     return StoredFile(**{f: getattr(row, f) for f in StoredFile.__dataclass_fields__})
 
 
+ORPHAN_AGE = 60.0
+"""Seconds a stored file without a record is left alone (it may be committing)."""
+
+
+def _process_alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
+
+
 class FileStore:
     def __init__(
         self,
@@ -163,14 +186,22 @@ class FileStore:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _remove_leftovers(self) -> None:
-        # Leftovers of uploads a stop or crash interrupted: never listed, now gone.
+        """Leftovers of uploads a stop or crash interrupted: never listed, now gone.
+        Other processes sharing the data directory (--processes; a child restarted
+        beside the others) may be in the middle of uploads: a part file names the
+        process writing it, and only those of processes that are gone (or parts
+        untouched for longer than an upload may idle) are removed."""
         for leftover in self._tmp.iterdir():
-            leftover.unlink()
+            owner = leftover.name.split("-", 1)[0]
+            if not _process_alive(owner) or _older_than(leftover, self.limits.idle_timeout):
+                leftover.unlink(missing_ok=True)
 
     def _remove_orphans(self, known: set[str]) -> None:
+        # A file another process has just finished is renamed here a moment before
+        # its record is committed: only orphans older than that are removed.
         for path in self._files.glob("*.wlf"):
-            if path.stem not in known:
-                path.unlink()
+            if path.stem not in known and _older_than(path, ORPHAN_AGE):
+                path.unlink(missing_ok=True)
 
     def path_of(self, file_id: str) -> Path:
         return self._files / f"{file_id}.wlf"
@@ -197,7 +228,7 @@ class FileStore:
         suite = self.keyring.suite
         data_key = os.urandom(suite.key_size)
         file_id = os.urandom(16)
-        path = self._tmp / f"{upload_id}.part"
+        path = self._tmp / f"{os.getpid()}-{upload_id}.part"
         encryptor = FileEncryptor(suite, data_key, file_id)
         header = encryptor.header_bytes()
         upload = Upload(
