@@ -55,3 +55,48 @@ async def wait_for_http(url: str, attempts: int = 150) -> None:
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.1)
     raise RuntimeError(f"nothing answered at {url}")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (None if it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (children of each of its threads), from /proc."""
+    found = [pid]
+    for parent in found:
+        for listing in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                found += [int(p) for p in listing.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return found
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): with the pid, names one process."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants, including
+    children they have already reaped (so that a worker that exits is not lost)."""
+    total = 0
+    for root in pids:
+        for p in process_tree(root):
+            fields = _stat_fields(p)
+            if fields:
+                total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent on anything but idle and I/O wait since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
