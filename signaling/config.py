@@ -19,7 +19,7 @@ class SignalingConfig:
     """How many recent calls of a department the wait estimate averages."""
     rating_window: float = 600.0
     """Seconds after the end during which the kiosk may rate the consultation."""
-    queue_update_delay: float = 0.2
+    queue_update_delay: float = 1.0
     """Seconds a department's queue changes are gathered before kiosks and experts are told."""
     max_sockets_per_account: int = 8
     """socket.io connections one account may hold at once."""

@@ -26,26 +26,33 @@ log = logging.getLogger(__name__)
 
 QUEUE_ENTRIES_SHOWN = 50
 """Experts see the head of the queue; the rest is a count."""
-NEAR_THE_HEAD = 10
+NEAR_THE_HEAD = 3
+"""Places at which every move is told (the citizen is about to be called)."""
+STEP = 3
+"""Further back, a kiosk is told when its place or wait moved by a third or more."""
+MIN_WAIT_STEP = 60.0
+"""... and a wait estimate only when it moved by at least a third of this (20 s)."""
 
 
 def worth_telling(last: QueuePosition | None, new: QueuePosition) -> bool:
-    """Whether a waiting kiosk should be told its new position: always near the head,
-    otherwise when the place or the wait moved by a sixth or more (or the experts
-    online changed), so that a citizen at place 300 gets a few dozen updates over
-    the whole wait, not one per consultation ahead."""
+    """Whether a waiting kiosk should be told its new position: every move near the
+    head; further back when the place or the wait moved by a third or more, or the
+    experts online changed (nobody / somebody matters at once). A change of the
+    queue's length alone (someone joined behind) is not worth a message. A citizen
+    at place 300 gets about a dozen updates over the whole wait, and a consultation
+    costs a bounded number of position messages whatever the queue's length."""
     if last is None:
         return True
-    if new == last:
-        return False
-    if new.experts_online != last.experts_online or new.position <= NEAR_THE_HEAD:
+    if new.experts_online != last.experts_online:
         return True
-    if abs(new.position - last.position) * 6 >= last.position:
+    if new.position != last.position and (
+        new.position <= NEAR_THE_HEAD or abs(new.position - last.position) * STEP >= last.position
+    ):
         return True
     old_wait, new_wait = last.estimated_wait_s, new.estimated_wait_s
     if old_wait is None or new_wait is None:
         return old_wait != new_wait
-    return abs(new_wait - old_wait) * 6 >= max(old_wait, 60)
+    return abs(new_wait - old_wait) * STEP >= max(old_wait, MIN_WAIT_STEP)
 
 
 def positions(
