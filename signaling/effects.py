@@ -96,12 +96,6 @@ class ArmNoExpert:
 
 
 @dataclass(frozen=True)
-class CountHandleTime:
-    department: str
-    seconds: float
-
-
-@dataclass(frozen=True)
 class Participant:
     """An account's connection to its open call changed (the socket came or went)."""
 
@@ -116,7 +110,6 @@ Effect = (
     | Dispatch
     | PublishQueue
     | ArmNoExpert
-    | CountHandleTime
     | Participant
 )
 

@@ -9,17 +9,16 @@ whatever the live state has become (``recorded=True``). A transition whose
 records cannot be written is not applied at all.
 """
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from signaling import transitions
+from signaling.background import BackgroundTasks
 from signaling.config import SignalingConfig
 from signaling.effects import (
     ArmNoExpert,
     CloseRelay,
-    CountHandleTime,
     CreateConsultation,
     Decision,
     DiscardUploads,
@@ -97,7 +96,7 @@ class Executor:
         self._publish_queue = publish_queue
         self._participant_changed = participant_changed
         self._dispatching: dict[str, bool] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks("background step")
 
     # ---- snapshots -----------------------------------------------------------------
 
@@ -261,25 +260,12 @@ class Executor:
             await self._discard_uploads(effect.call_id)
         elif isinstance(effect, Participant):
             await self._participant_changed(effect.account_id, effect.connected)
-        elif isinstance(effect, CountHandleTime):
-            await self.store.commit(Commit(handle_times=[(effect.department, effect.seconds, 20)]))
 
     def spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except (SignalingError, StoreUnavailable, StorageUnavailable) as exc:
-                log.info("background step did not run: %s", exc)
-            except Exception:
-                log.exception("background step failed")
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(work)
 
     async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._background.drain()
 
     # ---- routing -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from observability.logs import set_context
+from signaling.background import BackgroundTasks
 from signaling.config import SignalingConfig
 from signaling.errors import (
     Forbidden,
@@ -123,7 +124,9 @@ class SignalingGateway:
         self._cookie = session_cookie
         self._remote_of = remote_of
         self._accounts: dict[str, Account] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._bookkeeping = BackgroundTasks(
+            "connection bookkeeping", logging.WARNING, trace_expected=True
+        )
         self.events = self._event_table()
         sio.on("connect", handler=self._on_connect)
         sio.on("disconnect", handler=self._on_disconnect)
@@ -194,23 +197,13 @@ class SignalingGateway:
             await self._consultations.participant_changed(account.id, connected=False)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except (SignalingError, StoreUnavailable, StorageUnavailable) as exc:
-                log.warning("connection bookkeeping did not run: %s", exc)
-            except Exception:
-                log.exception("connection bookkeeping failed")
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._bookkeeping.spawn(coro)
 
     async def drain(self) -> None:
         if self._session_checks is not None:
             self._session_checks.cancel()
             await asyncio.gather(self._session_checks, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._bookkeeping.drain()
 
     def start_session_checks(self) -> None:
         self._session_checks = asyncio.create_task(

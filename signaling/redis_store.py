@@ -397,21 +397,20 @@ class RedisStore(LiveStore):
     # ---- connections and liveness -------------------------------------------------
 
     async def add_connection(self, account_id: str, node: str, sid: str) -> int:
-        account_set = self._key("conn-account", account_id)
-        with _reachable():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.sadd(account_set, f"{node}|{sid}")
-                pipe.sadd(self._key("conn-node", node), f"{account_id}|{sid}")
-                pipe.scard(account_set)
-                replies: list[Any] = await pipe.execute()
-        return int(replies[-1])
+        return await self._change_connection(account_id, node, sid, add=True)
 
     async def remove_connection(self, account_id: str, node: str, sid: str) -> int:
+        return await self._change_connection(account_id, node, sid, add=False)
+
+    async def _change_connection(self, account_id: str, node: str, sid: str, *, add: bool) -> int:
+        """Both indexes (by account, by node) in one transaction; the account's
+        connections left on every node."""
         account_set = self._key("conn-account", account_id)
         with _reachable():
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.srem(account_set, f"{node}|{sid}")
-                pipe.srem(self._key("conn-node", node), f"{account_id}|{sid}")
+                change = pipe.sadd if add else pipe.srem
+                change(account_set, f"{node}|{sid}")
+                change(self._key("conn-node", node), f"{account_id}|{sid}")
                 pipe.scard(account_set)
                 replies: list[Any] = await pipe.execute()
         return int(replies[-1])

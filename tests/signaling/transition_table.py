@@ -19,7 +19,6 @@ from signaling.config import SignalingConfig
 from signaling.effects import (
     ArmNoExpert,
     CloseRelay,
-    CountHandleTime,
     CreateConsultation,
     Decision,
     DiscardUploads,
@@ -1066,7 +1065,6 @@ def effect_token(effect: Effect, cast: Cast) -> str:
         ArmNoExpert: "arm-no-expert",
         CloseRelay: "close-relay",
         DiscardUploads: "discard-uploads",
-        CountHandleTime: "handle-time",
     }
     return names[type(effect)]
 
