@@ -1,5 +1,7 @@
 """Shared fixtures: a real server on 127.0.0.1 over SQLite or PostgreSQL, and clients."""
 
+import asyncio
+import contextlib
 import dataclasses
 import gc
 import os
@@ -58,14 +60,43 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str | No
     if request.param == "sqlite":
         yield None
         return
-    name = f"wl_test_{secrets.token_hex(6)}"
+    url = await create_database()
+    yield url
+    await drop_database(url)
+
+
+async def create_database(prefix: str = "wl_test") -> str:
+    """A fresh, empty PostgreSQL database; its URL."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
+    return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+async def redis_answers(port: int, timeout: float = 2.0) -> bool:
+    """Whether a redis-server on 127.0.0.1:``port`` answers PING (no client library:
+    the tests that start their own Redis also stop it)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    try:
+        writer.write(b"PING\r\n")
+        async with asyncio.timeout(timeout):
+            return await reader.readline() == b"+PONG\r\n"
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

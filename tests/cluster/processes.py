@@ -43,7 +43,8 @@ from storage.passwords import hash_password
 from storage.records import Role
 from storage.sessions import SessionPolicy
 from storage.store import Storage
-from tests.conftest import DEMO_PASSWORD, POSTGRES_ADMIN_URL
+from tests.conftest import DEMO_PASSWORD, drop_database, redis_answers
+from tests.conftest import create_database as create_test_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -289,22 +290,7 @@ class Deployment:
 
 
 async def create_database() -> str:
-    name = f"wl_cluster_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-
-
-async def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    return await create_test_database("wl_cluster")
 
 
 async def delete_redis_keys(url: str, prefix: str) -> None:
@@ -383,20 +369,7 @@ class PrivateRedis:
         await eventually(self.answers, 30, f"redis-server on port {self.port} answers")
 
     async def answers(self) -> bool:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        try:
-            writer.write(b"PING\r\n")
-            async with asyncio.timeout(2):
-                return await reader.readline() == b"+PONG\r\n"
-        except (OSError, TimeoutError):
-            return False
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        return await redis_answers(self.port)
 
     async def shutdown_saving(self) -> None:
         """SHUTDOWN SAVE: the data goes to dump.rdb, the server exits."""

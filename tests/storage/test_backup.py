@@ -8,7 +8,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
 import socket
 import sqlite3
 import stat
@@ -17,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 from signaling.client import ExpertClient, KioskClient
@@ -35,10 +33,11 @@ from storage.database import database_url
 from storage.errors import BackupError
 from tests.conftest import (
     DEMO_PASSWORD,
-    POSTGRES_ADMIN_URL,
     ClientFactory,
     RunningServer,
     active_call,
+    create_database,
+    drop_database,
     login_session,
     upload_file,
 )
@@ -255,25 +254,15 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 @pytest.fixture
 async def databases() -> AsyncIterator[Callable[[], Awaitable[str]]]:
     """Fresh PostgreSQL databases on demand, dropped after."""
-    names: list[str] = []
+    urls: list[str] = []
 
     async def create() -> str:
-        name = f"wl_test_{secrets.token_hex(6)}"
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        names.append(name)
-        return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+        urls.append(await create_database())
+        return urls[-1]
 
     yield create
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    for url in urls:
+        await drop_database(url)
 
 
 async def logged_in(base: str, username: str) -> aiohttp.ClientSession:
