@@ -103,15 +103,7 @@ class Participant:
     connected: bool
 
 
-Effect = (
-    Notify
-    | CloseRelay
-    | DiscardUploads
-    | Dispatch
-    | PublishQueue
-    | ArmNoExpert
-    | Participant
-)
+Effect = Notify | CloseRelay | DiscardUploads | Dispatch | PublishQueue | ArmNoExpert | Participant
 
 
 @dataclass

@@ -111,6 +111,19 @@ return 1
 # Claimed deadlines are leased: held in the in-flight set until ``done``, and due
 # again if their lease runs out (the claimer died before carrying them out).
 # ZREM/ZADD in chunks: Lua's unpack() fails past a few thousand values.
+# One command instead of a MULTI/EXEC of one HMGET per key: the same consistent
+# snapshot, without a QUEUED reply to parse per key (a third of the CPU of the
+# Redis configuration was spent in read pipelines before).
+_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local r = redis.call('HMGET', key, 'json', 'v')
+  out[2 * i - 1] = r[1]
+  out[2 * i] = r[2]
+end
+return out
+"""
+
 _CLAIM_DUE = """
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, key in ipairs(lapsed) do
@@ -177,6 +190,7 @@ class _Connected:
     """The client (owning the one pool) and the scripts registered on it."""
 
     redis: Redis
+    read: AsyncScript
     commit: AsyncScript
     claim_due: AsyncScript
     take_slot: AsyncScript
@@ -234,6 +248,7 @@ class RedisStore(LiveStore):
         redis = Redis.from_pool(pool)
         self._connected = _Connected(
             redis=redis,
+            read=redis.register_script(_READ),
             commit=redis.register_script(_COMMIT),
             claim_due=redis.register_script(_CLAIM_DUE),
             take_slot=redis.register_script(_TAKE_SLOT),
@@ -272,14 +287,14 @@ class RedisStore(LiveStore):
         if not wanted:
             return {}
         with _reachable():
-            # MULTI/EXEC: one round trip and one consistent snapshot.
-            async with self._client.pipeline(transaction=True) as pipe:
-                for key in wanted:
-                    pipe.hmget(self._key("value", key), ["json", "v"])
-                replies: list[Any] = await pipe.execute()
+            replies: list[Any] = await self._live.read(
+                keys=[self._key("value", key) for key in wanted]
+            )
         values: dict[str, Live] = {}
-        for key, (raw, version) in zip(wanted, replies, strict=True):
-            if raw is not None and version is not None:
+        for i, key in enumerate(wanted):
+            raw, version = replies[2 * i], replies[2 * i + 1]
+            # A missing field comes back as nil (or false, from Lua).
+            if raw and version:
                 values[key] = decode(key, raw, int(version))
         return values
 

@@ -17,8 +17,15 @@ from signaling.executor import Executor, Reads
 from signaling.live import ExpertPresence, LiveCall, Phase, PresenceStatus, Side
 from signaling.messages import ChatView, ConsultationView, FileView, PresenceView
 from signaling.views import consultation_view
-from storage.errors import RecordConflict, RecordNotFound
-from storage.records import Account, AuditEvent, ConsultationState, Outcome, Role
+from storage.errors import RecordConflict
+from storage.records import (
+    Account,
+    AuditEvent,
+    ConsultationRecord,
+    ConsultationState,
+    Outcome,
+    Role,
+)
 from storage.store import Storage
 
 log = logging.getLogger(__name__)
@@ -87,17 +94,21 @@ class ConsultationService:
         return reply
 
     async def rate(self, kiosk: Account, call_id: str, rating: int, remote: str) -> None:
-        try:
-            record = await self._storage.consultations.get(call_id)
-        except RecordNotFound:
-            raise NotFound("no consultation with this id for you") from None
-        # Ownership before state, so that nobody learns another kiosk's consultations exist.
-        if record.kiosk_id != kiosk.id:
-            raise NotFound("no consultation with this id for you")
-        if record.state is not ConsultationState.ENDED or record.ended_at is None:
-            raise InvalidState("the consultation has not ended yet")
-        if self._clock() - record.ended_at > self._config.rating_window:
-            raise InvalidState("the time to rate this consultation has passed")
+        now = self._clock()
+        window = self._config.rating_window
+
+        def check(record: ConsultationRecord | None) -> None:
+            # Ownership before state, so that nobody learns another kiosk's
+            # consultations exist.
+            if record is None or record.kiosk_id != kiosk.id:
+                raise NotFound("no consultation with this id for you")
+            if record.state is not ConsultationState.ENDED or record.ended_at is None:
+                raise InvalidState("the consultation has not ended yet")
+            if now - record.ended_at > window:
+                raise InvalidState("the time to rate this consultation has passed")
+            if record.rating is not None:
+                raise InvalidState("this consultation has already been rated")
+
         try:
             await self._storage.consultations.set_rating(
                 call_id,
@@ -105,6 +116,7 @@ class ConsultationService:
                 audit=AuditEvent(
                     kiosk.username, "consultation.rate", call_id, {"rating": rating}, remote
                 ),
+                check=check,
             )
         except RecordConflict:
             raise InvalidState("this consultation has already been rated") from None
@@ -134,12 +146,10 @@ class ConsultationService:
     async def save_outcome(
         self, expert: Account, call_id: str, outcome: Outcome, notes: str, remote: str
     ) -> None:
-        try:
-            record = await self._storage.consultations.get(call_id)
-        except RecordNotFound:
-            raise NotFound("no consultation with this id for you") from None
-        if record.expert_id != expert.id or record.active_at is None:
-            raise NotFound("no consultation with this id for you")
+        def check(record: ConsultationRecord | None) -> None:
+            if record is None or record.expert_id != expert.id or record.active_at is None:
+                raise NotFound("no consultation with this id for you")
+
         await self._storage.consultations.set_outcome(
             call_id,
             outcome,
@@ -151,6 +161,7 @@ class ConsultationService:
                 {"outcome": outcome.value},
                 remote,
             ),
+            check=check,
         )
 
     # ---- both sides --------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Update, and_, bindparam, select, update
@@ -68,9 +68,15 @@ _MARK_ENDED = _update(
 _SET_OUTCOME = _update("outcome", "notes")
 _SET_RATING = _update("rating", only_if=consultations.c.rating.is_(None))
 _LINK_CASE = _update("case_number", only_if=consultations.c.case_number.is_(None))
+_RECORD_BY_ID = _RECORDS.where(consultations.c.id == bindparam("b_id"))
 _OPEN_DEPARTMENT = select(departments.c.code).where(
     departments.c.code == bindparam("code"), departments.c.disabled.is_(False)
 )
+
+
+# Called with the record as it is inside the unit of work (None if there is no
+# such consultation); raises to refuse a change, which then writes nothing.
+Check = Callable[[ConsultationRecord | None], None]
 
 
 class ConsultationRecords:
@@ -83,10 +89,14 @@ class ConsultationRecords:
         consultation_id: str,
         values: Mapping[str, object],
         audit: AuditEvent | None,
+        check: "Check | None" = None,
     ) -> None:
         params = {"b_id": consultation_id, **{f"b_{k}": v for k, v in values.items()}}
 
         def unit(conn: Connection) -> None:
+            if check is not None:
+                row = conn.execute(_RECORD_BY_ID, {"b_id": consultation_id}).first()
+                check(None if row is None else _record(row))
             if conn.execute(statement, params).rowcount == 0:
                 raise RecordConflict("consultation not found or not in a state for this change")
             append_audit_if(conn, audit)
@@ -184,14 +194,30 @@ class ConsultationRecords:
         )
 
     async def set_outcome(
-        self, consultation_id: str, outcome: Outcome, notes: str, *, audit: AuditEvent
+        self,
+        consultation_id: str,
+        outcome: Outcome,
+        notes: str,
+        *,
+        audit: AuditEvent,
+        check: "Check | None" = None,
     ) -> None:
+        """``check`` sees the record inside the same unit of work (one hop, not a
+        read and then a write) and raises to refuse the change."""
         await self._change(
-            _SET_OUTCOME, consultation_id, {"outcome": outcome.value, "notes": notes}, audit
+            _SET_OUTCOME, consultation_id, {"outcome": outcome.value, "notes": notes}, audit, check
         )
 
-    async def set_rating(self, consultation_id: str, rating: int, *, audit: AuditEvent) -> None:
-        await self._change(_SET_RATING, consultation_id, {"rating": rating}, audit)
+    async def set_rating(
+        self,
+        consultation_id: str,
+        rating: int,
+        *,
+        audit: AuditEvent,
+        check: "Check | None" = None,
+    ) -> None:
+        """As ``set_outcome``; a rating is given once (RecordConflict after that)."""
+        await self._change(_SET_RATING, consultation_id, {"rating": rating}, audit, check)
 
     async def link_case(self, consultation_id: str, case_number: str, *, audit: AuditEvent) -> None:
         """Give a consultation that had none a case number (clerk)."""

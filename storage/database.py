@@ -82,6 +82,7 @@ class Database:
         self._sync_engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sqlite_conn: Connection | None = None
         if self.dialect == "sqlite":
             self._sync_engine = create_engine(url, pool_size=1, max_overflow=0)
             event.listen(self._sync_engine, "connect", _sqlite_connect)
@@ -105,9 +106,15 @@ class Database:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._sync_engine is not None and self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._sync_engine.dispose
-            )
+            engine = self._sync_engine
+
+            def close_in_thread() -> None:
+                if self._sqlite_conn is not None:
+                    self._sqlite_conn.close()
+                    self._sqlite_conn = None
+                engine.dispose()
+
+            await asyncio.get_running_loop().run_in_executor(self._thread, close_in_thread)
             self._thread.shutdown(wait=True)
         if self._async_engine is not None:
             await self._async_engine.dispose()
@@ -127,11 +134,15 @@ class Database:
 
     async def _run_unguarded(self, fn: Callable[[Connection], T]) -> T:
         if self._sync_engine is not None:
-            engine = self._sync_engine
 
             def in_thread() -> T:
-                with engine.begin() as conn:
-                    return fn(conn)
+                # The thread keeps its one connection checked out: a pool checkout
+                # and check-in per transaction cost as much as the statements.
+                if self._sqlite_conn is None or self._sqlite_conn.invalidated:
+                    assert self._sync_engine is not None
+                    self._sqlite_conn = self._sync_engine.connect()
+                with self._sqlite_conn.begin():
+                    return fn(self._sqlite_conn)
 
             return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
         assert self._async_engine is not None
@@ -164,6 +175,11 @@ class Database:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
 
             def apply(conn: Connection, batch: list[_Pending] = batch) -> list[tuple[bool, Any]]:
+                if len(batch) == 1:
+                    # Alone in its transaction, a unit needs no SAVEPOINT of its own:
+                    # if it fails, the whole transaction rolls back, which is the same
+                    # thing and saves two statements (most batches are single).
+                    return [(True, batch[0].unit(conn))]
                 outcomes: list[tuple[bool, Any]] = []
                 for item in batch:
                     savepoint = conn.begin_nested()
