@@ -19,6 +19,7 @@ from aiohttp import web
 from observability.logs import banner
 from observability.logs import configure as configure_logging
 from storage.backup import Installation, create_backup, restore_backup
+from storage.blobs import open_blob_store
 from storage.database import database_url
 from storage.errors import AuditChainBroken, BackupError
 from storage.filestore import FileStore
@@ -46,10 +47,15 @@ async def verify_audit(settings: Settings) -> int:
 async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
     """``keys rotate``: new active KEK, every data key re-wrapped; ``keys retire ID``."""
     storage = await open_storage(settings)
+    files: FileStore | None = None
     try:
         keyring = open_keyring(settings)
         files = await FileStore.open(
-            settings.data_dir, keyring, storage.db, max_size=settings.max_file_size
+            settings.data_dir,
+            keyring,
+            storage.db,
+            max_size=settings.max_file_size,
+            blobs=open_blob_store(settings.blob_url, settings.data_dir, settings.s3_endpoint),
         )
         if action[0] == "rotate":
             old = keyring.active_id
@@ -70,6 +76,8 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
         print(f"key-encryption key {kek_id} retired")
         return 0
     finally:
+        if files is not None:
+            await files.close()
         await storage.close()
 
 
@@ -84,6 +92,16 @@ def installation(settings: Settings) -> Installation:
 async def backup_or_restore(settings: Settings, command: tuple[str, ...]) -> int:
     """``backup DEST [--key-backup KEYDEST]`` / ``restore SRC [--key-backup KEYDIR]``."""
     action, path = command[0], Path(command[1])
+    if settings.blob_url:
+        # The documents live in the object store (or a shared directory), kept by
+        # its own versioning and replication; see docs/OPERATIONS.md.
+        print(
+            f"{action} refused: with --blob-url the documents are not in the data "
+            "directory; back up the database with pg_dump and the object store with its "
+            "own tools (docs/OPERATIONS.md)",
+            file=sys.stderr,
+        )
+        return 1
     keys = Path(command[3]) if len(command) > 3 else None
     try:
         if action == "backup":

@@ -2,9 +2,10 @@
 
 An upload streams into a temporary file in the encrypted format as its parts
 arrive (only whole, checksum-verified parts count); it becomes a file only
-when complete: renamed into place and recorded, with its audit entry, in one
-step. A crash leaves at most a temporary file or an unrecorded one, both
-removed at the next start. Plaintext never touches the disk.
+when complete: put whole into the blob store (storage.blobs: a local directory
+or an S3-compatible object store), then recorded with its audit entry. A crash
+leaves at most a temporary file or an unrecorded blob, both removed at a later
+start. Plaintext never touches the disk, nor the object store.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ from typing import BinaryIO
 from sqlalchemy import Connection, Update, func, select, update
 
 from storage.audit import append_audit
+from storage.blobs import BlobError, BlobMissing, BlobStore, LocalBlobStore
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
 from storage.filecrypt import FileEncryptor, decrypt_range, verify
@@ -141,6 +143,7 @@ class FileStore:
         keyring: Keyring,
         db: Database,
         *,
+        blobs: BlobStore | None = None,
         max_size: int,
         limits: UploadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -155,7 +158,7 @@ class FileStore:
         self._sweeper: asyncio.Task[None] | None = None
         self._uploads: dict[str, Upload] = {}
         self._tmp = directory / "tmp"
-        self._files = directory / "files"
+        self.blobs = blobs or LocalBlobStore(directory / "files")
 
     @classmethod
     async def open(
@@ -167,22 +170,25 @@ class FileStore:
         max_size: int,
         limits: UploadLimits | None = None,
         tidy: bool = False,
+        blobs: BlobStore | None = None,
     ) -> "FileStore":
-        """The store; ``tidy`` (the serving process only, never a command run beside a
-        running server) removes what an interrupted run left behind."""
-        store = cls(directory, keyring, db, max_size=max_size, limits=limits)
+        """The store (it owns ``blobs`` from here on, default ``<directory>/files``);
+        ``tidy`` (the serving process only, never a command run beside a running
+        server) removes what an interrupted run left behind."""
+        store = cls(directory, keyring, db, max_size=max_size, limits=limits, blobs=blobs)
         await asyncio.to_thread(store._prepare)
+        await store.blobs.start()
         if tidy:
             await asyncio.to_thread(store._remove_leftovers)
             # Files of shredded records are removed too: a crash between destroying the
             # key and deleting the file leaves one behind (storage.retention).
             readable = select(files.c.id).where(files.c.shredded_at.is_(None))
             known = set(await db.read(lambda conn: [r.id for r in conn.execute(readable)]))
-            await asyncio.to_thread(store._remove_orphans, known)
+            await store._remove_orphans(known)
         return store
 
     def _prepare(self) -> None:
-        for folder in (self.directory, self._tmp, self._files):
+        for folder in (self.directory, self._tmp):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _remove_leftovers(self) -> None:
@@ -196,15 +202,24 @@ class FileStore:
             if not _process_alive(owner) or _older_than(leftover, self.limits.idle_timeout):
                 leftover.unlink(missing_ok=True)
 
-    def _remove_orphans(self, known: set[str]) -> None:
-        # A file another process has just finished is renamed here a moment before
-        # its record is committed: only orphans older than that are removed.
-        for path in self._files.glob("*.wlf"):
-            if path.stem not in known and _older_than(path, ORPHAN_AGE):
-                path.unlink(missing_ok=True)
+    async def _remove_orphans(self, known: set[str]) -> None:
+        # A file another process or node has just finished is stored a moment
+        # before its record is committed: only orphans older than that are removed.
+        # The known ids were read first, so a blob listed now and recorded since is
+        # older than ORPHAN_AGE only if its commit failed.
+        try:
+            listed = await self.blobs.listing()
+        except BlobError as exc:
+            log.warning("orphaned documents not tidied: %s", exc)
+            return
+        now = time.time()
+        for blob in listed:
+            if blob.name not in known and now - blob.modified_at > ORPHAN_AGE:
+                await self.blobs.delete(blob.name)
 
-    def path_of(self, file_id: str) -> Path:
-        return self._files / f"{file_id}.wlf"
+    async def remove_content(self, file_id: str) -> None:
+        """Delete a document's stored bytes (after its key was destroyed)."""
+        await self.blobs.delete(file_id)
 
     # ---- uploads ---------------------------------------------------------------
 
@@ -390,8 +405,7 @@ class FileStore:
             encryptor = upload.encryptor
             await asyncio.to_thread(self._seal_file, upload, encryptor.finalize())
             file_id = upload.id
-            final = self.path_of(file_id)
-            await asyncio.to_thread(upload.path.replace, final)
+            await self.blobs.put(file_id, upload.path)
             self._forget(upload)
             wrapped = self.keyring.wrap(upload.data_key, upload.file_id)
             suite = encryptor.header.suite
@@ -436,8 +450,8 @@ class FileStore:
             try:
                 await self._db.write(unit)
             except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    await asyncio.to_thread(final.unlink)
+                with contextlib.suppress(BlobError):
+                    await self.blobs.delete(file_id)
                 raise
             return record
 
@@ -485,7 +499,10 @@ class FileStore:
     async def verified(self, file_id: str) -> tuple[BinaryIO, bytes]:
         """An open stored file whose every chunk has just been authenticated, and its key."""
         key = await self.data_key(file_id)
-        source = await asyncio.to_thread(self.path_of(file_id).open, "rb")
+        try:
+            source = await self.blobs.fetch(file_id, self._tmp)
+        except BlobMissing:
+            raise RecordNotFound("the document's content is missing from the store") from None
         try:
             await asyncio.to_thread(verify, source, key)
         except BaseException:
@@ -616,3 +633,4 @@ class FileStore:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         for upload in list(self._uploads.values()):
             await self.discard(upload)
+        await self.blobs.close()

@@ -16,7 +16,6 @@ on it, and ``run_retention`` runs that at start and hourly.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -134,8 +133,7 @@ async def shred_expired(db: Database, store: FileStore, *, days: float, now: flo
         done = await db.write(unit)
         for file_id in done:
             # The key is gone (committed above); the ciphertext is noise now.
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(store.path_of(file_id).unlink)
+            await store.remove_content(file_id)
         shredded += done
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from signaling.client import ExpertClient, KioskClient
 from tests.chromium import launch_chromium
+from tests.object_store import ObjectStore, running_object_store
 from web.app import create_app
 from web.keys import HUB, MEDIA, STORAGE
 from web.settings import Settings
@@ -102,6 +103,13 @@ async def drop_database(url: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+def object_store() -> Iterator[ObjectStore]:
+    """moto's S3-compatible server, one per test session."""
+    with running_object_store() as store:
+        yield store
 
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]

@@ -14,6 +14,7 @@ from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
 from signaling.hub import SignalingHub, create_live_store, create_socket_server
 from signaling.limits import EventRateLimit
+from storage.blobs import open_blob_store
 from storage.demo import seed_demo
 from storage.filecrypt import Suite
 from storage.filestore import FileStore, UploadLimits
@@ -134,6 +135,7 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
             idle_timeout=settings.upload_idle_timeout,
         ),
         tidy=True,
+        blobs=open_blob_store(settings.blob_url, settings.data_dir, settings.s3_endpoint),
     )
     store.start_sweeping(min(60.0, settings.upload_idle_timeout / 4))
     app[FILES] = store

@@ -27,7 +27,10 @@ api = Api()
     errors=(503,),
 )
 async def healthz(request: web.Request) -> web.StreamResponse:
-    problems = await request.app[SIGNALING].problems()
+    problems = list(await request.app[SIGNALING].problems())
+    blobs = request.app[FILES].blobs
+    if not await blobs.reachable():
+        problems.append(f"the document store ({blobs.description}) cannot be reached")
     if problems:
         return reply(HealthView(status="unavailable", problems=problems), status=503)
     return reply(HealthView(status="ok"))

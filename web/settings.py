@@ -12,6 +12,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from storage.blobs import parse_blob_url
 
 ENV_PREFIX = "WINDOWLINK_"
 
@@ -45,6 +48,12 @@ class Settings:
     (relay workers); unset = one generated for this run."""
     database_url: str | None = None
     """postgresql://... for PostgreSQL; unset = SQLite in the data directory."""
+    blob_url: str | None = None
+    """Where the encrypted documents are kept: s3://BUCKET/PREFIX (shared by a cluster;
+    credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION) or
+    file:///DIR; unset = <data-dir>/files."""
+    s3_endpoint: str | None = None
+    """URL of an S3-compatible object store other than AWS (with an s3:// --blob-url)."""
     media_address: tuple[str, ...] = ()
     """Local addresses the relay gathers ICE candidates on (repeatable)."""
     media_public_address: str | None = None
@@ -179,6 +188,8 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "cluster_secret",
         "internal_address",
         "database_url",
+        "blob_url",
+        "s3_endpoint",
         "media_public_address",
         "media_workers",
         "max_file_size",
@@ -317,6 +328,21 @@ def _trusted_proxies(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _blob_url(value: str) -> str:
+    try:
+        parse_blob_url(value)
+    except ValueError as exc:
+        raise SettingsError(f"--blob-url: {exc}") from None
+    return value
+
+
+def _s3_endpoint(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"--s3-endpoint must be an http(s):// URL, not {value!r}")
+    return value
+
+
 def _internal_address(value: str) -> str:
     host, _, port = value.rpartition(":")
     host = host.strip("[]")
@@ -361,6 +387,8 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         cluster_secret=str(args.cluster_secret) if args.cluster_secret else None,
         internal_address=_internal_address(str(args.internal_address)),
         database_url=str(args.database_url) if args.database_url else None,
+        blob_url=_blob_url(str(args.blob_url)) if args.blob_url else None,
+        s3_endpoint=_s3_endpoint(str(args.s3_endpoint)) if args.s3_endpoint else None,
         media_address=tuple(args.media_address or args.media_address_env),
         media_public_address=str(args.media_public_address) if args.media_public_address else None,
         media_workers=int(_number("media_workers", args.media_workers, int, 0)),
@@ -442,6 +470,8 @@ def check_serving(settings: Settings) -> None:
             "--processes above 1 needs relay workers (--media-workers 1 or more): a call's "
             "media must be reachable from every process"
         )
+    if settings.s3_endpoint and not (settings.blob_url or "").startswith("s3://"):
+        raise SettingsError("--s3-endpoint goes with an s3:// --blob-url")
     if settings.cluster_secret is not None and len(settings.cluster_secret) < 16:
         raise SettingsError("--cluster-secret must be at least 16 characters")
     if settings.session_max < settings.session_idle:

@@ -16,6 +16,8 @@ from sqlalchemy import select, update
 
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import OfferView
+from storage.blobs import LocalBlobStore
+from storage.filestore import FileStore
 from storage.retention import DAY, is_due, retention_cutoff, shred_expired
 from storage.schema import consultations, files
 from tests.conftest import (
@@ -27,6 +29,12 @@ from tests.conftest import (
 from web.app import create_app
 from web.keys import FILES
 from web.settings import Settings
+
+
+def document_path(store: FileStore, file_id: str) -> Path:
+    assert isinstance(store.blobs, LocalBlobStore)
+    return store.blobs.path_of(file_id)
+
 
 N = 30.0
 NOW = 1_900_000_000.0
@@ -142,10 +150,10 @@ async def test_documents_of_consultations_ended_more_than_n_days_ago_are_shredde
         assert (row.wrapped_key, row.kek_id, row.shredded_at) == ("", "", NOW)
         assert (row.name, row.size, row.consultation_id) == ("a.pdf", len(old_doc), old_call)
         assert row.digest and row.uploader_id
-        assert not store.path_of(old_file).exists()
+        assert not document_path(store, old_file).exists()
         for kept in (recent_file, open_file):
             assert (await file_row(server, kept)).shredded_at is None
-            assert store.path_of(kept).exists()
+            assert document_path(store, kept).exists()
 
         # Still listed (in the consultation and on the case record); downloads are gone.
         url = f"{server.url}/api/v1/consultations/{old_call}/files"
@@ -174,7 +182,7 @@ async def test_documents_of_consultations_ended_more_than_n_days_ago_are_shredde
         later = NOW + 10 * 365 * DAY
         assert await shred_expired(server.storage.db, store, days=N, now=later) == [recent_file]
         assert (await file_row(server, open_file)).shredded_at is None
-        assert store.path_of(open_file).exists()
+        assert document_path(store, open_file).exists()
         async with admin.get(f"{server.url}/api/v1/audit?action=file.shred") as response:
             assert len((await response.json())["entries"]) == 2
         await server.storage.audit.verify()
@@ -193,7 +201,7 @@ async def test_zero_days_keeps_everything_forever(
     for now in (NOW, NOW + 100 * 365 * DAY):
         assert await shred_expired(server.storage.db, server.app[FILES], days=0, now=now) == []
     assert (await file_row(server, file_id)).shredded_at is None
-    assert server.app[FILES].path_of(file_id).exists()
+    assert document_path(server.app[FILES], file_id).exists()
 
 
 @pytest.fixture
@@ -244,7 +252,7 @@ async def test_the_server_sweeps_at_start_when_retention_is_set(
     await stop(first, app_runners)
 
     second = await serve(dataclasses.replace(settings, retention_days=2), app_runners)
-    path = second.app[FILES].path_of(file_id)
+    path = document_path(second.app[FILES], file_id)
     for _ in range(200):
         row = await file_row(second, file_id)
         if row.shredded_at is not None and not path.exists():

@@ -21,6 +21,7 @@ from tests.conftest import (
     login_session,
     upload_file,
 )
+from tests.object_store import ObjectStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)
 PDF = b"%PDF-1.7\n" + os.urandom(200_000) + b"\n%%EOF\n"
@@ -419,3 +420,37 @@ async def test_a_part_cut_off_mid_way_leaves_the_upload_at_its_last_offset(
         status, back, _ = await download(expert_http, sqlite_server.url + record["url"])
         assert status == 200 and back == content
         assert reader is not None
+
+
+async def test_documents_in_an_object_store_read_back_exactly_and_it_never_sees_plaintext(
+    start_server: ServerFactory, connect: ClientFactory, object_store: ObjectStore
+) -> None:
+    import boto3
+
+    bucket = object_store.new_bucket()
+    server = await start_server(blob_url=f"s3://{bucket}/hall1", s3_endpoint=object_store.endpoint)
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(server, connect)
+    marker = b"MARKER-5d1e-object-store-must-not-see"
+    # Larger than one S3 part, so that it is stored in parts.
+    content = b"%PDF-1.7\n" + (marker + os.urandom(1000)) * 9000
+    async with kiosk_http, expert_http:
+        status, record = await upload_file(
+            server, kiosk_http, call_id, "big.pdf", content, part_size=1024 * 1024
+        )
+        assert status == 201, record
+        status, back, _ = await download(expert_http, server.url + record["url"])
+        assert status == 200 and back == content
+        status, back, _ = await download(
+            expert_http, server.url + record["url"], {"Range": "bytes=5000000-5000099"}
+        )
+        assert status == 206 and back == content[5_000_000:5_000_100]
+    s3 = boto3.client("s3", endpoint_url=object_store.endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [f"hall1/{record['id']}.wlf"]
+    stored = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    assert len(stored) > len(content) and marker not in stored
+    assert not (server.settings.data_dir / "files").exists() or not any(
+        (server.settings.data_dir / "files").iterdir()
+    )
+    # The spooled copies of reads are gone with their responses.
+    assert not any((server.settings.data_dir / "tmp").iterdir())
