@@ -23,7 +23,7 @@ from storage.blobs import open_blob_store
 from storage.database import database_url
 from storage.errors import AuditChainBroken, BackupError
 from storage.filestore import FileStore
-from storage.keyring import KeyringError
+from storage.keyring import KeyringError, read_master_key
 from storage.records import AuditEvent
 from web.app import create_app, open_keyring, open_storage
 from web.processes import Supervisor, child_index
@@ -49,7 +49,7 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
     storage = await open_storage(settings)
     files: FileStore | None = None
     try:
-        keyring = open_keyring(settings)
+        keyring = await open_keyring(settings, storage.db)
         files = await FileStore.open(
             settings.data_dir,
             keyring,
@@ -59,7 +59,7 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
         )
         if action[0] == "rotate":
             old = keyring.active_id
-            new = keyring.rotate()
+            new = await keyring.rotate()
             count = await files.rewrap_all()
             await storage.audit.append(
                 AuditEvent("operator", "keys.rotate", new.id, {"previous": old, "rewrapped": count})
@@ -68,7 +68,7 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
             return 0
         kek_id = action[1]
         try:
-            keyring.retire(kek_id, await files.references(kek_id))
+            await keyring.retire(kek_id, await files.references(kek_id))
         except KeyringError as exc:
             print(f"cannot retire: {exc}", file=sys.stderr)
             return 1
@@ -92,13 +92,14 @@ def installation(settings: Settings) -> Installation:
 async def backup_or_restore(settings: Settings, command: tuple[str, ...]) -> int:
     """``backup DEST [--key-backup KEYDEST]`` / ``restore SRC [--key-backup KEYDIR]``."""
     action, path = command[0], Path(command[1])
-    if settings.blob_url:
+    if settings.blob_url or settings.master_key_file:
         # The documents live in the object store (or a shared directory), kept by
         # its own versioning and replication; see docs/OPERATIONS.md.
         print(
-            f"{action} refused: with --blob-url the documents are not in the data "
-            "directory; back up the database with pg_dump and the object store with its "
-            "own tools (docs/OPERATIONS.md)",
+            f"{action} refused: with --blob-url or --master-key-file the documents or "
+            "the keys are not in the data and key directories; back up the database with "
+            "pg_dump, the object store with its own tools and the master key apart "
+            "(docs/OPERATIONS.md)",
             file=sys.stderr,
         )
         return 1
@@ -164,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if invocation.command == ("audit", "verify"):
         return asyncio.run(verify_audit(settings))
     if invocation.command[:1] == ("keys",):
-        return asyncio.run(manage_keys(settings, invocation.command[1:]))
+        try:
+            return asyncio.run(manage_keys(settings, invocation.command[1:]))
+        except KeyringError as exc:
+            print(f"windowlink: {exc}", file=sys.stderr)
+            return 2
     if invocation.command[:1] in (("backup",), ("restore",)):
         return asyncio.run(backup_or_restore(settings, invocation.command))
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
@@ -187,6 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = ssl_context(settings)
     if index is None:
         banner(f"windowlink serving {url}/kiosk /expert /clerk /admin", settings.log_format)
+    if settings.master_key_file is not None:
+        # Checked before serving: a node must not start unable to read the keys.
+        try:
+            read_master_key(settings.master_key_file)
+        except KeyringError as exc:
+            print(f"windowlink: {exc}", file=sys.stderr)
+            return 2
     web.run_app(
         create_app(settings),
         host=settings.host,

@@ -407,6 +407,8 @@ class FileStore:
             file_id = upload.id
             await self.blobs.put(file_id, upload.path)
             self._forget(upload)
+            # Another node (or `keys rotate`) may have made a new KEK active.
+            await self.keyring.refresh()
             wrapped = self.keyring.wrap(upload.data_key, upload.file_id)
             suite = encryptor.header.suite
             record = StoredFile(
@@ -492,6 +494,8 @@ class FileStore:
         if row.shredded_at is not None:
             raise FileShredded("this document was shredded at the end of its retention period")
         inner_id, blob = str(row.wrapped_key).split(":", 1)
+        if row.kek_id not in self.keyring.ids:
+            await self.keyring.refresh()
         return self.keyring.unwrap(
             WrappedKey(row.kek_id, bytes.fromhex(blob)), bytes.fromhex(inner_id)
         )
@@ -597,6 +601,7 @@ class FileStore:
 
     async def rewrap_all(self) -> int:
         """Re-wrap every data key not wrapped by the active KEK (content untouched)."""
+        await self.keyring.refresh()
         active = self.keyring.active_id
         rows = await self._db.read(
             lambda conn: conn.execute(

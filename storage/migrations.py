@@ -172,6 +172,21 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        6,
+        "key-encryption keys shared by a cluster, sealed under the operator's master key",
+        (
+            """CREATE TABLE keks (
+                id TEXT PRIMARY KEY,
+                suite SMALLINT NOT NULL,
+                sealed TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                activated_at DOUBLE PRECISION NOT NULL)""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -147,3 +147,16 @@ case_attachments = Table(
     Column("attached_by", Text, ForeignKey("accounts.id"), nullable=False),
     Column("attached_at", Float, nullable=False),
 )
+
+# Key-encryption keys shared by a cluster (--master-key-file): each sealed under a
+# key derived from the master key, which is never stored here; the active one is
+# the latest activated.
+keks = Table(
+    "keks",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("suite", SmallInteger, nullable=False),
+    Column("sealed", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("activated_at", Float, nullable=False),
+)

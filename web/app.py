@@ -15,10 +15,11 @@ from signaling.config import SignalingConfig
 from signaling.hub import SignalingHub, create_live_store, create_socket_server
 from signaling.limits import EventRateLimit
 from storage.blobs import open_blob_store
+from storage.database import Database
 from storage.demo import seed_demo
 from storage.filecrypt import Suite
 from storage.filestore import FileStore, UploadLimits
-from storage.keyring import Keyring
+from storage.keyring import DatabaseKeks, DirectoryKeks, Keyring, read_master_key
 from storage.retention import run_retention
 from storage.sessions import SessionPolicy
 from storage.store import Storage
@@ -116,14 +117,20 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     await storage.close()
 
 
-def open_keyring(settings: Settings) -> Keyring:
+async def open_keyring(settings: Settings, db: Database) -> Keyring:
+    """The KEKs: in the key directory, or with a master key in the shared database
+    (taking the key directory's KEKs the first time)."""
     suite = Suite.SM4_GCM if settings.crypto_suite == "sm4-gcm" else Suite.AES_256_GCM
-    return Keyring.open(settings.keys_directory, suite)
+    directory = DirectoryKeks(settings.keys_directory)
+    if settings.master_key_file is None:
+        return await Keyring.open(directory, suite)
+    master = await asyncio.to_thread(read_master_key, settings.master_key_file)
+    return await Keyring.open(DatabaseKeks(db, master, suite), suite, seed=directory)
 
 
 async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    keyring = await asyncio.to_thread(open_keyring, settings)
+    keyring = await open_keyring(settings, app[STORAGE].db)
     store = await FileStore.open(
         settings.data_dir,
         keyring,

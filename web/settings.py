@@ -72,6 +72,10 @@ class Settings:
     """Largest document accepted, in bytes."""
     key_dir: Path | None = None
     """Directory of the key-encryption keys (default: <data-dir>/keys)."""
+    master_key_file: Path | None = None
+    """File (mode 600) with the 64-hex-digit master key: the key-encryption keys are then
+    kept in the database, sealed under it, shared by every node (a key directory is
+    imported the first time)."""
     crypto_suite: str = "aes-256-gcm"
     """aes-256-gcm, or sm4-gcm for Chinese commercial cryptography (SM4 with SM3 digests)."""
     ring_timeout: float = 20.0
@@ -194,6 +198,7 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "media_workers",
         "max_file_size",
         "key_dir",
+        "master_key_file",
         "crypto_suite",
         "tls_cert",
         "tls_key",
@@ -394,6 +399,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         media_workers=int(_number("media_workers", args.media_workers, int, 0)),
         max_file_size=int(_number("max_file_size", args.max_file_size, int, 1)),
         key_dir=Path(str(args.key_dir)) if args.key_dir else None,
+        master_key_file=Path(str(args.master_key_file)) if args.master_key_file else None,
         crypto_suite=_suite(str(args.crypto_suite)),
         tls_cert=Path(str(args.tls_cert)) if args.tls_cert else None,
         tls_key=Path(str(args.tls_key)) if args.tls_key else None,

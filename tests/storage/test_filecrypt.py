@@ -19,7 +19,7 @@ from storage.filecrypt import (
     decrypt_all,
     decrypt_range,
 )
-from storage.keyring import Keyring, KeyringError
+from storage.keyring import DirectoryKeks, Keyring, KeyringError
 
 VECTORS = Path(__file__).parent / "vectors" / "filecrypt-v1.json"
 
@@ -148,29 +148,31 @@ def test_the_test_vector_decrypts_and_matches_the_written_specification() -> Non
 
 
 @pytest.mark.parametrize("suite", list(Suite))
-def test_rotation_rewraps_data_keys_and_frees_the_old_kek(tmp_path: Path, suite: Suite) -> None:
-    ring = Keyring.open(tmp_path / "keys", suite)
+async def test_rotation_rewraps_data_keys_and_frees_the_old_kek(
+    tmp_path: Path, suite: Suite
+) -> None:
+    ring = await Keyring.open(DirectoryKeks(tmp_path / "keys"), suite)
     assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
     assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "keys").iterdir())
     old_id = ring.active_id
     before_plain = os.urandom(2 * CHUNK_SIZE + 5)
     before_stored, before_key = encrypt(before_plain, suite)
     before_wrapped = ring.wrap(before_key, b"file-before")
-    ring.rotate()
+    await ring.rotate()
     assert ring.active_id != old_id
     after_plain = os.urandom(1000)
     after_stored, after_key = encrypt(after_plain, suite)
     after_wrapped = ring.wrap(after_key, b"file-after")
     # Reopened from disk, both files still read back.
-    ring = Keyring.open(tmp_path / "keys", suite)
+    ring = await Keyring.open(DirectoryKeks(tmp_path / "keys"), suite)
     assert decrypt(before_stored, ring.unwrap(before_wrapped, b"file-before")) == before_plain
     assert decrypt(after_stored, ring.unwrap(after_wrapped, b"file-after")) == after_plain
     with pytest.raises(KeyringError):
-        ring.retire(old_id, still_used=1)
+        await ring.retire(old_id, still_used=1)
     rewrapped = ring.rewrap(before_wrapped, b"file-before")
     assert rewrapped.kek_id == ring.active_id
-    ring.retire(old_id, still_used=0)
-    assert old_id not in Keyring.open(tmp_path / "keys", suite).ids
+    await ring.retire(old_id, still_used=0)
+    assert old_id not in (await Keyring.open(DirectoryKeks(tmp_path / "keys"), suite)).ids
     assert decrypt(before_stored, ring.unwrap(rewrapped, b"file-before")) == before_plain
     # A wrapped key moved to another file does not open.
     with pytest.raises(DecryptionError):

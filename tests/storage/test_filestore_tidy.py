@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from storage.filestore import FileStore
-from storage.keyring import Keyring
+from storage.keyring import DirectoryKeks, Keyring
 from storage.sessions import SessionPolicy
 from storage.store import Storage
 
@@ -22,7 +22,7 @@ def dead_pid() -> int:
 async def test_a_restart_keeps_the_uploads_of_processes_still_running(tmp_path: Path) -> None:
     storage = await Storage.open(None, tmp_path, SessionPolicy(3600, 7200))
     try:
-        keyring = Keyring.open(tmp_path / "keys")
+        keyring = await Keyring.open(DirectoryKeks(tmp_path / "keys"))
         first = await FileStore.open(tmp_path, keyring, storage.db, max_size=1 << 20)
         await first.close()
         parts = tmp_path / "tmp"
