@@ -65,12 +65,6 @@ PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% cluster\n" * 400 + b"%
 
 
 @pytest.fixture
-async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
-    async with open_deployment(tmp_path / "deployment") as opened:
-        yield opened
-
-
-@pytest.fixture
 async def clients() -> AsyncIterator[Clients]:
     async with Clients() as opened:
         yield opened

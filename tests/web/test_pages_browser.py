@@ -54,8 +54,9 @@ async def open_logged_in(
     page_name: str,
     username: str,
     password: str = DEMO_PASSWORD,
+    **context_options: Any,
 ) -> Any:
-    context = await browser.new_context()
+    context = await browser.new_context(**context_options)
     context.set_default_timeout(15000)
     page = await context.new_page()
     await page.goto(f"{server.url}/{page_name}")
@@ -505,3 +506,35 @@ async def test_kiosk_media_is_rebuilt_when_the_relay_loses_it(
     )
     await wait_for_js(expert, f"{FRAMES_DECODED} > {seen[1] + 30}", timeout=30000)
     assert (await server.storage.consultations.get(call_id)).state.value == "active"
+
+
+async def test_an_upload_the_server_lost_is_sent_again_from_its_start(
+    browser: Any, sqlite_server: RunningServer, tmp_path: Path
+) -> None:
+    """A process restarted or a node lost mid-upload: the server answers 404 for the
+    upload; the page begins the file again instead of failing."""
+    kiosk, expert = await call_in_browsers(browser, sqlite_server)
+    lost: list[str] = []
+
+    async def lose_the_first_part(route: Any) -> None:
+        if route.request.method == "PATCH" and not lost:
+            lost.append(route.request.url)
+            await route.fulfill(status=404, json={"error": {"code": "not_found"}})
+        else:
+            await route.continue_()
+
+    await kiosk.route("**/api/v1/uploads/*", lose_the_first_part)
+    content = b"%PDF-1.4\n" + b"% lost and sent again\n" * 80_000 + b"%%EOF\n"
+    document = tmp_path / "补正材料.pdf"
+    document.write_bytes(content)
+    await kiosk.get_by_test_id("file-input").set_input_files(str(document))
+    await expert.wait_for_selector("[data-testid=file-list] li:has-text('补正材料.pdf')")
+    assert len(lost) == 1
+    clerk = await login_session(sqlite_server, "clerk")
+    records = await sqlite_server.storage.consultations.find()
+    async with clerk:
+        url = f"{sqlite_server.url}/api/v1/consultations/{records[0].id}/files"
+        async with clerk.get(url) as response:
+            (view,) = (await response.json())["files"]
+        async with clerk.get(sqlite_server.url + view["url"]) as response:
+            assert await response.read() == content

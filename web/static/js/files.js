@@ -103,41 +103,55 @@ export class FilePanel {
     const status = textElement("span", "files.uploading", null, "muted");
     row.append(label, bar, status);
     this.list.append(row);
-    try {
-      const created = await api("POST", `/api/v1/consultations/${this.consultation()}/uploads`, {
-        name: file.name,
-        size: file.size,
-      });
-      let offset = 0;
-      let attempts = 0;
-      while (offset < file.size) {
-        const response = await sendPart(created.url, offset, file.slice(offset, offset + PART_SIZE)).catch(
-          () => null,
-        );
-        if (response && response.status === 204) {
-          offset = Number(response.headers.get("Upload-Offset"));
-          bar.value = offset;
-          attempts = 0;
-          continue;
-        }
-        // Resume from what the server has (a dropped connection or a bad part).
-        attempts += 1;
-        const retryable = !response || [400, 409].includes(response.status) || response.status >= 500;
-        if (attempts > MAX_ATTEMPTS || !retryable) {
-          throw Object.assign(new Error("upload"), { status: response ? response.status : 0 });
-        }
-        await new Promise((resolve) => setTimeout(resolve, 500 * attempts));
-        const head = await fetch(created.url, { method: "HEAD" }).catch(() => null);
-        if (head?.ok) offset = Number(head.headers.get("Upload-Offset") || offset);
+    // An upload lives in the server process that began it: if that process is
+    // gone (a restart, a lost node) the server no longer knows the upload (404)
+    // and the file is sent again from its start, at most twice.
+    for (let round = 0; ; round += 1) {
+      try {
+        bar.value = 0;
+        const view = await this.send(file, bar);
+        row.remove();
+        this.add(view);
+        return;
+      } catch (err) {
+        if (err.status === 404 && round < 2 && this.consultation()) continue;
+        row.className = "failed";
+        setText(status, failureKey(err));
+        bar.remove();
+        return;
       }
-      const view = await api("POST", `${created.url}/finish`);
-      row.remove();
-      this.add(view);
-    } catch (err) {
-      row.className = "failed";
-      setText(status, failureKey(err));
-      bar.remove();
     }
+  }
+
+  async send(file, bar) {
+    const created = await api("POST", `/api/v1/consultations/${this.consultation()}/uploads`, {
+      name: file.name,
+      size: file.size,
+    });
+    let offset = 0;
+    let attempts = 0;
+    while (offset < file.size) {
+      const response = await sendPart(created.url, offset, file.slice(offset, offset + PART_SIZE)).catch(
+        () => null,
+      );
+      if (response && response.status === 204) {
+        offset = Number(response.headers.get("Upload-Offset"));
+        bar.value = offset;
+        attempts = 0;
+        continue;
+      }
+      // Resume from what the server has (a dropped connection or a bad part).
+      attempts += 1;
+      const retryable = !response || [400, 409].includes(response.status) || response.status >= 500;
+      if (attempts > MAX_ATTEMPTS || !retryable) {
+        throw Object.assign(new Error("upload"), { status: response ? response.status : 0 });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempts));
+      const head = await fetch(created.url, { method: "HEAD" }).catch(() => null);
+      if (head?.status === 404) throw Object.assign(new Error("upload"), { status: 404 });
+      if (head?.ok) offset = Number(head.headers.get("Upload-Offset") || offset);
+    }
+    return api("POST", `${created.url}/finish`);
   }
 
   add(view) {

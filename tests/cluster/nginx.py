@@ -1,0 +1,109 @@
+"""nginx in front of test nodes, configured with the repo's sample
+(``deploy/nginx/windowlink.conf``) rendered exactly as docs/DEPLOY.md says
+(envsubst of the ``${WL_*}`` variables only), on a free loopback port with a
+self-signed certificate. Stopped (and its whole process group killed) after."""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.cluster.processes import ROOT, eventually, free_port
+from web.tls import ensure_self_signed
+
+SAMPLE = ROOT / "deploy" / "nginx" / "windowlink.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+VARIABLES = "${WL_LISTEN} ${WL_SERVER_NAME} ${WL_CERT} ${WL_KEY} ${WL_UPSTREAMS} ${WL_STATE}"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    url: str
+    directory: Path
+
+
+def render(upstreams: Sequence[int], port: int, cert: Path, key: Path, state: Path) -> str:
+    servers = " ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams)
+    env = {
+        **os.environ,
+        "WL_LISTEN": f"127.0.0.1:{port}",
+        "WL_SERVER_NAME": "localhost",
+        "WL_CERT": str(cert),
+        "WL_KEY": str(key),
+        "WL_UPSTREAMS": servers,
+        "WL_STATE": str(state),
+    }
+    return subprocess.run(
+        ["envsubst", VARIABLES],
+        input=SAMPLE.read_text(),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@contextlib.asynccontextmanager
+async def running_nginx(directory: Path, upstreams: Sequence[int]) -> AsyncIterator[Proxy]:
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = ensure_self_signed(directory / "tls", ["localhost", "127.0.0.1"])
+    port = free_port()
+    (directory / "windowlink.conf").write_text(render(upstreams, port, cert, key, directory))
+    main = directory / "nginx.conf"
+    main.write_text(
+        f"""
+user root;
+worker_processes 1;
+error_log {directory}/error.log info;
+pid {directory}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    include {directory}/windowlink.conf;
+}}
+"""
+    )
+    process = await asyncio.create_subprocess_exec(
+        NGINX,
+        "-p",
+        str(directory),
+        "-c",
+        str(main),
+        "-g",
+        "daemon off; master_process on;",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        async def listening() -> bool:
+            if process.returncode is not None:
+                log = (directory / "error.log").read_text(errors="replace")
+                raise AssertionError(f"nginx exited:\n{log}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        await eventually(listening, 30, "nginx listens")
+        yield Proxy(f"https://127.0.0.1:{port}", directory)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGQUIT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        with contextlib.suppress(OSError):
+            # Shown by pytest when the test failed.
+            print("--- nginx error.log\n" + (directory / "error.log").read_text(errors="replace"))
