@@ -20,6 +20,11 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 SUFFIX = ".wlf"
+# The verified parts of an upload in progress (storage.filestore), kept beside the
+# documents so that any process or node can take the upload on; never listed as
+# documents.
+PART_SUFFIX = ".wlp"
+_SUFFIXES = (SUFFIX, PART_SUFFIX)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # S3 parts: every part but the last must be at least 5 MiB; 8 MiB keeps a 50 MiB
 # document to seven requests and bounds what one upload holds in memory.
@@ -43,6 +48,12 @@ class BlobInfo:
     """Seconds since the epoch, by the store's clock."""
 
 
+def check_suffix(suffix: str) -> str:
+    if suffix not in _SUFFIXES:
+        raise BlobError(f"not a blob kind: {suffix!r}")
+    return suffix
+
+
 def check_name(name: str) -> str:
     if not _NAME.match(name):
         raise BlobError(f"not a blob name: {name!r}")
@@ -61,22 +72,22 @@ class BlobStore(ABC):
         """Release connections; called once at the end."""
 
     @abstractmethod
-    async def put(self, name: str, source: Path) -> None:
+    async def put(self, name: str, source: Path, suffix: str = SUFFIX) -> None:
         """Keep the finished file at ``source`` as ``name``, durably, then remove
         ``source``. A reader sees either no blob or the whole of it."""
 
     @abstractmethod
-    async def fetch(self, name: str, spool: Path) -> BinaryIO:
+    async def fetch(self, name: str, spool: Path, suffix: str = SUFFIX) -> BinaryIO:
         """A readable, seekable handle on the blob (a copy in ``spool``, a directory
         of the caller's, where the store is remote); ``BlobMissing`` if none."""
 
     @abstractmethod
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, suffix: str = SUFFIX) -> None:
         """Remove the blob; nothing happens if there is none."""
 
     @abstractmethod
-    async def listing(self) -> list[BlobInfo]:
-        """Every blob of this store (for tidying orphans)."""
+    async def listing(self, suffix: str = SUFFIX) -> list[BlobInfo]:
+        """Every blob of this kind in this store (for tidying orphans)."""
 
     async def reachable(self, timeout: float = 2.0) -> bool:
         """Whether the store answers within ``timeout`` seconds (for /healthz)."""
@@ -101,11 +112,11 @@ class LocalBlobStore(BlobStore):
     async def start(self) -> None:
         await asyncio.to_thread(self.directory.mkdir, mode=0o700, parents=True, exist_ok=True)
 
-    def path_of(self, name: str) -> Path:
-        return self.directory / f"{check_name(name)}{SUFFIX}"
+    def path_of(self, name: str, suffix: str = SUFFIX) -> Path:
+        return self.directory / f"{check_name(name)}{check_suffix(suffix)}"
 
-    async def put(self, name: str, source: Path) -> None:
-        target = self.path_of(name)
+    async def put(self, name: str, source: Path, suffix: str = SUFFIX) -> None:
+        target = self.path_of(name, suffix)
 
         def move() -> None:
             with source.open("rb") as handle:
@@ -120,20 +131,22 @@ class LocalBlobStore(BlobStore):
 
         await asyncio.to_thread(move)
 
-    async def fetch(self, name: str, spool: Path) -> BinaryIO:
+    async def fetch(self, name: str, spool: Path, suffix: str = SUFFIX) -> BinaryIO:
         try:
-            return await asyncio.to_thread(self.path_of(name).open, "rb")
+            return await asyncio.to_thread(self.path_of(name, suffix).open, "rb")
         except FileNotFoundError:
             raise BlobMissing(f"no blob {name!r}") from None
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, suffix: str = SUFFIX) -> None:
         with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(self.path_of(name).unlink)
+            await asyncio.to_thread(self.path_of(name, suffix).unlink)
 
-    async def listing(self) -> list[BlobInfo]:
+    async def listing(self, suffix: str = SUFFIX) -> list[BlobInfo]:
+        check_suffix(suffix)
+
         def scan() -> list[BlobInfo]:
             found = []
-            for path in self.directory.glob(f"*{SUFFIX}"):
+            for path in self.directory.glob(f"*{suffix}"):
                 with contextlib.suppress(FileNotFoundError):
                     stat = path.stat()
                     found.append(BlobInfo(path.stem, stat.st_size, stat.st_mtime))
@@ -209,8 +222,8 @@ class S3BlobStore(BlobStore):
         await self._exit.aclose()
         self._client = None
 
-    def _key(self, name: str) -> str:
-        return f"{self.location.prefix}{check_name(name)}{SUFFIX}"
+    def _key(self, name: str, suffix: str = SUFFIX) -> str:
+        return f"{self.location.prefix}{check_name(name)}{check_suffix(suffix)}"
 
     @contextlib.contextmanager
     def _failures(self, what: str) -> Any:
@@ -226,8 +239,8 @@ class S3BlobStore(BlobStore):
         except (TimeoutError, BotoCoreError, OSError) as exc:
             raise BlobError(f"the object store cannot be reached for {what}") from exc
 
-    async def put(self, name: str, source: Path) -> None:
-        key = self._key(name)
+    async def put(self, name: str, source: Path, suffix: str = SUFFIX) -> None:
+        key = self._key(name, suffix)
         bucket = self.location.bucket
         size = (await asyncio.to_thread(source.stat)).st_size
         with self._failures(f"storing {name}"):
@@ -266,14 +279,14 @@ class S3BlobStore(BlobStore):
                 )
             raise
 
-    async def fetch(self, name: str, spool: Path) -> BinaryIO:
+    async def fetch(self, name: str, spool: Path, suffix: str = SUFFIX) -> BinaryIO:
         # Unlinked at once: the copy lives as long as the handle, and a crash
         # leaves nothing behind in the spool directory.
         copy = await asyncio.to_thread(tempfile.TemporaryFile, dir=spool)
         try:
             with self._failures(f"reading {name}"):
                 reply = await self._client.get_object(
-                    Bucket=self.location.bucket, Key=self._key(name)
+                    Bucket=self.location.bucket, Key=self._key(name, suffix)
                 )
                 async with reply["Body"] as body:
                     while True:
@@ -287,11 +300,14 @@ class S3BlobStore(BlobStore):
             raise
         return copy  # type: ignore[return-value]
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, suffix: str = SUFFIX) -> None:
         with self._failures(f"deleting {name}"):
-            await self._client.delete_object(Bucket=self.location.bucket, Key=self._key(name))
+            await self._client.delete_object(
+                Bucket=self.location.bucket, Key=self._key(name, suffix)
+            )
 
-    async def listing(self) -> list[BlobInfo]:
+    async def listing(self, suffix: str = SUFFIX) -> list[BlobInfo]:
+        check_suffix(suffix)
         found = []
         with self._failures("listing"):
             paginator = self._client.get_paginator("list_objects_v2")
@@ -300,9 +316,9 @@ class S3BlobStore(BlobStore):
             ):
                 for item in page.get("Contents", []):
                     rest = str(item["Key"])[len(self.location.prefix) :]
-                    if "/" in rest or not rest.endswith(SUFFIX):
+                    if "/" in rest or not rest.endswith(suffix):
                         continue
-                    name = rest[: -len(SUFFIX)]
+                    name = rest[: -len(suffix)]
                     if _NAME.match(name):
                         found.append(
                             BlobInfo(name, int(item["Size"]), item["LastModified"].timestamp())

@@ -162,6 +162,38 @@ class FileEncryptor:
         self.size = 0
         self.digest = new_digest(suite)
 
+    @classmethod
+    def resumed(
+        cls,
+        suite: Suite,
+        key: bytes,
+        file_id: bytes,
+        nonce_prefix: bytes,
+        *,
+        index: int,
+        pending: bytes,
+        size: int,
+    ) -> "FileEncryptor":
+        """Go on where another encryptor of the same file stopped (another process
+        or node took the upload on): ``index`` chunks sealed, ``pending`` plaintext
+        not yet sealed, ``size`` plaintext bytes fed. Its ``digest`` covers only
+        what is fed from here."""
+        encryptor = cls(suite, key, file_id, nonce_prefix=nonce_prefix)
+        encryptor._index = index
+        encryptor._buffer = bytearray(pending)
+        encryptor.size = size
+        return encryptor
+
+    @property
+    def index(self) -> int:
+        """Chunks sealed so far."""
+        return self._index
+
+    @property
+    def pending(self) -> bytes:
+        """Plaintext not yet sealed (at most one chunk: the last is sealed at the end)."""
+        return bytes(self._buffer)
+
     def header_bytes(self) -> bytes:
         return self.header.pack()
 

@@ -1,11 +1,13 @@
 """Documents of consultations, encrypted at rest the moment they arrive.
 
-An upload streams into a temporary file in the encrypted format as its parts
-arrive (only whole, checksum-verified parts count); it becomes a file only
-when complete: put whole into the blob store (storage.blobs: a local directory
-or an S3-compatible object store), then recorded with its audit entry. A crash
-leaves at most a temporary file or an unrecorded blob, both removed at a later
-start. Plaintext never touches the disk, nor the object store.
+An upload's parts are encrypted as they stream in (only whole, checksum-verified
+parts count) and kept as segments in the blob store (storage.blobs: a local
+directory or an S3-compatible object store), its state in the database, so any
+process or node can take the next part. It becomes a file only when complete:
+assembled, authenticated, put whole into the blob store, then recorded with its
+audit entry. A crash leaves at most temporary files or unrecorded blobs, removed
+at a later start. Plaintext never touches the disk, the database or the object
+store.
 """
 
 import asyncio
@@ -13,24 +15,37 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, Update, func, select, update
+from sqlalchemy import Connection, Update, delete, func, insert, select, text, update
 
 from storage.audit import append_audit
-from storage.blobs import BlobError, BlobMissing, BlobStore, LocalBlobStore
+from storage.blobs import PART_SUFFIX, BlobError, BlobMissing, BlobStore, LocalBlobStore
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
-from storage.filecrypt import FileEncryptor, decrypt_range, verify
+from storage.filecrypt import (
+    FILE_ID_SIZE,
+    NONCE_PREFIX_SIZE,
+    FileEncryptor,
+    Suite,
+    decrypt_all,
+    decrypt_range,
+    new_digest,
+    open_sealed,
+    seal,
+    verify,
+)
 from storage.filetypes import SNIFF_BYTES, FileRejected, check_name, check_type
 from storage.ids import new_id
 from storage.keyring import Keyring, WrappedKey
 from storage.records import Account, AuditEvent
-from storage.schema import case_attachments, files
+from storage.schema import case_attachments, files, uploads
 
 log = logging.getLogger(__name__)
 
@@ -88,25 +103,149 @@ class UploadLimits:
     """Seconds without a byte after which an unfinished upload is discarded."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Upload:
+    """An unfinished upload as the web layer sees it (its state is in the database)."""
+
     id: str
     consultation_id: str
-    uploader: Account
+    uploader_id: str
     name: str
     declared_size: int
-    path: Path
-    encryptor: FileEncryptor
-    data_key: bytes
-    file_id: bytes
-    stored: int
-    """Bytes of ciphertext in the temporary file (no file is held open between parts)."""
-    last_activity: float
-    head: bytearray = field(default_factory=bytearray)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    offset: int = 0
+    offset: int
     """Bytes stored and verified: where the next part must start (never mid-part)."""
-    discarded: bool = False
+    last_activity: float
+
+
+def _upload(row: Any) -> Upload:
+    return Upload(
+        row.id,
+        row.consultation_id,
+        row.uploader_id,
+        row.name,
+        int(row.declared_size),
+        int(row.received),
+        float(row.last_activity),
+    )
+
+
+_CARRY_NONCE = 12
+
+
+def _carry_aad(upload_id: str, received: int) -> bytes:
+    return b"wl-carry|" + upload_id.encode() + b"|" + str(received).encode()
+
+
+def _seal_carry(suite: Suite, key: bytes, upload_id: str, received: int, carry: bytes) -> str:
+    """The plaintext not yet sealed into a chunk, sealed under the data key with a
+    random nonce (never one of the file's chunk nonces) and bound to the upload and
+    its offset: the database never holds a byte of a document in clear."""
+    nonce = os.urandom(_CARRY_NONCE)
+    return (nonce + seal(suite, key, nonce, carry, _carry_aad(upload_id, received))).hex()
+
+
+def _open_carry(suite: Suite, key: bytes, upload_id: str, received: int, sealed: str) -> bytes:
+    raw = bytes.fromhex(sealed)
+    return open_sealed(
+        suite, key, raw[:_CARRY_NONCE], raw[_CARRY_NONCE:], _carry_aad(upload_id, received)
+    )
+
+
+def _create_exclusive(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _absorb(
+    encryptor: FileEncryptor, handle: BinaryIO, data: bytes, checksum: "hashlib._Hash"
+) -> None:
+    checksum.update(data)
+    sealed = encryptor.update(data)
+    if sealed:
+        handle.write(sealed)
+
+
+def _seal_last(handle: BinaryIO, tail: bytes) -> None:
+    handle.write(tail)
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _digest_and_head(path: Path, key: bytes, suite: Suite) -> tuple[str, bytes, int]:
+    """The plaintext's digest, its first bytes (for the type check) and its size,
+    every chunk authenticated on the way."""
+    digest = new_digest(suite)
+    head = bytearray()
+    size = 0
+    with path.open("rb") as source:
+        for piece in decrypt_all(source, key):
+            digest.update(piece)
+            if len(head) < SNIFF_BYTES:
+                head += piece[: SNIFF_BYTES - len(head)]
+            size += len(piece)
+    return digest.hexdigest(), bytes(head), size
+
+
+def _commit_part(
+    row: Any, received: int, next_chunk: int, carry: str, segments: str, now: float
+) -> Callable[[Connection], None]:
+    """The unit of work that records a verified part, if nothing else did first."""
+
+    def unit(conn: Connection) -> None:
+        changed = conn.execute(
+            update(uploads)
+            .where(
+                uploads.c.id == row.id,
+                uploads.c.state == "open",
+                uploads.c.received == row.received,
+                uploads.c.segments == row.segments,
+            )
+            .values(
+                received=received,
+                next_chunk=next_chunk,
+                carry=carry,
+                segments=segments,
+                last_activity=now,
+            )
+        ).rowcount
+        if changed == 0:
+            current = conn.execute(
+                select(uploads.c.received, uploads.c.state).where(uploads.c.id == row.id)
+            ).first()
+            if current is None or current.state != "open":
+                raise UploadError("gone", "this upload was discarded or is being finished")
+            raise UploadError(
+                "wrong_offset",
+                "another part of this upload arrived first; resume from the upload's offset",
+                int(current.received),
+            )
+
+    return unit
+
+
+def _claim_for_finishing(upload_id: str) -> Callable[[Connection], None]:
+    def unit(conn: Connection) -> None:
+        changed = conn.execute(
+            update(uploads)
+            .where(
+                uploads.c.id == upload_id,
+                uploads.c.state == "open",
+                uploads.c.received == uploads.c.declared_size,
+            )
+            .values(state="finishing")
+        ).rowcount
+        if changed:
+            return
+        current = conn.execute(
+            select(uploads.c.received, uploads.c.state).where(uploads.c.id == upload_id)
+        ).first()
+        if current is None or current.state != "open":
+            raise UploadError("gone", "this upload was discarded or is being finished")
+        raise UploadError(
+            "incomplete", "the upload has fewer bytes than declared", int(current.received)
+        )
+
+    return unit
 
 
 def _stored(row: object) -> StoredFile:
@@ -154,9 +293,7 @@ class FileStore:
         self.max_size = max_size
         self.limits = limits or UploadLimits()
         self._clock = clock
-        self._pending_bytes = 0
         self._sweeper: asyncio.Task[None] | None = None
-        self._uploads: dict[str, Upload] = {}
         self._tmp = directory / "tmp"
         self.blobs = blobs or LocalBlobStore(directory / "files")
 
@@ -216,12 +353,31 @@ class FileStore:
         for blob in listed:
             if blob.name not in known and now - blob.modified_at > ORPHAN_AGE:
                 await self.blobs.delete(blob.name)
+        # Parts put just before their commit failed (or a crash came between).
+        rows = await self._db.read(lambda conn: conn.execute(select(uploads.c.segments)).all())
+        referenced = {name for row in rows for name in str(row.segments).split()}
+        try:
+            parts = await self.blobs.listing(suffix=PART_SUFFIX)
+        except BlobError as exc:
+            log.warning("orphaned upload parts not tidied: %s", exc)
+            return
+        for part in parts:
+            if part.name not in referenced and now - part.modified_at > ORPHAN_AGE:
+                await self.blobs.delete(part.name, suffix=PART_SUFFIX)
 
     async def remove_content(self, file_id: str) -> None:
         """Delete a document's stored bytes (after its key was destroyed)."""
         await self.blobs.delete(file_id)
 
     # ---- uploads ---------------------------------------------------------------
+    #
+    # An upload's state is a row of ``uploads`` and its verified parts are segments
+    # in the blob store, so that any process or node can take the next part, and a
+    # restart or the loss of a node loses nothing that was verified. A part is
+    # encrypted as it streams into a local temporary file, checked against its
+    # checksum, put into the blob store under a name of its own, and only then
+    # committed with a compare-and-set on the upload's offset: of two parts sent at
+    # once for the same offset, one commits and the other's segment is removed.
 
     async def begin(self, consultation_id: str, uploader: Account, name: str, size: int) -> Upload:
         try:
@@ -230,143 +386,173 @@ class FileStore:
             raise UploadError(exc.code, str(exc)) from None
         if size < 0 or size > self.max_size:
             raise UploadError("too_large", f"files may be at most {self.max_size} bytes")
-        mine = sum(1 for u in self._uploads.values() if u.uploader.id == uploader.id)
-        if mine >= self.limits.per_account:
-            raise UploadError(
-                "too_many_uploads",
-                f"at most {self.limits.per_account} unfinished uploads at once; "
-                "finish or abandon one first",
-            )
-        if self._pending_bytes + size > self.limits.pending_bytes:
-            raise UploadError("uploads_busy", "the server is receiving too much; try again soon")
-        upload_id = new_id()
         suite = self.keyring.suite
         data_key = os.urandom(suite.key_size)
-        file_id = os.urandom(16)
-        path = self._tmp / f"{os.getpid()}-{upload_id}.part"
-        encryptor = FileEncryptor(suite, data_key, file_id)
-        header = encryptor.header_bytes()
-        upload = Upload(
-            upload_id,
-            consultation_id,
-            uploader,
-            clean,
-            size,
-            path,
-            encryptor,
-            data_key,
-            file_id,
-            stored=len(header),
-            last_activity=self._clock(),
+        file_id = os.urandom(FILE_ID_SIZE)
+        await self.keyring.refresh()
+        wrapped = self.keyring.wrap(data_key, file_id)
+        now = time.time()
+        upload = Upload(new_id(), consultation_id, uploader.id, clean, size, 0, now)
+        limits = self.limits
+        row = {
+            "id": upload.id,
+            "consultation_id": consultation_id,
+            "uploader_id": uploader.id,
+            "name": clean,
+            "declared_size": size,
+            "received": 0,
+            "next_chunk": 0,
+            "carry": _seal_carry(suite, data_key, upload.id, 0, b""),
+            "segments": "",
+            "suite": int(suite),
+            "kek_id": wrapped.kek_id,
+            "wrapped_key": file_id.hex() + ":" + wrapped.blob.hex(),
+            "nonce_prefix": os.urandom(NONCE_PREFIX_SIZE).hex(),
+            "state": "open",
+            "last_activity": now,
+            "created_at": now,
+        }
+
+        def unit(conn: Connection) -> None:
+            if conn.dialect.name == "postgresql":
+                # Begins are few: taken one at a time in the cluster, so that
+                # concurrent ones cannot all pass the limits.
+                conn.execute(text("SELECT pg_advisory_xact_lock(736216)"))
+            mine = conn.execute(
+                select(func.count()).where(uploads.c.uploader_id == uploader.id)
+            ).scalar()
+            if int(mine or 0) >= limits.per_account:
+                raise UploadError(
+                    "too_many_uploads",
+                    f"at most {limits.per_account} unfinished uploads at once; "
+                    "finish or abandon one first",
+                )
+            pending = conn.execute(select(func.sum(uploads.c.declared_size))).scalar()
+            if int(pending or 0) + size > limits.pending_bytes:
+                raise UploadError(
+                    "uploads_busy", "the server is receiving too much; try again soon"
+                )
+            conn.execute(insert(uploads).values(**row))
+
+        await self._db.write(unit)
+        return upload
+
+    async def _row(self, upload_id: str) -> Any:
+        row = await self._db.read(
+            lambda conn: conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
         )
-        # Reserved before the first await, so that concurrent begins cannot all pass.
-        self._uploads[upload_id] = upload
-        self._pending_bytes += size
-        try:
-            await asyncio.to_thread(self._create, path, header)
-        except BaseException:
-            self._forget(upload)
-            raise
-        return upload
-
-    @staticmethod
-    def _create(path: Path, header: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(header)
-
-    def upload(self, upload_id: str) -> Upload:
-        upload = self._uploads.get(upload_id)
-        if upload is None:
+        if row is None:
             raise RecordNotFound("no such upload")
-        return upload
+        return row
 
-    def _forget(self, upload: Upload) -> bool:
-        if self._uploads.pop(upload.id, None) is None:
-            return False
-        self._pending_bytes -= upload.declared_size
-        return True
+    async def upload(self, upload_id: str) -> Upload:
+        """An unfinished upload, whichever process or node began it."""
+        return _upload(await self._row(upload_id))
 
-    @staticmethod
-    def _open_at(upload: Upload) -> BinaryIO:
-        handle = upload.path.open("r+b")
-        handle.seek(upload.stored)
-        return handle
+    async def _key_of(self, row: Any) -> tuple[bytes, bytes]:
+        """The upload's data key and file id."""
+        if row.kek_id not in self.keyring.ids:
+            await self.keyring.refresh()
+        inner_id, blob = str(row.wrapped_key).split(":", 1)
+        file_id = bytes.fromhex(inner_id)
+        return self.keyring.unwrap(WrappedKey(row.kek_id, bytes.fromhex(blob)), file_id), file_id
 
-    def _check_live(self, upload: Upload) -> None:
-        if upload.discarded:
-            raise UploadError("gone", "this upload was discarded (its call ended, or it idled)")
+    async def _encryptor_of(self, row: Any) -> tuple[FileEncryptor, bytes]:
+        key, file_id = await self._key_of(row)
+        suite = Suite(row.suite)
+        pending = _open_carry(suite, key, row.id, int(row.received), row.carry)
+        encryptor = FileEncryptor.resumed(
+            suite,
+            key,
+            file_id,
+            bytes.fromhex(row.nonce_prefix),
+            index=int(row.next_chunk),
+            pending=pending,
+            size=int(row.received),
+        )
+        return encryptor, key
 
     async def append(
         self, upload: Upload, offset: int, body: AsyncIterator[bytes], sha256: bytes
     ) -> int:
         """Add one part at ``offset``; it counts only if all of it arrived and its
-        SHA-256 matches, otherwise the upload stays where it was. The temporary file is
-        open only while a part is being written."""
-        async with upload.lock:
-            self._check_live(upload)
-            if offset != upload.offset:
-                raise UploadError("wrong_offset", "resume from the upload's offset", upload.offset)
-            encryptor = upload.encryptor
-            state = encryptor.snapshot()
-            head_length = len(upload.head)
-            checksum = hashlib.sha256()
-            handle = await asyncio.to_thread(self._open_at, upload)
+        SHA-256 matches, otherwise the upload stays where it was. Returns the new
+        offset."""
+        row = await self._row(upload.id)
+        if row.state != "open":
+            raise UploadError("gone", "this upload is being finished")
+        if offset != row.received:
+            raise UploadError("wrong_offset", "resume from the upload's offset", int(row.received))
+        encryptor, key = await self._encryptor_of(row)
+        token = secrets.token_hex(4)
+        scratch = self._tmp / f"{os.getpid()}-{upload.id}-{token}.seg"
+        checksum = hashlib.sha256()
+        handle = await asyncio.to_thread(_create_exclusive, scratch)
+        segment: str | None = None
+        try:
             try:
                 async for data in body:
-                    upload.last_activity = self._clock()
-                    if encryptor.size + len(data) > upload.declared_size:
+                    if encryptor.size + len(data) > row.declared_size:
                         raise UploadError("too_large", "more bytes than the declared size")
                     # Hashing, sealing and writing release the GIL: off the event loop.
-                    await asyncio.to_thread(self._absorb, upload, handle, data, checksum)
-                if checksum.digest() != sha256:
-                    raise UploadError("checksum_mismatch", "the part does not match its checksum")
-                self._check_live(upload)
-                upload.stored = handle.tell()
-            except BaseException:
-                encryptor.restore(state)
-                del upload.head[head_length:]
-                with contextlib.suppress(OSError):
-                    handle.seek(upload.stored)
-                    handle.truncate()
-                raise
+                    await asyncio.to_thread(_absorb, encryptor, handle, data, checksum)
             finally:
                 handle.close()
-            upload.offset = encryptor.size
-            upload.last_activity = self._clock()
-            return upload.offset
-
-    @staticmethod
-    def _absorb(upload: Upload, handle: BinaryIO, data: bytes, checksum: "hashlib._Hash") -> None:
-        checksum.update(data)
-        if len(upload.head) < SNIFF_BYTES:
-            upload.head += data[: SNIFF_BYTES - len(upload.head)]
-        sealed = upload.encryptor.update(data)
-        if sealed:
-            handle.write(sealed)
+            if checksum.digest() != sha256:
+                raise UploadError("checksum_mismatch", "the part does not match its checksum")
+            if scratch.stat().st_size:
+                segment = f"{upload.id}-{token}"
+                await self.blobs.put(segment, scratch, suffix=PART_SUFFIX)
+            segments = " ".join(s for s in (row.segments, segment) if s)
+            carry = _seal_carry(Suite(row.suite), key, upload.id, encryptor.size, encryptor.pending)
+            await self._db.write(
+                _commit_part(row, encryptor.size, encryptor.index, carry, segments, time.time())
+            )
+        except BaseException:
+            if segment is not None:
+                with contextlib.suppress(BlobError):
+                    await self.blobs.delete(segment, suffix=PART_SUFFIX)
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(scratch.unlink)
+        return encryptor.size
 
     async def discard(self, upload: Upload) -> None:
-        upload.discarded = True
-        self._forget(upload)
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(upload.path.unlink)
+        """Remove an unfinished upload and its parts (nothing if it is gone already)."""
+        row = await self._db.read(
+            lambda conn: conn.execute(select(uploads).where(uploads.c.id == upload.id)).first()
+        )
+        await self._db.write(
+            lambda conn: conn.execute(delete(uploads).where(uploads.c.id == upload.id))
+        )
+        if row is not None:
+            await self._delete_segments(row.segments)
+
+    async def _delete_segments(self, segments: str) -> None:
+        for name in segments.split():
+            try:
+                await self.blobs.delete(name, suffix=PART_SUFFIX)
+            except BlobError as exc:
+                # Left for the tidying at the next start.
+                log.warning("an upload part was not removed: %s", exc)
+
+    async def _discard_where(self, condition: Any) -> int:
+        rows = await self._db.read(
+            lambda conn: conn.execute(select(uploads.c.id).where(condition)).all()
+        )
+        for row in rows:
+            await self.discard(Upload(row.id, "", "", "", 0, 0, 0.0))
+        return len(rows)
 
     async def discard_consultation(self, consultation_id: str) -> int:
         """Discard the unfinished uploads of a consultation whose call has ended."""
-        gone = [u for u in self._uploads.values() if u.consultation_id == consultation_id]
-        for upload in gone:
-            await self.discard(upload)
-        return len(gone)
+        return await self._discard_where(uploads.c.consultation_id == consultation_id)
 
-    async def discard_idle(self) -> int:
+    async def discard_idle(self, now: float | None = None) -> int:
         """Discard unfinished uploads that received nothing for the idle timeout."""
-        cutoff = self._clock() - self.limits.idle_timeout
-        gone = [
-            u for u in self._uploads.values() if u.last_activity < cutoff and not u.lock.locked()
-        ]
-        for upload in gone:
-            await self.discard(upload)
-        return len(gone)
+        cutoff = (time.time() if now is None else now) - self.limits.idle_timeout
+        return await self._discard_where(uploads.c.last_activity < cutoff)
 
     def start_sweeping(self, interval: float) -> None:
         """Discard idle uploads every ``interval`` seconds until ``close``."""
@@ -381,88 +567,108 @@ class FileStore:
 
         self._sweeper = asyncio.create_task(sweep(), name="upload-sweeper")
 
-    @property
-    def unfinished(self) -> int:
-        return len(self._uploads)
+    async def unfinished(self) -> tuple[int, int]:
+        """Unfinished uploads in the deployment, and the bytes they declared."""
+        row = await self._db.read(
+            lambda conn: conn.execute(select(func.count(), func.sum(uploads.c.declared_size))).one()
+        )
+        return int(row[0]), int(row[1] or 0)
 
-    @property
-    def pending_bytes(self) -> int:
-        return self._pending_bytes
-
-    async def finish(self, upload: Upload, remote: str) -> StoredFile:
-        """Seal, check the content's type against the name, move into place and record."""
-        async with upload.lock:
-            if upload.offset != upload.declared_size:
-                raise UploadError(
-                    "incomplete", "the upload has fewer bytes than declared", upload.offset
-                )
-            self._check_live(upload)
-            try:
-                file_type = check_type(upload.name, bytes(upload.head))
-            except FileRejected as exc:
-                await self.discard(upload)
-                raise UploadError(exc.code, str(exc)) from None
-            encryptor = upload.encryptor
-            await asyncio.to_thread(self._seal_file, upload, encryptor.finalize())
-            file_id = upload.id
-            await self.blobs.put(file_id, upload.path)
-            self._forget(upload)
-            # Another node (or `keys rotate`) may have made a new KEK active.
-            await self.keyring.refresh()
-            wrapped = self.keyring.wrap(upload.data_key, upload.file_id)
-            suite = encryptor.header.suite
-            record = StoredFile(
-                id=file_id,
-                consultation_id=upload.consultation_id,
-                uploader_id=upload.uploader.id,
-                uploader_role=upload.uploader.role.value,
-                name=upload.name,
-                media_type=file_type.media_type,
-                size=encryptor.size,
-                digest=encryptor.digest.hexdigest(),
-                digest_alg=suite.digest_name,
-                created_at=time.time(),
-            )
-
-            def unit(conn: Connection) -> None:
-                conn.execute(
-                    files.insert().values(
-                        **record.__dict__,
-                        suite=int(suite),
-                        kek_id=wrapped.kek_id,
-                        wrapped_key=upload.file_id.hex() + ":" + wrapped.blob.hex(),
+    async def finish(self, upload: Upload, uploader: Account, remote: str) -> StoredFile:
+        """Assemble the parts, check the content's type against the name, store the
+        sealed file in the blob store and record it (and its audit entry)."""
+        await self._db.write(_claim_for_finishing(upload.id))
+        try:
+            return await self._finish_claimed(await self._row(upload.id), uploader, remote)
+        except BaseException:
+            # Not finished: the upload can be finished again (if it still exists).
+            with contextlib.suppress(Exception):
+                await self._db.write(
+                    lambda conn: conn.execute(
+                        update(uploads)
+                        .where(uploads.c.id == upload.id, uploads.c.state == "finishing")
+                        .values(state="open")
                     )
                 )
-                append_audit(
-                    conn,
-                    AuditEvent(
-                        upload.uploader.username,
-                        "file.upload",
-                        file_id,
-                        {
-                            "consultation": upload.consultation_id,
-                            "size": record.size,
-                            "type": record.media_type,
-                            record.digest_alg: record.digest,
-                        },
-                        remote,
-                    ),
-                )
+            raise
 
+    async def _finish_claimed(self, row: Any, uploader: Account, remote: str) -> StoredFile:
+        encryptor, key = await self._encryptor_of(row)
+        suite = Suite(row.suite)
+        assembled = self._tmp / f"{os.getpid()}-{row.id}-{secrets.token_hex(4)}.seg"
+        try:
+            with await asyncio.to_thread(_create_exclusive, assembled) as out:
+                await asyncio.to_thread(out.write, encryptor.header_bytes())
+                for name in str(row.segments).split():
+                    try:
+                        source = await self.blobs.fetch(name, self._tmp, suffix=PART_SUFFIX)
+                    except BlobMissing:
+                        raise UploadError(
+                            "gone", "a part of this upload was lost; send the file again"
+                        ) from None
+                    with source:
+                        await asyncio.to_thread(shutil.copyfileobj, source, out, 1024 * 1024)
+                await asyncio.to_thread(_seal_last, out, encryptor.finalize())
+            # The digest and the type, read back through the chunks' authentication.
+            digest, head, size = await asyncio.to_thread(_digest_and_head, assembled, key, suite)
+            if size != row.declared_size:
+                raise UploadError("incomplete", "the upload has fewer bytes than declared", size)
             try:
-                await self._db.write(unit)
-            except BaseException:
-                with contextlib.suppress(BlobError):
-                    await self.blobs.delete(file_id)
-                raise
-            return record
+                file_type = check_type(row.name, head)
+            except FileRejected as exc:
+                await self.discard(_upload(row))
+                raise UploadError(exc.code, str(exc)) from None
+            await self.blobs.put(row.id, assembled)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(assembled.unlink)
+        record = StoredFile(
+            id=row.id,
+            consultation_id=row.consultation_id,
+            uploader_id=row.uploader_id,
+            uploader_role=uploader.role.value,
+            name=row.name,
+            media_type=file_type.media_type,
+            size=size,
+            digest=digest,
+            digest_alg=suite.digest_name,
+            created_at=time.time(),
+        )
 
-    @classmethod
-    def _seal_file(cls, upload: Upload, tail: bytes) -> None:
-        with cls._open_at(upload) as handle:
-            handle.write(tail)
-            handle.flush()
-            os.fsync(handle.fileno())
+        def unit(conn: Connection) -> None:
+            conn.execute(
+                files.insert().values(
+                    **record.__dict__,
+                    suite=int(suite),
+                    kek_id=row.kek_id,
+                    wrapped_key=row.wrapped_key,
+                )
+            )
+            conn.execute(delete(uploads).where(uploads.c.id == row.id))
+            append_audit(
+                conn,
+                AuditEvent(
+                    uploader.username,
+                    "file.upload",
+                    row.id,
+                    {
+                        "consultation": row.consultation_id,
+                        "size": record.size,
+                        "type": record.media_type,
+                        record.digest_alg: record.digest,
+                    },
+                    remote,
+                ),
+            )
+
+        try:
+            await self._db.write(unit)
+        except BaseException:
+            with contextlib.suppress(BlobError):
+                await self.blobs.delete(row.id)
+            raise
+        await self._delete_segments(row.segments)
+        return record
 
     # ---- reading -----------------------------------------------------------------
 
@@ -628,14 +834,19 @@ class FileStore:
         return len(rows)
 
     async def references(self, kek_id: str) -> int:
-        query = select(func.count()).select_from(files).where(files.c.kek_id == kek_id)
-        count = await self._db.read(lambda conn: conn.execute(query).scalar())
-        return int(count or 0)
+        """Data keys wrapped by ``kek_id``: documents', and unfinished uploads'."""
+        stored = select(func.count()).select_from(files).where(files.c.kek_id == kek_id)
+        pending = select(func.count()).select_from(uploads).where(uploads.c.kek_id == kek_id)
+
+        def count(conn: Connection) -> int:
+            return int(conn.execute(stored).scalar() or 0) + int(
+                conn.execute(pending).scalar() or 0
+            )
+
+        return await self._db.read(count)
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
-        for upload in list(self._uploads.values()):
-            await self.discard(upload)
         await self.blobs.close()

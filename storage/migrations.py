@@ -187,6 +187,34 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        7,
+        "uploads in progress shared by every process and node",
+        (
+            """CREATE TABLE uploads (
+                id TEXT PRIMARY KEY,
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                uploader_id TEXT NOT NULL REFERENCES accounts(id),
+                name TEXT NOT NULL,
+                declared_size BIGINT NOT NULL,
+                received BIGINT NOT NULL,
+                next_chunk INTEGER NOT NULL,
+                carry TEXT NOT NULL,
+                segments TEXT NOT NULL,
+                suite SMALLINT NOT NULL,
+                kek_id TEXT NOT NULL,
+                wrapped_key TEXT NOT NULL,
+                nonce_prefix TEXT NOT NULL,
+                state TEXT NOT NULL,
+                last_activity DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX uploads_consultation ON uploads(consultation_id)",
+            "CREATE INDEX uploads_uploader ON uploads(uploader_id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -160,3 +160,28 @@ keks = Table(
     Column("created_at", Float, nullable=False),
     Column("activated_at", Float, nullable=False),
 )
+
+# Uploads in progress, shared by every process and node: the verified parts'
+# ciphertext is in the blob store (``segments``, in order), the plaintext not yet
+# sealed into a chunk is kept sealed under the data key (``carry``), and the data
+# key wrapped by a KEK, so that any process can take the next part.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("consultation_id", Text, ForeignKey("consultations.id"), nullable=False),
+    Column("uploader_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("declared_size", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("next_chunk", Integer, nullable=False),
+    Column("carry", Text, nullable=False),
+    Column("segments", Text, nullable=False),
+    Column("suite", SmallInteger, nullable=False),
+    Column("kek_id", Text, nullable=False),
+    Column("wrapped_key", Text, nullable=False),
+    Column("nonce_prefix", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("last_activity", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -204,7 +204,7 @@ async def _process_figures_ctx(app: web.Application) -> AsyncIterator[None]:
     async def refresh() -> None:
         while True:
             metrics.sockets.set(app[SIGNALING].connection_count)
-            metrics.unfinished_uploads.set(app[FILES].unfinished)
+            metrics.unfinished_uploads.set((await app[FILES].unfinished())[0])
             await asyncio.sleep(PROCESS_FIGURES_EVERY)
 
     task = asyncio.create_task(refresh()) if metrics.multiprocess else None

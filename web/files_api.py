@@ -131,10 +131,10 @@ async def _own_upload(request: web.Request) -> Upload:
     ends with its call (it used to be finishable afterwards, adding a file to a
     closed consultation)."""
     try:
-        upload = request.app[FILES].upload(request.match_info["upload_id"])
+        upload = await request.app[FILES].upload(request.match_info["upload_id"])
     except RecordNotFound:
         raise NotFound("no such upload") from None
-    if upload.uploader.id != account_of(request).id:
+    if upload.uploader_id != account_of(request).id:
         raise NotFound("no such upload")
     try:
         await _participant_of_active(request, upload.consultation_id)
@@ -172,8 +172,8 @@ async def create_upload(request: web.Request) -> web.StreamResponse:
     return reply(view, status=201)
 
 
-def _offset_headers(upload: Upload) -> dict[str, str]:
-    return {"Upload-Offset": str(upload.offset), "Upload-Length": str(upload.declared_size)}
+def _offset_headers(declared_size: int, offset: int) -> dict[str, str]:
+    return {"Upload-Offset": str(offset), "Upload-Length": str(declared_size)}
 
 
 @api.route(
@@ -185,7 +185,7 @@ def _offset_headers(upload: Upload) -> dict[str, str]:
 )
 async def upload_offset(request: web.Request) -> web.StreamResponse:
     upload = await _own_upload(request)
-    return web.Response(status=200, headers=_offset_headers(upload))
+    return web.Response(status=200, headers=_offset_headers(upload.declared_size, upload.offset))
 
 
 @api.route(
@@ -224,7 +224,7 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
     if request.content_type != "application/offset+octet-stream":
         raise UnsupportedMediaType("send the part as application/offset+octet-stream")
     try:
-        await request.app[FILES].append(
+        stored = await request.app[FILES].append(
             upload, offset, paced(request.content.iter_chunked(1024 * 1024), PART_PACE), checksum
         )
     except BodyTooSlow as exc:
@@ -237,11 +237,11 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
             response = web.json_response(
                 {"error": {"code": exc.code, "message": str(exc)}},
                 status=error.status,
-                headers=_offset_headers(upload),
+                headers=_offset_headers(upload.declared_size, exc.offset),
             )
             return response
         raise error from None
-    return web.Response(status=204, headers=_offset_headers(upload))
+    return web.Response(status=204, headers=_offset_headers(upload.declared_size, stored))
 
 
 @api.route(
@@ -259,7 +259,9 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
 async def finish_upload(request: web.Request) -> web.StreamResponse:
     upload = await _own_upload(request)
     try:
-        record = await request.app[FILES].finish(upload, remote_address(request))
+        record = await request.app[FILES].finish(
+            upload, account_of(request), remote_address(request)
+        )
     except UploadError as exc:
         raise _upload_error(exc) from None
     view = file_view(record)

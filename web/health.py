@@ -57,7 +57,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         figures[department.code] = await signaling.figures(department.code, now)
     registry.set_departments(figures)
     registry.sockets.set(signaling.connection_count)
-    registry.unfinished_uploads.set(request.app[FILES].unfinished)
+    registry.unfinished_uploads.set((await request.app[FILES].unfinished())[0])
     registry.relay.workers = await request.app[MEDIA].stats()
     return web.Response(
         body=registry.exposition(),

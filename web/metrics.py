@@ -169,9 +169,9 @@ class Metrics:
         )
         self.unfinished_uploads = Gauge(
             "windowlink_unfinished_uploads",
-            "Uploads begun and not yet finished.",
+            "Uploads begun and not yet finished, in the whole deployment.",
             registry=r,
-            multiprocess_mode="livesum",
+            multiprocess_mode="mostrecent",
         )
         self.relay = RelaySnapshot()
         relay = _RelayCollector(self.relay)

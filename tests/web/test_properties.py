@@ -429,9 +429,7 @@ async def _snapshot(app: web.Application) -> Snapshot:
         call = (await store.read([call_key(call_id)])).get(call_key(call_id))
         live.append((call_id, call.to_json() if call else None, call.version if call else 0))
     files = app[FILES]
-    return Snapshot(
-        tables, tuple(tuple(r) for r in audit), tuple(live), (files.unfinished, files.pending_bytes)
-    )
+    return Snapshot(tables, tuple(tuple(r) for r in audit), tuple(live), await files.unfinished())
 
 
 def assert_unchanged(

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import update
 
+from storage.schema import uploads
 from tests.conftest import ClientFactory, ServerFactory, active_call, login_session
 from web import files_api
 from web.body_pacing import BodyTooSlow, Pace, paced
@@ -100,21 +102,24 @@ async def test_uploads_end_with_their_call(
     kiosk_client, _expert, call_id = await active_call(server, connect)
     http = await login_session(server, "kiosk01")
     async with http:
-        content = PDF_HEAD + os.urandom(10_000)
+        # More than a chunk (64 KiB), so that the part leaves sealed bytes behind.
+        content = PDF_HEAD + os.urandom(200_000)
         status, body = await begin(http, server.url, call_id, len(content))
         assert status == 201
         url = server.url + str(body["url"])
         async with http.patch(url, data=content, headers=part_headers(0, content)) as response:
             assert response.status == 204
-        assert list((server.settings.data_dir / "tmp").iterdir())
+        # The verified part is kept as a segment beside the documents.
+        assert list((server.settings.data_dir / "files").glob("*.wlp"))
         await kiosk_client.end(call_id)
         async with http.post(f"{url}/finish") as response:
             assert response.status == 404
         async with http.head(url) as response:
             assert response.status == 404
         assert list((server.settings.data_dir / "tmp").iterdir()) == []
+        assert list((server.settings.data_dir / "files").iterdir()) == []
         assert await server.app[FILES].of_consultation(call_id) == []
-        assert server.app[FILES].pending_bytes == 0
+        assert await server.app[FILES].unfinished() == (0, 0)
 
 
 async def test_idle_uploads_are_discarded(
@@ -128,11 +133,17 @@ async def test_idle_uploads_are_discarded(
         status, body = await begin(http, server.url, call_id, 5000)
         fresh_status, _fresh = await begin(http, server.url, call_id, 5000, "b.pdf")
         assert status == fresh_status == 201
-        store.upload(str(body["upload_id"])).last_activity -= 31
+        # The first one has received nothing for 31 s: only it goes.
+        idle = (
+            update(uploads)
+            .where(uploads.c.id == str(body["upload_id"]))
+            .values(last_activity=uploads.c.last_activity - 31)
+        )
+        await server.storage.db.write(lambda conn: conn.execute(idle))
         assert await store.discard_idle() == 1
         async with http.head(server.url + str(body["url"])) as response:
             assert response.status == 404
-        assert store.unfinished == 1
+        assert (await store.unfinished())[0] == 1
 
 
 async def trickle(pieces: list[bytes], gap: float, clock: list[float]) -> AsyncIterator[bytes]:
