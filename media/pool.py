@@ -55,6 +55,15 @@ class RelayPool(ABC):
         """Per relay process: calls, peer_connections, cpu_seconds and the
         ``RelayCounters`` since it started."""
 
+    def local_urls(self) -> frozenset[str]:
+        """The internal URLs of this process's own workers (none in-process)."""
+        return frozenset()
+
+    async def worker_figures(self) -> dict[str, dict[str, float]]:
+        """Each own worker's figures (``calls``, ``cpu_seconds``), by its URL: what
+        this node reports for the cluster's placement (none in-process)."""
+        return {}
+
     def _notify(self, call_id: str, participant: str, status: str) -> None:
         if self.listener is not None:
             self.listener(call_id, participant, status)

@@ -228,6 +228,22 @@ class WorkerRelayPool(RelayPool):
             await self._request("DELETE", worker, f"/calls/{call_id}")
         self._opened.discard(call_id)
 
+    def local_urls(self) -> frozenset[str]:
+        return frozenset(w.url for w in self._workers)
+
+    async def worker_figures(self) -> dict[str, dict[str, float]]:
+        figures: dict[str, dict[str, float]] = {}
+        for worker in self._workers:
+            if not worker.alive:
+                continue
+            try:
+                status, text = await self._request("GET", worker, "/stats")
+            except RelayUnavailable:
+                continue
+            if status == 200:
+                figures[worker.url] = {k: float(v) for k, v in json.loads(text).items()}
+        return figures
+
     async def peer_connections(self) -> int:
         return int(sum(f.get("peer_connections", 0) for f in (await self.stats()).values()))
 

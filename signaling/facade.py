@@ -52,8 +52,9 @@ class SignalingFacade:
 
     async def connect_media(self, call: LiveCall, side: Side, offer_sdp: str) -> str:
         """Answer a participant's offer on the relay holding the call, whichever
-        process's worker that is. The first offer places the call (on this process's
-        least-loaded worker); an offer whose worker is gone places it again."""
+        process's or node's worker that is. The first offer places the call on the
+        least-loaded live worker of the deployment (signaling.relays); an offer whose
+        worker is gone places it again elsewhere."""
         media = self._hub.media
         placement = await self._placement(call, None)
         try:
@@ -68,7 +69,7 @@ class SignalingFacade:
     async def _placement(self, call: LiveCall, unreachable: str | None) -> str:
         if call.relay is not None and call.relay != unreachable:
             return call.relay
-        candidate = await self._hub.media.place(call.id)
+        candidate = await self._hub.choose_relay(call.id, unreachable)
         return await self._hub.consultations.place_relay(call.id, candidate, unreachable)
 
     async def disconnect_media(self, call: LiveCall, side: Side) -> bool:

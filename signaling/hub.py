@@ -18,6 +18,7 @@ from aiohttp import web
 
 from media.errors import RelayUnavailable
 from media.pool import RelayPool
+from signaling import relays
 from signaling.config import SignalingConfig
 from signaling.executor import Executor
 from signaling.facade import SignalingFacade
@@ -148,6 +149,8 @@ class SignalingHub:
         self.scheduler = DeadlineScheduler(store, self._on_deadline, clock)
         self.facade = SignalingFacade(self)
         self._background: list[asyncio.Task[None]] = []
+        self._relay_cpu: dict[str, tuple[float, float]] = {}
+        """Each own worker's CPU seconds and when, at the previous report."""
 
     def _on_media_event(self, call_id: str, participant: str, status: str) -> None:
         """From the relay: a participant's media connected, or was lost."""
@@ -175,6 +178,7 @@ class SignalingHub:
         for department in await self.storage.departments.list():
             await self._seed_handle_times(department.code)
         await self.store.heartbeat("nodes", self.node, "", NODE_TTL)
+        await self._report_relays()
         self.scheduler.start()
         self.gateway.start_session_checks()
         self._background.append(asyncio.create_task(self._beat_and_sweep(), name="node-beat"))
@@ -223,12 +227,39 @@ class SignalingHub:
             await asyncio.sleep(NODE_HEARTBEAT)
             try:
                 await self.store.heartbeat("nodes", self.node, "", NODE_TTL)
+                await self._report_relays()
                 if self.shared:
                     await self.sweep_dead_nodes()
             except StoreUnavailable:
                 continue
             except Exception:
                 log.exception("node heartbeat failed")
+
+    async def _report_relays(self) -> None:
+        """Tell the deployment how loaded this node's relay workers are."""
+        now = time.monotonic()
+        for url, figures in (await self.media.worker_figures()).items():
+            spent = figures.get("cpu_seconds", 0.0)
+            previous = self._relay_cpu.get(url)
+            self._relay_cpu[url] = (spent, now)
+            cpu = 0.0
+            if previous is not None and now > previous[1]:
+                cpu = max(0.0, (spent - previous[0]) / (now - previous[1]))
+            load = relays.RelayLoad(int(figures.get("calls", 0)), cpu)
+            await self.store.heartbeat(relays.GROUP, url, load.to_json(), relays.TTL)
+
+    async def choose_relay(self, call_id: str, unreachable: str | None) -> str:
+        """Where a call's media goes: the least-loaded live worker of the deployment
+        (this process's own if none reported), never ``unreachable``."""
+        try:
+            reports = relays.parse_reports(await self.store.alive(relays.GROUP))
+        except StoreUnavailable:
+            reports = {}
+        exclude = frozenset({unreachable}) if unreachable else frozenset()
+        chosen = relays.choose_relay(reports, self.media.local_urls(), exclude)
+        if chosen is None:
+            return await self.media.place(call_id)
+        return chosen
 
     async def sweep_dead_nodes(self) -> int:
         """Forget the sockets of nodes whose heartbeat expired (kill -9, lost machine):

@@ -17,7 +17,7 @@ import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -26,7 +26,6 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from media.aiortc_private import restrict_host_addresses
 from signaling.client import ClientError, ExpertClient, KioskClient
 from signaling.messages import (
     ChatView,
@@ -68,17 +67,6 @@ PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% cluster\n" * 400 + b"%
 async def clients() -> AsyncIterator[Clients]:
     async with Clients() as opened:
         yield opened
-
-
-@pytest.fixture
-def loopback_peers() -> Iterator[None]:
-    """This process's aiortc peers gather on loopback, where the servers' relay
-    workers (``--media-address 127.0.0.1``) are."""
-    restrict_host_addresses(["127.0.0.1"])
-    try:
-        yield
-    finally:
-        restrict_host_addresses([])
 
 
 def as_server(node: ServerProcess) -> RunningServer:

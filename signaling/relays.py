@@ -1,0 +1,80 @@
+"""Where a new call's media goes: the least-loaded live relay worker of the whole
+deployment, as the workers' nodes report them in the live-state store.
+
+Each node says, every heartbeat, how many calls each of its workers holds and how
+busy it was (``RelayLoad``, kept under a key that expires with the node); the
+choice is a pure function of those reports, tested as a table.
+"""
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+GROUP = "relays"
+TTL = 6.0
+"""Seconds a worker's report lives: a node that stops reporting (kill -9, a lost
+machine) is no longer chosen after this."""
+
+
+@dataclass(frozen=True)
+class RelayLoad:
+    calls: int
+    cpu: float
+    """Share of one core the worker used since its previous report (0..1+)."""
+    draining: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"calls": self.calls, "cpu": round(self.cpu, 3), "draining": self.draining}
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> "RelayLoad | None":
+        try:
+            data = json.loads(raw)
+            return cls(int(data["calls"]), float(data["cpu"]), bool(data.get("draining", False)))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+# A worker busier than this share of a core is passed over while another is not.
+BUSY_CPU = 0.8
+
+
+def choose_relay(
+    reports: Mapping[str, RelayLoad], local: frozenset[str], exclude: frozenset[str] = frozenset()
+) -> str | None:
+    """The worker (its URL) for a new call: not draining, not excluded (just found
+    unreachable); among those, the ones not busy first, then the fewest calls,
+    then the least CPU; on a tie this node's own worker (no hop for the offers),
+    then the URL (the same answer on every node). None if there is none."""
+    candidates = [
+        (url, load) for url, load in reports.items() if not load.draining and url not in exclude
+    ]
+    if not candidates:
+        return None
+    best = min(
+        candidates,
+        key=lambda c: (
+            c[1].cpu > BUSY_CPU,
+            c[1].calls,
+            round(c[1].cpu, 2),
+            c[0] not in local,
+            c[0],
+        ),
+    )
+    return best[0]
+
+
+def parse_reports(raw: Mapping[str, str]) -> dict[str, RelayLoad]:
+    reports = {}
+    for url, info in raw.items():
+        load = RelayLoad.from_json(info)
+        if load is None:
+            log.warning("ignoring an unreadable relay report for %s", url)
+            continue
+        reports[url] = load
+    return reports

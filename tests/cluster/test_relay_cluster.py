@@ -1,0 +1,109 @@
+"""Media across nodes: a new call goes to the least-loaded relay worker of the
+deployment, even one on a node that serves neither participant; when that node
+is killed with SIGKILL, the participants' next offers (what the page and the
+client do when media fails) place the call on a live worker and media flows
+again; nothing of the call is left on the survivor afterwards."""
+
+import json
+import signal
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from signaling.client import ExpertClient
+from signaling.messages import ConsultationView, MediaAccess, OfferView
+from tests.cluster.processes import Clients, Deployment, ServerProcess, eventually
+from tests.cluster.test_cluster import flowing, join_media, relay_connections
+from tests.media.peers import CallPeer, wait_until
+
+pytestmark = pytest.mark.postgres
+
+
+async def reports(deployment: Deployment) -> list[dict[str, Any]]:
+    """What the nodes last reported of their relay workers (live-state store)."""
+    redis = Redis.from_url(deployment.redis_url, decode_responses=True)
+    try:
+        keys = [k async for k in redis.scan_iter(f"{deployment.redis_prefix}beat:6:relays:*")]
+        return [json.loads(v) for v in await redis.mget(keys) if v] if keys else []
+    finally:
+        await redis.aclose()
+
+
+async def active_call(
+    clients: Clients, node: ServerProcess, kiosk: str, expert: str, department: str
+) -> tuple[str, MediaAccess, MediaAccess, ExpertClient]:
+    expert_client = await clients.expert(node.url, expert)
+    await expert_client.set_presence("available")
+    kiosk_client = await clients.kiosk(node.url, kiosk)
+    call_id = (await kiosk_client.request(department)).consultation_id
+    await expert_client.next_event("offer", OfferView, timeout=20)
+    accepted = await expert_client.accept(call_id)
+    active = await kiosk_client.next_event(
+        "consultation", ConsultationView, where=lambda v: v.state == "active", timeout=20
+    )
+    assert accepted.media is not None and active.media is not None
+    return call_id, active.media, accepted.media, expert_client
+
+
+@pytest.mark.usefixtures("loopback_peers")
+async def test_a_call_goes_to_the_least_loaded_node_and_survives_losing_it(
+    deployment: Deployment,
+) -> None:
+    a, b = await deployment.start_nodes(2)
+    peers: list[CallPeer] = []
+    try:
+        async with Clients() as clients:
+            # Call 1, both sides on A: the workers are equally idle, A's own is taken.
+            _, kiosk_1, expert_1, _ = await active_call(
+                clients, a, "kiosk01", "expert_market", "market"
+            )
+            first = [CallPeer(), CallPeer()]
+            peers += first
+            await join_media(a, kiosk_1, first[0])
+            await join_media(a, expert_1, first[1])
+            assert await wait_until(lambda: flowing(*first), timeout=60)
+            assert (await relay_connections(a), await relay_connections(b)) == (2, 0)
+
+            async def a_reported_busier() -> bool:
+                return sorted(load["calls"] for load in await reports(deployment)) == [0, 1]
+
+            # Nodes report their workers' load every 2 s.
+            await eventually(a_reported_busier, 30, "the cluster has seen A's call")
+
+            # Call 2, both sides on A again: its relay is B's idle worker.
+            call_2, kiosk_2, expert_2, expert_housing = await active_call(
+                clients, a, "kiosk02", "expert_housing", "housing"
+            )
+
+            async def placed_on_b() -> bool:
+                peer_k, peer_e = CallPeer(), CallPeer()
+                peers.extend((peer_k, peer_e))
+                await join_media(a, kiosk_2, peer_k)
+                await join_media(a, expert_2, peer_e)
+                return await wait_until(lambda: flowing(peer_k, peer_e), timeout=60)
+
+            assert await placed_on_b()
+            assert await relay_connections(b) == 2
+
+            # B is lost. The participants offer again through A (as the page does on
+            # ICE failure): the call is placed on A's worker and media flows again.
+            b.send(signal.SIGKILL)
+            await b.wait_exit()
+            again = [CallPeer(), CallPeer()]
+            peers += again
+            await join_media(a, kiosk_2, again[0])
+            await join_media(a, expert_2, again[1])
+            assert await wait_until(lambda: flowing(*again), timeout=60)
+            assert await relay_connections(a) == 4
+
+            # Ending call 2 leaves nothing of it on the survivor.
+            await expert_housing.end(call_2)
+
+            async def only_call_1_left() -> bool:
+                return await relay_connections(a) == 2
+
+            await eventually(only_call_1_left, 30, "call 2's connections are closed on A")
+    finally:
+        for peer in peers:
+            await peer.close()

@@ -1,0 +1,42 @@
+"""Choosing the relay worker for a new call, as a table."""
+
+import pytest
+
+from signaling.relays import RelayLoad, choose_relay, parse_reports
+
+A, B, C = "http://10.0.0.1:9100", "http://10.0.0.2:9100", "http://10.0.0.3:9100"
+
+
+@pytest.mark.parametrize(
+    ("reports", "local", "exclude", "chosen"),
+    [
+        ({}, set(), set(), None),
+        ({A: RelayLoad(0, 0.0)}, set(), set(), A),
+        # Fewest calls wins, wherever it is.
+        ({A: RelayLoad(3, 0.1), B: RelayLoad(1, 0.1)}, {A}, set(), B),
+        # On a tie this node's own worker (the offers need no hop) ...
+        ({A: RelayLoad(1, 0.1), B: RelayLoad(1, 0.1)}, {B}, set(), B),
+        # ... and without one, the same answer on every node.
+        ({B: RelayLoad(1, 0.1), A: RelayLoad(1, 0.1)}, {C}, set(), A),
+        # Equal calls: the less busy CPU.
+        ({A: RelayLoad(2, 0.6), B: RelayLoad(2, 0.2)}, {A}, set(), B),
+        # A worker near a full core is passed over while another is not ...
+        ({A: RelayLoad(0, 0.95), B: RelayLoad(5, 0.3)}, set(), set(), B),
+        # ... and used when all are.
+        ({A: RelayLoad(0, 0.95), B: RelayLoad(5, 0.9)}, set(), set(), A),
+        # Draining workers take no new calls; one just found unreachable neither.
+        ({A: RelayLoad(0, 0.0, draining=True), B: RelayLoad(9, 0.5)}, set(), set(), B),
+        ({A: RelayLoad(0, 0.0), B: RelayLoad(9, 0.5)}, set(), {A}, B),
+        ({A: RelayLoad(0, 0.0, draining=True)}, set(), set(), None),
+    ],
+)
+def test_choose_relay(
+    reports: dict[str, RelayLoad], local: set[str], exclude: set[str], chosen: str | None
+) -> None:
+    assert choose_relay(reports, frozenset(local), frozenset(exclude)) == chosen
+
+
+def test_reports_round_trip_and_garbage_is_ignored() -> None:
+    load = RelayLoad(4, 0.25, draining=True)
+    assert RelayLoad.from_json(load.to_json()) == load
+    assert parse_reports({A: load.to_json(), B: "{not json", C: '{"calls": "x"}'}) == {A: load}
