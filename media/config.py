@@ -17,3 +17,9 @@ class MediaConfig:
     HTTP API, guarded by the cluster secret)."""
     internal_port: int = 0
     """The first worker's port (the next ones count up from it); 0: any free port."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs the relay's legs gather candidates with, as the pages do."""
+    turn_secret: str | None = None
+    """The secret shared with the TURN server, for credentials that expire."""
+    turn_ttl: float = 43200.0
+    """Seconds TURN credentials stay valid."""

@@ -5,13 +5,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -28,6 +29,7 @@ from media.aiortc_private import (
 )
 from media.errors import BadOffer
 from media.forwarding import OutboundStream
+from media.ice import IceServer
 from media.session import Negotiated, Section, negotiated
 
 log = logging.getLogger(__name__)
@@ -106,10 +108,19 @@ class Leg:
         on_rtp: Callable[["Leg", bytes], Awaitable[None]],
         on_rtcp: Callable[["Leg", bytes], Awaitable[None]],
         on_state: Callable[["Leg", str], None],
+        *,
+        ice_servers: Sequence[IceServer] = (),
     ) -> None:
         self.participant = participant
         self.generation = generation
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[
+                    RTCIceServer(list(s.urls), username=s.username, credential=s.credential)
+                    for s in ice_servers
+                ]
+            )
+        )
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._on_state = on_state

@@ -3,12 +3,14 @@
 
 import resource
 import secrets
+import time
 from abc import ABC, abstractmethod
 
 from media.aiortc_private import accept_hidden_candidates, restrict_host_addresses
 from media.config import MediaConfig
 from media.counters import RelayCounters
 from media.errors import RelayUnavailable, UnknownCall
+from media.ice import ice_servers
 from media.relay import MediaListener, Relay
 
 
@@ -102,8 +104,15 @@ class LocalRelayPool(RelayPool):
 
     def _open(self, call_id: str) -> None:
         if call_id not in self.relays:
+            config = self._config
             self.relays[call_id] = Relay(
-                call_id, self._notify, self._config.public_address, self.counters
+                call_id,
+                self._notify,
+                config.public_address,
+                self.counters,
+                ice=lambda: ice_servers(
+                    config.ice_servers, config.turn_secret, "relay", time.time(), config.turn_ttl
+                ),
             )
 
     def _relay(self, call_id: str) -> Relay:

@@ -29,6 +29,7 @@ from aiortc.rtp import (
 from media.counters import RelayCounters
 from media.errors import UnknownCall
 from media.forwarding import Source
+from media.ice import IceServer
 from media.leg import Leg
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ class Relay:
         listener: MediaListener,
         public_address: str | None,
         counters: RelayCounters | None = None,
+        ice: Callable[[], list[IceServer]] = list,
     ) -> None:
         self.call_id = call_id
+        self._ice = ice
         self.counters = counters or RelayCounters()
         # (leg generation, source ssrc) -> the receiver's last cumulative loss count
         self._reported_lost: dict[tuple[int, int], int] = {}
@@ -69,7 +72,14 @@ class Relay:
         """Answer a participant's offer; a second offer replaces their leg, and the
         other legs keep theirs (their streams just continue from the new source)."""
         self._generation += 1
-        leg = Leg(participant, self._generation, self._on_rtp, self._on_rtcp, self._on_state)
+        leg = Leg(
+            participant,
+            self._generation,
+            self._on_rtp,
+            self._on_rtcp,
+            self._on_state,
+            ice_servers=self._ice(),
+        )
         try:
             answer = await leg.answer(offer_sdp, self._public_address)
         except BaseException:

@@ -219,6 +219,12 @@ ACCESS: tuple[Rule, ...] = (
     # ---- media (bearer token of the call)
     Rule("POST /api/v1/media/{consultation_id}", Subject.MEDIA, TOKEN_HOLDER),
     Rule("DELETE /api/v1/media/{consultation_id}/{side}", Subject.MEDIA, TOKEN_HOLDER),
+    Rule(
+        "GET /api/v1/ice-servers",
+        N,
+        only("kiosk", "expert"),
+        "TURN credentials that expire; the parties of calls only",
+    ),
     # ---- documents
     Rule(
         "POST /api/v1/consultations/{consultation_id}/uploads",

@@ -1,10 +1,14 @@
 """The media endpoint (WHIP-style, RFC 9725 shape): a participant POSTs its SDP
 offer with its per-call media token and gets the relay's answer."""
 
+import time
+
 from aiohttp import web
 
+from media.ice import ice_servers
 from signaling.live import LiveCall, Side
-from web.api import Api
+from storage.records import Role
+from web.api import Api, account_of, reply
 from web.errors import (
     BadRequest,
     Forbidden,
@@ -12,10 +16,23 @@ from web.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from web.keys import SIGNALING
+from web.keys import SETTINGS, SIGNALING
+from web.schemas import View
 
 api = Api()
 MAX_SDP_BYTES = 64 * 1024
+
+
+class IceServerView(View):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class IceServers(View):
+    ice_servers: list[IceServerView]
+    expires_at: float | None
+    """When TURN credentials stop working (seconds since the epoch); null without TURN."""
 
 
 async def _call_and_side(request: web.Request) -> tuple[LiveCall, Side]:
@@ -79,3 +96,30 @@ async def disconnect_media(request: web.Request) -> web.StreamResponse:
     if not await request.app[SIGNALING].disconnect_media(call, side):
         raise NotFound("no media session to close")
     return web.Response(status=204)
+
+
+@api.route(
+    "GET",
+    "/api/v1/ice-servers",
+    summary="STUN/TURN servers for your media connection, TURN with credentials that "
+    "expire (the RTCPeerConnection's iceServers).",
+    roles=frozenset({Role.KIOSK, Role.EXPERT}),
+    response=IceServers,
+    tag="media",
+)
+async def get_ice_servers(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    now = time.time()
+    servers = ice_servers(
+        settings.ice_servers, settings.turn_secret, account_of(request).id, now, settings.turn_ttl
+    )
+    with_turn = any(s.credential for s in servers)
+    return reply(
+        IceServers(
+            ice_servers=[
+                IceServerView(urls=list(s.urls), username=s.username, credential=s.credential)
+                for s in servers
+            ],
+            expires_at=now + settings.turn_ttl if with_turn else None,
+        )
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from media.ice import check_ice_url, is_turn
 from storage.blobs import parse_blob_url
 
 ENV_PREFIX = "WINDOWLINK_"
@@ -58,6 +59,14 @@ class Settings:
     """Local addresses the relay gathers ICE candidates on (repeatable)."""
     media_public_address: str | None = None
     """Address the relay advertises instead of the local one (1:1 NAT in front of it)."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN server URL for the pages and the relay (repeatable), e.g.
+    turn:turn.example.gov.cn:3478?transport=udp; TURN needs --turn-secret."""
+    turn_secret: str | None = None
+    """Secret shared with the TURN server (coturn's static-auth-secret): each page gets
+    credentials that expire, never a static password."""
+    turn_ttl: float = 43200.0
+    """Seconds the TURN credentials given to a page or the relay stay valid."""
     media_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Relay worker processes (default: one per core); 0 runs the relay in this process."""
     tls_cert: Path | None = None
@@ -195,6 +204,8 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "blob_url",
         "s3_endpoint",
         "media_public_address",
+        "turn_secret",
+        "turn_ttl",
         "media_workers",
         "max_file_size",
         "key_dir",
@@ -229,10 +240,12 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         parser.add_argument(
             _flag(dest), dest=dest, action="store_true", default=bool_env(dest), help=help_of(dest)
         )
-    for dest in ("media_address", "extra_hosts", "trusted_proxies"):
+    for dest in ("media_address", "extra_hosts", "trusted_proxies", "ice_servers"):
         raw = environ.get(_env_name(dest), "")
         parser.add_argument(
-            _flag(dest).removesuffix("s") if dest == "extra_hosts" else _flag(dest),
+            _flag(dest).removesuffix("s")
+            if dest in ("extra_hosts", "ice_servers")
+            else _flag(dest),
             dest=dest,
             action="append",
             default=None,
@@ -333,6 +346,13 @@ def _trusted_proxies(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _ice_servers(values: Sequence[str]) -> tuple[str, ...]:
+    try:
+        return tuple(check_ice_url(v) for v in values)
+    except ValueError as exc:
+        raise SettingsError(f"--ice-server: {exc}") from None
+
+
 def _blob_url(value: str) -> str:
     try:
         parse_blob_url(value)
@@ -396,6 +416,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         s3_endpoint=_s3_endpoint(str(args.s3_endpoint)) if args.s3_endpoint else None,
         media_address=tuple(args.media_address or args.media_address_env),
         media_public_address=str(args.media_public_address) if args.media_public_address else None,
+        ice_servers=_ice_servers(args.ice_servers or args.ice_servers_env),
+        turn_secret=str(args.turn_secret) if args.turn_secret else None,
+        turn_ttl=_number("turn_ttl", args.turn_ttl, float, 60),
         media_workers=int(_number("media_workers", args.media_workers, int, 0)),
         max_file_size=int(_number("max_file_size", args.max_file_size, int, 1)),
         key_dir=Path(str(args.key_dir)) if args.key_dir else None,
@@ -476,6 +499,13 @@ def check_serving(settings: Settings) -> None:
             "--processes above 1 needs relay workers (--media-workers 1 or more): a call's "
             "media must be reachable from every process"
         )
+    if any(is_turn(u) for u in settings.ice_servers) and not settings.turn_secret:
+        raise SettingsError(
+            "a TURN --ice-server needs --turn-secret (the TURN server's static-auth-secret): "
+            "pages get credentials that expire, never a static password"
+        )
+    if settings.turn_secret is not None and len(settings.turn_secret) < 16:
+        raise SettingsError("--turn-secret must be at least 16 characters")
     if settings.s3_endpoint and not (settings.blob_url or "").startswith("s3://"):
         raise SettingsError("--s3-endpoint goes with an s3:// --blob-url")
     if settings.cluster_secret is not None and len(settings.cluster_secret) < 16:

@@ -322,6 +322,7 @@ for _path in (
     "/api/v1/audit/verify",
     "/api/v1/consultations?case_number=MX-A",
     "/api/v1/cases/MX-A/attachments",
+    "/api/v1/ice-servers",
 ):
     PROBES[f"GET {_path.split('?')[0].replace('MX-A', '{case_number}')}"] = _get(_path)
 

@@ -53,6 +53,13 @@ def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
             "relay workers",
         ),
         (["--cluster-secret", "short"], {}, "at least 16"),
+        (["--ice-server", "http://turn.example"], {}, "not a STUN or TURN URL"),
+        (["--ice-server", "turn:turn.example:3478"], {}, "needs --turn-secret"),
+        ([], {"WINDOWLINK_ICE_SERVERS": "turn:t:3478"}, "needs --turn-secret"),
+        (["--ice-server", "turn:t:3478", "--turn-secret", "short"], {}, "at least 16"),
+        (["--blob-url", "ftp://x/y"], {}, "--blob-url"),
+        (["--s3-endpoint", "http://s3.local"], {}, "goes with an s3://"),
+        (["--blob-url", "s3://b/p", "--s3-endpoint", "s3.local"], {}, "must be an http"),
     ],
 )
 def test_bad_values_fail_fast_with_a_clear_message(

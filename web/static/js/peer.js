@@ -88,7 +88,18 @@ export class MediaLink {
   async connect() {
     const generation = ++this.generation;
     if (this.pc) this.pc.close();
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    // STUN/TURN as the deployment configured them, TURN with credentials that
+    // expire (fetched for each connection); none when there are none or the
+    // request fails (the relay is then reached directly, as on a hall's LAN).
+    let iceServers = [];
+    try {
+      const response = await fetch("/api/v1/ice-servers", { credentials: "same-origin" });
+      if (response.ok) iceServers = (await response.json()).ice_servers;
+    } catch {
+      iceServers = [];
+    }
+    if (generation !== this.generation) return;
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     const remote = new MediaStream();
     for (const kind of ["audio", "video"]) {

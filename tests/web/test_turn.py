@@ -1,0 +1,176 @@
+"""TURN: coturn on loopback, configured with the repo's sample
+(deploy/coturn/turnserver.conf, rendered as docs/DEPLOY.md says), and both pages
+forced to relay-only ICE (``iceTransportPolicy: "relay"``, as a kiosk behind a
+strict firewall has it): video both ways through TURN, with credentials that
+expire; the pages never see a static password."""
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bench.measure import free_port
+from tests.chromium import wait_for_js
+from tests.conftest import RunningServer, ServerFactory, login_session
+from tests.web.test_pages_browser import (
+    go_available,
+    open_logged_in,
+    request_from_kiosk,
+    wait_media_both_ways,
+)
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "deploy" / "coturn" / "turnserver.conf"
+VARIABLES = (
+    "${WL_TURN_LISTEN_IP} ${WL_TURN_PORT} ${WL_TURN_RELAY_IP} ${WL_TURN_MIN_PORT} "
+    "${WL_TURN_MAX_PORT} ${WL_TURN_REALM} ${WL_TURN_SECRET} ${WL_RELAY_PEERS} ${WL_TURN_STATE}"
+)
+SECRET = "turn-secret-for-tests-" + os.urandom(8).hex()
+
+# Test code, run in each page before its own scripts: every peer connection is
+# relay-only, and kept where the test can ask it for its selected candidates.
+FORCE_RELAY = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = function (config) {
+    const pc = new Native({ ...(config || {}), iceTransportPolicy: "relay" });
+    window.__pcs.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();
+"""
+SELECTED_CANDIDATE_TYPE = """
+(async () => {
+  const pc = window.__pcs[window.__pcs.length - 1];
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type === "transport" && report.selectedCandidatePairId) {
+      const pair = stats.get(report.selectedCandidatePairId);
+      return stats.get(pair.localCandidateId).candidateType;
+    }
+  }
+  return null;
+})()
+"""
+
+
+def render(env: dict[str, str]) -> str:
+    """The sample with its ${WL_*} variables filled in, by envsubst as documented."""
+    return subprocess.run(
+        ["envsubst", VARIABLES],
+        input=SAMPLE.read_text(),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@contextlib.asynccontextmanager
+async def running_coturn(directory: Path) -> AsyncIterator[int]:
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    low = 49152 + (port % 1000) * 10
+    env = {
+        **os.environ,
+        "WL_TURN_LISTEN_IP": "127.0.0.1",
+        "WL_TURN_PORT": str(port),
+        "WL_TURN_RELAY_IP": "127.0.0.1",
+        "WL_TURN_MIN_PORT": str(low),
+        "WL_TURN_MAX_PORT": str(low + 9),
+        "WL_TURN_REALM": "windowlink.test",
+        "WL_TURN_SECRET": SECRET,
+        "WL_RELAY_PEERS": "127.0.0.1",
+        "WL_TURN_STATE": str(directory),
+    }
+    rendered = await asyncio.to_thread(render, env)
+    config = directory / "turnserver.conf"
+    config.write_text(rendered)
+    # The one addition for this test: the relay listens on loopback here, which
+    # coturn refuses as a peer unless told otherwise.
+    process = await asyncio.create_subprocess_exec(
+        shutil.which("turnserver") or "/usr/bin/turnserver",
+        "-c",
+        str(config),
+        "--allow-loopback-peers",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (directory / "turnserver.pid").exists():
+            assert process.returncode is None, "coturn exited"
+            assert time.monotonic() < deadline, "coturn did not start"
+            await asyncio.sleep(0.1)
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+        with contextlib.suppress(OSError):
+            print((directory / "turnserver.log").read_text(errors="replace")[-4000:])
+
+
+async def test_video_both_ways_through_turn_with_credentials_that_expire(
+    browser: Any, start_server: ServerFactory, tmp_path: Path
+) -> None:
+    async with running_coturn(tmp_path / "coturn") as turn_port:
+        turn = f"turn:127.0.0.1:{turn_port}?transport=udp"
+        server: RunningServer = await start_server(ice_servers=(turn,), turn_secret=SECRET)
+
+        # What a page is given: the TURN URL, a name carrying its expiry and the
+        # HMAC of it under the shared secret; no static password.
+        kiosk_http = await login_session(server, "kiosk01")
+        async with kiosk_http, kiosk_http.get(f"{server.url}/api/v1/ice-servers") as response:
+            assert response.status == 200
+            given = await response.json()
+        (entry,) = given["ice_servers"]
+        assert entry["urls"] == [turn]
+        expiry, _, user = entry["username"].partition(":")
+        assert abs(int(expiry) - (time.time() + 43200)) < 60 and user and SECRET not in str(given)
+        expected = hmac.new(SECRET.encode(), entry["username"].encode(), hashlib.sha1).digest()
+        assert entry["credential"] == base64.b64encode(expected).decode()
+        async with (
+            aiohttp.ClientSession() as anonymous,
+            anonymous.get(f"{server.url}/api/v1/ice-servers") as response,
+        ):
+            assert response.status == 401
+
+        expert = await open_logged_in(browser, server, "expert", "expert_market")
+        await expert.add_init_script(FORCE_RELAY)
+        await expert.reload()
+        await expert.wait_for_selector("#app-view:not([hidden])")
+        await go_available(expert)
+        kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
+        await kiosk.add_init_script(FORCE_RELAY)
+        await kiosk.reload()
+        await kiosk.wait_for_selector("#app-view:not([hidden])")
+        await request_from_kiosk(kiosk, "market")
+        await expert.get_by_test_id("accept-call").click()
+        await wait_media_both_ways(kiosk, expert, more_than=10)
+        for page in (kiosk, expert):
+            await wait_for_js(page, "window.__pcs.length > 0")
+            assert await page.evaluate(SELECTED_CANDIDATE_TYPE) == "relay"
