@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -173,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if invocation.command[:1] in (("backup",), ("restore",)):
         return asyncio.run(backup_or_restore(settings, invocation.command))
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
+    # SIGUSR1/SIGUSR2 drain and undrain a serving node (web.app); until its handler
+    # is installed they must not end the process, as their default action would.
+    for drain_signal in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(drain_signal, signal.SIG_IGN)
     index = child_index()
     if settings.processes > 1 and index is None:
         banner(

@@ -149,6 +149,7 @@ class SignalingHub:
         self.scheduler = DeadlineScheduler(store, self._on_deadline, clock)
         self.facade = SignalingFacade(self)
         self._background: list[asyncio.Task[None]] = []
+        self.draining = False
         self._relay_cpu: dict[str, tuple[float, float]] = {}
         """Each own worker's CPU seconds and when, at the previous report."""
 
@@ -235,6 +236,23 @@ class SignalingHub:
             except Exception:
                 log.exception("node heartbeat failed")
 
+    def set_draining(self, draining: bool) -> None:
+        """Take no new calls on this node's relay workers (the ones held go on), or
+        take them again; told to the deployment at once."""
+        if draining != self.draining:
+            log.warning("node %s %s", self.node, "draining" if draining else "taking calls again")
+        self.draining = draining
+
+        async def report() -> None:
+            try:
+                await self._report_relays()
+            except Exception as exc:  # the next heartbeat tells it again
+                log.warning("relay report failed: %s", exc)
+
+        task = asyncio.create_task(report(), name="relay-report")
+        self._background.append(task)
+        task.add_done_callback(self._background.remove)
+
     async def _report_relays(self) -> None:
         """Tell the deployment how loaded this node's relay workers are."""
         now = time.monotonic()
@@ -245,7 +263,7 @@ class SignalingHub:
             cpu = 0.0
             if previous is not None and now > previous[1]:
                 cpu = max(0.0, (spent - previous[0]) / (now - previous[1]))
-            load = relays.RelayLoad(int(figures.get("calls", 0)), cpu)
+            load = relays.RelayLoad(int(figures.get("calls", 0)), cpu, self.draining)
             await self.store.heartbeat(relays.GROUP, url, load.to_json(), relays.TTL)
 
     async def choose_relay(self, call_id: str, unreachable: str | None) -> str:

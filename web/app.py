@@ -54,7 +54,7 @@ from web.keys import (
 )
 from web.login_gate import PasswordCheckGate
 from web.metrics import Metrics, metrics_middleware
-from web.processes import child_index, watch_lifeline
+from web.processes import DRAINING_ENV, child_index, watch_lifeline
 from web.request_context import request_context
 from web.settings import Settings
 
@@ -195,7 +195,19 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub
     app[SIGNALING] = hub.facade
     await hub.start()
+    # Draining (before maintenance): SIGUSR1 and this node's relay workers take no
+    # new calls (the calls they hold go on) and /healthz says so; SIGUSR2 undoes it.
+    loop = asyncio.get_running_loop()
+    handled = []
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        for signum, draining in ((signal.SIGUSR1, True), (signal.SIGUSR2, False)):
+            loop.add_signal_handler(signum, hub.set_draining, draining)
+            handled.append(signum)
+    if os.environ.get(DRAINING_ENV) == "1":
+        hub.set_draining(True)
     yield
+    for signum in handled:
+        loop.remove_signal_handler(signum)
     await hub.stop()
 
 

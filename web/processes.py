@@ -35,6 +35,8 @@ LIFELINE_ENV = "WINDOWLINK_LIFELINE_FD"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus-client's multiprocess mode: each process writes its samples there and
 any process's /metrics reads them all."""
+DRAINING_ENV = "WINDOWLINK_START_DRAINING"
+"""Set for a child (re)started while the supervisor drains: it starts draining."""
 SECRET_ENV = "WINDOWLINK_CLUSTER_SECRET"  # noqa: S105 - a variable name
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE = 15.0
@@ -97,6 +99,7 @@ class Supervisor:
         os.set_inheritable(self._read_end, True)
         self._children: dict[int, _Child] = {}
         self._stopping = False
+        self._draining = False
 
     def _env(self, index: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -104,6 +107,7 @@ class Supervisor:
         env[LIFELINE_ENV] = str(self._read_end)
         env[METRICS_DIR_ENV] = str(self._metrics_dir)
         env[SECRET_ENV] = self._secret
+        env[DRAINING_ENV] = "1" if self._draining else "0"
         return env
 
     def _spawn(self, index: int, failures: int = 0) -> None:
@@ -115,9 +119,12 @@ class Supervisor:
 
     def run(self) -> int:
         stop_signals = (signal.SIGTERM, signal.SIGINT)
-        previous = {s: signal.getsignal(s) for s in stop_signals}
+        drain_signals = (signal.SIGUSR1, signal.SIGUSR2)
+        previous = {s: signal.getsignal(s) for s in (*stop_signals, *drain_signals)}
         for s in stop_signals:
             signal.signal(s, self._stop)
+        for s in drain_signals:
+            signal.signal(s, self._drain)
         try:
             # The first process migrates the database and seeds the demo; the others
             # start once it listens.
@@ -145,6 +152,14 @@ class Supervisor:
                 return True
             time.sleep(0.2)
         return False
+
+    def _drain(self, signum: int, _frame: object) -> None:
+        """SIGUSR1 (drain) or SIGUSR2 (take calls again): told to every child, and
+        remembered for a child restarted meanwhile."""
+        self._draining = signum == signal.SIGUSR1
+        for child in list(self._children.values()):
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signum)
 
     def _stop(self, _signum: int, _frame: object) -> None:
         self._stopping = True

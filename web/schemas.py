@@ -65,7 +65,7 @@ class View(BaseModel):
 
 
 class HealthView(View):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "draining"]
     problems: list[str] = []
     """Why this node cannot serve now (Redis or the database unreachable)."""
 

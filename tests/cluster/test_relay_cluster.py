@@ -107,3 +107,57 @@ async def test_a_call_goes_to_the_least_loaded_node_and_survives_losing_it(
     finally:
         for peer in peers:
             await peer.close()
+
+
+@pytest.mark.usefixtures("loopback_peers")
+async def test_a_draining_node_takes_no_new_calls_and_ends_none(deployment: Deployment) -> None:
+    a, b = await deployment.start_nodes(2)
+    peers: list[CallPeer] = []
+    try:
+        async with Clients() as clients:
+            # A call on B's relay first, with both sides on B.
+            call_1, kiosk_1, expert_1, expert_market = await active_call(
+                clients, b, "kiosk01", "expert_market", "market"
+            )
+            first = [CallPeer(), CallPeer()]
+            peers += first
+            await join_media(b, kiosk_1, first[0])
+            await join_media(b, expert_1, first[1])
+            assert await wait_until(lambda: flowing(*first), timeout=60)
+            assert await relay_connections(b) == 2
+
+            b.send(signal.SIGUSR1)
+
+            async def b_draining() -> bool:
+                status, body = await b.health()
+                drained = [r for r in await reports(deployment) if r["draining"]]
+                return status == 503 and body["status"] == "draining" and len(drained) == 1
+
+            await eventually(b_draining, 30, "B drains")
+            # A new call whose both sides are on B goes to A's worker ...
+            _, kiosk_2, expert_2, _ = await active_call(
+                clients, b, "kiosk02", "expert_housing", "housing"
+            )
+            second = [CallPeer(), CallPeer()]
+            peers += second
+            await join_media(b, kiosk_2, second[0])
+            await join_media(b, expert_2, second[1])
+            assert await wait_until(lambda: flowing(*second), timeout=60)
+            assert (await relay_connections(a), await relay_connections(b)) == (2, 2)
+            # ... and B's own call goes on.
+            before = len(first[0].received.counters)
+            assert await wait_until(
+                lambda: len(first[0].received.counters) > before + 10, timeout=30
+            )
+            assert await expert_market.state() is not None
+
+            b.send(signal.SIGUSR2)
+
+            async def b_back() -> bool:
+                return (await b.health())[0] == 200
+
+            await eventually(b_back, 30, "B takes calls again")
+            await expert_market.end(call_1)
+    finally:
+        for peer in peers:
+            await peer.close()
