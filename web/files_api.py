@@ -4,6 +4,7 @@ Range, and the clerk's case record. Every upload, download and attach is audited
 import asyncio
 import base64
 import binascii
+import logging
 import re
 from typing import Annotated, Literal
 
@@ -24,6 +25,7 @@ from web.keys import FILES, METRICS, SIGNALING, STORAGE
 from web.schemas import Body, CaseQuery, View
 
 api = Api()
+log = logging.getLogger(__name__)
 PART_PACE = Pace()
 _OFFSET = re.compile(r"[0-9]{1,15}")
 CLERKS = frozenset({Role.CLERK, Role.ADMIN})
@@ -360,10 +362,25 @@ async def download(request: web.Request) -> web.StreamResponse:
                 headers={"Content-Range": f"bytes */{record.size}"}
             ) from None
         status = 206
+    # One pass over the stored bytes: each 64 KiB chunk is authenticated before any
+    # of it is released (and the last one first, which proves the file whole). The
+    # first megabyte is read before the status is sent, so damage there (and in
+    # any smaller document) is a clean 500; damage further on cuts the response
+    # off short of its Content-Length, which the browser reports as a failed
+    # download. Nothing unauthenticated is ever sent.
     try:
-        source, key = await store.verified(record.id)
+        source, key = await store.opened(record.id)
+    except RecordNotFound:
+        raise ApiError("the stored file is missing", code="damaged") from None
+    try:
+        pieces = store.plaintext(source, key, start, end)
+        first = await asyncio.to_thread(store.next_batch, pieces)
     except DecryptionError:
+        source.close()
         raise ApiError("the stored file is damaged", code="damaged") from None
+    except BaseException:
+        source.close()
+        raise
     request.app[METRICS].downloads.inc()
     await request.app[STORAGE].audit.append(
         AuditEvent(
@@ -394,9 +411,17 @@ async def download(request: web.Request) -> web.StreamResponse:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
     try:
         await response.prepare(request)
-        pieces = store.plaintext(source, key, start, end)
-        while batch := await asyncio.to_thread(store.next_batch, pieces):
+        batch, sent = first, start
+        while batch:
             await response.write(batch)
+            sent += len(batch)
+            try:
+                batch = await asyncio.to_thread(store.next_batch, pieces)
+            except DecryptionError:
+                log.error("document %s is damaged after byte %d; download cut off", record.id, sent)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("damaged document: download cut off") from None
         await response.write_eof()
     finally:
         source.close()

@@ -454,3 +454,31 @@ async def test_documents_in_an_object_store_read_back_exactly_and_it_never_sees_
     )
     # The spooled copies of reads are gone with their responses.
     assert not any((server.settings.data_dir / "tmp").iterdir())
+
+
+async def test_damage_deep_in_a_document_cuts_the_download_off_and_sends_nothing_unchecked(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    """One pass: chunks are released as they are authenticated; the first damaged
+    one cuts the response off short of its length (the browser sees a failed
+    download), and nothing after the last good chunk is ever sent."""
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    content = b"%PDF-1.7\n" + os.urandom(3 * 1024 * 1024) + b"\n%%EOF\n"
+    async with kiosk_http, expert_http:
+        status, record = await upload_file(
+            sqlite_server, kiosk_http, call_id, "big.pdf", content, part_size=1024 * 1024
+        )
+        assert status == 201
+        stored = sqlite_server.settings.data_dir / "files" / f"{record['id']}.wlf"
+        data = bytearray(stored.read_bytes())
+        data[int(len(data) * 0.8)] ^= 0x01
+        stored.write_bytes(bytes(data))
+        received = bytearray()
+        async with expert_http.get(sqlite_server.url + record["url"]) as response:
+            assert response.status == 200
+            assert response.headers["Content-Length"] == str(len(content))
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for piece in response.content.iter_chunked(65536):
+                    received += piece
+        assert 1024 * 1024 <= len(received) < int(len(content) * 0.8)
+        assert content.startswith(bytes(received))
