@@ -110,6 +110,7 @@ class SignalingHub:
         self.storage = storage
         self.config = config
         self.media = media
+        self._on_call_ended = on_call_ended
         self.shared = shared
         """Whether the live state outlives this process (Redis): then nothing open is
         ended at start, and dead nodes are swept."""
@@ -220,6 +221,8 @@ class SignalingHub:
                 settled += 1
             except RecordConflict:
                 continue
+            # Its uploads in progress end with it (they survive a restart otherwise).
+            await self._on_call_ended(record.id)
         return settled
 
     async def _beat_and_sweep(self) -> None:
