@@ -118,16 +118,24 @@ class LocalBlobStore(BlobStore):
     async def put(self, name: str, source: Path, suffix: str = SUFFIX) -> None:
         target = self.path_of(name, suffix)
 
+        durable = suffix == SUFFIX
+
         def move() -> None:
-            with source.open("rb") as handle:
-                os.fsync(handle.fileno())
+            # A document is flushed to the disk before it is recorded. An upload's
+            # segment is not: one lost in a power cut makes its upload fail at
+            # finish ("send the file again"), which the page does by itself, and a
+            # flush per 1 MiB part cost four fifths of the upload speed.
+            if durable:
+                with source.open("rb") as handle:
+                    os.fsync(handle.fileno())
             # A rename within one file system: the blob appears whole or not at all.
             source.replace(target)
-            directory = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            if durable:
+                directory = os.open(self.directory, os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
 
         await asyncio.to_thread(move)
 

@@ -161,6 +161,8 @@ class FileEncryptor:
         self._index = 0
         self.size = 0
         self.digest = new_digest(suite)
+        self.track_digest = True
+        self.total: int | None = None
 
     @classmethod
     def resumed(
@@ -173,15 +175,22 @@ class FileEncryptor:
         index: int,
         pending: bytes,
         size: int,
+        total: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> "FileEncryptor":
         """Go on where another encryptor of the same file stopped (another process
         or node took the upload on): ``index`` chunks sealed, ``pending`` plaintext
-        not yet sealed, ``size`` plaintext bytes fed. Its ``digest`` covers only
-        what is fed from here."""
-        encryptor = cls(suite, key, file_id, nonce_prefix=nonce_prefix)
+        not yet sealed, ``size`` plaintext bytes fed. With ``total`` (the file's
+        size, known in advance) every full chunk but the last is sealed at once, so
+        that nothing but a partial chunk waits. It keeps no digest."""
+        encryptor = cls(suite, key, file_id, chunk_size=chunk_size, nonce_prefix=nonce_prefix)
         encryptor._index = index
         encryptor._buffer = bytearray(pending)
         encryptor.size = size
+        # A digest of the rest alone would mean nothing: the caller takes the whole
+        # file's when it is complete, so none is kept (a hash pass saved).
+        encryptor.track_digest = False
+        encryptor.total = total
         return encryptor
 
     @property
@@ -221,14 +230,21 @@ class FileEncryptor:
     def update(self, data: bytes) -> bytes:
         """Sealed chunks completed by ``data`` (the remainder waits for more)."""
         self.size += len(data)
-        self.digest.update(data)
+        if self.track_digest:
+            self.digest.update(data)
         pending = bytes(self._buffer) + data if self._buffer else data
         view = memoryview(pending)
         size = self.header.chunk_size
         sealed: list[bytes] = []
         position = 0
-        # Keep at least one byte back: the last chunk must be sealed as last.
-        while len(pending) - position > size:
+        # Keep the last chunk back: it must be sealed as last. Without the total
+        # size that is any chunk not yet followed by a byte; with it, only the
+        # chunk that ends the file.
+        while True:
+            remaining = len(pending) - position
+            not_last = self.total is not None and (self._index + 1) * size < self.total
+            if not (remaining > size or (remaining == size and not_last)):
+                break
             sealed.append(self._seal(view[position : position + size]))
             position += size
         self._buffer = bytearray(view[position:])

@@ -34,7 +34,6 @@ from storage.filecrypt import (
     NONCE_PREFIX_SIZE,
     FileEncryptor,
     Suite,
-    decrypt_all,
     decrypt_range,
     new_digest,
     open_sealed,
@@ -130,6 +129,7 @@ def _upload(row: Any) -> Upload:
 
 
 _CARRY_NONCE = 12
+_BATCH = 512 * 1024
 
 
 def _carry_aad(upload_id: str, received: int) -> bytes:
@@ -178,7 +178,9 @@ def _digest_and_head(path: Path, key: bytes, suite: Suite) -> tuple[str, bytes, 
     head = bytearray()
     size = 0
     with path.open("rb") as source:
-        for piece in decrypt_all(source, key):
+        # decrypt_range authenticates each chunk before yielding it (and the last
+        # one first): read to the end, it is one pass that checks everything.
+        for piece in decrypt_range(source, key, 0, None):
             digest.update(piece)
             if len(head) < SNIFF_BYTES:
                 head += piece[: SNIFF_BYTES - len(head)]
@@ -469,6 +471,7 @@ class FileStore:
             index=int(row.next_chunk),
             pending=pending,
             size=int(row.received),
+            total=int(row.declared_size),
         )
         return encryptor, key
 
@@ -491,11 +494,23 @@ class FileStore:
         segment: str | None = None
         try:
             try:
+                # Hashing, sealing and writing release the GIL: off the event loop, in
+                # batches of up to 512 KiB (a thread hop per socket read cost more
+                # than the sealing).
+                batch: list[bytes] = []
+                batched = 0
                 async for data in body:
-                    if encryptor.size + len(data) > row.declared_size:
+                    if encryptor.size + batched + len(data) > row.declared_size:
                         raise UploadError("too_large", "more bytes than the declared size")
-                    # Hashing, sealing and writing release the GIL: off the event loop.
-                    await asyncio.to_thread(_absorb, encryptor, handle, data, checksum)
+                    batch.append(data)
+                    batched += len(data)
+                    if batched >= _BATCH:
+                        await asyncio.to_thread(
+                            _absorb, encryptor, handle, b"".join(batch), checksum
+                        )
+                        batch, batched = [], 0
+                if batch:
+                    await asyncio.to_thread(_absorb, encryptor, handle, b"".join(batch), checksum)
             finally:
                 handle.close()
             if checksum.digest() != sha256:

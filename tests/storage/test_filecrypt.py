@@ -1,6 +1,7 @@
 """The encrypted file format: round trips, tampering, the test vector, key rotation."""
 
 import io
+import itertools
 import json
 import os
 import struct
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage.filecrypt import (
     CHUNK_SIZE,
@@ -177,3 +180,54 @@ async def test_rotation_rewraps_data_keys_and_frees_the_old_kek(
     # A wrapped key moved to another file does not open.
     with pytest.raises(DecryptionError):
         ring.unwrap(rewrapped, b"file-after")
+
+
+@given(
+    size=st.integers(min_value=0, max_value=5 * 1024),
+    cuts=st.lists(st.integers(min_value=0, max_value=5 * 1024), max_size=6),
+)
+@settings(max_examples=60, deadline=None)
+def test_resuming_across_processes_at_any_offset_seals_the_same_file(
+    size: int, cuts: list[int]
+) -> None:
+    """Uploads move between processes part by part (storage.filestore): an
+    encryptor resumed from (index, pending, size) at every part boundary, knowing
+    the total, writes exactly the file one encryptor would have."""
+    chunk = 1024
+    key, file_id, prefix = os.urandom(32), os.urandom(16), os.urandom(7)
+    data = os.urandom(size)
+    whole = FileEncryptor(Suite.AES_256_GCM, key, file_id, chunk_size=chunk, nonce_prefix=prefix)
+    expected = whole.header_bytes() + whole.update(data) + whole.finalize()
+
+    bounds = sorted({0, size, *(c for c in cuts if c <= size)})
+    out = bytearray(whole.header_bytes())
+    index, pending, fed = 0, b"", 0
+    for start, end in itertools.pairwise(bounds):
+        part = FileEncryptor.resumed(
+            Suite.AES_256_GCM,
+            key,
+            file_id,
+            prefix,
+            index=index,
+            pending=pending,
+            size=fed,
+            total=size,
+            chunk_size=chunk,
+        )
+        out += part.update(data[start:end])
+        index, pending, fed = part.index, part.pending, part.size
+        assert len(pending) < chunk or fed == size
+    last = FileEncryptor.resumed(
+        Suite.AES_256_GCM,
+        key,
+        file_id,
+        prefix,
+        index=index,
+        pending=pending,
+        size=fed,
+        total=size,
+        chunk_size=chunk,
+    )
+    out += last.finalize()
+    assert bytes(out) == expected
+    assert b"".join(decrypt_all(io.BytesIO(bytes(out)), key)) == data

@@ -151,9 +151,22 @@ async def test_200_mib_round_trip_keeps_the_servers_memory_flat(
 
 
 async def test_kill_9_mid_upload_leaves_nothing_listed_and_no_leftovers(tmp_path: Path) -> None:
+    started: list[asyncio.subprocess.Process] = []
+    try:
+        await kill_9_mid_upload(tmp_path, started)
+    finally:
+        # Whatever failed, no server outlives the test.
+        for process in started:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def kill_9_mid_upload(tmp_path: Path, started: list[asyncio.subprocess.Process]) -> None:
     port = free_port()
     data = tmp_path / "data"
     process = await start(data, port)
+    started.append(process)
     url = f"http://127.0.0.1:{port}"
     kiosk, expert, call_id = await open_call(url)
     try:
@@ -176,6 +189,7 @@ async def test_kill_9_mid_upload_leaves_nothing_listed_and_no_leftovers(tmp_path
     process.send_signal(signal.SIGKILL)
     await process.wait()
     process = await start(data, port)
+    started.append(process)
     try:
         assert not any((data / "tmp").iterdir())
         assert not any((data / "files").iterdir())
