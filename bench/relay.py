@@ -13,6 +13,12 @@ connection (no relay) is subtracted. A last run with 2 % loss on one caller's
 link decodes the frames and checks that they arrive complete and in order.
 
     python bench/relay.py --calls 1,2,5,10 --seconds 15
+    python bench/relay.py --calls 1,2,5 --seconds 15 --workers 1 --modes rtp,rtp2
+
+Mode ``rtp2`` runs two relay hosts sharing a cluster secret, as two nodes do:
+each call is placed on a worker of the first, the kiosk side offers to the first
+and the expert side to the second, which hands its offer to the first's worker
+over the internal API (``WorkerRelayPool.adopt``); the CPU of both hosts counts.
     python bench/relay.py --calls 10,20,30,40 --seconds 15 --workers 2 --modes rtp
 """
 
@@ -21,6 +27,7 @@ import asyncio
 import fractions
 import hashlib
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import socket
@@ -147,9 +154,15 @@ def fingerprint(payload: bytes) -> bytes:
 
 
 async def run_calls(
-    url: str | None, call_ids: list[str], media_file: str, start: float, seconds: float
+    url: str | None,
+    call_ids: list[str],
+    media_file: str,
+    start: float,
+    seconds: float,
+    expert_url: str | None = None,
 ) -> dict[str, Any]:
-    """Both sides of each call; ``url`` None connects the two sides directly."""
+    """Both sides of each call; ``url`` None connects the two sides directly. The
+    expert side offers to ``expert_url`` when given (another host)."""
     restrict_host_addresses(["127.0.0.1"])
     media = pickle.loads(Path(media_file).read_bytes())  # noqa: S301 - our file, once
     # Every frame and audio packet is unique: its tail tells which one it is.
@@ -217,8 +230,9 @@ async def run_calls(
             else:
                 for (pc, _), side in zip(sides, ("kiosk", "expert"), strict=True):
                     await pc.setLocalDescription(await pc.createOffer())
+                    host = expert_url if side == "expert" and expert_url else url
                     async with http.post(
-                        f"{url}/calls/{call_id}/{side}", data=pc.localDescription.sdp
+                        f"{host}/calls/{call_id}/{side}", data=pc.localDescription.sdp
                     ) as response:
                         answer = await response.text()
                     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -236,7 +250,7 @@ async def run_calls(
     return results
 
 
-def caller(args: tuple[str, list[str], str, float, float], out: Any) -> None:
+def caller(args: tuple[str | None, list[str], str, float, float, str | None], out: Any) -> None:
     out.put(asyncio.run(run_calls(*args)))
 
 
@@ -291,25 +305,45 @@ class BaselineRelay:
         return str(pc.localDescription.sdp)
 
 
-async def serve(mode: str, port: int, workers: int) -> None:
+async def serve(
+    mode: str, port: int, workers: int, secret: str | None = None, peer: str | None = None
+) -> None:
     restrict_host_addresses(["127.0.0.1"])
-    pool = create_relay_pool(MediaConfig(("127.0.0.1",), None, workers))
+    pool = create_relay_pool(MediaConfig(("127.0.0.1",), None, workers), secret=secret)
     await pool.start()
     baseline = BaselineRelay()
-    opened: set[str] = set()
+    placed: dict[str, str] = {}
+    placing = asyncio.Lock()
+
+    async def place(call_id: str) -> str:
+        async with placing:
+            if call_id not in placed:
+                if peer is None:
+                    placed[call_id] = await pool.place(call_id)
+                else:
+                    # Another host holds the call: ask it where, hand offers there.
+                    async with (
+                        ClientSession() as http,
+                        http.get(f"{peer}/placement/{call_id}") as response,
+                    ):
+                        placed[call_id] = await response.text()
+                    pool.adopt(call_id, placed[call_id])
+            return placed[call_id]
 
     async def connect(request: web.Request) -> web.Response:
         call_id, side = request.match_info["call"], request.match_info["side"]
         offer = await request.text()
         if mode == "mediarelay":
             return web.Response(text=await baseline.connect(call_id, side, offer))
-        if call_id not in opened:
-            opened.add(call_id)
-            await pool.place(call_id)
+        await place(call_id)
         return web.Response(text=await pool.connect(call_id, side, offer))
+
+    async def placement(request: web.Request) -> web.Response:
+        return web.Response(text=await place(request.match_info["call"]))
 
     app = web.Application()
     app.router.add_post("/calls/{call}/{side}", connect)
+    app.router.add_get("/placement/{call}", placement)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -322,35 +356,41 @@ async def serve(mode: str, port: int, workers: int) -> None:
     await pool.close()
 
 
+def start_host(
+    mode: str, port: int, workers: int, secret: str, peer: str | None = None
+) -> "subprocess.Popen[bytes]":
+    args = [sys.executable, __file__, "--serve", mode, "--port", str(port)]
+    args += ["--workers", str(workers), "--secret", secret]
+    if peer:
+        args += ["--peer", peer]
+    host = subprocess.Popen(args, cwd=ROOT)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return host
+
+
 def run_mode(
     mode: str, calls: int, seconds: float, workers: int, media_file: str, processes: int
 ) -> dict[str, Any]:
-    host = None
-    url = None
-    port = free_port()
+    hosts: list[subprocess.Popen[bytes]] = []
+    url = expert_url = None
+    secret = os.urandom(16).hex()
+    if mode == "rtp2" and workers < 1:
+        raise SystemExit("rtp2 needs --workers 1 or more: offers are handed between workers")
     if mode != "direct":
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
-        host = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve",
-                mode,
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            cwd=ROOT,
-        )
+        hosts.append(start_host(mode, port, workers, secret))
+    if mode == "rtp2":
+        second = free_port()
+        expert_url = f"http://127.0.0.1:{second}"
+        hosts.append(start_host(mode, second, workers, secret, peer=url))
     try:
-        if host is not None:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        if hosts:
             time.sleep(2.0 if workers else 0.2)
         start = time.time() + 3.0 + 0.4 * calls
         ids = [f"call{i}" for i in range(calls)]
@@ -358,21 +398,22 @@ def run_mode(
         out = ctx.Queue()
         procs = []
         for p in range(min(processes, calls)):
-            args = (url, ids[p::processes], media_file, start, seconds)
+            args = (url, ids[p::processes], media_file, start, seconds, expert_url)
             proc = ctx.Process(target=caller, args=(args, out))
             proc.start()
             procs.append(proc)
         time.sleep(max(0.0, start + 2.0 - time.time()))
         cpu = None
-        if host is not None:
-            cpu0, t0 = cpu_seconds(host.pid, children=True), time.time()
+        if hosts:
+            cpu0, t0 = sum(cpu_seconds(h.pid, children=True) for h in hosts), time.time()
             time.sleep(max(0.0, start + seconds - 1.0 - time.time()))
-            cpu = (cpu_seconds(host.pid, children=True) - cpu0) / (time.time() - t0)
+            spent = sum(cpu_seconds(h.pid, children=True) for h in hosts) - cpu0
+            cpu = spent / (time.time() - t0)
         parts = [out.get(timeout=180) for _ in procs]
         for proc in procs:
             proc.join(timeout=30)
     finally:
-        if host is not None:
+        for host in hosts:
             host.terminate()
             host.wait(timeout=30)
     sent = sum(p["video_sent"] for p in parts)
@@ -445,9 +486,11 @@ def main() -> None:
     parser.add_argument("--loss", type=float, default=0.02, help="loss injected in the last run")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--secret", help=argparse.SUPPRESS)
+    parser.add_argument("--peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve, args.port, args.workers))
+        asyncio.run(serve(args.serve, args.port, args.workers, args.secret, args.peer))
         return
     media_file = str(prepare_media(args.seconds + 10))
     rows: dict[tuple[str, int], dict[str, Any]] = {}
@@ -457,9 +500,15 @@ def main() -> None:
             rows[(mode, calls)] = row
             emit(row)
         rtp = rows.get(("rtp", calls))
+        forwarded = rows.get(("rtp2", calls))
         base = rows.get(("mediarelay", calls))
         direct = rows.get(("direct", calls))
         summary: dict[str, Any] = {"mode": "compare", "calls": calls}
+        if rtp and forwarded and rtp["cpu_s_per_stream_s"] and forwarded["cpu_s_per_stream_s"]:
+            # Offers through another host: the same media path once it flows.
+            summary["rtp2_cpu_per_rtp_cpu"] = round(
+                forwarded["cpu_s_per_stream_s"] / rtp["cpu_s_per_stream_s"], 3
+            )
         if rtp and base and rtp["cpu_s_per_stream_s"]:
             summary["mediarelay_cpu_per_rtp_cpu"] = round(
                 base["cpu_s_per_stream_s"] / rtp["cpu_s_per_stream_s"], 1

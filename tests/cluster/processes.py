@@ -17,6 +17,7 @@ prometheus-client's multiprocess files, extra accounts, SQL, and polling.
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -583,3 +584,13 @@ def samples_of_process(metrics_dir: Path, pid: int, name: str, **labels: str) ->
             for sample in family.samples
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
         ]
+
+
+async def relay_reports(deployment: Deployment) -> list[dict[str, Any]]:
+    """What the nodes last reported of their relay workers (live-state store)."""
+    redis = Redis.from_url(deployment.redis_url, decode_responses=True)
+    try:
+        keys = [k async for k in redis.scan_iter(f"{deployment.redis_prefix}beat:6:relays:*")]
+        return [json.loads(v) for v in await redis.mget(keys) if v] if keys else []
+    finally:
+        await redis.aclose()

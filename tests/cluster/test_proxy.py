@@ -1,8 +1,10 @@
 """Two real nodes behind nginx with TLS, configured with the repo's sample
 (deploy/nginx/windowlink.conf): the pages' whole journey through the proxy with
-the kiosk and the expert on different nodes, media both ways, a document each
-way, the clerk attaching one to the case."""
+the kiosk and the expert on different nodes and the call's relay on a third node
+that served neither page (forced by the test: the two others are draining),
+media both ways, a document each way, the clerk attaching one to the case."""
 
+import signal
 from pathlib import Path
 from typing import Any, cast
 
@@ -10,7 +12,15 @@ import pytest
 
 from tests.chromium import wait_for_js
 from tests.cluster.nginx import running_nginx
-from tests.cluster.processes import Deployment, ServerProcess, eventually, samples, scrape
+from tests.cluster.processes import (
+    Deployment,
+    ServerProcess,
+    eventually,
+    relay_reports,
+    samples,
+    scrape,
+)
+from tests.cluster.test_cluster import relay_connections
 from tests.conftest import RunningServer
 from tests.web.test_pages_browser import (
     go_available,
@@ -32,7 +42,16 @@ async def sockets_on(node: ServerProcess) -> int:
 async def test_browser_journey_through_nginx_with_kiosk_and_expert_on_different_nodes(
     deployment: Deployment, browser: Any, tmp_path: Path
 ) -> None:
-    a, b = await deployment.start_nodes(2, "--behind-proxy", "--trusted-proxies", "1")
+    a, b, c = await deployment.start_nodes(3, "--behind-proxy", "--trusted-proxies", "1")
+    # C is behind no proxy: it only lends its relay worker. A and B drain, so that
+    # their workers take no calls and C's is the only one left.
+    for node in (a, b):
+        node.send(signal.SIGUSR1)
+
+    async def two_draining() -> bool:
+        return sum(1 for r in await relay_reports(deployment) if r["draining"]) == 2
+
+    await eventually(two_draining, 30, "A and B report draining")
     async with running_nginx(tmp_path / "nginx", [a.port, b.port]) as proxy:
         site = cast(RunningServer, proxy)
         expert = await open_logged_in(
@@ -60,6 +79,8 @@ async def test_browser_journey_through_nginx_with_kiosk_and_expert_on_different_
         await expert.get_by_test_id("accept-call").click()
         await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
         await wait_media_both_ways(kiosk, expert, more_than=10)
+        relayed = [await relay_connections(n) for n in (a, b, c)]
+        assert relayed == [0, 0, 2], relayed
 
         licence = tmp_path / "营业执照.pdf"
         licence.write_bytes(KIOSK_PDF)

@@ -4,30 +4,17 @@ is killed with SIGKILL, the participants' next offers (what the page and the
 client do when media fails) place the call on a live worker and media flows
 again; nothing of the call is left on the survivor afterwards."""
 
-import json
 import signal
-from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from signaling.client import ExpertClient
 from signaling.messages import ConsultationView, MediaAccess, OfferView
-from tests.cluster.processes import Clients, Deployment, ServerProcess, eventually
+from tests.cluster.processes import Clients, Deployment, ServerProcess, eventually, relay_reports
 from tests.cluster.test_cluster import flowing, join_media, relay_connections
 from tests.media.peers import CallPeer, wait_until
 
 pytestmark = pytest.mark.postgres
-
-
-async def reports(deployment: Deployment) -> list[dict[str, Any]]:
-    """What the nodes last reported of their relay workers (live-state store)."""
-    redis = Redis.from_url(deployment.redis_url, decode_responses=True)
-    try:
-        keys = [k async for k in redis.scan_iter(f"{deployment.redis_prefix}beat:6:relays:*")]
-        return [json.loads(v) for v in await redis.mget(keys) if v] if keys else []
-    finally:
-        await redis.aclose()
 
 
 async def active_call(
@@ -66,7 +53,7 @@ async def test_a_call_goes_to_the_least_loaded_node_and_survives_losing_it(
             assert (await relay_connections(a), await relay_connections(b)) == (2, 0)
 
             async def a_reported_busier() -> bool:
-                return sorted(load["calls"] for load in await reports(deployment)) == [0, 1]
+                return sorted(load["calls"] for load in await relay_reports(deployment)) == [0, 1]
 
             # Nodes report their workers' load every 2 s.
             await eventually(a_reported_busier, 30, "the cluster has seen A's call")
@@ -130,7 +117,7 @@ async def test_a_draining_node_takes_no_new_calls_and_ends_none(deployment: Depl
 
             async def b_draining() -> bool:
                 status, body = await b.health()
-                drained = [r for r in await reports(deployment) if r["draining"]]
+                drained = [r for r in await relay_reports(deployment) if r["draining"]]
                 return status == 503 and body["status"] == "draining" and len(drained) == 1
 
             await eventually(b_draining, 30, "B drains")
