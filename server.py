@@ -32,6 +32,9 @@ from web.settings import Settings, SettingsError, parse_settings
 from web.tls import ssl_context
 
 
+SHUTDOWN_SECONDS = 3.0
+
+
 async def verify_audit(settings: Settings) -> int:
     storage = await open_storage(settings)
     try:
@@ -213,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=None,
         # Several processes of this machine share the port (--processes).
         reuse_port=index is not None,
+        # A stopping node does not wait for its open sockets to be closed by their
+        # clients (engine.io would keep each for its ping timeout): the pages and
+        # clients reconnect to another node by themselves.
+        shutdown_timeout=SHUTDOWN_SECONDS,
     )
     return 0
 
