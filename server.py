@@ -31,7 +31,6 @@ from web.processes import Supervisor, child_index
 from web.settings import Settings, SettingsError, parse_settings
 from web.tls import ssl_context
 
-
 SHUTDOWN_SECONDS = 3.0
 
 
