@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from server import SHUTDOWN_SECONDS
 from signaling.client import ExpertClient, KioskClient
 from tests.chromium import launch_chromium
 from tests.object_store import ObjectStore, running_object_store
@@ -135,7 +136,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         values.update(overrides)
         settings = Settings(**values)
         app = create_app(settings)
-        runner = web.AppRunner(app, access_log=None)
+        # As server.py does (SHUTDOWN_SECONDS): a stop waits 3 s for open sockets.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
