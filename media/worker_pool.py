@@ -232,23 +232,17 @@ class WorkerRelayPool(RelayPool):
         return frozenset(w.url for w in self._workers)
 
     async def worker_figures(self) -> dict[str, dict[str, float]]:
-        figures: dict[str, dict[str, float]] = {}
-        for worker in self._workers:
-            if not worker.alive:
-                continue
-            try:
-                status, text = await self._request("GET", worker, "/stats")
-            except RelayUnavailable:
-                continue
-            if status == 200:
-                figures[worker.url] = {k: float(v) for k, v in json.loads(text).items()}
-        return figures
+        return {worker.url: figures for worker, figures in await self._live_figures()}
 
     async def peer_connections(self) -> int:
         return int(sum(f.get("peer_connections", 0) for f in (await self.stats()).values()))
 
     async def stats(self) -> dict[str, dict[str, float]]:
-        figures: dict[str, dict[str, float]] = {}
+        return {str(worker.index): figures for worker, figures in await self._live_figures()}
+
+    async def _live_figures(self) -> list[tuple[_Worker, dict[str, float]]]:
+        """Each live own worker's /stats (those that do not answer are left out)."""
+        found = []
         for worker in self._workers:
             if not worker.alive:
                 continue
@@ -257,5 +251,5 @@ class WorkerRelayPool(RelayPool):
             except RelayUnavailable:
                 continue
             if status == 200:
-                figures[str(worker.index)] = {k: float(v) for k, v in json.loads(text).items()}
-        return figures
+                found.append((worker, {k: float(v) for k, v in json.loads(text).items()}))
+        return found
