@@ -35,6 +35,8 @@ from media.session import Negotiated, Section, negotiated
 log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
+CLOSE_SECONDS = 2.0
+"""Longest a leg's close waits (see Leg.close)."""
 _REVERSE = {
     "sendrecv": "sendrecv",
     "sendonly": "recvonly",
@@ -232,5 +234,8 @@ class Leg:
         if self.closed:
             return
         self.closed = True
+        # Bounded: closing gives up TURN allocations, and with the TURN server gone
+        # each waits for its retransmissions to run out (about 40 s); a cancelled
+        # deletion still closes its socket and the allocation expires by itself.
         with contextlib.suppress(Exception):
-            await self.pc.close()
+            await asyncio.wait_for(self.pc.close(), CLOSE_SECONDS)

@@ -227,8 +227,11 @@ async def login_session(
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    """Debian's headless Chromium with fake camera and microphone (never a downloaded one)."""
+async def browser(start_server: ServerFactory) -> AsyncIterator[Any]:
+    """Debian's headless Chromium with fake camera and microphone (never a downloaded one).
+
+    It asks for ``start_server`` so that it is closed before the servers stop: a
+    server stopping under open pages waits for their sockets (seconds per test)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
