@@ -41,7 +41,15 @@ from signaling.client import ExpertClient, KioskClient  # noqa: E402
 from signaling.messages import OfferView  # noqa: E402
 
 MiB = 1024 * 1024
-PART = MiB
+PART_MIN, PART_MAX, PART_SECONDS = MiB, 8 * MiB, 2.0
+
+
+def next_part_size(current: int, sent: int, seconds: float) -> int:
+    """The pages' rule (nextPartSize in web/static/js/files.js): parts double up to
+    8 MiB while each takes under two seconds."""
+    fits = sent / max(seconds, 0.001) * PART_SECONDS
+    return max(PART_MIN, min(2 * current, PART_MAX, int(fits // PART_MIN) * PART_MIN))
+
 
 Transfer = Callable[[bytes], Awaitable[tuple[float, float]]]
 
@@ -88,7 +96,7 @@ def reference_server(directory: Path, port: int) -> None:
     async def get(request: web.Request) -> web.FileResponse:
         return web.FileResponse(directory / request.match_info["id"])
 
-    app = web.Application(client_max_size=2 * PART)
+    app = web.Application(client_max_size=2 * PART_MAX)
     app.router.add_post("/uploads", create)
     app.router.add_patch("/u/{id}", patch)
     app.router.add_post("/u/{id}/finish", finish)
@@ -122,10 +130,14 @@ async def transfer(
     ) as response:
         assert response.status == 201, await response.text()
         url = base + (await response.json())["url"]
-    for offset in range(0, len(content), PART):
-        part = content[offset : offset + PART]
+    offset, part_size = 0, PART_MIN
+    while offset < len(content):
+        part = content[offset : offset + part_size]
+        sent_at = time.perf_counter()
         async with upload_http.patch(url, data=part, headers=part_headers(offset, part)) as r:
             assert r.status == 204, await r.text()
+        part_size = next_part_size(part_size, len(part), time.perf_counter() - sent_at)
+        offset += len(part)
     async with upload_http.post(f"{url}/finish") as response:
         assert response.status == 201, await response.text()
         file_url = base + (await response.json())["url"]

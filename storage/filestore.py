@@ -12,6 +12,7 @@ store.
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,6 +33,7 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.filecrypt import (
     FILE_ID_SIZE,
     NONCE_PREFIX_SIZE,
+    Digest,
     FileEncryptor,
     Suite,
     decrypt_range,
@@ -114,6 +116,9 @@ class Upload:
     offset: int
     """Bytes stored and verified: where the next part must start (never mid-part)."""
     last_activity: float
+    row: Any = field(default=None, repr=False, compare=False)
+    """The database row this was read from: where ``append`` starts without reading
+    it again (its compare-and-set refuses the part if the row has moved since)."""
 
 
 def _upload(row: Any) -> Upload:
@@ -125,7 +130,32 @@ def _upload(row: Any) -> Upload:
         int(row.declared_size),
         int(row.received),
         float(row.last_activity),
+        row,
     )
+
+
+@dataclass
+class _Warm:
+    """What this process knows of an upload whose last part it took in: the
+    encryptor where it stopped and, when this process saw every byte from the
+    first, the plaintext's digest and first bytes. A finish here then needs no read
+    back of the assembled file. Valid only while the database row still says
+    ``received`` and ``segments`` (another process or node may have moved on)."""
+
+    encryptor: FileEncryptor
+    key: bytes
+    received: int
+    segments: str
+    digest: Digest | None
+    head: bytes
+
+    def matches(self, row: Any) -> bool:
+        return self.received == int(row.received) and self.segments == str(row.segments)
+
+
+WARM_UPLOADS = 64
+"""Uploads whose warm state a process keeps (each at most a chunk of plaintext
+and a digest state; the least recently used goes first)."""
 
 
 _CARRY_NONCE = 12
@@ -151,18 +181,47 @@ def _open_carry(suite: Suite, key: bytes, upload_id: str, received: int, sealed:
     )
 
 
-def _create_exclusive(path: Path) -> BinaryIO:
+def _create_exclusive(path: Path, buffering: int = -1) -> BinaryIO:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    return os.fdopen(fd, "wb")
+    return os.fdopen(fd, "wb", buffering=buffering)
 
 
-def _absorb(
-    encryptor: FileEncryptor, handle: BinaryIO, data: bytes, checksum: "hashlib._Hash"
+def _seal_into(
+    encryptor: FileEncryptor, handle: BinaryIO, data: bytes, digest: Digest | None
 ) -> None:
-    checksum.update(data)
+    if digest is not None:
+        digest.update(data)
     sealed = encryptor.update(data)
     if sealed:
         handle.write(sealed)
+
+
+def _absorb(
+    encryptor: FileEncryptor,
+    handle: BinaryIO,
+    data: bytes,
+    checksum: "hashlib._Hash",
+    digest: Digest | None,
+) -> "asyncio.Future[Any]":
+    """A batch of a part taken in: its checksum in one worker thread, the file's
+    digest and the sealing in another (each releases the GIL)."""
+    return asyncio.gather(
+        asyncio.to_thread(checksum.update, data),
+        asyncio.to_thread(_seal_into, encryptor, handle, data, digest),
+    )
+
+
+def _copy_into(source: BinaryIO, out: BinaryIO) -> None:
+    """Append ``source`` to ``out`` (an unbuffered file) inside the kernel where
+    the file systems allow it, else through a buffer."""
+    try:
+        while os.copy_file_range(source.fileno(), out.fileno(), 1 << 30):
+            pass
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        # Both positions stand after what was copied: go on from there.
+        shutil.copyfileobj(source, out, 1024 * 1024)
 
 
 def _seal_last(handle: BinaryIO, tail: bytes) -> None:
@@ -298,6 +357,7 @@ class FileStore:
         self._sweeper: asyncio.Task[None] | None = None
         self._tmp = directory / "tmp"
         self.blobs = blobs or LocalBlobStore(directory / "files")
+        self._warm: dict[str, _Warm] = {}
 
     @classmethod
     async def open(
@@ -481,37 +541,58 @@ class FileStore:
         """Add one part at ``offset``; it counts only if all of it arrived and its
         SHA-256 matches, otherwise the upload stays where it was. Returns the new
         offset."""
-        row = await self._row(upload.id)
+        row = upload.row if upload.row is not None else await self._row(upload.id)
         if row.state != "open":
             raise UploadError("gone", "this upload is being finished")
         if offset != row.received:
             raise UploadError("wrong_offset", "resume from the upload's offset", int(row.received))
-        encryptor, key = await self._encryptor_of(row)
+        # Taken out while this part runs: a concurrent part of the same upload
+        # starts from the row, and the compare-and-set lets one of them count.
+        warm = self._warm.pop(upload.id, None)
+        if warm is None or not warm.matches(row):
+            encryptor, key = await self._encryptor_of(row)
+            digest = new_digest(Suite(row.suite)) if int(row.received) == 0 else None
+            warm = _Warm(encryptor, key, 0, "", digest, b"")
+        encryptor, key, digest = warm.encryptor, warm.key, warm.digest
+        head_wanted = digest is not None and len(warm.head) < SNIFF_BYTES
         token = secrets.token_hex(4)
         scratch = self._tmp / f"{os.getpid()}-{upload.id}-{token}.seg"
         checksum = hashlib.sha256()
         handle = await asyncio.to_thread(_create_exclusive, scratch)
+        in_flight: asyncio.Future[Any] | None = None
         segment: str | None = None
         try:
             try:
                 # Hashing, sealing and writing release the GIL: off the event loop, in
                 # batches of up to 512 KiB (a thread hop per socket read cost more
-                # than the sealing).
+                # than the sealing), the part's checksum beside the sealing, and one
+                # batch in the threads while the next arrives.
                 batch: list[bytes] = []
                 batched = 0
+                arrived = int(row.received)
                 async for data in body:
-                    if encryptor.size + batched + len(data) > row.declared_size:
+                    arrived += len(data)
+                    if arrived > row.declared_size:
                         raise UploadError("too_large", "more bytes than the declared size")
+                    if head_wanted:
+                        warm.head += data[: SNIFF_BYTES - len(warm.head)]
+                        head_wanted = len(warm.head) < SNIFF_BYTES
                     batch.append(data)
                     batched += len(data)
                     if batched >= _BATCH:
-                        await asyncio.to_thread(
-                            _absorb, encryptor, handle, b"".join(batch), checksum
-                        )
+                        if in_flight is not None:
+                            await in_flight
+                        in_flight = _absorb(encryptor, handle, b"".join(batch), checksum, digest)
                         batch, batched = [], 0
+                if in_flight is not None:
+                    await in_flight
+                    in_flight = None
                 if batch:
-                    await asyncio.to_thread(_absorb, encryptor, handle, b"".join(batch), checksum)
+                    await _absorb(encryptor, handle, b"".join(batch), checksum, digest)
             finally:
+                if in_flight is not None and not in_flight.done():
+                    # Never close the file under a thread still writing to it.
+                    await asyncio.wait([in_flight])
                 handle.close()
             if checksum.digest() != sha256:
                 raise UploadError("checksum_mismatch", "the part does not match its checksum")
@@ -523,6 +604,10 @@ class FileStore:
             await self._db.write(
                 _commit_part(row, encryptor.size, encryptor.index, carry, segments, time.time())
             )
+            warm.received, warm.segments = encryptor.size, segments
+            self._warm[upload.id] = warm
+            while len(self._warm) > WARM_UPLOADS:
+                self._warm.pop(next(iter(self._warm)))
         except BaseException:
             if segment is not None:
                 with contextlib.suppress(BlobError):
@@ -535,6 +620,7 @@ class FileStore:
 
     async def discard(self, upload: Upload) -> None:
         """Remove an unfinished upload and its parts (nothing if it is gone already)."""
+        self._warm.pop(upload.id, None)
         row = await self._db.read(
             lambda conn: conn.execute(select(uploads).where(uploads.c.id == upload.id)).first()
         )
@@ -608,11 +694,15 @@ class FileStore:
             raise
 
     async def _finish_claimed(self, row: Any, uploader: Account, remote: str) -> StoredFile:
-        encryptor, key = await self._encryptor_of(row)
+        warm = self._warm.pop(row.id, None)
+        if warm is None or not warm.matches(row):
+            encryptor, key = await self._encryptor_of(row)
+            warm = _Warm(encryptor, key, int(row.received), str(row.segments), None, b"")
+        encryptor, key = warm.encryptor, warm.key
         suite = Suite(row.suite)
         assembled = self._tmp / f"{os.getpid()}-{row.id}-{secrets.token_hex(4)}.seg"
         try:
-            with await asyncio.to_thread(_create_exclusive, assembled) as out:
+            with await asyncio.to_thread(_create_exclusive, assembled, 0) as out:
                 await asyncio.to_thread(out.write, encryptor.header_bytes())
                 for name in str(row.segments).split():
                     try:
@@ -622,10 +712,19 @@ class FileStore:
                             "gone", "a part of this upload was lost; send the file again"
                         ) from None
                     with source:
-                        await asyncio.to_thread(shutil.copyfileobj, source, out, 1024 * 1024)
+                        await asyncio.to_thread(_copy_into, source, out)
                 await asyncio.to_thread(_seal_last, out, encryptor.finalize())
-            # The digest and the type, read back through the chunks' authentication.
-            digest, head, size = await asyncio.to_thread(_digest_and_head, assembled, key, suite)
+            if warm.digest is not None:
+                # This process sealed every byte, hashing them as they came: the
+                # segments are its own output of moments ago, so no read back
+                # (downloads and attaching still authenticate every chunk).
+                digest, head, size = warm.digest.hexdigest(), warm.head, warm.received
+            else:
+                # Parts taken by other processes or nodes: the digest and the type,
+                # read back through the chunks' authentication.
+                digest, head, size = await asyncio.to_thread(
+                    _digest_and_head, assembled, key, suite
+                )
             if size != row.declared_size:
                 raise UploadError("incomplete", "the upload has fewer bytes than declared", size)
             try:

@@ -4,6 +4,7 @@ sent again), the file is byte-exact, and nothing partial is ever listed. Run wit
 the documents in the shared data directory and in an S3-compatible store."""
 
 import asyncio
+import hashlib
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -96,6 +97,8 @@ async def test_an_upload_begun_on_a_node_killed_mid_part_is_resumed_on_another(
             async with http.post(f"{b.url}{path}/finish") as r:
                 assert r.status == 201, await r.text()
                 view = await r.json()
+            # Node B saw only the rest: the digest comes from reading the whole back.
+            assert view["digest"] == hashlib.sha256(CONTENT).hexdigest()
             async with http.get(b.url + view["url"]) as r:
                 assert r.status == 200 and await r.read() == CONTENT
             assert await listed(http, b.url, call_id) == ["材料.pdf"]

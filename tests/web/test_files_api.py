@@ -187,6 +187,9 @@ async def test_size_limit_offsets_and_checksums_are_enforced_and_resume_works(
         async with kiosk_http.post(f"{url}/finish") as response:
             record = await response.json()
             assert response.status == 201
+        # The refused part was hashed on its way in: the recorded digest is still
+        # the file's own.
+        assert record["digest"] == hashlib.sha256(content).hexdigest()
         status, back, _ = await download(expert_http, server.url + record["url"])
         assert status == 200 and back == content
 
@@ -417,6 +420,7 @@ async def test_a_part_cut_off_mid_way_leaves_the_upload_at_its_last_offset(
             assert response.status == 204
         async with kiosk_http.post(f"{url}/finish") as response:
             record = await response.json()
+        assert record["digest"] == hashlib.sha256(content).hexdigest()
         status, back, _ = await download(expert_http, sqlite_server.url + record["url"])
         assert status == 200 and back == content
         assert reader is not None

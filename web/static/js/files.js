@@ -5,8 +5,20 @@ import { api } from "./api.js";
 import { setText, textElement } from "./i18n.js";
 import { openPreview } from "./preview.js";
 
-const PART_SIZE = 1024 * 1024;
+// Parts start at 1 MiB and grow (doubling, up to 8 MiB) while each takes under
+// about two seconds: on a hall's LAN a 50 MiB scan is 9 parts instead of 50 (each
+// part is a request, a commit and a stored segment), while on a slow or flaky
+// uplink parts stay small and a lost one costs little to send again.
+const PART_MIN = 1024 * 1024;
+const PART_MAX = 8 * 1024 * 1024;
+const PART_SECONDS = 2;
 const MAX_ATTEMPTS = 5;
+
+export function nextPartSize(current, sent, seconds) {
+  const fits = (sent / Math.max(seconds, 0.001)) * PART_SECONDS;
+  const size = Math.min(2 * current, PART_MAX, Math.floor(fits / PART_MIN) * PART_MIN);
+  return Math.max(PART_MIN, size);
+}
 
 function base64(buffer) {
   let text = "";
@@ -130,17 +142,23 @@ export class FilePanel {
     });
     let offset = 0;
     let attempts = 0;
+    let partSize = PART_MIN;
     while (offset < file.size) {
-      const response = await sendPart(created.url, offset, file.slice(offset, offset + PART_SIZE)).catch(
+      const started = performance.now();
+      const response = await sendPart(created.url, offset, file.slice(offset, offset + partSize)).catch(
         () => null,
       );
       if (response && response.status === 204) {
-        offset = Number(response.headers.get("Upload-Offset"));
+        const reached = Number(response.headers.get("Upload-Offset"));
+        partSize = nextPartSize(partSize, reached - offset, (performance.now() - started) / 1000);
+        offset = reached;
         bar.value = offset;
         attempts = 0;
         continue;
       }
-      // Resume from what the server has (a dropped connection or a bad part).
+      // Resume from what the server has (a dropped connection or a bad part),
+      // in small parts again.
+      partSize = PART_MIN;
       attempts += 1;
       const retryable = !response || [400, 409].includes(response.status) || response.status >= 500;
       if (attempts > MAX_ATTEMPTS || !retryable) {
