@@ -8,17 +8,16 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cluster.processes import ROOT, eventually, free_port
+from tests.cluster.processes import eventually, free_port
+from tests.deploy_samples import DEPLOY, render_sample
 from web.tls import ensure_self_signed
 
-SAMPLE = ROOT / "deploy" / "nginx" / "windowlink.conf"
+SAMPLE = DEPLOY / "nginx" / "windowlink.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-VARIABLES = "${WL_LISTEN} ${WL_SERVER_NAME} ${WL_CERT} ${WL_KEY} ${WL_UPSTREAMS} ${WL_STATE}"
 
 
 @dataclass(frozen=True)
@@ -29,23 +28,17 @@ class Proxy:
 
 def render(upstreams: Sequence[int], port: int, cert: Path, key: Path, state: Path) -> str:
     servers = " ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams)
-    env = {
-        **os.environ,
-        "WL_LISTEN": f"127.0.0.1:{port}",
-        "WL_SERVER_NAME": "localhost",
-        "WL_CERT": str(cert),
-        "WL_KEY": str(key),
-        "WL_UPSTREAMS": servers,
-        "WL_STATE": str(state),
-    }
-    return subprocess.run(
-        ["envsubst", VARIABLES],
-        input=SAMPLE.read_text(),
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    return render_sample(
+        SAMPLE,
+        {
+            "WL_LISTEN": f"127.0.0.1:{port}",
+            "WL_SERVER_NAME": "localhost",
+            "WL_CERT": str(cert),
+            "WL_KEY": str(key),
+            "WL_UPSTREAMS": servers,
+            "WL_STATE": str(state),
+        },
+    )
 
 
 @contextlib.asynccontextmanager

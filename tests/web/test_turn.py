@@ -12,7 +12,6 @@ import hmac
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from bench.measure import free_port
 from tests.chromium import wait_for_js
 from tests.conftest import RunningServer, ServerFactory, login_session
+from tests.deploy_samples import DEPLOY, render_sample
 from tests.web.test_pages_browser import (
     go_available,
     open_logged_in,
@@ -33,12 +33,7 @@ from tests.web.test_pages_browser import (
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "deploy" / "coturn" / "turnserver.conf"
-VARIABLES = (
-    "${WL_TURN_LISTEN_IP} ${WL_TURN_PORT} ${WL_TURN_RELAY_IP} ${WL_TURN_MIN_PORT} "
-    "${WL_TURN_MAX_PORT} ${WL_TURN_REALM} ${WL_TURN_SECRET} ${WL_RELAY_PEERS} ${WL_TURN_STATE}"
-)
+SAMPLE = DEPLOY / "coturn" / "turnserver.conf"
 SECRET = "turn-secret-for-tests-" + os.urandom(8).hex()
 
 # Test code, run in each page before its own scripts: every peer connection is
@@ -70,25 +65,12 @@ SELECTED_CANDIDATE_TYPE = """
 """
 
 
-def render(env: dict[str, str]) -> str:
-    """The sample with its ${WL_*} variables filled in, by envsubst as documented."""
-    return subprocess.run(
-        ["envsubst", VARIABLES],
-        input=SAMPLE.read_text(),
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-
 @contextlib.asynccontextmanager
 async def running_coturn(directory: Path) -> AsyncIterator[int]:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     low = 49152 + (port % 1000) * 10
-    env = {
-        **os.environ,
+    values = {
         "WL_TURN_LISTEN_IP": "127.0.0.1",
         "WL_TURN_PORT": str(port),
         "WL_TURN_RELAY_IP": "127.0.0.1",
@@ -99,7 +81,7 @@ async def running_coturn(directory: Path) -> AsyncIterator[int]:
         "WL_RELAY_PEERS": "127.0.0.1",
         "WL_TURN_STATE": str(directory),
     }
-    rendered = await asyncio.to_thread(render, env)
+    rendered = await asyncio.to_thread(render_sample, SAMPLE, values)
     config = directory / "turnserver.conf"
     config.write_text(rendered)
     # The one addition for this test: the relay listens on loopback here, which
