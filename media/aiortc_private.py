@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+import pylibsrtp
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+)
 
 from media.addresses import is_loopback
 
@@ -59,6 +66,62 @@ def tap_outgoing(transport: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> 
             await send(data)
 
     transport._send_rtp = filtered  # type: ignore[method-assign]
+
+
+class SrtpPath:
+    """A bundled transport's SRTP sessions and selected UDP path, to handle media
+    where the datagram arrives: unprotect, and protect + ``sendto`` at once,
+    without aiortc's queue, receive coroutine and awaited sends. It shares the
+    SRTP sessions with aiortc's own path (RTCP, DTLS and anything unexpected
+    still go there), so replay windows and rollover counters stay one."""
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._dtls = transport
+        self._connection: aioice.ice.Connection = transport.transport._connection
+
+    def unprotect(self, data: bytes) -> bytes | None:
+        """The packet decrypted and authenticated, or None (damaged or replayed:
+        aiortc drops those too)."""
+        try:
+            return bytes(self._dtls._rx_srtp.unprotect(data))
+        except pylibsrtp.Error:
+            return None
+
+    def can_send(self) -> bool:
+        """Connected, on a pair whose local side is a plain UDP socket (a TURN
+        allocation sends through its own client: those packets take aiortc's path)."""
+        if self._dtls.state != "connected" or self._dtls._tx_srtp is None:
+            return False
+        pair = self._connection._nominated.get(1)
+        return pair is not None and type(pair.protocol) is aioice.ice.StunProtocol
+
+    def send(self, plain: bytes) -> None:
+        """Protect and send now (call ``can_send`` first)."""
+        pair = self._connection._nominated[1]
+        try:
+            protected = self._dtls._tx_srtp.protect(plain)
+        except pylibsrtp.Error:
+            return
+        pair.protocol.transport.sendto(protected, pair.remote_addr)
+
+
+def take_rtp_early(transport: RTCDtlsTransport, handle: Callable[[bytes], bool]) -> SrtpPath:
+    """Offer every SRTP packet (not SRTCP) of this transport to ``handle`` as it
+    arrives from the socket, before aiortc's queue; what ``handle`` declines
+    (returns False for) goes on to aiortc untouched."""
+    path = SrtpPath(transport)
+    connection = path._connection
+    original = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        # RTP and RTCP start with 128-191 (RFC 7983); RTCP's second byte is 192-208
+        # (aiortc's is_rtcp): RTCP, DTLS and STUN are not offered.
+        if 127 < data[0] < 192 and not 191 < data[1] < 209 and handle(data):
+            return
+        original(data, component)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    return path
 
 
 def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
@@ -171,6 +234,22 @@ def check_private_names() -> list[str]:
     for attribute in ("_remote_candidates", "_early_checks", "_closing"):
         if attribute not in assigned:
             problems.append(f"aioice Connection.{attribute} is gone")
+    if "_nominated" not in assigned:
+        problems.append("aioice Connection._nominated is gone")
+    data_received = getattr(aioice.ice.Connection, "data_received", None)
+    if data_received is None or list(inspect.signature(data_received).parameters) != [
+        "self",
+        "data",
+        "component",
+    ]:
+        problems.append("aioice Connection.data_received is gone or changed")
+    if "transport" not in aioice.ice.StunProtocol.connection_made.__code__.co_names:
+        problems.append("aioice StunProtocol.transport is gone")
+    if "_connection" not in RTCIceTransport.__init__.__code__.co_names:
+        problems.append("RTCIceTransport._connection is gone")
+    for attribute in ("_rx_srtp", "_tx_srtp"):
+        if attribute not in RTCDtlsTransport.__init__.__code__.co_names:
+            problems.append(f"RTCDtlsTransport.{attribute} is gone")
     received = list(inspect.signature(_original_request_received).parameters)
     if received != ["self", "message", "addr", "protocol"]:
         problems.append(f"aioice Connection.request_received{received} changed")

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 class RelayCounters:
     packets_forwarded: int = 0
     """RTP packets sent on a leg that came from another leg."""
+    packets_forwarded_at_once: int = 0
+    """Of those, sent where they arrived (the fast path: no coroutine, no queue)."""
     bytes_forwarded: int = 0
     packets_lost: int = 0
     """Packets receivers reported lost on the relay's streams (growth of their

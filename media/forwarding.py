@@ -10,10 +10,11 @@ counter, and a new SSRC would need renegotiation.
 
 import time
 from dataclasses import dataclass, field
-from struct import pack, unpack
+from struct import pack, unpack, unpack_from
 
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
+from media.fastpath import HeaderPlan, stamp
 from media.keyframes import is_keyframe_start
 from media.session import CodecId, Section
 
@@ -116,16 +117,34 @@ class OutboundStream:
         extensions.repaired_rtp_stream_id = None
         extensions.transport_sequence_number = None
         data = packet.serialize(self.extensions)
-        if not retransmission:
-            if self.last_seq is None or seq_newer(packet.sequence_number, self.last_seq):
-                self.last_seq = packet.sequence_number
-                self.last_ts = packet.timestamp
-                self.last_sent_at = time.monotonic()
-            self.forwarded += 1
-        self.history[packet.sequence_number % HISTORY_SIZE] = data
         if retransmission:
+            self.history[packet.sequence_number % HISTORY_SIZE] = data
             return self.as_retransmission(data)
+        self._sent(packet.sequence_number, packet.timestamp, data)
         return data
+
+    def steady(self, source: Source) -> bool:
+        """A packet of ``source`` (not a retransmission) needs nothing here but a
+        header rewrite: the stream is on that source, with offsets set, and not
+        waiting for a keyframe."""
+        return self.source == source and not self.waiting_for_keyframe and not self._offsets_pending
+
+    def forward_steady(self, header: HeaderPlan, data: bytes) -> bytes:
+        """``data`` (a primary packet of the stream's steady source, unprotected)
+        rewritten with ``header``: what ``rewrite`` gives for it, byte for byte."""
+        sequence_number = (unpack_from("!H", data, 2)[0] + self.seq_offset) % SEQ_MOD
+        timestamp = (unpack_from("!L", data, 4)[0] + self.ts_offset) % TS_MOD
+        out = stamp(header, sequence_number, timestamp) + data[header.payload_at :]
+        self._sent(sequence_number, timestamp, out)
+        return out
+
+    def _sent(self, sequence_number: int, timestamp: int, data: bytes) -> None:
+        if self.last_seq is None or seq_newer(sequence_number, self.last_seq):
+            self.last_seq = sequence_number
+            self.last_ts = timestamp
+            self.last_sent_at = time.monotonic()
+        self.forwarded += 1
+        self.history[sequence_number % HISTORY_SIZE] = data
 
     def as_retransmission(self, data: bytes) -> bytes:
         """A stored packet resent: wrapped as RTX when the destination negotiated it."""

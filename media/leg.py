@@ -21,11 +21,13 @@ from aiortc.sdp import SessionDescription
 
 from media.addresses import reachable_candidates
 from media.aiortc_private import (
+    SrtpPath,
     dtls_transports,
     gathering_addresses,
     intercept,
     send_protected,
     silence,
+    take_rtp_early,
 )
 from media.errors import BadOffer
 from media.forwarding import OutboundStream
@@ -111,6 +113,7 @@ class Leg:
         on_rtcp: Callable[["Leg", bytes], Awaitable[None]],
         on_state: Callable[["Leg", str], None],
         *,
+        forward_now: Callable[["Leg", bytes], bool] | None = None,
         ice_servers: Sequence[IceServer] = (),
     ) -> None:
         self.participant = participant
@@ -126,6 +129,12 @@ class Leg:
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._on_state = on_state
+        self._forward_now = forward_now
+        self.fast: SrtpPath | None = None
+        """Where this leg's media is taken as it arrives and sent at once (bundled
+        legs, when the relay gives ``forward_now``)."""
+        self.packets_at_once = 0
+        """RTP packets of this leg forwarded where they arrived."""
         self.negotiated: Negotiated | None = None
         self.outbound: dict[str, OutboundStream] = {}
         self._inbound: dict[int, Inbound] = {}
@@ -165,6 +174,8 @@ class Leg:
             for transport in dtls_transports(self.pc):
                 intercept(transport, self._rtp, self._rtcp)
                 self._transports.append(transport)
+            if len(self._transports) == 1 and self._forward_now is not None:
+                self.fast = take_rtp_early(self._transports[0], self._rtp_now)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
         except BadOffer:
@@ -206,9 +217,22 @@ class Leg:
         return found
 
     async def _rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        self.arrived()
+        await self._on_rtp(self, data)
+
+    def _rtp_now(self, data: bytes) -> bool:
+        return not self.closed and self._forward_now is not None and self._forward_now(self, data)
+
+    def arrived(self) -> None:
+        """A packet of this leg's media arrived (on either path)."""
         self.last_rtp_at = time.monotonic()
         self.packets_in += 1
-        await self._on_rtp(self, data)
+
+    def send_now(self, data: bytes) -> None:
+        """Send a rewritten RTP packet at once (the relay checked ``fast.can_send``)."""
+        assert self.fast is not None
+        self.fast.send(data)
+        self.packets_out += 1
 
     async def _rtcp(self, data: bytes) -> None:
         await self._on_rtcp(self, data)

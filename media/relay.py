@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from struct import unpack
 
 from aiortc.rtp import (
@@ -28,7 +29,8 @@ from aiortc.rtp import (
 
 from media.counters import RelayCounters
 from media.errors import UnknownCall
-from media.forwarding import Source
+from media.fastpath import ExtensionPlan, HeaderPlan, plan_header
+from media.forwarding import OutboundStream, Source
 from media.ice import IceServer
 from media.leg import Leg
 
@@ -41,6 +43,23 @@ MEDIA_TIMEOUT = 5.0
 
 MediaListener = Callable[[str, str, str], None]
 """(call_id, participant, status) with status "connected" or "lost"."""
+
+
+@dataclass(frozen=True)
+class _Destination:
+    leg: Leg
+    stream: OutboundStream
+    plan: ExtensionPlan
+    payload_type: int
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Where a source SSRC's primary packets of one payload type go, worked out
+    once per leg set (legs joining or leaving clear every route)."""
+
+    source: Source
+    destinations: tuple[_Destination, ...]
 
 
 class Relay:
@@ -64,6 +83,7 @@ class Relay:
         self._last_keyframe_request: dict[tuple[int, int], float] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._reported: dict[str, str] = {}
+        self._routes: dict[tuple[int, int, int], _Route] = {}
         self.closed = False
 
     # ---- legs ------------------------------------------------------------------
@@ -78,6 +98,7 @@ class Relay:
             self._on_rtp,
             self._on_rtcp,
             self._on_state,
+            forward_now=self._forward_now,
             ice_servers=self._ice(),
         )
         try:
@@ -91,6 +112,7 @@ class Relay:
             raise UnknownCall("the call has ended")
         old = self.legs.get(participant)
         self.legs[participant] = leg
+        self._routes.clear()
         if old is not None:
             await old.close()
         if self._monitor is None:
@@ -106,6 +128,7 @@ class Relay:
         if leg is None or (generation is not None and leg.generation != generation):
             return False
         del self.legs[participant]
+        self._routes.clear()
         await leg.close()
         return True
 
@@ -163,6 +186,77 @@ class Relay:
                     self._report(leg.participant, "connected")
 
     # ---- RTP -------------------------------------------------------------------
+
+    def _route(self, leg: Leg, ssrc: int, payload_type: int) -> _Route | None:
+        """The route of a steady primary stream, or None while anything about it
+        is still for the general path to settle (first packets, RTX, an unknown
+        SSRC or codec, a destination without that codec)."""
+        inbound = leg.classify(ssrc, payload_type)
+        if inbound is None or inbound.rtx or leg.negotiated is None:
+            return None
+        section = inbound.section
+        codec = section.codecs.get(payload_type)
+        if codec is None or leg.primary_ssrc.get(section.kind) != ssrc:
+            return None
+        destinations = []
+        for other in self._others(leg):
+            stream = other.outbound.get(section.kind)
+            if stream is None:
+                continue
+            pt = stream.section.payload_type_for(codec)
+            if pt is None or other.fast is None or other.negotiated is None:
+                return None
+            plan = ExtensionPlan.between(
+                leg.negotiated.extension_ids,
+                other.negotiated.extension_ids,
+                stream.section.mid,
+            )
+            destinations.append(_Destination(other, stream, plan, pt))
+        if not destinations:
+            return None
+        source = Source(leg.participant, leg.generation, ssrc, codec.clock_rate)
+        return _Route(source, tuple(destinations))
+
+    def _forward_now(self, leg: Leg, data: bytes) -> bool:
+        """Forward a protected RTP packet where it arrived, if its stream is steady:
+        header rewritten as bytes, unprotected, protected and sent to each
+        destination without a coroutine. False leaves it to aiortc's path (and
+        ``_on_rtp``), untouched; decided before unprotect, from the clear header."""
+        if len(data) < 12 or leg.fast is None or self.legs.get(leg.participant) is not leg:
+            return False
+        ssrc = int.from_bytes(data[8:12], "big")
+        key = (leg.generation, ssrc, data[1] & 0x7F)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._route(leg, ssrc, key[2])
+            if route is None:
+                return False
+            self._routes[key] = route
+        headers: list[HeaderPlan] = []
+        for destination in route.destinations:
+            if not destination.stream.steady(route.source):
+                return False
+            fast = destination.leg.fast
+            if fast is None or destination.leg.closed or not fast.can_send():
+                return False
+            header = plan_header(
+                data, destination.plan, destination.payload_type, destination.stream.ssrc
+            )
+            if header is None:
+                return False
+            headers.append(header)
+        plain = leg.fast.unprotect(data)
+        if plain is None:
+            return True
+        leg.arrived()
+        leg.packets_at_once += 1
+        for destination, header in zip(route.destinations, headers, strict=True):
+            out = destination.stream.forward_steady(header, plain)
+            destination.leg.send_now(out)
+            self.counters.packets_forwarded += 1
+            self.counters.packets_forwarded_at_once += 1
+            self.counters.bytes_forwarded += len(out)
+        return True
 
     async def _on_rtp(self, leg: Leg, data: bytes) -> None:
         if self.legs.get(leg.participant) is not leg or leg.negotiated is None:
@@ -364,6 +458,7 @@ class Relay:
                     "state": leg.pc.connectionState,
                     "packets_in": leg.packets_in,
                     "packets_out": leg.packets_out,
+                    "packets_at_once": leg.packets_at_once,
                     "forwarded": {k: s.forwarded for k, s in leg.outbound.items()},
                 }
                 for p, leg in self.legs.items()

@@ -66,6 +66,8 @@ class Section:
 class Negotiated:
     sections: list[Section]
     extensions: HeaderExtensionsMap
+    extension_ids: dict[str, int] = field(default_factory=dict)
+    """The relay's header extensions on this leg: URI -> id (as answered)."""
 
     def section(self, kind: str) -> Section | None:
         return next((s for s in self.sections if s.kind == kind), None)
@@ -89,6 +91,7 @@ def negotiated(offer_sdp: str, answer_sdp: str) -> Negotiated:
         raise BadOffer(f"unreadable SDP: {exc}") from None
     sections: list[Section] = []
     extensions = HeaderExtensionsMap()
+    extension_ids: dict[str, int] = {}
     for theirs, ours in zip(offer.media, answer.media, strict=False):
         if ours.kind not in ("audio", "video") or ours.port == 0:
             continue
@@ -116,7 +119,9 @@ def negotiated(offer_sdp: str, answer_sdp: str) -> Negotiated:
         for ssrc in client_ssrcs:
             section.client_ssrcs[ssrc] = ssrc in client_rtx.values()
         extensions.configure(RTCRtpParameters(headerExtensions=list(ours.rtp.headerExtensions)))
+        for extension in ours.rtp.headerExtensions:
+            extension_ids[extension.uri] = extension.id  # the last wins, as in configure
         sections.append(section)
     if not sections:
         raise BadOffer("the offer has no audio or video")
-    return Negotiated(sections, extensions)
+    return Negotiated(sections, extensions, extension_ids)

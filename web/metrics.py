@@ -31,7 +31,8 @@ class RelaySnapshot:
     """What the relay workers reported at the last scrape."""
 
     workers: dict[str, dict[str, float]] = field(default_factory=dict)
-    """worker -> {"calls", "cpu_seconds", "packets_forwarded", "bytes_forwarded",
+    """worker -> {"calls", "cpu_seconds", "packets_forwarded",
+    "packets_forwarded_at_once", "bytes_forwarded",
     "packets_lost", "nacks", "keyframe_requests", "peer_connections"}"""
 
 
@@ -44,6 +45,11 @@ class _RelayCollector(Collector):
             "packets_forwarded",
             "windowlink_relay_packets_forwarded",
             "RTP packets forwarded from one leg to another.",
+        ),
+        (
+            "packets_forwarded_at_once",
+            "windowlink_relay_packets_forwarded_at_once",
+            "Of the RTP packets forwarded, those sent where they arrived (the fast path).",
         ),
         ("bytes_forwarded", "windowlink_relay_bytes_forwarded", "RTP bytes forwarded."),
         (

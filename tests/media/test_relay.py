@@ -9,6 +9,13 @@ from media.pool import LocalRelayPool
 from tests.media.peers import CallPeer, in_order, wait_until
 
 
+def assert_mostly_at_once(pool: LocalRelayPool) -> None:
+    """Most forwarded packets took the fast path (the first ones of each stream, up
+    to its keyframe, and retransmissions take the general one)."""
+    counters = pool.counters
+    assert counters.packets_forwarded_at_once > counters.packets_forwarded / 2, counters
+
+
 @pytest.fixture
 async def pool() -> AsyncIterator[LocalRelayPool]:
     pool = LocalRelayPool(MediaConfig(addresses=("127.0.0.1",), workers=0))
@@ -36,6 +43,7 @@ async def test_both_sides_decode_each_others_frames_in_order(pool: LocalRelayPoo
             first = peer.received.counters[0]
             made = other.video.count - first
             assert len(peer.received.counters) >= 0.8 * made, (len(peer.received.counters), made)
+        assert_mostly_at_once(pool)
     finally:
         await kiosk.close()
         await expert.close()
@@ -70,6 +78,8 @@ async def test_legs_with_different_payload_types_extension_ids_and_mline_order(
             )
         )
         assert in_order(kiosk.received.counters) and in_order(expert.received.counters)
+        # Other ids and payload types on each leg: still rewritten where they arrive.
+        assert_mostly_at_once(pool)
     finally:
         await kiosk.close()
         await expert.close()
@@ -91,6 +101,10 @@ async def test_two_percent_loss_on_one_link_is_repaired_through_the_relay(
         assert sender.dropped >= 5
         # Every frame, in order: the gaps were filled by retransmissions.
         assert window == list(range(window[0], window[0] + len(window))), window
+        # The NACKs were answered from the history the fast path keeps, and the
+        # source's retransmissions (RTX) took the general path.
+        assert_mostly_at_once(pool)
+        assert pool.counters.nacks > 0
     finally:
         await sender.close()
         await receiver.close()

@@ -1,0 +1,216 @@
+"""The fast path's header rewrite gives what the general path gives, byte for
+byte, and declines what it does not expect (so that such packets take the
+general path). No sockets: streams, plans and packets only."""
+
+import os
+from dataclasses import replace
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, pack_header_extensions
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media.fastpath import (
+    ABS_SEND_TIME,
+    AUDIO_LEVEL,
+    MID,
+    RID,
+    TOFFSET,
+    TRANSPORT_CC,
+    ExtensionPlan,
+    plan_header,
+)
+from media.forwarding import OutboundStream, Source
+from media.session import CodecId, Section
+
+OPUS = CodecId("audio/opus", 48000, 2)
+SOURCE_IDS = {MID: 4, ABS_SEND_TIME: 2, AUDIO_LEVEL: 1, TRANSPORT_CC: 3, RID: 10}
+TARGET_IDS = {MID: 9, ABS_SEND_TIME: 12, AUDIO_LEVEL: 13}
+
+
+def extension_map(ids: dict[str, int]) -> HeaderExtensionsMap:
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(i, uri) for uri, i in ids.items()]
+        )
+    )
+    return extensions
+
+
+def stream(target_ids: dict[str, int], mid: str = "1") -> OutboundStream:
+    section = Section("audio", mid, True, True, codecs={111: OPUS}, relay_ssrc=0xAABBCCDD)
+    return OutboundStream("audio", section, extension_map(target_ids))
+
+
+def packet_bytes(
+    sequence_number: int,
+    elements: list[tuple[int, bytes]],
+    *,
+    marker: bool = False,
+    payload: bytes = b"opus-payload",
+) -> bytes:
+    profile, value = pack_header_extensions(elements)
+    packet = RtpPacket(
+        payload_type=96,
+        marker=int(marker),
+        sequence_number=sequence_number,
+        timestamp=960 * sequence_number,
+        ssrc=0x01020304,
+        payload=payload,
+    )
+    packet.extension_profile, packet.extension_value = profile, value
+    data = bytearray(packet.serialize())
+    if elements:
+        # serialize() writes extensions only from a map: put the raw block in.
+        header = bytes(data[:12])
+        block = profile.to_bytes(2, "big") + (len(value) // 4).to_bytes(2, "big") + value
+        data = bytearray(bytes([header[0] | 0x10]) + header[1:] + block + payload)
+    return bytes(data)
+
+
+def both_ways(
+    data: bytes,
+    source_ids: dict[str, int] = SOURCE_IDS,
+    target_ids: dict[str, int] = TARGET_IDS,
+    mid: str = "1",
+) -> tuple[bytes | None, bytes | None, OutboundStream, OutboundStream]:
+    """The general path's output and the fast path's for ``data``, each on a stream
+    made steady by the same first packet."""
+    source = Source("kiosk", 1, 0x01020304, 48000)
+    general, fast = stream(target_ids, mid), stream(target_ids, mid)
+    source_map = extension_map(source_ids)
+    first = packet_bytes(100, [])
+    for s in (general, fast):
+        assert s.rewrite(RtpPacket.parse(first, source_map), OPUS, source, retransmission=False)
+        assert s.steady(source)
+    slow = general.rewrite(RtpPacket.parse(data, source_map), OPUS, source, retransmission=False)
+    plan = plan_header(data, ExtensionPlan.between(source_ids, target_ids, mid), 111, fast.ssrc)
+    quick = None if plan is None else fast.forward_steady(plan, data)
+    return slow, quick, general, fast
+
+
+CASES = {
+    "no extensions": [],
+    "all of a browser's": [
+        (1, b"\x9f"),
+        (2, b"\x01\x02\x03"),
+        (3, b"\x00\x07"),
+        (4, b"0"),
+    ],
+    "rid and an unknown id are dropped": [(10, b"q"), (7, b"\x01\x02"), (2, b"\xaa\xbb\xcc")],
+    "order differs from the general path's": [(2, b"\x01\x02\x03"), (1, b"\x80")],
+    "mid only": [(4, b"0")],
+}
+
+
+@pytest.mark.parametrize("marker", [False, True])
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_fast_rewrite_is_the_general_one_byte_for_byte(name: str, marker: bool) -> None:
+    data = packet_bytes(101, CASES[name], marker=marker)
+    slow, quick, general, fast = both_ways(data)
+    assert quick is not None and quick == slow
+    # The stream's state moves the same way (NACK history included).
+    assert (fast.last_seq, fast.last_ts, fast.forwarded) == (
+        general.last_seq,
+        general.last_ts,
+        general.forwarded,
+    )
+    assert fast.stored(fast.last_seq or 0) == general.stored(general.last_seq or 0)
+
+
+def test_a_destination_without_mid_or_levels_gets_neither() -> None:
+    data = packet_bytes(101, CASES["all of a browser's"])
+    slow, quick, *_ = both_ways(data, target_ids={ABS_SEND_TIME: 5})
+    assert quick is not None and quick == slow
+
+
+def test_sequence_numbers_and_timestamps_wrap_like_the_general_path() -> None:
+    source = Source("kiosk", 1, 0x01020304, 48000)
+    general, fast = stream(TARGET_IDS), stream(TARGET_IDS)
+    source_map = extension_map(SOURCE_IDS)
+    plan = ExtensionPlan.between(SOURCE_IDS, TARGET_IDS, "1")
+    for s in (general, fast):
+        s.rewrite(
+            RtpPacket.parse(packet_bytes(100, []), source_map), OPUS, source, retransmission=False
+        )
+        s.seq_offset, s.ts_offset = 65500, (1 << 32) - 5000
+    for sequence_number in (101, 102, 140):
+        data = packet_bytes(sequence_number, [(1, b"\x10")])
+        slow = general.rewrite(
+            RtpPacket.parse(data, source_map), OPUS, source, retransmission=False
+        )
+        header = plan_header(data, plan, 111, fast.ssrc)
+        assert header is not None and fast.forward_steady(header, data) == slow
+
+
+@pytest.mark.parametrize(
+    "name,data",
+    [
+        ("padding", bytes([0xA0]) + packet_bytes(101, [])[1:]),
+        ("a CSRC", bytes([0x81]) + packet_bytes(101, [])[1:12] + b"\0\0\0\1" + b"payload"),
+        ("two-byte extensions", packet_bytes(101, [(1, b"")])),
+        ("a truncated extension block", packet_bytes(101, [(2, b"\x01\x02\x03")])[:17]),
+        ("an abs-send-time of 4 bytes", packet_bytes(101, [(2, b"\x01\x02\x03\x04")])),
+        ("too short", b"\x80\x60\x00"),
+    ],
+)
+def test_what_the_fast_path_does_not_expect_goes_to_the_general_path(
+    name: str, data: bytes
+) -> None:
+    plan = ExtensionPlan.between(SOURCE_IDS, TARGET_IDS, "1")
+    assert plan_header(data, plan, 111, 1) is None, name
+
+
+def test_toffset_is_left_to_the_general_path_when_both_sides_have_it() -> None:
+    source_ids = {**SOURCE_IDS, TOFFSET: 5}
+    plan = ExtensionPlan.between(source_ids, {**TARGET_IDS, TOFFSET: 6}, "1")
+    assert plan_header(packet_bytes(101, [(5, b"\x00\x00\x10")]), plan, 111, 1) is None
+    # Without it on the destination it is dropped, as the general path drops it.
+    data = packet_bytes(101, [(5, b"\x00\x00\x10")])
+    slow, quick, *_ = both_ways(data, source_ids=source_ids)
+    assert quick is not None and quick == slow
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    levels=st.binary(min_size=1, max_size=1),
+    abs_time=st.binary(min_size=3, max_size=3),
+    include=st.lists(st.sampled_from(["level", "abs", "mid", "twcc", "rid"]), unique=True),
+    mid=st.text(alphabet="0123456789abc", min_size=1, max_size=3),
+    payload=st.binary(min_size=1, max_size=64),
+    marker=st.booleans(),
+)
+def test_any_browser_like_header_rewrites_as_the_general_path_does(
+    levels: bytes,
+    abs_time: bytes,
+    include: list[str],
+    mid: str,
+    payload: bytes,
+    marker: bool,
+) -> None:
+    values = {
+        "level": (1, levels),
+        "abs": (2, abs_time),
+        "mid": (4, b"0"),
+        "twcc": (3, os.urandom(2)),
+        "rid": (10, b"h"),
+    }
+    data = packet_bytes(101, [values[k] for k in include], marker=marker, payload=payload)
+    slow, quick, *_ = both_ways(data, mid=mid)
+    assert quick is not None and quick == slow
+
+
+def test_a_source_ssrc_change_is_not_steady() -> None:
+    source = Source("kiosk", 1, 0x01020304, 48000)
+    s = stream(TARGET_IDS)
+    s.rewrite(
+        RtpPacket.parse(packet_bytes(100, []), extension_map(SOURCE_IDS)),
+        OPUS,
+        source,
+        retransmission=False,
+    )
+    assert s.steady(source)
+    assert not s.steady(replace(source, ssrc=5))
+    assert not s.steady(replace(source, generation=2))
