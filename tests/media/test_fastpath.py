@@ -60,7 +60,6 @@ def packet_bytes(
         ssrc=0x01020304,
         payload=payload,
     )
-    packet.extension_profile, packet.extension_value = profile, value
     data = bytearray(packet.serialize())
     if elements:
         # serialize() writes extensions only from a map: put the raw block in.
