@@ -181,9 +181,11 @@ async def run_calls(
     start: float,
     seconds: float,
     expert_url: str | None = None,
+    silent: bool = False,
 ) -> dict[str, Any]:
     """Both sides of each call; ``url`` None connects the two sides directly. The
-    expert side offers to ``expert_url`` when given (another host)."""
+    expert side offers to ``expert_url`` when given (another host). ``silent``
+    calls connect and send nothing (the relay's idle cost)."""
     restrict_host_addresses(["127.0.0.1"])
     media = pickle.loads(Path(media_file).read_bytes())  # noqa: S301 - our file, once
     # Every frame and audio packet is unique: its tail tells which one it is.
@@ -231,8 +233,8 @@ async def run_calls(
     def new_peer() -> tuple[RTCPeerConnection, list[PacketTrack]]:
         pc = RTCPeerConnection()
         tracks = [
-            PacketTrack("audio", media["audio"], start),
-            PacketTrack("video", media["video"], start),
+            PacketTrack("audio", [] if silent else media["audio"], start),
+            PacketTrack("video", [] if silent else media["video"], start),
         ]
         for track in tracks:
             pc.addTrack(track)
@@ -271,7 +273,9 @@ async def run_calls(
     return results
 
 
-def caller(args: tuple[str | None, list[str], str, float, float, str | None], out: Any) -> None:
+def caller(
+    args: tuple[str | None, list[str], str, float, float, str | None, bool], out: Any
+) -> None:
     out.put(asyncio.run(run_calls(*args)))
 
 
@@ -405,7 +409,7 @@ def run_mode(
     if mode != "direct":
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        hosts.append(start_host(mode, port, workers, secret))
+        hosts.append(start_host("rtp" if mode == "idle" else mode, port, workers, secret))
     if mode == "rtp2":
         second = free_port()
         expert_url = f"http://127.0.0.1:{second}"
@@ -419,7 +423,7 @@ def run_mode(
         out = ctx.Queue()
         procs = []
         for p in range(min(processes, calls)):
-            args = (url, ids[p::processes], media_file, start, seconds, expert_url)
+            args = (url, ids[p::processes], media_file, start, seconds, expert_url, mode == "idle")
             proc = ctx.Process(target=caller, args=(args, out))
             proc.start()
             procs.append(proc)
@@ -501,7 +505,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="1,2,5,10")
     parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--modes", default="direct,rtp,mediarelay")
+    parser.add_argument(
+        "--modes",
+        default="direct,rtp,mediarelay",
+        help="direct, rtp, rtp2 (offers through another host), mediarelay, "
+        "idle (calls that send nothing)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="relay worker processes")
     parser.add_argument("--processes", type=int, default=2, help="caller processes")
     parser.add_argument("--loss", type=float, default=0.02, help="loss injected in the last run")

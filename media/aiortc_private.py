@@ -56,6 +56,20 @@ def silence(party: RTCRtpSender | RTCRtpReceiver) -> None:
     party._send_rtcp = _discard  # type: ignore[method-assign,assignment]
 
 
+def without_decoder(receiver: RTCRtpReceiver) -> None:
+    """The relay never decodes: end the decoder thread aiortc starts for every
+    receiver as soon as it has started it (otherwise a thread per receiver, two
+    per leg, held idle for the whole call). Its track ends with it; nothing reads
+    it."""
+    receive = receiver.receive
+
+    async def receive_without_decoder(parameters: Any) -> None:
+        await receive(parameters)
+        receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+    receiver.receive = receive_without_decoder  # type: ignore[method-assign]
+
+
 def tap_outgoing(transport: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> None:
     """Drop outgoing RTP/RTCP for which ``keep`` is false, before protection: how
     the tests and the benchmark inject packet loss on one client's link."""
@@ -215,6 +229,8 @@ def check_private_names() -> list[str]:
         (RTCDtlsTransport, "_send_rtp", ["self", "data"]),
         (RTCRtpSender, "_send_rtcp", ["self", "packets"]),
         (RTCRtpReceiver, "_send_rtcp", ["self", "packet"]),
+        (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder", ["self"]),
+        (RTCRtpReceiver, "receive", ["self", "parameters"]),
     ):
         member = getattr(cls, name, None)
         if member is None:

@@ -28,6 +28,7 @@ from media.aiortc_private import (
     send_protected,
     silence,
     take_rtp_early,
+    without_decoder,
 )
 from media.errors import BadOffer
 from media.forwarding import OutboundStream
@@ -185,6 +186,7 @@ class Leg:
         for transceiver in self.pc.getTransceivers():
             silence(transceiver.sender)
             silence(transceiver.receiver)
+            without_decoder(transceiver.receiver)
         local = self.pc.localDescription.sdp
         self.negotiated = negotiated(offer_sdp, local)
         for section in self.negotiated.sections:

@@ -1,5 +1,6 @@
 """The relay with real aiortc peers on loopback: media flows both ways as RTP."""
 
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -44,6 +45,10 @@ async def test_both_sides_decode_each_others_frames_in_order(pool: LocalRelayPoo
             made = other.video.count - first
             assert len(peer.received.counters) >= 0.8 * made, (len(peer.received.counters), made)
         assert_mostly_at_once(pool)
+        # Only the two clients decode: the relay's four receivers hold no thread.
+        decoders = [t for t in threading.enumerate() if t.name.endswith("-decoder")]
+        clients = len(kiosk.pc.getReceivers()) + len(expert.pc.getReceivers())
+        assert len(decoders) == clients == 4, decoders
     finally:
         await kiosk.close()
         await expert.close()
