@@ -5,7 +5,10 @@ flows between the clients and this process directly."""
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import signal
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -15,6 +18,8 @@ from media.config import MediaConfig
 from media.errors import BadOffer, UnknownCall
 from media.pool import LocalRelayPool
 from observability.logs import configure as configure_logging
+
+log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Relay-Secret"  # noqa: S105 - a header name, not a secret
 MAX_SDP_BYTES = 64 * 1024
@@ -132,4 +137,23 @@ def run_worker(
     """Entry point of a worker process: it logs like its parent (JSON lines with
     ``--log-format json``)."""
     configure_logging(log_level, log_format)
-    asyncio.run(_serve(config, secret, report, lifeline, port))
+    run_loop(_serve(config, secret, report, lifeline, port))
+
+
+LOOP_VARIABLE = "WINDOWLINK_MEDIA_LOOP"
+"""``asyncio`` runs a relay worker on the stock event loop instead of uvloop."""
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """A relay worker's loop: uvloop where it is installed (a declared dependency
+    on Linux: its datagram path costs less per packet, see docs/PERFORMANCE.md),
+    else, or when ``WINDOWLINK_MEDIA_LOOP=asyncio``, the stock one."""
+    if os.environ.get(LOOP_VARIABLE, "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop is not installed: the relay worker runs on asyncio's loop")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
