@@ -26,15 +26,18 @@ import argparse
 import asyncio
 import fractions
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -366,9 +369,14 @@ async def serve(
     async def placement(request: web.Request) -> web.Response:
         return web.Response(text=await place(request.match_info["call"]))
 
+    async def forwarded(_request: web.Request) -> web.Response:
+        figures = await pool.stats()
+        return web.Response(text=str(sum(f.get("packets_forwarded", 0) for f in figures.values())))
+
     app = web.Application()
     app.router.add_post("/calls/{call}/{side}", connect)
     app.router.add_get("/placement/{call}", placement)
+    app.router.add_get("/forwarded", forwarded)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -396,6 +404,12 @@ def start_host(
         except OSError:
             time.sleep(0.1)
     return host
+
+
+def forwarded_packets(url: str) -> int:
+    """RTP packets the relay host and its workers have forwarded so far."""
+    with urllib.request.urlopen(f"{url}/forwarded", timeout=10) as response:  # noqa: S310 - ours
+        return int(response.read())
 
 
 def run_mode(
@@ -428,12 +442,15 @@ def run_mode(
             proc.start()
             procs.append(proc)
         time.sleep(max(0.0, start + 2.0 - time.time()))
-        cpu = None
-        if hosts:
+        cpu = packet_rate = None
+        if hosts and url is not None:
+            packets0 = forwarded_packets(url)
             cpu0, t0 = sum(cpu_seconds(h.pid, children=True) for h in hosts), time.time()
             time.sleep(max(0.0, start + seconds - 1.0 - time.time()))
             spent = sum(cpu_seconds(h.pid, children=True) for h in hosts) - cpu0
             cpu = spent / (time.time() - t0)
+            if mode != "mediarelay":
+                packet_rate = (forwarded_packets(url) - packets0) / (time.time() - t0)
         parts = [out.get(timeout=180) for _ in procs]
         for proc in procs:
             proc.join(timeout=30)
@@ -457,6 +474,10 @@ def run_mode(
         "workers": workers,
         "relay_cpu_s_per_s": None if cpu is None else round(cpu, 4),
         "cpu_s_per_stream_s": None if cpu is None else round(cpu / streams, 5),
+        "packets_forwarded_per_s": None if packet_rate is None else round(packet_rate),
+        "relay_us_per_packet": (
+            round(cpu / packet_rate * 1e6, 1) if cpu is not None and packet_rate else None
+        ),
         "video_frames_delivered_per_sent": round(delivered / sent, 4) if sent else None,
         "audio_packets_delivered_per_sent": round(
             sum(p["audio_packets"] for p in parts) / max(1, sum(p["audio_sent"] for p in parts)),
@@ -501,6 +522,65 @@ async def loss_run(seconds: float, loss: float) -> dict[str, Any]:
     }
 
 
+def run_anchor(target: str, calls: str, reps: int, seconds: float) -> None:
+    """The relay and Janus VideoRoom under the same load in one run, each server in
+    a network namespace this creates and removes (bench/anchor, as root)."""
+    if target != "janus":
+        raise SystemExit("--anchor: only janus")
+    if os.geteuid() != 0:
+        raise SystemExit("--anchor needs root: it creates network namespaces")
+    if shutil.which("janus") is None:
+        subprocess.run(["/usr/bin/apt-get", "install", "-y", "-qq", "janus"], check=True)
+    here = ROOT / "bench" / "anchor"
+    work = Path(tempfile.mkdtemp(prefix="wl-anchor-"))
+    env = {**os.environ, "ANCHOR_CACHE": str(work / "cache")}
+    out = work / "results.jsonl"
+    server = (
+        f'sh -c "rm -rf {work}/data-run && cp -a {work}/seed {work}/data-run && '
+        f"exec {{py}} {ROOT}/server.py --host {{ip}} --port {{port}} --behind-proxy "
+        f'--data-dir {work}/data-run --media-address {{ip}}"'
+    )
+    try:
+        seed = [sys.executable, str(here / "seed_windowlink.py"), str(ROOT), str(work / "seed")]
+        subprocess.run([*seed, "10"], check=True, env=env)
+        namespaces = ["/bin/sh", str(here / "netns.sh")]
+        subprocess.run([*namespaces, "up"], check=True, stdout=subprocess.DEVNULL)
+        try:
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(here / "bench.py"),
+                    "--python",
+                    sys.executable,
+                    "--logs",
+                    str(work / "logs"),
+                    "--out",
+                    str(out),
+                    "--targets",
+                    "janus",
+                    "--target",
+                    "windowlink",
+                    f"{here}/windowlink_adapter.py:setup_call",
+                    server,
+                    "--ns",
+                    calls,
+                    "--reps",
+                    str(reps),
+                    "--duration",
+                    str(seconds),
+                ],
+                check=True,
+                env=env,
+            )
+        finally:
+            subprocess.run([*namespaces, "down"], stdout=subprocess.DEVNULL)
+        for line in out.read_text().splitlines():
+            emit({"mode": "anchor", **json.loads(line)})
+        subprocess.run([sys.executable, str(here / "summarize.py"), str(out)], check=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="1,2,5,10")
@@ -514,11 +594,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="relay worker processes")
     parser.add_argument("--processes", type=int, default=2, help="caller processes")
     parser.add_argument("--loss", type=float, default=0.02, help="loss injected in the last run")
+    parser.add_argument(
+        "--anchor",
+        help="janus: Janus VideoRoom and the relay side by side in network namespaces (root)",
+    )
+    parser.add_argument("--reps", type=int, default=2, help="repetitions per point (--anchor)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--secret", help=argparse.SUPPRESS)
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.anchor:
+        run_anchor(args.anchor, args.calls, args.reps, args.seconds)
+        return
     if args.serve:
         asyncio.run(serve(args.serve, args.port, args.workers, args.secret, args.peer))
         return
