@@ -409,7 +409,7 @@ def start_host(
 def forwarded_packets(url: str) -> int:
     """RTP packets the relay host and its workers have forwarded so far."""
     with urllib.request.urlopen(f"{url}/forwarded", timeout=10) as response:  # noqa: S310 - ours
-        return int(response.read())
+        return int(float(response.read()))
 
 
 def run_mode(

@@ -22,6 +22,7 @@ from aiortc import (
     RTCRtpReceiver,
     RTCRtpSender,
 )
+from aiortc.rtcdtlstransport import State as DtlsState
 
 from media.addresses import is_loopback
 
@@ -103,8 +104,9 @@ class SrtpPath:
 
     def can_send(self) -> bool:
         """Connected, on a pair whose local side is a plain UDP socket (a TURN
-        allocation sends through its own client: those packets take aiortc's path)."""
-        if self._dtls.state != "connected" or self._dtls._tx_srtp is None:
+        allocation sends through its own client: those packets take aiortc's path).
+        Per packet: the private state, not the public ``state`` string."""
+        if self._dtls._state is not DtlsState.CONNECTED:
             return False
         pair = self._connection._nominated.get(1)
         return pair is not None and type(pair.protocol) is aioice.ice.StunProtocol
@@ -263,7 +265,9 @@ def check_private_names() -> list[str]:
         problems.append("aioice StunProtocol.transport is gone")
     if "_connection" not in RTCIceTransport.__init__.__code__.co_names:
         problems.append("RTCIceTransport._connection is gone")
-    for attribute in ("_rx_srtp", "_tx_srtp"):
+    if not hasattr(DtlsState, "CONNECTED"):
+        problems.append("aiortc's DTLS State.CONNECTED is gone")
+    for attribute in ("_rx_srtp", "_tx_srtp", "_state"):
         if attribute not in RTCDtlsTransport.__init__.__code__.co_names:
             problems.append(f"RTCDtlsTransport.{attribute} is gone")
     received = list(inspect.signature(_original_request_received).parameters)
