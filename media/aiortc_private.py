@@ -97,8 +97,11 @@ class SrtpPath:
     def unprotect(self, data: bytes) -> bytes | None:
         """The packet decrypted and authenticated, or None (damaged or replayed:
         aiortc drops those too)."""
+        session = self._dtls._rx_srtp
+        if session is None:
+            return None  # before DTLS completes aiortc drops SRTP too
         try:
-            return bytes(self._dtls._rx_srtp.unprotect(data))
+            return bytes(session.unprotect(data))
         except pylibsrtp.Error:
             return None
 

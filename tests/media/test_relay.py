@@ -1,7 +1,11 @@
 """The relay with real aiortc peers on loopback: media flows both ways as RTP."""
 
+import logging
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator
+from struct import pack
 
 import pytest
 
@@ -134,3 +138,50 @@ async def test_an_offer_answered_while_the_call_ends_leaves_no_connection(
         assert await pool.peer_connections() == 0
     finally:
         await peer.close()
+
+
+async def test_forged_packets_at_the_relay_port_change_nothing(
+    pool: LocalRelayPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attacker who learns the relay's port sends RTP-looking datagrams with the
+    kiosk's real SSRC (SRTP authentication fails), truncated headers, bad
+    extension blocks and RTCP-looking junk: the fast path drops them as aiortc
+    would, logs nothing, forwards none, and the call's media goes on in order."""
+    await pool.open_call("c5")
+    kiosk, expert = CallPeer(), CallPeer()
+    try:
+        offer = await kiosk.offer()
+        answer = await pool.connect("c5", "kiosk", offer)
+        await kiosk.accept(answer)
+        await expert.accept(await pool.connect("c5", "expert", await expert.offer()))
+        assert await wait_until(lambda: len(expert.received.counters) > 10)
+        port = next(
+            int(line.split()[5]) for line in answer.splitlines() if line.startswith("a=candidate:")
+        )
+        ssrc = next(
+            int(line.split()[0].split(":")[1])
+            for line in offer.splitlines()
+            if line.startswith("a=ssrc:")
+        )
+        forged = [pack("!BBHLL", 0x80, 96, n, n * 3000, ssrc) + os.urandom(900) for n in range(300)]
+        forged += [b"\x80\x60\x00", b"\x90\x60\x00\x01" + b"\0" * 8 + b"\xbe\xde\xff\xff"]
+        forged += [pack("!BBH", 0x81, 201, 7) + os.urandom(28) for _ in range(20)]
+        received = len(expert.received.counters)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+            for datagram in forged:
+                attacker.sendto(datagram, ("127.0.0.1", port))
+        assert await wait_until(lambda: len(expert.received.counters) > received + 30)
+        assert in_order(expert.received.counters)
+        # The relay took in none of the forged packets: no more than the kiosk
+        # really sent (read first, so that the kiosk's count can only be ahead).
+        taken_in = pool.relays["c5"].legs["kiosk"].packets_in
+        sent = 0
+        for sender in kiosk.pc.getSenders():
+            for stat in (await sender.getStats()).values():
+                if stat.type == "outbound-rtp":
+                    sent += stat.packetsSent
+        assert 0 < taken_in <= sent, (taken_in, sent)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        await kiosk.close()
+        await expert.close()
