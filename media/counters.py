@@ -17,6 +17,8 @@ class RelayCounters:
     """NACK packets received from receivers."""
     keyframe_requests: int = 0
     """PLIs sent to sources."""
+    transport_feedback: int = 0
+    """Transport-wide congestion control feedback packets sent to senders."""
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}

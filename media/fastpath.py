@@ -130,3 +130,24 @@ def stamp(plan: HeaderPlan, sequence_number: int, timestamp: int) -> bytes:
     buffer is reused for the next destination)."""
     pack_into("!HL", plan.head, 2, sequence_number, timestamp)
     return bytes(plan.head)
+
+
+def transport_sequence(data: bytes, extension_id: int) -> int | None:
+    """The transport-wide sequence number a packet carries under ``extension_id``
+    (one-byte header extensions only), or None."""
+    if len(data) < 16 or data[0] & 0x1F != 0x10 or data[12] != 0xBE or data[13] != 0xDE:
+        return None  # no extension, CSRCs before it, or two-byte headers
+    end = min(len(data), 16 + 4 * ((data[14] << 8) | data[15]))
+    at = 16
+    while at < end:
+        byte = data[at]
+        if byte == 0:
+            at += 1
+            continue
+        element_id, size = byte >> 4, (byte & 0x0F) + 1
+        if element_id == 15:
+            return None
+        if element_id == extension_id and size == 2 and at + 3 <= end:
+            return (data[at + 1] << 8) | data[at + 2]
+        at += 1 + size
+    return None

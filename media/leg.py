@@ -33,7 +33,8 @@ from media.aiortc_private import (
 from media.errors import BadOffer
 from media.forwarding import OutboundStream
 from media.ice import IceServer
-from media.session import Negotiated, Section, negotiated
+from media.session import TRANSPORT_CC_URI, Negotiated, Section, negotiated, with_transport_cc
+from media.twcc import ArrivalRecorder
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,14 @@ class Leg:
         legs, when the relay gives ``forward_now``)."""
         self.packets_at_once = 0
         """RTP packets of this leg forwarded where they arrived."""
+        self.transport_cc_id: int | None = None
+        """The transport-wide sequence number's extension id, when negotiated."""
+        self.arrivals: ArrivalRecorder | None = None
+        self.bytes_in = 0
+        self.rate_bps = 0.0
+        """What the participant sends, over the last second (the relay's watch)."""
+        self.remb_held_until = 0.0
+        """Until when receivers' estimates are passed to this source (see Relay)."""
         self.negotiated: Negotiated | None = None
         self.outbound: dict[str, OutboundStream] = {}
         self._inbound: dict[int, Inbound] = {}
@@ -187,14 +196,30 @@ class Leg:
             silence(transceiver.sender)
             silence(transceiver.receiver)
             without_decoder(transceiver.receiver)
-        local = self.pc.localDescription.sdp
+        local = with_transport_cc(offer_sdp, self.pc.localDescription.sdp)
         self.negotiated = negotiated(offer_sdp, local)
         for section in self.negotiated.sections:
             if section.relay_sends and section.relay_ssrc is not None:
                 self.outbound[section.kind] = OutboundStream(
                     section.kind, section, self.negotiated.extensions
                 )
+        self.transport_cc_id = self.negotiated.extension_ids.get(TRANSPORT_CC_URI)
+        if self.transport_cc_id is not None:
+            self.arrivals = ArrivalRecorder(self.relay_ssrc("video"), 0)
         return advertise_public_address(local, public_address)
+
+    def transport_arrival(self, sequence_number: int | None) -> None:
+        """A packet of this leg carrying a transport-wide sequence number arrived."""
+        if sequence_number is not None and self.arrivals is not None:
+            self.arrivals.record(sequence_number, time.monotonic_ns() // 1000)
+
+    def transport_feedback(self) -> list[bytes]:
+        """Feedback on what arrived since the last call (none without transport-cc)."""
+        if self.arrivals is None:
+            return []
+        ssrcs = self.primary_ssrc
+        self.arrivals.media_ssrc = ssrcs.get("video") or ssrcs.get("audio") or 0
+        return self.arrivals.take()
 
     def classify(self, ssrc: int, payload_type: int) -> Inbound | None:
         """Which section (and whether RTX) an incoming SSRC belongs to."""
@@ -219,16 +244,17 @@ class Leg:
         return found
 
     async def _rtp(self, data: bytes, arrival_time_ms: int) -> None:
-        self.arrived()
+        self.arrived(len(data))
         await self._on_rtp(self, data)
 
     def _rtp_now(self, data: bytes) -> bool:
         return not self.closed and self._forward_now is not None and self._forward_now(self, data)
 
-    def arrived(self) -> None:
+    def arrived(self, size: int) -> None:
         """A packet of this leg's media arrived (on either path)."""
         self.last_rtp_at = time.monotonic()
         self.packets_in += 1
+        self.bytes_in += size
 
     def send_now(self, data: bytes) -> None:
         """Send a rewritten RTP packet at once (the relay checked ``fast.can_send``)."""

@@ -29,7 +29,7 @@ from aiortc.rtp import (
 
 from media.counters import RelayCounters
 from media.errors import UnknownCall
-from media.fastpath import ExtensionPlan, HeaderPlan, plan_header
+from media.fastpath import ExtensionPlan, HeaderPlan, plan_header, transport_sequence
 from media.forwarding import OutboundStream, Source
 from media.ice import IceServer
 from media.leg import Leg
@@ -40,6 +40,12 @@ KEYFRAME_REQUEST_INTERVAL = 0.3
 """Seconds between keyframe requests to one source: decoders ask often."""
 MEDIA_TIMEOUT = 5.0
 """Seconds without RTP after which a leg that should send counts as stalled."""
+FEEDBACK_INTERVAL = 0.1
+"""Seconds between transport-wide feedback packets to each sender (Chromium's
+own receivers send one every 50-250 ms)."""
+REMB_HOLD = 15.0
+"""Seconds a receiver's estimate keeps being passed to a source after it last
+said the source sends more than it can take (see _translate_remb)."""
 
 MediaListener = Callable[[str, str, str], None]
 """(call_id, participant, status) with status "connected" or "lost"."""
@@ -82,6 +88,7 @@ class Relay:
         self._generation = 0
         self._last_keyframe_request: dict[tuple[int, int], float] = {}
         self._monitor: asyncio.Task[None] | None = None
+        self._feedback: asyncio.Task[None] | None = None
         self._reported: dict[str, str] = {}
         self._routes: dict[tuple[int, int, int], _Route] = {}
         self.closed = False
@@ -117,6 +124,7 @@ class Relay:
             await old.close()
         if self._monitor is None:
             self._monitor = asyncio.create_task(self._watch())
+            self._feedback = asyncio.create_task(self._send_feedback())
         # The newcomer's picture starts on a keyframe from each source.
         for other in self.legs.values():
             if other is not leg and "video" in other.primary_ssrc:
@@ -134,10 +142,11 @@ class Relay:
 
     async def close(self) -> None:
         self.closed = True
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        for task in (self._monitor, self._feedback):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         legs = list(self.legs.values())
         self.legs.clear()
         await asyncio.gather(*(leg.close() for leg in legs), return_exceptions=True)
@@ -169,12 +178,27 @@ class Relay:
         elif state in ("failed", "closed"):
             self._report(leg.participant, "lost")
 
+    async def _send_feedback(self) -> None:
+        """Tell each sender which of its packets arrived when (transport-cc)."""
+        while True:
+            await asyncio.sleep(FEEDBACK_INTERVAL)
+            for leg in list(self.legs.values()):
+                for packet in leg.transport_feedback():
+                    await leg.send(packet)
+                    self.counters.transport_feedback += 1
+
     async def _watch(self) -> None:
-        """Media that stops without ICE noticing (a frozen client) counts as lost."""
+        """Media that stops without ICE noticing (a frozen client) counts as lost;
+        each participant's sending rate over the last second."""
+        seen: dict[Leg, tuple[float, int]] = {}
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for leg in list(self.legs.values()):
+                before = seen.get(leg)
+                if before is not None and now > before[0]:
+                    leg.rate_bps = (leg.bytes_in - before[1]) * 8 / (now - before[0])
+                seen[leg] = (now, leg.bytes_in)
                 sends = leg.negotiated is not None and any(
                     s.relay_receives for s in leg.negotiated.sections
                 )
@@ -184,6 +208,8 @@ class Relay:
                     self._report(leg.participant, "lost")
                 elif leg.last_rtp_at:
                     self._report(leg.participant, "connected")
+            for gone in [g for g in seen if self.legs.get(g.participant) is not g]:
+                del seen[gone]
 
     # ---- RTP -------------------------------------------------------------------
 
@@ -248,7 +274,9 @@ class Relay:
         plain = leg.fast.unprotect(data)
         if plain is None:
             return True
-        leg.arrived()
+        leg.arrived(len(plain))
+        if leg.transport_cc_id is not None:
+            leg.transport_arrival(transport_sequence(data, leg.transport_cc_id))
         leg.packets_at_once += 1
         for destination, header in zip(route.destinations, headers, strict=True):
             out = destination.stream.forward_steady(header, plain)
@@ -265,6 +293,8 @@ class Relay:
             packet = RtpPacket.parse(data, leg.negotiated.extensions)
         except ValueError:
             return
+        # Every packet counts for the sender's estimate, its probes (RTX padding) too.
+        leg.transport_arrival(packet.extensions.transport_sequence_number)
         inbound = leg.classify(packet.ssrc, packet.payload_type)
         if inbound is None:
             return
@@ -429,7 +459,10 @@ class Relay:
             by_leg.setdefault(source_leg.participant, (source_leg, []))[1].append(
                 stream.source.ssrc
             )
+        now = time.monotonic()
         for source_leg, source_ssrcs in by_leg.values():
+            if not self._passes_remb(source_leg, bitrate, now):
+                continue
             remb = RtcpPsfbPacket(
                 fmt=RTCP_PSFB_APP,
                 ssrc=source_leg.relay_ssrc("video"),
@@ -437,6 +470,21 @@ class Relay:
                 fci=pack_remb_fci(bitrate, source_ssrcs),
             )
             await source_leg.send(bytes(remb))
+
+    @staticmethod
+    def _passes_remb(source: Leg, bitrate: int, now: float) -> bool:
+        """Whether a receiver's estimate goes on to its source. A source without
+        transport-cc has only these estimates: always. One with it measures its
+        own link from the relay's feedback and ramps up at once; a receiver's
+        estimate (which grows some 8 % a second from what it receives) then
+        only caps it when it says the source sends more than that receiver can
+        take, and for REMB_HOLD seconds after, so that a poor downlink still
+        slows the camera down."""
+        if source.arrivals is None:
+            return True
+        if bitrate < 0.95 * source.rate_bps:
+            source.remb_held_until = now + REMB_HOLD
+        return now < source.remb_held_until
 
     async def _request_keyframe(self, source_leg: Leg, ssrc: int) -> None:
         key = (source_leg.generation, ssrc)

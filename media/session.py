@@ -125,3 +125,68 @@ def negotiated(offer_sdp: str, answer_sdp: str) -> Negotiated:
     if not sections:
         raise BadOffer("the offer has no audio or video")
     return Negotiated(sections, extensions, extension_ids)
+
+
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+
+def _sections(sdp: str) -> tuple[list[str], list[list[str]]]:
+    """The session lines and each media section's lines."""
+    head: list[str] = []
+    sections: list[list[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            head.append(line)
+    return head, sections
+
+
+def with_transport_cc(offer_sdp: str, answer_sdp: str) -> str:
+    """The answer, accepting transport-wide congestion control wherever the offer
+    asks for it: the sequence-number header extension (the offer's id) and the
+    ``transport-cc`` feedback for each payload type the offer gave it (aiortc
+    answers neither). The sender then measures its own link from the relay's
+    feedback (media/twcc.py) instead of waiting for the far receiver's REMB."""
+    _, offered = _sections(offer_sdp)
+    head, answered = _sections(answer_sdp)
+    out = list(head)
+    for theirs, ours in zip(offered, answered, strict=False):
+        extmap = next(
+            (x for x in theirs if x.startswith("a=extmap:") and x.endswith(" " + TRANSPORT_CC_URI)),
+            None,
+        )
+        wildcard = "a=rtcp-fb:* transport-cc" in theirs
+        wanted = {
+            x.split()[0][len("a=rtcp-fb:") :]
+            for x in theirs
+            if x.startswith("a=rtcp-fb:") and x.endswith(" transport-cc")
+        }
+        port = ours[0].split()[1] if len(ours[0].split()) > 1 else "0"
+        if extmap is None or port == "0":
+            out += ours
+            continue
+        extmap_id = extmap.split()[0][len("a=extmap:") :].split("/")[0]
+        section: list[str] = []
+        for line in ours:
+            if line.startswith(f"a=extmap:{extmap_id} ") or line.endswith(" transport-cc"):
+                continue  # never twice, and never another extension on that id
+            section.append(line)
+        # After the last extmap (or the mid), and each rtcp-fb after its rtpmap.
+        anchor = max(
+            (i for i, x in enumerate(section) if x.startswith(("a=extmap:", "a=mid:"))),
+            default=len(section) - 1,
+        )
+        section.insert(anchor + 1, f"a=extmap:{extmap_id} {TRANSPORT_CC_URI}")
+        result: list[str] = []
+        for line in section:
+            result.append(line)
+            if line.startswith("a=rtpmap:"):
+                pt = line.split()[0][len("a=rtpmap:") :]
+                if (wildcard or pt in wanted) and "rtx/" not in line.lower():
+                    result.append(f"a=rtcp-fb:{pt} transport-cc")
+        out += result
+    out += [line for section in answered[len(offered) :] for line in section]
+    return "\r\n".join(out) + "\r\n"

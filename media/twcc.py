@@ -180,6 +180,8 @@ class ArrivalRecorder:
     _highest: int | None = None
     _next_to_report: int | None = None
     _count: int = 0
+    reported: int = 0
+    """Packets reported so far (received or not)."""
 
     def record(self, sequence_number: int, arrival_us: int) -> None:
         """A packet carrying ``sequence_number`` (16 bits) arrived."""
@@ -224,5 +226,6 @@ class ArrivalRecorder:
                         self._arrivals[start + offset] = arrival
             packets.append(packet)
             self._count = (self._count + 1) & 0xFF
+            self.reported += stop + 1 - start
             self._next_to_report = stop + 1
         return packets

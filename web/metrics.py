@@ -63,6 +63,11 @@ class _RelayCollector(Collector):
             "windowlink_relay_keyframe_requests",
             "Keyframe requests (PLI) sent to sources.",
         ),
+        (
+            "transport_feedback",
+            "windowlink_relay_transport_feedback",
+            "Transport-wide congestion control feedback packets sent to senders.",
+        ),
     )
 
     def __init__(self, snapshot: RelaySnapshot) -> None:

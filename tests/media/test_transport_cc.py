@@ -1,0 +1,131 @@
+"""Transport-wide congestion control on each leg, without sockets: the answer
+accepts it where the offer asks, the sequence number is read from the header,
+and a receiver's REMB reaches a source that measures its own link only when it
+says the source sends too much (and for a while after)."""
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from media.fastpath import transport_sequence
+from media.leg import Leg
+from media.relay import REMB_HOLD, Relay
+from media.session import TRANSPORT_CC_URI, with_transport_cc
+from media.twcc import ArrivalRecorder
+
+OFFER = "\r\n".join(
+    [
+        "v=0",
+        "o=- 1 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0 1",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "a=mid:0",
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        f"a=extmap:3 {TRANSPORT_CC_URI}",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtcp-fb:111 transport-cc",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+        "a=mid:1",
+        f"a=extmap:3 {TRANSPORT_CC_URI}",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtcp-fb:96 goog-remb",
+        "a=rtcp-fb:96 transport-cc",
+        "a=rtpmap:97 rtx/90000",
+        "a=fmtp:97 apt=96",
+        "",
+    ]
+)
+ANSWER = "\r\n".join(
+    [
+        "v=0",
+        "o=- 5 6 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0 1",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "a=mid:0",
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "a=rtpmap:111 opus/48000/2",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+        "a=mid:1",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtcp-fb:96 goog-remb",
+        "a=rtpmap:97 rtx/90000",
+        "a=fmtp:97 apt=96",
+        "",
+    ]
+)
+
+
+def test_the_answer_accepts_transport_cc_where_the_offer_asks() -> None:
+    answer = with_transport_cc(OFFER, ANSWER)
+    lines = answer.split("\r\n")
+    assert lines.count(f"a=extmap:3 {TRANSPORT_CC_URI}") == 2
+    assert "a=rtcp-fb:111 transport-cc" in lines and "a=rtcp-fb:96 transport-cc" in lines
+    assert "a=rtcp-fb:97 transport-cc" not in lines  # not for RTX
+    audio, video = answer.split("m=")[1:]
+    assert "transport-cc" in audio and "transport-cc" in video
+    # Applied twice it is the same answer; without an ask it changes nothing.
+    assert with_transport_cc(OFFER, answer) == answer
+    plain_offer = "\r\n".join(line for line in OFFER.split("\r\n") if "transport" not in line)
+    assert with_transport_cc(plain_offer, ANSWER) == ANSWER
+
+
+def test_an_offer_with_a_rejected_section_keeps_it_rejected() -> None:
+    answer = ANSWER.replace("m=video 9 ", "m=video 0 ")
+    assert "a=rtcp-fb:96 transport-cc" not in with_transport_cc(OFFER, answer)
+
+
+@pytest.mark.parametrize(
+    "packet,expected",
+    [
+        (b"\x90\x60\x00\x01" + bytes(8) + b"\xbe\xde\x00\x01" + b"\x31\x12\x34\x00", 0x1234),
+        (b"\x90\x60\x00\x01" + bytes(8) + b"\xbe\xde\x00\x01" + b"\x10\x00\x31\x99", None),
+        (b"\x80\x60\x00\x01" + bytes(8) + b"payload!", None),  # no extension
+        (b"\x91\x60\x00\x01" + bytes(12) + b"\xbe\xde\x00\x01" + b"\x31\x12\x34\x00", None),
+        (b"\x90\x60\x00\x01" + bytes(8) + b"\x10\x00\x00\x01" + b"\x03\x02\x12\x34", None),
+        (b"\x90\x60\x00\x01" + bytes(8) + b"\xbe\xde\x00\x02" + b"\x00\x10\x07\x31\x00\x05", 5),
+    ],
+    ids=["id 3", "id 3 too short", "none", "a CSRC", "two-byte", "after padding and another"],
+)
+def test_the_transport_sequence_number_is_read_from_the_header(
+    packet: bytes, expected: int | None
+) -> None:
+    assert transport_sequence(packet, 3) == expected
+
+
+def source(*, transport_cc: bool, rate: float, held_until: float = 0.0) -> Any:
+    return SimpleNamespace(
+        arrivals=ArrivalRecorder(1, 2) if transport_cc else None,
+        rate_bps=rate,
+        remb_held_until=held_until,
+    )
+
+
+# (transport-cc, the source's rate, held until, REMB bitrate, now) -> passed on
+CASES = [
+    (False, 1_000_000, 0.0, 5_000_000, 100.0, True),  # no transport-cc: REMB is all it has
+    (False, 1_000_000, 0.0, 300_000, 100.0, True),
+    (True, 1_000_000, 0.0, 5_000_000, 100.0, False),  # the receiver can take more
+    (True, 1_000_000, 0.0, 990_000, 100.0, False),  # about what it gets: not a limit
+    (True, 1_000_000, 0.0, 800_000, 100.0, True),  # less than it sends: a limit
+    (True, 1_000_000, 110.0, 5_000_000, 100.0, True),  # held after a limit
+    (True, 1_000_000, 110.0, 5_000_000, 111.0, False),  # hold over
+]
+
+
+@pytest.mark.parametrize("transport_cc,rate,held,bitrate,now,passed", CASES)
+def test_which_receiver_estimates_reach_the_source(
+    transport_cc: bool, rate: float, held: float, bitrate: int, now: float, passed: bool
+) -> None:
+    leg = source(transport_cc=transport_cc, rate=rate, held_until=held)
+    assert Relay._passes_remb(cast(Leg, leg), bitrate, now) is passed
+
+
+def test_a_limit_holds_the_source_for_the_hold_time() -> None:
+    leg = source(transport_cc=True, rate=1_000_000)
+    assert Relay._passes_remb(cast(Leg, leg), 500_000, 100.0)
+    assert leg.remb_held_until == 100.0 + REMB_HOLD

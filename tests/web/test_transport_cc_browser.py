@@ -1,0 +1,37 @@
+"""Chromium through the relay negotiates transport-wide congestion control on
+both legs, stamps its packets, and the relay answers with feedback, so that
+each browser measures its own link (the ramp-up itself is measured by
+bench/rampup.py: timings stay out of tests)."""
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from media.pool import LocalRelayPool
+from tests.conftest import RunningServer
+from tests.web.test_pages_browser import call_in_browsers
+from web.keys import MEDIA
+
+pytestmark = pytest.mark.browser
+
+
+async def test_chromium_gets_transport_feedback_from_the_relay_on_both_legs(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    await call_in_browsers(browser, sqlite_server)
+    pool = sqlite_server.app[MEDIA]
+    assert isinstance(pool, LocalRelayPool)
+    (relay,) = pool.relays.values()
+    assert {p: leg.transport_cc_id is not None for p, leg in relay.legs.items()} == {
+        "kiosk": True,
+        "expert": True,
+    }
+    for _ in range(100):
+        if pool.counters.transport_feedback > 10:
+            break
+        await asyncio.sleep(0.1)
+    assert pool.counters.transport_feedback > 10
+    # Chromium stamped its packets: the relay recorded arrivals on both legs.
+    for leg in relay.legs.values():
+        assert leg.arrivals is not None and leg.arrivals.reported > 0
