@@ -221,6 +221,15 @@ class Leg:
         self.arrivals.media_ssrc = ssrcs.get("video") or ssrcs.get("audio") or 0
         return self.arrivals.take()
 
+    def known(self, ssrc: int) -> Inbound | None:
+        """What an SSRC already seen on an authenticated packet belongs to; never
+        learns (the fast path asks before unprotect, so it must not)."""
+        return self._inbound.get(ssrc)
+
+    @property
+    def known_ssrcs(self) -> int:
+        return len(self._inbound)
+
     def classify(self, ssrc: int, payload_type: int) -> Inbound | None:
         """Which section (and whether RTX) an incoming SSRC belongs to."""
         known = self._inbound.get(ssrc)

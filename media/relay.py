@@ -124,6 +124,8 @@ class Relay:
             await old.close()
         if self._monitor is None:
             self._monitor = asyncio.create_task(self._watch())
+        if self._feedback is None and leg.arrivals is not None:
+            # Ten wake-ups a second: only for calls with a leg that asked for it.
             self._feedback = asyncio.create_task(self._send_feedback())
         # The newcomer's picture starts on a keyframe from each source.
         for other in self.legs.values():
@@ -217,7 +219,9 @@ class Relay:
         """The route of a steady primary stream, or None while anything about it
         is still for the general path to settle (first packets, RTX, an unknown
         SSRC or codec, a destination without that codec)."""
-        inbound = leg.classify(ssrc, payload_type)
+        # Only what an authenticated packet taught the leg: this runs before
+        # unprotect, and anyone can send datagrams to the relay's port.
+        inbound = leg.known(ssrc)
         if inbound is None or inbound.rtx or leg.negotiated is None:
             return None
         section = inbound.section
