@@ -141,8 +141,7 @@ class Leg:
         """The transport-wide sequence number's extension id, when negotiated."""
         self.arrivals: ArrivalRecorder | None = None
         self.bytes_in = 0
-        self.rate_bps = 0.0
-        """What the participant sends, over the last second (the relay's watch)."""
+        """RTP bytes this participant sent that the relay took in (both paths)."""
         self.remb_held_until = 0.0
         """Until when receivers' estimates are passed to this source (see Relay)."""
         self.negotiated: Negotiated | None = None

@@ -91,6 +91,8 @@ class Relay:
         self._feedback: asyncio.Task[None] | None = None
         self._reported: dict[str, str] = {}
         self._routes: dict[tuple[int, int, int], _Route] = {}
+        # (receiver, its generation, source, its generation) -> the last REMB bitrate
+        self._last_remb: dict[tuple[str, int, str, int], int] = {}
         self.closed = False
 
     # ---- legs ------------------------------------------------------------------
@@ -190,17 +192,11 @@ class Relay:
                     self.counters.transport_feedback += 1
 
     async def _watch(self) -> None:
-        """Media that stops without ICE noticing (a frozen client) counts as lost;
-        each participant's sending rate over the last second."""
-        seen: dict[Leg, tuple[float, int]] = {}
+        """Media that stops without ICE noticing (a frozen client) counts as lost."""
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for leg in list(self.legs.values()):
-                before = seen.get(leg)
-                if before is not None and now > before[0]:
-                    leg.rate_bps = (leg.bytes_in - before[1]) * 8 / (now - before[0])
-                seen[leg] = (now, leg.bytes_in)
                 sends = leg.negotiated is not None and any(
                     s.relay_receives for s in leg.negotiated.sections
                 )
@@ -210,8 +206,6 @@ class Relay:
                     self._report(leg.participant, "lost")
                 elif leg.last_rtp_at:
                     self._report(leg.participant, "connected")
-            for gone in [g for g in seen if self.legs.get(g.participant) is not g]:
-                del seen[gone]
 
     # ---- RTP -------------------------------------------------------------------
 
@@ -465,7 +459,10 @@ class Relay:
             )
         now = time.monotonic()
         for source_leg, source_ssrcs in by_leg.values():
-            if not self._passes_remb(source_leg, bitrate, now):
+            key = (leg.participant, leg.generation, source_leg.participant, source_leg.generation)
+            previous = self._last_remb.get(key)
+            self._last_remb[key] = bitrate
+            if not self._passes_remb(source_leg, bitrate, previous, now):
                 continue
             remb = RtcpPsfbPacket(
                 fmt=RTCP_PSFB_APP,
@@ -476,17 +473,18 @@ class Relay:
             await source_leg.send(bytes(remb))
 
     @staticmethod
-    def _passes_remb(source: Leg, bitrate: int, now: float) -> bool:
+    def _passes_remb(source: Leg, bitrate: int, previous: int | None, now: float) -> bool:
         """Whether a receiver's estimate goes on to its source. A source without
         transport-cc has only these estimates: always. One with it measures its
         own link from the relay's feedback and ramps up at once; a receiver's
-        estimate (which grows some 8 % a second from what it receives) then
-        only caps it when it says the source sends more than that receiver can
-        take, and for REMB_HOLD seconds after, so that a poor downlink still
-        slows the camera down."""
+        estimate grows only some 8 % a second from what it receives, so while
+        it grows it is a lag, not a limit, and is not passed on. Its estimator
+        drops it when the downlink overuses (to 85 % of what arrives): from a
+        drop on, and for REMB_HOLD seconds after the last one, every estimate
+        of it is passed on, so that a poor downlink still slows the camera."""
         if source.arrivals is None:
             return True
-        if bitrate < 0.95 * source.rate_bps:
+        if previous is not None and bitrate < 0.95 * previous:
             source.remb_held_until = now + REMB_HOLD
         return now < source.remb_held_until
 
@@ -511,6 +509,7 @@ class Relay:
                     "packets_in": leg.packets_in,
                     "packets_out": leg.packets_out,
                     "packets_at_once": leg.packets_at_once,
+                    "bytes_in": leg.bytes_in,
                     "forwarded": {k: s.forwarded for k, s in leg.outbound.items()},
                 }
                 for p, leg in self.legs.items()

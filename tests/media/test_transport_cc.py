@@ -1,7 +1,7 @@
 """Transport-wide congestion control on each leg, without sockets: the answer
 accepts it where the offer asks, the sequence number is read from the header,
-and a receiver's REMB reaches a source that measures its own link only when it
-says the source sends too much (and for a while after)."""
+and a receiver's REMB reaches a source that measures its own link only once it
+drops (its downlink overuses) and for a while after."""
 
 from types import SimpleNamespace
 from typing import Any, cast
@@ -97,35 +97,35 @@ def test_the_transport_sequence_number_is_read_from_the_header(
     assert transport_sequence(packet, 3) == expected
 
 
-def source(*, transport_cc: bool, rate: float, held_until: float = 0.0) -> Any:
+def source(*, transport_cc: bool, held_until: float = 0.0) -> Any:
     return SimpleNamespace(
         arrivals=ArrivalRecorder(1, 2) if transport_cc else None,
-        rate_bps=rate,
         remb_held_until=held_until,
     )
 
 
-# (transport-cc, the source's rate, held until, REMB bitrate, now) -> passed on
+# (transport-cc, held until, REMB bitrate, the receiver's previous one, now) -> passed on
 CASES = [
-    (False, 1_000_000, 0.0, 5_000_000, 100.0, True),  # no transport-cc: REMB is all it has
-    (False, 1_000_000, 0.0, 300_000, 100.0, True),
-    (True, 1_000_000, 0.0, 5_000_000, 100.0, False),  # the receiver can take more
-    (True, 1_000_000, 0.0, 990_000, 100.0, False),  # about what it gets: not a limit
-    (True, 1_000_000, 0.0, 800_000, 100.0, True),  # less than it sends: a limit
-    (True, 1_000_000, 110.0, 5_000_000, 100.0, True),  # held after a limit
-    (True, 1_000_000, 110.0, 5_000_000, 111.0, False),  # hold over
+    (False, 0.0, 5_000_000, None, 100.0, True),  # no transport-cc: REMB is all it has
+    (False, 0.0, 300_000, 900_000, 100.0, True),
+    (True, 0.0, 300_000, None, 100.0, False),  # a first estimate: not a limit yet
+    (True, 0.0, 330_000, 300_000, 100.0, False),  # growing: a lag behind the source
+    (True, 0.0, 290_000, 300_000, 100.0, False),  # within 5 %: noise
+    (True, 0.0, 250_000, 300_000, 100.0, True),  # dropped: the downlink overuses
+    (True, 110.0, 5_000_000, 4_000_000, 100.0, True),  # held after a drop
+    (True, 110.0, 5_000_000, 4_000_000, 111.0, False),  # hold over
 ]
 
 
-@pytest.mark.parametrize("transport_cc,rate,held,bitrate,now,passed", CASES)
+@pytest.mark.parametrize("transport_cc,held,bitrate,previous,now,passed", CASES)
 def test_which_receiver_estimates_reach_the_source(
-    transport_cc: bool, rate: float, held: float, bitrate: int, now: float, passed: bool
+    transport_cc: bool, held: float, bitrate: int, previous: int | None, now: float, passed: bool
 ) -> None:
-    leg = source(transport_cc=transport_cc, rate=rate, held_until=held)
-    assert Relay._passes_remb(cast(Leg, leg), bitrate, now) is passed
+    leg = source(transport_cc=transport_cc, held_until=held)
+    assert Relay._passes_remb(cast(Leg, leg), bitrate, previous, now) is passed
 
 
-def test_a_limit_holds_the_source_for_the_hold_time() -> None:
-    leg = source(transport_cc=True, rate=1_000_000)
-    assert Relay._passes_remb(cast(Leg, leg), 500_000, 100.0)
+def test_a_drop_holds_the_source_for_the_hold_time() -> None:
+    leg = source(transport_cc=True)
+    assert Relay._passes_remb(cast(Leg, leg), 500_000, 800_000, 100.0)
     assert leg.remb_held_until == 100.0 + REMB_HOLD
