@@ -415,6 +415,9 @@ async def test_every_visible_string_switches_language(
     await expert_client.chat(call_id, "你好")
     await expert_client.end(call_id)
     await expert_client.save_outcome(call_id, "answered")
+    # Away, so that Q-1 waits without ringing: a ring (1 s here) that ends between
+    # the Chinese and the English reading changes what the page shows.
+    await expert_client.set_presence("away")
     waiting = await connect(server, "kiosk02")
     await waiting.request("market", case_number="Q-1")
 
