@@ -68,6 +68,33 @@ class HeaderPlan:
     payload_at: int
 
 
+def _extension_elements(data: bytes) -> tuple[list[tuple[int, int, int]], int] | None:
+    """A packet's one-byte header extension elements as (id, where the value
+    starts, its size), and where its payload starts; None if the block is
+    two-byte, malformed or runs past the packet. The caller has ruled out CSRCs
+    and short packets."""
+    if not data[0] & 0x10:
+        return [], 12
+    if len(data) < 16 or data[12] != 0xBE or data[13] != 0xDE:
+        return None
+    end = 16 + 4 * ((data[14] << 8) | data[15])
+    if end > len(data):
+        return None
+    elements: list[tuple[int, int, int]] = []
+    at = 16
+    while at < end:
+        byte = data[at]
+        if byte == 0:
+            at += 1
+            continue
+        element_id, size = byte >> 4, (byte & 0x0F) + 1
+        if element_id == 15 or at + 1 + size > end:
+            return None
+        elements.append((element_id, at + 1, size))
+        at += 1 + size
+    return elements, end
+
+
 def plan_header(
     data: bytes, plan: ExtensionPlan, payload_type: int, ssrc: int
 ) -> HeaderPlan | None:
@@ -77,33 +104,21 @@ def plan_header(
     if first & 0x2F or len(data) < 12:
         # Padding or CSRCs (or a short packet): the general path handles them.
         return None
-    at = 12
+    found = _extension_elements(data)
+    if found is None:
+        return None
+    elements_in, payload_at = found
     kept: dict[str, bytes] = {}
-    if first & 0x10:
-        if len(data) < 16 or data[12] != 0xBE or data[13] != 0xDE:
+    for element_id, at, size in elements_in:
+        if element_id in plan.slow_ids:
             return None
-        end = 16 + 4 * ((data[14] << 8) | data[15])
-        if end > len(data):
-            return None
-        at = 16
-        while at < end:
-            byte = data[at]
-            if byte == 0:
-                at += 1
-                continue
-            element_id, size = byte >> 4, (byte & 0x0F) + 1
-            if element_id == 15 or at + 1 + size > end:
+        uri = plan.source_kind.get(element_id)
+        # Anything else (mid, rid, transport-wide sequence, an id the source never
+        # negotiated) is dropped, as the general path drops it.
+        if uri in plan.target_id:
+            if size != _SIZES[uri]:
                 return None
-            if element_id in plan.slow_ids:
-                return None
-            uri = plan.source_kind.get(element_id)
-            # Anything else (mid, rid, transport-wide sequence, an id the source
-            # never negotiated) is dropped, as the general path drops it.
-            if uri in plan.target_id:
-                if size != _SIZES[uri]:
-                    return None
-                kept[uri] = data[at + 1 : at + 1 + size]
-            at += 1 + size
+            kept[uri] = data[at : at + size]
     elements = bytearray(plan.mid_element)
     for uri in _KEPT:
         value = kept.get(uri)
@@ -122,7 +137,7 @@ def plan_header(
         head[0] = 0x80
     head[1] = (data[1] & 0x80) | payload_type
     pack_into("!L", head, 8, ssrc)
-    return HeaderPlan(head, at)
+    return HeaderPlan(head, payload_at)
 
 
 def stamp(plan: HeaderPlan, sequence_number: int, timestamp: int) -> bytes:
@@ -135,19 +150,10 @@ def stamp(plan: HeaderPlan, sequence_number: int, timestamp: int) -> bytes:
 def transport_sequence(data: bytes, extension_id: int) -> int | None:
     """The transport-wide sequence number a packet carries under ``extension_id``
     (one-byte header extensions only), or None."""
-    if len(data) < 16 or data[0] & 0x1F != 0x10 or data[12] != 0xBE or data[13] != 0xDE:
-        return None  # no extension, CSRCs before it, or two-byte headers
-    end = min(len(data), 16 + 4 * ((data[14] << 8) | data[15]))
-    at = 16
-    while at < end:
-        byte = data[at]
-        if byte == 0:
-            at += 1
-            continue
-        element_id, size = byte >> 4, (byte & 0x0F) + 1
-        if element_id == 15:
-            return None
-        if element_id == extension_id and size == 2 and at + 3 <= end:
-            return (data[at + 1] << 8) | data[at + 2]
-        at += 1 + size
+    if len(data) < 16 or data[0] & 0x1F != 0x10:
+        return None  # no extension, or CSRCs before it
+    found = _extension_elements(data)
+    for element_id, at, size in found[0] if found is not None else ():
+        if element_id == extension_id and size == 2:
+            return (data[at] << 8) | data[at + 1]
     return None

@@ -87,7 +87,13 @@ def test_an_offer_with_a_rejected_section_keeps_it_rejected() -> None:
         (b"\x80\x60\x00\x01" + bytes(8) + b"payload!", None),  # no extension
         (b"\x91\x60\x00\x01" + bytes(12) + b"\xbe\xde\x00\x01" + b"\x31\x12\x34\x00", None),
         (b"\x90\x60\x00\x01" + bytes(8) + b"\x10\x00\x00\x01" + b"\x03\x02\x12\x34", None),
-        (b"\x90\x60\x00\x01" + bytes(8) + b"\xbe\xde\x00\x02" + b"\x00\x10\x07\x31\x00\x05", 5),
+        (
+            b"\x90\x60\x00\x01"
+            + bytes(8)
+            + b"\xbe\xde\x00\x02"
+            + b"\x00\x10\x07\x31\x00\x05\x00\x00",
+            5,
+        ),
     ],
     ids=["id 3", "id 3 too short", "none", "a CSRC", "two-byte", "after padding and another"],
 )
