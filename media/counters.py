@@ -19,6 +19,10 @@ class RelayCounters:
     """PLIs sent to sources."""
     transport_feedback: int = 0
     """Transport-wide congestion control feedback packets sent to senders."""
+    feedback_received: int = 0
+    """Transport-wide feedback packets received from receivers on what the relay sent."""
+    downlink_limits: int = 0
+    """REMBs sent to sources from the relay's own estimate of their receivers' links."""
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}

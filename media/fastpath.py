@@ -42,6 +42,9 @@ class ExtensionPlan:
     """The destination's mid as a one-byte-header element (empty if it has none)."""
     slow_ids: frozenset[int]
     """Source ids the general path would re-encode (toffset): such packets go there."""
+    transport_id: int = 0
+    """The destination's id for the relay's own transport-wide sequence number
+    (0: the destination did not negotiate transport-cc)."""
 
     @classmethod
     def between(cls, source: dict[str, int], target: dict[str, int], mid: str) -> "ExtensionPlan":
@@ -54,9 +57,12 @@ class ExtensionPlan:
                 # general path (no id is ever this large in a browser's offer).
                 return cls({}, {}, b"", frozenset(range(256)))
             mid_element = bytes([(mid_id << 4) | (len(mid_bytes) - 1)]) + mid_bytes
+        transport_id = target.get(TRANSPORT_CC, 0)
+        if transport_id > 14:
+            return cls({}, {}, b"", frozenset(range(256)))
         slow = frozenset(i for uri, i in source.items() if uri == TOFFSET and target.get(TOFFSET))
         kept = {uri: target[uri] for uri in _KEPT if target.get(uri) and target[uri] <= 14}
-        return cls({i: uri for uri, i in source.items()}, kept, mid_element, slow)
+        return cls({i: uri for uri, i in source.items()}, kept, mid_element, slow, transport_id)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class HeaderPlan:
 
     head: bytearray
     payload_at: int
+    transport_at: int = 0
+    """Where the relay's transport-wide sequence number goes in ``head`` (0: none)."""
 
 
 def _extension_elements(data: bytes) -> tuple[list[tuple[int, int, int]], int] | None:
@@ -125,6 +133,12 @@ def plan_header(
         if value is not None:
             elements.append((plan.target_id[uri] << 4) | (len(value) - 1))
             elements += value
+    transport_at = 0
+    if plan.transport_id:
+        # Last, as the general path writes it; its value is set per packet.
+        elements.append((plan.transport_id << 4) | 1)
+        transport_at = 16 + len(elements)
+        elements += b"\0\0"
     if elements:
         elements += bytes(-len(elements) % 4)
         head = bytearray(16 + len(elements))
@@ -137,13 +151,18 @@ def plan_header(
         head[0] = 0x80
     head[1] = (data[1] & 0x80) | payload_type
     pack_into("!L", head, 8, ssrc)
-    return HeaderPlan(head, payload_at)
+    return HeaderPlan(head, payload_at, transport_at)
 
 
-def stamp(plan: HeaderPlan, sequence_number: int, timestamp: int) -> bytes:
-    """The header with its sequence number and timestamp, as bytes (the plan's
-    buffer is reused for the next destination)."""
+def stamp(
+    plan: HeaderPlan, sequence_number: int, timestamp: int, transport_sequence: int = 0
+) -> bytes:
+    """The header with its sequence number, timestamp and (where the plan has a
+    place for it) transport-wide sequence number, as bytes (the plan's buffer is
+    reused for the next destination)."""
     pack_into("!HL", plan.head, 2, sequence_number, timestamp)
+    if plan.transport_at:
+        pack_into("!H", plan.head, plan.transport_at, transport_sequence)
     return bytes(plan.head)
 
 

@@ -14,6 +14,7 @@ from struct import pack, unpack, unpack_from
 
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
+from media.downlink import SentLog
 from media.fastpath import HeaderPlan, stamp
 from media.keyframes import is_keyframe_start
 from media.session import CodecId, Section
@@ -46,6 +47,9 @@ class OutboundStream:
     kind: str
     section: Section
     extensions: HeaderExtensionsMap
+    transport: SentLog | None = None
+    """The leg's transport-wide sequence numbers, when it negotiated transport-cc:
+    every packet sent on the stream takes the next one."""
     source: Source | None = None
     seq_offset: int = 0
     ts_offset: int = 0
@@ -115,7 +119,10 @@ class OutboundStream:
         extensions.mid = self.section.mid
         extensions.rtp_stream_id = None
         extensions.repaired_rtp_stream_id = None
-        extensions.transport_sequence_number = None
+        # A retransmission takes its number when it is wrapped and sent.
+        extensions.transport_sequence_number = (
+            None if retransmission else self._transport_sequence(len(packet.payload))
+        )
         data = packet.serialize(self.extensions)
         if retransmission:
             self.history[packet.sequence_number % HISTORY_SIZE] = data
@@ -134,7 +141,12 @@ class OutboundStream:
         rewritten with ``header``: what ``rewrite`` gives for it, byte for byte."""
         sequence_number = (unpack_from("!H", data, 2)[0] + self.seq_offset) % SEQ_MOD
         timestamp = (unpack_from("!L", data, 4)[0] + self.ts_offset) % TS_MOD
-        out = stamp(header, sequence_number, timestamp) + data[header.payload_at :]
+        transport = (
+            (self._transport_sequence(len(data) - header.payload_at) or 0)
+            if header.transport_at
+            else 0
+        )
+        out = stamp(header, sequence_number, timestamp, transport) + data[header.payload_at :]
         self._sent(sequence_number, timestamp, out)
         return out
 
@@ -146,22 +158,38 @@ class OutboundStream:
         self.forwarded += 1
         self.history[sequence_number % HISTORY_SIZE] = data
 
+    def _transport_sequence(self, payload_size: int) -> int | None:
+        """The next transport-wide sequence number of the leg, for a packet about to
+        be sent (its header is counted as a typical one)."""
+        if self.transport is None:
+            return None
+        return self.transport.assign(payload_size + 24, time.monotonic_ns() // 1000)
+
     def as_retransmission(self, data: bytes) -> bytes:
-        """A stored packet resent: wrapped as RTX when the destination negotiated it."""
+        """A stored packet resent: wrapped as RTX when the destination negotiated it,
+        with a transport-wide sequence number of its own (it is a new packet on the
+        link)."""
         rtx_pt = self.section.rtx_for.get(data[1] & 0x7F)
-        if rtx_pt is None or self.section.relay_rtx_ssrc is None:
+        rtx_ssrc = self.section.relay_rtx_ssrc
+        if (rtx_pt is None or rtx_ssrc is None) and self.transport is None:
             return data
         packet = RtpPacket.parse(data, self.extensions)
+        if rtx_pt is None or rtx_ssrc is None:
+            packet.extensions.transport_sequence_number = self._transport_sequence(
+                len(packet.payload)
+            )
+            return packet.serialize(self.extensions)
         self.rtx_seq = (self.rtx_seq + 1) % SEQ_MOD
         rtx = RtpPacket(
             payload_type=rtx_pt,
             marker=packet.marker,
             sequence_number=self.rtx_seq,
             timestamp=packet.timestamp,
-            ssrc=self.section.relay_rtx_ssrc,
+            ssrc=rtx_ssrc,
             payload=pack("!H", packet.sequence_number) + packet.payload,
         )
         rtx.extensions = packet.extensions
+        rtx.extensions.transport_sequence_number = self._transport_sequence(len(rtx.payload))
         return rtx.serialize(self.extensions)
 
     def stored(self, sequence_number: int) -> bytes | None:

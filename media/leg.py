@@ -30,11 +30,12 @@ from media.aiortc_private import (
     take_rtp_early,
     without_decoder,
 )
+from media.downlink import LinkEstimate, SentLog, results
 from media.errors import BadOffer
 from media.forwarding import OutboundStream
 from media.ice import IceServer
 from media.session import TRANSPORT_CC_URI, Negotiated, Section, negotiated, with_transport_cc
-from media.twcc import ArrivalRecorder
+from media.twcc import ArrivalRecorder, Feedback
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,12 @@ class Leg:
         self.transport_cc_id: int | None = None
         """The transport-wide sequence number's extension id, when negotiated."""
         self.arrivals: ArrivalRecorder | None = None
+        self.sent: SentLog | None = None
+        """The relay's own transport-wide sequence numbers on what it sends here."""
+        self.downlink = LinkEstimate()
+        """What the link to this participant takes, from their transport feedback."""
+        self.feedback_packets = 0
+        """Transport-wide feedback packets this participant sent on what it received."""
         self.bytes_in = 0
         """RTP bytes this participant sent that the relay took in (both paths)."""
         self.remb_held_until = 0.0
@@ -197,12 +204,14 @@ class Leg:
             without_decoder(transceiver.receiver)
         local = with_transport_cc(offer_sdp, self.pc.localDescription.sdp)
         self.negotiated = negotiated(offer_sdp, local)
+        self.transport_cc_id = self.negotiated.extension_ids.get(TRANSPORT_CC_URI)
+        if self.transport_cc_id is not None:
+            self.sent = SentLog()
         for section in self.negotiated.sections:
             if section.relay_sends and section.relay_ssrc is not None:
                 self.outbound[section.kind] = OutboundStream(
-                    section.kind, section, self.negotiated.extensions
+                    section.kind, section, self.negotiated.extensions, self.sent
                 )
-        self.transport_cc_id = self.negotiated.extension_ids.get(TRANSPORT_CC_URI)
         if self.transport_cc_id is not None:
             self.arrivals = ArrivalRecorder(self.relay_ssrc("video"), 0)
         return advertise_public_address(local, public_address)
@@ -219,6 +228,13 @@ class Leg:
         ssrcs = self.primary_ssrc
         self.arrivals.media_ssrc = ssrcs.get("video") or ssrcs.get("audio") or 0
         return self.arrivals.take()
+
+    def feedback_received(self, feedback: Feedback) -> None:
+        """The participant's transport feedback on what the relay sent them."""
+        if self.sent is None:
+            return
+        self.feedback_packets += 1
+        self.downlink.update(results(self.sent, feedback), time.monotonic_ns() // 1000)
 
     def known(self, ssrc: int) -> Inbound | None:
         """What an SSRC already seen on an authenticated packet belongs to; never

@@ -28,11 +28,13 @@ from aiortc.rtp import (
 )
 
 from media.counters import RelayCounters
+from media.downlink import remb_to_send
 from media.errors import UnknownCall
 from media.fastpath import ExtensionPlan, HeaderPlan, plan_header, transport_sequence
 from media.forwarding import OutboundStream, Source
 from media.ice import IceServer
 from media.leg import Leg
+from media.twcc import split_feedback
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class Relay:
         self._routes: dict[tuple[int, int, int], _Route] = {}
         # (receiver, its generation, source, its generation) -> the last REMB bitrate
         self._last_remb: dict[tuple[str, int, str, int], int] = {}
+        # (source, its generation) -> the last limit sent to it, and when (µs)
+        self._limits_sent: dict[tuple[str, int], tuple[int, int]] = {}
         self.closed = False
 
     # ---- legs ------------------------------------------------------------------
@@ -183,13 +187,40 @@ class Relay:
             self._report(leg.participant, "lost")
 
     async def _send_feedback(self) -> None:
-        """Tell each sender which of its packets arrived when (transport-cc)."""
+        """Tell each sender which of its packets arrived when (transport-cc), and
+        how much its receivers' links take."""
         while True:
             await asyncio.sleep(FEEDBACK_INTERVAL)
             for leg in list(self.legs.values()):
                 for packet in leg.transport_feedback():
                     await leg.send(packet)
                     self.counters.transport_feedback += 1
+            await self._send_limits(time.monotonic_ns() // 1000)
+
+    async def _send_limits(self, now_us: int) -> None:
+        """Each source is told (REMB) the lowest estimate among the receivers whose
+        links the relay measures itself (media/downlink.py): a poor downlink slows
+        the camera feeding it, a good one never holds it back."""
+        for source in list(self.legs.values()):
+            measured = [other for other in self._others(source) if other.feedback_packets]
+            video = source.primary_ssrc.get("video")
+            if not measured or video is None:
+                continue
+            estimates = [o.downlink.bitrate for o in measured if o.downlink.bitrate is not None]
+            key = (source.participant, source.generation)
+            last, last_at = self._limits_sent.get(key, (None, 0))
+            bitrate = remb_to_send(min(estimates, default=None), last, last_at, now_us)
+            if bitrate is None:
+                continue
+            self._limits_sent[key] = (bitrate, now_us)
+            remb = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP,
+                ssrc=source.relay_ssrc("video"),
+                media_ssrc=0,
+                fci=pack_remb_fci(bitrate, [video]),
+            )
+            await source.send(bytes(remb))
+            self.counters.downlink_limits += 1
 
     async def _watch(self) -> None:
         """Media that stops without ICE noticing (a frozen client) counts as lost."""
@@ -338,6 +369,10 @@ class Relay:
     async def _on_rtcp(self, leg: Leg, data: bytes) -> None:
         if self.legs.get(leg.participant) is not leg:
             return
+        feedback, data = split_feedback(data)
+        for one in feedback:
+            leg.feedback_received(one)
+            self.counters.feedback_received += 1
         try:
             packets = RtcpPacket.parse(data)
         except ValueError:
@@ -441,7 +476,11 @@ class Relay:
             await self._translate_remb(leg, packet)
 
     async def _translate_remb(self, leg: Leg, packet: RtcpPsfbPacket) -> None:
-        """A receiver's bandwidth estimate, passed to the sources it concerns."""
+        """A receiver's bandwidth estimate, passed to the sources it concerns; not
+        from a receiver that sends transport feedback (the relay measures its link
+        itself, see _send_limits)."""
+        if leg.feedback_packets:
+            return
         try:
             bitrate, ssrcs = unpack_remb_fci(packet.fci)
         except Exception:

@@ -12,6 +12,7 @@ sockets, no clock of its own; tests/media/test_twcc.py holds them to a packet
 captured from Chromium and to each other.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from struct import pack, unpack_from
 
@@ -229,3 +230,25 @@ class ArrivalRecorder:
             self.reported += stop + 1 - start
             self._next_to_report = stop + 1
         return packets
+
+
+def split_feedback(data: bytes) -> tuple[list[Feedback], bytes]:
+    """A compound RTCP packet's transport-wide feedback, parsed, and the rest of it
+    as a compound of its own (aiortc's parser cannot read feedback packets: their
+    status chunks do not come in whole words). Malformed feedback is dropped;
+    anything else malformed is left in the rest for the caller's parser to refuse."""
+    found: list[Feedback] = []
+    rest = bytearray()
+    at = 0
+    while at + 4 <= len(data):
+        end = at + 4 * (unpack_from("!H", data, at + 2)[0] + 1)
+        if end > len(data):
+            break
+        if data[at + 1] == PT_RTPFB and data[at] & 0x1F == FMT:
+            with contextlib.suppress(ValueError):
+                found.append(parse(data[at:end]))
+        else:
+            rest += data[at:end]
+        at = end
+    rest += data[at:]
+    return found, bytes(rest)

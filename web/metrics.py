@@ -68,6 +68,16 @@ class _RelayCollector(Collector):
             "windowlink_relay_transport_feedback",
             "Transport-wide congestion control feedback packets sent to senders.",
         ),
+        (
+            "feedback_received",
+            "windowlink_relay_feedback_received",
+            "Transport-wide feedback packets received from receivers.",
+        ),
+        (
+            "downlink_limits",
+            "windowlink_relay_downlink_limits",
+            "Bandwidth limits (REMB) sent to sources from the receivers' measured links.",
+        ),
     )
 
     def __init__(self, snapshot: RelaySnapshot) -> None:

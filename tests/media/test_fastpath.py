@@ -11,6 +11,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket, pack_header_extensions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media.downlink import SentLog
 from media.fastpath import (
     ABS_SEND_TIME,
     AUDIO_LEVEL,
@@ -27,6 +28,8 @@ from media.session import CodecId, Section
 OPUS = CodecId("audio/opus", 48000, 2)
 SOURCE_IDS = {MID: 4, ABS_SEND_TIME: 2, AUDIO_LEVEL: 1, TRANSPORT_CC: 3, RID: 10}
 TARGET_IDS = {MID: 9, ABS_SEND_TIME: 12, AUDIO_LEVEL: 13}
+TARGET_WITH_TWCC = {**TARGET_IDS, TRANSPORT_CC: 6}
+"""A destination that negotiated transport-cc: the relay stamps its own numbers."""
 
 
 def extension_map(ids: dict[str, int]) -> HeaderExtensionsMap:
@@ -40,8 +43,11 @@ def extension_map(ids: dict[str, int]) -> HeaderExtensionsMap:
 
 
 def stream(target_ids: dict[str, int], mid: str = "1") -> OutboundStream:
+    """A stream of the relay's; with its own transport-wide numbering when the
+    destination negotiated transport-cc (two such streams number alike)."""
     section = Section("audio", mid, True, True, codecs={111: OPUS}, relay_ssrc=0xAABBCCDD)
-    return OutboundStream("audio", section, extension_map(target_ids))
+    transport = SentLog() if TRANSPORT_CC in target_ids else None
+    return OutboundStream("audio", section, extension_map(target_ids), transport)
 
 
 def packet_bytes(
@@ -104,11 +110,14 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("target", [TARGET_IDS, TARGET_WITH_TWCC], ids=["plain", "twcc"])
 @pytest.mark.parametrize("marker", [False, True])
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_fast_rewrite_is_the_general_one_byte_for_byte(name: str, marker: bool) -> None:
+def test_the_fast_rewrite_is_the_general_one_byte_for_byte(
+    name: str, marker: bool, target: dict[str, int]
+) -> None:
     data = packet_bytes(101, CASES[name], marker=marker)
-    slow, quick, general, fast = both_ways(data)
+    slow, quick, general, fast = both_ways(data, target_ids=target)
     assert quick is not None and quick == slow
     # The stream's state moves the same way (NACK history included).
     assert (fast.last_seq, fast.last_ts, fast.forwarded) == (
@@ -117,6 +126,22 @@ def test_the_fast_rewrite_is_the_general_one_byte_for_byte(name: str, marker: bo
         general.forwarded,
     )
     assert fast.stored(fast.last_seq or 0) == general.stored(general.last_seq or 0)
+
+
+def test_the_relay_numbers_each_packet_it_sends_on_a_transport_cc_leg() -> None:
+    """Its own transport-wide sequence numbers, one after the other on the leg,
+    never the source's (that one counts the source's link, not this one)."""
+    source_map = extension_map(SOURCE_IDS)
+    data = packet_bytes(101, CASES["all of a browser's"])
+    _slow, quick, _general, fast = both_ways(data, target_ids=TARGET_WITH_TWCC)
+    target_map = extension_map(TARGET_WITH_TWCC)
+    assert quick is not None
+    # The first packet that made the stream steady took number 0, this one 1.
+    assert RtpPacket.parse(quick, target_map).extensions.transport_sequence_number == 1
+    assert RtpPacket.parse(data, source_map).extensions.transport_sequence_number == 7
+    resent = fast.as_retransmission(quick)
+    assert RtpPacket.parse(resent, target_map).extensions.transport_sequence_number == 2
+    assert fast.transport is not None and fast.transport.get(2) is not None
 
 
 def test_a_destination_without_mid_or_levels_gets_neither() -> None:

@@ -1,7 +1,9 @@
 """Chromium through the relay negotiates transport-wide congestion control on
 both legs, stamps its packets, and the relay answers with feedback, so that
-each browser measures its own link (the ramp-up itself is measured by
-bench/rampup.py: timings stay out of tests)."""
+each browser measures its own link; the relay stamps its own numbers on what
+it sends, and each browser's feedback on them reaches the relay's estimate of
+its downlink (the ramp-up and the settling behind a narrow link are measured
+by bench/rampup.py and bench/congestion.py: timings stay out of tests)."""
 
 import asyncio
 from typing import Any
@@ -35,3 +37,14 @@ async def test_chromium_gets_transport_feedback_from_the_relay_on_both_legs(
     # Chromium stamped its packets: the relay recorded arrivals on both legs.
     for leg in relay.legs.values():
         assert leg.arrivals is not None and leg.arrivals.reported > 0
+    # Each browser reports on the relay's packets: the relay measures both downlinks.
+    for _ in range(100):
+        if all(leg.feedback_packets > 10 for leg in relay.legs.values()):
+            break
+        await asyncio.sleep(0.1)
+    assert {p: leg.feedback_packets > 10 for p, leg in relay.legs.items()} == {
+        "kiosk": True,
+        "expert": True,
+    }
+    for leg in relay.legs.values():
+        assert leg.downlink.acknowledged() is not None

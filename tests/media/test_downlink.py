@@ -1,0 +1,208 @@
+"""The relay's estimate of each receiver's link, from that receiver's transport
+feedback: the decisions as tables, and the whole loop (source, relay, a
+bottleneck link, feedback, REMB) simulated in virtual time, so that no test
+here depends on how fast this machine is."""
+
+import random
+
+import pytest
+
+from media.downlink import (
+    FLOOR_BPS,
+    LIFTED_BPS,
+    LinkEstimate,
+    PacketResult,
+    SentLog,
+    next_bitrate,
+    remb_to_send,
+    results,
+)
+from media.twcc import ArrivalRecorder, build, parse, split_feedback
+
+MBIT = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("bitrate", "acked", "overused", "loss", "elapsed_us", "may_decrease", "expected"),
+    [
+        # Never limited: stays unlimited while the link is fine, lossy or not.
+        (None, 800_000, False, 0.0, 100_000, True, None),
+        (None, 800_000, False, 0.05, 100_000, True, None),
+        # Nothing acknowledged yet: nothing to say.
+        (None, None, True, 0.5, 100_000, True, None),
+        (600_000, None, True, 0.5, 100_000, True, 600_000),
+        # Overuse: 85 % of what arrived.
+        (None, 800_000, True, 0.0, 100_000, True, 680_000),
+        (2 * MBIT, 800_000, True, 0.0, 100_000, True, 680_000),
+        # ... unless the last decrease is too recent (the queue still drains).
+        (700_000, 800_000, True, 0.0, 100_000, False, 700_000),
+        # Heavy loss: cut by half the loss.
+        (None, 800_000, False, 0.2, 100_000, True, 720_000),
+        # A cut never goes below the floor.
+        (None, 40_000, True, 0.0, 100_000, True, FLOOR_BPS),
+        # Fine link: 8 % a second, within 1.5x of what arrived.
+        (500_000, 500_000, False, 0.0, 1_000_000, True, 540_000),
+        (700_000, 450_000, False, 0.0, 1_000_000, True, 700_000),
+        # Some loss: hold.
+        (500_000, 500_000, False, 0.05, 1_000_000, True, 500_000),
+    ],
+)
+def test_the_estimate_after_one_feedback(
+    bitrate: int | None,
+    acked: int | None,
+    overused: bool,
+    loss: float,
+    elapsed_us: int,
+    may_decrease: bool,
+    expected: int | None,
+) -> None:
+    got = next_bitrate(
+        bitrate,
+        acked,
+        overused=overused,
+        loss=loss,
+        elapsed_us=elapsed_us,
+        may_decrease=may_decrease,
+    )
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("limit", "last", "last_at", "now", "expected"),
+    [
+        (None, None, 0, 5_000_000, None),  # never limited: no REMB at all
+        (600_000, None, 0, 5_000_000, 600_000),  # the first limit at once
+        (500_000, 600_000, 4_900_000, 5_000_000, 500_000),  # a fall at once
+        (590_000, 600_000, 4_900_000, 5_000_000, None),  # a small change waits
+        (700_000, 600_000, 4_900_000, 5_000_000, None),  # a rise waits ...
+        (700_000, 600_000, 4_000_000, 5_000_000, 700_000),  # ... for the refresh
+        (None, 600_000, 4_900_000, 5_000_000, LIFTED_BPS),  # limit gone: lift it once
+        (None, LIFTED_BPS, 4_900_000, 5_000_000, None),
+    ],
+)
+def test_when_a_source_hears_its_limit(
+    limit: int | None, last: int | None, last_at: int, now: int, expected: int | None
+) -> None:
+    assert remb_to_send(limit, last, last_at, now) == expected
+
+
+def test_feedback_finds_the_packets_it_reports_on_across_a_wrap() -> None:
+    log = SentLog(_next=65_530)
+    numbers = [log.assign(1000, 1_000 * i) for i in range(10)]
+    assert numbers == [65_530, 65_531, 65_532, 65_533, 65_534, 65_535, 0, 1, 2, 3]
+    # The receiver got all but the one numbered 0, 1 ms after each was sent.
+    arrivals = [None if n == 0 else 5_000_000 + 1_000 * i + 1_000 for i, n in enumerate(numbers)]
+    packet = build(1, 2, 65_530, 0, arrivals)
+    found, rest = split_feedback(packet)
+    assert rest == b""
+    got = results(log, found[0])
+    assert [r.arrived_us is None for r in got] == [n == 0 for n in numbers]
+    delays = {r.arrived_us - r.sent_us for r in got if r.arrived_us is not None}
+    assert max(delays) - min(delays) <= 250  # the same to a quarter millisecond
+
+
+def test_the_receivers_reference_time_is_unwrapped() -> None:
+    log = SentLog()
+    first = parse(build(1, 2, 0, 0, [(1 << 24) * 64_000 - 64_000]))
+    log.assign(100, 0)
+    before = log.reference_us(first)
+    after = log.reference_us(parse(build(1, 2, 0, 1, [128_000])))
+    assert after - before == 3 * 64_000
+
+
+def test_feedback_is_split_from_the_rest_of_a_compound_packet() -> None:
+    receiver_report = bytes([0x80, 201, 0, 1]) + (7).to_bytes(4, "big")
+    feedback = build(1, 2, 10, 0, [1_000, None, 3_000])
+    found, rest = split_feedback(receiver_report + feedback + receiver_report)
+    assert [f.base_sequence for f in found] == [10]
+    assert rest == receiver_report + receiver_report
+    # Damaged feedback is dropped, not passed on to a parser that would refuse it all.
+    found, rest = split_feedback(receiver_report + feedback[:4] + b"\xff" * (len(feedback) - 4))
+    assert found == [] and rest == receiver_report
+
+
+def simulate(
+    capacity_bps: int,
+    *,
+    camera_bps: int = 1_500_000,
+    seconds: float = 30.0,
+    loss: float = 0.0,
+    seed: int = 1,
+) -> tuple[LinkEstimate, list[int | None], list[float], list[float]]:
+    """A source sending ``camera_bps`` (or its REMB limit, whichever is lower)
+    in 1,200-byte packets through the relay to a receiver behind a FIFO link of
+    ``capacity_bps``; the receiver reports every 100 ms; the relay sends the
+    estimate as REMB and the source follows it at once. Returns the estimator,
+    the estimate, the queueing delay of each packet (s) and the rate sent in
+    each second."""
+    rng = random.Random(seed)
+    log = SentLog()
+    estimate = LinkEstimate()
+    recorder = ArrivalRecorder(1, 2)
+    now = 0
+    link_free_at = 0
+    sent_bits = [0.0] * int(seconds + 1)
+    queue_delays: list[float] = []
+    estimates: list[int | None] = []
+    limit: int | None = None
+    last_sent: int | None = None
+    last_sent_at = 0
+    next_feedback = 100_000
+    in_flight: list[tuple[int, int]] = []
+    while now < seconds * 1_000_000:
+        rate = camera_bps if limit is None else min(camera_bps, limit)
+        size = 1_200
+        number = log.assign(size - 38, now)
+        sent_bits[now // 1_000_000] += size * 8
+        if rng.random() >= loss:
+            start = max(now, link_free_at)
+            link_free_at = start + size * 8 * 1_000_000 // capacity_bps
+            arrival = link_free_at + 10_000  # 10 ms of propagation
+            queue_delays.append((start - now) / 1_000_000)
+            in_flight.append((arrival, number))
+        now += size * 8 * 1_000_000 // rate
+        while now >= next_feedback:
+            for arrival, number in [f for f in in_flight if f[0] <= next_feedback]:
+                recorder.record(number, arrival + 7_000_000)  # another clock
+            in_flight = [f for f in in_flight if f[0] > next_feedback]
+            for packet in recorder.take():
+                estimate.update(results(log, parse(packet)), next_feedback)
+            estimates.append(estimate.bitrate)
+            remb = remb_to_send(estimate.bitrate, last_sent, last_sent_at, next_feedback)
+            if remb is not None:
+                last_sent, last_sent_at = remb, next_feedback
+                limit = remb
+            next_feedback += 100_000
+    return estimate, estimates, queue_delays, sent_bits
+
+
+def test_a_link_wider_than_the_camera_never_limits_it() -> None:
+    estimate, estimates, delays, _ = simulate(10 * MBIT)
+    assert set(estimates) == {None}
+    assert estimate.overuses == 0
+    assert max(delays) < 0.01
+
+
+def test_random_loss_on_a_wide_link_does_not_limit_the_camera() -> None:
+    """3 % loss is the link's, not congestion: NACK repairs it, the rate stays."""
+    _, estimates, _, _ = simulate(10 * MBIT, loss=0.03)
+    assert set(estimates) == {None}
+
+
+@pytest.mark.parametrize("capacity", [250_000, 500_000, 1_000_000])
+def test_behind_a_narrow_link_the_source_settles_below_it_without_a_queue(capacity: int) -> None:
+    estimate, _estimates, delays, sent = simulate(capacity, seconds=40)
+    assert estimate.overuses >= 1
+    settled = sent[20:40]
+    # The last 20 s: between 60 % and all of the link, and the queue drained.
+    assert 0.6 * capacity <= sum(settled) / len(settled) <= capacity
+    tail = delays[len(delays) // 2 :]
+    assert sorted(tail)[len(tail) // 2] < 0.1
+
+
+def test_an_estimate_follows_what_arrives_not_what_was_offered() -> None:
+    estimate = LinkEstimate()
+    packets = [PacketResult(i * 10_000, 1_250, 5_000_000 + i * 10_000) for i in range(50)]
+    estimate.update(packets, 500_000)
+    assert estimate.acknowledged() == pytest.approx(1_000_000, rel=0.05)
+    assert estimate.bitrate is None
