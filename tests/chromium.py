@@ -2,9 +2,16 @@
 fake camera and microphone, media allowed on loopback. Used by the browser
 tests, bench/pages.py and docs/screenshots/take.py alike."""
 
-from typing import Any
+from typing import Any, Protocol
 
 CHROMIUM = "/usr/bin/chromium"
+DEMO_PASSWORD = "demo1234"
+FRAMES_DECODED = (
+    "Number(document.querySelector('[data-testid=remote-video]').dataset.framesDecoded || 0)"
+)
+AUDIO_PACKETS = (
+    "Number(document.querySelector('[data-testid=remote-video]').dataset.audioPackets || 0)"
+)
 FAKE_PERMISSION_UI = "--use-fake-ui-for-media-stream"
 LOOPBACK_MEDIA = "--allow-loopback-in-peer-connection"
 CHROMIUM_ARGS = [
@@ -64,3 +71,50 @@ async def wait_for_js(page: Any, expression: str, timeout: float = 15000) -> Non
         if loop.time() > deadline:
             raise TimeoutError(f"not true within {timeout:.0f} ms: {expression}")
         await asyncio.sleep(0.1)
+
+
+class Served(Protocol):
+    """Anything that serves the pages at ``url`` (a test server, a proxy, a node)."""
+
+    @property
+    def url(self) -> str: ...
+
+
+async def open_logged_in(
+    browser: Any,
+    server: Served,
+    page_name: str,
+    username: str,
+    password: str = DEMO_PASSWORD,
+    **context_options: Any,
+) -> Any:
+    """A page of a new browser context, logged in through the page's own form."""
+    context = await browser.new_context(**context_options)
+    context.set_default_timeout(15000)
+    page = await context.new_page()
+    await page.goto(f"{server.url}/{page_name}")
+    await page.wait_for_selector("body[data-ready]")
+    await page.get_by_test_id("login-username").fill(username)
+    await page.get_by_test_id("login-password").fill(password)
+    await page.get_by_test_id("login-submit").click()
+    await page.wait_for_selector("#app-view:not([hidden])")
+    return page
+
+
+async def go_available(expert: Any) -> None:
+    await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
+    await expert.get_by_test_id("availability").click()
+    await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
+
+
+async def request_from_kiosk(kiosk: Any, department: str) -> None:
+    await kiosk.get_by_test_id(f"department-{department}").click()
+    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await kiosk.get_by_test_id("device-check-continue").click()
+
+
+async def wait_media_both_ways(*pages: Any, more_than: int = 0) -> None:
+    for page in pages:
+        await wait_for_js(
+            page, f"{FRAMES_DECODED} > {more_than} && {AUDIO_PACKETS} > 0", timeout=30000
+        )

@@ -712,11 +712,11 @@ async def test_supervisor_killed_takes_every_child_and_relay_worker_and_metrics_
 async def test_browser_journey_with_kiosk_and_expert_pages_on_two_processes(
     deployment: Deployment, browser: Any
 ) -> None:
-    from tests.chromium import wait_for_js
-    from tests.web.test_pages_browser import (
+    from tests.chromium import (
         go_available,
         open_logged_in,
         request_from_kiosk,
+        wait_for_js,
         wait_media_both_ways,
     )
 

@@ -10,7 +10,13 @@ from typing import Any, cast
 
 import pytest
 
-from tests.chromium import wait_for_js
+from tests.chromium import (
+    go_available,
+    open_logged_in,
+    request_from_kiosk,
+    wait_for_js,
+    wait_media_both_ways,
+)
 from tests.cluster.nginx import running_nginx
 from tests.cluster.processes import (
     Deployment,
@@ -22,12 +28,6 @@ from tests.cluster.processes import (
 )
 from tests.cluster.test_cluster import relay_connections
 from tests.conftest import RunningServer
-from tests.web.test_pages_browser import (
-    go_available,
-    open_logged_in,
-    request_from_kiosk,
-    wait_media_both_ways,
-)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.browser]
 

@@ -10,19 +10,20 @@ import pytest
 
 from signaling.client import KioskClient
 from signaling.messages import ConsultationView
-from storage.demo import DEMO_PASSWORD
-from tests.chromium import launch_chromium, wait_for_js
+from tests.chromium import (
+    FRAMES_DECODED,
+    go_available,
+    launch_chromium,
+    open_logged_in,
+    request_from_kiosk,
+    wait_for_js,
+    wait_media_both_ways,
+)
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
 
 pytestmark = pytest.mark.browser
 
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% body\n" * 300 + b"%%EOF\n"
-FRAMES_DECODED = (
-    "Number(document.querySelector('[data-testid=remote-video]').dataset.framesDecoded || 0)"
-)
-AUDIO_PACKETS = (
-    "Number(document.querySelector('[data-testid=remote-video]').dataset.audioPackets || 0)"
-)
 DIGITS = re.compile(r"\d+")
 CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
 LETTERS = re.compile(r"[A-Za-z\u3400-\u9fff]")
@@ -48,38 +49,6 @@ VISIBLE_TEXTS = """() => {
 }"""
 
 
-async def open_logged_in(
-    browser: Any,
-    server: RunningServer,
-    page_name: str,
-    username: str,
-    password: str = DEMO_PASSWORD,
-    **context_options: Any,
-) -> Any:
-    context = await browser.new_context(**context_options)
-    context.set_default_timeout(15000)
-    page = await context.new_page()
-    await page.goto(f"{server.url}/{page_name}")
-    await page.wait_for_selector("body[data-ready]")
-    await page.get_by_test_id("login-username").fill(username)
-    await page.get_by_test_id("login-password").fill(password)
-    await page.get_by_test_id("login-submit").click()
-    await page.wait_for_selector("#app-view:not([hidden])")
-    return page
-
-
-async def go_available(expert: Any) -> None:
-    await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
-    await expert.get_by_test_id("availability").click()
-    await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
-
-
-async def request_from_kiosk(kiosk: Any, department: str) -> None:
-    await kiosk.get_by_test_id(f"department-{department}").click()
-    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
-    await kiosk.get_by_test_id("device-check-continue").click()
-
-
 async def call_in_browsers(browser: Any, server: RunningServer) -> tuple[Any, Any]:
     """A kiosk page and an expert page in a call with media flowing both ways."""
     expert = await open_logged_in(browser, server, "expert", "expert_market")
@@ -89,13 +58,6 @@ async def call_in_browsers(browser: Any, server: RunningServer) -> tuple[Any, An
     await expert.get_by_test_id("accept-call").click()
     await wait_media_both_ways(kiosk, expert)
     return kiosk, expert
-
-
-async def wait_media_both_ways(*pages: Any, more_than: int = 0) -> None:
-    for page in pages:
-        await wait_for_js(
-            page, f"{FRAMES_DECODED} > {more_than} && {AUDIO_PACKETS} > 0", timeout=30000
-        )
 
 
 async def test_wrong_password_shows_an_error_in_chinese(

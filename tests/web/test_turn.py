@@ -21,15 +21,15 @@ import aiohttp
 import pytest
 
 from bench.measure import free_port
-from tests.chromium import wait_for_js
-from tests.conftest import RunningServer, ServerFactory, login_session
-from tests.deploy_samples import DEPLOY, render_sample
-from tests.web.test_pages_browser import (
+from tests.chromium import (
     go_available,
     open_logged_in,
     request_from_kiosk,
+    wait_for_js,
     wait_media_both_ways,
 )
+from tests.conftest import RunningServer, ServerFactory, login_session
+from tests.deploy_samples import DEPLOY, render_sample
 
 pytestmark = pytest.mark.browser
 
