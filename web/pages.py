@@ -25,11 +25,19 @@ CONTENT_SECURITY_POLICY = (
 
 def render_page(name: str) -> bytes:
     """A page's body inside the shared layout (header, login form, confirm dialog),
-    with the call view (video, chat, end) where the body asks for ``{call}``."""
+    with the call view (video, chat, end) where the body asks for ``{call}`` and
+    the page's own header controls (``<name>-header.html``, the kiosk's text size)
+    beside the language switch."""
     layout = (PAGES_DIR / "layout.html").read_text(encoding="utf-8")
     body = (PAGES_DIR / f"{name}.html").read_text(encoding="utf-8")
     call = (PAGES_DIR / "call.html").read_text(encoding="utf-8")
-    html = layout.replace("{body}", body.replace("{call}", call)).replace("{page}", name)
+    header_file = PAGES_DIR / f"{name}-header.html"
+    header = header_file.read_text(encoding="utf-8") if header_file.exists() else ""
+    html = (
+        layout.replace("{header}", header)
+        .replace("{body}", body.replace("{call}", call))
+        .replace("{page}", name)
+    )
     return html.encode("utf-8")
 
 

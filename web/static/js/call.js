@@ -10,7 +10,9 @@ import { QualityIndicator } from "./quality.js";
 import { byTestId } from "./session.js";
 
 export class CallView {
-  constructor({ mySide, send, consultation, download = true }) {
+  // `latestDocument`: show the newest document from the other side large (the
+  // expert's desk; the kiosk lists documents only, its screen goes to the face).
+  constructor({ mySide, send, consultation, download = true, latestDocument = false }) {
     this.consultation = consultation; // () => the open consultation's id
     this.quality = new QualityIndicator(byTestId("connection-quality"));
     this.placeholder = document.getElementById("remote-placeholder");
@@ -24,6 +26,8 @@ export class CallView {
       list: byTestId("file-list"),
       consultation,
       download,
+      latest: latestDocument ? byTestId("latest-document") : null,
+      mySide,
     });
     this.chat = chatPanel({
       list: document.getElementById("chat-list"),

@@ -84,6 +84,7 @@ function showCall(view) {
   offer = null;
   renderOffer();
   document.getElementById("call-view").hidden = false;
+  document.body.classList.add("in-call");
   document.getElementById("outcome-view").hidden = true;
   setText(byTestId("call-status"), "expert.in_call_with", { case: caseText(view.case_number) });
   call.start(view);
@@ -100,6 +101,7 @@ function applyConsultation(view) {
     callId = null;
     call.clear();
     document.getElementById("call-view").hidden = true;
+    document.body.classList.remove("in-call");
     document.getElementById("outcome-view").hidden = false;
     byTestId("outcome-saved").textContent = "";
     loadHistory();
@@ -157,6 +159,7 @@ async function onLogin() {
     mySide: "expert",
     send: (event, payload) => signal.send(event, payload),
     consultation: () => callId,
+    latestDocument: true,
   });
   onLanguageChange(() => renderQueue());
   signal = connectSignal({

@@ -89,11 +89,15 @@ export function fileRow(view, { download = true, thumbnail = true } = {}) {
 }
 
 export class FilePanel {
-  constructor({ input, list, consultation, download = true }) {
+  // `latest` (optional): where the newest document from the other side (not
+  // `mySide`) is shown large, an image or a PDF, as it arrives.
+  constructor({ input, list, consultation, download = true, latest = null, mySide = null }) {
     this.input = input;
     this.list = list;
     this.consultation = consultation; // () => current consultation id
     this.download = download;
+    this.latest = latest;
+    this.mySide = mySide;
     this.shown = new Set();
     input.addEventListener("change", () => {
       for (const file of input.files) this.upload(file);
@@ -175,7 +179,40 @@ export class FilePanel {
   add(view) {
     if (this.shown.has(view.id)) return;
     this.shown.add(view.id);
-    this.list.append(fileRow(view, { download: this.download }));
+    const row = fileRow(view, { download: this.download });
+    this.list.append(row);
+    // Where the list scrolls inside its box (a call's side panel), the newest is
+    // shown, also once a thumbnail has loaded and made the list taller.
+    const box = this.list.closest(".files") ?? this.list;
+    const showNewest = () => (box.scrollTop = box.scrollHeight);
+    showNewest();
+    for (const image of this.list.querySelectorAll("img")) image.addEventListener("load", showNewest, { once: true });
+    if (this.latest && view.uploaded_by !== this.mySide) this.showLatest(view);
+  }
+
+  showLatest(view) {
+    const body = this.latest.querySelector(".latest-body");
+    const inline = `${view.url}?inline=1`;
+    let shown;
+    if (view.media_type.startsWith("image/")) {
+      shown = document.createElement("img");
+      shown.src = inline;
+      shown.alt = view.name;
+    } else if (view.media_type === "application/pdf") {
+      shown = document.createElement("iframe");
+      shown.src = inline;
+      shown.title = view.name;
+    } else {
+      shown = textElement("p", "files.no_preview", null, "muted");
+    }
+    const name = document.createElement("button");
+    name.type = "button";
+    name.className = "latest-name secondary small";
+    name.translate = false;
+    name.textContent = view.name;
+    name.addEventListener("click", () => openPreview(view, inline));
+    body.replaceChildren(name, shown);
+    this.latest.hidden = false;
   }
 
   async load() {
@@ -193,5 +230,9 @@ export class FilePanel {
     this.shown.clear();
     for (const image of this.list.querySelectorAll("img")) image.removeAttribute("src");
     this.list.replaceChildren();
+    if (this.latest) {
+      this.latest.querySelector(".latest-body").replaceChildren();
+      this.latest.hidden = true;
+    }
   }
 }

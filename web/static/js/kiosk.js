@@ -7,6 +7,7 @@ import { openDevices, watchLevel } from "./devices.js";
 import { onLanguageChange, setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
 import { connectSignal } from "./signal.js";
+import { initTextSize, resetTextSize } from "./textsize.js";
 
 const screens = ["start-screen", "device-screen", "waiting-screen", "call-screen", "after-screen"];
 const TILE_REFRESH_MS = 10000;
@@ -287,6 +288,7 @@ function wipe() {
   closeIdleDialog();
   call?.clear();
   releaseDevices();
+  resetTextSize();
   // Every text, field and preview of the page goes with its elements.
   document.getElementById("app-view").replaceChildren();
   try {
@@ -376,4 +378,5 @@ async function onLogin() {
   show("start-screen");
 }
 
+initTextSize(byTestId("text-size-toggle"));
 startPage({ roles: ["kiosk"], onLogin });

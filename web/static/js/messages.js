@@ -4,6 +4,7 @@
 export const MESSAGES = {
   "zh-CN": {
     "lang.toggle": "English",
+    "text.larger": "大字",
     "login.title": "登录",
     "login.username": "用户名",
     "login.password": "密码",
@@ -113,7 +114,9 @@ export const MESSAGES = {
     "files.too_large": "文件太大，无法发送",
     "files.bad_name": "文件名不可用，请改名后再发送",
     "files.preview": "预览",
+    "files.latest": "刚收到的材料",
     "files.none": "没有材料",
+    "files.no_preview": "此类文件不能预览，请在列表中打开",
     "files.from.kiosk": "市民发送",
     "files.from.expert": "专家发送",
     "expert.available": "接听中（点击暂停）",
@@ -268,6 +271,7 @@ export const MESSAGES = {
   },
   en: {
     "lang.toggle": "中文",
+    "text.larger": "Larger text",
     "login.title": "Log in",
     "login.username": "Username",
     "login.password": "Password",
@@ -377,7 +381,9 @@ export const MESSAGES = {
     "files.too_large": "The file is too large to send",
     "files.bad_name": "That file name cannot be used; rename the file and send it again",
     "files.preview": "Preview",
+    "files.latest": "Just received",
     "files.none": "No documents",
+    "files.no_preview": "This kind of file has no preview; open it from the list",
     "files.from.kiosk": "from the citizen",
     "files.from.expert": "from the expert",
     "expert.available": "Taking calls (click to pause)",

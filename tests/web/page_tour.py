@@ -1,0 +1,162 @@
+"""Drives the pages through their main states once, calling back at each, so that
+the layout and accessibility tests look at the same states without driving the
+journey twice: kiosk (start with digits and with letters on the keypad, device
+check, waiting, call, rating), expert (a ringing offer, the call with a document
+just arrived, after the call), clerk (a search result opened, one file attached),
+admin (each tab) and the login form."""
+
+import struct
+import zlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tests.chromium import (
+    Served,
+    go_available,
+    open_logged_in,
+    wait_for_js,
+    wait_media_both_ways,
+)
+from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
+
+# (state, page): the page shows that state, nothing scrolled or resized yet.
+Visit = Callable[[str, Any], Awaitable[None]]
+
+KIOSK_VIEWPORT = {"width": 1080, "height": 1920}
+DESK_VIEWPORT = {"width": 1366, "height": 768}
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% form\n" * 200 + b"%%EOF\n"
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain one-colour PNG (a stand-in for a scanned document)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(row * height)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+async def login_form(browser: Any, server: Served, visit: Visit) -> None:
+    context = await browser.new_context(viewport=DESK_VIEWPORT)
+    page = await context.new_page()
+    await page.goto(f"{server.url}/expert")
+    await page.wait_for_selector("body[data-ready]")
+    await page.wait_for_selector("#login-view:not([hidden])")
+    await visit("login", page)
+    await context.close()
+
+
+async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visit) -> Any:
+    """A kiosk and an expert through one consultation up to the rating screen;
+    the kiosk's page (on its rating screen) is returned. The server's ring
+    timeout must outlast the visit to the ringing offer."""
+    expert = await open_logged_in(
+        browser, server, "expert", "expert_market", viewport=DESK_VIEWPORT
+    )
+    await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=KIOSK_VIEWPORT)
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    await kiosk.get_by_test_id("case-number").fill("SL-2026-0042")
+    await visit("kiosk-start", kiosk)
+    await kiosk.get_by_test_id("key-switch").click()
+    await kiosk.wait_for_selector("[data-testid=key-A]")
+    await visit("kiosk-start-letters", kiosk)
+    await kiosk.get_by_test_id("key-switch").click()
+
+    await kiosk.get_by_test_id("department-market").click()
+    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await visit("kiosk-device-check", kiosk)
+
+    await kiosk.get_by_test_id("device-check-continue").click()
+    await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('1')")
+    await visit("kiosk-waiting", kiosk)
+
+    await go_available(expert)
+    await expert.wait_for_selector("[data-testid=accept-call]:visible")
+    await visit("expert-offer", expert)
+
+    await expert.get_by_test_id("accept-call").click()
+    await wait_media_both_ways(kiosk, expert)
+    scan = tmp_path / "营业执照副本.png"
+    scan.write_bytes(png(800, 560, (235, 228, 210)))
+    await kiosk.get_by_test_id("file-input").set_input_files(str(scan))
+    form = tmp_path / "变更登记申请表.pdf"
+    form.write_bytes(PDF)
+    await expert.get_by_test_id("file-input").set_input_files(str(form))
+    await kiosk.get_by_test_id("chat-input").fill("您好，我想咨询营业执照变更需要哪些材料。")
+    await kiosk.get_by_test_id("chat-send").click()
+    await expert.wait_for_selector("#chat-list:has-text('营业执照')")
+    await expert.get_by_test_id("chat-input").fill("请出示身份证和原营业执照，我发一份申请表给您。")
+    await expert.get_by_test_id("chat-send").click()
+    await kiosk.wait_for_selector("#chat-list:has-text('申请表')")
+    await kiosk.wait_for_selector("[data-testid=file-list] li:has-text('变更登记申请表.pdf')")
+    await expert.wait_for_selector("[data-testid=file-list] li:has-text('营业执照副本.png')")
+    # The newest document from the other side is shown large on the expert's desk.
+    await expert.wait_for_selector("[data-testid=latest-document] img")
+    await visit("kiosk-call", kiosk)
+    await visit("expert-call", expert)
+
+    await expert.get_by_test_id("end-call").click()
+    await expert.get_by_test_id("confirm-yes").click()
+    await kiosk.wait_for_selector("[data-testid=rating-5]:visible")
+    await expert.wait_for_selector("[data-testid=save-outcome]:visible")
+    await visit("kiosk-rating", kiosk)
+    await visit("expert-after-call", expert)
+    await expert.context.close()
+    return kiosk
+
+
+async def clerk_window(
+    browser: Any, server: RunningServer, connect: ClientFactory, visit: Visit
+) -> None:
+    """A consultation with two documents, found at the window, one attached."""
+    _kiosk, expert, call_id = await active_call(server, connect, case_number="SL-2026-0042")
+    kiosk_http = await login_session(server, "kiosk01")
+    async with kiosk_http:
+        for name, content in [
+            ("营业执照副本.png", png(400, 280, (235, 228, 210))),
+            ("身份证复印件.pdf", PDF),
+        ]:
+            status, _ = await upload_file(server, kiosk_http, call_id, name, content)
+            assert status == 201
+    await expert.end(call_id)
+    clerk = await open_logged_in(browser, server, "clerk", "clerk", viewport=DESK_VIEWPORT)
+    await clerk.get_by_test_id("case-search").fill("SL-2026-0042")
+    await clerk.get_by_test_id("case-search").press("Enter")
+    await clerk.get_by_test_id("consultation-row").first.click()
+    await clerk.wait_for_selector("#consultation-panel[data-loaded]")
+    await clerk.get_by_test_id("attach-file").first.click()
+    await clerk.wait_for_selector("[data-testid=download-file]")
+    await visit("clerk", clerk)
+    await clerk.context.close()
+
+
+async def admin_tabs(browser: Any, server: Served, visit: Visit) -> None:
+    admin = await open_logged_in(browser, server, "admin", "admin", viewport=DESK_VIEWPORT)
+    await admin.wait_for_selector("[data-testid=board-chart] svg")
+    await visit("admin-board", admin)
+    await admin.get_by_test_id("tab-departments").click()
+    await admin.wait_for_selector("[data-testid=department-row-market]")
+    await visit("admin-departments", admin)
+    await admin.get_by_test_id("tab-accounts").click()
+    await admin.wait_for_selector("[data-testid=account-row-clerk]")
+    await visit("admin-accounts", admin)
+    await admin.get_by_test_id("tab-audit").click()
+    await admin.wait_for_selector("[data-testid=audit-status][data-state=intact]")
+    await visit("admin-audit", admin)
+    await admin.context.close()
+
+
+async def wait_for_wipe(kiosk: Any) -> None:
+    """After the rating: the kiosk's page is loaded anew on its start screen."""
+    await kiosk.evaluate("window.beforeWipe = true")
+    await kiosk.get_by_test_id("rating-5").click()
+    await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
+    await kiosk.wait_for_selector("[data-testid=department-market]")

@@ -1,0 +1,266 @@
+"""The pages on the screens they run on: portrait and landscape kiosks (and the
+older 1280 x 1024 and 1366 x 768 terminals), the expert's and the clerk's office
+screens. In every main state, at every size, without scrolling: the key controls
+are inside the window and overlap nothing, the page is no wider than the window,
+and on the kiosk every touch target is at least 72 x 72 CSS px, the text at least
+24 px and, in portrait, the screen's primary action in the bottom half (where the
+hand is). Each state is driven once and the window resized through the sizes."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chromium import open_logged_in, wait_for_js
+from tests.conftest import ClientFactory, RunningServer, ServerFactory
+from tests.web import page_tour
+
+pytestmark = pytest.mark.browser
+
+KIOSK_SIZES = [(1080, 1920), (1920, 1080), (1280, 1024), (1366, 768)]
+DESK_SIZES = [(1366, 768), (1920, 1080)]
+PORTRAIT_KIOSK = (1080, 1920)
+TOUCH_MIN = 72
+KIOSK_TEXT_MIN = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+    name: str
+    selector: str
+    touch: bool = True  # a kiosk touch target (at least 72 x 72)
+    primary: bool = False  # the screen's main action (bottom half in portrait)
+
+
+def tid(name: str, **options: Any) -> Control:
+    return Control(name, f"[data-testid={name}]", **options)
+
+
+KIOSK_HEADER = [tid("lang-toggle"), tid("text-size-toggle")]
+FILE_BUTTON = Control("file-input's button", "label:has(> [data-testid=file-input])")
+CALL = [
+    tid("remote-video", touch=False),
+    tid("end-call", primary=True),
+    FILE_BUTTON,
+    tid("chat-input"),
+    tid("chat-send"),
+    tid("toggle-mic"),
+    tid("toggle-camera"),
+    tid("show-document"),
+    Control("newest file", "[data-testid=file-list] li:last-child", touch=False),
+]
+CONTROLS: dict[str, list[Control]] = {
+    "kiosk-start": [
+        *KIOSK_HEADER,
+        Control("department-*", "#departments > [data-testid^=department-]", primary=True),
+        tid("case-number"),
+        Control("keypad key", "[data-testid=keypad] button"),
+    ],
+    "kiosk-start-letters": [
+        *KIOSK_HEADER,
+        Control("department-*", "#departments > [data-testid^=department-]", primary=True),
+        tid("case-number"),
+        Control("keypad key", "[data-testid=keypad] button"),
+    ],
+    "kiosk-device-check": [
+        *KIOSK_HEADER,
+        tid("device-check-continue", primary=True),
+        tid("device-check-back"),
+        tid("device-preview", touch=False),
+    ],
+    "kiosk-waiting": [
+        *KIOSK_HEADER,
+        tid("queue-position", touch=False),
+        tid("cancel-request", primary=True),
+    ],
+    "kiosk-call": [
+        *KIOSK_HEADER,
+        *CALL,
+        Control("file preview", "[data-testid=file-list] [data-testid=file-preview]"),
+    ],
+    "kiosk-rating": [
+        *KIOSK_HEADER,
+        *[tid(f"rating-{n}", primary=True) for n in range(1, 6)],
+        tid("finish"),
+    ],
+    "expert-offer": [tid("availability"), tid("accept-call"), tid("decline-call")],
+    "expert-call": [*CALL, tid("latest-document", touch=False)],
+    "expert-after-call": [tid("outcome"), tid("notes"), tid("save-outcome")],
+    "clerk": [
+        tid("case-search"),
+        tid("consultation-row"),
+        tid("file-list"),
+        tid("attach-file"),
+        tid("case-attachments"),
+        tid("download-file"),
+    ],
+}
+
+# Geometry of the named controls at scroll position 0: boxes, visibility, pairs
+# that overlap (an element and its own ancestor excepted), the page's width, and
+# on the kiosk the visible text set below the minimum size.
+MEASURE = """({controls, textMin}) => {
+  window.scrollTo(0, 0);
+  const found = [];
+  for (const [name, selector] of controls) {
+    const elements = [...document.querySelectorAll(selector)];
+    if (elements.length === 0) found.push({name, missing: true});
+    elements.forEach((el, i) => {
+      const r = el.getBoundingClientRect();
+      found.push({
+        name: elements.length > 1 ? `${name} #${i + 1}` : name, el,
+        visible: el.checkVisibility({visibilityProperty: true, opacityProperty: true}),
+        left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+      });
+    });
+  }
+  const overlaps = [];
+  const shown = found.filter((f) => !f.missing && f.visible);
+  for (let i = 0; i < shown.length; i++) {
+    for (let j = i + 1; j < shown.length; j++) {
+      const a = shown[i], b = shown[j];
+      if (a.el.contains(b.el) || b.el.contains(a.el)) continue;
+      const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      if (w > 0.5 && h > 0.5) overlaps.push([a.name, b.name]);
+    }
+  }
+  const smallText = [];
+  if (textMin) {
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      const el = walker.currentNode.parentElement;
+      const text = walker.currentNode.textContent.trim();
+      if (!text || !el.checkVisibility() || el.closest('script, style')) continue;
+      const size = parseFloat(getComputedStyle(el).fontSize);
+      if (size < textMin) smallText.push(`${text.slice(0, 20)} (${size}px)`);
+    }
+  }
+  for (const f of found) delete f.el;
+  const root = document.documentElement;
+  return {
+    width: window.innerWidth, height: window.innerHeight, scrollY: window.scrollY,
+    scrollWidth: root.scrollWidth, clientWidth: root.clientWidth,
+    found, overlaps, smallText,
+  };
+}"""
+
+SETTLED = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
+async def layout_problems(page: Any, state: str, size: tuple[int, int]) -> list[str]:
+    """What breaks the rules in ``state`` at ``size`` (the window is resized)."""
+    kiosk = state.startswith("kiosk")
+    controls = CONTROLS[state.removesuffix("+larger")]
+    await page.set_viewport_size({"width": size[0], "height": size[1]})
+    await page.evaluate(SETTLED)
+    figures = await page.evaluate(
+        MEASURE,
+        {
+            "controls": [[c.name, c.selector] for c in controls],
+            "textMin": KIOSK_TEXT_MIN if kiosk else 0,
+        },
+    )
+    where = f"{state} at {size[0]}x{size[1]}"
+    problems = []
+    if figures["scrollWidth"] > figures["clientWidth"]:
+        problems.append(f"{where}: page {figures['scrollWidth']} px wide, scrolls sideways")
+    by_name = {c.name: c for c in controls}
+    width, height = figures["width"], figures["height"]
+    for box in figures["found"]:
+        control = by_name[box["name"].split(" #")[0]]
+        label = f"{where}: {box['name']}"
+        if box.get("missing"):
+            problems.append(f"{label} missing")
+            continue
+        if not box["visible"]:
+            problems.append(f"{label} not visible")
+            continue
+        left, top, right, bottom = (round(box[k]) for k in ("left", "top", "right", "bottom"))
+        if left < 0 or top < 0 or right > width or bottom > height:
+            problems.append(f"{label} at ({left},{top})-({right},{bottom}) outside the window")
+        if kiosk and control.touch and (right - left < TOUCH_MIN or bottom - top < TOUCH_MIN):
+            problems.append(f"{label} is {right - left} x {bottom - top} px, under 72 x 72")
+        if kiosk and control.primary and size == PORTRAIT_KIOSK and (top + bottom) / 2 < height / 2:
+            problems.append(f"{label} in the top half (centre at y={(top + bottom) // 2})")
+    problems += [f"{where}: {a} overlaps {b}" for a, b in figures["overlaps"]]
+    if figures["smallText"]:
+        shown = ", ".join(figures["smallText"][:5])
+        problems.append(f"{where}: text under 24 px: {shown} (+{len(figures['smallText']) - 5})")
+    return problems
+
+
+async def check_state(state: str, page: Any, problems: list[str]) -> None:
+    kiosk = state.startswith("kiosk")
+    for size in KIOSK_SIZES if kiosk else DESK_SIZES:
+        problems += await layout_problems(page, state, size)
+    if kiosk:
+        # Larger text: the key controls still fit the standing portrait terminal.
+        await page.get_by_test_id("text-size-toggle").click()
+        problems += await layout_problems(page, f"{state}+larger", PORTRAIT_KIOSK)
+        await page.get_by_test_id("text-size-toggle").click()
+
+
+async def test_kiosk_and_expert_fit_their_screens_in_every_state(
+    browser: Any, start_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = await start_server(ring_timeout=120.0)
+    problems: list[str] = []
+
+    async def visit(state: str, page: Any) -> None:
+        await check_state(state, page, problems)
+
+    kiosk = await page_tour.consultation(browser, server, tmp_path, visit)
+    await kiosk.context.close()
+    assert not problems, "\n".join(problems)
+
+
+async def test_clerk_window_shows_search_documents_and_attachments_together(
+    browser: Any, sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    problems: list[str] = []
+
+    async def visit(state: str, page: Any) -> None:
+        await check_state(state, page, problems)
+
+    await page_tour.clerk_window(browser, sqlite_server, connect, visit)
+    assert not problems, "\n".join(problems)
+
+
+LARGER = "document.documentElement.classList.contains('text-larger')"
+BODY_TEXT = "parseFloat(getComputedStyle(document.body).fontSize)"
+
+
+async def test_larger_text_is_undone_by_the_privacy_wipe(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    kiosk = await open_logged_in(
+        browser, sqlite_server, "kiosk", "kiosk01", viewport=page_tour.KIOSK_VIEWPORT
+    )
+    toggle = kiosk.get_by_test_id("text-size-toggle")
+    assert await toggle.inner_text() == "大字"
+    assert await toggle.get_attribute("aria-pressed") == "false"
+    normal = await kiosk.evaluate(BODY_TEXT)
+    assert normal >= KIOSK_TEXT_MIN
+    await toggle.click()
+    assert await toggle.get_attribute("aria-pressed") == "true"
+    assert await kiosk.evaluate(LARGER)
+    assert await kiosk.evaluate(BODY_TEXT) > normal
+    await kiosk.get_by_test_id("lang-toggle").click()
+    assert await toggle.inner_text() == "Larger text"
+
+    await kiosk.get_by_test_id("department-market").click()
+    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await kiosk.get_by_test_id("device-check-continue").click()
+    await kiosk.wait_for_selector("[data-testid=queue-position]:not(:empty)")
+    assert await kiosk.evaluate(LARGER)
+    await kiosk.evaluate("window.beforeWipe = true")
+    await kiosk.get_by_test_id("cancel-request").click()
+    await wait_for_js(kiosk, "window.beforeWipe === undefined")
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    toggle = kiosk.get_by_test_id("text-size-toggle")
+    assert await toggle.get_attribute("aria-pressed") == "false"
+    assert await toggle.inner_text() == "大字"
+    assert not await kiosk.evaluate(LARGER)
+    assert await kiosk.evaluate(BODY_TEXT) == normal
