@@ -2,6 +2,11 @@
 
     python docs/screenshots/take.py [--out docs/screenshots] [--url URL]
 
+Each picture is one screen as it really is, nothing scrolled: the kiosk on a
+portrait standing terminal (1080 x 1920; its call also on a landscape one,
+1920 x 1080), the expert's and the clerk's office laptop (1366 x 768; the
+expert's call also at 1920 x 1080), the admin at 1920 x 1080.
+
 Starts its own server (demo data in a temporary directory, media on loopback)
 unless --url is given, and drives Debian's Chromium with fake camera and
 microphone, the same set-up as the browser tests. Not part of the test run:
@@ -24,7 +29,10 @@ sys.path.insert(0, str(ROOT))
 from bench.measure import free_port, wait_for_http  # noqa: E402
 from tests.chromium import launch_chromium, wait_for_js  # noqa: E402
 
-VIEWPORT = {"width": 1280, "height": 860}
+KIOSK = {"width": 1080, "height": 1920}
+KIOSK_LANDSCAPE = {"width": 1920, "height": 1080}
+OFFICE = {"width": 1366, "height": 768}
+WIDE = {"width": 1920, "height": 1080}
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% form\n" * 200 + b"%%EOF\n"
 
 
@@ -35,8 +43,10 @@ class Shots:
         self.out = out
         self.errors: list[str] = []
 
-    async def page(self, name: str, username: str | None, *, lang: str = "zh-CN") -> Any:
-        context = await self.browser.new_context(viewport=VIEWPORT, locale=lang)
+    async def page(
+        self, name: str, username: str | None, viewport: dict[str, int], *, lang: str = "zh-CN"
+    ) -> Any:
+        context = await self.browser.new_context(viewport=viewport, locale=lang)
         context.set_default_timeout(15000)
         page = await context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{name}: {exc}"))
@@ -58,23 +68,33 @@ class Shots:
                 f"{name}: {response.request.method} {response.url} {response.status}"
             )
 
-    async def shot(self, page: Any, name: str) -> None:
+    async def shot(self, page: Any, name: str, viewport: dict[str, int] | None = None) -> None:
+        """The page's screen as it is (nothing scrolled), at ``viewport`` if given
+        (then the page's own size again)."""
+        before = page.viewport_size
+        if viewport:
+            await page.set_viewport_size(viewport)
         await page.wait_for_timeout(400)
-        await page.screenshot(path=str(self.out / f"{name}.png"), full_page=True)
+        await page.screenshot(path=str(self.out / f"{name}.png"))
+        if viewport:
+            await page.set_viewport_size(before)
         print(f"{name}.png", flush=True)
 
 
 async def journey(shots: Shots, tmp: Path) -> None:
-    login = await shots.page("kiosk", None)
+    login = await shots.page("expert", None, OFFICE)
     await shots.shot(login, "login")
     await login.context.close()
 
-    expert = await shots.page("expert", "expert_market")
+    expert = await shots.page("expert", "expert_market", OFFICE)
     await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
-    kiosk = await shots.page("kiosk", "kiosk01")
+    kiosk = await shots.page("kiosk", "kiosk01", KIOSK)
     await kiosk.wait_for_selector("[data-testid=department-market]")
     await kiosk.get_by_test_id("case-number").fill("SL-2026-0042")
     await shots.shot(kiosk, "kiosk-start")
+    await kiosk.get_by_test_id("text-size-toggle").click()
+    await shots.shot(kiosk, "kiosk-larger-text")
+    await kiosk.get_by_test_id("text-size-toggle").click()
     await kiosk.get_by_test_id("department-market").click()
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.wait_for_timeout(800)
@@ -110,8 +130,11 @@ async def journey(shots: Shots, tmp: Path) -> None:
     await kiosk.get_by_test_id("capture-send").click()
     await expert.wait_for_selector("[data-testid=file-list] img.preview")
     await kiosk.wait_for_selector("[data-testid=connection-quality]:not([data-level=unknown])")
+    await expert.wait_for_selector("[data-testid=latest-document] img")
     await shots.shot(kiosk, "kiosk-call")
+    await shots.shot(kiosk, "kiosk-call-landscape", KIOSK_LANDSCAPE)
     await shots.shot(expert, "expert-call")
+    await shots.shot(expert, "expert-call-wide", WIDE)
     await expert.get_by_test_id("end-call").click()
     await expert.get_by_test_id("confirm-yes").click()
     await kiosk.wait_for_selector("[data-testid=rating-5]:visible")
@@ -125,7 +148,7 @@ async def journey(shots: Shots, tmp: Path) -> None:
     await shots.shot(expert, "expert-after-call")
     await kiosk.wait_for_selector("[data-testid=department-market]", timeout=15000)
 
-    clerk = await shots.page("clerk", "clerk")
+    clerk = await shots.page("clerk", "clerk", OFFICE)
     await clerk.get_by_test_id("case-search").fill("SL-2026-0042")
     await clerk.get_by_test_id("case-search").press("Enter")
     await clerk.get_by_test_id("consultation-row").first.click()
@@ -133,7 +156,7 @@ async def journey(shots: Shots, tmp: Path) -> None:
     await clerk.wait_for_selector("[data-testid=download-file]")
     await shots.shot(clerk, "clerk")
 
-    admin = await shots.page("admin", "admin")
+    admin = await shots.page("admin", "admin", WIDE)
     await admin.wait_for_selector("[data-testid=board-chart] svg")
     await shots.shot(admin, "admin-board")
     await admin.get_by_test_id("tab-accounts").click()
