@@ -1,0 +1,506 @@
+"""Congestion control through the relay against the same two browsers connected
+directly, behind a narrow or lossy link (issue 12). As root:
+
+    python bench/congestion.py --seconds 40 --scenarios clean,up500,down500,lossy
+
+Four network namespaces, made and removed by the bench, addresses only inside
+them: the kiosk's Chromium, a bridge, the server (windowlink, its defaults,
+HTTPS), the expert's Chromium. The server's namespace routes between the two
+browsers' subnets, so that a direct call crosses the same links as a relayed
+one. The shaping, per scenario:
+- ``up500``: the kiosk's uplink limited to 500 kbit/s (tbf, 500 ms of queue);
+- ``down500``: the expert's downlink limited to 500 kbit/s (the relay must
+  slow the kiosk's camera for the expert's sake: the downlink half);
+- ``lossy``: the kiosk's uplink at 250 kbit/s, 100 ms one way, 3 % loss (the
+  delay and loss by bench/impair.py, a user-space bridge: this kernel has no
+  netem);
+- ``clean``: no limit.
+In each, one call through windowlink's pages and relay (``relay``) and one
+between two plain pages with one RTCPeerConnection each (``direct``), in the
+same run, each for ``--seconds`` after the kiosk's first frame. Per call: the
+kiosk's sending rate (the selected candidate pair's bytes, every packet
+included) and its video, its round-trip time (queue build-up shows there),
+and at the expert the received rate, video freezes and concealed audio.
+"""
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import measure  # noqa: E402
+from tests.chromium import CHROMIUM, DEMO_PASSWORD, launch_chromium, wait_for_js  # noqa: E402
+from tests.netns import Host, kill_everything_in  # noqa: E402
+from tests.web.test_https_netns import seed_demo_accounts, stop_server  # noqa: E402
+
+PORT = 8443
+WIRE_OVERHEAD_BYTES = 14 + 20 + 8
+IP = shutil.which("ip") or "/usr/bin/ip"
+SCENARIOS: dict[str, dict[str, float]] = {
+    "clean": {},
+    "up500": {"up_kbit": 500},
+    "down500": {"down_kbit": 500},
+    "lossy": {"up_kbit": 250, "delay_ms": 100, "loss": 0.03},
+}
+KEEP_CONNECTIONS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = function (config) {
+    const pc = new Native(config);
+    window.__pcs.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();
+"""
+STATS = """
+(async () => {
+  const pc = window.__pcs[window.__pcs.length - 1];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  const out = {};
+  for (const r of stats.values()) {
+    if (r.type === "transport" && r.selectedCandidatePairId) {
+      const pair = stats.get(r.selectedCandidatePairId);
+      if (pair) {
+        out.pairSent = pair.bytesSent;
+        out.pairPackets = pair.packetsSent;
+        out.pairReceived = pair.bytesReceived;
+        out.rtt = pair.currentRoundTripTime;
+      }
+    }
+    if (r.type === "outbound-rtp" && r.kind === "video") {
+      out.frames = r.framesEncoded || 0;
+      out.width = r.frameWidth || 0;
+      out.fps = r.framesPerSecond || 0;
+      out.limitation = r.qualityLimitationReason;
+    }
+    if (r.type === "inbound-rtp" && r.kind === "video") {
+      out.freezes = r.freezeCount || 0;
+      out.freezeSeconds = r.totalFreezesDuration || 0;
+      out.decoded = r.framesDecoded || 0;
+      out.inWidth = r.frameWidth || 0;
+    }
+    if (r.type === "inbound-rtp" && r.kind === "audio") {
+      out.concealed = r.concealedSamples || 0;
+      out.samples = r.totalSamplesReceived || 0;
+    }
+  }
+  return out;
+})()
+"""
+DIRECT_PAGE = "<!doctype html><title>direct</title><body></body>"
+DIRECT_START = """
+async () => {
+  const stream = await navigator.mediaDevices.getUserMedia(
+    { audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } });
+  const pc = new RTCPeerConnection();
+  window.__pcs = [pc];
+  for (const track of stream.getTracks()) pc.addTrack(track, stream);
+  pc.ontrack = (event) => {
+    let video = document.querySelector("video");
+    if (!video) {
+      video = document.createElement("video");
+      video.autoplay = true;
+      video.muted = true;
+      document.body.append(video);
+    }
+    video.srcObject = event.streams[0];
+  };
+}
+"""
+DIRECT_DESCRIBE = """
+async (remote) => {
+  const pc = window.__pcs[0];
+  if (remote) await pc.setRemoteDescription(remote);
+  await pc.setLocalDescription(remote ? await pc.createAnswer() : await pc.createOffer());
+  if (pc.iceGatheringState !== "complete") {
+    await new Promise((done) => {
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") done();
+      });
+    });
+  }
+  return { type: pc.localDescription.type, sdp: pc.localDescription.sdp };
+}
+"""
+
+
+def emit(record: dict[str, Any]) -> None:
+    measure.emit("congestion", record)
+
+
+def ip(*argv: str) -> None:
+    subprocess.run([IP, *argv], check=True, capture_output=True, timeout=10)
+
+
+def in_ns(namespace: str, *argv: str) -> None:
+    subprocess.run(
+        [IP, "netns", "exec", namespace, *argv], check=True, capture_output=True, timeout=10
+    )
+
+
+@dataclass(frozen=True)
+class Hosts:
+    kiosk: Host
+    bridge: str
+    server: Host
+    expert: Host
+    bridge_in: str
+    bridge_out: str
+    server_to_expert: str
+
+
+@contextmanager
+def four_namespaces() -> Iterator[Hosts]:
+    """kiosk -- bridge -- server -- expert; removed on exit with what runs there."""
+    tag = secrets.token_hex(3)
+    net = secrets.randbelow(200) + 20
+    kiosk = Host(f"wlc-{tag}-k", f"wk{tag}", f"10.213.{net}.2")
+    server = Host(f"wlc-{tag}-s", f"ws{tag}", f"10.213.{net}.1")
+    expert = Host(f"wlc-{tag}-e", f"we{tag}", f"10.214.{net}.2")
+    bridge = f"wlc-{tag}-b"
+    bridge_in, bridge_out, server_to_expert = f"wbi{tag}", f"wbo{tag}", f"wse{tag}"
+    with ExitStack() as undo:
+        for namespace in (kiosk.namespace, bridge, server.namespace, expert.namespace):
+            ip("netns", "add", namespace)
+            undo.callback(subprocess.run, ["ip", "netns", "del", namespace], check=False)
+            ip("-n", namespace, "link", "set", "lo", "up")
+        for host in (kiosk, server, expert):
+            undo.callback(kill_everything_in, host)
+        undo.callback(kill_everything_in, Host(bridge, bridge_in, ""))
+        # Each pair is made inside its namespaces: nothing on this machine's side.
+        ip("link", "add", kiosk.interface, "netns", kiosk.namespace, "type", "veth",
+           "peer", "name", bridge_in, "netns", bridge)  # fmt: skip
+        ip("link", "add", bridge_out, "netns", bridge, "type", "veth",
+           "peer", "name", server.interface, "netns", server.namespace)  # fmt: skip
+        ip("link", "add", server_to_expert, "netns", server.namespace, "type", "veth",
+           "peer", "name", expert.interface, "netns", expert.namespace)  # fmt: skip
+        ip("-n", kiosk.namespace, "addr", "add", f"{kiosk.address}/24", "dev", kiosk.interface)
+        ip("-n", server.namespace, "addr", "add", f"{server.address}/24", "dev", server.interface)
+        ip("-n", server.namespace, "addr", "add", f"10.214.{net}.1/24", "dev", server_to_expert)
+        ip("-n", expert.namespace, "addr", "add", f"{expert.address}/24", "dev", expert.interface)
+        for namespace, interface in (
+            (kiosk.namespace, kiosk.interface),
+            (bridge, bridge_in),
+            (bridge, bridge_out),
+            (server.namespace, server.interface),
+            (server.namespace, server_to_expert),
+            (expert.namespace, expert.interface),
+        ):
+            ip("-n", namespace, "link", "set", interface, "up")
+        for namespace in (bridge,):
+            ip("-n", namespace, "link", "set", bridge_in, "promisc", "on")
+            ip("-n", namespace, "link", "set", bridge_out, "promisc", "on")
+        # Frames cross the bridge as bytes: their checksums must be complete.
+        in_ns(kiosk.namespace, "ethtool", "-K", kiosk.interface, "tx", "off")
+        in_ns(server.namespace, "ethtool", "-K", server.interface, "tx", "off")
+        ip("-n", kiosk.namespace, "route", "add", "default", "via", server.address)
+        ip("-n", expert.namespace, "route", "add", "default", "via", f"10.214.{net}.1")
+        in_ns(server.namespace, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        yield Hosts(kiosk, bridge, server, expert, bridge_in, bridge_out, server_to_expert)
+
+
+def tbf(namespace: str, interface: str, kbit: float | None) -> None:
+    subprocess.run(
+        [IP, "netns", "exec", namespace, "tc", "qdisc", "del", "dev", interface, "root"],
+        capture_output=True,
+        check=False,
+    )
+    if kbit:
+        in_ns(namespace, "tc", "qdisc", "add", "dev", interface, "root", "tbf",
+              "rate", f"{int(kbit)}kbit", "burst", "4kb", "latency", "500ms")  # fmt: skip
+
+
+@contextmanager
+def shaped(hosts: Hosts, shape: dict[str, float]) -> Iterator[None]:
+    tbf(hosts.kiosk.namespace, hosts.kiosk.interface, shape.get("up_kbit"))
+    tbf(hosts.server.namespace, hosts.server_to_expert, shape.get("down_kbit"))
+    bridge = subprocess.Popen(
+        [
+            IP,
+            "netns",
+            "exec",
+            hosts.bridge,
+            sys.executable,
+            str(ROOT / "bench" / "impair.py"),
+            hosts.bridge_in,
+            hosts.bridge_out,
+            "--delay-ms",
+            str(shape.get("delay_ms", 0)),
+            "--loss",
+            str(shape.get("loss", 0)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bridge.stdout is not None and bridge.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        bridge.terminate()
+        bridge.wait(10)
+        if bridge.stdout is not None:
+            bridge.stdout.close()
+
+
+def wrapper(host: Host, directory: Path) -> str:
+    path = directory / f"chromium-{host.namespace}"
+    path.write_text(f'#!/bin/sh\nexec ip netns exec {host.namespace} {CHROMIUM} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+async def new_page(browser: Any) -> Any:
+    context = await browser.new_context(ignore_https_errors=True)
+    context.set_default_timeout(30000)
+    page = await context.new_page()
+    await page.add_init_script(KEEP_CONNECTIONS)
+    return page
+
+
+async def relay_call(kiosk_browser: Any, expert_browser: Any, base: str) -> tuple[Any, Any]:
+    async def logged_in(browser: Any, page_name: str, username: str) -> Any:
+        page = await new_page(browser)
+        await page.goto(f"{base}/{page_name}")
+        await page.wait_for_selector("body[data-ready]")
+        await page.get_by_test_id("login-username").fill(username)
+        await page.get_by_test_id("login-password").fill(DEMO_PASSWORD)
+        await page.get_by_test_id("login-submit").click()
+        await page.wait_for_selector("#app-view:not([hidden])")
+        return page
+
+    expert = await logged_in(expert_browser, "expert", "expert_market")
+    await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
+    if await expert.get_by_test_id("availability").get_attribute("aria-pressed") != "true":
+        await expert.get_by_test_id("availability").click()
+    kiosk = await logged_in(kiosk_browser, "kiosk", "kiosk01")
+    await kiosk.get_by_test_id("department-market").click()
+    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await kiosk.get_by_test_id("device-check-continue").click()
+    await expert.get_by_test_id("accept-call").click()
+    return kiosk, expert
+
+
+async def direct_call(kiosk_browser: Any, expert_browser: Any) -> tuple[Any, Any]:
+    pages = []
+    for browser in (kiosk_browser, expert_browser):
+        page = await new_page(browser)
+        await page.route(
+            "https://direct.invalid/**",
+            lambda route: route.fulfill(content_type="text/html", body=DIRECT_PAGE),
+        )
+        await page.goto("https://direct.invalid/")
+        await page.evaluate(DIRECT_START)
+        pages.append(page)
+    kiosk, expert = pages
+    offer = await kiosk.evaluate(DIRECT_DESCRIBE, None)
+    answer = await expert.evaluate(DIRECT_DESCRIBE, offer)
+    await kiosk.evaluate("(a) => window.__pcs[0].setRemoteDescription(a)", answer)
+    return kiosk, expert
+
+
+def rate(samples: list[dict[str, Any]], key: str, at: int) -> float | None:
+    """kbit/s of ``key`` (a byte count) over the second before sample ``at``."""
+    earlier = at - 2
+    if earlier < 0 or key not in samples[at] or key not in samples[earlier]:
+        return None
+    seconds = float(samples[at]["t"] - samples[earlier]["t"])
+    return float(samples[at][key] - samples[earlier][key]) * 8 / seconds / 1000
+
+
+async def measure_call(kiosk: Any, expert: Any, seconds: float) -> dict[str, Any]:
+    """Stats every 0.5 s for ``seconds`` from the kiosk's first encoded frame."""
+    await wait_for_js(kiosk, "window.__pcs.length > 0", timeout=30000)
+    start: float | None = None
+    kiosk_samples: list[dict[str, Any]] = []
+    expert_samples: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds + 60
+    while time.monotonic() < deadline:
+        k = await kiosk.evaluate(STATS) or {}
+        e = await expert.evaluate(STATS) or {}
+        now = time.monotonic()
+        if start is None and k.get("frames", 0) > 0:
+            start = now
+        if start is not None:
+            kiosk_samples.append({"t": now - start, **k})
+            expert_samples.append({"t": now - start, **e})
+            if now - start >= seconds:
+                break
+        await asyncio.sleep(0.5)
+    if start is None or len(kiosk_samples) < 10:
+        return {"error": "the kiosk never sent video"}
+    half = [i for i, s in enumerate(kiosk_samples) if s["t"] >= seconds / 2]
+    sent = [r for i in half if (r := rate(kiosk_samples, "pairSent", i)) is not None]
+    # What tbf counts: every frame whole (Ethernet 14, IPv4 20, UDP 8 bytes more).
+    packets = [r for i in half if (r := rate(kiosk_samples, "pairPackets", i)) is not None]
+    wire = [s + p * WIRE_OVERHEAD_BYTES for s, p in zip(sent, packets, strict=False)]
+    received = [r for i in half if (r := rate(expert_samples, "pairReceived", i)) is not None]
+    rtts = sorted(s["rtt"] * 1000 for i in half if (s := kiosk_samples[i]).get("rtt") is not None)
+    all_rates = [(s["t"], rate(kiosk_samples, "pairSent", i)) for i, s in enumerate(kiosk_samples)]
+    settled = statistics.median(sent) if sent else 0.0
+    reached = next((t for t, r in all_rates if r is not None and r >= 0.9 * settled), None)
+    first, last = expert_samples[0], expert_samples[-1]
+    concealed = last.get("concealed", 0) - first.get("concealed", 0)
+    samples = last.get("samples", 0) - first.get("samples", 0)
+    return {
+        "kiosk_sent_kbit_s": round(settled),
+        "kiosk_wire_kbit_s": round(statistics.median(wire)) if wire else None,
+        "seconds_to_90_percent": None if reached is None else round(reached, 1),
+        "kiosk_width": statistics.median(kiosk_samples[i].get("width", 0) for i in half),
+        "kiosk_fps": round(statistics.median(kiosk_samples[i].get("fps", 0) for i in half), 1),
+        "limitation": kiosk_samples[-1].get("limitation"),
+        "rtt_ms_p50": round(rtts[len(rtts) // 2]) if rtts else None,
+        "rtt_ms_max": round(rtts[-1]) if rtts else None,
+        "expert_received_kbit_s": round(statistics.median(received)) if received else None,
+        "expert_freezes": last.get("freezes", 0),
+        "expert_freeze_seconds": round(last.get("freezeSeconds", 0), 2),
+        "expert_frames_decoded": last.get("decoded", 0),
+        "expert_width": last.get("inWidth", 0),
+        "audio_concealed_percent": round(100 * concealed / samples, 2) if samples else None,
+    }
+
+
+async def one(
+    mode: str, kiosk_browser: Any, expert_browser: Any, base: str, seconds: float
+) -> dict[str, Any]:
+    if mode == "relay":
+        kiosk, expert = await relay_call(kiosk_browser, expert_browser, base)
+    else:
+        kiosk, expert = await direct_call(kiosk_browser, expert_browser)
+    try:
+        return await measure_call(kiosk, expert, seconds)
+    finally:
+        if mode == "relay":
+            with suppress(Exception):
+                await expert.get_by_test_id("end-call").click(timeout=5000)
+                await asyncio.sleep(1)
+        await kiosk.context.close()
+        await expert.context.close()
+
+
+@contextmanager
+def server_in(hosts: Hosts, *extra: str) -> Iterator[str]:
+    """windowlink (HTTPS, its defaults) in the server's namespace; its base URL."""
+    data = Path(tempfile.mkdtemp(prefix="wl-bench-congestion-"))
+    seed_demo_accounts(data / "data")
+    address = hosts.server.address
+    log = (data / "server.log").open("wb")
+    process = subprocess.Popen(
+        hosts.server.command(
+            sys.executable,
+            "server.py",
+            "--host",
+            address,
+            "--port",
+            str(PORT),
+            "--tls-self-signed",
+            "--extra-host",
+            address,
+            "--media-address",
+            address,
+            "--data-dir",
+            str(data / "data"),
+            "--log-level",
+            "warning",
+            *extra,
+        ),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            probe = subprocess.run(
+                hosts.expert.command(
+                    "curl",
+                    "-sk",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    f"https://{address}:{PORT}/healthz",
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if probe.stdout == "200":
+                break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError((data / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield f"https://{address}:{PORT}"
+    finally:
+        stop_server(process)
+        log.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def bench(args: argparse.Namespace) -> None:
+    from playwright.async_api import async_playwright
+
+    with four_namespaces() as hosts, server_in(hosts) as base:
+        scratch = Path(tempfile.mkdtemp(prefix="wl-bench-chromium-"))
+        try:
+            async with async_playwright() as playwright:
+                browsers = [
+                    await launch_chromium(
+                        playwright, loopback_media=False, executable=wrapper(host, scratch)
+                    )
+                    for host in (hosts.kiosk, hosts.expert)
+                ]
+                try:
+                    for scenario in args.scenarios:
+                        with shaped(hosts, SCENARIOS[scenario]):
+                            for rep in range(args.reps):
+                                modes = ["relay", "direct"] if rep % 2 == 0 else ["direct", "relay"]
+                                for mode in modes:
+                                    kiosk_browser, expert_browser = browsers
+                                    result = await one(
+                                        mode, kiosk_browser, expert_browser, base, args.seconds
+                                    )
+                                    emit({"scenario": scenario, **SCENARIOS[scenario],
+                                          "mode": mode, "rep": rep + 1, **result})  # fmt: skip
+                finally:
+                    for browser in browsers:
+                        await browser.close()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--scenarios", default="clean,up500,down500,lossy")
+    args = parser.parse_args()
+    args.scenarios = args.scenarios.split(",")
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {sorted(unknown)}")
+    if os.geteuid() != 0 or not shutil.which("ethtool"):
+        parser.error("needs root, iproute2 and ethtool (apt-get install -y ethtool)")
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    main()
