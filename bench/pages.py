@@ -1,11 +1,14 @@
 """Pages benchmark: how fast the pages are ready in headless Chromium and what
 they transfer, and what the admin board costs with a week of records.
 
-    python bench/pages.py --loads 10 --records 0,10000,50000 --requests 50
+    python bench/pages.py --loads 10 --records 0,10000,50000 --requests 50 \
+        --sizes 1280x720,1080x1920,1366x768,1920x1080
 
-For each page (logged in, cold cache: a new browser context per load): time
-from navigation to ``body[data-ready]`` and the bytes and requests it took,
-against the index page (no login, no API) in the same run. For the board:
+For each window size and page (logged in, cold cache: a new browser context
+per load, of that size): time from navigation to ``body[data-ready]`` and the
+bytes and requests it took, against the index page (no login, no API) at the
+same size in the same run. 1280x720 (the default) is Playwright's own window,
+the size the figures before the per-screen layouts were taken at. For the board:
 GET /api/v1/board latency and server CPU per request with N consultations
 over the last 7 days (a seventh of them today), the first request (which reads
 the earlier days) and the following ones, against GET /api/v1/departments/status
@@ -196,63 +199,86 @@ READY_FIGURES = """() => {
 }"""
 
 
-async def pages(loads: int) -> None:
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"1080x1920,1366x768"`` -> [(1080, 1920), (1366, 768)] (width x height)."""
+    sizes = []
+    for item in text.split(","):
+        width, _, height = item.strip().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise argparse.ArgumentTypeError(f"not WIDTHxHEIGHT: {item!r}")
+        sizes.append((int(width), int(height)))
+    return sizes
+
+
+async def pages(loads: int, viewports: list[tuple[int, int]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         await seed(Path(tmp), 0)
         process, url = await start_server(Path(tmp))
         try:
             async with async_playwright() as playwright:
                 browser = await launch_chromium(playwright)
-                results: dict[str, dict[str, Any]] = {}
+                cookies: dict[str, Any] = {}
                 for name, username in PAGES:
-                    cookies = None
                     if username:
                         context = await browser.new_context()
                         login = {"username": username, "password": DEMO_PASSWORD}
                         await context.request.post(f"{url}/api/v1/login", data=login)
-                        cookies = await context.cookies()
+                        cookies[name] = await context.cookies()
                         await context.close()
-                    ready, sizes, counts = [], [], []
-                    for _ in range(loads):
-                        context = await browser.new_context()
-                        if cookies:
-                            await context.add_cookies(cookies)
-                        page = await context.new_page()
-                        # Record when data-ready appears, in the page's own clock.
-                        await page.add_init_script(
-                            "new MutationObserver((_, o) => { if (document.body?.dataset.ready)"
-                            " { window.readyAt = performance.now(); o.disconnect(); } })"
-                            ".observe(document, {subtree: true, attributes: true});"
+                for width, height in viewports:
+                    viewport = {"width": width, "height": height}
+                    results = await page_loads(browser, url, loads, viewport, cookies)
+                    base = results["index"]["ready_p50_ms"] or 1
+                    for name, figures in results.items():
+                        emit(
+                            {
+                                "measure": "page",
+                                "page": name,
+                                "size": f"{width}x{height}",
+                                "loads": loads,
+                                **figures,
+                                "ready_vs_index": round(figures["ready_p50_ms"] / base, 2),
+                            }
                         )
-                        await page.goto(f"{url}/{'' if name == 'index' else name}")
-                        await page.wait_for_selector("body[data-ready]")
-                        await page.wait_for_load_state("networkidle")
-                        figures = await page.evaluate(READY_FIGURES)
-                        ready.append(figures["ready"])
-                        sizes.append(figures["bytes"])
-                        counts.append(figures["requests"])
-                        await context.close()
-                    results[name] = {
-                        "ready_p50_ms": round(percentile(ready, 50) or 0, 1),
-                        "ready_p95_ms": round(percentile(ready, 95) or 0, 1),
-                        "bytes": max(sizes),
-                        "requests": max(counts),
-                    }
                 await browser.close()
-            base = results["index"]["ready_p50_ms"] or 1
-            for name, figures in results.items():
-                emit(
-                    {
-                        "measure": "page",
-                        "page": name,
-                        "loads": loads,
-                        **figures,
-                        "ready_vs_index": round(figures["ready_p50_ms"] / base, 2),
-                    }
-                )
         finally:
             process.terminate()
             await process.wait()
+
+
+async def page_loads(
+    browser: Any, url: str, loads: int, viewport: dict[str, int], cookies: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Each page ``loads`` times in a window of ``viewport``: its ready figures."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, _ in PAGES:
+        ready, transferred, counts = [], [], []
+        for _ in range(loads):
+            context = await browser.new_context(viewport=viewport)
+            if name in cookies:
+                await context.add_cookies(cookies[name])
+            page = await context.new_page()
+            # Record when data-ready appears, in the page's own clock.
+            await page.add_init_script(
+                "new MutationObserver((_, o) => { if (document.body?.dataset.ready)"
+                " { window.readyAt = performance.now(); o.disconnect(); } })"
+                ".observe(document, {subtree: true, attributes: true});"
+            )
+            await page.goto(f"{url}/{'' if name == 'index' else name}")
+            await page.wait_for_selector("body[data-ready]")
+            await page.wait_for_load_state("networkidle")
+            figures = await page.evaluate(READY_FIGURES)
+            ready.append(figures["ready"])
+            transferred.append(figures["bytes"])
+            counts.append(figures["requests"])
+            await context.close()
+        results[name] = {
+            "ready_p50_ms": round(percentile(ready, 50) or 0, 1),
+            "ready_p95_ms": round(percentile(ready, 95) or 0, 1),
+            "bytes": max(transferred),
+            "requests": max(counts),
+        }
+    return results
 
 
 async def main() -> None:
@@ -261,9 +287,15 @@ async def main() -> None:
     parser.add_argument("--records", default="0,10000,50000")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--only", choices=["pages", "board"], help="run one part")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=[(1280, 720)],
+        help="window sizes WIDTHxHEIGHT, comma-separated (default 1280x720, Playwright's own)",
+    )
     args = parser.parse_args()
     if args.only != "board":
-        await pages(args.loads)
+        await pages(args.loads, args.sizes)
     if args.only == "pages":
         return
     await board([int(n) for n in args.records.split(",")], args.requests)
