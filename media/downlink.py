@@ -59,10 +59,16 @@ LIFTED_BPS = 10_000_000
 """A REMB well above any camera: what lifts a limit the source still holds."""
 
 
+UNREPORTED, REPORTED_LOST, REPORTED_RECEIVED = 0, 1, 2
+
+
 @dataclass
 class _Sent:
     at_us: int
     size: int
+    reported: int = UNREPORTED
+    """What feedback said of it so far: each packet counts once (a receiver may
+    report one again, and a late arrival turns "lost" into "received")."""
 
 
 @dataclass
@@ -90,6 +96,10 @@ class SentLog:
     def get(self, unwrapped: int) -> _Sent | None:
         return self._sent.get(unwrapped)
 
+    def window(self) -> range:
+        """The unwrapped numbers the log can still hold."""
+        return range(max(0, self._next - HISTORY), self._next)
+
     def reference_us(self, feedback: Feedback) -> int:
         """The feedback's reference time in µs on the receiver's clock, unwrapped
         (24 bits of 64 ms wrap, and a receiver may start anywhere in them)."""
@@ -112,16 +122,27 @@ class PacketResult:
 
 
 def results(log: SentLog, feedback: Feedback) -> list[PacketResult]:
-    """Each packet the feedback reports on that the log still knows."""
+    """What the feedback says that is news of packets the log still knows: each
+    packet once as lost or received, or lost first and received later. Only the
+    part of the feedback the log can still hold is looked at, so a feedback that
+    claims 65,535 packets costs no more than HISTORY look-ups."""
     base = log.unwrap(feedback.base_sequence)
     reference = log.reference_us(feedback)
+    held = log.window()
     out = []
-    for offset, arrival in enumerate(feedback.arrivals):
-        sent = log.get(base + offset)
-        if sent is None:
+    for unwrapped in range(max(base, held.start), min(base + len(feedback.arrivals), held.stop)):
+        sent = log.get(unwrapped)
+        if sent is None or sent.reported == REPORTED_RECEIVED:
             continue
-        arrived = None if arrival is None else reference + arrival
-        out.append(PacketResult(sent.at_us, sent.size, arrived))
+        arrival = feedback.arrivals[unwrapped - base]
+        if arrival is None:
+            if sent.reported == REPORTED_LOST:
+                continue
+            sent.reported = REPORTED_LOST
+            out.append(PacketResult(sent.at_us, sent.size, None))
+        else:
+            sent.reported = REPORTED_RECEIVED
+            out.append(PacketResult(sent.at_us, sent.size, reference + arrival))
     return out
 
 
@@ -131,10 +152,12 @@ class LinkEstimate:
 
     bitrate: int | None = None
     overuses: int = 0
-    _base: deque[tuple[int, int]] = field(default_factory=deque)
+    _base: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     """(send time, one-way delay) kept increasing in delay: a sliding minimum."""
-    _acked: deque[tuple[int, int]] = field(default_factory=deque)
-    """(arrival time, bytes) of what arrived over the last ACKED_WINDOW_US."""
+    _acked: deque[tuple[int, int, int]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    """(send time, arrival time, bytes) of what arrived, of the packets the relay
+    sent over the last ACKED_WINDOW_US: kept by the relay's own clock, whatever
+    the receiver's says."""
     _outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=LOSS_WINDOW))
     """Whether each of the last LOSS_WINDOW packets arrived: loss is a share of
     some hundred packets, not of one feedback's dozen (where 3 % random loss
@@ -144,13 +167,15 @@ class LinkEstimate:
     _last_update_us: int | None = None
 
     def acknowledged(self) -> int | None:
-        """What reached the receiver over the last second, in bit/s."""
+        """What reached the receiver of the last second's packets, in bit/s over the
+        time they took to arrive."""
         if len(self._acked) < 2:
             return None
-        span = self._acked[-1][0] - self._acked[0][0]
+        arrivals = [arrived for _, arrived, _ in self._acked]
+        span = max(arrivals) - min(arrivals)
         if span < ACKED_WINDOW_US // 4:
             return None
-        return int(sum(size for _, size in self._acked) * 8 * 1_000_000 / span)
+        return int(sum(size for _, _, size in self._acked) * 8 * 1_000_000 / span)
 
     def update(self, packets: list[PacketResult], now_us: int) -> int | None:
         """Take one feedback's packets (sent by the relay at ``sent_us``); the new
@@ -173,9 +198,10 @@ class LinkEstimate:
                 self._base.popleft()
             queue = delay - self._base[0][1]
             self._queue_us += 0.3 * (queue - self._queue_us)
-            self._acked.append((packet.arrived_us, packet.size))
+            self._acked.append((packet.sent_us, packet.arrived_us, packet.size))
         if self._acked:
-            while self._acked[0][0] < self._acked[-1][0] - ACKED_WINDOW_US:
+            newest = max(sent for sent, _, _ in self._acked)
+            while self._acked[0][0] < newest - ACKED_WINDOW_US:
                 self._acked.popleft()
         acked = self.acknowledged()
         overused = self._queue_us > 2 * OVERUSE_US or (
@@ -219,7 +245,10 @@ def next_bitrate(
         return bitrate  # never limited yet, or waiting for the queue to drain
     if loss >= LOSS_LOW:
         return bitrate  # some loss: hold
-    grown = bitrate * INCREASE_PER_SECOND ** (elapsed_us / 1_000_000)
+    # Never more than a second's growth at once: a receiver silent for hours earns
+    # nothing (and 1.08 ** hours overflows).
+    seconds = max(0.0, min(elapsed_us / 1_000_000, 1.0))
+    grown = bitrate * INCREASE_PER_SECOND**seconds
     return max(FLOOR_BPS, int(min(grown, max(bitrate, acked * HEADROOM))))
 
 

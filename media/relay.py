@@ -127,6 +127,7 @@ class Relay:
         self.legs[participant] = leg
         self._routes.clear()
         if old is not None:
+            self._limits_sent.pop((participant, old.generation), None)
             await old.close()
         if self._monitor is None:
             self._monitor = asyncio.create_task(self._watch())
@@ -145,6 +146,7 @@ class Relay:
             return False
         del self.legs[participant]
         self._routes.clear()
+        self._limits_sent.pop((participant, leg.generation), None)
         await leg.close()
         return True
 
@@ -202,12 +204,19 @@ class Relay:
         links the relay measures itself (media/downlink.py): a poor downlink slows
         the camera feeding it, a good one never holds it back."""
         for source in list(self.legs.values()):
-            measured = [other for other in self._others(source) if other.feedback_packets]
             video = source.primary_ssrc.get("video")
-            if not measured or video is None:
-                continue
-            estimates = [o.downlink.bitrate for o in measured if o.downlink.bitrate is not None]
             key = (source.participant, source.generation)
+            if video is None:
+                continue
+            # The receivers of this source's video whose links the relay measures.
+            measured = [
+                other
+                for other in self._others(source)
+                if other.feedback_packets and "video" in other.outbound
+            ]
+            if not measured and key not in self._limits_sent:
+                continue  # never limited: nothing to say (a receiver that left lifts below)
+            estimates = [o.downlink.bitrate for o in measured if o.downlink.bitrate is not None]
             last, last_at = self._limits_sent.get(key, (None, 0))
             bitrate = remb_to_send(min(estimates, default=None), last, last_at, now_us)
             if bitrate is None:
@@ -371,7 +380,12 @@ class Relay:
             return
         feedback, data = split_feedback(data)
         for one in feedback:
-            leg.feedback_received(one)
+            try:
+                leg.feedback_received(one)
+            except Exception:
+                # Whatever a receiver reports must never end its transport (aiortc
+                # closes it on an exception here): log, and keep the call.
+                log.exception("transport feedback from %s not understood", leg.participant)
             self.counters.feedback_received += 1
         try:
             packets = RtcpPacket.parse(data)

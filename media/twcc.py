@@ -6,8 +6,8 @@ relay records the transport-wide sequence number and arrival time of every
 packet a sender sends it and tells the sender, every ~50-100 ms, which arrived
 and when, so that each browser measures its own uplink instead of relying on
 the far receiver's REMB. ``ArrivalRecorder`` keeps what arrived; ``build`` and
-``parse`` are the wire format (also what the relay will read from receivers
-once it stamps its own sequence numbers on the legs it sends on). Pure: no
+``parse`` are the wire format (``parse`` also reads what receivers report on
+the relay's own numbers, for media/downlink.py). Pure: no
 sockets, no clock of its own; tests/media/test_twcc.py holds them to a packet
 captured from Chromium and to each other.
 """
@@ -120,9 +120,10 @@ def build(
     return pack("!BBH", first, PT_RTPFB, (len(body) + 4) // 4 - 1) + body
 
 
-def parse(data: bytes) -> Feedback:
+def parse(data: bytes, max_statuses: int = MAX_STATUSES) -> Feedback:
     """One feedback packet (the first RTCP packet of ``data``); ValueError if it
-    is not one or is malformed."""
+    is not one, is malformed or reports on more than ``max_statuses`` packets (a
+    40-byte packet can claim 65,535 of them)."""
     if len(data) < 20 or data[0] >> 6 != 2 or data[0] & 0x1F != FMT or data[1] != PT_RTPFB:
         raise ValueError("not a transport-wide feedback packet")
     end = 4 * (unpack_from("!H", data, 2)[0] + 1)
@@ -131,6 +132,8 @@ def parse(data: bytes) -> Feedback:
     if data[0] & 0x20:
         end -= data[end - 1]
     sender, media, base, status_count, reference_and_count = unpack_from("!LLHHL", data, 4)
+    if status_count > max_statuses:
+        raise ValueError("feedback on more packets than anyone sends between two")
     reference = reference_and_count >> 8
     if reference & 0x800000:
         reference -= 1 << 24
@@ -232,11 +235,19 @@ class ArrivalRecorder:
         return packets
 
 
+FEEDBACK_PER_COMPOUND = 2
+"""Feedback packets read from one compound packet (a browser sends one)."""
+FEEDBACK_STATUSES = 8192
+"""Packets one received feedback may report on (Chromium's cover 50-250 ms)."""
+
+
 def split_feedback(data: bytes) -> tuple[list[Feedback], bytes]:
     """A compound RTCP packet's transport-wide feedback, parsed, and the rest of it
     as a compound of its own (aiortc's parser cannot read feedback packets: their
-    status chunks do not come in whole words). Malformed feedback is dropped;
-    anything else malformed is left in the rest for the caller's parser to refuse."""
+    status chunks do not come in whole words). Malformed feedback, feedback on
+    more than FEEDBACK_STATUSES packets and any beyond FEEDBACK_PER_COMPOUND are
+    dropped, so that one datagram costs little whatever it claims; anything else
+    malformed is left in the rest for the caller's parser to refuse."""
     found: list[Feedback] = []
     rest = bytearray()
     at = 0
@@ -245,8 +256,9 @@ def split_feedback(data: bytes) -> tuple[list[Feedback], bytes]:
         if end > len(data):
             break
         if data[at + 1] == PT_RTPFB and data[at] & 0x1F == FMT:
-            with contextlib.suppress(ValueError):
-                found.append(parse(data[at:end]))
+            if len(found) < FEEDBACK_PER_COMPOUND:
+                with contextlib.suppress(ValueError):
+                    found.append(parse(data[at:end], FEEDBACK_STATUSES))
         else:
             rest += data[at:end]
         at = end

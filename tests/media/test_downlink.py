@@ -206,3 +206,104 @@ def test_an_estimate_follows_what_arrives_not_what_was_offered() -> None:
     estimate.update(packets, 500_000)
     assert estimate.acknowledged() == pytest.approx(1_000_000, rel=0.05)
     assert estimate.bitrate is None
+
+
+# ---- what a buggy or hostile receiver can send (review of the first version) ----
+
+
+def test_a_long_silence_grows_the_estimate_by_one_seconds_worth_at_most() -> None:
+    """1.08 ** (hours) overflowed, and the exception would have closed the leg."""
+    got = next_bitrate(
+        500_000, 500_000, overused=False, loss=0.0, elapsed_us=3 * 3600 * MBIT, may_decrease=True
+    )
+    assert got == 540_000
+
+
+def test_the_same_feedback_again_counts_nothing_twice() -> None:
+    log = SentLog()
+    for i in range(100):
+        log.assign(1000, i * 10_000)
+    feedback = parse(build(1, 2, 0, 0, [5_000_000 + i * 10_000 for i in range(100)]))
+    estimate = LinkEstimate()
+    estimate.update(results(log, feedback), 0)
+    honest = estimate.acknowledged()
+    for k in range(1, 50):
+        assert results(log, feedback) == []
+        estimate.update(results(log, feedback), k * 50_000)
+    assert estimate.acknowledged() == honest
+
+
+def test_a_packet_reported_lost_and_then_received_counts_as_received() -> None:
+    log = SentLog()
+    for i in range(3):
+        log.assign(1000, i * 10_000)
+    lost = results(log, parse(build(1, 2, 0, 0, [5_000_000, None, 5_020_000])))
+    assert [r.arrived_us is None for r in lost] == [False, True, False]
+    late = results(log, parse(build(1, 2, 0, 1, [5_000_000, 5_030_000, 5_020_000])))
+    assert len(late) == 1 and late[0].arrived_us is not None
+
+
+def test_a_receiver_clock_stepping_back_keeps_only_the_last_second() -> None:
+    log = SentLog()
+    for i in range(2000):
+        log.assign(1000, i * 1_000)
+    estimate = LinkEstimate()
+    for k in range(20):
+        reference = (10_000 - k) * 64_000
+        feedback = build(1, 2, 100 * k, k, [reference + i * 250 for i in range(100)])
+        estimate.update(results(log, parse(feedback)), k * 100_000)
+    # Sent 1 ms apart: one second of the relay's own clock is 1,001 packets.
+    assert len(estimate._acked) <= 1_001
+
+
+def test_a_feedback_claiming_every_packet_costs_nothing() -> None:
+    """40 bytes can claim 65,535 statuses (nine run-length chunks): refused before
+    anything is built for them; and only two feedbacks of a compound are read."""
+    from struct import pack
+
+    claim = pack("!LLHHL", 1, 2, 0, 0xFFFF, 0) + pack("!H", 0x1FFF) * 9 + b"\0\0"
+    packet = pack("!BBH", 0x80 | 15, 205, (len(claim) + 4) // 4 - 1) + claim
+    assert split_feedback(packet) == ([], b"")
+    honest = build(1, 2, 0, 0, [1_000])
+    found, _ = split_feedback(honest * 30)
+    assert len(found) == 2
+
+
+class _FakeLeg:
+    """What Relay._send_limits reads of a leg."""
+
+    def __init__(self, participant: str, video: int | None, limit: int | None) -> None:
+        self.participant = participant
+        self.generation = 1
+        self.primary_ssrc = {"video": video} if video else {}
+        self.outbound = {"video": object()}
+        self.feedback_packets = 0 if limit is None else 10
+        self.downlink = LinkEstimate(bitrate=limit)
+        self.sent: list[bytes] = []
+
+    def relay_ssrc(self, kind: str) -> int:
+        return 1
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def test_a_camera_is_unlimited_again_when_its_limited_receiver_leaves() -> None:
+    from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, unpack_remb_fci
+
+    from media.relay import Relay
+
+    relay = Relay("c", lambda *_: None, None)
+    kiosk, expert = _FakeLeg("kiosk", 5, None), _FakeLeg("expert", None, 300_000)
+    relay.legs = {"kiosk": kiosk, "expert": expert}  # type: ignore[dict-item]
+    await relay._send_limits(1_000_000)
+    del relay.legs["expert"]
+    for second in range(2, 6):
+        await relay._send_limits(second * MBIT)
+
+    def bitrate(data: bytes) -> int:
+        (packet,) = RtcpPacket.parse(data)
+        assert isinstance(packet, RtcpPsfbPacket)
+        return unpack_remb_fci(packet.fci)[0]
+
+    assert [bitrate(d) for d in kiosk.sent] == [300_000, LIFTED_BPS]
