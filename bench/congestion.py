@@ -290,8 +290,16 @@ async def relay_call(kiosk_browser: Any, expert_browser: Any, base: str) -> tupl
     if await expert.get_by_test_id("availability").get_attribute("aria-pressed") != "true":
         await expert.get_by_test_id("availability").click()
     kiosk = await logged_in(kiosk_browser, "kiosk", "kiosk01")
-    await kiosk.get_by_test_id("department-market").click()
-    await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    try:
+        await kiosk.get_by_test_id("department-market").click()
+    except Exception:
+        shown = await kiosk.evaluate(
+            "[...document.querySelectorAll('.screen:not([hidden]), dialog[open]')]"
+            ".map(e => e.id + ': ' + e.innerText.slice(0, 200))"
+        )
+        raise RuntimeError(f"the kiosk shows {shown}") from None
+    checked = "[data-testid=device-message]"
+    await kiosk.wait_for_selector(f"{checked}[data-state=ok], {checked}[data-state=problem]")
     await kiosk.get_by_test_id("device-check-continue").click()
     await expert.get_by_test_id("accept-call").click()
     return kiosk, expert
@@ -387,9 +395,19 @@ async def one(
         return await measure_call(kiosk, expert, seconds)
     finally:
         if mode == "relay":
+            # As an expert does: end, then record the outcome (until then the
+            # expert takes no next call, and the next scenario would wait).
             with suppress(Exception):
                 await expert.get_by_test_id("end-call").click(timeout=5000)
-                await asyncio.sleep(1)
+                await expert.get_by_test_id("confirm-yes").click(timeout=5000)
+                await expert.get_by_test_id("outcome").select_option("answered", timeout=10000)
+                await expert.get_by_test_id("save-outcome").click(timeout=5000)
+                await expert.wait_for_selector("[data-testid=outcome-saved]", timeout=10000)
+            # ... and the citizen rates it: otherwise the kiosk's next login resumes
+            # this consultation's rating screen instead of the start screen.
+            with suppress(Exception):
+                await kiosk.get_by_test_id("rating-5").click(timeout=10000)
+                await asyncio.sleep(2)
         await kiosk.context.close()
         await expert.context.close()
 
@@ -454,6 +472,22 @@ def server_in(hosts: Hosts, *extra: str) -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
+async def fresh_call(
+    playwright: Any, hosts: Hosts, scratch: Path, mode: str, base: str, seconds: float
+) -> dict[str, Any]:
+    """One call between two browsers started for it (nothing a previous call held,
+    a camera or a session, carries over)."""
+    browsers = [
+        await launch_chromium(playwright, loopback_media=False, executable=wrapper(host, scratch))
+        for host in (hosts.kiosk, hosts.expert)
+    ]
+    try:
+        return await one(mode, browsers[0], browsers[1], base, seconds)
+    finally:
+        for browser in browsers:
+            await browser.close()
+
+
 async def bench(args: argparse.Namespace) -> None:
     from playwright.async_api import async_playwright
 
@@ -461,27 +495,16 @@ async def bench(args: argparse.Namespace) -> None:
         scratch = Path(tempfile.mkdtemp(prefix="wl-bench-chromium-"))
         try:
             async with async_playwright() as playwright:
-                browsers = [
-                    await launch_chromium(
-                        playwright, loopback_media=False, executable=wrapper(host, scratch)
-                    )
-                    for host in (hosts.kiosk, hosts.expert)
-                ]
-                try:
-                    for scenario in args.scenarios:
-                        with shaped(hosts, SCENARIOS[scenario]):
-                            for rep in range(args.reps):
-                                modes = ["relay", "direct"] if rep % 2 == 0 else ["direct", "relay"]
-                                for mode in modes:
-                                    kiosk_browser, expert_browser = browsers
-                                    result = await one(
-                                        mode, kiosk_browser, expert_browser, base, args.seconds
-                                    )
-                                    emit({"scenario": scenario, **SCENARIOS[scenario],
-                                          "mode": mode, "rep": rep + 1, **result})  # fmt: skip
-                finally:
-                    for browser in browsers:
-                        await browser.close()
+                for scenario in args.scenarios:
+                    with shaped(hosts, SCENARIOS[scenario]):
+                        for rep in range(args.reps):
+                            modes = ["relay", "direct"] if rep % 2 == 0 else ["direct", "relay"]
+                            for mode in modes:
+                                result = await fresh_call(
+                                    playwright, hosts, scratch, mode, base, args.seconds
+                                )
+                                emit({"scenario": scenario, **SCENARIOS[scenario],
+                                      "mode": mode, "rep": rep + 1, **result})  # fmt: skip
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
