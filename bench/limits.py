@@ -159,8 +159,11 @@ async def phase(
     }
 
 
-async def scenario(seconds: float, header_timeout: float = 5.0) -> dict[str, Any]:
-    """Both phases against one fresh server process; everything stopped after."""
+async def scenario(
+    seconds: float, header_timeout: float = 5.0, *, quiet_phase: bool = True
+) -> dict[str, Any]:
+    """Both phases against one fresh server process (or only the attacked one,
+    where nothing is compared: the test); everything stopped after."""
     restrict_host_addresses(["127.0.0.1"])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -181,7 +184,11 @@ async def scenario(seconds: float, header_timeout: float = 5.0) -> dict[str, Any
             rss_start = attacks.rss_bytes(process.pid)
             files_start = attacks.open_files(process.pid)
             victims: list[KioskClient | ExpertClient] = [victim_kiosk, victim_expert]
-            quiet = await phase(url, process.pid, seconds, victims, peers, None)
+            quiet = (
+                await phase(url, process.pid, seconds, victims, peers, None)
+                if quiet_phase
+                else None
+            )
             attacked = await phase(
                 url,
                 process.pid,

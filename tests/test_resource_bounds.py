@@ -13,14 +13,14 @@ RSS_GROWTH_CEILING_MB = 96
 
 
 async def test_other_users_are_served_and_the_server_stays_within_its_ceilings() -> None:
-    result = await scenario(seconds=10.0, header_timeout=3.0)
-    quiet, attacked = result["quiet"], result["attacked"]
-    print("victims' round trips (quiet, attacked):", quiet["rtt_p99_ms"], attacked["rtt_p99_ms"])
-    print("victims' round trips and fps (quiet, attacked):", quiet["round_trips"],
-          attacked["round_trips"], quiet["fps_received"], attacked["fps_received"])  # fmt: skip
-    # Every round trip of the victims was answered, and their call went on: how
-    # many and how fast is for bench/limits.py (a test holds no speed).
-    assert quiet["errors"] == 0 and attacked["errors"] == 0, attacked["first_errors"]
+    # Only the attacked phase: how many round trips and how fast, against a
+    # quiet phase, is for bench/limits.py (a test holds no speed).
+    result = await scenario(seconds=10.0, header_timeout=3.0, quiet_phase=False)
+    attacked = result["attacked"]
+    print("victims under attack:", attacked["round_trips"], "round trips, p99",
+          attacked["rtt_p99_ms"], "ms, fps", attacked["fps_received"])  # fmt: skip
+    # Every round trip of the victims was answered, and their call went on.
+    assert attacked["errors"] == 0, attacked["first_errors"]
     assert attacked["round_trips"] > 0
     assert result["victim_calls_active"]
     assert all(during > 0 for during in attacked["fps_received"]), attacked["fps_received"]
