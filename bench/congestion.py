@@ -43,7 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import measure  # noqa: E402
-from tests.chromium import CHROMIUM, DEMO_PASSWORD, launch_chromium, wait_for_js  # noqa: E402
+from tests.chromium import (  # noqa: E402
+    CHROMIUM,
+    KEEP_CONNECTIONS,
+    launch_chromium,
+    open_logged_in,
+    wait_for_js,
+)
 from tests.netns import Host, kill_everything_in  # noqa: E402
 from tests.web.test_https_netns import seed_demo_accounts, stop_server  # noqa: E402
 
@@ -56,18 +62,6 @@ SCENARIOS: dict[str, dict[str, float]] = {
     "down500": {"down_kbit": 500},
     "lossy": {"up_kbit": 250, "delay_ms": 100, "loss": 0.03},
 }
-KEEP_CONNECTIONS = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (config) {
-    const pc = new Native(config);
-    window.__pcs.push(pc);
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Native.prototype;
-})();
-"""
 STATS = """
 (async () => {
   const pc = window.__pcs[window.__pcs.length - 1];
@@ -276,14 +270,15 @@ async def new_page(browser: Any) -> Any:
 
 async def relay_call(kiosk_browser: Any, expert_browser: Any, base: str) -> tuple[Any, Any]:
     async def logged_in(browser: Any, page_name: str, username: str) -> Any:
-        page = await new_page(browser)
-        await page.goto(f"{base}/{page_name}")
-        await page.wait_for_selector("body[data-ready]")
-        await page.get_by_test_id("login-username").fill(username)
-        await page.get_by_test_id("login-password").fill(DEMO_PASSWORD)
-        await page.get_by_test_id("login-submit").click()
-        await page.wait_for_selector("#app-view:not([hidden])")
-        return page
+        return await open_logged_in(
+            browser,
+            base,
+            page_name,
+            username,
+            init_script=KEEP_CONNECTIONS,
+            timeout_ms=30000,
+            ignore_https_errors=True,
+        )
 
     expert = await logged_in(expert_browser, "expert", "expert_market")
     await expert.wait_for_selector("[data-testid=availability]:not(:empty)")

@@ -26,21 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench import measure  # noqa: E402
 from bench.measure import free_port, wait_for_http  # noqa: E402
-from tests.chromium import launch_chromium, wait_for_js  # noqa: E402
+from tests.chromium import (  # noqa: E402
+    KEEP_CONNECTIONS,
+    launch_chromium,
+    open_logged_in,
+    wait_for_js,
+)
 
-PASSWORD = "demo1234"
-KEEP_CONNECTIONS = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (config) {
-    const pc = new Native(config);
-    window.__pcs.push(pc);
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Native.prototype;
-})();
-"""
 VIDEO_SENT = """
 (async () => {
   const pc = window.__pcs[window.__pcs.length - 1];
@@ -55,25 +47,15 @@ VIDEO_SENT = """
 """
 
 
-async def logged_in(browser: Any, url: str, page_name: str, username: str) -> Any:
-    context = await browser.new_context()
-    context.set_default_timeout(20000)
-    page = await context.new_page()
-    await page.add_init_script(KEEP_CONNECTIONS)
-    await page.goto(f"{url}/{page_name}")
-    await page.wait_for_selector("body[data-ready]")
-    await page.get_by_test_id("login-username").fill(username)
-    await page.get_by_test_id("login-password").fill(PASSWORD)
-    await page.get_by_test_id("login-submit").click()
-    await page.wait_for_selector("#app-view:not([hidden])")
-    return page
-
-
 async def one_call(browser: Any, url: str, seconds: float) -> dict[str, Any]:
-    expert = await logged_in(browser, url, "expert", "expert_market")
+    expert = await open_logged_in(
+        browser, url, "expert", "expert_market", init_script=KEEP_CONNECTIONS, timeout_ms=20000
+    )
     await expert.wait_for_selector("[data-testid=availability]:not(:empty)")
     await expert.get_by_test_id("availability").click()
-    kiosk = await logged_in(browser, url, "kiosk", "kiosk01")
+    kiosk = await open_logged_in(
+        browser, url, "kiosk", "kiosk01", init_script=KEEP_CONNECTIONS, timeout_ms=20000
+    )
     await kiosk.get_by_test_id("department-market").click()
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.get_by_test_id("device-check-continue").click()

@@ -4,8 +4,9 @@ tests, bench/pages.py and docs/screenshots/take.py alike."""
 
 from typing import Any, Protocol
 
+from storage.demo import DEMO_PASSWORD as DEMO_PASSWORD  # the tests and benches log in with it
+
 CHROMIUM = "/usr/bin/chromium"
-DEMO_PASSWORD = "demo1234"
 FRAMES_DECODED = (
     "Number(document.querySelector('[data-testid=remote-video]').dataset.framesDecoded || 0)"
 )
@@ -73,6 +74,27 @@ async def wait_for_js(page: Any, expression: str, timeout: float = 15000) -> Non
         await asyncio.sleep(0.1)
 
 
+def keeping_connections(*, relay_only: bool = False) -> str:
+    """An init script that keeps every RTCPeerConnection a page makes in
+    ``window.__pcs`` (to read its stats), forced to relay-only ICE if asked."""
+    config = '{ ...(config || {}), iceTransportPolicy: "relay" }' if relay_only else "config"
+    return f"""
+(() => {{
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = function (config) {{
+    const pc = new Native({config});
+    window.__pcs.push(pc);
+    return pc;
+  }};
+  window.RTCPeerConnection.prototype = Native.prototype;
+}})();
+"""
+
+
+KEEP_CONNECTIONS = keeping_connections()
+
+
 class Served(Protocol):
     """Anything that serves the pages at ``url`` (a test server, a proxy, a node)."""
 
@@ -82,23 +104,40 @@ class Served(Protocol):
 
 async def open_logged_in(
     browser: Any,
-    server: Served,
+    server: Served | str,
     page_name: str,
     username: str,
     password: str = DEMO_PASSWORD,
+    *,
+    init_script: str | None = None,
+    timeout_ms: float = 15000,
     **context_options: Any,
 ) -> Any:
-    """A page of a new browser context, logged in through the page's own form."""
+    """A page of a new browser context (``server``: what serves the pages, or their
+    base URL), logged in through the page's own form; ``init_script`` runs in it
+    before any of the page's own."""
     context = await browser.new_context(**context_options)
-    context.set_default_timeout(15000)
+    context.set_default_timeout(timeout_ms)
     page = await context.new_page()
-    await page.goto(f"{server.url}/{page_name}")
+    if init_script is not None:
+        await page.add_init_script(init_script)
+    base = server if isinstance(server, str) else server.url
+    await page.goto(f"{base}/{page_name}")
     await page.wait_for_selector("body[data-ready]")
     await page.get_by_test_id("login-username").fill(username)
     await page.get_by_test_id("login-password").fill(password)
     await page.get_by_test_id("login-submit").click()
     await page.wait_for_selector("#app-view:not([hidden])")
     return page
+
+
+async def chat_from(sender: Any, receiver: Any, line: str, timeout_ms: float = 20000) -> None:
+    """``sender`` types ``line`` into the chat; it appears in ``receiver``'s list."""
+    from playwright.async_api import expect
+
+    await sender.get_by_test_id("chat-input").fill(line)
+    await sender.get_by_test_id("chat-send").click()
+    await expect(receiver.get_by_test_id("chat-list")).to_contain_text(line, timeout=timeout_ms)
 
 
 async def go_available(expert: Any) -> None:

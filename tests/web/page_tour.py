@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.chromium import (
     Served,
+    chat_from,
     go_available,
     open_logged_in,
     wait_for_js,
@@ -90,12 +91,8 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
     form = tmp_path / "变更登记申请表.pdf"
     form.write_bytes(PDF)
     await expert.get_by_test_id("file-input").set_input_files(str(form))
-    await kiosk.get_by_test_id("chat-input").fill("您好，我想咨询营业执照变更需要哪些材料。")
-    await kiosk.get_by_test_id("chat-send").click()
-    await expert.wait_for_selector("#chat-list:has-text('营业执照')")
-    await expert.get_by_test_id("chat-input").fill("请出示身份证和原营业执照，我发一份申请表给您。")
-    await expert.get_by_test_id("chat-send").click()
-    await kiosk.wait_for_selector("#chat-list:has-text('申请表')")
+    await chat_from(kiosk, expert, "您好，我想咨询营业执照变更需要哪些材料。")
+    await chat_from(expert, kiosk, "请出示身份证和原营业执照，我发一份申请表给您。")
     await kiosk.wait_for_selector("[data-testid=file-list] li:has-text('变更登记申请表.pdf')")
     await expert.wait_for_selector("[data-testid=file-list] li:has-text('营业执照副本.png')")
     # The newest document from the other side is shown large on the expert's desk.

@@ -29,7 +29,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from storage.demo import DEMO_PASSWORD, seed_demo
-from tests.chromium import CHROMIUM, launch_chromium
+from tests.chromium import CHROMIUM, chat_from, launch_chromium
 from tests.netns import Host, HostPair, host_pair, kill_everything_in, unavailable_reason
 from web.app import open_storage
 from web.settings import Settings
@@ -304,12 +304,6 @@ async def media_flows_into(page: Page, server: HttpsServer, client: Host) -> dic
     assert pair["remoteAddress"] == server.host.address, pair
     assert pair["localAddress"] == client.address, pair
     return {**media, **pair}
-
-
-async def chat_from(sender: Page, receiver: Page, line: str) -> None:
-    await sender.get_by_test_id("chat-input").fill(line)
-    await sender.get_by_test_id("chat-send").click()
-    await expect(receiver.get_by_test_id("chat-list")).to_contain_text(line, timeout=STEP_MS)
 
 
 async def expert_ends_the_call(expert: Page) -> None:

@@ -12,6 +12,7 @@ from signaling.client import KioskClient
 from signaling.messages import ConsultationView
 from tests.chromium import (
     FRAMES_DECODED,
+    chat_from,
     go_available,
     launch_chromium,
     open_logged_in,
@@ -135,12 +136,8 @@ async def test_the_whole_consultation_and_the_wipe_after_it(
     await expert.get_by_test_id("file-input").set_input_files(str(form))
     await kiosk.wait_for_selector("[data-testid=file-list] li:has-text('变更申请表.pdf')")
 
-    await kiosk.get_by_test_id("chat-input").fill("请问需要带原件吗")
-    await kiosk.get_by_test_id("chat-send").click()
-    await expert.wait_for_selector("#chat-list:has-text('请问需要带原件吗')")
-    await expert.get_by_test_id("chat-input").fill("需要带身份证原件")
-    await expert.get_by_test_id("chat-send").click()
-    await kiosk.wait_for_selector("#chat-list:has-text('需要带身份证原件')")
+    await chat_from(kiosk, expert, "请问需要带原件吗")
+    await chat_from(expert, kiosk, "需要带身份证原件")
 
     await expert.get_by_test_id("end-call").click()
     await expert.get_by_test_id("confirm-yes").click()

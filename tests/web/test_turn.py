@@ -23,6 +23,7 @@ import pytest
 from bench.measure import free_port
 from tests.chromium import (
     go_available,
+    keeping_connections,
     open_logged_in,
     request_from_kiosk,
     wait_for_js,
@@ -38,18 +39,7 @@ SECRET = "turn-secret-for-tests-" + os.urandom(8).hex()
 
 # Test code, run in each page before its own scripts: every peer connection is
 # relay-only, and kept where the test can ask it for its selected candidates.
-FORCE_RELAY = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (config) {
-    const pc = new Native({ ...(config || {}), iceTransportPolicy: "relay" });
-    window.__pcs.push(pc);
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Native.prototype;
-})();
-"""
+FORCE_RELAY = keeping_connections(relay_only=True)
 SELECTED_CANDIDATE_TYPE = """
 (async () => {
   const pc = window.__pcs[window.__pcs.length - 1];
