@@ -180,7 +180,8 @@ def test_a_link_wider_than_the_camera_never_limits_it() -> None:
     estimate, estimates, delays, _ = simulate(10 * MBIT)
     assert set(estimates) == {None}
     assert estimate.overuses == 0
-    assert max(delays) < 0.01
+    # No packet ever waits behind another (virtual time: nothing here is timed).
+    assert max(delays) == 0
 
 
 def test_random_loss_on_a_wide_link_does_not_limit_the_camera() -> None:
@@ -196,8 +197,12 @@ def test_behind_a_narrow_link_the_source_settles_below_it_without_a_queue(capaci
     settled = sent[20:40]
     # The last 20 s: between 60 % and all of the link, and the queue drained.
     assert 0.6 * capacity <= sum(settled) / len(settled) <= capacity
+    # The queue the first second built has drained: in the second half, half the
+    # packets find fewer than two packets ahead of them on the link (counted in
+    # packets of the simulation, not in anyone's seconds).
+    packet_seconds = 1_200 * 8 / capacity
     tail = delays[len(delays) // 2 :]
-    assert sorted(tail)[len(tail) // 2] < 0.1
+    assert sorted(tail)[len(tail) // 2] / packet_seconds < 2
 
 
 def test_an_estimate_follows_what_arrives_not_what_was_offered() -> None:
