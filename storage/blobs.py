@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 SUFFIX = ".wlf"
-# The verified parts of an upload in progress (storage.filestore), kept beside the
+# The verified parts of an upload in progress (storage.uploads), kept beside the
 # documents so that any process or node can take the upload on; never listed as
 # documents.
 PART_SUFFIX = ".wlp"

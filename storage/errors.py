@@ -3,6 +3,9 @@
 StorageError
  ├── RecordNotFound        the named record does not exist
  ├── RecordConflict        the record already exists or is in the wrong state
+ │    └── FileShredded     the document's data key was destroyed (retention)
+ ├── DocumentDamaged       a stored document is missing from the blob store or fails
+ │                         its authentication
  ├── MigrationError        the database schema cannot be brought up to date
  ├── AuditChainBroken      an audit entry does not match the chain
  ├── BackupError           a backup or restore refused or failed
@@ -20,6 +23,15 @@ class RecordNotFound(StorageError):
 
 class RecordConflict(StorageError):
     """The record already exists, or is not in a state that allows the change."""
+
+
+class FileShredded(RecordConflict):
+    """The document's data key was destroyed at the end of its retention period."""
+
+
+class DocumentDamaged(StorageError):
+    """A recorded document cannot be read back whole and authentic: its content is
+    missing from the blob store, or a chunk fails its authentication."""
 
 
 class MigrationError(StorageError):

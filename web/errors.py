@@ -12,7 +12,8 @@ ApiError                     (status, code)
  └── TooManyRequests         429 too_many_requests (with Retry-After)
 
 Errors of ``signaling``, ``media`` and ``storage`` are mapped here too
-(media: BadOffer 400 bad_offer, UnknownCall 404, RelayUnavailable 503), so that services
+(media: BadOffer 400 bad_offer, UnknownCall 404, RelayUnavailable 503; storage:
+RecordNotFound 404, RecordConflict 409, DocumentDamaged 500 damaged), so that services
 can raise their own errors without knowing about HTTP.
 """
 
@@ -124,6 +125,10 @@ def _from_exception(exc: BaseException) -> web.Response:
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, med.RelayUnavailable):
         return error_response(503, "relay_unavailable", str(exc))
+    if isinstance(exc, sto.DocumentDamaged):
+        # Not the client's doing: the operator must hear of it (restore the blob).
+        log.error("a recorded document cannot be read: %s", exc)
+        return error_response(500, "damaged", str(exc))
     if isinstance(exc, sto.RecordNotFound):
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, sto.RecordConflict):

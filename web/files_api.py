@@ -1,7 +1,6 @@
 """Documents: resumable encrypted uploads during a call, lists, downloads with
 Range, and the clerk's case record. Every upload, download and attach is audited."""
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -12,9 +11,8 @@ from aiohttp import web
 from pydantic import StringConstraints
 
 from signaling.messages import CaseNumber, FileView
-from storage.errors import RecordNotFound
-from storage.filecrypt import DecryptionError
-from storage.filestore import StoredFile, Upload, UploadError
+from storage.errors import DocumentDamaged, RecordNotFound
+from storage.filestore import Download, StoredFile, Upload, UploadError
 from storage.filetypes import ALLOWED
 from storage.records import Account, AuditEvent, Role
 from web.api import ANY_ACCOUNT, Api, Header, account_of, read_body, reply
@@ -362,35 +360,15 @@ async def download(request: web.Request) -> web.StreamResponse:
                 headers={"Content-Range": f"bytes */{record.size}"}
             ) from None
         status = 206
-    # One pass over the stored bytes: each 64 KiB chunk is authenticated before any
-    # of it is released (and the last one first, which proves the file whole). The
-    # first megabyte is read before the status is sent, so damage there (and in
-    # any smaller document) is a clean 500; damage further on cuts the response
-    # off short of its Content-Length, which the browser reports as a failed
-    # download. Nothing unauthenticated is ever sent.
-    try:
-        source, key = await store.opened(record.id)
-    except RecordNotFound:
-        raise ApiError("the stored file is missing", code="damaged") from None
-    try:
-        pieces = store.plaintext(source, key, start, end)
-        first = await asyncio.to_thread(store.next_batch, pieces)
-    except DecryptionError:
-        source.close()
-        raise ApiError("the stored file is damaged", code="damaged") from None
-    except BaseException:
-        source.close()
-        raise
-    request.app[METRICS].downloads.inc()
-    await request.app[STORAGE].audit.append(
-        AuditEvent(
-            account.username,
-            "file.download",
-            record.id,
-            {"range": range_header or "", "consultation": record.consultation_id},
-            remote_address(request),
-        )
+    # Storage hands out authenticated plaintext and audits the download: the first
+    # megabyte is read before the status is sent, so damage there (and in any
+    # smaller document) is a clean 500 damaged (DocumentDamaged, web.errors); damage
+    # further on cuts the response off short of its Content-Length, which the
+    # browser reports as a failed download. Nothing unauthenticated is ever sent.
+    plaintext = await store.plaintext(
+        record, start, end, Download(account, remote_address(request), range_header or "")
     )
+    request.app[METRICS].downloads.inc()
     response = web.StreamResponse(
         status=status,
         headers={
@@ -411,20 +389,19 @@ async def download(request: web.Request) -> web.StreamResponse:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
     try:
         await response.prepare(request)
-        batch, sent = first, start
-        while batch:
-            await response.write(batch)
-            sent += len(batch)
-            try:
-                batch = await asyncio.to_thread(store.next_batch, pieces)
-            except DecryptionError:
-                log.error("document %s is damaged after byte %d; download cut off", record.id, sent)
-                if request.transport is not None:
-                    request.transport.abort()
-                raise ConnectionResetError("damaged document: download cut off") from None
+        sent = start
+        try:
+            async for batch in plaintext:
+                await response.write(batch)
+                sent += len(batch)
+        except DocumentDamaged:
+            log.error("document %s is damaged after byte %d; download cut off", record.id, sent)
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("damaged document: download cut off") from None
         await response.write_eof()
     finally:
-        source.close()
+        plaintext.close()
     return response
 
 
