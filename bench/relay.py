@@ -535,9 +535,12 @@ def run_anchor(target: str, calls: str, reps: int, seconds: float) -> None:
     work = Path(tempfile.mkdtemp(prefix="wl-anchor-"))
     env = {**os.environ, "ANCHOR_CACHE": str(work / "cache")}
     out = work / "results.jsonl"
+    # Plain HTTP on a namespace address: --behind-proxy, with no proxy (none on
+    # loopback there) whose forwarded headers would count.
     server = (
         f'sh -c "rm -rf {work}/data-run && cp -a {work}/seed {work}/data-run && '
         f"exec {{py}} {ROOT}/server.py --host {{ip}} --port {{port}} --behind-proxy "
+        f"--trusted-proxies 127.0.0.1 "
         f'--data-dir {work}/data-run --media-address {{ip}}"'
     )
     try:

@@ -4,6 +4,10 @@ Pure functions of the peer address, the headers and the configuration, so
 that the rules are tested as tables. Only entries that trusted proxies
 appended are believed: a client can write anything into ``X-Forwarded-For``
 or ``X-Forwarded-Proto`` itself, so the left-most entries are its own words.
+And only a peer that is a proxy has its forwarded headers believed at all: a
+client that reaches a node's port directly is its own address, whatever it
+writes (``X-Forwarded-For: 127.0.0.1`` once opened /metrics and let a fresh
+value per guess escape the login throttle).
 """
 
 import ipaddress
@@ -19,9 +23,10 @@ class ProxyTrust:
     """Which hops in front of the server are proxies whose headers count.
 
     ``hops``: that many right-most ``X-Forwarded-For`` entries were appended by
-    proxies (the immediate peer being the last proxy); ``networks``: entries
-    from these addresses are proxies, walked from the right. Neither: no proxy,
-    headers ignored.
+    proxies, the immediate peer being the last proxy, which must then be on this
+    machine (a loopback peer: settings refuse hop counting on a listener others
+    can reach); ``networks``: entries from these addresses are proxies, walked
+    from the right. Neither: no proxy, headers ignored.
     """
 
     hops: int = 0
@@ -42,17 +47,31 @@ class ProxyTrust:
         return self.hops > 0 or bool(self.networks)
 
     def is_proxy(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.strip().strip("[]"))
-        except ValueError:
-            return False
-        return any(ip in net for net in self.networks)
+        ip = _ip(address)
+        return ip is not None and any(ip in net for net in self.networks)
 
     def peer_is_proxy(self, peer: str) -> bool:
         """Whether the immediate peer is a proxy (so its forwarded headers count)."""
         if self.hops:
-            return True
+            # A hop count names no address: only a proxy on this machine can be meant.
+            return _is_loopback(peer)
         return self.is_proxy(peer)
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address, an IPv4 one seen through a dual-stack socket as itself."""
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_loopback(address: str) -> bool:
+    ip = _ip(address)
+    return ip is not None and ip.is_loopback
 
 
 def _entries(header: str) -> list[str]:

@@ -109,10 +109,12 @@ class Settings:
     extra_hosts: tuple[str, ...] = field(default=())
     """More host names for the self-signed certificate (repeatable)."""
     trusted_proxies: tuple[str, ...] = ()
-    """With --behind-proxy: a number of proxy hops, or the proxies' addresses/networks
-    (repeatable); only X-Forwarded-For entries they appended are believed (default 1 hop)."""
+    """With --behind-proxy: the proxies' addresses/networks (repeatable), or a number of
+    proxy hops on a loopback --host (default 1); only X-Forwarded-For entries they
+    appended are believed, and only from a proxy."""
     metrics_token: str | None = None
-    """Bearer token that opens /metrics to non-loopback scrapers."""
+    """Bearer token (16+ characters) that opens /metrics to non-loopback scrapers; wrong
+    tokens are throttled per address like logins."""
     log_format: str = "text"
     """text, or json: one JSON object per line on stdout and stderr."""
     retention_days: float = 0.0
@@ -468,6 +470,12 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     return Invocation(settings, command)
 
 
+def counts_proxy_hops(settings: Settings) -> bool:
+    """Whether forwarded headers are believed by hop count (no proxy addresses given)."""
+    proxies = settings.trusted_proxies
+    return settings.behind_proxy and (not proxies or (len(proxies) == 1 and proxies[0].isdigit()))
+
+
 def check_serving(settings: Settings) -> None:
     """Refuse set-ups that would be unsafe to serve."""
     if (settings.tls_cert is None) != (settings.tls_key is None):
@@ -482,6 +490,14 @@ def check_serving(settings: Settings) -> None:
             f"refusing to serve plain HTTP on {settings.host}: cameras and the files need an "
             "encrypted connection. Use --tls-cert/--tls-key or --tls-self-signed, or "
             "--behind-proxy if a reverse proxy ends TLS in front of this server."
+        )
+    if counts_proxy_hops(settings) and not is_loopback(settings.host):
+        raise SettingsError(
+            f"--behind-proxy with a hop count (--trusted-proxies N, 1 by default) believes "
+            f"X-Forwarded-For from whoever connects, and {settings.host} can be reached "
+            "without the proxy: name the proxies instead (--trusted-proxies 10.0.0.5, "
+            "repeatable, or a network such as 10.0.0.0/24), or listen on loopback only "
+            "(--host 127.0.0.1) with the proxy on this machine."
         )
     if settings.demo and not is_loopback(settings.host):
         raise SettingsError(
@@ -510,5 +526,9 @@ def check_serving(settings: Settings) -> None:
         raise SettingsError("--s3-endpoint goes with an s3:// --blob-url")
     if settings.cluster_secret is not None and len(settings.cluster_secret) < 16:
         raise SettingsError("--cluster-secret must be at least 16 characters")
+    if settings.metrics_token is not None and len(settings.metrics_token) < 16:
+        raise SettingsError(
+            "--metrics-token must be at least 16 characters (head -c 24 /dev/urandom | base64)"
+        )
     if settings.session_max < settings.session_idle:
         raise SettingsError("--session-max must not be shorter than --session-idle")

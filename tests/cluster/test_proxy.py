@@ -42,7 +42,8 @@ async def sockets_on(node: ServerProcess) -> int:
 async def test_browser_journey_through_nginx_with_kiosk_and_expert_on_different_nodes(
     deployment: Deployment, browser: Any, tmp_path: Path
 ) -> None:
-    a, b, c = await deployment.start_nodes(3, "--behind-proxy", "--trusted-proxies", "1")
+    # As docs/DEPLOY.md says: the nodes believe forwarded headers from nginx only.
+    a, b, c = await deployment.start_nodes(3, "--behind-proxy", "--trusted-proxies", "127.0.0.1")
     # C is behind no proxy: it only lends its relay worker. A and B drain, so that
     # their workers take no calls and C's is the only one left.
     for node in (a, b):
@@ -124,7 +125,7 @@ async def test_browser_journey_through_nginx_with_kiosk_and_expert_on_different_
     assert [tuple(f) for f in files] == [("营业执照.pdf", "kiosk"), ("申请表.pdf", "expert")]
     (attached,) = await deployment.query("SELECT category FROM case_attachments")
     assert attached["category"] == "application"
-    # The proxy's X-Forwarded-For was believed (one hop): the audit log names the
+    # The proxy's X-Forwarded-For was believed (from nginx): the audit log names the
     # browser's address, not a node's view of nginx.
     remotes = {r["remote"] for r in await deployment.query("SELECT remote FROM audit_log")}
     assert remotes <= {"127.0.0.1", ""}

@@ -18,17 +18,27 @@ NONE = ProxyTrust.of(False, ("10.0.0.0/8",))
     [
         # No proxy configured: the header is the client's own words.
         ("203.0.113.5", "1.1.1.1", NONE, "203.0.113.5"),
-        # One hop: the proxy appended the real peer; what the client wrote is to its left.
-        ("10.0.0.2", "6.6.6.6, 203.0.113.5", ONE_HOP, "203.0.113.5"),
-        ("10.0.0.2", "203.0.113.5", ONE_HOP, "203.0.113.5"),
-        ("10.0.0.2", "", ONE_HOP, "10.0.0.2"),
-        # Two hops: CDN -> nginx -> us.
-        ("10.0.0.2", "6.6.6.6, 203.0.113.5, 10.9.9.9", TWO_HOPS, "203.0.113.5"),
+        # One hop (a proxy on this machine): it appended the real peer; what the client
+        # wrote is to its left.
+        ("127.0.0.1", "6.6.6.6, 203.0.113.5", ONE_HOP, "203.0.113.5"),
+        ("127.0.0.1", "203.0.113.5", ONE_HOP, "203.0.113.5"),
+        ("::1", "203.0.113.5", ONE_HOP, "203.0.113.5"),
+        ("::ffff:127.0.0.1", "203.0.113.5", ONE_HOP, "203.0.113.5"),
+        ("127.0.0.1", "", ONE_HOP, "127.0.0.1"),
+        # Two hops: CDN -> nginx on this machine -> us.
+        ("127.0.0.1", "6.6.6.6, 203.0.113.5, 10.9.9.9", TWO_HOPS, "203.0.113.5"),
+        # A hop count names no proxy: a peer from elsewhere reached the port directly,
+        # and what it writes is its own words (it once opened /metrics as 127.0.0.1).
+        ("10.0.0.2", "127.0.0.1", ONE_HOP, "10.0.0.2"),
+        ("203.0.113.9", "6.6.6.6, 127.0.0.1", TWO_HOPS, "203.0.113.9"),
         # Networks: walk from the right past the proxies.
         ("10.0.0.2", "6.6.6.6, 203.0.113.5, 10.1.1.1", NETWORKS, "203.0.113.5"),
         ("10.0.0.2", "6.6.6.6, 203.0.113.5, 192.0.2.7", NETWORKS, "203.0.113.5"),
         # A peer that is not a trusted proxy: its header is ignored.
         ("203.0.113.9", "6.6.6.6", NETWORKS, "203.0.113.9"),
+        ("203.0.113.9", "127.0.0.1", NETWORKS, "203.0.113.9"),
+        ("127.0.0.1", "203.0.113.5", NETWORKS, "127.0.0.1"),
+        ("::ffff:10.0.0.2", "6.6.6.6, 203.0.113.5", NETWORKS, "203.0.113.5"),
         # Everything was a proxy: the left-most is the best there is.
         ("10.0.0.2", "10.3.3.3", NETWORKS, "10.3.3.3"),
     ],
@@ -44,9 +54,10 @@ def test_client_address_believes_only_what_trusted_proxies_appended(
     [
         (True, "127.0.0.1", "", NONE, "https"),
         (False, "127.0.0.1", "https", NONE, "http"),
-        (False, "10.0.0.2", "http, https", ONE_HOP, "https"),
-        (False, "10.0.0.2", "", ONE_HOP, "https"),
-        (False, "10.0.0.2", "http", ONE_HOP, "http"),
+        (False, "127.0.0.1", "http, https", ONE_HOP, "https"),
+        (False, "127.0.0.1", "", ONE_HOP, "https"),
+        (False, "127.0.0.1", "http", ONE_HOP, "http"),
+        (False, "10.0.0.2", "https", ONE_HOP, "http"),
         (False, "203.0.113.9", "https", NETWORKS, "http"),
         (False, "10.0.0.2", "gopher", NETWORKS, "https"),
     ],

@@ -40,7 +40,16 @@ def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
         (["--ring-timeout", "0"], {}, "at least"),
         ([], {"WINDOWLINK_DEMO": "maybe"}, "true or false"),
         (["--host", "0.0.0.0"], {}, "refusing to serve plain HTTP"),
-        (["--host", "10.1.2.3", "--behind-proxy", "--demo"], {}, "--demo"),
+        (
+            ["--host", "10.1.2.3", "--behind-proxy", "--trusted-proxies", "10.0.0.5", "--demo"],
+            {},
+            "--demo",
+        ),
+        # Hop counting believes whoever connects: only where only local proxies can.
+        (["--host", "10.1.2.3", "--behind-proxy"], {}, "name the proxies instead"),
+        (["--host", "0.0.0.0", "--behind-proxy", "--trusted-proxies", "2"], {}, "hop count"),
+        ([], {"WINDOWLINK_HOST": "::", "WINDOWLINK_BEHIND_PROXY": "1"}, "hop count"),
+        (["--metrics-token", "fifteen-chars!!"], {}, "--metrics-token must be at least 16"),
         (["--tls-cert", "/nonexistent.pem"], {}, "go together"),
         (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "does not exist"),
         (["--log-level", "loud"], {}, "--log-level"),
@@ -75,9 +84,23 @@ def test_several_processes_share_redis_and_a_secret_from_the_environment() -> No
     assert (settings.processes, settings.cluster_secret) == (4, "s" * 32)
 
 
-def test_plain_http_off_loopback_is_allowed_behind_a_proxy() -> None:
-    settings = parse_settings(["--host", "0.0.0.0", "--behind-proxy"], {}).settings
+def test_plain_http_off_loopback_is_allowed_behind_named_proxies() -> None:
+    argv = ["--host", "0.0.0.0", "--behind-proxy", "--trusted-proxies", "10.0.0.5"]
+    settings = parse_settings(argv, {}).settings
     assert settings.behind_proxy and not settings.tls
+    assert settings.trusted_proxies == ("10.0.0.5",)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+@pytest.mark.parametrize("hops", [[], ["--trusted-proxies", "1"], ["--trusted-proxies", "3"]])
+def test_hop_counting_is_allowed_on_a_loopback_listener(host: str, hops: list[str]) -> None:
+    settings = parse_settings(["--host", host, "--behind-proxy", *hops], {}).settings
+    assert settings.behind_proxy
+
+
+def test_a_metrics_token_of_sixteen_characters_is_enough() -> None:
+    settings = parse_settings(["--metrics-token", "sixteen-chars!!!"], {}).settings
+    assert settings.metrics_token == "sixteen-chars!!!"
 
 
 def test_audit_verify_is_a_subcommand_after_the_flags() -> None:
