@@ -69,24 +69,18 @@ def clear_session_cookie(response: web.StreamResponse) -> None:
     response.del_cookie(SESSION_COOKIE, path="/")
 
 
-class LoginThrottle:
-    """Login attempts counted per (username, address) and per address, each attempt
-    counted BEFORE its password is checked, so that concurrent guesses cannot all
-    slip in under the limit; a successful login takes its attempt back."""
+class AttemptThrottle:
+    """Attempts at a secret counted under some keys (each with its limit) within
+    --login-window, each attempt counted BEFORE the secret is checked, so that
+    concurrent guesses cannot all slip in under the limit; a right one takes its
+    attempt back."""
 
-    # One address may try many accounts (a shared office NAT), but not endlessly.
-    PER_ADDRESS_FACTOR = 20
+    MESSAGE = "too many failed attempts; wait and try again"
 
-    def __init__(self, request: web.Request, username: str) -> None:
-        settings = request.app[SETTINGS]
+    def __init__(self, request: web.Request, keys: tuple[tuple[str, int], ...]) -> None:
         self._store = request.app[SIGNALING]
-        self._window = settings.login_window
-        limit = settings.login_attempts
-        remote = remote_address(request)
-        self._keys = (
-            (f"login:{username.lower()}|{remote}", limit),
-            (f"login-address:{remote}", limit * self.PER_ADDRESS_FACTOR),
-        )
+        self._window = request.app[SETTINGS].login_window
+        self._keys = keys
         self._counted: list[tuple[str, float]] = []
 
     async def admit(self) -> None:
@@ -95,10 +89,7 @@ class LoginThrottle:
         for key, limit in self._keys:
             if not await self._store.take_slot(key, self._window, limit, now):
                 await self.take_back()
-                raise TooManyRequests(
-                    "too many failed logins; wait and try again",
-                    retry_after=math.ceil(self._window),
-                )
+                raise TooManyRequests(self.MESSAGE, retry_after=math.ceil(self._window))
             self._counted.append((key, now))
 
     async def take_back(self) -> None:
@@ -106,3 +97,30 @@ class LoginThrottle:
         for key, at in self._counted:
             await self._store.release_slot(key, at)
         self._counted.clear()
+
+
+class LoginThrottle(AttemptThrottle):
+    """Logins counted per (username, address) and per address."""
+
+    MESSAGE = "too many failed logins; wait and try again"
+    # One address may try many accounts (a shared office NAT), but not endlessly.
+    PER_ADDRESS_FACTOR = 20
+
+    def __init__(self, request: web.Request, username: str) -> None:
+        limit = request.app[SETTINGS].login_attempts
+        remote = remote_address(request)
+        keys = (
+            (f"login:{username.lower()}|{remote}", limit),
+            (f"login-address:{remote}", limit * self.PER_ADDRESS_FACTOR),
+        )
+        super().__init__(request, keys)
+
+
+class MetricsTokenThrottle(AttemptThrottle):
+    """Metrics tokens presented, counted per address like one account's logins."""
+
+    MESSAGE = "too many wrong metrics tokens; wait and try again"
+
+    def __init__(self, request: web.Request) -> None:
+        limit = request.app[SETTINGS].login_attempts
+        super().__init__(request, ((f"metrics-token:{remote_address(request)}", limit),))

@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from web.api import Api, reply
-from web.auth import remote_address
+from web.auth import MetricsTokenThrottle, remote_address
 from web.errors import NotFound
 from web.keys import FILES, HUB, MEDIA, METRICS, SETTINGS, SIGNALING, STORAGE
 from web.schemas import HealthView
@@ -45,15 +45,15 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     "GET",
     "/metrics",
     summary="Prometheus text metrics, names prefixed windowlink_ (loopback clients, or "
-    "Authorization: Bearer <--metrics-token>; anyone else gets 404).",
+    "Authorization: Bearer <--metrics-token>; anyone else gets 404; wrong tokens are "
+    "counted per address: 429 past --login-attempts).",
     roles=None,
     tag="operations",
     content_type="text/plain",
-    errors=(404,),
+    errors=(404, 429),
 )
 async def metrics(request: web.Request) -> web.StreamResponse:
-    if not _may_scrape(request):
-        raise NotFound("no such page")
+    await _admit_scraper(request)
     registry = request.app[METRICS]
     signaling = request.app[SIGNALING]
     now = time.time()
@@ -70,14 +70,23 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _may_scrape(request: web.Request) -> bool:
+async def _admit_scraper(request: web.Request) -> None:
     """The operator only: a loopback client (the real one, behind trusted proxies),
-    or whoever presents the metrics token."""
+    or whoever presents the metrics token; anyone else is told there is nothing
+    here (404). A presented token counts as an attempt before it is compared
+    (429 past the limit), so guesses, concurrent ones too, are as few as logins."""
     token = request.app[SETTINGS].metrics_token
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer":
-        return hmac.compare_digest(presented.encode(), token.encode())
+        throttle = MetricsTokenThrottle(request)
+        await throttle.admit()
+        if hmac.compare_digest(presented.strip().encode(), token.encode()):
+            await throttle.take_back()
+            return
+        raise NotFound("no such page")
     try:
-        return ipaddress.ip_address(remote_address(request)).is_loopback
+        loopback = ipaddress.ip_address(remote_address(request)).is_loopback
     except ValueError:
-        return False
+        loopback = False
+    if not loopback:
+        raise NotFound("no such page")

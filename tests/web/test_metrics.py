@@ -1,6 +1,8 @@
 """/metrics: prometheus-client text for the operator only, with the figures a city
 system is run with."""
 
+import asyncio
+
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -81,3 +83,30 @@ async def test_metrics_are_for_the_operator_only(start_server: ServerFactory) ->
     assert status == 200 and "windowlink_queue_length" in text
     # A loopback client needs no token.
     assert (await scrape(server.url))[0] == 200
+
+
+async def test_wrong_metrics_tokens_are_throttled_per_address(start_server: ServerFactory) -> None:
+    token = "a-scrape-token-of-32-characters!"
+    server = await start_server(behind_proxy=True, metrics_token=token, login_attempts=3)
+
+    def client(address: str, bearer: str) -> dict[str, str]:
+        return {"X-Forwarded-For": address, "Authorization": f"Bearer {bearer}"}
+
+    # The right token takes its attempt back: a scraper is never throttled by itself.
+    for _ in range(5):
+        assert (await scrape(server.url, client("203.0.113.9", token)))[0] == 200
+    guesses = [await scrape(server.url, client("203.0.113.9", f"guess-{i}")) for i in range(4)]
+    assert [status for status, _ in guesses] == [404, 404, 404, 429]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.url}/metrics", headers=client("203.0.113.9", token)) as response,
+    ):
+        # Until the window passes even the right token waits: a guess cannot tell.
+        assert response.status == 429
+        assert int(response.headers["Retry-After"]) > 0
+    # Another address is not held back; concurrent guesses get no more than the limit.
+    assert (await scrape(server.url, client("203.0.113.10", token)))[0] == 200
+    burst = await asyncio.gather(
+        *(scrape(server.url, client("203.0.113.11", f"burst-{i}")) for i in range(12))
+    )
+    assert sorted(status for status, _ in burst) == [404] * 3 + [429] * 9
