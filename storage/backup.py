@@ -382,7 +382,7 @@ def _sqlite_snapshot(source: Path, target: Path) -> _Contents:
             copy.close()
     finally:
         live.close()
-    engine = create_engine(f"sqlite:///{target}", poolclass=NullPool)
+    engine = create_engine(f"sqlite:///{target}", poolclass=NullPool, hide_parameters=True)
     try:
         with engine.connect() as conn:
             return _contents(conn)
@@ -394,7 +394,7 @@ async def _postgres_snapshot(url: str, target: Path) -> _Contents:
     """pg_dump inside a snapshot exported by a REPEATABLE READ transaction that
     also lists the documents: the dump and the list see the same moment."""
     sa_url, env = libpq_environment(url)
-    engine = create_async_engine(sa_url, poolclass=NullPool)
+    engine = create_async_engine(sa_url, poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.connect() as base:
             conn = await base.execution_options(isolation_level="REPEATABLE READ")
@@ -423,7 +423,7 @@ async def _postgres_snapshot(url: str, target: Path) -> _Contents:
 async def _postgres_empty(url: str) -> int:
     """The server's major version, once the database is known to hold no tables."""
     sa_url, _ = libpq_environment(url)
-    engine = create_async_engine(sa_url, poolclass=NullPool)
+    engine = create_async_engine(sa_url, poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.connect() as conn:
             tables = (

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage.errors import StorageUnavailable
@@ -34,6 +34,14 @@ Unit = Callable[[Connection], T]
 
 # Units per transaction at most; a burst larger than this takes several commits.
 MAX_BATCH = 200
+
+HIDE_PARAMETERS = True
+"""SQLAlchemy's errors quote a failed statement's parameters, which are usernames,
+password hashes, names and case numbers: with this, every engine's errors (and the
+log lines and tracebacks that carry them) say "[SQL parameters hidden ...]"."""
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a PostgreSQL connection before the database counts as down."""
 
 
 def database_url(url: str | None, data_dir: Path) -> str:
@@ -67,6 +75,43 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class DriverError(Exception):
+    """What the driver said about a failed statement, without the values it quoted:
+    stands in for the driver's own exception inside the SQLAlchemy error raised."""
+
+
+def _reason(exc: BaseException) -> str:
+    """What the driver said (SQLite's "database is locked", a refused connection,
+    a violated constraint's name) in one bounded line, without the values it may
+    quote: PostgreSQL's DETAIL ("Key (username)=(...) already exists", "Failing
+    row contains (...)") is a line of its own, and a data error ("invalid input
+    ...: <value>") is named by its class only."""
+    driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    # SQLAlchemy's asyncpg adapter raises its own error from asyncpg's.
+    driver = driver.__cause__ or driver
+    name = type(driver).__name__
+    sqlstate = str(getattr(driver, "sqlstate", None) or "")
+    if isinstance(exc, DataError) or sqlstate.startswith("22") or "DataError" in name:
+        return name
+    lines = str(driver).strip().splitlines()
+    return f"{name}: {lines[0][:200]}" if lines else name
+
+
+def _without_values(exc: DBAPIError) -> DBAPIError:
+    """The same SQLAlchemy error (callers catch IntegrityError and the like) with its
+    statement, its traceback and nothing else: parameters hidden, the driver's
+    words reduced to ``_reason``, no chain to the driver's own exception."""
+    quiet = type(exc)(
+        exc.statement,
+        None,
+        DriverError(_reason(exc)),
+        hide_parameters=True,
+        connection_invalidated=exc.connection_invalidated,
+        code=exc.code,
+    )
+    return quiet.with_traceback(exc.__traceback__)
+
+
 @dataclass
 class _Pending:
     unit: Unit[Any]
@@ -84,13 +129,21 @@ class Database:
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._sqlite_conn: Connection | None = None
         if self.dialect == "sqlite":
-            self._sync_engine = create_engine(url, pool_size=1, max_overflow=0)
+            self._sync_engine = create_engine(
+                url, pool_size=1, max_overflow=0, hide_parameters=HIDE_PARAMETERS
+            )
             event.listen(self._sync_engine, "connect", _sqlite_connect)
             event.listen(self._sync_engine, "begin", _sqlite_begin)
             self._thread = concurrent.futures.ThreadPoolExecutor(1, "windowlink-sqlite")
         else:
             self._async_engine = create_async_engine(
-                url, pool_size=10, max_overflow=10, pool_pre_ping=True
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                hide_parameters=HIDE_PARAMETERS,
+                # asyncpg waits 60 s for an unanswered connect: a request would too.
+                connect_args={"timeout": CONNECT_TIMEOUT},
             )
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -125,12 +178,13 @@ class Database:
         try:
             return await self._run_unguarded(fn)
         except (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError) as exc:
-            reason = type(exc).__name__
-            raise StorageUnavailable(f"the database cannot be reached: {reason}") from exc
+            cause = _without_values(exc) if isinstance(exc, DBAPIError) else exc
+            raise StorageUnavailable(f"the database cannot be reached: {_reason(exc)}") from cause
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                raise StorageUnavailable("the database connection was lost") from exc
-            raise
+                lost = f"the database connection was lost: {_reason(exc)}"
+                raise StorageUnavailable(lost) from _without_values(exc)
+            raise _without_values(exc) from None
 
     async def _run_unguarded(self, fn: Callable[[Connection], T]) -> T:
         if self._sync_engine is not None:

@@ -4,17 +4,21 @@ number, chat text, a token or a password, however much it logs."""
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import sys
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+import pytest
 
 from bench.measure import free_port
 from media.aiortc_private import restrict_host_addresses
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import ConsultationView, OfferView
+from tests.conftest import create_database, drop_database
 from tests.media.peers import CallPeer, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,3 +198,91 @@ async def test_json_logs_of_a_whole_journey_hold_no_personal_data_or_secrets(
     # Where known, lines say which request, account and consultation they are about.
     entries = [json.loads(line) for line in lines]
     assert any("request_id" in e for e in entries)
+
+
+LEAK_USERNAME = "leakcheck_7731"
+LEAK_NAME = "泄露检查员"
+LEAK_PASSWORD = "Leak-Check-Pass-2026"
+
+
+@pytest.mark.postgres
+async def test_json_logs_of_a_database_fault_hold_no_sql_parameters(tmp_path: Path) -> None:
+    """An account created while PostgreSQL drops the server's connection mid-INSERT
+    (the statement waits on a lock, then its backend is terminated) answers 503
+    with Retry-After; no line names the username, the display name, the password
+    or its Argon2id hash (SQLAlchemy's errors quoted the statement's parameters),
+    and the account is created when asked again."""
+    database = await create_database()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "server.py", "--demo", "--port", str(port),
+        "--data-dir", str(tmp_path / "data"), "--database-url", database,
+        "--media-workers", "0", "--log-format", "json", "--log-level", "debug",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    lines: list[str] = []
+    readers = [
+        asyncio.create_task(read_lines(process.stdout, lines)),
+        asyncio.create_task(read_lines(process.stderr, lines)),
+    ]
+    holder = await asyncpg.connect(database)
+    body = {
+        "username": LEAK_USERNAME,
+        "password": LEAK_PASSWORD,
+        "role": "clerk",
+        "display_name": LEAK_NAME,
+    }
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with http.get(f"{url}/healthz") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            login = {"username": "admin", "password": PASSWORD}
+            async with http.post(f"{url}/api/v1/login", json=login) as response:
+                assert response.status == 200
+
+            async def create() -> tuple[int, str, str | None]:
+                async with http.post(f"{url}/api/v1/accounts", json=body) as response:
+                    code = (
+                        (await response.json())["error"]["code"] if response.status >= 400 else ""
+                    )
+                    return response.status, code, response.headers.get("Retry-After")
+
+            async with holder.transaction():
+                # An administrator's open transaction: the INSERT waits for it.
+                await holder.execute("LOCK TABLE accounts IN SHARE MODE")
+                creating = asyncio.create_task(create())
+                waiting = (
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                for _ in range(300):
+                    if pids := [r["pid"] for r in await holder.fetch(waiting)]:
+                        break
+                    await asyncio.sleep(0.05)
+                assert pids, "the INSERT never waited on the lock"
+                for pid in pids:
+                    await holder.execute("SELECT pg_terminate_backend($1)", pid)
+                status, code, retry_after = await creating
+            assert (status, code) == (503, "unavailable")
+            assert retry_after is not None and int(retry_after) >= 1
+            assert (await create())[0] == 201
+    finally:
+        await holder.close()
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+        await asyncio.gather(*readers)
+        await drop_database(database)
+    assert any("a store is unavailable" in line for line in lines), lines[-20:]
+    leaks = [
+        line
+        for line in lines
+        for secret in (LEAK_USERNAME, LEAK_NAME, LEAK_PASSWORD, "$argon2id$")
+        if secret in line
+    ]
+    assert leaks == []

@@ -110,16 +110,17 @@ class Endpoint:
     @property
     def error_statuses(self) -> frozenset[int]:
         """Every error status this endpoint can answer: those its declaration implies
-        (a JSON body: 400, 413, 415; a query model: 400; a session: 401, and 403
-        unless every role may call it; a media token: 401, 403; path parameters:
-        404; ranges: 416) and its declared ``errors``."""
+        (a JSON body: 400, 413, 415; a query model: 400; a session: 401, 503 when
+        the database that keeps sessions is down, and 403 unless every role may
+        call it; a media token: 401, 403; path parameters: 404; ranges: 416) and
+        its declared ``errors``."""
         statuses = set(self.errors)
         if self.body is not None:
             statuses |= {400, 413, 415}
         if self.query_model is not None:
             statuses.add(400)
         if self.roles is not None:
-            statuses.add(401)
+            statuses |= {401, 503}
             if self.roles != ANY_ACCOUNT:
                 statuses.add(403)
         if self.media_token:

@@ -15,6 +15,11 @@ Errors of ``signaling``, ``media`` and ``storage`` are mapped here too
 (media: BadOffer 400 bad_offer, UnknownCall 404, RelayUnavailable 503; storage:
 RecordNotFound 404, RecordConflict 409, DocumentDamaged 500 damaged), so that services
 can raise their own errors without knowing about HTTP.
+
+A store that is down (the database unreachable or locked: ``StorageUnavailable``;
+Redis unreachable: ``StoreUnavailable``, or signaling's ``Unavailable``) is one
+answer everywhere: 503 unavailable with Retry-After, and one log line without the
+exception's chain (which may hold the SQL statement).
 """
 
 import logging
@@ -25,12 +30,17 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from media import errors as med
 from signaling import errors as sig
+from signaling.store import StoreUnavailable
 from storage import errors as sto
 
 log = logging.getLogger(__name__)
 
 ERROR_CODE = web.ResponseKey("error_code", str)
 """The error code a response carries (for the metrics, without parsing its body)."""
+
+STORE_RETRY_AFTER = 5
+"""Seconds a client is asked to wait when a store is down: Redis and PostgreSQL
+fail over, and a locked SQLite frees itself, within seconds."""
 
 
 class ApiError(Exception):
@@ -110,6 +120,14 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 def _from_exception(exc: BaseException) -> web.Response:
+    if isinstance(exc, (sto.StorageUnavailable, StoreUnavailable, sig.Unavailable)):
+        # The message only: the chain holds the driver's error and the statement.
+        log.warning("a store is unavailable: %s: %s", type(exc).__name__, exc)
+        response = error_response(
+            503, "unavailable", "the service is not available right now; try again shortly"
+        )
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
     if isinstance(exc, TooManyRequests):
         response = error_response(exc.status, exc.code, exc.message)
         response.headers["Retry-After"] = str(exc.retry_after)

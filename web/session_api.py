@@ -25,7 +25,8 @@ api = Api()
     body=LoginRequest,
     response=MeView,
     tag="session",
-    errors=(401, 429),
+    # 503 unavailable: the throttle's live store or the database is down.
+    errors=(401, 429, 503),
 )
 async def login(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, LoginRequest)
