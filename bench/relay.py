@@ -62,6 +62,8 @@ from media.aiortc_private import dtls_transports, intercept, restrict_host_addre
 from media.config import MediaConfig  # noqa: E402
 from media.pool import create_relay_pool  # noqa: E402
 
+LEGS = ("kiosk", "expert")
+"""The legs of every call the bench makes (the relay opens no other)."""
 FPS = 30
 AUDIO_PERIOD = 0.02
 # aiortc's payload types for Opus and VP8, which every leg here negotiates.
@@ -364,7 +366,7 @@ async def serve(
         if mode == "mediarelay":
             return web.Response(text=await baseline.connect(call_id, side, offer))
         await place(call_id)
-        return web.Response(text=await pool.connect(call_id, side, offer))
+        return web.Response(text=await pool.connect(call_id, side, offer, LEGS))
 
     async def placement(request: web.Request) -> web.Response:
         return web.Response(text=await place(request.match_info["call"]))
@@ -500,8 +502,8 @@ async def loss_run(seconds: float, loss: float) -> dict[str, Any]:
     await pool.place("loss")
     sender, receiver = CallPeer(), CallPeer()
     try:
-        await sender.accept(await pool.connect("loss", "kiosk", await sender.offer()))
-        await receiver.accept(await pool.connect("loss", "expert", await receiver.offer()))
+        await sender.accept(await pool.connect("loss", "kiosk", await sender.offer(), LEGS))
+        await receiver.accept(await pool.connect("loss", "expert", await receiver.offer(), LEGS))
         await asyncio.sleep(2)
         sender.drop_outgoing_rtp(loss)
         start = len(receiver.received.counters)

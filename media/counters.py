@@ -23,6 +23,12 @@ class RelayCounters:
     """Transport-wide feedback packets received from receivers on what the relay sent."""
     downlink_limits: int = 0
     """REMBs sent to sources from the relay's own estimate of their receivers' links."""
+    feedback_dropped: int = 0
+    """Transport-wide feedback packets left unread: beyond their leg's budget of
+    statuses per second (media/twcc.py)."""
+    internal_auth_failures: int = 0
+    """Requests to this worker's internal API refused: unsigned, badly signed, stale
+    or replayed (media/internal_auth.py)."""
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}

@@ -3,6 +3,7 @@
 MediaError
  ├── BadOffer            the SDP offer cannot be answered (malformed, no media, no shared codec)
  ├── UnknownCall         no relay for this call (ended, or never started)
+ ├── NotAParticipant     the call declares no such leg (signaling names the call's legs)
  └── RelayUnavailable    the worker holding the call does not answer
 """
 
@@ -17,6 +18,10 @@ class BadOffer(MediaError):
 
 class UnknownCall(MediaError):
     """No relay holds this call."""
+
+
+class NotAParticipant(MediaError):
+    """The call has no such participant: a leg outside the declared ones."""
 
 
 class RelayUnavailable(MediaError):

@@ -5,6 +5,7 @@ import resource
 import secrets
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 
 from media.aiortc_private import accept_hidden_candidates, restrict_host_addresses
 from media.config import MediaConfig
@@ -37,8 +38,13 @@ class RelayPool(ABC):
         ``RelayUnavailable`` if this pool cannot reach it."""
 
     @abstractmethod
-    async def connect(self, call_id: str, participant: str, offer_sdp: str) -> str:
-        """Answer ``participant``'s offer (replacing their previous leg); return the answer."""
+    async def connect(
+        self, call_id: str, participant: str, offer_sdp: str, legs: Collection[str]
+    ) -> str:
+        """Answer ``participant``'s offer (replacing their previous leg); return the
+        answer. ``legs`` are the participants the call has, as signaling knows them
+        now: ``NotAParticipant`` for anyone else, and a leg of someone no longer
+        among them is closed."""
 
     @abstractmethod
     async def disconnect(self, call_id: str, participant: str) -> bool:
@@ -121,8 +127,12 @@ class LocalRelayPool(RelayPool):
             raise UnknownCall("no relay for this call")
         return relay
 
-    async def connect(self, call_id: str, participant: str, offer_sdp: str) -> str:
-        return await self._relay(call_id).connect(participant, offer_sdp)
+    async def connect(
+        self, call_id: str, participant: str, offer_sdp: str, legs: Collection[str]
+    ) -> str:
+        relay = self._relay(call_id)
+        await relay.declare(legs)
+        return await relay.connect(participant, offer_sdp)
 
     async def disconnect(self, call_id: str, participant: str) -> bool:
         relay = self.relays.get(call_id)

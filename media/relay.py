@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from struct import unpack
 
@@ -29,7 +29,7 @@ from aiortc.rtp import (
 
 from media.counters import RelayCounters
 from media.downlink import remb_to_send
-from media.errors import UnknownCall
+from media.errors import NotAParticipant, UnknownCall
 from media.fastpath import ExtensionPlan, HeaderPlan, plan_header, transport_sequence
 from media.forwarding import OutboundStream, Source
 from media.ice import IceServer
@@ -87,6 +87,8 @@ class Relay:
         self._listener = listener
         self._public_address = public_address
         self.legs: dict[str, Leg] = {}
+        self.participants: frozenset[str] = frozenset()
+        """The legs the call may have (``declare``): no other is ever opened."""
         self._generation = 0
         self._last_keyframe_request: dict[tuple[int, int], float] = {}
         self._monitor: asyncio.Task[None] | None = None
@@ -101,9 +103,19 @@ class Relay:
 
     # ---- legs ------------------------------------------------------------------
 
+    async def declare(self, participants: Collection[str]) -> None:
+        """The legs the call may have, as signaling says with each offer (from the
+        call's live state, where its participants are): a leg of anyone not among
+        them is closed, and no offer of theirs is answered."""
+        self.participants = frozenset(participants)
+        for participant in [p for p in self.legs if p not in self.participants]:
+            await self.disconnect(participant)
+
     async def connect(self, participant: str, offer_sdp: str) -> str:
         """Answer a participant's offer; a second offer replaces their leg, and the
         other legs keep theirs (their streams just continue from the new source)."""
+        if participant not in self.participants:
+            raise NotAParticipant("the call has no such participant")
         self._generation += 1
         leg = Leg(
             participant,
@@ -123,6 +135,10 @@ class Relay:
             # The call ended while this offer was being answered.
             await leg.close()
             raise UnknownCall("the call has ended")
+        if participant not in self.participants:
+            # Declared away while this offer was being answered.
+            await leg.close()
+            raise NotAParticipant("the call has no such participant")
         old = self.legs.get(participant)
         self.legs[participant] = leg
         self._routes.clear()

@@ -1,13 +1,16 @@
-"""A relay worker process: holds calls' relays and answers the main process
-over an internal HTTP channel on loopback (with a per-run secret). Media (UDP)
-flows between the clients and this process directly."""
+"""A relay worker process: holds calls' relays and answers the deployment's
+processes over an internal HTTP API (--internal-address) where every request is
+signed (media/internal_auth.py). Media (UDP) flows between the clients and this
+process directly."""
 
 import asyncio
 import contextlib
 import json
 import logging
 import os
+import re
 import signal
+import time
 from collections.abc import Coroutine
 from multiprocessing.connection import Connection
 from typing import Any
@@ -15,34 +18,116 @@ from typing import Any
 from aiohttp import web
 
 from media.config import MediaConfig
-from media.errors import BadOffer, UnknownCall
+from media.counters import RelayCounters
+from media.errors import BadOffer, NotAParticipant, UnknownCall
+from media.internal_auth import (
+    HEADER,
+    Accepted,
+    NonceMemory,
+    SignedRequest,
+    authority_of,
+    check,
+    log_due,
+    signing_key,
+)
 from media.pool import LocalRelayPool
 from observability.logs import configure as configure_logging
 
 log = logging.getLogger(__name__)
 
-SECRET_HEADER = "X-Relay-Secret"  # noqa: S105 - a header name, not a secret
 MAX_SDP_BYTES = 64 * 1024
+MAX_LEGS = 16
+PARTICIPANT = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+"""What a leg's name looks like ("kiosk", "expert", the next participants')."""
 
 POOL = web.AppKey("pool", LocalRelayPool)
 LISTENERS = web.AppKey("listeners", set)
 
 
+def worker_url(host: str, port: int) -> str:
+    """How the deployment names a worker (its placement, and what it signs for)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+class RequestGate:
+    """The worker's side of media/internal_auth.py: each request's signature
+    checked, accepted nonces remembered, refusals counted (``RelayCounters``, in
+    /stats and the parent's metrics) and logged with the peer's address."""
+
+    def __init__(self, key: bytes, counters: RelayCounters) -> None:
+        self._key = key
+        self._counters = counters
+        self._nonces = NonceMemory()
+        self._last_logged: float | None = None
+        self._unlogged = 0
+        self.authority: str | None = None
+        """This worker's host:port as the deployment names it (set once it listens)."""
+
+    async def admits(self, request: web.Request) -> bool:
+        # Read within client_max_size; a handler reading it again gets the same bytes.
+        body = await request.read()
+        now = time.time()
+        verdict = check(
+            self._key,
+            SignedRequest(request.method, self.authority or "", request.raw_path, body),
+            request.headers.get(HEADER),
+            now,
+            self._nonces,
+            self._nonces.full(now),
+        )
+        if isinstance(verdict, Accepted) and self.authority is not None:
+            self._nonces.remember(verdict)
+            return True
+        self._counters.internal_auth_failures += 1
+        self._unlogged += 1
+        if log_due(self._last_logged, now):
+            more = f" ({self._unlogged - 1} more since the last line)" if self._unlogged > 1 else ""
+            log.warning(
+                "internal request refused from %s: %s %s: %s%s",
+                request.remote,
+                request.method,
+                request.path,
+                verdict.value if not isinstance(verdict, Accepted) else "not listening yet",
+                more,
+            )
+            self._last_logged, self._unlogged = now, 0
+        return False
+
+
+GATE = web.AppKey("gate", RequestGate)
+
+
+def declared_legs(request: web.Request) -> frozenset[str]:
+    """The legs the call may have, as the signed query names them (``legs=a,b``)."""
+    names = request.query.get("legs", "").split(",")
+    if not 0 < len(names) <= MAX_LEGS or not all(PARTICIPANT.fullmatch(n) for n in names):
+        raise BadOffer("the request does not declare the call's legs")
+    return frozenset(names)
+
+
 def _app(config: MediaConfig, secret: str) -> web.Application:
+    pool = LocalRelayPool(config)
+    gate = RequestGate(signing_key(secret), pool.counters)
+
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.headers.get(SECRET_HEADER) != secret:
+        if not await gate.admits(request):
             return web.json_response({"error": "forbidden"}, status=403)
         try:
             response: web.StreamResponse = await handler(request)
             return response
         except BadOffer as exc:
             return web.json_response({"error": "bad_offer", "message": str(exc)}, status=400)
+        except NotAParticipant as exc:
+            return web.json_response(
+                {"error": "not_a_participant", "message": str(exc)}, status=403
+            )
         except UnknownCall as exc:
             return web.json_response({"error": "unknown_call", "message": str(exc)}, status=404)
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_SDP_BYTES)
-    pool = LocalRelayPool(config)
+    app[GATE] = gate
     listeners: set[web.WebSocketResponse] = set()
     app[POOL] = pool
     app[LISTENERS] = listeners
@@ -64,9 +149,13 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
 
     async def connect(request: web.Request) -> web.StreamResponse:
         # The main process assigned the call here; the relay starts with its first offer.
+        legs = declared_legs(request)
         await pool.open_call(request.match_info["call_id"])
         answer = await pool.connect(
-            request.match_info["call_id"], request.match_info["participant"], await request.text()
+            request.match_info["call_id"],
+            request.match_info["participant"],
+            await request.text(),
+            legs,
         )
         return web.Response(text=answer, content_type="application/sdp", status=201)
 
@@ -105,11 +194,14 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
 async def _serve(
     config: MediaConfig, secret: str, report: Connection, lifeline: Connection, port: int
 ) -> None:
-    runner = web.AppRunner(_app(config, secret), access_log=None)
+    app = _app(config, secret)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.internal_host, port)
     await site.start()
-    report.send(runner.addresses[0][1])
+    port = runner.addresses[0][1]
+    app[GATE].authority = authority_of(worker_url(config.internal_host, port))
+    report.send(port)
     report.close()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,7 +1,8 @@
 """Relays in worker processes (``--media-workers N``): one Python process tops
 out near one core, so calls are spread over N processes, each new call to the
 least-loaded one. The app keeps the media URL on its own origin and hands each
-offer to the worker holding the call over loopback."""
+offer to the worker holding the call over the internal API, every request signed
+with the deployment's key (media/internal_auth.py)."""
 
 import asyncio
 import contextlib
@@ -9,16 +10,20 @@ import json
 import logging
 import multiprocessing
 import secrets
+import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import aiohttp
+from yarl import URL
 
 from media.config import MediaConfig
-from media.errors import BadOffer, RelayUnavailable, UnknownCall
+from media.errors import BadOffer, NotAParticipant, RelayUnavailable, UnknownCall
+from media.internal_auth import Signer, signing_key
 from media.pool import RelayPool
-from media.worker import SECRET_HEADER, run_worker
+from media.worker import run_worker, worker_url
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +31,6 @@ log = logging.getLogger(__name__)
 def config_port(config: MediaConfig, index: int) -> int:
     """Worker ``index``'s port: counted up from --internal-address's, or any free one."""
     return config.internal_port + index if config.internal_port else 0
-
-
-def worker_url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
 
 
 @dataclass
@@ -61,11 +61,15 @@ class WorkerRelayPool(RelayPool):
         # Shared by the deployment (--cluster-secret) so that every process may hand
         # offers to every process's workers; else this run's own.
         self._secret = secret or secrets.token_urlsafe(32)
+        self._signer = Signer(signing_key(self._secret))
         self._workers: list[_Worker] = []
         self._others: dict[str, _Worker] = {}
         """Other processes' workers that hold calls whose requests reached us."""
         self._where: dict[str, _Worker] = {}
         self._opened: set[str] = set()
+        self._legs: dict[str, frozenset[str]] = {}
+        """The legs each call declared with its latest offer (told "lost" if its
+        worker goes away)."""
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -92,10 +96,7 @@ class WorkerRelayPool(RelayPool):
             send.close()
             lifeline_end.close()
             pending.append((index, process, receive, lifeline))
-        self._http = aiohttp.ClientSession(
-            headers={SECRET_HEADER: self._secret},
-            timeout=aiohttp.ClientTimeout(total=30),
-        )
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         loop = asyncio.get_running_loop()
         for index, process, receive, lifeline in pending:
             ready = await loop.run_in_executor(None, receive.poll, 60)
@@ -111,7 +112,10 @@ class WorkerRelayPool(RelayPool):
         """Media events from the worker; if it goes away, its calls' media is lost."""
         assert self._http is not None
         try:
-            async with self._http.ws_connect(f"{worker.url}/events", heartbeat=10) as ws:
+            headers = self._signer.headers("GET", worker.url, "/events", b"", time.time())
+            async with self._http.ws_connect(
+                f"{worker.url}/events", heartbeat=10, headers=headers
+            ) as ws:
                 async for message in ws:
                     if message.type is aiohttp.WSMsgType.TEXT:
                         event = json.loads(message.data)
@@ -123,7 +127,7 @@ class WorkerRelayPool(RelayPool):
         worker.alive = False
         log.error("relay worker %d is gone; its calls lose media", worker.index)
         for call_id in list(worker.calls):
-            for participant in ("kiosk", "expert"):
+            for participant in sorted(self._legs.get(call_id, ())):
                 self._notify(call_id, participant, "lost")
 
     async def close(self) -> None:
@@ -152,11 +156,23 @@ class WorkerRelayPool(RelayPool):
         self, method: str, worker: _Worker, path: str, body: str | None = None
     ) -> tuple[int, str]:
         assert self._http is not None
+        data = (body or "").encode()
+        headers = self._signer.headers(method, worker.url, path, data, time.time())
         try:
-            async with self._http.request(method, worker.url + path, data=body) as response:
-                return response.status, await response.text()
+            async with self._http.request(
+                method, URL(worker.url + path, encoded=True), data=data, headers=headers
+            ) as response:
+                status, text = response.status, await response.text()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise RelayUnavailable(f"relay worker {worker.index} does not answer") from exc
+        if status == 403 and _error_code(text) == "forbidden":
+            log.error(
+                "relay worker %s refused this process's signed request: is --cluster-secret "
+                "the same on every node, and are the clocks in step?",
+                worker.url,
+            )
+            raise RelayUnavailable(f"relay worker {worker.index} refused the request")
+        return status, text
 
     async def place(self, call_id: str) -> str:
         """Assign the call to our least-loaded worker. The worker builds the relay
@@ -192,16 +208,25 @@ class WorkerRelayPool(RelayPool):
             raise UnknownCall("no relay for this call")
         return worker
 
-    async def connect(self, call_id: str, participant: str, offer_sdp: str) -> str:
+    async def connect(
+        self, call_id: str, participant: str, offer_sdp: str, legs: Collection[str]
+    ) -> str:
         worker = self._worker_of(call_id)
+        declared = frozenset(legs)
+        self._legs[call_id] = declared
         status, text = await self._request(
-            "POST", worker, f"/calls/{call_id}/legs/{participant}", offer_sdp
+            "POST",
+            worker,
+            f"/calls/{call_id}/legs/{participant}?legs={','.join(sorted(declared))}",
+            offer_sdp,
         )
         if status == 201:
             self._opened.add(call_id)
             return text
         if status == 400:
             raise BadOffer(json.loads(text).get("message", "bad offer"))
+        if status == 403:
+            raise NotAParticipant(json.loads(text).get("message", "not a participant"))
         if status == 404:
             raise UnknownCall("no relay for this call")
         raise RelayUnavailable(f"relay worker {worker.index} failed ({status})")
@@ -215,6 +240,7 @@ class WorkerRelayPool(RelayPool):
 
     async def close_call(self, call_id: str) -> None:
         worker = self._where.pop(call_id, None)
+        self._legs.pop(call_id, None)
         if worker is None:
             return
         worker.calls.discard(call_id)
@@ -253,3 +279,11 @@ class WorkerRelayPool(RelayPool):
             if status == 200:
                 found.append((worker, {k: float(v) for k, v in json.loads(text).items()}))
         return found
+
+
+def _error_code(text: str) -> str | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None

@@ -56,24 +56,34 @@ class SignalingFacade:
         least-loaded live worker of the deployment (signaling.relays); an offer whose
         worker is gone places it again elsewhere."""
         media = self._hub.media
-        placement = await self._placement(call, None)
+        # The legs the call may have: its participants holding a media token. The
+        # relay refuses any other (nobody can add a hidden leg to a call).
+        legs = frozenset(dict(call.media_tokens))
+        placement = await self._placement(call.id, call.relay, None)
         try:
             media.adopt(call.id, placement)
-            return await media.connect(call.id, side.value, offer_sdp)
+            return await media.connect(call.id, side.value, offer_sdp, legs)
         except RelayUnavailable:
             log.warning("relay %s of call %s unreachable; placing it again", placement, call.id)
-            placement = await self._placement(call, placement)
+            placement = await self._placement(call.id, placement, placement)
             media.adopt(call.id, placement)
-            return await media.connect(call.id, side.value, offer_sdp)
+            return await media.connect(call.id, side.value, offer_sdp, legs)
 
-    async def _placement(self, call: LiveCall, unreachable: str | None) -> str:
-        if call.relay is not None and call.relay != unreachable:
-            return call.relay
-        candidate = await self._hub.choose_relay(call.id, unreachable)
-        return await self._hub.consultations.place_relay(call.id, candidate, unreachable)
+    async def _placement(self, call_id: str, current: str | None, unreachable: str | None) -> str:
+        """Where the call's media is (``current``) or goes now: never an address
+        that is no relay worker of this deployment (placed again instead)."""
+        if current is not None and current != unreachable:
+            if await self._hub.trusts_relay(call_id, current):
+                return current
+            unreachable = current
+        candidate = await self._hub.choose_relay(call_id, unreachable)
+        placement = await self._hub.consultations.place_relay(call_id, candidate, unreachable)
+        if placement != candidate and not await self._hub.trusts_relay(call_id, placement):
+            raise RelayUnavailable("the call's media is placed where no relay of ours is")
+        return placement
 
     async def disconnect_media(self, call: LiveCall, side: Side) -> bool:
-        if call.relay is None:
+        if call.relay is None or not await self._hub.trusts_relay(call.id, call.relay):
             return False
         try:
             self._hub.media.adopt(call.id, call.relay)

@@ -159,7 +159,7 @@ class SignalingHub:
         self.executor.spawn(self.consultations.media_changed(call_id, participant, status))
 
     async def _close_relay(self, call_id: str, relay: str | None) -> None:
-        if relay is None:
+        if relay is None or not await self.trusts_relay(call_id, relay):
             return
         try:
             self.media.adopt(call_id, relay)
@@ -281,6 +281,27 @@ class SignalingHub:
         if chosen is None:
             return await self.media.place(call_id)
         return chosen
+
+    async def trusts_relay(self, call_id: str, placement: str) -> bool:
+        """Whether the call's media requests may go to ``placement``: this process's
+        own worker, or one a live node of this deployment reports (its heartbeat in
+        the live store); logged when not."""
+        local = self.media.local_urls()
+        if relays.trusted_placement(placement, local, ()):
+            return True
+        try:
+            registered = relays.parse_reports(await self.store.alive(relays.GROUP))
+        except StoreUnavailable:
+            registered = {}
+        if relays.trusted_placement(placement, local, registered.keys()):
+            return True
+        log.warning(
+            "call %s is placed on %s, which is no relay worker of this deployment: "
+            "no media request goes there",
+            call_id,
+            placement,
+        )
+        return False
 
     async def sweep_dead_nodes(self) -> int:
         """Forget the sockets of nodes whose heartbeat expired (kill -9, lost machine):

@@ -8,7 +8,7 @@ choice is a pure function of those reports, tested as a table.
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,18 @@ def choose_relay(
         ),
     )
     return best[0]
+
+
+def trusted_placement(placement: str, local: frozenset[str], registered: Collection[str]) -> bool:
+    """Whether a call's media requests may go to ``placement`` (read from the live
+    state, which this process did not necessarily write): this process's own
+    worker; a worker of this deployment that reports its load (``registered``: its
+    node is alive and shares the live store); or a name that is no URL at all (an
+    in-process relay, which only the pool holding it accepts). Anything else would
+    hand offers and signed requests to an address nobody of the deployment owns."""
+    if not placement.startswith(("http://", "https://")):
+        return True
+    return placement in local or placement in registered
 
 
 def parse_reports(raw: Mapping[str, str]) -> dict[str, RelayLoad]:

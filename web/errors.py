@@ -141,6 +141,8 @@ def _from_exception(exc: BaseException) -> web.Response:
         return error_response(400, "bad_offer", str(exc))
     if isinstance(exc, med.UnknownCall):
         return error_response(404, "not_found", str(exc))
+    if isinstance(exc, med.NotAParticipant):
+        return error_response(403, "forbidden", str(exc))
     if isinstance(exc, med.RelayUnavailable):
         return error_response(503, "relay_unavailable", str(exc))
     if isinstance(exc, sto.DocumentDamaged):

@@ -78,6 +78,17 @@ class _RelayCollector(Collector):
             "windowlink_relay_downlink_limits",
             "Bandwidth limits (REMB) sent to sources from the receivers' measured links.",
         ),
+        (
+            "feedback_dropped",
+            "windowlink_relay_feedback_dropped",
+            "Transport-wide feedback left unread: beyond the leg's budget of statuses.",
+        ),
+        (
+            "internal_auth_failures",
+            "windowlink_relay_internal_auth_failures",
+            "Requests to the relay worker's internal API refused: unsigned, forged, "
+            "stale or replayed.",
+        ),
     )
 
     def __init__(self, snapshot: RelaySnapshot) -> None:

@@ -246,3 +246,59 @@ async def test_delete_closes_only_that_sides_connection(
     finally:
         await kiosk_peer.close()
         await expert_peer.close()
+
+
+async def test_offers_never_go_to_an_address_that_is_no_relay_of_the_deployment(
+    start_server: ServerFactory, connect: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call's placement read from the live state names an address no node of the
+    deployment reports (whoever wrote it there): no offer, DELETE or close goes
+    there; the offer places the call again on a worker of ours."""
+    from aiohttp import web
+
+    received: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        received.append(f"{request.method} {request.path}")
+        return web.Response(status=201, text="v=0\r\n", content_type="application/sdp")
+
+    stranger = web.Application()
+    stranger.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(stranger)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    elsewhere = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    server = await start_server(media_workers=1)
+    peer = CallPeer()
+    try:
+        kiosk, _expert, call_id = await active_call(server, connect)
+        await server.hub.consultations.place_relay(call_id, elsewhere, None)
+        url, token = await media_of(kiosk)
+        # Leaving answers that there is nothing to close, without asking there.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.delete(
+                f"{server.url}{url}/kiosk", headers={"Authorization": f"Bearer {token}"}
+            ) as response,
+        ):
+            assert response.status == 404
+        # The offer is answered by this deployment's own worker.
+        location = await join(server, kiosk, peer)
+        assert location == f"/api/v1/media/{call_id}/kiosk"
+        call = await server.hub.consultations.call(call_id)
+        assert call is not None and call.relay in server.media.local_urls()
+        assert await server.media.peer_connections() == 1
+        assert f"is placed on {elsewhere}, which is no relay worker" in caplog.text
+        # And the end of a call placed there closes nothing there.
+        other_kiosk, other_expert, other_id = await active_call(
+            server, connect, kiosk="kiosk02", expert="expert_housing", department="housing"
+        )
+        await server.hub.consultations.place_relay(other_id, elsewhere, None)
+        await other_expert.end(other_id)
+        await other_kiosk.next_event(
+            "consultation", ConsultationView, where=lambda v: v.state == "ended", timeout=20
+        )
+        assert received == []
+    finally:
+        await peer.close()
+        await runner.cleanup()

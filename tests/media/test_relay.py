@@ -14,6 +14,8 @@ from media.config import MediaConfig
 from media.pool import LocalRelayPool
 from tests.media.peers import CallPeer, in_order, wait_until
 
+LEGS = ("kiosk", "expert")
+
 
 def assert_mostly_at_once(pool: LocalRelayPool) -> None:
     """Most forwarded packets took the fast path (the first ones of each stream, up
@@ -33,8 +35,8 @@ async def test_both_sides_decode_each_others_frames_in_order(pool: LocalRelayPoo
     await pool.open_call("c1")
     kiosk, expert = CallPeer(), CallPeer()
     try:
-        await kiosk.accept(await pool.connect("c1", "kiosk", await kiosk.offer()))
-        await expert.accept(await pool.connect("c1", "expert", await expert.offer()))
+        await kiosk.accept(await pool.connect("c1", "kiosk", await kiosk.offer(), LEGS))
+        await expert.accept(await pool.connect("c1", "expert", await expert.offer(), LEGS))
         assert await wait_until(
             lambda: len(kiosk.received.counters) > 30 and len(expert.received.counters) > 30
         )
@@ -67,7 +69,7 @@ async def test_legs_with_different_payload_types_extension_ids_and_mline_order(
     await pool.open_call("c2")
     kiosk, expert = CallPeer(), CallPeer(video_first=True)
     try:
-        await kiosk.accept(await pool.connect("c2", "kiosk", await kiosk.offer()))
+        await kiosk.accept(await pool.connect("c2", "kiosk", await kiosk.offer(), LEGS))
         offer = await expert.offer_renumbered(
             pt_shift=10,
             extension_ids={
@@ -78,7 +80,7 @@ async def test_legs_with_different_payload_types_extension_ids_and_mline_order(
         )
         assert "a=rtpmap:107 VP8/90000" in offer and "a=extmap:9 " in offer
         assert offer.index("m=video") < offer.index("m=audio")
-        await expert.accept(await pool.connect("c2", "expert", offer))
+        await expert.accept(await pool.connect("c2", "expert", offer, LEGS))
         assert await wait_until(
             lambda: (
                 len(kiosk.received.counters) > 30
@@ -101,8 +103,8 @@ async def test_two_percent_loss_on_one_link_is_repaired_through_the_relay(
     await pool.open_call("c3")
     sender, receiver = CallPeer(), CallPeer()
     try:
-        await sender.accept(await pool.connect("c3", "kiosk", await sender.offer()))
-        await receiver.accept(await pool.connect("c3", "expert", await receiver.offer()))
+        await sender.accept(await pool.connect("c3", "kiosk", await sender.offer(), LEGS))
+        await receiver.accept(await pool.connect("c3", "expert", await receiver.offer(), LEGS))
         assert await wait_until(lambda: len(receiver.received.counters) > 5)
         sender.drop_outgoing_rtp(0.02)
         start = len(receiver.received.counters)
@@ -131,7 +133,7 @@ async def test_an_offer_answered_while_the_call_ends_leaves_no_connection(
     peer = CallPeer()
     try:
         offer = await peer.offer()
-        connecting = asyncio.create_task(pool.connect("c4", "kiosk", offer))
+        connecting = asyncio.create_task(pool.connect("c4", "kiosk", offer, LEGS))
         await asyncio.sleep(0)
         await pool.close_call("c4")
         with pytest.raises(UnknownCall):
@@ -139,6 +141,28 @@ async def test_an_offer_answered_while_the_call_ends_leaves_no_connection(
         assert await pool.peer_connections() == 0
     finally:
         await peer.close()
+
+
+async def test_a_relay_opens_only_the_legs_declared_and_closes_one_declared_away(
+    pool: LocalRelayPool,
+) -> None:
+    from media.errors import NotAParticipant
+
+    await pool.open_call("c6")
+    kiosk, expert, third, again = CallPeer(), CallPeer(), CallPeer(), CallPeer()
+    try:
+        await kiosk.accept(await pool.connect("c6", "kiosk", await kiosk.offer(), LEGS))
+        await expert.accept(await pool.connect("c6", "expert", await expert.offer(), LEGS))
+        with pytest.raises(NotAParticipant):
+            await pool.connect("c6", "eavesdropper", await third.offer(), LEGS)
+        assert sorted(pool.relays["c6"].legs) == ["expert", "kiosk"]
+        # Signaling declares the call's legs with each offer: someone no longer among
+        # them (a participant who left a call of more) loses their leg.
+        await again.accept(await pool.connect("c6", "kiosk", await again.offer(), ("kiosk",)))
+        assert sorted(pool.relays["c6"].legs) == ["kiosk"]
+    finally:
+        for peer in (kiosk, expert, third, again):
+            await peer.close()
 
 
 async def test_forged_packets_at_the_relay_port_change_nothing(
@@ -152,9 +176,9 @@ async def test_forged_packets_at_the_relay_port_change_nothing(
     kiosk, expert = CallPeer(), CallPeer()
     try:
         offer = await kiosk.offer()
-        answer = await pool.connect("c5", "kiosk", offer)
+        answer = await pool.connect("c5", "kiosk", offer, LEGS)
         await kiosk.accept(answer)
-        await expert.accept(await pool.connect("c5", "expert", await expert.offer()))
+        await expert.accept(await pool.connect("c5", "expert", await expert.offer(), LEGS))
         assert await wait_until(lambda: len(expert.received.counters) > 10)
         port = next(
             int(line.split()[5]) for line in answer.splitlines() if line.startswith("a=candidate:")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from signaling.relays import RelayLoad, choose_relay, parse_reports
+from signaling.relays import RelayLoad, choose_relay, parse_reports, trusted_placement
 
 A, B, C = "http://10.0.0.1:9100", "http://10.0.0.2:9100", "http://10.0.0.3:9100"
 
@@ -40,3 +40,24 @@ def test_reports_round_trip_and_garbage_is_ignored() -> None:
     load = RelayLoad(4, 0.25, draining=True)
     assert RelayLoad.from_json(load.to_json()) == load
     assert parse_reports({A: load.to_json(), B: "{not json", C: '{"calls": "x"}'}) == {A: load}
+
+
+@pytest.mark.parametrize(
+    ("placement", "local", "registered", "trusted"),
+    [
+        # This process's own worker, and a worker another node reports.
+        (A, {A}, set(), True),
+        (B, {A}, {A, B}, True),
+        # An address nobody of the deployment reports (written into the live state
+        # by someone else, or a node long gone): no offer goes there.
+        ("http://203.0.113.9:9100", {A}, {A, B}, False),
+        (C, set(), {A, B}, False),
+        ("https://10.0.0.3:9100", set(), {A}, False),
+        # An in-process relay's name: only the pool holding it accepts it.
+        ("in-process:0a1b2c", set(), set(), True),
+    ],
+)
+def test_offers_go_only_to_relay_workers_of_this_deployment(
+    placement: str, local: set[str], registered: set[str], trusted: bool
+) -> None:
+    assert trusted_placement(placement, frozenset(local), registered) is trusted
