@@ -35,7 +35,7 @@ from media.errors import BadOffer
 from media.forwarding import OutboundStream
 from media.ice import IceServer
 from media.session import TRANSPORT_CC_URI, Negotiated, Section, negotiated, with_transport_cc
-from media.twcc import ArrivalRecorder, Feedback
+from media.twcc import ArrivalRecorder, Feedback, StatusBudget, spend_statuses
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,9 @@ class Leg:
         """What the link to this participant takes, from their transport feedback."""
         self.feedback_packets = 0
         """Transport-wide feedback packets this participant sent on what it received."""
+        self.feedback_dropped = 0
+        """Of those, left unread: beyond this leg's budget of statuses per second."""
+        self._status_budget = StatusBudget()
         self.bytes_in = 0
         """RTP bytes this participant sent that the relay took in (both paths)."""
         self.remb_held_until = 0.0
@@ -228,6 +231,15 @@ class Leg:
         ssrcs = self.primary_ssrc
         self.arrivals.media_ssrc = ssrcs.get("video") or ssrcs.get("audio") or 0
         return self.arrivals.take()
+
+    def admit_feedback(self, statuses: int) -> bool:
+        """Whether a feedback claiming ``statuses`` is read (media/twcc.py's budget)."""
+        admitted, self._status_budget = spend_statuses(
+            self._status_budget, statuses, time.monotonic_ns() // 1000
+        )
+        if not admitted:
+            self.feedback_dropped += 1
+        return admitted
 
     def feedback_received(self, feedback: Feedback) -> None:
         """The participant's transport feedback on what the relay sent them."""

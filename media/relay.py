@@ -394,7 +394,9 @@ class Relay:
     async def _on_rtcp(self, leg: Leg, data: bytes) -> None:
         if self.legs.get(leg.participant) is not leg:
             return
-        feedback, data = split_feedback(data)
+        dropped = leg.feedback_dropped
+        feedback, data = split_feedback(data, leg.admit_feedback)
+        self.counters.feedback_dropped += leg.feedback_dropped - dropped
         for one in feedback:
             try:
                 leg.feedback_received(one)

@@ -13,6 +13,7 @@ captured from Chromium and to each other.
 """
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from struct import pack, unpack_from
 
@@ -241,13 +242,49 @@ FEEDBACK_STATUSES = 8192
 """Packets one received feedback may report on (Chromium's cover 50-250 ms)."""
 
 
-def split_feedback(data: bytes) -> tuple[list[Feedback], bytes]:
+STATUS_RATE = 5_000
+"""Feedback statuses one leg may have read per second. A receiver reports each
+packet the relay sends it once: some 300 a second for a 2.5 Mbit/s camera with its
+audio, so this is several times the most a participant receives; beyond it, a
+participant's feedback is dropped (a 24-byte packet can claim 8,192 statuses)."""
+STATUS_BURST = 2 * FEEDBACK_STATUSES
+"""Statuses a leg may have read at once (a receiver catching up after a stall)."""
+
+
+@dataclass(frozen=True)
+class StatusBudget:
+    """What is left of a leg's budget of feedback statuses, and as of when."""
+
+    statuses: float = STATUS_BURST
+    at_us: int | None = None
+
+
+def spend_statuses(budget: StatusBudget, statuses: int, now_us: int) -> tuple[bool, StatusBudget]:
+    """Whether a feedback claiming ``statuses`` is read now, and the budget after:
+    refilled at STATUS_RATE a second up to STATUS_BURST, spent by what is read;
+    a feedback the budget cannot pay for is dropped and costs nothing."""
+    elapsed = 0 if budget.at_us is None else max(0, now_us - budget.at_us)
+    left = min(STATUS_BURST, budget.statuses + elapsed * STATUS_RATE / 1_000_000)
+    if statuses > left:
+        return False, StatusBudget(left, now_us)
+    return True, StatusBudget(left - statuses, now_us)
+
+
+def _admit_all(_statuses: int) -> bool:
+    return True
+
+
+def split_feedback(
+    data: bytes, admit: Callable[[int], bool] = _admit_all
+) -> tuple[list[Feedback], bytes]:
     """A compound RTCP packet's transport-wide feedback, parsed, and the rest of it
     as a compound of its own (aiortc's parser cannot read feedback packets: their
     status chunks do not come in whole words). Malformed feedback, feedback on
-    more than FEEDBACK_STATUSES packets and any beyond FEEDBACK_PER_COMPOUND are
-    dropped, so that one datagram costs little whatever it claims; anything else
-    malformed is left in the rest for the caller's parser to refuse."""
+    more than FEEDBACK_STATUSES packets, any beyond FEEDBACK_PER_COMPOUND and any
+    that ``admit`` (told the statuses it claims, before anything is parsed: the
+    leg's budget) refuses are dropped, so that one datagram costs little whatever
+    it claims; anything else malformed is left in the rest for the caller's parser
+    to refuse."""
     found: list[Feedback] = []
     rest = bytearray()
     at = 0
@@ -256,7 +293,12 @@ def split_feedback(data: bytes) -> tuple[list[Feedback], bytes]:
         if end > len(data):
             break
         if data[at + 1] == PT_RTPFB and data[at] & 0x1F == FMT:
-            if len(found) < FEEDBACK_PER_COMPOUND:
+            claimed = unpack_from("!H", data, at + 14)[0] if end - at >= 20 else 0
+            if (
+                len(found) < FEEDBACK_PER_COMPOUND
+                and claimed <= FEEDBACK_STATUSES
+                and admit(claimed)
+            ):
                 with contextlib.suppress(ValueError):
                     found.append(parse(data[at:end], FEEDBACK_STATUSES))
         else:

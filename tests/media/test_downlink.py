@@ -17,7 +17,18 @@ from media.downlink import (
     remb_to_send,
     results,
 )
-from media.twcc import ArrivalRecorder, build, parse, split_feedback
+from media.twcc import (
+    FEEDBACK_STATUSES,
+    STATUS_BURST,
+    STATUS_RATE,
+    ArrivalRecorder,
+    Feedback,
+    StatusBudget,
+    build,
+    parse,
+    spend_statuses,
+    split_feedback,
+)
 
 MBIT = 1_000_000
 
@@ -272,6 +283,95 @@ def test_a_feedback_claiming_every_packet_costs_nothing() -> None:
     honest = build(1, 2, 0, 0, [1_000])
     found, _ = split_feedback(honest * 30)
     assert len(found) == 2
+
+
+SECOND = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("left", "at_us", "statuses", "now_us", "admitted", "left_after"),
+    [
+        # A fresh leg may have two of the largest feedbacks read at once.
+        (STATUS_BURST, None, FEEDBACK_STATUSES, 0, True, STATUS_BURST - FEEDBACK_STATUSES),
+        (FEEDBACK_STATUSES, 0, FEEDBACK_STATUSES, 0, True, 0),
+        # Then nothing more until the budget refills at STATUS_RATE a second...
+        (0, 0, FEEDBACK_STATUSES, 0, False, 0),
+        (0, 0, 1, 100, False, 0.5),
+        (0, 0, FEEDBACK_STATUSES, SECOND, False, STATUS_RATE),
+        (0, 0, 300, SECOND // 10, True, STATUS_RATE / 10 - 300),
+        # ... never above the burst, whatever the silence.
+        (0, 0, 1, 3600 * SECOND, True, STATUS_BURST - 1),
+        # A clock stepping back refills nothing.
+        (10, SECOND, 5, 0, True, 5),
+    ],
+)
+def test_a_legs_budget_of_feedback_statuses(
+    left: float, at_us: int | None, statuses: int, now_us: int, admitted: bool, left_after: float
+) -> None:
+    got, after = spend_statuses(StatusBudget(left, at_us), statuses, now_us)
+    assert (got, after) == (admitted, StatusBudget(left_after, now_us))
+
+
+def test_a_flood_of_small_feedback_claiming_thousands_of_statuses_is_dropped() -> None:
+    """24 bytes claiming 8,192 statuses (~270 us to read each): a second of them
+    from one participant is read only as far as the leg's budget goes."""
+    from struct import pack
+
+    # Two run-length chunks: 8,191 and one more packets "not received".
+    claim = pack("!LLHHL", 1, 2, 0, FEEDBACK_STATUSES, 0) + pack("!HH", 0x1FFF, 0x0001)
+    packet = pack("!BBH", 0x80 | 15, 205, (len(claim) + 4) // 4 - 1) + claim
+    assert len(packet) == 24
+    budget = StatusBudget()
+    read = 0
+
+    def admit(statuses: int) -> bool:
+        nonlocal budget
+        admitted, budget = spend_statuses(budget, statuses, now_us)
+        return admitted
+
+    for index in range(3000):
+        now_us = index * SECOND // 3000
+        found, _ = split_feedback(packet * 2, admit)
+        read += sum(len(f.arrivals) for f in found)
+    assert read <= STATUS_BURST + STATUS_RATE
+    # An honest receiver's feedback, one every 100 ms on 300 packets a second,
+    # is always read.
+    budget = StatusBudget()
+    honest = build(1, 2, 0, 0, [1_000 * n for n in range(30)])
+    for index in range(100):
+        now_us = index * SECOND // 10
+        assert len(split_feedback(honest, admit)[0]) == 1
+
+
+async def test_feedback_beyond_a_legs_budget_is_dropped_and_counted() -> None:
+    from media.relay import Relay
+
+    class Receiver:
+        """What Relay._on_rtcp uses of a leg; its budget's clock stands still."""
+
+        def __init__(self) -> None:
+            self.participant = "expert"
+            self.feedback_dropped = 0
+            self.feedback: list[Feedback] = []
+            self.budget = StatusBudget()
+
+        def admit_feedback(self, statuses: int) -> bool:
+            admitted, self.budget = spend_statuses(self.budget, statuses, 0)
+            self.feedback_dropped += not admitted
+            return admitted
+
+        def feedback_received(self, feedback: Feedback) -> None:
+            self.feedback.append(feedback)
+
+    relay = Relay("c", lambda *_: None, None)
+    receiver = Receiver()
+    relay.legs = {"expert": receiver}  # type: ignore[dict-item]
+    large = build(1, 2, 0, 0, [1_000] * FEEDBACK_STATUSES)
+    for _ in range(5):
+        await relay._on_rtcp(receiver, large)  # type: ignore[arg-type]
+    assert len(receiver.feedback) == STATUS_BURST // FEEDBACK_STATUSES
+    assert relay.counters.feedback_dropped == 5 - STATUS_BURST // FEEDBACK_STATUSES
+    assert relay.counters.feedback_received == STATUS_BURST // FEEDBACK_STATUSES
 
 
 class _FakeLeg:
