@@ -21,5 +21,6 @@ class MediaConfig:
     """STUN/TURN URLs the relay's legs gather candidates with, as the pages do."""
     turn_secret: str | None = None
     """The secret shared with the TURN server, for credentials that expire."""
-    turn_ttl: float = 43200.0
-    """Seconds TURN credentials stay valid."""
+    turn_ttl: float = 300.0
+    """Seconds the relay's TURN credentials stay valid for a new allocation (one made
+    in time lasts as long as its leg: coturn checks them only when allocating)."""

@@ -34,6 +34,12 @@ class SignalingFacade:
             return None
         return call.side_of(account.id)
 
+    async def in_active_call(self, account: Account) -> bool:
+        """Whether the account takes a side in an active call now (who may be given
+        TURN credentials)."""
+        call = await self._hub.consultations.current(account)
+        return call is not None and await self.active_side(account, call.id) is not None
+
     async def media_side(self, consultation_id: str, token: str | None) -> tuple[LiveCall, Side]:
         """The active call and the side whose media token this is (an unknown call is
         404 whatever the token; then no token 401, a wrong one 403)."""

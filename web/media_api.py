@@ -101,18 +101,24 @@ async def disconnect_media(request: web.Request) -> web.StreamResponse:
 @api.route(
     "GET",
     "/api/v1/ice-servers",
-    summary="STUN/TURN servers for your media connection, TURN with credentials that "
-    "expire (the RTCPeerConnection's iceServers).",
+    summary="STUN/TURN servers for your media connection (the RTCPeerConnection's "
+    "iceServers): TURN, with credentials that expire within minutes, only while you "
+    "take part in an active call.",
     roles=frozenset({Role.KIOSK, Role.EXPERT}),
     response=IceServers,
     tag="media",
 )
 async def get_ice_servers(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
+    account = account_of(request)
     now = time.time()
-    servers = ice_servers(
-        settings.ice_servers, settings.turn_secret, account_of(request).id, now, settings.turn_ttl
-    )
+    # TURN relays for whoever holds credentials: only a participant of an active call
+    # gets them (the page asks as it connects its call's media); anyone else, the
+    # STUN servers alone.
+    secret = settings.turn_secret
+    if secret is not None and not await request.app[SIGNALING].in_active_call(account):
+        secret = None
+    servers = ice_servers(settings.ice_servers, secret, account.id, now, settings.turn_ttl)
     with_turn = any(s.credential for s in servers)
     return reply(
         IceServers(

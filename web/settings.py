@@ -65,8 +65,9 @@ class Settings:
     turn_secret: str | None = None
     """Secret shared with the TURN server (coturn's static-auth-secret): each page gets
     credentials that expire, never a static password."""
-    turn_ttl: float = 43200.0
-    """Seconds the TURN credentials given to a page or the relay stay valid."""
+    turn_ttl: float = 300.0
+    """Seconds the TURN credentials given to a call's page or the relay stay valid for a
+    new allocation (at most 48 h; an allocation made in time lasts as long as its call)."""
     media_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Relay worker processes (default: one per core); 0 runs the relay in this process."""
     tls_cert: Path | None = None
@@ -355,6 +356,17 @@ def _ice_servers(values: Sequence[str]) -> tuple[str, ...]:
         raise SettingsError(f"--ice-server: {exc}") from None
 
 
+MAX_TURN_TTL = 48 * 3600.0
+"""TURN credentials valid longer would outlive by days an account disabled or a call
+ended: refused."""
+
+
+def _turn_ttl(value: float) -> float:
+    if value > MAX_TURN_TTL:
+        raise SettingsError(f"--turn-ttl must be at most {MAX_TURN_TTL:.0f} (48 h), not {value}")
+    return value
+
+
 def _blob_url(value: str) -> str:
     try:
         parse_blob_url(value)
@@ -420,7 +432,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         media_public_address=str(args.media_public_address) if args.media_public_address else None,
         ice_servers=_ice_servers(args.ice_servers or args.ice_servers_env),
         turn_secret=str(args.turn_secret) if args.turn_secret else None,
-        turn_ttl=_number("turn_ttl", args.turn_ttl, float, 60),
+        turn_ttl=_turn_ttl(_number("turn_ttl", args.turn_ttl, float, 60)),
         media_workers=int(_number("media_workers", args.media_workers, int, 0)),
         max_file_size=int(_number("max_file_size", args.max_file_size, int, 1)),
         key_dir=Path(str(args.key_dir)) if args.key_dir else None,

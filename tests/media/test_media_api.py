@@ -2,6 +2,7 @@
 media URL, RTP through the relay, everything closed when the call ends."""
 
 import re
+from typing import Any
 
 import aiohttp
 import pytest
@@ -302,3 +303,54 @@ async def test_offers_never_go_to_an_address_that_is_no_relay_of_the_deployment(
     finally:
         await peer.close()
         await runner.cleanup()
+
+
+async def test_turn_credentials_only_for_a_participant_of_an_active_call_for_minutes(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    from tests.conftest import login_session
+
+    secret = "turn-secret-for-tests-0123"
+    stun, turn = "stun:127.0.0.1:3478", "turn:127.0.0.1:3478?transport=udp"
+    server = await start_server(ice_servers=(stun, turn), turn_secret=secret)
+
+    async def given(username: str) -> Any:
+        session = await login_session(server, username)
+        async with session, session.get(f"{server.url}/api/v1/ice-servers") as response:
+            assert response.status == 200
+            return await response.json()
+
+    stun_only = {
+        "ice_servers": [{"urls": [stun], "username": None, "credential": None}],
+        "expires_at": None,
+    }
+    # Without a call (seen: credentials for any kiosk or expert, valid 12 h).
+    assert await given("kiosk01") == stun_only
+    assert await given("expert_market") == stun_only
+    kiosk, expert, call_id = await active_call(server, connect)
+    for participant in ("kiosk01", "expert_market"):
+        before = time.time()
+        answer = await given(participant)
+        servers = answer["ice_servers"]
+        assert servers[0] == {"urls": [stun], "username": None, "credential": None}
+        entry = servers[1]
+        assert entry["urls"] == [turn]
+        expected = hmac.new(secret.encode(), entry["username"].encode(), hashlib.sha1).digest()
+        assert entry["credential"] == base64.b64encode(expected).decode()
+        # Minutes, not hours: the default --turn-ttl.
+        expiry = int(entry["username"].partition(":")[0])
+        assert server.settings.turn_ttl == 300
+        assert before + 299 <= expiry <= time.time() + 300
+    # Not for someone else's call, nor after it ended.
+    assert await given("expert_housing") == stun_only
+    await expert.end(call_id)
+    await kiosk.next_event(
+        "consultation", ConsultationView, where=lambda v: v.state == "ended", timeout=20
+    )
+    assert await given("kiosk01") == stun_only
+    assert await given("expert_market") == stun_only

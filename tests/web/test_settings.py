@@ -66,6 +66,9 @@ def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
         (["--ice-server", "turn:turn.example:3478"], {}, "needs --turn-secret"),
         ([], {"WINDOWLINK_ICE_SERVERS": "turn:t:3478"}, "needs --turn-secret"),
         (["--ice-server", "turn:t:3478", "--turn-secret", "short"], {}, "at least 16"),
+        # TURN credentials must not outlive a disabled account by days.
+        (["--turn-ttl", "172801"], {}, r"--turn-ttl must be at most 172800 \(48 h\)"),
+        ([], {"WINDOWLINK_TURN_TTL": "1e9"}, "--turn-ttl must be at most"),
         (["--blob-url", "ftp://x/y"], {}, "--blob-url"),
         (["--s3-endpoint", "http://s3.local"], {}, "goes with an s3://"),
         (["--blob-url", "s3://b/p", "--s3-endpoint", "s3.local"], {}, "must be an http"),

@@ -113,18 +113,14 @@ async def test_video_both_ways_through_turn_with_credentials_that_expire(
         turn = f"turn:127.0.0.1:{turn_port}?transport=udp"
         server: RunningServer = await start_server(ice_servers=(turn,), turn_secret=SECRET)
 
-        # What a page is given: the TURN URL, a name carrying its expiry and the
-        # HMAC of it under the shared secret; no static password.
-        kiosk_http = await login_session(server, "kiosk01")
-        async with kiosk_http, kiosk_http.get(f"{server.url}/api/v1/ice-servers") as response:
-            assert response.status == 200
-            given = await response.json()
-        (entry,) = given["ice_servers"]
-        assert entry["urls"] == [turn]
-        expiry, _, user = entry["username"].partition(":")
-        assert int(expiry) == int(given["expires_at"]) and user and SECRET not in str(given)
-        expected = hmac.new(SECRET.encode(), entry["username"].encode(), hashlib.sha1).digest()
-        assert entry["credential"] == base64.b64encode(expected).decode()
+        async def given_to_kiosk() -> Any:
+            kiosk_http = await login_session(server, "kiosk01")
+            async with kiosk_http, kiosk_http.get(f"{server.url}/api/v1/ice-servers") as response:
+                assert response.status == 200
+                return await response.json()
+
+        # Outside a call, nobody is given TURN credentials.
+        assert await given_to_kiosk() == {"ice_servers": [], "expires_at": None}
         async with (
             aiohttp.ClientSession() as anonymous,
             anonymous.get(f"{server.url}/api/v1/ice-servers") as response,
@@ -146,3 +142,12 @@ async def test_video_both_ways_through_turn_with_credentials_that_expire(
         for page in (kiosk, expert):
             await wait_for_js(page, "window.__pcs.length > 0")
             assert await page.evaluate(SELECTED_CANDIDATE_TYPE) == "relay"
+        # What a page in a call is given: the TURN URL, a name carrying its expiry
+        # and the HMAC of it under the shared secret; no static password.
+        given = await given_to_kiosk()
+        (entry,) = given["ice_servers"]
+        assert entry["urls"] == [turn]
+        expiry, _, user = entry["username"].partition(":")
+        assert int(expiry) == int(given["expires_at"]) and user and SECRET not in str(given)
+        expected = hmac.new(SECRET.encode(), entry["username"].encode(), hashlib.sha1).digest()
+        assert entry["credential"] == base64.b64encode(expected).decode()
