@@ -8,6 +8,7 @@ python server.py [flags] restore SRC [--key-backup KEYDIR]
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import signal
@@ -27,8 +28,8 @@ from storage.filestore import FileStore
 from storage.keyring import KeyringError, read_master_key
 from storage.records import AuditEvent
 from web.app import create_app, open_keyring, open_storage
-from web.processes import Supervisor, child_index
-from web.settings import Settings, SettingsError, parse_settings
+from web.processes import Supervisor, child_index, secrets_on_command_line
+from web.settings import Settings, SettingsError, parse_settings, secret_environment
 from web.tls import ssl_context
 
 SHUTDOWN_SECONDS = 3.0
@@ -181,6 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for drain_signal in (signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(drain_signal, signal.SIG_IGN)
     index = child_index()
+    for flag in secrets_on_command_line(sys.argv[1:] if argv is None else argv):
+        logging.getLogger("windowlink").warning(
+            "%s was given on the command line, which every local user can read: give it "
+            "as the environment variable WINDOWLINK_%s instead",
+            flag,
+            flag.removeprefix("--").replace("-", "_").upper(),
+        )
     if settings.processes > 1 and index is None:
         banner(
             f"windowlink serving {url}/kiosk /expert /clerk /admin "
@@ -194,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.cluster_secret,
             (settings.host, settings.port),
             settings.data_dir,
+            secret_env=secret_environment(settings),
         )
         return supervisor.run()
     context = ssl_context(settings)

@@ -22,9 +22,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from web.settings import SECRET_FIELDS, flag_of, long_flags
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,41 @@ def watch_lifeline(on_parent_gone: Callable[[], object]) -> None:
     loop.add_reader(fd, gone)
 
 
+def without_secrets(
+    argv: Sequence[str], secret_flags: Collection[str], flags: Collection[str]
+) -> tuple[list[str], list[str]]:
+    """``argv`` without the ``secret_flags`` and their values, and which of them it
+    had: ``--flag value``, ``--flag=value`` and the unique abbreviations argparse
+    accepts (``--cluster-sec``) alike; everything after ``--`` is left as it is."""
+    kept: list[str] = []
+    found: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            kept += [word, *words]
+            break
+        name, equals, _ = word.partition("=")
+        if name.startswith("--") and name not in flags:
+            # argparse takes an unambiguous prefix of a long option for it.
+            candidates = [flag for flag in flags if flag.startswith(name)]
+            name = candidates[0] if len(candidates) == 1 else name
+        if name in secret_flags:
+            found.append(name)
+            if not equals:
+                next(words, None)
+            continue
+        kept.append(word)
+    return kept, found
+
+
+SECRET_FLAGS = frozenset(flag_of(dest) for dest in SECRET_FIELDS)
+
+
+def secrets_on_command_line(argv: Sequence[str]) -> list[str]:
+    """The secret flags given on this command line (where every local user reads them)."""
+    return without_secrets(argv, SECRET_FLAGS, long_flags())[1]
+
+
 @dataclass
 class _Child:
     index: int
@@ -85,10 +122,16 @@ class Supervisor:
         cluster_secret: str | None,
         address: tuple[str, int],
         data_dir: Path,
+        secret_env: Mapping[str, str] | None = None,
     ) -> None:
+        """``argv`` is this process's command line, run again for each child without
+        its secret flags (``without_secrets``): those come in ``secret_env``
+        (WINDOWLINK_* variables), so that no child's command line, which every local
+        user can read, carries a secret."""
         self._count = count
         self._address = address
-        self._argv = [sys.executable, *argv]
+        self._argv = [sys.executable, *without_secrets(argv, SECRET_FLAGS, long_flags())[0]]
+        self._secret_env = dict(secret_env or {})
         self._secret = cluster_secret or secrets.token_urlsafe(32)
         # In the data directory, emptied at every start: what a supervisor killed
         # with SIGKILL left there is not counted again, nor left in /tmp.
@@ -103,6 +146,7 @@ class Supervisor:
 
     def _env(self, index: int) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self._secret_env)
         env[CHILD_ENV] = str(index)
         env[LIFELINE_ENV] = str(self._read_end)
         env[METRICS_DIR_ENV] = str(self._metrics_dir)

@@ -6,6 +6,7 @@ signaling state, no Redis.
 """
 
 import argparse
+import dataclasses
 import ipaddress
 import itertools
 import os
@@ -285,6 +286,29 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="where the key-encryption keys were backed up",
     )
     return parser
+
+
+SECRET_FIELDS = ("cluster_secret", "turn_secret", "metrics_token", "database_url", "redis_url")
+"""Settings that are secrets or may carry one (a password in a URL). A process list
+shows every command line to every local user: a supervisor gives these to its
+children in their environment only (web/processes.py), and the docs recommend the
+WINDOWLINK_* variables for them."""
+
+
+def flag_of(dest: str) -> str:
+    """The long flag of a setting (the repeatable ones are singular: --ice-server)."""
+    return _flag(dest).removesuffix("s") if dest in ("extra_hosts", "ice_servers") else _flag(dest)
+
+
+def long_flags() -> tuple[str, ...]:
+    """Every long option the server takes before its sub-command."""
+    return (*(flag_of(f.name) for f in dataclasses.fields(Settings)), "--help")
+
+
+def secret_environment(settings: Settings) -> dict[str, str]:
+    """The secret settings that are set, as the WINDOWLINK_* variables naming them."""
+    values = {dest: getattr(settings, dest) for dest in SECRET_FIELDS}
+    return {_env_name(dest): str(value) for dest, value in values.items() if value is not None}
 
 
 def _field_docs() -> dict[str, str]:

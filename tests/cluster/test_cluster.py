@@ -705,6 +705,46 @@ async def test_supervisor_killed_takes_every_child_and_relay_worker_and_metrics_
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+async def test_no_childs_command_line_carries_a_secret_given_as_a_flag(
+    deployment: Deployment,
+) -> None:
+    """Every local user reads every command line (ps, /proc/<pid>/cmdline): the
+    supervisor hands the secrets given to it as flags to its children in their
+    environment, and their relay workers get none on theirs either."""
+    turn_secret, metrics_token = "turn-secret-" + os.urandom(8).hex(), os.urandom(12).hex()
+    supervisor = await deployment.start(
+        "--processes",
+        "2",
+        "--turn-secret",
+        turn_secret,
+        f"--metrics-token={metrics_token}",
+        # An abbreviation argparse takes for --cluster-secret.
+        "--cluster-sec",
+        deployment.cluster_secret,
+    )
+
+    async def children_and_workers() -> bool:
+        children = children_of(supervisor.pid)
+        return len(children) == 2 and all(
+            any("spawn_main" in Path(f"/proc/{p}/cmdline").read_text() for p in children_of(c))
+            for c in children
+        )
+
+    await eventually(children_and_workers, 120, "two children, each with a relay worker")
+    secrets = (deployment.cluster_secret, turn_secret, metrics_token, deployment.redis_url)
+    for pid in descendants_of(supervisor.pid):
+        command_line = Path(f"/proc/{pid}/cmdline").read_text()
+        assert not [s for s in secrets if s in command_line], command_line
+    for child in children_of(supervisor.pid):
+        environment = environ_of(child)
+        assert environment["WINDOWLINK_CLUSTER_SECRET"] == deployment.cluster_secret
+        assert environment["WINDOWLINK_TURN_SECRET"] == turn_secret
+        assert environment["WINDOWLINK_METRICS_TOKEN"] == metrics_token
+    # The children serve (with those), and the supervisor says where secrets belong.
+    assert (await supervisor.health())[0] == 200
+    assert "--turn-secret was given on the command line" in supervisor.log.read_text()
+
+
 # ---- 7. the pages --------------------------------------------------------------------
 
 
