@@ -116,8 +116,14 @@ class LocalRelayPool(RelayPool):
                 self._notify,
                 config.public_address,
                 self.counters,
+                # A user name of its own per leg: coturn counts allocations per
+                # user name (user-quota), and legs start in the same second.
                 ice=lambda: ice_servers(
-                    config.ice_servers, config.turn_secret, "relay", time.time(), config.turn_ttl
+                    config.ice_servers,
+                    config.turn_secret,
+                    f"relay-{secrets.token_hex(4)}",
+                    time.time(),
+                    config.turn_ttl,
                 ),
             )
 

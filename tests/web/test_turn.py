@@ -4,23 +4,16 @@ forced to relay-only ICE (``iceTransportPolicy: "relay"``, as a kiosk behind a
 strict firewall has it): video both ways through TURN, with credentials that
 expire; the pages never see a static password."""
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import os
-import shutil
-import signal
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bench.measure import free_port
 from tests.chromium import (
     go_available,
     keeping_connections,
@@ -30,11 +23,10 @@ from tests.chromium import (
     wait_media_both_ways,
 )
 from tests.conftest import RunningServer, ServerFactory, login_session
-from tests.deploy_samples import DEPLOY, render_sample
+from tests.coturn import running_coturn
 
 pytestmark = pytest.mark.browser
 
-SAMPLE = DEPLOY / "coturn" / "turnserver.conf"
 SECRET = "turn-secret-for-tests-" + os.urandom(8).hex()
 
 # Test code, run in each page before its own scripts: every peer connection is
@@ -55,61 +47,10 @@ SELECTED_CANDIDATE_TYPE = """
 """
 
 
-@contextlib.asynccontextmanager
-async def running_coturn(directory: Path) -> AsyncIterator[int]:
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    low = 49152 + (port % 1000) * 10
-    values = {
-        "WL_TURN_LISTEN_IP": "127.0.0.1",
-        "WL_TURN_PORT": str(port),
-        "WL_TURN_RELAY_IP": "127.0.0.1",
-        "WL_TURN_MIN_PORT": str(low),
-        "WL_TURN_MAX_PORT": str(low + 9),
-        "WL_TURN_REALM": "windowlink.test",
-        "WL_TURN_SECRET": SECRET,
-        "WL_RELAY_PEERS": "127.0.0.1",
-        "WL_TURN_STATE": str(directory),
-    }
-    rendered = await asyncio.to_thread(render_sample, SAMPLE, values)
-    config = directory / "turnserver.conf"
-    config.write_text(rendered)
-    # The one addition for this test: the relay listens on loopback here, which
-    # coturn refuses as a peer unless told otherwise.
-    process = await asyncio.create_subprocess_exec(
-        shutil.which("turnserver") or "/usr/bin/turnserver",
-        "-c",
-        str(config),
-        "--allow-loopback-peers",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (directory / "turnserver.pid").exists():
-            assert process.returncode is None, "coturn exited"
-            assert time.monotonic() < deadline, "coturn did not start"
-            await asyncio.sleep(0.1)
-        yield port
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-        with contextlib.suppress(OSError):
-            print((directory / "turnserver.log").read_text(errors="replace")[-4000:])
-
-
 async def test_video_both_ways_through_turn_with_credentials_that_expire(
     browser: Any, start_server: ServerFactory, tmp_path: Path
 ) -> None:
-    async with running_coturn(tmp_path / "coturn") as turn_port:
+    async with running_coturn(tmp_path / "coturn", SECRET) as turn_port:
         turn = f"turn:127.0.0.1:{turn_port}?transport=udp"
         server: RunningServer = await start_server(ice_servers=(turn,), turn_secret=SECRET)
 
