@@ -15,6 +15,7 @@ from media.errors import NotAParticipant
 from media.internal_auth import HEADER, Signer, signing_key
 from media.worker_pool import WorkerRelayPool
 from tests.media.peers import CallPeer
+from web.metrics import Metrics
 
 SECRET = "cluster-secret-for-tests-" + os.urandom(8).hex()
 LEGS = ("kiosk", "expert")
@@ -93,9 +94,14 @@ async def refuse_every_request_but_the_signed_one(
             await http.ws_connect(f"{url}/events", headers={HEADER: "v1 t=1 n=2 s=3"})
     assert refusal.value.status == 403
 
-    # Each refusal is counted in the worker's figures (windowlink_relay_* metrics)...
-    (figures,) = (await pool.stats()).values()
+    # Each refusal is counted in the worker's figures, which /metrics exports...
+    workers = await pool.stats()
+    (figures,) = workers.values()
     assert figures["internal_auth_failures"] == len(refused) + 1
+    metrics = Metrics()
+    metrics.relay.workers = workers
+    exported = f'windowlink_relay_internal_auth_failures_total{{worker="0"}} {len(refused) + 1}.0'
+    assert exported in metrics.exposition().decode()
     # ... and logged with the peer's address, never with the secret.
     err = capfd.readouterr().err
     assert "internal request refused from 127.0.0.1: GET /stats: nonce already used" in err
