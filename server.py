@@ -20,6 +20,7 @@ from aiohttp import web
 
 from observability.logs import banner
 from observability.logs import configure as configure_logging
+from storage.audit import ChainReport
 from storage.backup import Installation, create_backup, restore_backup
 from storage.blobs import open_blob_store
 from storage.database import database_url
@@ -27,7 +28,7 @@ from storage.errors import AuditChainBroken, BackupError
 from storage.filestore import FileStore
 from storage.keyring import KeyringError, read_master_key
 from storage.records import AuditEvent
-from web.app import create_app, open_keyring, open_storage
+from web.app import create_app, crypto_suite, open_keyring, open_storage
 from web.processes import Supervisor, child_index, secrets_on_command_line
 from web.settings import Settings, SettingsError, parse_settings, secret_environment
 from web.tls import ssl_context
@@ -36,16 +37,48 @@ SHUTDOWN_SECONDS = 3.0
 
 
 async def verify_audit(settings: Settings) -> int:
-    storage = await open_storage(settings)
     try:
-        count = await storage.audit.verify()
+        storage = await open_storage(settings, sign=False)
+    except KeyringError as exc:
+        print(f"windowlink: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = await storage.audit.check()
     except AuditChainBroken as exc:
         print(f"audit chain BROKEN at entry {exc.seq}: {exc.reason}", file=sys.stderr)
         return 1
     finally:
         await storage.close()
-    print(f"audit chain intact: {count} entries")
+    print(f"audit chain intact: {report.entries} entries")
+    for line in chain_report_lines(report):
+        print(f"  {line}")
     return 0
+
+
+def chain_report_lines(report: ChainReport) -> list[str]:
+    """What vouches for an intact chain: the keys (ids, entries each) and the unkeyed
+    beginning, if any."""
+    lines: list[str] = []
+    if report.unkeyed:
+        lines.append(
+            f"entries 1-{report.unkeyed}: unkeyed (SHA-256 only, made before keyed chains)"
+            + ("; matches this node's record of them" if report.anchored else "")
+        )
+    first = report.unkeyed + 1
+    for key_id, count in report.by_key.items():
+        lines.append(
+            f"{count} entries verified with audit key {report.key_descriptions[key_id]}"
+            + (f", from entry {first}" if first > 1 else "")
+        )
+        first += count
+    if not report.anchored and report.entries:
+        lines.append(
+            "this node has no record of where keyed entries begin (audit-anchor.json in "
+            "the key directory): a chain rewritten whole the unkeyed way would not be seen"
+        )
+    if report.entries:
+        lines.append(f"head: entry {report.entries}, {report.head}")
+    return lines
 
 
 async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
@@ -68,7 +101,10 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
             await storage.audit.append(
                 AuditEvent("operator", "keys.rotate", new.id, {"previous": old, "rewrapped": count})
             )
-            print(f"new key-encryption key {new.id}; {count} data keys re-wrapped")
+            print(
+                f"new key-encryption key {new.id}; {count} keys re-wrapped under it (keys of "
+                "retention periods, and documents from before them moved under theirs)"
+            )
             return 0
         kek_id = action[1]
         try:
@@ -90,6 +126,7 @@ def installation(settings: Settings) -> Installation:
         settings.data_dir,
         database_url(settings.database_url, settings.data_dir),
         settings.keys_directory,
+        crypto_suite(settings),
     )
 
 
@@ -123,10 +160,13 @@ async def backup_or_restore(settings: Settings, command: tuple[str, ...]) -> int
         print(f"WARNING: {warning}", file=sys.stderr)
     done = report.manifest
     what = f"{len(done.files)} documents, {len(done.keks)} key-encryption keys referenced"
+    signer = done.signature.key_id if done.signature is not None else "?"
     if action == "backup":
         print(f"backup {done.backup_id} written to {path} ({what})")
+        print(f"manifest signed with (a key derived from) audit key {signer}")
     else:
         print(f"backup {done.backup_id} restored into {settings.data_dir} ({what})")
+        print(f"manifest signature verified with audit key {signer}; audit chain intact")
     return 0
 
 

@@ -862,10 +862,22 @@ def server_commands(
         ]
         if config.redis:
             command += ["--redis-url", args.redis_url, "--cluster-secret", CLUSTER_SECRET]
+            # Nodes sharing documents start only with a shared master key.
+            command += ["--master-key-file", str(master_key_beside(data_dir))]
         if db_url:
             command += ["--database-url", db_url]
         commands.append(command + list(config.extra) + list(args.server_arg))
     return commands
+
+
+def master_key_beside(data_dir: Path) -> Path:
+    """The run's master key, made once next to its data directory (mode 600)."""
+    path = data_dir.parent / "master.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(os.urandom(32).hex())
+    return path
 
 
 class Servers:

@@ -7,8 +7,15 @@ A backup is a directory DEST, created owner-only (0700 directories, 0600 files):
     database.pgdump     PostgreSQL: pg_dump (custom format) in an exported snapshot
     files/<id>.wlf      the encrypted documents that the database copy lists
 
-The key-encryption keys go to a second directory, KEYDEST, never inside DEST
-nor DEST inside it: a lost or stolen backup without its keys is ciphertext.
+The key-encryption keys, the audit keys and this node's audit anchor
+(storage.audit_keys) go to a second directory, KEYDEST, never inside DEST nor
+DEST inside it: a lost or stolen backup without its keys is ciphertext.
+
+The manifest is signed: an HMAC (HMAC-SHA-256, or HMAC-SM3 under the SM suite)
+under a key derived from the installation's audit key, which only the key backup
+holds. The manifest names the database copy's and every document's SHA-256, so
+an edited backup (records removed or rewritten, the chain and the digests
+recomputed) no longer matches its signature and is refused at restore.
 
 Consistency while the server runs and writes: a document is immutable once
 recorded (written to tmp/, renamed into files/, then recorded), so the
@@ -18,13 +25,15 @@ meanwhile only by retention shredding; the backup says so and lists it as
 ``gone``, and a restore shreds its record too.
 
 Restore goes only into an empty data directory, an empty key directory and
-(PostgreSQL) an empty database, and only after every document, the database
-copy and every KEK the records reference have been checked against the
-manifest. Both operations are audited (actor ``operator``).
+(PostgreSQL) an empty database, and only after the manifest's signature, every
+document, the database copy and every KEK the records reference have been
+checked against it; the restored audit chain is then verified with the key
+backup's audit keys. Both operations are audited (actor ``operator``).
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,25 +48,40 @@ from sqlalchemy import Connection, NullPool, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from storage.audit import append_audit
-from storage.database import Database
-from storage.errors import BackupError
+from storage.audit import AuditLog, append_audit
+from storage.audit_keys import (
+    ANCHOR_FILE,
+    KEY_PREFIX,
+    KEY_SUFFIX,
+    AuditKey,
+    directory_audit_keys,
+    load_directory_keys,
+)
+from storage.errors import AuditChainBroken, BackupError, KeyringError
+from storage.filecrypt import Suite
 from storage.ids import new_id
 from storage.migrations import LATEST_VERSION, current_version
+from storage.periodkeys import is_period_key
 from storage.pg_tools import client_tool, libpq_environment, run_tool
 from storage.records import AuditEvent
 from storage.retention import shred_record
-from storage.schema import files
+from storage.schema import files, period_keys
+from storage.store import open_database
 
 FORMAT = "windowlink-backup"
-VERSION = 1
+VERSION = 2
+"""2: the manifest is signed (1: unsigned, refused: restore it with the version that
+made it, then take a new backup)."""
+MANIFEST_PURPOSE = "backup manifest"
 MANIFEST = "manifest.json"
 SQLITE_FILE = "database.sqlite3"
 POSTGRES_FILE = "database.pgdump"
 # The file store's layout (storage.filestore.FileStore.path_of): <data-dir>/files/<id>.wlf
 DOCUMENTS = "files"
 DOCUMENT_SUFFIX = ".wlf"
-_KEY_FILE = re.compile(r"^[A-Za-z0-9._-]+\.kek$")
+_KEY_FILE = re.compile(
+    rf"^([A-Za-z0-9._-]+\.kek|{KEY_PREFIX}[A-Za-z0-9._-]+\{KEY_SUFFIX}|{re.escape(ANCHOR_FILE)})$"
+)
 _COPY_BLOCK = 1024 * 1024
 
 
@@ -69,6 +93,8 @@ class Installation:
     database_url: str
     """The SQLAlchemy URL, as ``storage.database.database_url`` makes it."""
     key_dir: Path
+    suite: Suite = Suite.AES_256_GCM
+    """The crypto suite (its MAC signs the audit chain and the manifest)."""
 
     @property
     def database_kind(self) -> str:
@@ -83,6 +109,13 @@ class FileEntry:
     size: int
     sha256: str
     """Of the ciphertext, as stored."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    key_id: str
+    """The audit key the signing key was derived from (in the key backup)."""
+    mac: str
 
 
 @dataclass(frozen=True)
@@ -101,8 +134,47 @@ class Manifest:
     keks: tuple[str, ...]
     """The key-encryption keys that the records' data keys are wrapped with."""
     keys_backed_up: bool
+    signature: Signature | None = None
+
+    def payload(self) -> bytes:
+        """What the signature covers: every field but the signature, canonical."""
+        body = json.loads(self.to_json())
+        body.pop("signature", None)
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def signed(self, key: AuditKey) -> "Manifest":
+        signer = key.derived(MANIFEST_PURPOSE)
+        return dataclasses.replace(self, signature=Signature(key.id, signer.mac(self.payload())))
+
+    def signature_problem(self, keys: Mapping[str, AuditKey] | None) -> str | None:
+        """Why the signature does not vouch for this manifest (None: it does), given
+        the key backup's audit keys (None without a key backup)."""
+        if self.signature is None:
+            return "the manifest is not signed"
+        if keys is None:
+            return (
+                f"the manifest is signed with audit key {self.signature.key_id}: give the "
+                "key backup holding it with --key-backup KEYDIR"
+            )
+        key = keys.get(self.signature.key_id)
+        if key is None:
+            return (
+                f"the audit key {self.signature.key_id} that signed the manifest is missing "
+                "from the key backup"
+            )
+        if not key.derived(MANIFEST_PURPOSE).matches(self.payload(), self.signature.mac):
+            return (
+                f"the manifest's signature does not verify with audit key {key.id}: the "
+                "backup was altered after it was made (or is not the one these keys made)"
+            )
+        return None
 
     def to_json(self) -> str:
+        signature = (
+            {"key": self.signature.key_id, "mac": self.signature.mac}
+            if self.signature is not None
+            else None
+        )
         return json.dumps(
             {
                 "format": FORMAT,
@@ -120,6 +192,7 @@ class Manifest:
                 "gone": list(self.gone),
                 "keks": list(self.keks),
                 "keys_backed_up": self.keys_backed_up,
+                "signature": signature,
             },
             indent=1,
         )
@@ -130,9 +203,21 @@ class Manifest:
             data = json.loads(raw)
             if data.get("format") != FORMAT:
                 raise BackupError(f"{MANIFEST} is not a windowlink backup manifest")
+            if data.get("version") == 1:
+                raise BackupError(
+                    "this backup's manifest is not signed (backup format 1, made before "
+                    "signed manifests): restore it with the version that made it, then "
+                    "start this version on it and take a new backup"
+                )
             if data.get("version") != VERSION:
                 raise BackupError(f"backup format version {data.get('version')!r} is not known")
             database = data["database"]
+            signed = data.get("signature")
+            signature = (
+                Signature(_plain_name(str(signed["key"])), str(signed["mac"]))
+                if signed is not None
+                else None
+            )
             return cls(
                 backup_id=str(data["backup_id"]),
                 created_at=float(data["created_at"]),
@@ -148,6 +233,7 @@ class Manifest:
                 gone=tuple(str(g) for g in data["gone"]),
                 keks=tuple(_plain_name(str(k)) for k in data["keks"]),
                 keys_backed_up=bool(data["keys_backed_up"]),
+                signature=signature,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BackupError(f"{MANIFEST} is damaged or not a windowlink manifest") from None
@@ -313,7 +399,7 @@ def _kek_ids(directory: Path) -> set[str]:
     """Ids of the readable KEK files in a key directory."""
     ids: set[str] = set()
     for path in _key_files(directory):
-        if path.name == "active":
+        if path.suffix != ".kek":
             continue
         with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
             if json.loads(path.read_text())["id"] == path.stem:
@@ -350,10 +436,25 @@ class _Contents:
 def _contents(conn: Connection) -> _Contents:
     rows = conn.execute(select(files.c.id, files.c.kek_id, files.c.shredded_at)).all()
     readable = [r for r in rows if r.shredded_at is None]
+    # A data key is wrapped by a KEK directly (documents from before period keys) or
+    # under a period key, which a KEK wraps.
+    used = {str(r.kek_id) for r in readable}
+    periods = {key_id for key_id in used if is_period_key(key_id)}
+    keks = used - periods
+    if periods:
+        keks |= {
+            str(r.kek_id)
+            for r in conn.execute(
+                select(period_keys.c.id, period_keys.c.kek_id).where(
+                    period_keys.c.destroyed_at.is_(None)
+                )
+            )
+            if r.id in periods
+        }
     return _Contents(
         current_version(conn),
         tuple(sorted(r.id for r in readable)),
-        tuple(sorted({str(r.kek_id) for r in readable})),
+        tuple(sorted(keks)),
     )
 
 
@@ -476,10 +577,13 @@ async def create_backup(
     """Copy the database, then the documents it lists, into ``dest``, and the
     KEKs into ``key_dest``; write the manifest last and audit the backup."""
     dest, key_dest = await asyncio.to_thread(_backup_targets, installation, dest, key_dest)
-    db = await Database.open(installation.database_url)
+    keys = await asyncio.to_thread(
+        directory_audit_keys, installation.key_dir, installation.suite, create=True
+    )
+    db = await open_database(installation.database_url, keys)
     try:
         with _owner_only():
-            report = await _take_backup(installation, dest, key_dest)
+            report = await _take_backup(installation, dest, key_dest, keys.signing())
         manifest = report.manifest
         await db.write(
             lambda conn: append_audit(
@@ -528,6 +632,7 @@ async def _take_backup(
     installation: Installation,
     dest: Path,
     key_dest: Path | None,
+    signing_key: AuditKey,
 ) -> Report:
     await asyncio.to_thread(_private_dir, dest)
     await asyncio.to_thread(_private_dir, dest / DOCUMENTS)
@@ -578,7 +683,7 @@ async def _take_backup(
         gone=tuple(gone),
         keks=contents.keks,
         keys_backed_up=key_dest is not None,
-    )
+    ).signed(signing_key)
     await asyncio.to_thread(_write_new, dest / MANIFEST, manifest.to_json())
     return Report(manifest, warnings)
 
@@ -617,13 +722,20 @@ def _check_backup(source: Path, manifest: Manifest, key_source: Path | None) -> 
             f"the backup's records are schema version {manifest.schema_version}, newer than "
             f"this code ({LATEST_VERSION}): restore it with the version that made it"
         )
+    if key_source is not None and not key_source.is_dir():
+        return [f"the key backup {key_source} does not exist"]
+    try:
+        audit_keys = load_directory_keys(key_source) if key_source is not None else None
+    except KeyringError as exc:
+        return [str(exc)]
+    problem = manifest.signature_problem(audit_keys)
+    if problem is not None and audit_keys is not None:
+        # Nothing else in the backup can be believed: its digests are the manifest's.
+        raise BackupError(f"the backup cannot be trusted: {problem}")
     documents = {f.id: _digest(_document(source, f.id)) for f in manifest.files}
-    key_ids: set[str] | None = None
-    if key_source is not None:
-        if not key_source.is_dir():
-            return [f"the key backup {key_source} does not exist"]
-        key_ids = _kek_ids(key_source)
-    return restore_problems(manifest, _digest(source / manifest.database_file), documents, key_ids)
+    key_ids = _kek_ids(key_source) if key_source is not None else None
+    found = restore_problems(manifest, _digest(source / manifest.database_file), documents, key_ids)
+    return ([problem] if problem is not None else []) + found
 
 
 async def restore_backup(
@@ -664,8 +776,19 @@ async def restore_backup(
             await _postgres_restore(
                 installation.database_url, source / manifest.database_file, server_major
             )
-    db = await Database.open(installation.database_url)
+    keys = await asyncio.to_thread(
+        directory_audit_keys, installation.key_dir, installation.suite, create=True
+    )
+    db = await open_database(installation.database_url, keys)
     try:
+        try:
+            await AuditLog(db).check()
+        except AuditChainBroken as exc:
+            raise BackupError(
+                f"the restored records' audit chain is broken at entry {exc.seq}: {exc.reason} "
+                f"(the backup was signed, so it was made from a broken chain); the restored "
+                f"installation in {installation.data_dir} is left for inspection"
+            ) from None
         await db.write(lambda conn: _record_restore(conn, manifest, source))
     finally:
         await db.close()

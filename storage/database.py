@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from storage.audit_keys import AuditKeys
 from storage.errors import StorageUnavailable
 from storage.migrations import migrate
 
@@ -42,6 +43,16 @@ log lines and tracebacks that carry them) say "[SQL parameters hidden ...]"."""
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a PostgreSQL connection before the database counts as down."""
+
+# Attempts to truncate SQLite's WAL while readers hold it (0.2 s apart).
+_CHECKPOINT_TRIES = 25
+
+_LOCK_NOT_AVAILABLE = "55P03"
+"""PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout."""
+
+AUDIT_KEYS_OPTION = "windowlink_audit_keys"
+"""The execution option through which every connection of a ``Database`` carries its
+audit keys to ``storage.audit.append_audit`` (which runs inside units of work)."""
 
 
 def database_url(url: str | None, data_dir: Path) -> str:
@@ -66,6 +77,10 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # What a statement deletes or overwrites is zeroed in the page, not left in the
+    # file's free space: a destroyed key must not be readable from the file after
+    # the WAL has been checkpointed (Database.erase_freed).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -121,8 +136,11 @@ class _Pending:
 class Database:
     """Runs units of work against SQLite or PostgreSQL; writes are group-committed."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, audit_keys: AuditKeys | None = None) -> None:
         self.url = url
+        self.audit_keys = audit_keys
+        """The keys audit entries are made and verified with; None: no audit entries."""
+        options = {AUDIT_KEYS_OPTION: audit_keys}
         self.dialect = make_url(url).get_backend_name()
         self._sync_engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
@@ -130,7 +148,11 @@ class Database:
         self._sqlite_conn: Connection | None = None
         if self.dialect == "sqlite":
             self._sync_engine = create_engine(
-                url, pool_size=1, max_overflow=0, hide_parameters=HIDE_PARAMETERS
+                url,
+                pool_size=1,
+                max_overflow=0,
+                execution_options=options,
+                hide_parameters=HIDE_PARAMETERS,
             )
             event.listen(self._sync_engine, "connect", _sqlite_connect)
             event.listen(self._sync_engine, "begin", _sqlite_begin)
@@ -141,6 +163,7 @@ class Database:
                 pool_size=10,
                 max_overflow=10,
                 pool_pre_ping=True,
+                execution_options=options,
                 hide_parameters=HIDE_PARAMETERS,
                 # asyncpg waits 60 s for an unanswered connect: a request would too.
                 connect_args={"timeout": CONNECT_TIMEOUT},
@@ -149,11 +172,56 @@ class Database:
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, url: str) -> "Database":
+    async def open(cls, url: str, audit_keys: AuditKeys | None = None) -> "Database":
         """Connect and bring the schema up to date."""
-        db = cls(url)
+        db = cls(url, audit_keys)
         await db.read(migrate)
         return db
+
+    async def erase_freed(self, *tables: str) -> bool:
+        """Make deletions so far real in the database's own files: SQLite (whose
+        connections zero what they free, secure_delete) checkpoints its WAL into
+        the database file and truncates it, so that no older page image of a
+        deleted row is left there; PostgreSQL rewrites ``tables`` (VACUUM FULL: a
+        new file without the dead rows, the old one removed). Use it for small
+        tables only: VACUUM FULL locks the table while it copies it. False when
+        SQLite's readers kept the WAL from being truncated (it is, at a later call)."""
+        if self._sync_engine is not None:
+
+            def checkpoint() -> bool:
+                if self._sqlite_conn is None or self._sqlite_conn.invalidated:
+                    assert self._sync_engine is not None
+                    self._sqlite_conn = self._sync_engine.connect()
+                # On the driver's connection, outside any transaction (a checkpoint
+                # cannot run inside one); between units of work none is open.
+                raw = self._sqlite_conn.connection.driver_connection
+                assert raw is not None
+                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                return not busy
+
+            loop = asyncio.get_running_loop()
+            for _ in range(_CHECKPOINT_TRIES):
+                if await loop.run_in_executor(self._thread, checkpoint):
+                    return True
+                # A reader (``audit verify``, a backup) holds an older snapshot.
+                await asyncio.sleep(0.2)
+            return False
+        assert self._async_engine is not None
+        async with self._async_engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            # VACUUM FULL waits for its exclusive lock in the queue, and every
+            # query of the table would wait behind it: a table another session
+            # holds is left for a later call instead.
+            await autocommit.exec_driver_sql("SET lock_timeout = '2s'")
+            try:
+                for table in tables:
+                    # Names come from our own schema, never from a request.
+                    await autocommit.exec_driver_sql(f"VACUUM FULL {table}")
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                    raise
+                return False
+        return True
 
     async def close(self) -> None:
         if self._flusher is not None:

@@ -9,6 +9,8 @@ StorageError
  ├── MigrationError        the database schema cannot be brought up to date
  ├── AuditChainBroken      an audit entry does not match the chain
  ├── BackupError           a backup or restore refused or failed
+ ├── KeyringError          a key is missing, unsafe or inconsistent (the keys of
+ │                         another node, a wrong master key, a damaged key file)
  └── StorageUnavailable    the database cannot be reached now
 """
 
@@ -49,6 +51,10 @@ class AuditChainBroken(StorageError):
 
 class BackupError(StorageError):
     """A backup or restore that was refused or failed; the message says why."""
+
+
+class KeyringError(StorageError):
+    """The key store is missing a key, unsafe, or inconsistent."""
 
 
 class StorageUnavailable(StorageError):

@@ -16,6 +16,7 @@ The ring keeps the KEKs in memory: wrapping and unwrapping are synchronous;
 elsewhere and is called before a new data key is wrapped.
 """
 
+import asyncio
 import contextlib
 import json
 import os
@@ -31,15 +32,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, delete, func, insert, select
 
 from storage.database import Database
+from storage.errors import KeyringError as KeyringError
 from storage.filecrypt import DecryptionError, Suite, open_sealed, seal
 from storage.schema import keks as kek_rows
 
 _WRAP_NONCE = 12
 MASTER_KEY_SIZE = 32
-
-
-class KeyringError(Exception):
-    """The key store is missing a key, unsafe, or inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,23 @@ class DirectoryKeks(KekSource):
         temporary.replace(self.directory / "active")
 
     async def remove(self, kek_id: str) -> None:
-        (self.directory / f"{kek_id}.kek").unlink()
+        await asyncio.to_thread(overwrite_and_unlink, self.directory / f"{kek_id}.kek")
+
+
+def overwrite_and_unlink(path: Path) -> None:
+    """Remove a key file without leaving its bytes in the blocks it had (as far as the
+    file system rewrites a file in place: docs/SECURITY.md says where it does not)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    with path.open("r+b") as out:
+        for filler in (os.urandom(size), bytes(size)):
+            out.seek(0)
+            out.write(filler)
+            out.flush()
+            os.fsync(out.fileno())
+    path.unlink()
 
 
 def read_master_key(path: Path) -> bytes:
@@ -233,6 +247,8 @@ class DatabaseKeks(KekSource):
         await self._db.write(
             lambda conn: conn.execute(delete(kek_rows).where(kek_rows.c.id == kek_id))
         )
+        # Not left in the database's files either (storage.database.erase_freed).
+        await self._db.erase_freed(kek_rows.name)
 
 
 class Keyring:

@@ -215,6 +215,60 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        8,
+        "audit entries name the audit key their MAC was made with ('' = unkeyed, older)",
+        ("ALTER TABLE audit_log ADD COLUMN key_id TEXT NOT NULL DEFAULT ''",),
+    ),
+    Migration(
+        9,
+        "keys of retention periods: data keys are wrapped under the key of their period, "
+        "destroyed once the period's documents are all shredded",
+        (
+            # One row per period key, kept tiny so that destroying one can be made
+            # real (secure_delete / VACUUM FULL): no document data ever lands here.
+            # A destroyed key keeps its row with kek_id and wrapped '' (a tombstone
+            # that lets a stale data key be answered as shredded); erased_at says
+            # when no older version of the row was left in the database's files.
+            """CREATE TABLE period_keys (
+                id TEXT PRIMARY KEY,
+                period TEXT NOT NULL,
+                suite SMALLINT NOT NULL,
+                kek_id TEXT NOT NULL,
+                wrapped TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                destroyed_at DOUBLE PRECISION,
+                erased_at DOUBLE PRECISION)""",
+            # One live key per period and suite: nodes making it at once agree.
+            "CREATE UNIQUE INDEX period_keys_live ON period_keys(period, suite) "
+            "WHERE destroyed_at IS NULL",
+            "CREATE INDEX period_keys_kek ON period_keys(kek_id)",
+            "CREATE INDEX uploads_kek ON uploads(kek_id)",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        10,
+        "blobs this deployment means to create or no longer needs (tidying removes only "
+        "those); the deployment's id, which the blob store carries as its owner marker",
+        (
+            """CREATE TABLE blob_intents (
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (name, kind))""",
+            # Made once, by the first node that starts on this schema (storage.ownership).
+            """CREATE TABLE deployment (
+                id INTEGER PRIMARY KEY,
+                deployment_id TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

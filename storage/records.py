@@ -102,6 +102,9 @@ class AuditEntry:
     remote: str
     prev_hash: str
     hash: str
+    """HMAC under the audit key ``key_id``; SHA-256 for the unkeyed entries ('')
+    made before keyed chains."""
+    key_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,19 @@
 """Retention: the documents of consultations that ended more than N days ago are
 crypto-shredded (``--retention-days``; 0 keeps them forever).
 
-Per document, first its data key is destroyed: the wrapped key and the KEK id
+Per document, first its data key is destroyed: the wrapped key and the key id
 in its ``files`` row become '' and ``shredded_at`` is set, with a ``file.shred``
-audit entry, in one unit of work. Without that key the ciphertext is noise,
-wherever copies of it are (backups included). Then the ciphertext file is
-deleted. The row stays: the record that the document existed (name, size,
-digest, uploader). A crash between the two steps leaves an unreadable file,
-which the file store removes at its next start (it keeps only files whose key
-still exists).
+audit entry, in one unit of work. Then the ciphertext file is deleted. The row
+stays: the record that the document existed (name, size, digest, uploader). A
+crash between the two steps leaves an unreadable file, which the file store
+removes at its next start (it keeps only files whose key still exists).
+
+A database keeps what a row held for a while (free pages, WAL, dead tuples): the
+wrapped data key is really gone only with the key of its period, destroyed once
+every document of that period is shredded and the period is over
+(storage.periodkeys). From then on no copy of the data key anywhere (the
+database's leftovers, an old copy of the ciphertext from bucket versioning, a
+backup) opens the document.
 
 Which consultations are due is decided by ``is_due``, a pure function of the
 record, the time and the period; ``shred_expired`` is the one place that acts
@@ -96,10 +101,26 @@ def _candidates(conn: Connection, cutoff: float, after: str) -> list[Candidate]:
 
 
 async def shred_expired(db: Database, store: FileStore, *, days: float, now: float) -> list[str]:
-    """Shred every document that ``is_due`` at ``now``; return their ids."""
+    """Shred every document that ``is_due`` at ``now``, then destroy the keys of the
+    periods left with no readable document (storage.periodkeys); return the ids of
+    the documents shredded."""
     cutoff = retention_cutoff(now, days)
     if cutoff is None:
         return []
+    shredded = await _shred_due(db, store, cutoff, days, now)
+    if shredded:
+        # The wrapped keys just cleared leave no copy in SQLite's WAL (the pages
+        # themselves were zeroed as they were written: secure_delete).
+        await db.erase_freed()
+    destroyed = await store.keys.periods.destroy_finished(now)
+    if destroyed:
+        log.info("retention: the keys of %d periods destroyed", len(destroyed))
+    return shredded
+
+
+async def _shred_due(
+    db: Database, store: FileStore, cutoff: float, days: float, now: float
+) -> list[str]:
     shredded: list[str] = []
     after = ""
     while True:

@@ -106,6 +106,9 @@ audit_log = Table(
     Column("remote", Text, nullable=False),
     Column("prev_hash", Text, nullable=False),
     Column("hash", Text, nullable=False),
+    # The audit key whose HMAC ``hash`` is ('' for the unkeyed SHA-256 entries made
+    # before keyed chains; storage.audit_keys).
+    Column("key_id", Text, nullable=False, server_default=""),
 )
 
 # One row: the newest entry's seq and hash. Appenders lock it, which serialises
@@ -183,5 +186,47 @@ uploads = Table(
     Column("nonce_prefix", Text, nullable=False),
     Column("state", Text, nullable=False),
     Column("last_activity", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Keys of retention periods (storage.periodkeys): each wraps the data keys of the
+# documents uploaded in its period (a UTC day) and is itself wrapped by a KEK. When
+# every document of a period is shredded and the period is over, its key is
+# destroyed: ``kek_id`` and ``wrapped`` become '' and ``destroyed_at`` is set.
+period_keys = Table(
+    "period_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("period", Text, nullable=False),
+    Column("suite", SmallInteger, nullable=False),
+    Column("kek_id", Text, nullable=False),
+    Column("wrapped", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("destroyed_at", Float, nullable=True),
+    # When the destroyed key's older row versions were erased from the database's
+    # files (PostgreSQL: once no transaction could still see them).
+    Column("erased_at", Float, nullable=True),
+)
+
+# Blobs this deployment means to create or no longer needs (storage.intents): a row
+# is written before a blob is put and removed in the unit of work that records what
+# the blob holds (the document, the upload's part). Tidying removes only blobs with
+# a row older than a grace period and no record: a blob without a row is someone
+# else's, or unknown, and is never removed.
+blob_intents = Table(
+    "blob_intents",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# One row: this deployment's id, made once. The blob store carries it as its owner
+# marker (storage.ownership): a node of another deployment refuses the store.
+deployment = Table(
+    "deployment",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("deployment_id", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )

@@ -9,10 +9,12 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from storage.accounts import Accounts
-from storage.audit import AuditLog
+from storage.audit import AuditLog, chain_anchor
+from storage.audit_keys import AuditKeys, directory_audit_keys, read_anchor, record_anchor
 from storage.consultations import ConsultationRecords
 from storage.database import Database, database_url
 from storage.departments import Departments
+from storage.filecrypt import Suite
 from storage.sessions import SessionPolicy, Sessions
 from storage.statistics import ConsultationStatistics
 
@@ -37,6 +39,22 @@ def prepare_data_dir(data_dir: Path, url: str) -> None:
                 os.chmod(sibling, 0o600)
 
 
+async def open_database(url: str, audit_keys: AuditKeys) -> Database:
+    """The database, brought up to date, its audit entries made with ``audit_keys``;
+    a process that can sign records its anchor of the chain's unkeyed beginning the
+    first time (storage.audit_keys)."""
+    db = await Database.open(url, audit_keys)
+    if audit_keys.active is not None:
+        try:
+            if await asyncio.to_thread(read_anchor, audit_keys.directory) is None:
+                anchor = await db.read(chain_anchor)
+                await asyncio.to_thread(record_anchor, audit_keys.directory, anchor)
+        except BaseException:
+            await db.close()
+            raise
+    return db
+
+
 @dataclass(frozen=True)
 class Storage:
     db: Database
@@ -49,11 +67,22 @@ class Storage:
 
     @classmethod
     async def open(
-        cls, url: str | None, data_dir: Path, session_policy: SessionPolicy
+        cls,
+        url: str | None,
+        data_dir: Path,
+        session_policy: SessionPolicy,
+        audit_keys: AuditKeys | None = None,
     ) -> "Storage":
+        """The records; audit entries are made with ``audit_keys`` (default: those of
+        ``<data_dir>/keys``, made there if missing, as the server's default key
+        directory)."""
         url = database_url(url, data_dir)
         await asyncio.to_thread(prepare_data_dir, data_dir, url)
-        db = await Database.open(url)
+        if audit_keys is None:
+            audit_keys = await asyncio.to_thread(
+                directory_audit_keys, data_dir / "keys", Suite.AES_256_GCM, create=True
+            )
+        db = await open_database(url, audit_keys)
         return cls(
             db=db,
             audit=AuditLog(db),

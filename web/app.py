@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
 from signaling.hub import SignalingHub, create_live_store, create_socket_server
 from signaling.limits import EventRateLimit
+from storage.audit_keys import AuditKeys, directory_audit_keys, master_audit_keys
 from storage.blobs import open_blob_store
 from storage.database import Database
 from storage.demo import seed_demo
@@ -88,8 +90,25 @@ def signaling_config(settings: Settings) -> SignalingConfig:
     )
 
 
-async def open_storage(settings: Settings) -> Storage:
-    """The records, as configured (the server and the ``audit``/``keys`` commands)."""
+def crypto_suite(settings: Settings) -> Suite:
+    return Suite.SM4_GCM if settings.crypto_suite == "sm4-gcm" else Suite.AES_256_GCM
+
+
+def audit_keys(settings: Settings, *, sign: bool = True) -> AuditKeys:
+    """The audit chain's keys: derived from the master key, or in the key directory
+    (made there at the first start). ``sign=False``: only verify, make nothing."""
+    suite = crypto_suite(settings)
+    if settings.master_key_file is None:
+        keys = directory_audit_keys(settings.keys_directory, suite, create=sign)
+    else:
+        master = read_master_key(settings.master_key_file)
+        keys = master_audit_keys(master, suite, settings.keys_directory)
+    return keys if sign else dataclasses.replace(keys, active=None)
+
+
+async def open_storage(settings: Settings, *, sign: bool = True) -> Storage:
+    """The records, as configured (the server and the ``audit``/``keys`` commands);
+    ``sign=False`` for a process that only reads and verifies."""
     return await Storage.open(
         settings.database_url,
         settings.data_dir,
@@ -98,6 +117,7 @@ async def open_storage(settings: Settings) -> Storage:
             max_age=settings.session_max,
             kiosk_max_age=settings.kiosk_session_max,
         ),
+        await asyncio.to_thread(audit_keys, settings, sign=sign),
     )
 
 
@@ -120,7 +140,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
 async def open_keyring(settings: Settings, db: Database) -> Keyring:
     """The KEKs: in the key directory, or with a master key in the shared database
     (taking the key directory's KEKs the first time)."""
-    suite = Suite.SM4_GCM if settings.crypto_suite == "sm4-gcm" else Suite.AES_256_GCM
+    suite = crypto_suite(settings)
     directory = DirectoryKeks(settings.keys_directory)
     if settings.master_key_file is None:
         return await Keyring.open(directory, suite)

@@ -12,9 +12,10 @@ ApiError                     (status, code)
  └── TooManyRequests         429 too_many_requests (with Retry-After)
 
 Errors of ``signaling``, ``media`` and ``storage`` are mapped here too
-(media: BadOffer 400 bad_offer, UnknownCall 404, RelayUnavailable 503; storage:
-RecordNotFound 404, RecordConflict 409, DocumentDamaged 500 damaged), so that services
-can raise their own errors without knowing about HTTP.
+(media: BadOffer 400 bad_offer, UnknownCall 404, NotAParticipant 403, RelayUnavailable
+503; storage: RecordNotFound 404, RecordConflict 409, DocumentDamaged 500 damaged,
+KeyringError 503 keys_unavailable with Retry-After),
+so that services can raise their own errors without knowing about HTTP.
 
 A store that is down (the database unreachable or locked: ``StorageUnavailable``;
 Redis unreachable: ``StoreUnavailable``, or signaling's ``Unavailable``) is one
@@ -34,6 +35,9 @@ from signaling.store import StoreUnavailable
 from storage import errors as sto
 
 log = logging.getLogger(__name__)
+
+KEYS_RETRY_AFTER = 60
+"""Seconds a client is asked to wait after 503 keys_unavailable (an operator's fix)."""
 
 ERROR_CODE = web.ResponseKey("error_code", str)
 """The error code a response carries (for the metrics, without parsing its body)."""
@@ -145,6 +149,19 @@ def _from_exception(exc: BaseException) -> web.Response:
         return error_response(403, "forbidden", str(exc))
     if isinstance(exc, med.RelayUnavailable):
         return error_response(503, "relay_unavailable", str(exc))
+    if isinstance(exc, sto.KeyringError):
+        # A key this node cannot find (the keys of another node: a cluster without a
+        # shared master key) or a key store it cannot open: the operator's to fix,
+        # the client's to retry. Which key, and where, stays in the log.
+        log.error("a key is not available: %s", exc)
+        response = error_response(
+            503,
+            "keys_unavailable",
+            "documents cannot be read or written on this server now (its keys are not "
+            "available); try again later",
+        )
+        response.headers["Retry-After"] = str(KEYS_RETRY_AFTER)
+        return response
     if isinstance(exc, sto.DocumentDamaged):
         # Not the client's doing: the operator must hear of it (restore the blob).
         log.error("a recorded document cannot be read: %s", exc)

@@ -568,3 +568,23 @@ def check_serving(settings: Settings) -> None:
         )
     if settings.session_max < settings.session_idle:
         raise SettingsError("--session-max must not be shorter than --session-idle")
+    if shares_documents(settings) and settings.master_key_file is None:
+        raise SettingsError(
+            "this node shares its records and documents with other processes or nodes "
+            "(--redis-url, or PostgreSQL with a shared --blob-url), but without "
+            "--master-key-file it would keep its key-encryption keys in a key directory of "
+            f"its own ({settings.keys_directory}), which the others cannot read: uploads and "
+            "downloads through them would fail. Make one master key, once: "
+            "(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > master.key), "
+            "give the same file to every node with --master-key-file (or "
+            "WINDOWLINK_MASTER_KEY_FILE), mode 600, and keep a copy apart from the database "
+            "backups. The keys then live in the shared database, sealed under it; this "
+            "node's key directory is taken in at its first start (docs/DEPLOY.md)."
+        )
+
+
+def shares_documents(settings: Settings) -> bool:
+    """Whether other processes or nodes read and write this node's documents: they
+    then need the same key-encryption keys (a master key)."""
+    shared_database = (settings.database_url or "").startswith("postgres")
+    return settings.redis_url is not None or (shared_database and settings.blob_url is not None)

@@ -4,7 +4,8 @@ A ``Deployment`` is one service: a PostgreSQL database of its own (created on
 127.0.0.1:5432, trust auth, and dropped after), a Redis key prefix of its own
 (``test-<random>:`` on the machine's Redis, db 0, shared with CI: every key
 under it is deleted after; or a test's own ``PrivateRedis``), one data
-directory and one ``--cluster-secret``. ``Deployment.start`` runs a
+directory, one ``--master-key-file`` (nodes sharing records and documents refuse
+to start without one) and one ``--cluster-secret``. ``Deployment.start`` runs a
 ``server.py`` with those flags on a port of its own or a given one. Every
 process leads a session of its own, so that its whole group (relay workers,
 ``--processes`` children) can be killed whatever state a failing test leaves
@@ -40,6 +41,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from signaling.client import ExpertClient, KioskClient, WindowlinkClient
+from storage.audit_keys import master_audit_keys
+from storage.filecrypt import Suite
+from storage.keyring import read_master_key
 from storage.passwords import hash_password
 from storage.records import Role
 from storage.sessions import SessionPolicy
@@ -176,6 +180,11 @@ class Deployment:
     def data_dir(self) -> Path:
         return self.root / "data"
 
+    @property
+    def master_key_file(self) -> Path:
+        """The deployment's master key (made by ``open_deployment``)."""
+        return self.root / "master.key"
+
     def flags(self, port: int) -> list[str]:
         return [
             "--host",
@@ -191,6 +200,8 @@ class Deployment:
             self.redis_url,
             "--redis-prefix",
             self.redis_prefix,
+            "--master-key-file",
+            str(self.master_key_file),
             "--cluster-secret",
             self.cluster_secret,
             "--media-address",
@@ -217,15 +228,17 @@ class Deployment:
 
     async def start_nodes(self, count: int, *extra: str) -> list[ServerProcess]:
         """``count`` processes on ports of their own. The others start once the first
-        has made the key-encryption key: two processes making the first one at once
-        in an empty data directory would race (``storage.keyring``)."""
+        has made the key-encryption key (in the database, under the master key), so
+        that the deployment has one from the start."""
         first = await self.start(*extra, healthy=False)
-        active_key = self.data_dir / "keys" / "active"
 
         async def key_made() -> bool:
             if not first.running:
                 raise AssertionError(f"first server exited:\n{first.log_tail()}")
-            return active_key.exists()
+            try:
+                return bool(await self.query("SELECT id FROM keks"))
+            except asyncpg.PostgresError:
+                return False  # not migrated yet
 
         await eventually(key_made, STARTUP, "the first server made its key")
         rest = [await self.start(*extra, healthy=False) for _ in range(count - 1)]
@@ -248,7 +261,10 @@ class Deployment:
         """More kiosks (hall ``city``) and experts (username, department) than the
         demo has, straight into the database (one password hash for all)."""
         policy = SessionPolicy(idle_timeout=3600.0, max_age=3600.0)
-        storage = await Storage.open(self.database_url, self.root / "seeding", policy)
+        keys = master_audit_keys(
+            read_master_key(self.master_key_file), Suite.AES_256_GCM, self.root / "seeding"
+        )
+        storage = await Storage.open(self.database_url, self.root / "seeding", policy, keys)
         try:
             encoded = await asyncio.to_thread(hash_password, password)
             for username in kiosks:
@@ -280,6 +296,8 @@ class Deployment:
             str(self.data_dir),
             "--database-url",
             self.database_url,
+            "--master-key-file",
+            str(self.master_key_file),
             "audit",
             "verify",
             cwd=ROOT,
@@ -318,6 +336,8 @@ async def open_deployment(root: Path, redis_url: str = SHARED_REDIS) -> AsyncIte
         f"test-{secrets.token_hex(6)}:",
         secrets.token_hex(24),  # never starts with "-", which argparse would take for a flag
     )
+    deployment.master_key_file.write_text(os.urandom(32).hex())
+    deployment.master_key_file.chmod(0o600)
     try:
         yield deployment
     finally:

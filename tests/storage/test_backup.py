@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import stat
@@ -20,6 +21,8 @@ import pytest
 
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import OfferView
+from storage.audit import GENESIS_HASH, entry_hash
+from storage.audit_keys import AuditKey
 from storage.backup import (
     FileEntry,
     Installation,
@@ -586,3 +589,142 @@ async def test_a_document_gone_during_the_backup_is_shredded_in_the_restored_rec
     conn.close()
     assert row[0] == "" and row[1] is not None
     assert actions[-2:] == ["file.shred", "backup.restore"]
+
+
+# ---- the signed manifest ----------------------------------------------------------------
+
+SIGNER = AuditKey("audit-1", "hmac-sha256", b"s" * 32, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "keys", "problem"),
+    [
+        (MANIFEST.signed(SIGNER), {SIGNER.id: SIGNER}, None),
+        (MANIFEST.signed(SIGNER), {SIGNER.id: SIGNER, "audit-0": SIGNER}, None),
+        (MANIFEST, {SIGNER.id: SIGNER}, "not signed"),
+        (MANIFEST.signed(SIGNER), None, "give the key backup holding it"),
+        (MANIFEST.signed(SIGNER), {}, "audit key audit-1 that signed the manifest is missing"),
+        (
+            dataclasses.replace(MANIFEST.signed(SIGNER), database_sha256="e" * 64),
+            {SIGNER.id: SIGNER},
+            "does not verify",
+        ),
+        (
+            dataclasses.replace(MANIFEST.signed(SIGNER), keks=("kek-a",)),
+            {SIGNER.id: SIGNER},
+            "does not verify",
+        ),
+        (
+            MANIFEST.signed(AuditKey("audit-1", "hmac-sha256", b"m" * 32, 0.0)),
+            {SIGNER.id: SIGNER},
+            "does not verify",
+        ),
+        (
+            MANIFEST.signed(AuditKey("audit-1", "hmac-sm3", b"s" * 32, 0.0)),
+            {SIGNER.id: SIGNER},
+            "does not verify",
+        ),
+    ],
+)
+def test_what_the_manifest_signature_vouches_for(
+    manifest: Manifest, keys: dict[str, AuditKey] | None, problem: str | None
+) -> None:
+    found = Manifest.from_json(manifest.to_json()).signature_problem(keys)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+def test_an_unsigned_manifest_of_the_first_format_is_refused_with_what_to_do() -> None:
+    old = json.loads(MANIFEST.to_json())
+    old["version"] = 1
+    del old["signature"]
+    with pytest.raises(BackupError, match="restore it with the version that made it"):
+        Manifest.from_json(json.dumps(old))
+
+
+def rewrite_audit_unkeyed(database: Path, drop: set[int], actor: str) -> int:
+    """The attack of issue 19 on a backup's database copy: audit entries removed,
+    actors rewritten, the chain and its head recomputed the unkeyed way (all that
+    can be done without the audit key). The entries left."""
+    conn = sqlite3.connect(database)
+    try:
+        rows = conn.execute(
+            "SELECT seq, at, actor, action, subject, detail, remote FROM audit_log ORDER BY seq"
+        ).fetchall()
+        kept = [r for r in rows if r[0] not in drop]
+        conn.execute("DELETE FROM audit_log")
+        prev = GENESIS_HASH
+        for seq, (_, at, _, action, subject, detail, remote) in enumerate(kept, start=1):
+            digest = entry_hash(seq, at, actor, action, subject, detail, remote, prev)
+            conn.execute(
+                "INSERT INTO audit_log (seq, at, actor, action, subject, detail, remote, "
+                "prev_hash, hash, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                (seq, at, actor, action, subject, detail, remote, prev, digest),
+            )
+            prev = digest
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (len(kept), prev))
+        conn.commit()
+    finally:
+        conn.close()
+    return len(kept)
+
+
+@pytest.mark.parametrize("signature", ["kept", "removed", "made_with_a_guessed_key"])
+async def test_an_edited_backup_is_refused_by_restore_and_by_audit_verify(
+    sqlite_server: RunningServer, connect: ClientFactory, tmp_path: Path, signature: str
+) -> None:
+    installation, _ = await served_document(sqlite_server, connect)
+    dest, keys = tmp_path / "b", tmp_path / "k"
+    report = await create_backup(installation, dest, keys)
+    assert report.manifest.signature is not None
+    key_id = report.manifest.signature.key_id
+    # The key backup carries what verifies the backup: the audit key and the anchor.
+    assert (keys / f"{key_id}.key").is_file() and (keys / "audit-anchor.json").is_file()
+
+    # The honest backup restores and verifies, naming the key.
+    honest = tmp_path / "honest"
+    code, out, err = await run_cli(
+        "--data-dir", str(honest), "restore", str(dest), "--key-backup", str(keys)
+    )
+    assert code == 0, err
+    assert f"manifest signature verified with audit key {key_id}" in out
+    code, out, err = await run_cli("--data-dir", str(honest), "audit", "verify")
+    assert code == 0, err
+    assert f"verified with audit key {key_id} (HMAC-SHA-256)" in out
+
+    # The edited one: three entries gone, actors rewritten, chain and manifest
+    # recomputed.
+    edited = tmp_path / "edited"
+    shutil.copytree(dest, edited)
+    left = rewrite_audit_unkeyed(edited / "database.sqlite3", {2, 3, 4}, "nobody")
+    assert left >= 3
+    manifest = json.loads((edited / "manifest.json").read_text())
+    content = (edited / "database.sqlite3").read_bytes()
+    manifest["database"]["size"] = len(content)
+    manifest["database"]["sha256"] = hashlib.sha256(content).hexdigest()
+    if signature == "removed":
+        manifest["signature"] = None
+    elif signature == "made_with_a_guessed_key":
+        forged = Manifest.from_json(json.dumps(manifest)).signed(
+            AuditKey(key_id, "hmac-sha256", os.urandom(32), 0.0)
+        )
+        manifest = json.loads(forged.to_json())
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "target"
+    code, _, err = await run_cli(
+        "--data-dir", str(target), "restore", str(edited), "--key-backup", str(keys)
+    )
+    assert code != 0
+    assert "restore refused: the backup cannot be trusted" in err
+    assert not target.exists()
+
+    # Put in place by hand with the genuine keys, the records fail verification.
+    by_hand = tmp_path / "by_hand"
+    by_hand.mkdir(mode=0o700)
+    shutil.copy(edited / "database.sqlite3", by_hand / "windowlink.db")
+    shutil.copytree(keys, by_hand / "keys")
+    code, _, err = await run_cli("--data-dir", str(by_hand), "audit", "verify")
+    assert code == 1
+    assert "audit chain BROKEN at entry 1" in err

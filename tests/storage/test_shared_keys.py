@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from storage.schema import files, keks
+from storage.schema import files, keks, period_keys
 from tests.conftest import (
     ClientFactory,
     RunningServer,
@@ -106,7 +106,7 @@ async def test_keys_rotate_on_one_node_is_followed_by_the_running_nodes(
     ]
     rotated = await asyncio.to_thread(keys_cli, flags, "rotate")
     assert rotated.returncode == 0, rotated.stderr
-    assert "1 data keys re-wrapped" in rotated.stdout
+    assert "1 keys re-wrapped" in rotated.stdout  # the key of today's period
 
     # Node B, running all along, wraps its next document with the new KEK ...
     _, _, call_b = await active_call(
@@ -121,10 +121,17 @@ async def test_keys_rotate_on_one_node_is_followed_by_the_running_nodes(
     assert await download(node_a, after["url"]) == PDF
     assert await download(node_b, before["url"]) == PNG
 
+    # Both data keys are wrapped under the key of today's period, and that one (not
+    # a row per document) by the new KEK.
     used = await node_a.storage.db.read(
         lambda conn: {r.id: r.kek_id for r in conn.execute(select(files.c.id, files.c.kek_id))}
     )
-    assert used == {before["id"]: ring_b.active_id, after["id"]: ring_b.active_id}
+    [period] = set(used.values())
+    assert set(used) == {before["id"], after["id"]} and period.startswith("pk-")
+    wrapping = await node_a.storage.db.read(
+        lambda conn: conn.execute(select(period_keys.c.id, period_keys.c.kek_id)).all()
+    )
+    assert [tuple(r) for r in wrapping] == [(period, ring_b.active_id)]
     retired = await asyncio.to_thread(keys_cli, flags, "retire", first)
     assert retired.returncode == 0, retired.stderr
     assert await download(node_a, before["url"]) == PNG

@@ -321,7 +321,7 @@ async def test_keys_rotate_rewraps_and_the_old_key_can_be_retired(
         _, before = await upload_file(sqlite_server, kiosk_http, call_id, "before.png", PNG)
         rotated = await asyncio.to_thread(cli, "rotate")
         assert rotated.returncode == 0, rotated.stderr
-        assert "1 data keys re-wrapped" in rotated.stdout
+        assert "1 keys re-wrapped" in rotated.stdout  # the key of today's period
         assert (await asyncio.to_thread(cli, "retire", old)).returncode == 0
         _, after = await upload_file(sqlite_server, kiosk_http, call_id, "after.pdf", PDF)
         # The running server picks up the new key; both files read back.

@@ -72,6 +72,18 @@ def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
         (["--blob-url", "ftp://x/y"], {}, "--blob-url"),
         (["--s3-endpoint", "http://s3.local"], {}, "goes with an s3://"),
         (["--blob-url", "s3://b/p", "--s3-endpoint", "s3.local"], {}, "must be an http"),
+        # Nodes sharing records and documents need the same keys: a master key.
+        (["--redis-url", "redis://r"], {}, "Make one master key"),
+        (
+            ["--database-url", "postgresql://db/wl", "--blob-url", "s3://b/p"],
+            {},
+            "without --master-key-file",
+        ),
+        (
+            ["--blob-url", "file:///srv/shared"],
+            {"WINDOWLINK_DATABASE_URL": "postgresql://db/wl"},
+            "give the same file to every node",
+        ),
     ],
 )
 def test_bad_values_fail_fast_with_a_clear_message(
@@ -82,9 +94,32 @@ def test_bad_values_fail_fast_with_a_clear_message(
 
 
 def test_several_processes_share_redis_and_a_secret_from_the_environment() -> None:
-    env = {"WINDOWLINK_CLUSTER_SECRET": "s" * 32, "WINDOWLINK_PROCESSES": "4"}
+    env = {
+        "WINDOWLINK_CLUSTER_SECRET": "s" * 32,
+        "WINDOWLINK_PROCESSES": "4",
+        "WINDOWLINK_MASTER_KEY_FILE": "/etc/windowlink/master.key",
+    }
     settings = parse_settings(["--redis-url", "redis://r:6379/0"], env).settings
     assert (settings.processes, settings.cluster_secret) == (4, "s" * 32)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--database-url", "postgresql://db/wl"],
+        ["--blob-url", "s3://b/p"],
+        ["--database-url", "postgresql://db/wl", "--blob-url", "s3://b/p"],
+        ["--redis-url", "redis://r"],
+    ],
+)
+def test_a_node_sharing_documents_starts_with_a_master_key(argv: list[str]) -> None:
+    """Alone (one database and a blob store of its own) a node may keep its keys in
+    its key directory; shared, it starts only with the master key."""
+    shared = "--redis-url" in argv or len(argv) == 4
+    if not shared:
+        parse_settings(argv, {})
+    settings = parse_settings([*argv, "--master-key-file", "/etc/wl/master.key"], {}).settings
+    assert settings.master_key_file == Path("/etc/wl/master.key")
 
 
 def test_plain_http_off_loopback_is_allowed_behind_named_proxies() -> None:
