@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,7 @@ from storage.blobs import LocalBlobStore
 from storage.datakeys import DataKeys
 from storage.errors import FileShredded
 from storage.filestore import FileStore
-from storage.keyring import WrappedKey
+from storage.keyring import DirectoryKeks, Keyring, WrappedKey
 from storage.periodkeys import (
     DESTROY_GRACE,
     PeriodKeys,
@@ -332,3 +333,21 @@ async def test_documents_stored_before_period_keys_stay_readable_and_move_under_
     assert old_kek not in keyring.ids
     assert await read_back() == content
     assert await store.rewrap_all() == 0
+
+
+async def test_a_retired_key_file_is_overwritten_before_it_is_unlinked(
+    tmp_path: Path,
+) -> None:
+    """A second name for the same file (a hard link) shows what was left in its
+    blocks once the key directory's name is gone: zeros, not the key."""
+    keys = DirectoryKeks(tmp_path / "keys")
+    ring = await Keyring.open(keys)
+    old = ring.active_id
+    await ring.rotate()
+    path = tmp_path / "keys" / f"{old}.kek"
+    secret = path.read_bytes()
+    os.link(path, tmp_path / "second-name")
+    await ring.retire(old, 0)
+    assert not path.exists()
+    left = (tmp_path / "second-name").read_bytes()
+    assert len(left) == len(secret) and set(left) == {0}
