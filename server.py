@@ -4,6 +4,7 @@ python server.py [flags]                 serve
 python server.py [flags] audit verify    check the audit hash chain
 python server.py [flags] backup DEST [--key-backup KEYDEST]
 python server.py [flags] restore SRC [--key-backup KEYDIR]
+python server.py [flags] files tidy [--dry-run]
 """
 
 import asyncio
@@ -22,12 +23,14 @@ from observability.logs import banner
 from observability.logs import configure as configure_logging
 from storage.audit import ChainReport
 from storage.backup import Installation, create_backup, restore_backup
-from storage.blobs import open_blob_store
+from storage.blobs import BlobError, open_blob_store
 from storage.database import database_url
-from storage.errors import AuditChainBroken, BackupError
+from storage.errors import AuditChainBroken, BackupError, ForeignBlobStore
 from storage.filestore import FileStore
 from storage.keyring import KeyringError, read_master_key
+from storage.ownership import claim
 from storage.records import AuditEvent
+from storage.tidying import GRACE, tidy
 from web.app import create_app, crypto_suite, open_keyring, open_storage
 from web.processes import Supervisor, child_index, secrets_on_command_line
 from web.settings import Settings, SettingsError, parse_settings, secret_environment
@@ -121,6 +124,48 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
         await storage.close()
 
 
+async def tidy_files(settings: Settings, *, dry_run: bool) -> int:
+    """``files tidy [--dry-run]``: remove (or list) this deployment's blobs that a
+    crash left without a record; safe beside running nodes (storage.tidying)."""
+    storage = await open_storage(settings)
+    blobs = open_blob_store(settings.blob_url, settings.data_dir, settings.s3_endpoint)
+    spool = settings.data_dir / "tmp"
+    try:
+        await asyncio.to_thread(spool.mkdir, mode=0o700, parents=True, exist_ok=True)
+        await blobs.start()
+        deployment = await claim(storage.db, blobs, spool)
+        report = await tidy(storage.db, blobs, dry_run=dry_run)
+        if report.removed and not dry_run:
+            await storage.audit.append(
+                AuditEvent(
+                    "operator",
+                    "files.tidy",
+                    deployment,
+                    {"removed": len(report.removed), "unknown": report.unknown},
+                )
+            )
+    except ForeignBlobStore as exc:
+        print(f"windowlink: {exc}", file=sys.stderr)
+        return 2
+    except BlobError as exc:
+        print(f"windowlink: the blob store cannot be tidied: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await blobs.close()
+        await storage.close()
+    verb = "would remove" if dry_run else "removed"
+    for removal in report.removed:
+        print(
+            f"{verb} {removal.kind.value} {removal.name} ({removal.age:.0f} s old, {removal.why})"
+        )
+    print(
+        f"{len(report.removed)} blobs {verb}; {report.pending} pending (intent younger than "
+        f"{GRACE / 3600:.0f} h); {report.unknown} unknown (never recorded by this "
+        "deployment's database: left alone)"
+    )
+    return 0
+
+
 def installation(settings: Settings) -> Installation:
     return Installation(
         settings.data_dir,
@@ -199,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)
     raise_open_file_limit()
     configure_logging(settings.log_level, settings.log_format)
-    if invocation.command[:1] in (("audit",), ("keys",)) and not installed(settings):
+    if invocation.command[:1] in (("audit",), ("keys",), ("files",)) and not installed(settings):
         print(
             f"windowlink: no installation in {settings.data_dir} (no database there); "
             "check --data-dir / --database-url",
@@ -214,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyringError as exc:
             print(f"windowlink: {exc}", file=sys.stderr)
             return 2
+    if invocation.command[:1] == ("files",):
+        return asyncio.run(tidy_files(settings, dry_run="--dry-run" in invocation.command))
     if invocation.command[:1] in (("backup",), ("restore",)):
         return asyncio.run(backup_or_restore(settings, invocation.command))
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
@@ -255,20 +302,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyringError as exc:
             print(f"windowlink: {exc}", file=sys.stderr)
             return 2
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ssl_context=context,
-        print=None,
-        access_log=None,
-        # Several processes of this machine share the port (--processes).
-        reuse_port=index is not None,
-        # A stopping node does not wait for its open sockets to be closed by their
-        # clients (engine.io would keep each for its ping timeout): the pages and
-        # clients reconnect to another node by themselves.
-        shutdown_timeout=SHUTDOWN_SECONDS,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            ssl_context=context,
+            print=None,
+            access_log=None,
+            # Several processes of this machine share the port (--processes).
+            reuse_port=index is not None,
+            # A stopping node does not wait for its open sockets to be closed by their
+            # clients (engine.io would keep each for its ping timeout): the pages and
+            # clients reconnect to another node by themselves.
+            shutdown_timeout=SHUTDOWN_SECONDS,
+        )
+    except (ForeignBlobStore, BlobError) as exc:
+        # Found while starting (web.app's document store): the store is another
+        # deployment's, or cannot be asked whose it is.
+        print(f"windowlink: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -24,7 +24,9 @@ SUFFIX = ".wlf"
 # documents so that any process or node can take the upload on; never listed as
 # documents.
 PART_SUFFIX = ".wlp"
-_SUFFIXES = (SUFFIX, PART_SUFFIX)
+# The owner marker: which deployment this store belongs to (storage.ownership).
+OWNER_SUFFIX = ".wlo"
+_SUFFIXES = (SUFFIX, PART_SUFFIX, OWNER_SUFFIX)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # S3 parts: every part but the last must be at least 5 MiB, and each is held in
 # memory while it is sent. The least S3 allows: with the pages' upload parts of up
@@ -77,6 +79,11 @@ class BlobStore(ABC):
     async def put(self, name: str, source: Path, suffix: str = SUFFIX) -> None:
         """Keep the finished file at ``source`` as ``name``, durably, then remove
         ``source``. A reader sees either no blob or the whole of it."""
+
+    @abstractmethod
+    async def create(self, name: str, data: bytes, suffix: str) -> bool:
+        """Keep ``data`` as ``name`` only if there is no such blob yet (two callers at
+        once: one wins); whether this call made it."""
 
     @abstractmethod
     async def fetch(self, name: str, spool: Path, suffix: str = SUFFIX) -> BinaryIO:
@@ -140,6 +147,28 @@ class LocalBlobStore(BlobStore):
                     os.close(directory)
 
         await asyncio.to_thread(move)
+
+    async def create(self, name: str, data: bytes, suffix: str) -> bool:
+        target = self.path_of(name, suffix)
+
+        def link() -> bool:
+            # Written whole beside it, then linked: a link never replaces a file, and
+            # a reader sees the blob whole or not at all.
+            fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".new-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                try:
+                    os.link(temporary, target)
+                except FileExistsError:
+                    return False
+                return True
+            finally:
+                os.unlink(temporary)
+
+        return await asyncio.to_thread(link)
 
     async def fetch(self, name: str, spool: Path, suffix: str = SUFFIX) -> BinaryIO:
         try:
@@ -288,6 +317,29 @@ class S3BlobStore(BlobStore):
                     Bucket=bucket, Key=key, UploadId=upload_id
                 )
             raise
+
+    async def create(self, name: str, data: bytes, suffix: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._failures(f"storing {name}"):
+                # A conditional write: S3 (and stores that follow it) refuse it with
+                # 412 when the key exists; a store that ignores the condition
+                # overwrites, which the caller's read back catches.
+                await self._client.put_object(
+                    Bucket=self.location.bucket,
+                    Key=self._key(name, suffix),
+                    Body=data,
+                    IfNoneMatch="*",
+                )
+        except BlobError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and str(
+                cause.response.get("Error", {}).get("Code", "")
+            ) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
 
     async def fetch(self, name: str, spool: Path, suffix: str = SUFFIX) -> BinaryIO:
         # Unlinked at once: the copy lives as long as the handle, and a crash

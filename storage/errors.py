@@ -6,6 +6,7 @@ StorageError
  │    └── FileShredded     the document's data key was destroyed (retention)
  ├── DocumentDamaged       a stored document is missing from the blob store or fails
  │                         its authentication
+ ├── ForeignBlobStore      the blob store's owner marker names another deployment
  ├── MigrationError        the database schema cannot be brought up to date
  ├── AuditChainBroken      an audit entry does not match the chain
  ├── BackupError           a backup or restore refused or failed
@@ -34,6 +35,11 @@ class FileShredded(RecordConflict):
 class DocumentDamaged(StorageError):
     """A recorded document cannot be read back whole and authentic: its content is
     missing from the blob store, or a chunk fails its authentication."""
+
+
+class ForeignBlobStore(StorageError):
+    """The blob store belongs to another deployment (its owner marker names another
+    one than this database): this node must not use it."""
 
 
 class MigrationError(StorageError):

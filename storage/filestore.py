@@ -9,24 +9,28 @@ job each.
 - storage.attachments: the clerk's case record;
 - storage.datakeys: the documents' and uploads' data keys (the only place that
   wraps or unwraps one: no key leaves ``storage``);
-- storage.tidying: what interrupted runs left behind.
+- storage.tidying: what interrupted runs left behind, of this deployment only
+  (storage.intents: which blobs it means to create; storage.ownership: the
+  store's owner marker).
 
 Plaintext never touches the disk, the database or the object store.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from storage.attachments import Attachment, CaseRecord
-from storage.blobs import BlobStore, LocalBlobStore
+from storage.blobs import BlobError, BlobStore, LocalBlobStore
 from storage.database import Database
 from storage.datakeys import DataKeys
 from storage.documents import Documents, Download, Plaintext, StoredFile
 from storage.errors import DocumentDamaged, FileShredded
 from storage.keyring import Keyring
+from storage.ownership import claim
 from storage.records import Account
-from storage.tidying import remove_leftovers, remove_orphans
+from storage.tidying import Removal, TidyReport, remove_leftovers, tidy
 from storage.uploads import Upload, UploadError, UploadLimits, Uploads
 
 __all__ = [
@@ -36,11 +40,19 @@ __all__ = [
     "FileShredded",
     "FileStore",
     "Plaintext",
+    "Removal",
     "StoredFile",
     "Upload",
     "UploadError",
     "UploadLimits",
 ]
+
+
+log = logging.getLogger(__name__)
+
+
+def _ignore(_removal: Removal) -> None:
+    pass
 
 
 class FileStore:
@@ -66,6 +78,9 @@ class FileStore:
         )
         self.documents = Documents(db, self.blobs, self.keys, self._tmp)
         self.case_record = CaseRecord(db)
+        self._db = db
+        self.deployment = ""
+        """This deployment's id, which the blob store's owner marker names (set by ``open``)."""
 
     @classmethod
     async def open(
@@ -78,16 +93,33 @@ class FileStore:
         limits: UploadLimits | None = None,
         tidy: bool = False,
         blobs: BlobStore | None = None,
+        on_removed: Callable[[Removal], None] = _ignore,
     ) -> "FileStore":
-        """The store (it owns ``blobs`` from here on, default ``<directory>/files``);
-        ``tidy`` (the serving process only, never a command run beside a running
-        server) removes what an interrupted run left behind."""
+        """The store (it owns ``blobs`` from here on, default ``<directory>/files``).
+        ``tidy`` (the serving process; the ``keys`` commands never touch a blob)
+        first makes sure the blob store is this deployment's (``ForeignBlobStore``
+        otherwise, ``BlobError`` when it cannot be asked), then removes what an
+        interrupted run left behind, each blob removed passed to ``on_removed``."""
         store = cls(directory, keyring, db, max_size=max_size, limits=limits, blobs=blobs)
         await asyncio.to_thread(store._prepare)
         await store.blobs.start()
-        if tidy:
-            await asyncio.to_thread(remove_leftovers, store._tmp, store.limits.idle_timeout)
-            await remove_orphans(db, store.blobs)
+        try:
+            if tidy:
+                try:
+                    store.deployment = await claim(db, store.blobs, store._tmp)
+                except BlobError as exc:
+                    raise BlobError(
+                        f"the blob store {store.blobs.description} cannot be asked which "
+                        f"deployment it belongs to ({exc}); a node serves only its own store"
+                    ) from exc
+                await asyncio.to_thread(remove_leftovers, store._tmp, store.limits.idle_timeout)
+                try:
+                    await store.tidy(on_removed=on_removed)
+                except BlobError as exc:
+                    log.warning("blobs not tidied: %s", exc)
+        except BaseException:
+            await store.blobs.close()
+            raise
         return store
 
     def _prepare(self) -> None:
@@ -159,6 +191,19 @@ class FileStore:
 
     async def attachments(self, case_number: str) -> list[Attachment]:
         return await self.case_record.attachments(case_number)
+
+    # ---- tidying ------------------------------------------------------------------
+
+    async def tidy(
+        self,
+        *,
+        dry_run: bool = False,
+        now: float | None = None,
+        on_removed: Callable[[Removal], None] = _ignore,
+    ) -> TidyReport:
+        """Remove this deployment's blobs that a crash or a cut-off deletion left
+        without a record (storage.tidying); safe beside running nodes."""
+        return await tidy(self._db, self.blobs, dry_run=dry_run, now=now, on_removed=on_removed)
 
     # ---- keys ----------------------------------------------------------------------
 

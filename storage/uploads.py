@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,6 +48,7 @@ from storage.filecrypt import (
 )
 from storage.filetypes import SNIFF_BYTES, FileRejected, check_name, check_type
 from storage.ids import new_id
+from storage.intents import BlobKind, intend, settle
 from storage.records import Account, AuditEvent
 from storage.schema import files, uploads
 
@@ -219,9 +221,16 @@ def _digest_and_head(path: Path, key: bytes, suite: Suite) -> tuple[str, bytes, 
 
 
 def _commit_part(
-    row: Any, received: int, next_chunk: int, carry: str, segments: str, now: float
+    row: Any,
+    received: int,
+    next_chunk: int,
+    carry: str,
+    segment: str | None,
+    segments: str,
+    now: float,
 ) -> Callable[[Connection], None]:
-    """The unit of work that records a verified part, if nothing else did first."""
+    """The unit of work that records a verified part (and its segment, whose intent
+    it settles), if nothing else did first."""
 
     def unit(conn: Connection) -> None:
         changed = conn.execute(
@@ -251,6 +260,8 @@ def _commit_part(
                 "another part of this upload arrived first; resume from the upload's offset",
                 int(current.received),
             )
+        if segment is not None:
+            settle(conn, BlobKind.PART, [segment])
 
     return unit
 
@@ -448,11 +459,18 @@ class Uploads:
                 raise UploadError("checksum_mismatch", "the part does not match its checksum")
             if scratch.stat().st_size:
                 segment = f"{upload.id}-{token}"
+                # Noted before it exists: a crash before the commit below leaves a
+                # blob this deployment's tidying knows to be its own.
+                await self._db.write(
+                    partial(intend, kind=BlobKind.PART, names=[segment], now=time.time())
+                )
                 await self._blobs.put(segment, scratch, suffix=PART_SUFFIX)
             segments = " ".join(s for s in (row.segments, segment) if s)
             carry = _seal_carry(Suite(row.suite), key, upload.id, encryptor.size, encryptor.pending)
             await self._db.write(
-                _commit_part(row, encryptor.size, encryptor.index, carry, segments, time.time())
+                _commit_part(
+                    row, encryptor.size, encryptor.index, carry, segment, segments, time.time()
+                )
             )
             warm.received, warm.segments = encryptor.size, segments
             self._warm[upload.id] = warm
@@ -460,8 +478,7 @@ class Uploads:
                 self._warm.pop(next(iter(self._warm)))
         except BaseException:
             if segment is not None:
-                with contextlib.suppress(BlobError):
-                    await self._blobs.delete(segment, suffix=PART_SUFFIX)
+                await self._delete_segments(segment)
             raise
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -471,22 +488,33 @@ class Uploads:
     async def discard(self, upload: Upload) -> None:
         """Remove an unfinished upload and its parts (nothing if it is gone already)."""
         self._warm.pop(upload.id, None)
-        row = await self._db.read(
-            lambda conn: conn.execute(select(uploads).where(uploads.c.id == upload.id)).first()
-        )
-        await self._db.write(
-            lambda conn: conn.execute(delete(uploads).where(uploads.c.id == upload.id))
-        )
-        if row is not None:
-            await self._delete_segments(row.segments)
+
+        def unit(conn: Connection) -> str:
+            # The parts lose their record here: noted in the same unit of work, so
+            # that a crash before they are deleted leaves them to tidying.
+            row = conn.execute(select(uploads.c.segments).where(uploads.c.id == upload.id)).first()
+            if row is None:
+                return ""
+            conn.execute(delete(uploads).where(uploads.c.id == upload.id))
+            intend(conn, BlobKind.PART, str(row.segments).split(), time.time())
+            return str(row.segments)
+
+        await self._delete_segments(await self._db.write(unit))
 
     async def _delete_segments(self, segments: str) -> None:
+        """Delete parts no record needs any more, and forget their intents."""
+        deleted = []
         for name in segments.split():
             try:
                 await self._blobs.delete(name, suffix=PART_SUFFIX)
             except BlobError as exc:
-                # Left for the tidying at the next start.
+                # Left for tidying (its intent stays).
                 log.warning("an upload part was not removed: %s", exc)
+            else:
+                deleted.append(name)
+        if deleted:
+            with contextlib.suppress(Exception):
+                await self._db.write(partial(settle, kind=BlobKind.PART, names=deleted))
 
     async def _discard_where(self, condition: Any) -> int:
         rows = await self._db.read(
@@ -582,6 +610,11 @@ class Uploads:
             except FileRejected as exc:
                 await self.discard(_upload(row))
                 raise UploadError(exc.code, str(exc)) from None
+            # Noted before it exists: a crash before the record is committed leaves
+            # a blob this deployment's tidying knows to be its own.
+            await self._db.write(
+                partial(intend, kind=BlobKind.DOCUMENT, names=[row.id], now=time.time())
+            )
             await self._blobs.put(row.id, assembled)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -609,6 +642,9 @@ class Uploads:
                 )
             )
             conn.execute(delete(uploads).where(uploads.c.id == row.id))
+            settle(conn, BlobKind.DOCUMENT, [row.id])
+            # The parts lose their record with the upload (deleted below).
+            intend(conn, BlobKind.PART, str(row.segments).split(), record.created_at)
             append_audit(
                 conn,
                 AuditEvent(
@@ -628,8 +664,9 @@ class Uploads:
         try:
             await self._db.write(unit)
         except BaseException:
-            with contextlib.suppress(BlobError):
+            with contextlib.suppress(Exception):
                 await self._blobs.delete(row.id)
+                await self._db.write(partial(settle, kind=BlobKind.DOCUMENT, names=[row.id]))
             raise
         await self._delete_segments(row.segments)
         return record

@@ -163,6 +163,7 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         tidy=True,
         blobs=open_blob_store(settings.blob_url, settings.data_dir, settings.s3_endpoint),
+        on_removed=app[METRICS].count_blob_removed,
     )
     store.start_sweeping(min(60.0, settings.upload_idle_timeout / 4))
     app[FILES] = store

@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from signaling.figures import DepartmentFigures
+from storage.tidying import Removal
 from web.errors import ERROR_CODE
 
 # Most of what the server answers takes milliseconds; uploads and offers take longer.
@@ -165,6 +166,13 @@ class Metrics:
             "windowlink_upload_bytes", "Bytes of documents received completely.", registry=r
         )
         self.downloads = Counter("windowlink_downloads", "Document downloads.", registry=r)
+        self.blobs_removed = Counter(
+            "windowlink_blobs_removed",
+            "Blobs tidying removed (storage.tidying), by kind (document, part) and why "
+            "(unrecorded: put but never recorded; shredded: its key was destroyed).",
+            ["kind", "why"],
+            registry=r,
+        )
         self.queue_length = Gauge(
             "windowlink_queue_length",
             "Consultations waiting or ringing, per department.",
@@ -226,6 +234,9 @@ class Metrics:
 
     def count_error(self, code: str) -> None:
         self.errors.labels("http", code).inc()
+
+    def count_blob_removed(self, removal: Removal) -> None:
+        self.blobs_removed.labels(removal.kind.value, removal.why.value).inc()
 
     # ---- live state, read at each scrape --------------------------------------------
 

@@ -285,6 +285,19 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="KEYDIR",
         help="where the key-encryption keys were backed up",
     )
+    files = sub.add_parser("files", help="the document store")
+    files_sub = files.add_subparsers(dest="files_command", required=True, metavar="ACTION")
+    tidy = files_sub.add_parser(
+        "tidy",
+        help="remove this deployment's blobs that a crash left without a record (safe "
+        "beside running nodes); never another deployment's",
+    )
+    tidy.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="list what would be removed and remove nothing",
+    )
     return parser
 
 
@@ -498,6 +511,8 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     elif args.command == "keys":
         retired = [str(args.kek_id)] if args.keys_command == "retire" else []
         command = ("keys", str(args.keys_command), *retired)
+    elif args.command == "files":
+        command = ("files", str(args.files_command), *(["--dry-run"] if args.dry_run else []))
     elif args.command in ("backup", "restore"):
         keys = ("--key-backup", str(args.key_backup)) if args.key_backup else ()
         command = (str(args.command), str(args.path), *keys)

@@ -139,7 +139,8 @@ async def test_bad_files_are_refused_and_nothing_is_stored(
         ) as response:
             assert (await response.json())["files"] == []
     data = sqlite_server.settings.data_dir
-    assert list((data / "files").iterdir()) == [] and list((data / "tmp").iterdir()) == []
+    # No document, no part (only the store's owner marker).
+    assert list((data / "files").glob("*.wl[fp]")) == [] and list((data / "tmp").iterdir()) == []
 
 
 async def test_size_limit_offsets_and_checksums_are_enforced_and_resume_works(
@@ -449,9 +450,11 @@ async def test_documents_in_an_object_store_read_back_exactly_and_it_never_sees_
         )
         assert status == 206 and back == content[5_000_000:5_000_100]
     s3 = boto3.client("s3", endpoint_url=object_store.endpoint)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert keys == [f"hall1/{record['id']}.wlf"]
-    stored = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    # The document, and the store's owner marker (storage.ownership).
+    document = f"hall1/{record['id']}.wlf"
+    assert keys == {"hall1/deployment.wlo", document}
+    stored = s3.get_object(Bucket=bucket, Key=document)["Body"].read()
     assert len(stored) > len(content) and marker not in stored
     assert not (server.settings.data_dir / "files").exists() or not any(
         (server.settings.data_dir / "files").iterdir()

@@ -192,7 +192,7 @@ async def kill_9_mid_upload(tmp_path: Path, started: list[asyncio.subprocess.Pro
     started.append(process)
     try:
         assert not any((data / "tmp").iterdir())
-        assert not any((data / "files").iterdir())
+        assert not any((data / "files").glob("*.wl[fp]"))
         clerk = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         async with clerk:
             async with clerk.post(

@@ -117,7 +117,7 @@ async def test_uploads_end_with_their_call(
         async with http.head(url) as response:
             assert response.status == 404
         assert list((server.settings.data_dir / "tmp").iterdir()) == []
-        assert list((server.settings.data_dir / "files").iterdir()) == []
+        assert list((server.settings.data_dir / "files").glob("*.wl[fp]")) == []
         assert await server.app[FILES].of_consultation(call_id) == []
         assert await server.app[FILES].unfinished() == (0, 0)
 
