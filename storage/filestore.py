@@ -144,9 +144,14 @@ class FileStore:
         return await self.uploads.get(upload_id)
 
     async def append(
-        self, upload: Upload, offset: int, body: AsyncIterator[bytes], sha256: bytes
+        self,
+        upload: Upload,
+        offset: int,
+        body: AsyncIterator[bytes],
+        sha256: bytes,
+        length: int | None = None,
     ) -> int:
-        return await self.uploads.append(upload, offset, body, sha256)
+        return await self.uploads.append(upload, offset, body, sha256, length)
 
     async def finish(self, upload: Upload, uploader: Account, remote: str) -> StoredFile:
         return await self.uploads.finish(upload, uploader, remote)

@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, text, update
 
 from storage.audit import append_audit
 from storage.blobs import PART_SUFFIX, BlobError, BlobMissing, BlobStore
@@ -66,15 +66,65 @@ class UploadError(Exception):
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """What unfinished uploads may hold: each is a temporary file and disk space
-    until it finishes, so one account must not be able to pile them up."""
+    """What unfinished uploads may hold: their parts take space in the blob store
+    until they finish, so neither one account nor one call may take it all, and
+    an upload that never sends anything must not hold a place for long.
+
+    Bytes count as received (verified parts, and the part arriving), never as
+    declared: declaring is free, so declared sizes could block everyone else."""
 
     per_account: int = 4
     """Unfinished uploads one account may hold."""
     pending_bytes: int = 1024 * 1024 * 1024
-    """Declared bytes of all unfinished uploads together."""
+    """Bytes all unfinished uploads together may hold."""
+    per_account_bytes: int = 100 * 1024 * 1024
+    """Bytes one account's unfinished uploads may hold (an upload alone may always
+    reach its declared size)."""
+    per_call_bytes: int = 150 * 1024 * 1024
+    """Bytes the unfinished uploads of one consultation may hold (the same exception)."""
     idle_timeout: float = 600.0
-    """Seconds without a byte after which an unfinished upload is discarded."""
+    """Seconds without a part after which an unfinished upload is discarded."""
+    first_byte_timeout: float = 30.0
+    """Seconds an upload may wait for its first part to begin before it is discarded."""
+
+    @property
+    def sweep_interval(self) -> float:
+        """How often idle uploads are looked for: often enough that neither timeout
+        is overstayed by more than half of itself."""
+        return min(60.0, self.idle_timeout / 4, self.first_byte_timeout / 2)
+
+
+@dataclass(frozen=True)
+class Held:
+    """Bytes unfinished uploads hold, received so far."""
+
+    everyone: int
+    account: int
+    """The uploading account's, this upload included."""
+    call: int
+    """The consultation's, this upload included."""
+
+
+def part_refusal(
+    limits: UploadLimits, held: Held, incoming: int, declared: int
+) -> "UploadError | None":
+    """Why a part of ``incoming`` bytes (at most) may not start now, if it may not,
+    for an upload of ``declared`` bytes."""
+    if held.everyone + incoming > limits.pending_bytes:
+        return UploadError("uploads_busy", "the server is receiving too much; try again soon")
+    if held.account + incoming > max(limits.per_account_bytes, declared):
+        return UploadError(
+            "account_upload_limit",
+            f"your unfinished uploads may hold at most {limits.per_account_bytes} bytes; "
+            "finish or abandon one first",
+        )
+    if held.call + incoming > max(limits.per_call_bytes, declared):
+        return UploadError(
+            "call_upload_limit",
+            f"this consultation's unfinished uploads may hold at most {limits.per_call_bytes} "
+            "bytes; finish or abandon one first",
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -358,8 +408,10 @@ class Uploads:
                     f"at most {limits.per_account} unfinished uploads at once; "
                     "finish or abandon one first",
                 )
-            pending = conn.execute(select(func.sum(uploads.c.declared_size))).scalar()
-            if int(pending or 0) + size > limits.pending_bytes:
+            # Only what arrived counts: declaring is free (six kiosks declaring
+            # 4 x 50 MiB each used to keep every other call from uploading).
+            held = conn.execute(select(func.sum(uploads.c.received))).scalar()
+            if int(held or 0) >= limits.pending_bytes:
                 raise UploadError(
                     "uploads_busy", "the server is receiving too much; try again soon"
                 )
@@ -396,17 +448,48 @@ class Uploads:
         )
         return encryptor, key
 
+    async def _admit_part(self, row: Any, length: int | None) -> None:
+        """Refuse a part that would take the uploads past their limits; mark the
+        upload as started at its first part (the first-byte timeout is over)."""
+        remaining = int(row.declared_size) - int(row.received)
+        incoming = remaining if length is None else min(length, remaining)
+        mine = uploads.c.uploader_id == row.uploader_id
+        this_call = uploads.c.consultation_id == row.consultation_id
+        totals = select(
+            func.sum(uploads.c.received),
+            func.sum(case((mine, uploads.c.received), else_=0)),
+            func.sum(case((this_call, uploads.c.received), else_=0)),
+        )
+        everyone, account, call = await self._db.read(lambda conn: conn.execute(totals).one())
+        held = Held(int(everyone or 0), int(account or 0), int(call or 0))
+        refused = part_refusal(self.limits, held, incoming, int(row.declared_size))
+        if refused is not None:
+            raise refused
+        if int(row.received) == 0 and float(row.last_activity) == float(row.created_at):
+            started = (
+                update(uploads)
+                .where(uploads.c.id == row.id, uploads.c.last_activity == row.created_at)
+                .values(last_activity=time.time())
+            )
+            await self._db.write(lambda conn: conn.execute(started))
+
     async def append(
-        self, upload: Upload, offset: int, body: AsyncIterator[bytes], sha256: bytes
+        self,
+        upload: Upload,
+        offset: int,
+        body: AsyncIterator[bytes],
+        sha256: bytes,
+        length: int | None = None,
     ) -> int:
-        """Add one part at ``offset``; it counts only if all of it arrived and its
-        SHA-256 matches, otherwise the upload stays where it was. Returns the new
-        offset."""
+        """Add one part at ``offset`` (``length``: its size if known); it counts only
+        if all of it arrived and its SHA-256 matches, otherwise the upload stays where
+        it was. Returns the new offset."""
         row = upload.row if upload.row is not None else await self._row(upload.id)
         if row.state != "open":
             raise UploadError("gone", "this upload is being finished")
         if offset != row.received:
             raise UploadError("wrong_offset", "resume from the upload's offset", int(row.received))
+        await self._admit_part(row, length)
         # Taken out while this part runs: a concurrent part of the same upload
         # starts from the row, and the compare-and-set lets one of them count.
         warm = self._warm.pop(upload.id, None)
@@ -485,21 +568,29 @@ class Uploads:
                 await asyncio.to_thread(scratch.unlink)
         return encryptor.size
 
-    async def discard(self, upload: Upload) -> None:
-        """Remove an unfinished upload and its parts (nothing if it is gone already)."""
+    async def discard(self, upload: Upload, condition: Any = None) -> int:
+        """Remove an unfinished upload and its parts (nothing if it is gone already,
+        or no longer meets ``condition``); 1 if it was removed here, else 0."""
         self._warm.pop(upload.id, None)
+        which = uploads.c.id == upload.id
+        if condition is not None:
+            which = and_(which, condition)
 
-        def unit(conn: Connection) -> str:
+        def unit(conn: Connection) -> str | None:
             # The parts lose their record here: noted in the same unit of work, so
             # that a crash before they are deleted leaves them to tidying.
-            row = conn.execute(select(uploads.c.segments).where(uploads.c.id == upload.id)).first()
+            row = conn.execute(select(uploads.c.segments).where(which)).first()
             if row is None:
-                return ""
+                return None
             conn.execute(delete(uploads).where(uploads.c.id == upload.id))
             intend(conn, BlobKind.PART, str(row.segments).split(), time.time())
             return str(row.segments)
 
-        await self._delete_segments(await self._db.write(unit))
+        segments = await self._db.write(unit)
+        if segments is None:
+            return 0
+        await self._delete_segments(segments)
+        return 1
 
     async def _delete_segments(self, segments: str) -> None:
         """Delete parts no record needs any more, and forget their intents."""
@@ -520,18 +611,27 @@ class Uploads:
         rows = await self._db.read(
             lambda conn: conn.execute(select(uploads.c.id).where(condition)).all()
         )
+        discarded = 0
         for row in rows:
-            await self.discard(Upload(row.id, "", "", "", 0, 0, 0.0))
-        return len(rows)
+            # Checked again as it is deleted: a part may have begun meanwhile.
+            discarded += await self.discard(Upload(row.id, "", "", "", 0, 0, 0.0), condition)
+        return discarded
 
     async def discard_consultation(self, consultation_id: str) -> int:
         """Discard the unfinished uploads of a consultation whose call has ended."""
         return await self._discard_where(uploads.c.consultation_id == consultation_id)
 
     async def discard_idle(self, now: float | None = None) -> int:
-        """Discard unfinished uploads that received nothing for the idle timeout."""
-        cutoff = (time.time() if now is None else now) - self.limits.idle_timeout
-        return await self._discard_where(uploads.c.last_activity < cutoff)
+        """Discard unfinished uploads that received nothing for the idle timeout, and
+        those whose first part never began within the first-byte timeout."""
+        now = time.time() if now is None else now
+        idle = uploads.c.last_activity < now - self.limits.idle_timeout
+        never_started = and_(
+            uploads.c.received == 0,
+            uploads.c.last_activity == uploads.c.created_at,
+            uploads.c.created_at < now - self.limits.first_byte_timeout,
+        )
+        return await self._discard_where(or_(idle, never_started))
 
     def start_sweeping(self, interval: float) -> None:
         """Discard idle uploads every ``interval`` seconds until ``close``."""

@@ -159,13 +159,16 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
         limits=UploadLimits(
             per_account=settings.max_open_uploads,
             pending_bytes=settings.max_pending_upload_bytes,
+            per_account_bytes=settings.upload_bytes_per_account,
+            per_call_bytes=settings.upload_bytes_per_call,
             idle_timeout=settings.upload_idle_timeout,
+            first_byte_timeout=settings.upload_first_byte_timeout,
         ),
         tidy=True,
         blobs=open_blob_store(settings.blob_url, settings.data_dir, settings.s3_endpoint),
         on_removed=app[METRICS].count_blob_removed,
     )
-    store.start_sweeping(min(60.0, settings.upload_idle_timeout / 4))
+    store.start_sweeping(store.limits.sweep_interval)
     app[FILES] = store
     yield
     await store.close()

@@ -68,6 +68,8 @@ class CaseLink(Body):
 
 _UPLOAD_STATUS = {
     "too_many_uploads": 429,
+    "account_upload_limit": 429,
+    "call_upload_limit": 429,
     "uploads_busy": 503,
     "gone": 404,
     "wrong_offset": 409,
@@ -203,8 +205,9 @@ async def upload_offset(request: web.Request) -> web.StreamResponse:
         Header("Upload-Checksum", "sha256 <base64 of the part's digest>", r"^[Ss][Hh][Aa]256 \S+$"),
     ),
     # 400 bad_part/checksum_mismatch, 408 too_slow, 409 wrong_offset, 413 too_large,
-    # 415 not application/offset+octet-stream.
-    errors=(400, 408, 409, 413, 415),
+    # 415 not application/offset+octet-stream, 429 account_upload_limit/call_upload_limit,
+    # 503 uploads_busy.
+    errors=(400, 408, 409, 413, 415, 429, 503),
 )
 async def upload_part(request: web.Request) -> web.StreamResponse:
     upload = await _own_upload(request)
@@ -225,7 +228,11 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
         raise UnsupportedMediaType("send the part as application/offset+octet-stream")
     try:
         stored = await request.app[FILES].append(
-            upload, offset, paced(request.content.iter_chunked(1024 * 1024), PART_PACE), checksum
+            upload,
+            offset,
+            paced(request.content.iter_chunked(1024 * 1024), PART_PACE),
+            checksum,
+            request.content_length,
         )
     except BodyTooSlow as exc:
         error = ApiError(f"{exc}; resume from Upload-Offset", code="too_slow")

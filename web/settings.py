@@ -125,16 +125,30 @@ class Settings:
     """Seconds a connection may take to send a request's headers (and idle between requests)."""
     upload_idle_timeout: float = 600.0
     """Seconds after which an unfinished upload that received nothing is discarded."""
+    upload_first_byte_timeout: float = 30.0
+    """Seconds an upload may wait for its first part to begin before it is discarded."""
     max_open_uploads: int = 4
     """Unfinished uploads one account may hold at once."""
     max_pending_upload_bytes: int = 1024 * 1024 * 1024
-    """Declared bytes of all unfinished uploads together, across accounts."""
+    """Bytes all unfinished uploads together may hold (received, not declared), across accounts."""
+    max_upload_bytes_per_account: int | None = None
+    """Bytes one account's unfinished uploads may hold (received); default twice --max-file-size."""
+    max_upload_bytes_per_call: int | None = None
+    """Bytes one call's unfinished uploads may hold (received); default 3 x --max-file-size."""
     max_sockets_per_account: int = 8
     """socket.io connections one account may hold at once (tabs, reconnects)."""
     chat_per_minute: int = 30
     """Chat lines one account may send per minute."""
     events_per_second: float = 20.0
     """socket.io events one connection may send per second (bursts of twice that)."""
+
+    @property
+    def upload_bytes_per_account(self) -> int:
+        return self.max_upload_bytes_per_account or 2 * self.max_file_size
+
+    @property
+    def upload_bytes_per_call(self) -> int:
+        return self.max_upload_bytes_per_call or 3 * self.max_file_size
 
     @property
     def keys_directory(self) -> Path:
@@ -231,8 +245,11 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "retention_days",
         "header_timeout",
         "upload_idle_timeout",
+        "upload_first_byte_timeout",
         "max_open_uploads",
         "max_pending_upload_bytes",
+        "max_upload_bytes_per_account",
+        "max_upload_bytes_per_call",
         "max_sockets_per_account",
         "chat_per_minute",
         "events_per_second",
@@ -353,6 +370,21 @@ def _number(name: str, raw: object, kind: type[int] | type[float], minimum: floa
         raise SettingsError(f"{_flag(name)} must be a number, not {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{_flag(name)} must be at least {minimum}, not {value}")
+    return value
+
+
+def _upload_bytes(name: str, raw: object, max_file_size: object) -> int | None:
+    """A byte limit on unfinished uploads; unset = derived from --max-file-size. Less
+    than one document of the largest size would refuse such documents for good."""
+    if raw is None or raw == "":
+        return None
+    value = int(_number(name, raw, int, 1))
+    largest = int(_number("max_file_size", max_file_size, int, 1))
+    if value < largest:
+        raise SettingsError(
+            f"{_flag(name)} must be at least --max-file-size ({largest}), not {value}: "
+            "a document of the largest size could never be uploaded"
+        )
     return value
 
 
@@ -495,9 +527,18 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         retention_days=_number("retention_days", args.retention_days, float, 0),
         header_timeout=_number("header_timeout", args.header_timeout, float, 1),
         upload_idle_timeout=_number("upload_idle_timeout", args.upload_idle_timeout, float, 10),
+        upload_first_byte_timeout=_number(
+            "upload_first_byte_timeout", args.upload_first_byte_timeout, float, 1
+        ),
         max_open_uploads=int(_number("max_open_uploads", args.max_open_uploads, int, 1)),
         max_pending_upload_bytes=int(
             _number("max_pending_upload_bytes", args.max_pending_upload_bytes, int, 1)
+        ),
+        max_upload_bytes_per_account=_upload_bytes(
+            "max_upload_bytes_per_account", args.max_upload_bytes_per_account, args.max_file_size
+        ),
+        max_upload_bytes_per_call=_upload_bytes(
+            "max_upload_bytes_per_call", args.max_upload_bytes_per_call, args.max_file_size
         ),
         max_sockets_per_account=int(
             _number("max_sockets_per_account", args.max_sockets_per_account, int, 1)

@@ -46,10 +46,14 @@ export function formatSize(bytes) {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
+const BUSY = ["too_many_uploads", "account_upload_limit", "call_upload_limit", "uploads_busy"];
+
 function failureKey(err) {
   if (err.code === "type_mismatch" || err.code === "unsupported_type") return "files.wrong_type";
   if (err.code === "too_large" || err.status === 413) return "files.too_large";
   if (err.code === "bad_name") return "files.bad_name";
+  // Too much being sent at once (by this account, this call or everyone): wait for one.
+  if (BUSY.includes(err.code) || err.status === 429) return "files.busy";
   return "files.failed";
 }
 
@@ -166,7 +170,8 @@ export class FilePanel {
       attempts += 1;
       const retryable = !response || [400, 409].includes(response.status) || response.status >= 500;
       if (attempts > MAX_ATTEMPTS || !retryable) {
-        throw Object.assign(new Error("upload"), { status: response ? response.status : 0 });
+        const code = response ? (await response.json().catch(() => null))?.error?.code : undefined;
+        throw Object.assign(new Error("upload"), { status: response ? response.status : 0, code });
       }
       await new Promise((resolve) => setTimeout(resolve, 500 * attempts));
       const head = await fetch(created.url, { method: "HEAD" }).catch(() => null);
