@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from storage.attachments import Attachment, CaseRecord
+from storage.attachments import Attachment, AttachRefused, CaseRecord
 from storage.blobs import BlobError, BlobStore, LocalBlobStore
 from storage.database import Database
 from storage.datakeys import DataKeys
@@ -34,6 +34,7 @@ from storage.tidying import Removal, TidyReport, remove_leftovers, tidy
 from storage.uploads import Upload, UploadError, UploadLimits, Uploads
 
 __all__ = [
+    "AttachRefused",
     "Attachment",
     "DocumentDamaged",
     "Download",

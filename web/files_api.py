@@ -11,14 +11,14 @@ from aiohttp import web
 from pydantic import StringConstraints
 
 from signaling.messages import CaseNumber, FileView
-from storage.errors import DocumentDamaged, RecordNotFound
-from storage.filestore import Download, StoredFile, Upload, UploadError
+from storage.errors import DocumentDamaged, RecordConflict, RecordNotFound
+from storage.filestore import AttachRefused, Download, StoredFile, Upload, UploadError
 from storage.filetypes import ALLOWED
 from storage.records import Account, AuditEvent, Role
 from web.api import ANY_ACCOUNT, Api, Header, account_of, read_body, reply
 from web.auth import remote_address
 from web.body_pacing import BodyTooSlow, Pace, paced
-from web.errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
+from web.errors import ApiError, BadRequest, Conflict, NotFound, UnsupportedMediaType
 from web.keys import FILES, METRICS, SIGNALING, STORAGE
 from web.schemas import Body, CaseQuery, View
 
@@ -64,6 +64,8 @@ class AttachmentList(View):
 
 class CaseLink(Body):
     case_number: CaseNumber
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=500)]
+    """Why this consultation belongs to the case (kept in the audit entry)."""
 
 
 _UPLOAD_STATUS = {
@@ -449,8 +451,9 @@ async def case_attachments(request: web.Request) -> web.StreamResponse:
     response=AttachmentList,
     status=201,
     tag="files",
-    # 409: already attached, or shredded.
-    errors=(409,),
+    # 404 no such file; 409 already_attached, other_case (the document's consultation
+    # is of another case), no_case_number (link the consultation first), or shredded.
+    errors=(404, 409),
 )
 async def attach(request: web.Request) -> web.StreamResponse:
     case_number = request.match_info["case_number"]
@@ -461,32 +464,56 @@ async def attach(request: web.Request) -> web.StreamResponse:
     if not valid:
         raise BadRequest("not a case number", code="invalid_case_number")
     body = await read_body(request, AttachRequest)
-    await request.app[FILES].attach(
-        case_number, body.file_id, body.category, account_of(request), remote_address(request)
-    )
+    try:
+        await request.app[FILES].attach(
+            case_number, body.file_id, body.category, account_of(request), remote_address(request)
+        )
+    except AttachRefused as exc:
+        raise Conflict(str(exc), code=exc.code) from None
     return reply(await _attachment_list(request, case_number), status=201)
 
 
 @api.route(
     "POST",
     "/api/v1/consultations/{consultation_id}/case",
-    summary="Link a consultation that had no case number to one.",
+    summary="Link a consultation that had no case number to one, once, with a reason "
+    "(audited); its documents can then be attached to that case.",
     roles=CLERKS,
     body=CaseLink,
     tag="files",
     status=204,
-    # 409: no such consultation, or it already has a case number.
-    errors=(409,),
+    # 404 no such consultation; 409 already_linked (it has a case number: linked once).
+    errors=(404, 409),
 )
 async def link_case(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, CaseLink)
     consultation_id = request.match_info["consultation_id"]
     account = account_of(request)
-    await request.app[STORAGE].consultations.link_case(
-        consultation_id,
-        body.case_number,
-        audit=AuditEvent(
-            account.username, "consultation.link_case", consultation_id, {}, remote_address(request)
-        ),
+    records = request.app[STORAGE].consultations
+    try:
+        record = await records.get(consultation_id)
+    except RecordNotFound:
+        raise NotFound("no such consultation") from None
+    already = Conflict(
+        "this consultation already has a case number; a consultation is linked once",
+        code="already_linked",
     )
+    if record.case_number is not None:
+        raise already
+    try:
+        # The records change only if it still has none (two clerks at once: one wins).
+        await records.link_case(
+            consultation_id,
+            body.case_number,
+            audit=AuditEvent(
+                account.username,
+                "consultation.link_case",
+                consultation_id,
+                # The reason, not the case number: the audit log never holds case numbers.
+                {"reason": body.reason},
+                remote_address(request),
+            ),
+        )
+    except RecordConflict:
+        raise already from None
     return web.Response(status=204)

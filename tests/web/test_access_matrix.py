@@ -74,6 +74,9 @@ class Matrix:
     sockets: dict[str, WindowlinkClient] = field(default_factory=dict)
     calls: dict[str, Call] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    unattached: list[str] = field(default_factory=list)
+    """Documents of call A (case MX-A) for the attach probe: one per cell, since a
+    document joins its case once."""
 
     @property
     def url(self) -> str:
@@ -192,6 +195,11 @@ async def _build(server: RunningServer) -> Matrix:
         await _connect(m, username)
     m.calls["A"] = await _open_call(m, "kiosk01", "expert_market", "market", "MX-A")
     m.calls["B"] = await _open_call(m, "kiosk02", "expert_housing", "housing", "MX-B")
+    for _ in ROLES:
+        upload = await _upload(m, "kiosk01", m.calls["A"].consultation_id, complete=True)
+        status, body = await m.request("POST", f"/api/v1/uploads/{upload}/finish", "kiosk01")
+        assert status == 201, body
+        m.unattached.append(str(body["id"]))
     return m
 
 
@@ -388,7 +396,7 @@ async def _withdraw(m: Matrix, role: str, relation: Relation) -> int:
 @probe("POST /api/v1/consultations/{consultation_id}/case")
 async def _link_case(m: Matrix, role: str, relation: Relation) -> int:
     path = f"/api/v1/consultations/{await ended_consultation(m)}/case"
-    body = {"case_number": m.unique("MX-LINK-")}
+    body = {"case_number": m.unique("MX-LINK-"), "reason": "matrix"}
     return (await m.request("POST", path, actor(role, relation), json=body))[0]
 
 
@@ -491,8 +499,9 @@ async def _download(m: Matrix, role: str, relation: Relation) -> int:
 
 @probe("POST /api/v1/cases/{case_number}/attachments")
 async def _attach(m: Matrix, role: str, relation: Relation) -> int:
-    path = f"/api/v1/cases/{m.unique('MX-ATT-')}/attachments"
-    body = {"file_id": m.calls["A"].file_id, "category": "application"}
+    # A document joins only its own consultation's case (MX-A), and only once.
+    path = "/api/v1/cases/MX-A/attachments"
+    body = {"file_id": m.unattached.pop(), "category": "application"}
     return (await m.request("POST", path, actor(role, relation), json=body))[0]
 
 

@@ -4,15 +4,18 @@ readable by the right people only, attached to the case record."""
 import base64
 import hashlib
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import FileView
+from storage.attachments import attach_refusal
 from tests.conftest import (
     ClientFactory,
     RunningServer,
@@ -263,7 +266,7 @@ async def test_clerk_attaches_a_document_to_the_case_and_downloads_it(
     async with clerk:
         async with clerk.post(
             f"{sqlite_server.url}/api/v1/consultations/{call_id}/case",
-            json={"case_number": "SL-2026-1"},
+            json={"case_number": "SL-2026-1", "reason": "市民补交受理单号"},
         ) as response:
             assert response.status == 204
         async with clerk.post(
@@ -292,6 +295,92 @@ async def test_clerk_attaches_a_document_to_the_case_and_downloads_it(
     assert kiosk is not None
     actions = [e.action for e in await sqlite_server.storage.audit.entries()]
     assert "file.attach" in actions and "consultation.link_case" in actions
+
+
+@pytest.mark.parametrize(
+    ("case_number", "consultation_case", "code"),
+    [
+        ("SL-1", "SL-1", None),
+        ("SL-1", "SL-2", "other_case"),
+        ("SL-1", None, "no_case_number"),
+        # Case numbers are compared as given: SL-1 is not sl-1.
+        ("SL-1", "sl-1", "other_case"),
+    ],
+)
+def test_which_attachments_are_refused(
+    case_number: str, consultation_case: str | None, code: str | None
+) -> None:
+    refused = attach_refusal(case_number, consultation_case)
+    assert (refused.code if refused else None) == code
+
+
+async def test_a_document_joins_only_the_case_its_consultation_carries(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    """The clerk could attach any file to any case number: one citizen's document
+    among another citizen's papers."""
+    server = sqlite_server
+    _, expert_a, call_a = await active_call(server, connect, case_number="SL-A")
+    _, expert_b, call_b = await active_call(
+        server, connect, kiosk="kiosk02", expert="expert_housing", department="housing"
+    )
+    kiosk_a = await login_session(server, "kiosk01")
+    kiosk_b = await login_session(server, "kiosk02")
+    async with kiosk_a, kiosk_b:
+        _, doc_a = await upload_file(server, kiosk_a, call_a, "a.pdf", PDF)
+        _, doc_b = await upload_file(server, kiosk_b, call_b, "b.png", PNG)
+    await expert_a.end(call_a)
+    await expert_b.end(call_b)
+    clerk = await login_session(server, "clerk")
+
+    async def attach(case_number: str, file_id: str) -> tuple[int, Any]:
+        async with clerk.post(
+            f"{server.url}/api/v1/cases/{case_number}/attachments",
+            json={"file_id": file_id, "category": "application"},
+        ) as response:
+            return response.status, await response.json()
+
+    async def link(consultation_id: str, body: dict[str, str]) -> tuple[int, Any]:
+        async with clerk.post(
+            f"{server.url}/api/v1/consultations/{consultation_id}/case", json=body
+        ) as response:
+            return response.status, await response.json() if response.status != 204 else None
+
+    async with clerk:
+        status, body = await attach("SL-OTHER", doc_a["id"])
+        assert (status, body["error"]["code"]) == (409, "other_case")
+        status, body = await attach("SL-A", doc_b["id"])
+        assert (status, body["error"]["code"]) == (409, "no_case_number")
+        assert (await attach("SL-A", doc_a["id"]))[0] == 201
+        status, body = await attach("SL-A", doc_a["id"])
+        assert (status, body["error"]["code"]) == (409, "already_attached")
+
+        # Linking takes a reason, happens once, and then the documents may follow.
+        status, body = await link(call_b, {"case_number": "SL-A"})
+        assert (status, body["error"]["code"]) == (400, "invalid_body")
+        status, body = await link(call_b, {"case_number": "SL-A", "reason": " "})
+        assert (status, body["error"]["code"]) == (400, "invalid_body")
+        status, body = await link("0" * 16, {"case_number": "SL-A", "reason": "补录"})
+        assert status == 404
+        assert (await link(call_b, {"case_number": "SL-A", "reason": "市民当面补交单号"}))[0] == 204
+        status, body = await link(call_b, {"case_number": "SL-B", "reason": "又一次"})
+        assert (status, body["error"]["code"]) == (409, "already_linked")
+        status, body = await link(call_a, {"case_number": "SL-B", "reason": "改号"})
+        assert (status, body["error"]["code"]) == (409, "already_linked")
+        assert (await attach("SL-A", doc_b["id"]))[0] == 201
+        async with clerk.get(f"{server.url}/api/v1/cases/SL-A/attachments") as response:
+            names = [a["file"]["name"] for a in (await response.json())["attachments"]]
+        assert names == ["a.pdf", "b.png"]
+        # What the other case holds: nothing of theirs.
+        async with clerk.get(f"{server.url}/api/v1/cases/SL-OTHER/attachments") as response:
+            assert (await response.json())["attachments"] == []
+    assert (await server.storage.consultations.get(call_b)).case_number == "SL-A"
+    (linked,) = [
+        e for e in await server.storage.audit.entries() if e.action == "consultation.link_case"
+    ]
+    assert (linked.actor, linked.subject) == ("clerk", call_b)
+    assert json.loads(linked.detail) == {"reason": "市民当面补交单号"}
+    assert "SL-A" not in linked.detail
 
 
 async def test_keys_rotate_rewraps_and_the_old_key_can_be_retired(

@@ -220,6 +220,10 @@ async def test_clerk_links_a_consultation_without_case_number(
     await clerk.get_by_test_id("link-case").click()
     await clerk.wait_for_selector("#link-message:has-text('单号只能包含')")
     await clerk.get_by_test_id("link-case-input").fill("LK-100")
+    # Linking is once and audited: it takes a reason.
+    await clerk.get_by_test_id("link-case").click()
+    await clerk.wait_for_selector("#link-message:has-text('请填写关联原因')")
+    await clerk.get_by_test_id("link-reason-input").fill("市民当面补交受理单号")
     await clerk.get_by_test_id("link-case").click()
     await clerk.wait_for_selector("[data-testid=consultation-row]:has-text('LK-100')")
     assert (await sqlite_server.storage.consultations.get(call_id)).case_number == "LK-100"

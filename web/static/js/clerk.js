@@ -74,7 +74,9 @@ function attachControls(file) {
       });
       setText(attach, "clerk.attached");
     } catch (err) {
-      setText(attach, err.status === 409 ? "clerk.attached" : "error.generic");
+      // Refused for another case or none: the server checks the consultation's case.
+      const refusal = ["other_case", "no_case_number"].includes(err.code) ? "clerk.not_this_case" : "error.generic";
+      setText(attach, err.code === "already_attached" ? "clerk.attached" : refusal);
       attach.disabled = err.status === 409;
     }
     await showAttachments();
@@ -106,19 +108,27 @@ async function openConsultation(record) {
 
 async function linkCase() {
   const input = byTestId("link-case-input");
+  const reasonInput = byTestId("link-reason-input");
   const message = document.getElementById("link-message");
   const value = input.value.trim();
+  const reason = reasonInput.value.trim();
   if (!CASE_PATTERN.test(value)) {
     setText(message, "clerk.bad_case");
     return;
   }
+  // A consultation is linked once, and the reason is kept in the audit log.
+  if (reason.length < 2) {
+    setText(message, "clerk.no_reason");
+    return;
+  }
   try {
-    await api("POST", `/api/v1/consultations/${current.id}/case`, { case_number: value });
+    await api("POST", `/api/v1/consultations/${current.id}/case`, { case_number: value, reason });
   } catch (err) {
     setText(message, err.status === 409 ? "clerk.already_linked" : "error.generic");
     return;
   }
   input.value = "";
+  reasonInput.value = "";
   const record = await api("GET", `/api/v1/consultations/${current.id}`);
   await search(record.case_number);
   byTestId("case-search").value = record.case_number;
