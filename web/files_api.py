@@ -18,6 +18,7 @@ from storage.records import Account, AuditEvent, Role
 from web.api import ANY_ACCOUNT, Api, Header, account_of, read_body, reply
 from web.auth import remote_address
 from web.body_pacing import BodyTooSlow, Pace, paced
+from web.byte_ranges import Part, Unsatisfiable, Whole, answer_range
 from web.errors import ApiError, BadRequest, Conflict, NotFound, UnsupportedMediaType
 from web.keys import FILES, METRICS, SIGNALING, STORAGE
 from web.schemas import Body, CaseQuery, View
@@ -309,19 +310,6 @@ async def list_files(request: web.Request) -> web.StreamResponse:
     return reply(FileList(files=[file_view(r) for r in records]))
 
 
-def satisfiable_range(requested: slice, size: int) -> tuple[int, int]:
-    """[start, end) of a file of ``size`` bytes for aiohttp's parsed Range (a suffix
-    range has a negative start); ValueError when nothing of it is in the file."""
-    if requested.start is not None and requested.start < 0:
-        start, end = max(0, size + requested.start), size
-    else:
-        start = requested.start or 0
-        end = size if requested.stop is None else min(size, requested.stop)
-    if start >= size or start >= end:
-        raise ValueError("range not satisfiable")
-    return start, end
-
-
 def _content_disposition(name: str, inline: bool) -> str:
     """ASCII fallback plus the UTF-8 name (RFC 6266/5987); the name is display text only."""
     fallback = (
@@ -361,14 +349,16 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise gone
     start, end, status = 0, record.size, 200
     range_header = request.headers.get("Range")
-    if range_header:
-        try:
-            start, end = satisfiable_range(request.http_range, record.size)
-        except ValueError:
+    match answer_range(range_header, record.size):
+        case Part(start=start, end=end):
+            status = 206
+        case Unsatisfiable():
             raise web.HTTPRequestRangeNotSatisfiable(
                 headers={"Content-Range": f"bytes */{record.size}"}
-            ) from None
-        status = 206
+            )
+        case Whole():
+            # Absent, or ignored as RFC 9110 allows (not bytes, several ranges, unparsable).
+            range_header = None
     # Storage hands out authenticated plaintext and audits the download: the first
     # megabyte is read before the status is sent, so damage there (and in any
     # smaller document) is a clean 500 damaged (DocumentDamaged, web.errors); damage

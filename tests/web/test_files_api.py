@@ -578,3 +578,36 @@ async def test_damage_deep_in_a_document_cuts_the_download_off_and_sends_nothing
                     received += piece
         assert 1024 * 1024 <= len(received) < int(len(content) * 0.8)
         assert content.startswith(bytes(received))
+
+
+async def test_range_edge_cases_are_answered_as_rfc_9110_says(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    """Headers a server may ignore (bytes=abc, another unit, several ranges) used to
+    answer 416, and bytes=-0 the whole document."""
+    _, _, call_id, kiosk_http, expert_http = await call_with_sessions(sqlite_server, connect)
+    async with kiosk_http, expert_http:
+        _, record = await upload_file(sqlite_server, kiosk_http, call_id, "r.pdf", PDF)
+        url = sqlite_server.url + record["url"]
+        size = len(PDF)
+        for ignored in ("bytes=abc", "items=0-5", "bytes=0-1,5-6", "bytes=5-2"):
+            status, content, headers = await download(expert_http, url, {"Range": ignored})
+            assert (status, content == PDF) == (200, True), ignored
+            assert "Content-Range" not in headers
+        status, content, headers = await download(expert_http, url, {"Range": "bytes=-99999999"})
+        assert (status, content == PDF) == (206, True)
+        assert headers["Content-Range"] == f"bytes 0-{size - 1}/{size}"
+        for nothing in ("bytes=-0", f"bytes={size}-"):
+            status, content, headers = await download(expert_http, url, {"Range": nothing})
+            assert status == 416, nothing
+            assert headers["Content-Range"] == f"bytes */{size}"
+            assert json.loads(content)["error"]["code"] == "range_not_satisfiable"
+        status, content, _ = await download(expert_http, url, {"Range": "Bytes=10-19"})
+        assert (status, content) == (206, PDF[10:20])
+    downloads = [
+        json.loads(e.detail)["range"]
+        for e in await sqlite_server.storage.audit.entries()
+        if e.action == "file.download"
+    ]
+    # Each download audited with the range served ('' for the whole document).
+    assert downloads == ["", "", "", "", "bytes=-99999999", "Bytes=10-19"]
