@@ -195,7 +195,8 @@ async def _serve(
     config: MediaConfig, secret: str, report: Connection, lifeline: Connection, port: int
 ) -> None:
     app = _app(config, secret)
-    runner = web.AppRunner(app, access_log=None)
+    # Told to stop, a worker does not wait for open requests longer than this.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_REQUESTS)
     await runner.setup()
     site = web.TCPSite(runner, config.internal_host, port)
     await site.start()
@@ -231,6 +232,9 @@ def run_worker(
     configure_logging(log_level, log_format)
     run_loop(_serve(config, secret, report, lifeline, port))
 
+
+STOP_REQUESTS = 0.5
+"""Seconds a stopping worker gives its open requests (its node stops within 10 s)."""
 
 LOOP_VARIABLE = "WINDOWLINK_MEDIA_LOOP"
 """``asyncio`` runs a relay worker on the stock event loop instead of uvloop."""

@@ -33,6 +33,21 @@ def config_port(config: MediaConfig, index: int) -> int:
     return config.internal_port + index if config.internal_port else 0
 
 
+STOP_GRACE = 1.5
+"""Seconds the workers have to exit after SIGTERM (then SIGKILL, then as long again):
+the node's whole stop must end within 10 s (web/shutdown.py)."""
+
+
+async def _exited(workers: "list[_Worker]", within: float) -> None:
+    """Until every worker process has exited, at most ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if not any(w.process is not None and w.process.is_alive() for w in workers):
+            return
+        await asyncio.sleep(0.05)
+
+
 @dataclass
 class _Worker:
     index: int
@@ -141,14 +156,16 @@ class WorkerRelayPool(RelayPool):
         for worker in self._workers:
             assert worker.process is not None
             worker.process.terminate()
-        loop = asyncio.get_running_loop()
+        # Polled rather than joined in threads: a stop that gives up waiting must not
+        # leave a thread joining a worker, which the interpreter would wait for at exit.
+        await _exited(self._workers, STOP_GRACE)
         for worker in self._workers:
             assert worker.process is not None and worker.lifeline is not None
-            await loop.run_in_executor(None, worker.process.join, 10)
             if worker.process.is_alive():
+                log.warning("relay worker %d did not stop in time; killed", worker.index)
                 worker.process.kill()
-                await loop.run_in_executor(None, worker.process.join, 5)
             worker.lifeline.close()
+        await _exited(self._workers, STOP_GRACE)
         self._workers.clear()
         self._others.clear()
 

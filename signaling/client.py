@@ -123,6 +123,10 @@ class WindowlinkClient:
     async def close(self) -> None:
         # Disconnects, or stops the attempts to reconnect.
         await self.sio.shutdown()
+        # An attempt that failed (its server gone) leaves engine.io's session open.
+        attempt: aiohttp.ClientSession | None = self.sio.eio.http
+        if attempt is not None and not attempt.closed:
+            await attempt.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

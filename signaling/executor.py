@@ -10,8 +10,9 @@ records cannot be written is not applied at all.
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from signaling import transitions
 from signaling.background import BackgroundTasks
@@ -261,11 +262,17 @@ class Executor:
         elif isinstance(effect, Participant):
             await self._participant_changed(effect.account_id, effect.connected)
 
-    def spawn(self, work: Awaitable[None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._background.spawn(work)
 
-    async def drain(self) -> None:
-        await self._background.drain()
+    async def idle(self, within: float) -> bool:
+        """Until no background step runs (at most ``within`` seconds); whether none does."""
+        return await self._background.idle(within)
+
+    async def drain(self, within: float) -> bool:
+        """Background steps get ``within`` seconds, then are cancelled; none starts
+        after. Whether all finished by themselves."""
+        return await self._background.drain(within)
 
     # ---- routing -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from observability.logs import set_context
-from signaling.background import BackgroundTasks
+from signaling.background import BackgroundTasks, cancel_unfinished, finish
 from signaling.config import SignalingConfig
 from signaling.errors import (
     Forbidden,
@@ -128,6 +128,13 @@ class SignalingGateway:
         self._bookkeeping = BackgroundTasks(
             "connection bookkeeping", logging.WARNING, trace_expected=True
         )
+        self._handling: set[asyncio.Task[Any]] = set()
+        """The tasks running a connection's or an event's handler (python-socketio
+        starts one per event): a stop lets them finish, for a while."""
+        self._transports: dict[str, asyncio.BaseTransport] = {}
+        """Each connection's own TCP transport, closed at a stop."""
+        self.stopping = False
+        """Set at a stop: events and new connections are refused from then on."""
         self.events = self._event_table()
         sio.on("connect", handler=self._on_connect)
         sio.on("disconnect", handler=self._on_disconnect)
@@ -140,7 +147,22 @@ class SignalingGateway:
 
     # ---- connection lifecycle ------------------------------------------------------
 
+    def _handled(self) -> None:
+        """Count the running handler's task among those a stop waits for."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._handling.add(task)
+            task.add_done_callback(self._handling.discard)
+
+    def _refuse_if_stopping(self) -> None:
+        if self.stopping:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "this server is stopping; connect again", {"code": Unavailable.code}
+            )
+
     async def _on_connect(self, sid: str, environ: dict[str, Any], _auth: Any = None) -> None:
+        self._handled()
+        self._refuse_if_stopping()
         request: web.Request = environ["aiohttp.request"]
         token = request.cookies.get(self._cookie, "")
         account = await self._sessions.resolve(token) if token else None
@@ -155,13 +177,16 @@ class SignalingGateway:
             raise socketio.exceptions.ConnectionRefusedError(
                 "the service is not available right now", {"code": Unavailable.code}
             ) from None
-        if count > self._config.max_sockets_per_account:
+        if count > self._config.max_sockets_per_account or self.stopping:
             await self._store.remove_connection(account.id, self._node, sid)
+            self._refuse_if_stopping()
             raise socketio.exceptions.ConnectionRefusedError(
                 "too many connections for this account; close another tab first",
                 {"code": "too_many_connections"},
             )
         self._accounts[sid] = account
+        if request.transport is not None:
+            self._transports[sid] = request.transport
         self._tokens[sid] = (token, time.monotonic())
         await self.sio.save_session(sid, {"remote": self._remote_of(request), "token": token})
         await self.sio.enter_room(sid, account_room(account.id))
@@ -181,6 +206,7 @@ class SignalingGateway:
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
         self._limits.forget(sid)
         self._tokens.pop(sid, None)
+        self._transports.pop(sid, None)
         account = self._accounts.pop(sid, None)
         if account is None:
             return
@@ -197,14 +223,34 @@ class SignalingGateway:
         elif account.role is Role.KIOSK:
             await self._consultations.participant_changed(account.id, connected=False)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._bookkeeping.spawn(coro)
 
-    async def drain(self) -> None:
+    def begin_stop(self) -> None:
+        """Refuse events and connections from now on, and close every connection's
+        transport. Not a socket.io disconnect, after which clients would stay away:
+        a lost transport is what makes the pages and clients reconnect (to another
+        node), as they do when a node dies."""
+        self.stopping = True
         if self._session_checks is not None:
             self._session_checks.cancel()
-            await asyncio.gather(self._session_checks, return_exceptions=True)
-        await self._bookkeeping.drain()
+        for transport in list(self._transports.values()):
+            transport.close()
+        self._transports.clear()
+
+    async def drain(self, within: float) -> bool:
+        """After ``begin_stop``: give the handlers still running and the bookkeeping of
+        the closed connections ``within`` seconds together, then cancel the rest
+        (logged). Whether everything finished by itself."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        if self._session_checks is not None:
+            await asyncio.wait([self._session_checks], timeout=within)
+        await finish(self._handling, deadline - loop.time())
+        cancelled = await cancel_unfinished(self._handling, "socket handlers")
+        # The handlers' own bookkeeping (a disconnect's) goes in after them.
+        finished = await self._bookkeeping.drain(max(0.0, deadline - loop.time()))
+        return finished and cancelled == 0
 
     def start_session_checks(self) -> None:
         self._session_checks = asyncio.create_task(
@@ -248,10 +294,6 @@ class SignalingGateway:
             if hmac.compare_digest(own.encode(), token.encode()):
                 await self.sio.disconnect(sid)
 
-    async def disconnect_all(self) -> None:
-        for sid in list(self._accounts):
-            await self.sio.disconnect(sid)
-
     async def disconnect_account(self, account_id: str) -> None:
         for sid, account in list(self._accounts.items()):
             if account.id == account_id:
@@ -268,6 +310,12 @@ class SignalingGateway:
             return ack
 
         async def handle_event(sid: str, *args: Any) -> dict[str, Any]:
+            if self.stopping:
+                return error_ack(Unavailable.code, "this server is stopping; send it again")
+            self._handled()
+            task = asyncio.current_task()
+            if task is not None:
+                task.set_name(f"event {spec.name}")
             account = self._accounts.get(sid)
             consultation = (
                 args[0].get("consultation_id") if args and isinstance(args[0], dict) else None

@@ -4,13 +4,12 @@ node's heartbeat and the sweep of nodes that died, started and stopped as one.
 The web layer uses only ``SignalingHub.facade``."""
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import socketio
@@ -41,6 +40,10 @@ MAX_FRAME_BYTES = 64 * 1024
 NODE_HEARTBEAT = 2.0
 NODE_TTL = 6.0
 """A node that has not beaten for this long is dead: its sockets are swept."""
+STOP_WITHIN = 3.0
+"""Seconds ``SignalingHub.stop`` takes at most unless told otherwise."""
+STORE_CLOSE = 0.2
+"""Seconds the live state is given to close even when the stop's time is spent."""
 
 
 def create_socket_server(
@@ -327,15 +330,48 @@ class SignalingHub:
             log.info("swept node %s", node)
         return swept
 
-    async def stop(self) -> None:
+    def begin_stop(self) -> None:
+        """The first step of a stop: no more events or connections, every socket's
+        transport closed (its client reconnects, to another node if there is one)."""
+        self.gateway.begin_stop()
+
+    async def stop(self, within: float = STOP_WITHIN) -> None:
+        """Stop within ``within`` seconds, whatever is still running: deadlines being
+        carried out, socket events and background steps get what is left of it
+        (before the live state closes, so none of them runs after it), then are
+        cancelled and named in the log. Records whose live commit was cut short this
+        way are repaired by the reconciliation (``reconcile``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+
+        def left(share: float = 1.0) -> float:
+            return max(0.0, (deadline - loop.time()) * share)
+
+        self.begin_stop()
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await self.scheduler.stop()
-        await self.publisher.close()
-        await self.gateway.disconnect_all()
-        await self.gateway.drain()
-        await self.executor.drain()
-        with contextlib.suppress(StoreUnavailable):
-            await self.store.forget("nodes", self.node)
-        await self.store.close()
+        if self._background:
+            await asyncio.wait(self._background, timeout=left(0.1))
+        await self.scheduler.stop(left(0.3))
+        await self._bounded(self.publisher.close(), left(0.1), "the queue publisher")
+        # Handlers first (they spawn background steps), then those steps; what is
+        # left of the time goes to the store.
+        finished = await self.gateway.drain(left(0.6))
+        finished = await self.executor.drain(left(0.6)) and finished
+        if finished:
+            # With work cut short, this node's connections may still be registered:
+            # its heartbeat then lapses and another node sweeps them
+            # (sweep_dead_nodes) instead.
+            forget = self.store.forget("nodes", self.node)
+            await self._bounded(forget, left(), "forgetting the node")
+        await self._bounded(self.store.close(), max(left(), STORE_CLOSE), "the live state")
+
+    @staticmethod
+    async def _bounded(work: Coroutine[Any, Any, None], within: float, what: str) -> None:
+        try:
+            async with asyncio.timeout(within):
+                await work
+        except TimeoutError:
+            log.warning("stop: %s did not finish within %.1f s", what, within)
+        except StoreUnavailable as exc:
+            log.info("stop: %s: %s", what, exc)

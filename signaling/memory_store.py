@@ -13,7 +13,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 
 from signaling.live import Live
-from signaling.store import Commit, LiveStore
+from signaling.store import Commit, LiveStore, StoreClosed
 
 
 class InProcessStore(LiveStore):
@@ -32,14 +32,25 @@ class InProcessStore(LiveStore):
         self._inflight: dict[str, float] = {}
         self._versions = 0
         self._windows: dict[str, float] = {}
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise StoreClosed("the live state is closed (the process is stopping)")
 
     async def ping(self) -> None:
+        self._refuse_if_closed()
         return None
 
     async def read(self, keys: Iterable[str]) -> dict[str, Live]:
+        self._refuse_if_closed()
         return {k: self._values[k] for k in keys if k in self._values}
 
     async def commit(self, commit: Commit) -> bool:
+        self._refuse_if_closed()
         # Refused before anything changes: deque() would raise half-way through.
         for _department, _seconds, keep in commit.handle_times:
             if keep < 0:
@@ -82,15 +93,19 @@ class InProcessStore(LiveStore):
         return True
 
     async def queue(self, department: str) -> list[str]:
+        self._refuse_if_closed()
         return [call_id for _score, call_id in self._queues.get(department, ())]
 
     async def members(self, name: str) -> list[str]:
+        self._refuse_if_closed()
         return sorted(self._members.get(name, ()))
 
     async def handle_times(self, department: str) -> list[float]:
+        self._refuse_if_closed()
         return list(self._handle_times.get(department, ()))
 
     async def claim_due(self, now: float, limit: int = 100, lease: float = 30.0) -> list[str]:
+        self._refuse_if_closed()
         for key, until in list(self._inflight.items()):
             if until <= now and key not in self._deadlines:
                 del self._inflight[key]
@@ -108,13 +123,16 @@ class InProcessStore(LiveStore):
         return due
 
     async def done(self, keys: Iterable[str]) -> None:
+        self._refuse_if_closed()
         for key in keys:
             self._inflight.pop(key, None)
 
     async def deadline(self, key: str) -> float | None:
+        self._refuse_if_closed()
         return self._deadlines.get(key)
 
     async def take_slot(self, key: str, window: float, limit: int, now: float) -> bool:
+        self._refuse_if_closed()
         self._windows[key] = window
         if len(self._hits) > 10_000:
             self._prune_hits(now)
@@ -139,6 +157,7 @@ class InProcessStore(LiveStore):
             self._windows.pop(key, None)
 
     async def release_slot(self, key: str, at: float) -> None:
+        self._refuse_if_closed()
         hits = self._hits.get(key)
         if not hits:
             return
@@ -149,6 +168,7 @@ class InProcessStore(LiveStore):
             del self._hits[key]
 
     async def claim(self, key: str, ttl: float) -> bool:
+        self._refuse_if_closed()
         now = self._clock()
         if len(self._claims) > 10_000:
             self._claims = {k: until for k, until in self._claims.items() if until > now}
@@ -158,13 +178,16 @@ class InProcessStore(LiveStore):
         return True
 
     async def release(self, key: str) -> None:
+        self._refuse_if_closed()
         self._claims.pop(key, None)
 
     async def add_connection(self, account_id: str, node: str, sid: str) -> int:
+        self._refuse_if_closed()
         self._connections[account_id].add((node, sid))
         return len(self._connections[account_id])
 
     async def remove_connection(self, account_id: str, node: str, sid: str) -> int:
+        self._refuse_if_closed()
         sids = self._connections.get(account_id)
         if sids is None:
             return 0
@@ -175,6 +198,7 @@ class InProcessStore(LiveStore):
         return len(sids)
 
     async def connections_of_node(self, node: str) -> list[tuple[str, str]]:
+        self._refuse_if_closed()
         return sorted(
             (account, sid)
             for account, sids in self._connections.items()
@@ -183,14 +207,18 @@ class InProcessStore(LiveStore):
         )
 
     async def heartbeat(self, group: str, member: str, info: str, ttl: float) -> None:
+        self._refuse_if_closed()
         self._beats[group][member] = (info, self._clock() + ttl)
 
     async def alive(self, group: str) -> Mapping[str, str]:
+        self._refuse_if_closed()
         now = self._clock()
         return {m: info for m, (info, until) in self._beats.get(group, {}).items() if until > now}
 
     async def known(self, group: str) -> list[str]:
+        self._refuse_if_closed()
         return sorted(self._beats.get(group, {}))
 
     async def forget(self, group: str, member: str) -> None:
+        self._refuse_if_closed()
         self._beats.get(group, {}).pop(member, None)

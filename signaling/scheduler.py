@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from signaling.background import cancel_unfinished, finish
 from signaling.errors import Unavailable
 from signaling.store import Commit, LiveStore, StoreUnavailable
 from storage.errors import StorageUnavailable
@@ -37,20 +38,23 @@ class DeadlineScheduler:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="deadline-scheduler")
 
-    async def stop(self) -> None:
+    async def stop(self, within: float) -> None:
+        """Claim nothing more; give the deadlines being carried out ``within`` seconds,
+        then cancel them (a cancelled one is claimed again when its lease runs out)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._running):
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await finish(self._running, within)
+        await cancel_unfinished(self._running, "deadlines being carried out")
 
     async def _run(self) -> None:
         while True:
             try:
                 for key in await self._store.claim_due(self._clock()):
-                    task = asyncio.create_task(self._fire_one(key))
+                    task = asyncio.create_task(
+                        self._fire_one(key), name=f"deadline {key.split('|', 1)[0]}"
+                    )
                     self._running.add(task)
                     task.add_done_callback(self._running.discard)
             except StoreUnavailable:

@@ -32,6 +32,11 @@ class StoreUnavailable(Exception):
     may not have been applied (a timed-out command can still run): read again."""
 
 
+class StoreClosed(StoreUnavailable):
+    """The store has been closed (the process is stopping) or not yet started: it
+    refuses everything, so that work cut short by a stop cannot act on it."""
+
+
 @dataclass
 class Commit:
     """What one transition changes, applied only if ``expect`` still holds. Within
@@ -66,7 +71,8 @@ class LiveStore(ABC):
         """Connect to what backs the store."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what backs the store."""
+        """Release what backs the store; from then on every operation raises
+        ``StoreClosed``."""
 
     @abstractmethod
     async def ping(self) -> None:

@@ -52,6 +52,7 @@ from web.keys import (
     SETTINGS,
     SIGNALING,
     SOCKETS,
+    STOP,
     STORAGE,
 )
 from web.login_gate import PasswordCheckGate
@@ -59,6 +60,7 @@ from web.metrics import Metrics, metrics_middleware
 from web.processes import DRAINING_ENV, child_index, watch_lifeline
 from web.request_context import request_context
 from web.settings import Settings
+from web.shutdown import StopBudget
 
 log = logging.getLogger(__name__)
 PROCESS_FIGURES_EVERY = 5.0
@@ -134,7 +136,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.demo:
         await seed_demo(storage)
     yield
-    await storage.close()
+    await app[STOP].step("closing the records", storage.close(), at_most=1.5)
 
 
 async def open_keyring(settings: Settings, db: Database) -> Keyring:
@@ -171,7 +173,7 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
     store.start_sweeping(store.limits.sweep_interval)
     app[FILES] = store
     yield
-    await store.close()
+    await app[STOP].step("closing the documents", store.close(), at_most=1.0)
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -198,7 +200,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.start()
     app[MEDIA] = pool
     yield
-    await pool.close()
+    await app[STOP].step("closing the relays", pool.close(), at_most=2.5)
 
 
 async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -232,7 +234,23 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     for signum in handled:
         loop.remove_signal_handler(signum)
-    await hub.stop()
+    budget = app[STOP]
+    await budget.step("stopping signaling", hub.stop(within=budget.left(3.0)), at_most=3.5)
+
+
+async def _begin_stop(app: web.Application) -> None:
+    """The stop's first step, before open requests are waited for: its time starts,
+    and signaling refuses events and closes every socket's transport (so that the
+    websockets do not hold the stop; their clients reconnect elsewhere)."""
+    app[STOP].start()
+    if HUB in app:
+        app[HUB].begin_stop()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _process_figures_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -249,9 +267,7 @@ async def _process_figures_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(refresh()) if metrics.multiprocess else None
     yield
     if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await app[STOP].step("stopping the figures", _cancelled(task), at_most=0.5)
 
 
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -262,9 +278,7 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await app[STOP].step("stopping retention", _cancelled(task), at_most=0.5)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -283,6 +297,10 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"keepalive_timeout": settings.header_timeout},
     )
     app[SETTINGS] = settings
+    app[STOP] = StopBudget()
+    app.on_shutdown.append(_begin_stop)
+    # Also before the clean-up steps, for a stop that skipped the shutdown hooks.
+    app.on_cleanup.insert(0, _begin_stop)
     app[METRICS] = Metrics()
     # Argon2id takes ~45 ms of one core: a few at once use the cores, more only queue.
     app[LOGIN_GATE] = PasswordCheckGate(concurrent=max(2, os.cpu_count() or 1), max_waiting=64)

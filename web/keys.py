@@ -14,6 +14,7 @@ from web.forwarded import ProxyTrust
 from web.login_gate import PasswordCheckGate
 from web.metrics import Metrics
 from web.settings import Settings
+from web.shutdown import StopBudget
 
 SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", Storage)
@@ -27,6 +28,7 @@ METRICS = web.AppKey("metrics", Metrics)
 LOGIN_GATE = web.AppKey("login_gate", PasswordCheckGate)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 OPENAPI = web.AppKey("openapi", dict[str, object])
+STOP = web.AppKey("stop", StopBudget)
 
 ACCOUNT = web.RequestKey("account", Account)
 SESSION_TOKEN = web.RequestKey("session_token", str)

@@ -35,7 +35,7 @@ from signaling.live import (
 )
 from signaling.memory_store import InProcessStore
 from signaling.redis_store import RedisStore
-from signaling.store import Commit, LiveStore, StoreUnavailable
+from signaling.store import Commit, LiveStore, StoreClosed, StoreUnavailable
 from tests.conftest import redis_answers
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -145,6 +145,42 @@ def key_of_value(value: LiveCall | ExpertPresence | OpenCall) -> str:
 async def version_of(store: LiveStore, key: str) -> int:
     value = (await store.read([key])).get(key)
     return 0 if value is None else value.version
+
+
+# ---- closing ------------------------------------------------------------------------
+
+
+async def test_a_closed_store_refuses_every_operation(store: LiveStore) -> None:
+    """Work cut short by a stop must not act on the live state once it is closed: each
+    operation raises StoreClosed, which callers already handle as StoreUnavailable."""
+    await put(store, waiting("c1"))
+    await store.close()
+    operations: list[Awaitable[object]] = [
+        store.ping(),
+        store.read([call_key("c1")]),
+        store.commit(Commit(put={call_key("c2"): waiting("c2")})),
+        store.queue("tax"),
+        store.members(experts_set("tax")),
+        store.handle_times("tax"),
+        store.claim_due(time.time()),
+        store.done(["ring|c1"]),
+        store.deadline("ring|c1"),
+        store.take_slot("chat:a", 60.0, 5, time.time()),
+        store.release_slot("chat:a", 1.0),
+        store.claim("sweep:n", 1.0),
+        store.release("sweep:n"),
+        store.add_connection("a", "n", "s"),
+        store.remove_connection("a", "n", "s"),
+        store.connections_of_node("n"),
+        store.heartbeat("nodes", "n", "", 1.0),
+        store.alive("nodes"),
+        store.known("nodes"),
+        store.forget("nodes", "n"),
+    ]
+    for operation in operations:
+        with pytest.raises(StoreClosed):
+            await operation
+    assert issubclass(StoreClosed, StoreUnavailable)
 
 
 # ---- values and versions ------------------------------------------------------------

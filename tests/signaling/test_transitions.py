@@ -703,8 +703,8 @@ async def world(
     store: LiveStore, template: tuple[Path, Cast], tmp_path: Path
 ) -> AsyncIterator[World]:
     template_dir, cast = template
-    for path in template_dir.iterdir():
-        shutil.copy(path, tmp_path / path.name)
+    # The database and whatever storage keeps beside it (the audit key directory).
+    shutil.copytree(template_dir, tmp_path, dirs_exist_ok=True)
     storage = await open_storage(tmp_path)
     try:
         clock = Clock()
@@ -716,7 +716,7 @@ async def world(
             PresenceService(executor, CONFIG),
         )
         yield World(store, storage, cast, clock, notifier, executor, services)
-        await executor.drain()
+        assert await executor.idle(30)
     finally:
         await storage.close()
 
@@ -730,12 +730,12 @@ async def test_transition_through_the_executor(world: World, row: Row) -> None:
         with pytest.raises(SignalingError) as info:
             await row.event.run(world.services, world.cast)
         assert type(info.value) is row.refused, info.value
-        await world.executor.drain()
+        assert await world.executor.idle(30)
         assert await world.observe() == before
         assert world.effects() == []
         return
     reply = await row.event.run(world.services, world.cast)
-    await world.executor.drain()
+    assert await world.executor.idle(30)
     if row.stale:
         assert await world.observe() == before
         assert world.effects() == []
@@ -791,7 +791,7 @@ async def test_a_request_is_offered_to_the_free_expert_by_routing(world: World) 
     world.executor.route = True
     await world.seed("no call")
     view = await world.services.consultations.request(world.cast.kiosk, DEPT, None, REMOTE)
-    await world.executor.drain()
+    assert await world.executor.idle(30)
     assert await world.call_label(view.consultation_id) == "offered"
     assert await world.presence_label() == "ringing"
     offers = [s for s in world.notifier.sent if s.event == "offer"]
