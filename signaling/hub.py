@@ -19,6 +19,7 @@ from media.errors import RelayUnavailable
 from media.pool import RelayPool
 from signaling import relays
 from signaling.config import SignalingConfig
+from signaling.errors import SignalingError
 from signaling.executor import Executor
 from signaling.facade import SignalingFacade
 from signaling.gateway import SignalingGateway
@@ -26,11 +27,12 @@ from signaling.limits import EventRateLimit
 from signaling.memory_store import InProcessStore
 from signaling.notifier import SocketNotifier
 from signaling.publisher import QueuePublisher
+from signaling.reconcile import RECONCILE_EVERY, SETTLE
 from signaling.scheduler import DeadlineScheduler
 from signaling.service import ConsultationService, PresenceService
 from signaling.socketio_private import GuardedAsyncServer
 from signaling.store import LiveStore, StoreUnavailable
-from storage.errors import RecordNotFound
+from storage.errors import RecordNotFound, StorageUnavailable
 from storage.store import Storage
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,6 @@ class SignalingHub:
         self.storage = storage
         self.config = config
         self.media = media
-        self._on_call_ended = on_call_ended
         self.shared = shared
         """Whether the live state outlives this process (Redis): then nothing open is
         ended at start, and dead nodes are swept."""
@@ -178,8 +179,9 @@ class SignalingHub:
 
     async def start(self) -> None:
         await self.store.start()
-        if not self.shared:
-            await self._settle_orphans()
+        # Without a shared store this process holds the only live state, just made:
+        # every open record was left by its stop or crash, and nothing is on its way.
+        await self._reconcile_claimed(SETTLE if self.shared else 0.0)
         for department in await self.storage.departments.list():
             await self._seed_handle_times(department.code)
         await self.store.heartbeat("nodes", self.node, "", NODE_TTL)
@@ -187,6 +189,7 @@ class SignalingHub:
         self.scheduler.start()
         self.gateway.start_session_checks()
         self._background.append(asyncio.create_task(self._beat_and_sweep(), name="node-beat"))
+        self._background.append(asyncio.create_task(self._reconcile_forever(), name="reconcile"))
 
     async def _seed_handle_times(self, department: str) -> None:
         if await self.store.handle_times(department):
@@ -201,32 +204,38 @@ class SignalingHub:
             Commit(handle_times=[(department, s, keep) for s in reversed(samples)])
         )
 
-    async def _settle_orphans(self) -> int:
-        """Without a shared store, what the records show open but this fresh process
-        does not hold was left by a stop or crash: it ends as dropped."""
-        from storage.errors import RecordConflict
-        from storage.records import AuditEvent, EndReason
+    async def reconcile(self, settle: float = SETTLE) -> int:
+        """One pass over the deployment making records and live state agree
+        (``signaling.reconcile``): the open records, and the live calls the
+        departments' queues and experts hold. How many consultations were repaired.
+        Each department is also routed once more, for a pass a stop refused."""
+        departments = [d.code for d in await self.storage.departments.list()]
+        live_ids: set[str] = set()
+        for department in departments:
+            live_ids.update(await self.store.queue(department))
+            for presence in await self.executor.department_presences(department):
+                live_ids.update(i for i in (presence.offer, presence.call) if i)
+        open_records = await self.storage.consultations.open_consultations()
+        repaired = await self.consultations.reconcile(open_records, live_ids, settle)
+        for department in departments:
+            self.executor.spawn(self.executor.dispatch(department))
+        return repaired
 
-        settled = 0
-        for record in await self.storage.consultations.open_consultations():
-            if await self.consultations.call(record.id) is not None:
-                continue
+    async def _reconcile_claimed(self, settle: float) -> None:
+        """A pass, if no other node of the deployment has run one within the interval."""
+        try:
+            if await self.store.claim("reconcile", RECONCILE_EVERY * 0.9):
+                await self.reconcile(settle)
+        except (StoreUnavailable, StorageUnavailable, SignalingError) as exc:
+            log.warning("records and live state not reconciled now: %s", exc)
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY)
             try:
-                await self.storage.consultations.mark_ended(
-                    record.id,
-                    EndReason.DROPPED,
-                    "system",
-                    time.time(),
-                    audit=AuditEvent(
-                        "system", "consultation.end", record.id, {"reason": "dropped"}
-                    ),
-                )
-                settled += 1
-            except RecordConflict:
-                continue
-            # Its uploads in progress end with it (they survive a restart otherwise).
-            await self._on_call_ended(record.id)
-        return settled
+                await self._reconcile_claimed(SETTLE)
+            except Exception:
+                log.exception("reconciling records and live state failed")
 
     async def _beat_and_sweep(self) -> None:
         """Say this node is alive; sweep the sockets of nodes that are not."""

@@ -12,12 +12,20 @@ from collections.abc import Callable
 
 from signaling import transitions
 from signaling.config import SignalingConfig
-from signaling.errors import Forbidden, InvalidState, NotFound, RateLimited
+from signaling.errors import (
+    AlreadyInConsultation,
+    Forbidden,
+    InvalidState,
+    NotFound,
+    RateLimited,
+    SignalingError,
+)
 from signaling.executor import Executor, Reads
-from signaling.live import ExpertPresence, LiveCall, Phase, PresenceStatus, Side
+from signaling.live import ExpertPresence, LiveCall, Phase, PresenceStatus, Side, call_key
 from signaling.messages import ChatView, ConsultationView, FileView, PresenceView
+from signaling.reconcile import SETTLE, Repair, plan_repairs
 from signaling.views import consultation_view
-from storage.errors import RecordConflict
+from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
     Account,
     AuditEvent,
@@ -53,6 +61,10 @@ class ConsultationService:
         snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))
         return snapshot.call
 
+    async def _repair_kiosk(self, kiosk_id: str) -> int:
+        records = await self._storage.consultations.open_consultations()
+        return await self.reconcile([r for r in records if r.kiosk_id == kiosk_id], set(), SETTLE)
+
     # ---- kiosk -------------------------------------------------------------------
 
     async def request(
@@ -64,20 +76,34 @@ class ConsultationService:
         sid: str | None = None,
     ) -> ConsultationView:
         call_id = secrets.token_hex(8)
-        reply = await self._x.run(
-            Reads(accounts=(kiosk.id,)),
-            lambda s, recorded: transitions.request(
-                s,
-                kiosk,
-                call_id,
-                department,
-                case_number,
-                remote,
-                self._config,
-                recorded=recorded,
-            ),
-            sid,
-        )
+
+        async def attempt() -> object:
+            return await self._x.run(
+                Reads(accounts=(kiosk.id,)),
+                lambda s, recorded: transitions.request(
+                    s,
+                    kiosk,
+                    call_id,
+                    department,
+                    case_number,
+                    remote,
+                    self._config,
+                    recorded=recorded,
+                ),
+                sid,
+            )
+
+        try:
+            reply = await attempt()
+        except AlreadyInConsultation:
+            # Refused by the records while the live state shows nothing open: a
+            # consultation whose live commit never happened. Repaired now (once it
+            # is old enough not to be a request still on its way), then asked again.
+            if await self._x.open_call_of(kiosk.id) is not None or not await self._repair_kiosk(
+                kiosk.id
+            ):
+                raise
+            reply = await attempt()
         log.info("consultation %s requested for %s", call_id, department)
         assert isinstance(reply, ConsultationView)
         return reply
@@ -178,12 +204,61 @@ class ConsultationService:
         return reply
 
     async def withdraw(self, admin: Account, call_id: str, remote: str) -> ConsultationView:
+        """End an open consultation as cancelled, also one whose live state is missing
+        (the records are read for that case)."""
+        record: ConsultationRecord | None = None
+        kiosk_username = ""
+        try:
+            record = await self._storage.consultations.get(call_id)
+            kiosk_username = (await self._storage.accounts.get(record.kiosk_id)).username
+        except RecordNotFound:
+            pass
         reply = await self._x.run(
             Reads(call_id=call_id),
-            lambda s, recorded: transitions.withdraw(s, admin, remote, recorded=recorded),
+            lambda s, recorded: transitions.withdraw(
+                s, admin, remote, record, kiosk_username, recorded=recorded
+            ),
         )
         assert isinstance(reply, ConsultationView)
         return reply
+
+    async def repair(self, planned: Repair) -> bool:
+        """Make one consultation's records and live state agree (``signaling.reconcile``);
+        whether anything needed changing by then."""
+        done = await self._x.run(
+            Reads(call_id=planned.consultation_id),
+            lambda s, recorded: transitions.repair(s, planned, recorded=recorded),
+        )
+        if done:
+            log.warning(
+                "consultation %s repaired (%s): ended as %s",
+                planned.consultation_id,
+                planned.mismatch.value,
+                planned.reason.value,
+            )
+        return bool(done)
+
+    async def reconcile(
+        self, open_records: list[ConsultationRecord], live_ids: set[str], settle: float
+    ) -> int:
+        """Repair the disagreements among ``open_records`` and the live calls
+        ``live_ids`` (and those of the records); how many were repaired."""
+        ids = {r.id for r in open_records} | live_ids
+        found = await self._x.store.read(call_key(i) for i in ids)
+        live = {v.id: v for v in found.values() if isinstance(v, LiveCall)}
+        records: dict[str, ConsultationRecord | None] = {r.id: r for r in open_records}
+        for call_id in live.keys() - records.keys():
+            try:
+                records[call_id] = await self._storage.consultations.get(call_id)
+            except RecordNotFound:
+                records[call_id] = None
+        repaired = 0
+        for planned in plan_repairs(records, live, self._clock(), settle):
+            try:
+                repaired += await self.repair(planned)
+            except SignalingError as exc:
+                log.info("consultation %s not repaired now: %s", planned.consultation_id, exc)
+        return repaired
 
     async def chat(self, account: Account, call_id: str, text: str) -> ChatView:
         snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))

@@ -46,8 +46,22 @@ from signaling.live import (
 )
 from signaling.messages import OfferRevoked, PeerStatus, RevokeReason
 from signaling.queue import pick_expert
-from signaling.views import consultation_view, ended_view, offer_view, presence_view
-from storage.records import Account, AuditEvent, EndReason, Role
+from signaling.reconcile import Mismatch, Repair
+from signaling.views import (
+    consultation_view,
+    ended_view,
+    offer_view,
+    presence_view,
+    record_ended_view,
+)
+from storage.records import (
+    Account,
+    AuditEvent,
+    ConsultationRecord,
+    ConsultationState,
+    EndReason,
+    Role,
+)
 
 GRACE_KEYS = ("kiosk", "expert", "media:kiosk", "media:expert")
 
@@ -353,10 +367,78 @@ def end(s: Snapshot, account: Account, remote: str, *, recorded: bool = False) -
     return finish(s, reason, account.username, remote, actor=account, recorded=recorded)
 
 
-def withdraw(s: Snapshot, admin: Account, remote: str, *, recorded: bool = False) -> Decision:
+def withdraw(
+    s: Snapshot,
+    admin: Account,
+    remote: str,
+    record: ConsultationRecord | None = None,
+    kiosk_username: str = "",
+    *,
+    recorded: bool = False,
+) -> Decision:
+    """An admin ends an open consultation as cancelled. One the records hold open
+    without its live state (its live commit never happened) is ended in the
+    records alone, the live state's absence checked by the commit."""
     if s.call is None and not recorded:
-        raise NotFound("no open consultation with this id")
+        if record is None or record.state is ConsultationState.ENDED:
+            raise NotFound("no open consultation with this id")
+        d = Decision(
+            record=MarkEnded(
+                record.id,
+                EndReason.CANCELLED,
+                admin.username,
+                s.now,
+                record.offered_at,
+                _audit(
+                    admin.username,
+                    "consultation.end",
+                    record.id,
+                    remote,
+                    reason=EndReason.CANCELLED.value,
+                ),
+            ),
+            reply=record_ended_view(record, kiosk_username, s.now, EndReason.CANCELLED.value),
+        )
+        d.effects.append(DiscardUploads(record.id))
+        return d
     return finish(s, EndReason.CANCELLED, admin.username, remote, actor=admin, recorded=recorded)
+
+
+def repair(s: Snapshot, planned: Repair, *, recorded: bool = False) -> Decision:
+    """Apply one repair of ``signaling.reconcile`` to the live state as it is now."""
+    call = s.call
+    if call is None:
+        if not planned.write_record or recorded:
+            return Decision()  # nothing live to remove, or already ended by this repair
+        d = Decision(
+            record=MarkEnded(
+                planned.consultation_id,
+                planned.reason,
+                "system",
+                s.now,
+                planned.offered_at,
+                _audit(
+                    "system",
+                    "consultation.end",
+                    planned.consultation_id,
+                    "",
+                    reason=planned.reason.value,
+                    repair=planned.mismatch.value,
+                ),
+            ),
+            reply=True,
+        )
+        d.effects.append(DiscardUploads(planned.consultation_id))
+        return d
+    if planned.mismatch is Mismatch.NO_LIVE_STATE and not recorded:
+        return Decision()  # its live state has appeared since: nothing disagrees
+    return finish(
+        s,
+        planned.reason,
+        "system",
+        recorded=recorded or not planned.write_record,
+        repair=planned.mismatch.value,
+    )
 
 
 _REVOKE_REASON: dict[EndReason, RevokeReason] = {
@@ -374,9 +456,11 @@ def finish(
     actor: Account | None = None,
     recorded: bool = False,
     expert_gone: bool = False,
+    repair: str | None = None,
 ) -> Decision:
     """End the open consultation: record, live state, both sides told.
-    ``expert_gone``: it ends because the expert's own grace period ran out."""
+    ``expert_gone``: it ends because the expert's own grace period ran out;
+    ``repair``: it ends to make records and live state agree (said in the audit)."""
     call = s.call
     d = Decision()
     if call is None:
@@ -384,13 +468,14 @@ def finish(
             return d  # someone else removed it already
         raise InvalidState("the consultation has already ended")
     if not recorded:
+        why = {"repair": repair} if repair is not None else {}
         d.record = MarkEnded(
             call.id,
             reason,
             ended_by,
             s.now,
             call.offered_at,
-            _audit(ended_by, "consultation.end", call.id, remote, reason=reason.value),
+            _audit(ended_by, "consultation.end", call.id, remote, reason=reason.value, **why),
         )
     d.delete(call_key(call.id))
     d.commit.queue_remove.append((call.department, call.id))

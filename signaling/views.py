@@ -11,6 +11,7 @@ from signaling.messages import (
     QueueEntryView,
     QueueUpdate,
 )
+from storage.records import ConsultationRecord
 
 
 def media_url(call_id: str) -> str:
@@ -43,6 +44,26 @@ def consultation_view(call: LiveCall, side: str | None = None) -> ConsultationVi
 def ended_view(call: LiveCall, at: float, reason: str) -> ConsultationView:
     return consultation_view(call).model_copy(
         update={"state": "ended", "ended_at": at, "end_reason": reason, "media": None}
+    )
+
+
+def record_ended_view(
+    record: ConsultationRecord, kiosk_username: str, at: float, reason: str
+) -> ConsultationView:
+    """A consultation ended that only the records held (no live state to show)."""
+    return ConsultationView(
+        consultation_id=record.id,
+        department=record.department,
+        state="ended",
+        case_number=record.case_number,
+        hall=record.hall,
+        kiosk=kiosk_username,
+        expert=None,
+        waiting_since=record.waiting_at,
+        offered_at=record.offered_at,
+        active_at=record.active_at,
+        ended_at=at,
+        end_reason=reason,
     )
 
 
