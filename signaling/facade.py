@@ -7,12 +7,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from media.errors import RelayUnavailable
+from signaling import access
+from signaling.access import Right, Verdict
 from signaling.errors import Forbidden, NotAuthenticated, NotFound, Unavailable
 from signaling.figures import DepartmentFigures, department_figures
 from signaling.live import LiveCall, Phase, Side
 from signaling.messages import ConsultationView, FileView, QueueUpdate
 from signaling.store import StoreUnavailable
-from storage.records import Account
+from storage.records import Account, ConsultationRecord, ConsultationState
 
 if TYPE_CHECKING:
     from signaling.hub import SignalingHub
@@ -28,17 +30,26 @@ class SignalingFacade:
 
     async def active_side(self, account: Account, consultation_id: str) -> Side | None:
         """The side this account takes in the consultation while its call is active
-        (None otherwise): the one rule for media, documents and chat."""
+        (None otherwise): ``signaling.access``, as for media, documents and chat."""
         call = await self._hub.consultations.call(consultation_id)
-        if call is None or call.phase is not Phase.ACTIVE:
-            return None
-        return call.side_of(account.id)
+        return None if call is None else access.side_in_call(account, call)
 
     async def in_active_call(self, account: Account) -> bool:
         """Whether the account takes a side in an active call now (who may be given
         TURN credentials)."""
         call = await self._hub.consultations.current(account)
-        return call is not None and await self.active_side(account, call.id) is not None
+        return call is not None and access.side_in_call(account, call) is not None
+
+    async def may(self, account: Account, record: ConsultationRecord, right: Right) -> bool:
+        """Whether the account has ``right`` on this consultation now
+        (``signaling.access``) as it is now: while it is open, as its live state has
+        it (the records never see an offer, and learn of a start a moment later);
+        once ended, as its record has it."""
+        if record.state is not ConsultationState.ENDED:
+            call = await self._hub.consultations.call(record.id)
+            if call is not None:
+                return access.on_call(account, call, right) is Verdict.ALLOWED
+        return access.on_record(account, record, right) is Verdict.ALLOWED
 
     async def media_side(self, consultation_id: str, token: str | None) -> tuple[LiveCall, Side]:
         """The active call and the side whose media token this is (an unknown call is
@@ -108,6 +119,11 @@ class SignalingFacade:
     @property
     def connection_count(self) -> int:
         return self._hub.gateway.connection_count
+
+    @property
+    def draining(self) -> bool:
+        """Whether this node takes no new calls (SIGUSR1; /healthz says so)."""
+        return self._hub.draining
 
     async def problems(self) -> list[str]:
         """What keeps this node from serving (empty when healthy)."""

@@ -1,7 +1,8 @@
 """Signaling put together: the socket.io server, the live-state store, the
 executor and services, the queue publisher and the deadline scheduler, this
 node's heartbeat and the sweep of nodes that died, started and stopped as one.
-The web layer uses only ``SignalingHub.facade``."""
+The web layer's handlers use only ``SignalingHub.facade``; ``web/app.py``, the
+wiring, makes the hub, starts it and stops it."""
 
 import asyncio
 import logging

@@ -10,7 +10,8 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from signaling import transitions
+from signaling import access, transitions
+from signaling.access import Right, Verdict
 from signaling.config import SignalingConfig
 from signaling.errors import (
     AlreadyInConsultation,
@@ -30,7 +31,6 @@ from storage.records import (
     Account,
     AuditEvent,
     ConsultationRecord,
-    ConsultationState,
     Outcome,
     Role,
 )
@@ -126,9 +126,12 @@ class ConsultationService:
         def check(record: ConsultationRecord | None) -> None:
             # Ownership before state, so that nobody learns another kiosk's
             # consultations exist.
-            if record is None or record.kiosk_id != kiosk.id:
+            if record is None:
                 raise NotFound("no consultation with this id for you")
-            if record.state is not ConsultationState.ENDED or record.ended_at is None:
+            found = access.on_record(kiosk, record, Right.RATE)
+            if found is Verdict.HIDDEN:
+                raise NotFound("no consultation with this id for you")
+            if found is Verdict.NOT_NOW or record.ended_at is None:
                 raise InvalidState("the consultation has not ended yet")
             if now - record.ended_at > window:
                 raise InvalidState("the time to rate this consultation has passed")
@@ -173,7 +176,10 @@ class ConsultationService:
         self, expert: Account, call_id: str, outcome: Outcome, notes: str, remote: str
     ) -> None:
         def check(record: ConsultationRecord | None) -> None:
-            if record is None or record.expert_id != expert.id or record.active_at is None:
+            if (
+                record is None
+                or access.on_record(expert, record, Right.RECORD_OUTCOME) is not Verdict.ALLOWED
+            ):
                 raise NotFound("no consultation with this id for you")
 
         await self._storage.consultations.set_outcome(
@@ -262,11 +268,9 @@ class ConsultationService:
 
     async def chat(self, account: Account, call_id: str, text: str) -> ChatView:
         snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))
-        call = transitions.call_for(snapshot, account)
-        if call.phase is not Phase.ACTIVE or (
-            account.role is Role.EXPERT and call.expert_id != account.id
-        ):
-            raise InvalidState("chat is open only during the call")
+        call = transitions.call_for(
+            snapshot, account, Right.TAKE_PART, "chat is open only during the call"
+        )
         if not await self._x.store.take_slot(
             f"chat:{account.id}", 60.0, self._config.chat_per_minute, self._clock()
         ):
@@ -281,9 +285,8 @@ class ConsultationService:
             text=message.text,
             sent_at=message.sent_at,
         )
-        for other in (call.kiosk_id, call.expert_id):
-            if other is not None:
-                await self._x.notifier.to_account(other, "chat_message", view)
+        for other in access.participants(call):
+            await self._x.notifier.to_account(other, "chat_message", view)
         return view
 
     async def announce_file(self, call_id: str, view: FileView) -> None:
@@ -291,18 +294,17 @@ class ConsultationService:
         call = await self.call(call_id)
         if call is None:
             return
-        for account_id in (call.kiosk_id, call.expert_id):
-            if account_id is not None:
-                await self._x.notifier.to_account(account_id, "file_added", view)
+        for account_id in access.participants(call):
+            await self._x.notifier.to_account(account_id, "file_added", view)
 
     # ---- connections, media, deadlines -------------------------------------------
 
     async def participant_changed(self, account_id: str, connected: bool) -> None:
         """An account's last socket closed (grace starts) or its first came back."""
         own = await self._x.open_call_of(account_id)
-        if own is None:
+        side = None if own is None else access.side_of_participant(account_id, own)
+        if own is None or side is None:
             return
-        side = Side.KIOSK if own.kiosk_id == account_id else Side.EXPERT
         await self._participant(own.id, account_id, side.value, connected)
 
     async def media_changed(self, call_id: str, participant: str, status: str) -> None:

@@ -17,6 +17,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from signaling import access
+from signaling.access import Right, Verdict
 from signaling.config import SignalingConfig
 from signaling.effects import (
     ArmNoExpert,
@@ -58,9 +60,7 @@ from storage.records import (
     Account,
     AuditEvent,
     ConsultationRecord,
-    ConsultationState,
     EndReason,
-    Role,
 )
 
 GRACE_KEYS = ("kiosk", "expert", "media:kiosk", "media:expert")
@@ -97,19 +97,23 @@ def _audit(
     return AuditEvent(actor, action, subject, dict(detail), remote)
 
 
-def _may_see(account: Account, call: LiveCall) -> bool:
-    """A kiosk its own consultation; an expert those of its department."""
-    if account.role is Role.KIOSK:
-        return call.kiosk_id == account.id
-    return account.role is Role.EXPERT and call.department == account.department
-
-
-def call_for(snapshot: Snapshot, account: Account) -> LiveCall:
-    """The open consultation, if this account may act on it, else the same NotFound
-    as for a missing one (nobody learns another's consultation exists)."""
+def call_for(
+    snapshot: Snapshot,
+    account: Account,
+    right: Right = Right.FOLLOW,
+    not_now: str = "not at this stage of the consultation",
+) -> LiveCall:
+    """The open consultation, if this account has ``right`` on it now
+    (``signaling.access``); else InvalidState(``not_now``) for one who follows it,
+    and for anyone else the same NotFound as for a missing one (nobody learns
+    another's consultation exists)."""
     call = snapshot.call
-    if call is None or not _may_see(account, call):
+    found = Verdict.HIDDEN if call is None else access.on_call(account, call, right)
+    if found is Verdict.HIDDEN:
         raise NotFound("no open consultation with this id for you")
+    if found is Verdict.NOT_NOW:
+        raise InvalidState(not_now)
+    assert call is not None
     return call
 
 
@@ -229,9 +233,8 @@ def request(
 
 def cancel(s: Snapshot, kiosk: Account, remote: str, *, recorded: bool = False) -> Decision:
     """The citizen leaves the queue before the call starts."""
-    call = call_for(s, kiosk) if not recorded else s.call
-    if call is not None and call.phase is Phase.ACTIVE and not recorded:
-        raise InvalidState("the call has started; end it instead")
+    if not recorded:
+        call_for(s, kiosk, Right.CANCEL, "the call has started; end it instead")
     return finish(s, EndReason.ABANDONED, kiosk.username, remote, actor=kiosk, recorded=recorded)
 
 
@@ -274,9 +277,7 @@ def accept(
     """The expert takes the consultation ringing for them: the call starts."""
     call = s.call
     if not recorded:
-        call = call_for(s, expert)
-        if call.phase is not Phase.OFFERED or call.expert_id != expert.id:
-            raise InvalidState("this consultation is not being offered to you")
+        call = call_for(s, expert, Right.ANSWER, "this consultation is not being offered to you")
     if call is None:
         raise InvalidState("the consultation has ended")
     d = Decision()
@@ -328,9 +329,7 @@ def accept(
 
 def decline(s: Snapshot, expert: Account, config: SignalingConfig) -> Decision:
     """The expert declines: the consultation goes to the next expert, not back to them."""
-    call = call_for(s, expert)
-    if call.phase is not Phase.OFFERED or call.expert_id != expert.id:
-        raise InvalidState("this consultation is not being offered to you")
+    call = call_for(s, expert, Right.ANSWER, "this consultation is not being offered to you")
     d = Decision()
     _take_back(d, s, call, "declined", config, declined=True)
     _follow_ups(d, call.department)
@@ -355,10 +354,11 @@ def ring_timeout(s: Snapshot, config: SignalingConfig) -> Decision:
 
 def end(s: Snapshot, account: Account, remote: str, *, recorded: bool = False) -> Decision:
     """A participant ends: a kiosk leaving the queue abandons it, a call completes."""
-    call = call_for(s, account) if not recorded else s.call
-    in_the_call = call is not None and call.phase is Phase.ACTIVE and call.expert_id == account.id
-    if call is not None and not recorded and account.role is Role.EXPERT and not in_the_call:
-        raise InvalidState("you can only end a call you are in")
+    call = (
+        s.call
+        if recorded
+        else call_for(s, account, Right.END, "you can only end a call you are in")
+    )
     reason = (
         EndReason.COMPLETED
         if call is not None and call.phase is Phase.ACTIVE
@@ -379,8 +379,10 @@ def withdraw(
     """An admin ends an open consultation as cancelled. One the records hold open
     without its live state (its live commit never happened) is ended in the
     records alone, the live state's absence checked by the commit."""
+    if s.call is not None and not recorded:
+        call_for(s, admin, Right.WITHDRAW)
     if s.call is None and not recorded:
-        if record is None or record.state is ConsultationState.ENDED:
+        if record is None or access.on_record(admin, record, Right.WITHDRAW) is not Verdict.ALLOWED:
             raise NotFound("no open consultation with this id")
         d = Decision(
             record=MarkEnded(

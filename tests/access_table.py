@@ -7,7 +7,9 @@ same table into docs/SECURITY.md, and a test fails when the document is stale.
 
 The table lives with the tests, not in ``web/``: it is the specification the code is
 checked against, written apart from the code that enforces it (the role guard in
-``web/api.py``, ownership checks in the handlers and in ``signaling``). Were the
+``web/api.py`` and the gateway's event table; the relation to a consultation in
+``signaling/access.py``, whose own table ``tests/signaling/test_access.py``
+checks cell by cell). Were the
 server to read it, a wrong entry would change behaviour and still agree with itself.
 
 Outcomes: ``allow`` (the action succeeds), or ``deny-N``: HTTP status N, or for an

@@ -2,9 +2,10 @@
 
 from aiohttp import web
 
+from signaling.access import Right
 from signaling.messages import ConsultationView
 from storage.errors import RecordNotFound
-from storage.records import Account, ConsultationRecord, ConsultationState, Role
+from storage.records import Role
 from web.api import Api, account_of, reply
 from web.auth import remote_address
 from web.errors import BadRequest, NotFound
@@ -13,16 +14,6 @@ from web.schemas import CaseQuery, ConsultationList, ConsultationRecordView
 
 api = Api()
 STAFF = frozenset({Role.EXPERT, Role.CLERK, Role.ADMIN})
-
-
-def may_read(account: Account, record: ConsultationRecord) -> bool:
-    """Clerks and admins read every record; experts their department's; a kiosk
-    only its own consultation, and only while it is open."""
-    if account.role in (Role.CLERK, Role.ADMIN):
-        return True
-    if account.role is Role.EXPERT:
-        return record.department == account.department
-    return record.kiosk_id == account.id and record.state is not ConsultationState.ENDED
 
 
 @api.route(
@@ -38,7 +29,9 @@ async def get_consultation(request: web.Request) -> web.StreamResponse:
         record = await request.app[STORAGE].consultations.get(request.match_info["consultation_id"])
     except RecordNotFound:
         raise NotFound("no such consultation") from None
-    if not may_read(account_of(request), record):
+    # Clerks and admins read every record, experts their department's and those they
+    # answered, a kiosk its own while it is open (signaling.access).
+    if not await request.app[SIGNALING].may(account_of(request), record, Right.READ_RECORD):
         # Same answer as a missing record: do not reveal that it exists.
         raise NotFound("no such consultation")
     return reply(ConsultationRecordView.of(record))

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import StringConstraints
 
+from signaling.access import Right
 from signaling.messages import CaseNumber, FileView
 from storage.errors import DocumentDamaged, RecordConflict, RecordNotFound
 from storage.filestore import AttachRefused, Download, StoredFile, Upload, UploadError
@@ -108,27 +109,22 @@ def file_view(record: StoredFile) -> FileView:
 
 
 async def _participant_of_active(request: web.Request, consultation_id: str) -> None:
-    """Only the two participants of an active consultation may upload."""
+    """Only those taking part in the active call may upload (signaling.access)."""
     side = await request.app[SIGNALING].active_side(account_of(request), consultation_id)
     if side is None:
         raise NotFound("no active consultation with this id for you")
 
 
 async def _may_read(request: web.Request, account: Account, consultation_id: str) -> None:
-    """Participants while the call is active; afterwards the department's experts,
-    clerks and admins. Anyone else gets the same 404 as for a missing file."""
+    """The kiosk during its call; the call's expert, the department's experts, clerks
+    and admins (signaling.access). Anyone else gets the same 404 as for a missing
+    file."""
     try:
         record = await request.app[STORAGE].consultations.get(consultation_id)
     except RecordNotFound:
         raise NotFound("no such file") from None
-    if account.role in (Role.CLERK, Role.ADMIN):
-        return
-    if account.role is Role.EXPERT and record.department == account.department:
-        return
-    own_kiosk = account.role is Role.KIOSK and record.kiosk_id == account.id
-    if own_kiosk and await request.app[SIGNALING].active_side(account, consultation_id):
-        return
-    raise NotFound("no such file")
+    if not await request.app[SIGNALING].may(account, record, Right.READ_FILES):
+        raise NotFound("no such file")
 
 
 async def _own_upload(request: web.Request) -> Upload:

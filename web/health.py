@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from web.api import Api, reply
 from web.auth import MetricsTokenThrottle, remote_address
 from web.errors import NotFound
-from web.keys import FILES, HUB, MEDIA, METRICS, SETTINGS, SIGNALING, STORAGE
+from web.keys import FILES, MEDIA, METRICS, SETTINGS, SIGNALING, STORAGE
 from web.schemas import HealthView
 
 api = Api()
@@ -33,7 +33,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
         problems.append(f"the document store ({blobs.description}) cannot be reached")
     if problems:
         return reply(HealthView(status="unavailable", problems=problems), status=503)
-    if request.app[HUB].draining:
+    if request.app[SIGNALING].draining:
         # A load balancer's health check stops sending new clients; the ones here
         # and their calls go on.
         draining = ["draining: this node takes no new calls"]

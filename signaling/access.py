@@ -1,0 +1,223 @@
+"""Who may see and act on a consultation: one table, read by pure functions.
+
+Every check of an account against a consultation goes through here: the socket
+events (``signaling.transitions``, ``signaling.service``), the media token and
+TURN credentials (``signaling.facade``), the records and documents over HTTP
+(``web/consultations_api.py``, ``web/files_api.py``). Who may send an event or
+call a route at all (its roles) stays with the event and route tables; this is
+the relation to the consultation itself.
+
+How an account stands to a consultation (``standing``): its kiosk, its expert
+(answering it, or the one it is ringing for), an expert of its department who
+is not its own, the office (clerks and admins: the records, never the call), or
+nobody. What each standing may do, and in which stages of the consultation, is
+the table ``RIGHTS``: one row per standing, so that a new kind of participant
+(an interpreter, a supervisor) is one more row.
+
+``verdict`` answers with one of three outcomes, which the callers turn into
+their errors: allowed; not now (the account stands in the consultation but may
+not do this at this stage: 409 ``invalid_state``); hidden (404 ``not_found``,
+the same answer as for a consultation that does not exist, so that nobody
+learns another's consultation exists). For an action on the live consultation,
+whoever may follow it (see it and send its events) is told "not now" rather
+than "hidden".
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from signaling.live import LiveCall, Side
+from storage.records import Account, ConsultationRecord, Role
+
+
+class Standing(StrEnum):
+    KIOSK = "kiosk"
+    """The kiosk that asked for it (the citizen's side)."""
+    EXPERT = "expert"
+    """The expert answering it, or the one it is ringing for."""
+    DEPARTMENT = "department"
+    """An expert of its department who is not its own."""
+    OFFICE = "office"
+    """Clerks and admins: the records and documents, never the call."""
+    NONE = "none"
+
+
+class Stage(StrEnum):
+    """Where the consultation is: the live phases and the records' end."""
+
+    WAITING = "waiting"
+    OFFERED = "offered"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class Right(StrEnum):
+    FOLLOW = "follow"
+    """See the open consultation and send its events."""
+    TAKE_PART = "take_part"
+    """A side of the active call: media, TURN, chat, documents sent."""
+    CANCEL = "cancel"
+    """Leave the queue before the call starts."""
+    ANSWER = "answer"
+    """Accept or decline the offer."""
+    END = "end"
+    """End it (a kiosk in the queue abandons it, a call completes)."""
+    WITHDRAW = "withdraw"
+    """End any open consultation as cancelled (the route is the admin's)."""
+    READ_RECORD = "read_record"
+    READ_FILES = "read_files"
+    RECORD_OUTCOME = "record_outcome"
+    RATE = "rate"
+
+
+LIVE_RIGHTS = frozenset(
+    {Right.FOLLOW, Right.TAKE_PART, Right.CANCEL, Right.ANSWER, Right.END, Right.WITHDRAW}
+)
+"""Rights over the live consultation: denied as "not now" to whoever follows it."""
+
+OPEN = frozenset({Stage.WAITING, Stage.OFFERED, Stage.ACTIVE})
+QUEUED = frozenset({Stage.WAITING, Stage.OFFERED})
+CALL = frozenset({Stage.ACTIVE})
+RINGING = frozenset({Stage.OFFERED})
+ANSWERED = frozenset({Stage.ACTIVE, Stage.ENDED})
+ALWAYS = frozenset(Stage)
+ENDED = frozenset({Stage.ENDED})
+NEVER: frozenset[Stage] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rights:
+    """The stages in which one standing may use each right (absent: never)."""
+
+    stages: Mapping[Right, frozenset[Stage]]
+
+    def allows(self, right: Right, stage: Stage) -> bool:
+        return stage in self.stages.get(right, NEVER)
+
+
+RIGHTS: Mapping[Standing, Rights] = {
+    Standing.KIOSK: Rights(
+        {
+            Right.FOLLOW: OPEN,
+            Right.TAKE_PART: CALL,
+            Right.CANCEL: QUEUED,
+            Right.END: OPEN,
+            # Its record while open (the page resumes with it); documents only
+            # during the call: a public terminal shows nothing of it afterwards.
+            Right.READ_RECORD: OPEN,
+            Right.READ_FILES: CALL,
+            Right.RATE: ENDED,
+        }
+    ),
+    Standing.EXPERT: Rights(
+        {
+            Right.FOLLOW: OPEN,
+            Right.TAKE_PART: CALL,
+            Right.ANSWER: RINGING,
+            Right.END: CALL,
+            Right.READ_RECORD: ALWAYS,
+            Right.READ_FILES: ALWAYS,
+            Right.RECORD_OUTCOME: ANSWERED,
+        }
+    ),
+    Standing.DEPARTMENT: Rights(
+        {
+            Right.FOLLOW: OPEN,
+            Right.READ_RECORD: ALWAYS,
+            Right.READ_FILES: ALWAYS,
+        }
+    ),
+    Standing.OFFICE: Rights(
+        {
+            Right.WITHDRAW: OPEN,
+            Right.READ_RECORD: ALWAYS,
+            Right.READ_FILES: ALWAYS,
+        }
+    ),
+    Standing.NONE: Rights({}),
+}
+
+
+class Verdict(StrEnum):
+    ALLOWED = "allowed"
+    NOT_NOW = "not_now"
+    """Stands in it, but not this, not at this stage (409 invalid_state)."""
+    HIDDEN = "hidden"
+    """As if it did not exist (404 not_found)."""
+
+
+def standing(account: Account, kiosk_id: str, expert_id: str | None, department: str) -> Standing:
+    """How ``account`` stands to a consultation of ``kiosk_id`` in ``department``
+    answered by (or ringing for) ``expert_id``."""
+    if account.role is Role.KIOSK and account.id == kiosk_id:
+        return Standing.KIOSK
+    if account.role is Role.EXPERT and expert_id is not None and account.id == expert_id:
+        return Standing.EXPERT
+    if account.role is Role.EXPERT and account.department == department:
+        return Standing.DEPARTMENT
+    if account.role in (Role.CLERK, Role.ADMIN):
+        return Standing.OFFICE
+    return Standing.NONE
+
+
+def standing_in_call(account: Account, call: LiveCall) -> Standing:
+    return standing(account, call.kiosk_id, call.expert_id, call.department)
+
+
+def standing_in_record(account: Account, record: ConsultationRecord) -> Standing:
+    return standing(account, record.kiosk_id, record.expert_id, record.department)
+
+
+def stage_of_call(call: LiveCall) -> Stage:
+    return Stage(call.phase.value)
+
+
+def stage_of_record(record: ConsultationRecord) -> Stage:
+    return Stage(record.state.value)
+
+
+def verdict(who: Standing, right: Right, stage: Stage) -> Verdict:
+    """What ``who`` gets asking for ``right`` at ``stage`` (see the module docstring)."""
+    rights = RIGHTS[who]
+    if rights.allows(right, stage):
+        return Verdict.ALLOWED
+    if right in LIVE_RIGHTS:
+        return Verdict.NOT_NOW if rights.allows(Right.FOLLOW, stage) else Verdict.HIDDEN
+    return Verdict.NOT_NOW if rights.stages.get(right) else Verdict.HIDDEN
+
+
+def on_call(account: Account, call: LiveCall, right: Right) -> Verdict:
+    return verdict(standing_in_call(account, call), right, stage_of_call(call))
+
+
+def on_record(account: Account, record: ConsultationRecord, right: Right) -> Verdict:
+    return verdict(standing_in_record(account, record), right, stage_of_record(record))
+
+
+SIDES: Mapping[Standing, Side] = {Standing.KIOSK: Side.KIOSK, Standing.EXPERT: Side.EXPERT}
+"""The side of the call each participating standing takes (its media token, its
+name in chat and documents)."""
+
+
+def side_in_call(account: Account, call: LiveCall) -> Side | None:
+    """The side ``account`` takes in the call if it may take part now, else None: the
+    one rule for media, TURN, chat and documents sent."""
+    if on_call(account, call, Right.TAKE_PART) is not Verdict.ALLOWED:
+        return None
+    return SIDES.get(standing_in_call(account, call))
+
+
+def participants(call: LiveCall) -> list[str]:
+    """The accounts that take part in the call (told of its chat and documents)."""
+    return [a for a in (call.kiosk_id, call.expert_id) if a is not None]
+
+
+def side_of_participant(account_id: str, call: LiveCall) -> Side | None:
+    """The side an account id (a socket or media that came or went) holds in the
+    call, whatever its stage; None if it holds none."""
+    if account_id == call.kiosk_id:
+        return Side.KIOSK
+    if call.expert_id is not None and account_id == call.expert_id:
+        return Side.EXPERT
+    return None
