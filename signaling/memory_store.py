@@ -13,7 +13,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 
 from signaling.live import Live
-from signaling.store import Commit, LiveStore, StoreClosed
+from signaling.store import Commit, LiveStore, used_while_closed
 
 
 class InProcessStore(LiveStore):
@@ -39,7 +39,7 @@ class InProcessStore(LiveStore):
 
     def _refuse_if_closed(self) -> None:
         if self._closed:
-            raise StoreClosed("the live state is closed (the process is stopping)")
+            raise used_while_closed()
 
     async def ping(self) -> None:
         self._refuse_if_closed()

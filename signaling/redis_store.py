@@ -40,7 +40,7 @@ from redis.commands.core import AsyncScript
 from redis.maint_notifications import MaintNotificationsConfig
 
 from signaling.live import Live, decode
-from signaling.store import Commit, LiveStore, StoreClosed, StoreUnavailable
+from signaling.store import Commit, LiveStore, StoreUnavailable, used_while_closed
 
 # Versions are checked first and nothing is written unless all hold, so a failed
 # check leaves no trace. Queue and member removals run before additions, and
@@ -263,7 +263,7 @@ class RedisStore(LiveStore):
     @property
     def _live(self) -> _Connected:
         if self._connected is None:
-            raise StoreClosed("the live state is closed (before start or after the stop)")
+            raise used_while_closed()
         return self._connected
 
     @property

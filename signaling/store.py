@@ -20,11 +20,14 @@ Redis) and ``signaling.redis_store.RedisStore``; one contract test suite
 (``tests/signaling/test_store_contract.py``) runs against both.
 """
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from signaling.live import Live
+
+log = logging.getLogger(__name__)
 
 
 class StoreUnavailable(Exception):
@@ -35,6 +38,13 @@ class StoreUnavailable(Exception):
 class StoreClosed(StoreUnavailable):
     """The store has been closed (the process is stopping) or not yet started: it
     refuses everything, so that work cut short by a stop cannot act on it."""
+
+
+def used_while_closed() -> StoreClosed:
+    """The refusal of a closed store, logged: whatever asked outlived the stop (or
+    ran before the start), which the stop's order is meant to make impossible."""
+    log.warning("the live state was used while closed: work outlived the stop")
+    return StoreClosed("the live state is closed (before the start or after the stop)")
 
 
 @dataclass

@@ -14,7 +14,6 @@ import signal
 from collections.abc import AsyncIterator
 
 import aiohttp
-import asyncpg
 import pytest
 
 from signaling.client import ClientError, WindowlinkClient
@@ -22,6 +21,7 @@ from signaling.messages import ConsultationView, OfferView
 from tests.cluster.processes import Clients, Deployment, ProcessId, children_of, eventually
 from tests.cluster.test_cluster import flowing, join_media
 from tests.media.peers import CallPeer, wait_until
+from tests.pg_locks import table_locked, waiting_on_locks
 from tests.web.test_upload_limits import begin, part_headers
 
 pytestmark = pytest.mark.postgres
@@ -33,32 +33,6 @@ DEPARTMENTS = (
     ("housing", "expert_housing"),
     ("social", "expert_social"),
 )
-
-
-@contextlib.asynccontextmanager
-async def table_locked(database_url: str, table: str) -> AsyncIterator[asyncpg.Connection]:
-    """Another connection holds ``table`` locked exclusively (as a migration would)
-    until the block ends; then it rolls back."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        transaction = connection.transaction()
-        await transaction.start()
-        await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield connection
-        finally:
-            await transaction.rollback()
-    finally:
-        await connection.close()
-
-
-async def waiting_on_locks(lock_holder: asyncpg.Connection) -> int:
-    """Statements of other connections waiting for a lock now."""
-    count: int = await lock_holder.fetchval(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
-    return count
 
 
 async def keep_sending(client: WindowlinkClient, stop: asyncio.Event) -> None:

@@ -11,7 +11,6 @@ and the kiosk's own next request repairs it.
 """
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -37,6 +36,7 @@ from tests.conftest import (
     drop_database,
     login_session,
 )
+from tests.pg_locks import table_locked, waiting_on_locks
 from tests.signaling.transition_table import FIXED_CAST, NOW
 
 ID = "c0ffee00c0ffee00"
@@ -193,17 +193,6 @@ def test_withdraw_ends_a_consultation_only_the_records_hold() -> None:
 # ---- the defect as it was seen -------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def table_locked(database_url: str, table: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        async with connection.transaction():
-            await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-            yield connection
-    finally:
-        await connection.close()
-
-
 async def redis_command(redis: PrivateRedis, *words: str) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", redis.port)
     try:
@@ -227,11 +216,7 @@ async def request_losing_its_live_commit(
         )
 
         async def blocked() -> bool:
-            waiting: int = await holder.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            )
-            return waiting > 0
+            return await waiting_on_locks(holder) > 0
 
         await eventually(blocked, 20, "the request waits for the table lock")
         # Long enough for the live commit to time out (2 s), short enough to end.
