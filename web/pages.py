@@ -19,6 +19,9 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' blob: data:; "
     "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    # pdf.js (the kiosk's previews) runs in a module worker of this origin; fonts
+    # it builds from a document's bytes are FontFace objects, not fetches.
+    "worker-src 'self'; "
     "frame-ancestors 'self'; form-action 'self'"
 )
 

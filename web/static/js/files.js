@@ -3,7 +3,7 @@
 // previews of images and PDFs (printable) and, where allowed, a download link.
 import { api } from "./api.js";
 import { setText, textElement } from "./i18n.js";
-import { openPreview } from "./preview.js";
+import { openPreview, thumbnail as previewThumbnail } from "./preview.js";
 
 // Parts start at 1 MiB and grow (doubling, up to 8 MiB) while each takes under
 // about two seconds: on a hall's LAN a 50 MiB scan is 9 parts instead of 50 (each
@@ -61,26 +61,25 @@ function failureKey(err) {
 export function fileRow(view, { download = true, thumbnail = true } = {}) {
   const row = document.createElement("li");
   row.dataset.fileId = view.id;
-  const name = document.createElement(download ? "a" : "span");
+  // Without a download link the name opens the preview (the kiosk: its contract).
+  const name = document.createElement(download ? "a" : "button");
   name.className = "file-name";
   name.translate = false;
   name.textContent = view.name;
+  const inline = `${view.url}?inline=1`;
   if (download) {
     name.href = view.url;
     name.setAttribute("download", "");
+  } else {
+    name.type = "button";
+    name.addEventListener("click", () => openPreview(view, inline));
   }
   const size = document.createElement("span");
   size.className = "muted";
   size.textContent = formatSize(view.size);
   row.append(name, size);
-  const inline = `${view.url}?inline=1`;
   if (thumbnail && view.media_type.startsWith("image/")) {
-    const image = document.createElement("img");
-    image.className = "preview";
-    image.alt = view.name;
-    image.src = inline;
-    image.addEventListener("click", () => openPreview(view, inline));
-    row.append(image);
+    row.append(previewThumbnail(view, inline, () => openPreview(view, inline)));
   }
   if (view.media_type.startsWith("image/") || view.media_type === "application/pdf") {
     const open = textElement("button", "files.preview", null, "secondary small");

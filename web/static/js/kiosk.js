@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
 import { openDevices, watchLevel } from "./devices.js";
+import { drawInPage } from "./preview.js";
 import { onLanguageChange, setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
 import { connectSignal } from "./signal.js";
@@ -378,5 +379,9 @@ async function onLogin() {
   show("start-screen");
 }
 
+// Nothing of a document may be saved onto the shared kiosk: previews are drawn by
+// the page (no browser PDF viewer), and no context menu offers "save image as".
+drawInPage();
+document.addEventListener("contextmenu", (event) => event.preventDefault());
 initTextSize(byTestId("text-size-toggle"));
 startPage({ roles: ["kiosk"], onLogin });
