@@ -353,3 +353,24 @@ async def test_a_request_committed_to_the_records_but_not_the_live_state_is_repa
         "reason": "dropped",
         "repair": "no_live_state",
     }
+
+
+async def test_a_process_starting_without_redis_ends_what_the_records_left_open(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    """Without a shared live state, a (re)started process holds no live call: every
+    open record was left by a stop or crash, and ends as dropped at its start."""
+    before = await start_server()
+    kiosk: KioskClient = await connect(before, "kiosk01")
+    left_open = (await kiosk.request("market")).consultation_id
+    await kiosk.close()
+    await before.hub.stop(within=1.0)  # as the process ended: its live state is gone
+    after = await start_server(data_dir=before.settings.data_dir)
+    record = await after.storage.consultations.get(left_open)
+    assert (record.state, record.end_reason, record.ended_by) == (
+        ConsultationState.ENDED,
+        EndReason.DROPPED,
+        "system",
+    )
+    again: KioskClient = await connect(after, "kiosk01")
+    assert (await again.request("market")).state in ("waiting", "offered")
