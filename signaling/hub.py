@@ -117,8 +117,9 @@ class SignalingHub:
         self.config = config
         self.media = media
         self.shared = shared
-        """Whether the live state outlives this process (Redis): then nothing open is
-        ended at start, and dead nodes are swept."""
+        """Whether the live state outlives this process (Redis): then only what has
+        disagreed with the records for a while is repaired at start (without it,
+        everything the records hold open), and dead nodes are swept."""
         self.node = new_node_id()
         notifier = SocketNotifier(sio)
         self.executor = Executor(
