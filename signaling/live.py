@@ -83,6 +83,9 @@ class LiveCall(_Record):
     """side -> that side's media token, while the call is active."""
     relay: str | None = None
     """The relay worker holding the call's media (placed with the first offer)."""
+    hall_name_zh: str | None = None
+    hall_name_en: str | None = None
+    """The kiosk's hall as it was named when the citizen asked (for the offer)."""
     version: int = 0
 
     def __post_init__(self) -> None:

@@ -103,6 +103,9 @@ class ConsultationView(ServerPayload):
     end_reason: EndReasonName | None = None
     media: MediaAccess | None = None
     """Only in an active consultation, and only the recipient's own access."""
+    reference: str | None = None
+    """The short reference the kiosk shows the citizen and the clerk types
+    (storage.references)."""
 
 
 class QueuePosition(ServerPayload):
@@ -149,6 +152,11 @@ class OfferView(ServerPayload):
     waiting_since: float
     expires_at: float
     ring_timeout_s: float
+    hall_name_zh: str | None = None
+    hall_name_en: str | None = None
+    """The kiosk's hall as it was named when the citizen asked (None: no hall)."""
+    waited_s: float = 0.0
+    """Seconds the citizen had waited when this offer was made (the server's clock)."""
 
 
 class OfferRevoked(ServerPayload):

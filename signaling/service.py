@@ -65,6 +65,16 @@ class ConsultationService:
         records = await self._storage.consultations.open_consultations()
         return await self.reconcile([r for r in records if r.kiosk_id == kiosk_id], set(), SETTLE)
 
+    async def _hall_names(self, kiosk: Account) -> tuple[str, str] | None:
+        """The kiosk's hall's names (zh, en) for the expert's offer; None without one."""
+        if kiosk.hall is None:
+            return None
+        try:
+            hall = await self._storage.halls.get(kiosk.hall)
+        except RecordNotFound:
+            return None
+        return hall.name_zh, hall.name_en
+
     # ---- kiosk -------------------------------------------------------------------
 
     async def request(
@@ -76,6 +86,7 @@ class ConsultationService:
         sid: str | None = None,
     ) -> ConsultationView:
         call_id = secrets.token_hex(8)
+        hall_names = await self._hall_names(kiosk)
 
         async def attempt() -> object:
             return await self._x.run(
@@ -89,6 +100,7 @@ class ConsultationService:
                     remote,
                     self._config,
                     recorded=recorded,
+                    hall_names=hall_names,
                 ),
                 sid,
             )

@@ -191,8 +191,10 @@ def request(
     config: SignalingConfig,
     *,
     recorded: bool = False,
+    hall_names: tuple[str, str] | None = None,
 ) -> Decision:
-    """A citizen joins a department's queue (the record is created first)."""
+    """A citizen joins a department's queue (the record is created first);
+    ``hall_names`` (zh, en) name the kiosk's hall in the expert's offer."""
     if not recorded and kiosk.id in s.open_calls:
         raise AlreadyInConsultation("this kiosk already has an open consultation")
     call = LiveCall(
@@ -204,6 +206,8 @@ def request(
         case_number=case_number,
         phase=Phase.WAITING,
         waiting_since=s.now,
+        hall_name_zh=hall_names[0] if hall_names else None,
+        hall_name_en=hall_names[1] if hall_names else None,
     )
     d = Decision(reply=consultation_view(call))
     d.record = CreateConsultation(

@@ -12,6 +12,7 @@ from signaling.messages import (
     QueueUpdate,
 )
 from storage.records import ConsultationRecord
+from storage.references import reference_of
 
 
 def media_url(call_id: str) -> str:
@@ -38,6 +39,7 @@ def consultation_view(call: LiveCall, side: str | None = None) -> ConsultationVi
         offered_at=call.offered_at,
         active_at=call.active_at,
         media=media,
+        reference=reference_of(call.id),
     )
 
 
@@ -64,6 +66,7 @@ def record_ended_view(
         active_at=record.active_at,
         ended_at=at,
         end_reason=reason,
+        reference=reference_of(record.id),
     )
 
 
@@ -77,6 +80,9 @@ def offer_view(call: LiveCall, ring_timeout: float) -> OfferView:
         waiting_since=call.waiting_since,
         expires_at=call.offered_at + ring_timeout,
         ring_timeout_s=ring_timeout,
+        hall_name_zh=call.hall_name_zh,
+        hall_name_en=call.hall_name_en,
+        waited_s=max(0.0, call.offered_at - call.waiting_since),
     )
 
 

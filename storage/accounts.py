@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
@@ -10,10 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from storage.audit import append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
+from storage.halls import require_halls
 from storage.ids import new_id
 from storage.passwords import dummy_hash, hash_password, verify_password
 from storage.records import Account, AuditEvent, Role
-from storage.schema import accounts, departments, sessions
+from storage.schema import accounts, clerk_halls, departments, sessions
 
 PUBLIC_COLUMNS = [c for c in accounts.c if c.name != "password_hash"]
 
@@ -59,17 +61,21 @@ class Accounts:
         *,
         department: str | None = None,
         hall: str | None = None,
+        halls: Sequence[str] = (),
         display_name: str = "",
         password_hash: str | None = None,
         audit: AuditEvent | None = None,
     ) -> Account:
-        """Create an account; ``password_hash`` lets a bulk seeder hash once for many."""
+        """Create an account; ``password_hash`` lets a bulk seeder hash once for many.
+        A kiosk stands in ``hall``, a clerk works at ``halls``; both must exist."""
         if role is Role.EXPERT and department is None:
             raise RecordConflict("an expert account needs a department")
         if role is not Role.EXPERT and department is not None:
             raise RecordConflict("only expert accounts belong to a department")
         if role is not Role.KIOSK and hall is not None:
-            raise RecordConflict("only kiosk accounts belong to a hall")
+            raise RecordConflict("only kiosk accounts stand in a hall")
+        if role is not Role.CLERK and halls:
+            raise RecordConflict("only clerk accounts work at halls")
         encoded = password_hash or await asyncio.to_thread(hash_password, password)
         account = Account(
             new_id(), username, role, department, hall, display_name or username, False, time.time()
@@ -82,7 +88,10 @@ class Accounts:
                 ).first()
                 if found is None:
                     raise RecordNotFound(f"no department {department!r}")
+            require_halls(conn, [*halls, *([hall] if hall is not None else [])])
             conn.execute(accounts.insert().values(password_hash=encoded, **account.__dict__))
+            for code in sorted(set(halls)):
+                conn.execute(clerk_halls.insert().values(account_id=account.id, hall=code))
             append_audit_if(conn, audit)
 
         try:
@@ -137,6 +146,23 @@ class Accounts:
             )
             if disabled:
                 conn.execute(delete(sessions).where(sessions.c.account_id == account_id))
+            append_audit_if(conn, audit)
+
+        await self._db.write(unit)
+        return await self.get_by_username(username)
+
+    async def set_hall(
+        self, username: str, hall: str, *, audit: AuditEvent | None = None
+    ) -> Account:
+        """Move a kiosk to another hall."""
+
+        def unit(conn: Connection) -> None:
+            account_id = _account_id(conn, username)
+            role = conn.execute(select(accounts.c.role).where(accounts.c.id == account_id)).scalar()
+            if role != Role.KIOSK.value:
+                raise RecordConflict("only kiosk accounts stand in a hall")
+            require_halls(conn, [hall])
+            conn.execute(update(accounts).where(accounts.c.id == account_id).values(hall=hall))
             append_audit_if(conn, audit)
 
         await self._db.write(unit)

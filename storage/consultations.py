@@ -2,7 +2,7 @@
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Update, and_, bindparam, select, update
@@ -21,6 +21,7 @@ from storage.records import (
     Outcome,
     Role,
 )
+from storage.references import reference_of
 from storage.schema import accounts, chat_messages, consultations, departments
 
 # Records are read with the answering expert's display name for the staff pages.
@@ -116,8 +117,9 @@ class ConsultationRecords:
     ) -> ConsultationRecord:
         """A new waiting consultation; the audit entry's subject becomes its id.
         RecordConflict if the kiosk has an open one already (the records allow one)."""
+        consultation_id = consultation_id or new_id()
         record = ConsultationRecord(
-            id=consultation_id or new_id(),
+            id=consultation_id,
             kiosk_id=kiosk_id,
             hall=hall,
             department=department,
@@ -133,6 +135,7 @@ class ConsultationRecords:
             outcome=None,
             notes=None,
             rating=None,
+            reference=reference_of(consultation_id),
         )
 
         def unit(conn: Connection) -> None:
@@ -272,6 +275,31 @@ class ConsultationRecords:
             query = query.where(consultations.c.department == department)
         if expert_id is not None:
             query = query.where(consultations.c.expert_id == expert_id)
+        return await self._select(query)
+
+    async def of_halls(
+        self,
+        halls: Sequence[str] | None,
+        *,
+        since: float,
+        until: float,
+        department: str | None = None,
+        reference: str | None = None,
+        limit: int = 200,
+    ) -> list[ConsultationRecord]:
+        """Consultations of these halls (None: every hall) that joined the queue in
+        [since, until), newest first; only the one ``reference`` if given."""
+        query = (
+            _RECORDS.where(consultations.c.waiting_at >= since, consultations.c.waiting_at < until)
+            .order_by(consultations.c.waiting_at.desc())
+            .limit(limit)
+        )
+        if halls is not None:
+            query = query.where(consultations.c.hall.in_(list(halls)))
+        if department is not None:
+            query = query.where(consultations.c.department == department)
+        if reference is not None:
+            query = query.where(consultations.c.reference == reference)
         return await self._select(query)
 
     async def add_chat(

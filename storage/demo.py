@@ -6,7 +6,7 @@ import asyncio
 
 from storage.errors import RecordConflict, RecordNotFound
 from storage.passwords import hash_password
-from storage.records import AuditEvent, Role
+from storage.records import AuditEvent, HallLevel, Role
 from storage.store import Storage
 
 DEMO_PASSWORD = "demo1234"  # noqa: S105 - published demo credentials, loopback only
@@ -17,12 +17,19 @@ DEMO_DEPARTMENTS = (
     ("social", "人力资源和社会保障局", "Human Resources and Social Security"),
 )
 
-# (username, role, department, hall, display name)
+# (code, name_zh, name_en, level, district); both let their kiosks use the file
+# chooser, so that the demo and the acceptance tests can send a file from disk.
+DEMO_HALLS: tuple[tuple[str, str, str, HallLevel, str], ...] = (
+    ("city", "市民中心", "Citizen Service Centre", HallLevel.CITY, ""),
+    ("district", "区政务服务分中心", "District Service Branch", HallLevel.DISTRICT, "东城区"),
+)
+
+# (username, role, department, hall, display name); the clerk works at hall "city".
 DEMO_ACCOUNTS: tuple[tuple[str, Role, str | None, str | None, str], ...] = (
     ("expert_market", Role.EXPERT, "market", None, "市场监管专家"),
     ("expert_housing", Role.EXPERT, "housing", None, "住房保障专家"),
     ("expert_social", Role.EXPERT, "social", None, "人社专家"),
-    ("clerk", Role.CLERK, None, None, "综合窗口"),
+    ("clerk", Role.CLERK, None, "city", "综合窗口"),
     ("admin", Role.ADMIN, None, None, "管理员"),
     ("kiosk01", Role.KIOSK, None, "city", "市民中心 1 号终端"),
     ("kiosk02", Role.KIOSK, None, "district", "区分中心 2 号终端"),
@@ -43,6 +50,21 @@ async def seed_demo(storage: Storage) -> None:
                 )
             except RecordConflict:
                 continue  # another process seeded it first
+    existing = {h.code for h in await storage.halls.list()}
+    for code, name_zh, name_en, level, district in DEMO_HALLS:
+        if code not in existing:
+            try:
+                await storage.halls.create(
+                    code,
+                    name_zh,
+                    name_en,
+                    level=level,
+                    district=district,
+                    allow_file_chooser=True,
+                    audit=AuditEvent("system", "hall.create", code, {"demo": True}),
+                )
+            except RecordConflict:
+                continue  # another process seeded it first
     encoded = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
     for username, role, department, hall, display_name in DEMO_ACCOUNTS:
         try:
@@ -56,7 +78,8 @@ async def seed_demo(storage: Storage) -> None:
                 DEMO_PASSWORD,
                 role,
                 department=department,
-                hall=hall,
+                hall=hall if role is Role.KIOSK else None,
+                halls=[hall] if role is Role.CLERK and hall is not None else [],
                 display_name=display_name,
                 password_hash=encoded,
                 audit=AuditEvent("system", "account.create", username, {"role": role.value}),

@@ -269,6 +269,46 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        11,
+        "halls as records (each free-text hall value becomes one), clerks' halls, "
+        "consultations' short references",
+        (
+            """CREATE TABLE halls (
+                code TEXT PRIMARY KEY,
+                name_zh TEXT NOT NULL,
+                name_en TEXT NOT NULL,
+                level TEXT NOT NULL,
+                district TEXT NOT NULL,
+                allow_file_chooser BOOLEAN NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+            # Every hall named so far (kiosks' and consultations' free text) becomes a
+            # record named by its value, a street-level hall whose kiosks do not offer
+            # the file chooser, until an admin completes it (docs/DECISIONS.md, "Halls").
+            """INSERT INTO halls (code, name_zh, name_en, level, district,
+                allow_file_chooser, created_at)
+            SELECT hall, hall, hall, 'street', '', FALSE, MIN(at) FROM (
+                SELECT hall, created_at AS at FROM accounts WHERE hall IS NOT NULL
+                UNION ALL
+                SELECT hall, waiting_at AS at FROM consultations WHERE hall IS NOT NULL
+            ) AS named GROUP BY hall""",
+            """CREATE TABLE clerk_halls (
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                hall TEXT NOT NULL REFERENCES halls(code),
+                PRIMARY KEY (account_id, hall))""",
+            "CREATE INDEX clerk_halls_hall ON clerk_halls(hall)",
+            "CREATE INDEX accounts_hall ON accounts(hall)",
+            # What the kiosk shows the citizen at the end of the call (storage.references);
+            # none for consultations made before.
+            "ALTER TABLE consultations ADD COLUMN reference TEXT",
+            "CREATE INDEX consultations_reference ON consultations(reference)",
+            # The clerk's list of today's consultations of their halls.
+            "CREATE INDEX consultations_hall_waiting ON consultations(hall, waiting_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -47,6 +47,30 @@ class Department:
     hours: str = DEFAULT_HOURS
 
 
+class HallLevel(StrEnum):
+    """Where a hall stands in the city's administration."""
+
+    CITY = "city"
+    DISTRICT = "district"
+    STREET = "street"
+
+
+@dataclass(frozen=True)
+class Hall:
+    """A service hall: kiosks stand in one, clerks work at one or more."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    level: HallLevel
+    district: str
+    """The district it serves, as people name it ('' when none is given)."""
+    allow_file_chooser: bool
+    """Whether its kiosks offer the file chooser (off: documents come from the document
+    camera, and the next citizen never sees the kiosk's file system)."""
+    created_at: float
+
+
 @dataclass(frozen=True)
 class Account:
     id: str
@@ -79,6 +103,8 @@ class ConsultationRecord:
     rating: int | None
     # The answering expert's display name (joined from accounts), for staff pages.
     expert_name: str | None = None
+    # What the kiosk showed the citizen (storage.references); None before references.
+    reference: str | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,27 @@ departments = Table(
     Column("hours", Text, nullable=False),
 )
 
+# Service halls (the city's centre, district branches, street offices): kiosks stand
+# in one, clerks work at one or more (clerk_halls).
+halls = Table(
+    "halls",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("name_zh", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("level", Text, nullable=False),
+    Column("district", Text, nullable=False),
+    Column("allow_file_chooser", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+clerk_halls = Table(
+    "clerk_halls",
+    metadata,
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("hall", Text, ForeignKey("halls.code"), primary_key=True),
+)
+
 accounts = Table(
     "accounts",
     metadata,
@@ -81,6 +102,8 @@ consultations = Table(
     Column("outcome", Text, nullable=True),
     Column("notes", Text, nullable=True),
     Column("rating", SmallInteger, nullable=True),
+    # The short reference the kiosk shows the citizen (storage.references).
+    Column("reference", Text, nullable=True),
 )
 
 chat_messages = Table(

@@ -15,6 +15,7 @@ from storage.consultations import ConsultationRecords
 from storage.database import Database, database_url
 from storage.departments import Departments
 from storage.filecrypt import Suite
+from storage.halls import Halls
 from storage.sessions import SessionPolicy, Sessions
 from storage.statistics import ConsultationStatistics
 
@@ -60,6 +61,7 @@ class Storage:
     db: Database
     audit: AuditLog
     departments: Departments
+    halls: Halls
     accounts: Accounts
     sessions: Sessions
     consultations: ConsultationRecords
@@ -87,6 +89,7 @@ class Storage:
             db=db,
             audit=AuditLog(db),
             departments=Departments(db),
+            halls=Halls(db),
             accounts=Accounts(db),
             sessions=Sessions(db, session_policy),
             consultations=ConsultationRecords(db),

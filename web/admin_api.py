@@ -106,8 +106,10 @@ async def patch_department(request: web.Request) -> web.StreamResponse:
     tag="admin",
 )
 async def list_accounts(request: web.Request) -> web.StreamResponse:
-    accounts = await request.app[STORAGE].accounts.list()
-    return reply(AccountList(accounts=[AccountView.of(a) for a in accounts]))
+    storage = request.app[STORAGE]
+    accounts = await storage.accounts.list()
+    clerk_halls = await storage.halls.clerks()
+    return reply(AccountList(accounts=[AccountView.of(a, clerk_halls.get(a.id)) for a in accounts]))
 
 
 @api.route(
@@ -119,7 +121,7 @@ async def list_accounts(request: web.Request) -> web.StreamResponse:
     response=AccountView,
     status=201,
     tag="admin",
-    # 404: the expert's department does not exist; 409: the username is taken.
+    # 404: the expert's department or a hall does not exist; 409: the username is taken.
     errors=(404, 409),
 )
 async def create_account(request: web.Request) -> web.StreamResponse:
@@ -127,25 +129,33 @@ async def create_account(request: web.Request) -> web.StreamResponse:
     role = Role(body.role)
     if (role is Role.EXPERT) != (body.department is not None):
         raise BadRequest("experts, and only experts, have a department", code="invalid_body")
-    if role is not Role.KIOSK and body.hall is not None:
-        raise BadRequest("only kiosks stand in a hall", code="invalid_body")
+    if (role is Role.KIOSK) != (body.hall is not None):
+        raise BadRequest("kiosks, and only kiosks, stand in a hall", code="invalid_body")
+    if role is not Role.CLERK and body.halls is not None:
+        raise BadRequest("only clerks work at halls", code="invalid_body")
     _check_password(body.password, body.username, role)
+    halls = sorted(set(body.halls or []))
+    detail: dict[str, str | bool] = {"role": role.value}
+    if body.hall is not None or halls:
+        detail["halls"] = ",".join(halls or [body.hall or ""])
     account = await request.app[STORAGE].accounts.create(
         body.username,
         body.password,
         role,
         department=body.department,
         hall=body.hall,
+        halls=halls,
         display_name=body.display_name,
-        audit=_audit(request, "account.create", body.username, role=role.value),
+        audit=_audit(request, "account.create", body.username, **detail),
     )
-    return reply(AccountView.of(account), status=201)
+    return reply(AccountView.of(account, halls), status=201)
 
 
 @api.route(
     "PATCH",
     "/api/v1/accounts/{username}",
-    summary="Disable or enable an account, or reset its password (ends its sessions).",
+    summary="Disable or enable an account, reset its password (ends its sessions), move a "
+    "kiosk to another hall or set a clerk's halls.",
     roles=ADMIN,
     body=AccountPatch,
     response=AccountView,
@@ -157,9 +167,25 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, AccountPatch)
     username = request.match_info["username"]
     storage = request.app[STORAGE]
-    if body.disabled is None and body.password is None:
+    if body.model_dump(exclude_none=True) == {}:
         raise BadRequest("nothing to change", code="invalid_body")
     account = await storage.accounts.get_by_username(username)
+    if body.hall is not None and account.role is not Role.KIOSK:
+        raise BadRequest("only kiosks stand in a hall", code="invalid_body")
+    if body.halls is not None and account.role is not Role.CLERK:
+        raise BadRequest("only clerks work at halls", code="invalid_body")
+    if body.hall is not None:
+        account = await storage.accounts.set_hall(
+            username, body.hall, audit=_audit(request, "account.hall", username, halls=body.hall)
+        )
+    if body.halls is not None:
+        await storage.halls.set_clerk_halls(
+            username,
+            body.halls,
+            audit=_audit(
+                request, "account.hall", username, halls=",".join(sorted(set(body.halls)))
+            ),
+        )
     if body.password is not None:
         _check_password(body.password, username, account.role)
         await storage.accounts.set_password(
@@ -175,4 +201,5 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
         )
     if body.disabled or body.password is not None:
         await request.app[SIGNALING].disconnect_account(account.id)
-    return reply(AccountView.of(account))
+    clerk_halls = await storage.halls.clerks()
+    return reply(AccountView.of(account, clerk_halls.get(account.id)))

@@ -16,7 +16,7 @@ from storage.records import Account, Role
 from web.auth import authenticate
 from web.errors import BadRequest, Forbidden, NotFound, Unauthorized, UnsupportedMediaType
 from web.keys import ACCOUNT
-from web.schemas import Username
+from web.schemas import HallCode, Username
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -35,6 +35,7 @@ PATH_PARAMETERS: dict[str, Any] = {
     "file_id": ConsultationId,
     "username": Username,
     "code": DepartmentCode,
+    "hall": HallCode,
     "case_number": CaseNumber,
     "side": Literal["kiosk", "expert"],
 }

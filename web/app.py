@@ -31,6 +31,7 @@ from web import (
     board_api,
     consultations_api,
     files_api,
+    halls_api,
     health,
     media_api,
     openapi,
@@ -68,6 +69,7 @@ PROCESS_FIGURES_EVERY = 5.0
 API_TABLES = [
     session_api.api,
     admin_api.api,
+    halls_api.api,
     board_api.api,
     audit_api.api,
     consultations_api.api,

@@ -13,6 +13,7 @@ from web.api import ANY_ACCOUNT, Api, account_of, reply
 from web.keys import SIGNALING, STORAGE
 from web.schemas import (
     BoardDepartment,
+    BoardHall,
     BoardView,
     ConsultationList,
     ConsultationRecordView,
@@ -60,8 +61,8 @@ def _local_midnight(now: datetime) -> datetime:
 @api.route(
     "GET",
     "/api/v1/board",
-    summary="Live figures per department, today's summary, hourly volume and wait "
-    "of the last 7 days (server's local time).",
+    summary="Live figures per department and per hall, today's summary, hourly volume "
+    "and wait of the last 7 days (server's local time).",
     roles=frozenset({Role.ADMIN}),
     response=BoardView,
     tag="board",
@@ -76,8 +77,12 @@ async def board(request: web.Request) -> web.StreamResponse:
         hours=HISTORY_DAYS * 24 - 1
     )
     live = []
+    waiting_by_hall: dict[str, int] = {}
     for department in await storage.departments.list(include_disabled=False):
         snapshot = await signaling.queue_view(department.code)
+        for entry in snapshot.entries:
+            if entry.hall is not None:
+                waiting_by_hall[entry.hall] = waiting_by_hall.get(entry.hall, 0) + 1
         status = _status(department, snapshot)
         busy = sum(1 for e in snapshot.experts if e.status == "busy")
         oldest = min((e.waiting_since for e in snapshot.entries), default=None)
@@ -92,10 +97,24 @@ async def board(request: web.Request) -> web.StreamResponse:
     summary, hours = await storage.statistics.board(
         now=now, today=today, first_hour=first_hour.timestamp(), hours=HISTORY_DAYS * 24
     )
+    today_by_hall = await storage.halls.counts_since(today)
+    halls = [
+        BoardHall(
+            code=hall.code,
+            name_zh=hall.name_zh,
+            name_en=hall.name_en,
+            level=hall.level.value,
+            waiting=waiting_by_hall.get(hall.code, 0),
+            consultations_today=today_by_hall.get(hall.code, (0, 0))[0],
+            answered_today=today_by_hall.get(hall.code, (0, 0))[1],
+        )
+        for hall in await storage.halls.list()
+    ]
     return reply(
         BoardView(
             generated_at=now,
             departments=live,
+            halls=halls,
             today=SummaryView(**summary.__dict__),
             hourly=[HourView(**h.__dict__) for h in hours],
         )

@@ -5,13 +5,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from signaling.messages import CaseNumber, DepartmentCode
-from storage.records import DEFAULT_HOURS, Account, ConsultationRecord, Department
+from storage.records import DEFAULT_HOURS, Account, ConsultationRecord, Department, Hall
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Hall = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
+HallCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
+HallLevelName = Literal["city", "district", "street"]
+District = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 RoleName = Literal["kiosk", "expert", "clerk", "admin"]
+# A local time of day, 00:00 to 24:00.
+_CLOCK = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 # ISO weekdays from-to and a time span: "1-5 09:00-17:00".
 Hours = Annotated[
     str,
@@ -47,13 +51,49 @@ class AccountCreate(Body):
     password: Password
     role: RoleName
     department: DepartmentCode | None = None
-    hall: Hall | None = None
+    hall: HallCode | None = None
+    """The hall a kiosk stands in (kiosks only, required for them)."""
+    halls: Annotated[list[HallCode], Field(max_length=50)] | None = None
+    """The halls a clerk works at (clerks only)."""
     display_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
 
 
 class AccountPatch(Body):
     disabled: bool | None = None
     password: Password | None = None
+    hall: HallCode | None = None
+    """Move a kiosk to this hall."""
+    halls: Annotated[list[HallCode], Field(max_length=50)] | None = None
+    """A clerk now works at exactly these halls."""
+
+
+class HallCreate(Body):
+    code: HallCode
+    name_zh: Name
+    name_en: Name
+    level: HallLevelName
+    district: District = ""
+    allow_file_chooser: bool = False
+
+
+class HallPatch(Body):
+    name_zh: Name | None = None
+    name_en: Name | None = None
+    level: HallLevelName | None = None
+    district: District | None = None
+    allow_file_chooser: bool | None = None
+
+
+class HallConsultationsQuery(BaseModel):
+    """Query-string filters of the clerk's list (strings; unknown names refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hall: HallCode | None = None
+    department: DepartmentCode | None = None
+    # Local times of today (the server's time zone): since inclusive, until exclusive.
+    since: Annotated[str, StringConstraints(pattern=_CLOCK)] | None = None
+    until: Annotated[str, StringConstraints(pattern=_CLOCK)] | None = None
+    reference: Annotated[str, StringConstraints(max_length=20)] | None = None
 
 
 class CaseQuery(Body):
@@ -70,32 +110,76 @@ class HealthView(View):
     """Why this node cannot serve now (Redis or the database unreachable)."""
 
 
+class HallView(View):
+    code: str
+    name_zh: str
+    name_en: str
+    level: HallLevelName
+    district: str
+    allow_file_chooser: bool
+    """Whether the hall's kiosks offer the file chooser."""
+
+    @classmethod
+    def of(cls, hall: Hall) -> "HallView":
+        return cls(
+            code=hall.code,
+            name_zh=hall.name_zh,
+            name_en=hall.name_en,
+            level=hall.level.value,
+            district=hall.district,
+            allow_file_chooser=hall.allow_file_chooser,
+        )
+
+
+class HallList(View):
+    halls: list[HallView]
+
+
 class MeView(View):
     username: str
     role: RoleName
     display_name: str
     department: str | None
-    hall: str | None
+    hall: HallView | None
+    """A kiosk's hall."""
+    halls: list[HallView]
+    """A clerk's halls."""
 
     @classmethod
-    def of(cls, account: Account) -> "MeView":
+    def of(
+        cls, account: Account, hall: Hall | None = None, halls: list[Hall] | None = None
+    ) -> "MeView":
+        return cls(
+            username=account.username,
+            role=account.role.value,
+            display_name=account.display_name,
+            department=account.department,
+            hall=HallView.of(hall) if hall is not None else None,
+            halls=[HallView.of(h) for h in halls or []],
+        )
+
+
+class AccountView(View):
+    username: str
+    role: RoleName
+    display_name: str
+    department: str | None
+    hall: str | None
+    """The hall code a kiosk stands in."""
+    halls: list[str]
+    """The hall codes a clerk works at."""
+    disabled: bool
+    created_at: float
+
+    @classmethod
+    def of(cls, account: Account, halls: list[str] | None = None) -> "AccountView":
         return cls(
             username=account.username,
             role=account.role.value,
             display_name=account.display_name,
             department=account.department,
             hall=account.hall,
-        )
-
-
-class AccountView(MeView):
-    disabled: bool
-    created_at: float
-
-    @classmethod
-    def of(cls, account: Account) -> "AccountView":
-        return cls(
-            **MeView.of(account).model_dump(),
+            halls=halls or [],
             disabled=account.disabled,
             created_at=account.created_at,
         )
@@ -142,6 +226,8 @@ class ConsultationRecordView(View):
     notes: str | None
     rating: int | None
     expert_name: str | None
+    reference: str | None
+    """The short reference the kiosk showed the citizen."""
 
     @classmethod
     def of(cls, record: ConsultationRecord) -> "ConsultationRecordView":
@@ -198,9 +284,21 @@ class HourView(View):
     median_wait_s: float | None
 
 
+class BoardHall(View):
+    code: str
+    name_zh: str
+    name_en: str
+    level: HallLevelName
+    waiting: int
+    """Citizens of the hall waiting or being rung now."""
+    consultations_today: int
+    answered_today: int
+
+
 class BoardView(View):
     generated_at: float
     departments: list[BoardDepartment]
+    halls: list[BoardHall]
     today: SummaryView
     hourly: list[HourView]
 

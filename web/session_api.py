@@ -2,7 +2,9 @@
 
 from aiohttp import web
 
-from storage.records import AuditEvent
+from storage.errors import RecordNotFound
+from storage.records import Account, AuditEvent, Role
+from storage.store import Storage
 from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
 from web.auth import (
     LoginThrottle,
@@ -15,6 +17,18 @@ from web.keys import LOGIN_GATE, METRICS, SESSION_TOKEN, SETTINGS, SIGNALING, ST
 from web.schemas import LoginRequest, MeView
 
 api = Api()
+
+
+async def me_view(storage: Storage, account: Account) -> MeView:
+    """The account with its hall (a kiosk's) or halls (a clerk's), named."""
+    hall = None
+    if account.role is Role.KIOSK and account.hall is not None:
+        try:
+            hall = await storage.halls.get(account.hall)
+        except RecordNotFound:
+            hall = None
+    halls = await storage.halls.of_clerk(account.id) if account.role is Role.CLERK else []
+    return MeView.of(account, hall, halls)
 
 
 @api.route(
@@ -60,7 +74,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = await storage.sessions.create(
         account, remote, audit=AuditEvent(account.username, "login", account.username, {}, remote)
     )
-    response = reply(MeView.of(account))
+    response = reply(await me_view(storage, account))
     set_session_cookie(response, token, request.app[SETTINGS], account.role)
     return response
 
@@ -95,4 +109,4 @@ async def logout(request: web.Request) -> web.StreamResponse:
     tag="session",
 )
 async def me(request: web.Request) -> web.StreamResponse:
-    return reply(MeView.of(account_of(request)))
+    return reply(await me_view(request.app[STORAGE], account_of(request)))

@@ -652,6 +652,7 @@ class World:
 async def create_cast(storage: Storage) -> Cast:
     await storage.departments.create(DEPT, "税务", "Tax")
     await storage.departments.create(OTHER_DEPT, "不动产", "Land")
+    await storage.halls.create("hall-1", "一号大厅", "Hall 1")
     accounts = {}
     for name in CAST_NAMES:
         username, role, department, hall = CAST_ACCOUNTS[name]

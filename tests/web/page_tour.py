@@ -2,8 +2,8 @@
 the layout and accessibility tests look at the same states without driving the
 journey twice: kiosk (start with digits and with letters on the keypad, device
 check, waiting, call, rating), expert (a ringing offer, the call with a document
-just arrived, after the call), clerk (a search result opened, one file attached),
-admin (each tab) and the login form."""
+just arrived, after the call), clerk (today's list with a consultation opened; a
+search result opened, one file attached), admin (each tab) and the login form."""
 
 import struct
 import zlib
@@ -125,6 +125,9 @@ async def clerk_window(
             assert status == 201
     await expert.end(call_id)
     clerk = await open_logged_in(browser, server, "clerk", "clerk", viewport=DESK_VIEWPORT)
+    await clerk.get_by_test_id("today-list").get_by_test_id("consultation-row").first.click()
+    await clerk.wait_for_selector("#consultation-panel[data-loaded]")
+    await visit("clerk-today", clerk)
     await clerk.get_by_test_id("case-search").fill("SL-2026-0042")
     await clerk.get_by_test_id("case-search").press("Enter")
     await clerk.get_by_test_id("consultation-row").first.click()
@@ -142,6 +145,9 @@ async def admin_tabs(browser: Any, server: Served, visit: Visit) -> None:
     await admin.get_by_test_id("tab-departments").click()
     await admin.wait_for_selector("[data-testid=department-row-market]")
     await visit("admin-departments", admin)
+    await admin.get_by_test_id("tab-halls").click()
+    await admin.wait_for_selector("[data-testid=hall-row-city] [data-testid=hall-clerks]")
+    await visit("admin-halls", admin)
     await admin.get_by_test_id("tab-accounts").click()
     await admin.wait_for_selector("[data-testid=account-row-clerk]")
     await visit("admin-accounts", admin)

@@ -325,6 +325,8 @@ for _path in (
     "/api/v1/departments/status",
     "/api/v1/accounts",
     "/api/v1/board",
+    "/api/v1/halls",
+    "/api/v1/hall-consultations",
     "/api/v1/me/consultations",
     "/api/v1/audit",
     "/api/v1/audit/verify",
@@ -370,6 +372,18 @@ async def _patch_department(m: Matrix, role: str, relation: Relation) -> int:
 async def _create_account(m: Matrix, role: str, relation: Relation) -> int:
     body = {"username": m.unique("mx_user"), "password": "Wide-Open-Matrix-26", "role": "clerk"}
     return (await m.request("POST", "/api/v1/accounts", actor(role, relation), json=body))[0]
+
+
+@probe("POST /api/v1/halls")
+async def _create_hall(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"code": m.unique("mx"), "name_zh": "矩阵", "name_en": "Matrix", "level": "street"}
+    return (await m.request("POST", "/api/v1/halls", actor(role, relation), json=body))[0]
+
+
+@probe("PATCH /api/v1/halls/{hall}")
+async def _patch_hall(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"district": "东城区"}
+    return (await m.request("PATCH", "/api/v1/halls/district", actor(role, relation), json=body))[0]
 
 
 @probe("PATCH /api/v1/accounts/{username}")

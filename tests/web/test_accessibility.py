@@ -1,6 +1,7 @@
 """axe-core (tests/vendor/axe-core) finds no WCAG 2.1 A or AA violation on any page
 in its main states: the login form, the kiosk from start to rating, the expert's
-ringing offer, call and after-call, the clerk with a result, every admin tab."""
+ringing offer, call and after-call, the clerk with today's list and with a result,
+every admin tab."""
 
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,11 @@ async def test_login_clerk_and_admin_have_no_wcag_violations(
     await page_tour.admin_tabs(browser, sqlite_server, visits)
     assert visits.states == [
         "login",
+        "clerk-today",
         "clerk",
         "admin-board",
         "admin-departments",
+        "admin-halls",
         "admin-accounts",
         "admin-audit",
     ]

@@ -270,6 +270,8 @@ async def test_weak_staff_passwords_are_refused_on_create_and_reset(
         body = {"username": "newclerk", "password": password, "role": role}
         if role == "expert":
             body["department"] = "market"
+        if role == "kiosk":
+            body["hall"] = "city"
         async with admin.post(f"{sqlite_server.url}/api/v1/accounts", json=body) as response:
             assert response.status == 400
             # NUL never reaches the password rule: no text field may hold one.

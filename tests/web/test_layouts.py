@@ -87,6 +87,16 @@ CONTROLS: dict[str, list[Control]] = {
     "expert-offer": [tid("availability"), tid("accept-call"), tid("decline-call")],
     "expert-call": [*CALL, tid("latest-document", touch=False)],
     "expert-after-call": [tid("outcome"), tid("notes"), tid("save-outcome")],
+    "clerk-today": [
+        tid("case-search"),
+        tid("today-department"),
+        tid("today-time"),
+        tid("today-refresh"),
+        tid("consultation-row"),
+        tid("file-list"),
+        tid("attach-file"),
+        tid("case-attachments"),
+    ],
     "clerk": [
         tid("case-search"),
         tid("consultation-row"),

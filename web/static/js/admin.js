@@ -1,12 +1,15 @@
-// Administration: the live board, departments, accounts and the audit log.
+// Administration: the live board, departments, halls, accounts and the audit log.
 import { api } from "./api.js";
 import { hourlyChart } from "./chart.js";
 import { confirmDialog } from "./confirm.js";
-import { language, onLanguageChange, setText, textElement } from "./i18n.js";
+import { language, onLanguageChange, setText, t, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
 
 const BOARD_REFRESH_MS = 5000;
 let departments = [];
+let halls = [];
+let accounts = [];
+let editingHall = null;
 let lastBoard = null;
 let auditBefore = null;
 
@@ -20,6 +23,7 @@ function showTab(name) {
   for (const panel of document.querySelectorAll(".tab-panel")) panel.hidden = panel.id !== `panel-${name}`;
   if (name === "board") loadBoard();
   if (name === "departments") loadDepartments();
+  if (name === "halls") loadHalls();
   if (name === "accounts") loadAccounts();
   if (name === "audit") {
     verifyAudit();
@@ -59,6 +63,20 @@ function renderBoard() {
       td(String(dept.active_calls), "active-calls"),
     );
     body.append(row);
+  }
+  const hallRows = byTestId("board-halls");
+  hallRows.replaceChildren();
+  for (const hall of lastBoard.halls) {
+    const row = document.createElement("tr");
+    row.dataset.testid = `board-hall-${hall.code}`;
+    row.append(
+      td(textElement("span", "board.hall_name", { name: { zh: hall.name_zh, en: hall.name_en } })),
+      td(textElement("span", `hall.level.${hall.level}`)),
+      td(String(hall.waiting), "hall-waiting"),
+      td(String(hall.consultations_today), "hall-today"),
+      td(String(hall.answered_today), "hall-answered"),
+    );
+    hallRows.append(row);
   }
   const today = lastBoard.today;
   const stats = byTestId("board-today");
@@ -164,11 +182,203 @@ async function createDepartment(event) {
   await loadDepartments();
 }
 
+// ---- halls ----------------------------------------------------------------
+
+function hallName(code) {
+  const hall = halls.find((h) => h.code === code);
+  return hall ? { zh: hall.name_zh, en: hall.name_en } : code;
+}
+
+// A control's accessible name, from a message (renamed on a language switch).
+function labelled(element, key) {
+  element.dataset.i18nLabel = key;
+  element.setAttribute("aria-label", t(key));
+  return element;
+}
+
+function smallButton(key, testid) {
+  const button = textElement("button", key, null, "secondary small");
+  button.type = "button";
+  button.dataset.testid = testid;
+  return button;
+}
+
+async function changeAccount(username, body) {
+  const message = document.getElementById("hall-message");
+  message.textContent = "";
+  await api("PATCH", `/api/v1/accounts/${username}`, body).catch((err) => {
+    message.className = "error";
+    setText(message, errorKey(err));
+  });
+  await loadHalls();
+}
+
+// Who is in a hall: its kiosks (moved here from another hall with the chooser) and
+// its clerks (added or removed; a clerk may work at several halls).
+function hallMembers(hall) {
+  const box = document.createElement("div");
+  box.className = "members";
+  const kiosks = accounts.filter((a) => a.role === "kiosk" && a.hall === hall.code);
+  const clerks = accounts.filter((a) => a.role === "clerk" && a.halls.includes(hall.code));
+  const kioskLine = document.createElement("p");
+  kioskLine.dataset.testid = "hall-kiosks";
+  kioskLine.append(textElement("span", "admin.hall_kiosks", { n: kiosks.length }));
+  for (const kiosk of kiosks) {
+    const chip = document.createElement("span");
+    chip.className = "tag";
+    chip.translate = false;
+    chip.textContent = kiosk.username;
+    kioskLine.append(" ", chip);
+  }
+  const moveKiosk = labelled(document.createElement("select"), "admin.hall_move_kiosk");
+  moveKiosk.dataset.testid = "hall-kiosk-select";
+  moveKiosk.translate = false;
+  for (const kiosk of accounts.filter((a) => a.role === "kiosk" && a.hall !== hall.code)) {
+    const item = document.createElement("option");
+    item.value = kiosk.username;
+    item.textContent = kiosk.username;
+    item.translate = false;
+    moveKiosk.append(item);
+  }
+  const move = smallButton("admin.hall_move_kiosk", "hall-kiosk-add");
+  moveKiosk.hidden = move.hidden = moveKiosk.options.length === 0;
+  move.addEventListener("click", () => changeAccount(moveKiosk.value, { hall: hall.code }));
+  kioskLine.append(" ", moveKiosk, move);
+
+  const clerkLine = document.createElement("p");
+  clerkLine.dataset.testid = "hall-clerks";
+  clerkLine.append(textElement("span", "admin.hall_clerks", { n: clerks.length }));
+  for (const clerk of clerks) {
+    const chip = document.createElement("span");
+    chip.className = "tag";
+    const name = document.createElement("span");
+    name.translate = false;
+    name.textContent = clerk.username;
+    const remove = smallButton("admin.hall_remove_clerk", "hall-clerk-remove");
+    remove.addEventListener("click", () => changeAccount(clerk.username, { halls: clerk.halls.filter((c) => c !== hall.code) }));
+    chip.append(name, " ", remove);
+    clerkLine.append(" ", chip);
+  }
+  const addClerk = labelled(document.createElement("select"), "admin.hall_add_clerk");
+  addClerk.dataset.testid = "hall-clerk-select";
+  addClerk.translate = false;
+  for (const clerk of accounts.filter((a) => a.role === "clerk" && !a.halls.includes(hall.code))) {
+    const item = document.createElement("option");
+    item.value = clerk.username;
+    item.textContent = clerk.username;
+    item.translate = false;
+    addClerk.append(item);
+  }
+  const add = smallButton("admin.hall_add_clerk", "hall-clerk-add");
+  addClerk.hidden = add.hidden = addClerk.options.length === 0;
+  add.addEventListener("click", () => {
+    const clerk = accounts.find((a) => a.username === addClerk.value);
+    if (clerk) changeAccount(clerk.username, { halls: [...clerk.halls, hall.code] });
+  });
+  clerkLine.append(" ", addClerk, add);
+  box.append(kioskLine, clerkLine);
+  return box;
+}
+
+async function loadHalls() {
+  [halls, accounts] = await Promise.all([
+    api("GET", "/api/v1/halls").then((r) => r.halls),
+    api("GET", "/api/v1/accounts").then((r) => r.accounts),
+  ]);
+  const list = byTestId("hall-list");
+  list.replaceChildren();
+  for (const hall of halls) {
+    const row = document.createElement("li");
+    row.dataset.testid = `hall-row-${hall.code}`;
+    const name = textElement("span", "admin.hall_line", {
+      code: hall.code,
+      name: { zh: hall.name_zh, en: hall.name_en },
+      level: { key: `hall.level.${hall.level}` },
+    });
+    // The district as the admin wrote it (one language only).
+    const district = document.createElement("span");
+    district.className = "muted";
+    district.translate = false;
+    district.textContent = hall.district;
+    const chooser = textElement(
+      "span",
+      hall.allow_file_chooser ? "admin.hall_chooser_on" : "admin.hall_chooser_off",
+      null,
+      hall.allow_file_chooser ? "tag on" : "tag off",
+    );
+    chooser.dataset.testid = "hall-file-chooser-state";
+    const toggle = smallButton(hall.allow_file_chooser ? "admin.hall_chooser_forbid" : "admin.hall_chooser_allow", "hall-file-chooser-toggle");
+    toggle.addEventListener("click", async () => {
+      await api("PATCH", `/api/v1/halls/${hall.code}`, { allow_file_chooser: !hall.allow_file_chooser }).catch(() => {});
+      await loadHalls();
+    });
+    const edit = smallButton("admin.hall_edit", "hall-edit");
+    edit.addEventListener("click", () => editHall(hall));
+    row.append(name, district, chooser, toggle, edit, hallMembers(hall));
+    list.append(row);
+  }
+  fillHallSelect();
+}
+
+// The form creates a hall, or (after "edit" on a row) changes that one: its code stays.
+function editHall(hall) {
+  editingHall = hall;
+  const form = document.getElementById("hall-form");
+  byTestId("hall-code").value = hall?.code ?? "";
+  byTestId("hall-code").disabled = hall !== null;
+  byTestId("hall-name-zh").value = hall?.name_zh ?? "";
+  byTestId("hall-name-en").value = hall?.name_en ?? "";
+  byTestId("hall-level").value = hall?.level ?? "street";
+  byTestId("hall-district").value = hall?.district ?? "";
+  byTestId("hall-allow-file-chooser").checked = hall?.allow_file_chooser ?? false;
+  setText(document.getElementById("hall-form-title"), hall ? "admin.edit_hall" : "admin.new_hall", hall ? { code: hall.code } : undefined);
+  setText(byTestId("hall-save"), hall ? "admin.save" : "admin.create");
+  byTestId("hall-cancel-edit").hidden = hall === null;
+  if (hall) form.scrollIntoView({ block: "nearest" });
+}
+
+async function saveHall(event) {
+  event.preventDefault();
+  const message = document.getElementById("hall-message");
+  message.textContent = "";
+  const body = {
+    name_zh: byTestId("hall-name-zh").value.trim(),
+    name_en: byTestId("hall-name-en").value.trim(),
+    level: byTestId("hall-level").value,
+    district: byTestId("hall-district").value.trim(),
+    allow_file_chooser: byTestId("hall-allow-file-chooser").checked,
+  };
+  try {
+    if (editingHall) await api("PATCH", `/api/v1/halls/${editingHall.code}`, body);
+    else await api("POST", "/api/v1/halls", { code: byTestId("hall-code").value.trim(), ...body });
+    message.className = "ok";
+    setText(message, editingHall ? "admin.saved" : "admin.created");
+    editHall(null);
+  } catch (err) {
+    message.className = "error";
+    setText(message, err.status === 409 ? "admin.hall_exists" : errorKey(err));
+  }
+  await loadHalls();
+}
+
+function fillHallSelect() {
+  const select = byTestId("account-hall");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const hall of halls) {
+    const item = textElement("option", "admin.hall_option", { name: { zh: hall.name_zh, en: hall.name_en } });
+    item.value = hall.code;
+    select.append(item);
+  }
+  if (chosen) select.value = chosen;
+}
+
 // ---- accounts -------------------------------------------------------------
 
 async function loadAccounts() {
   if (departments.length === 0) await loadDepartments();
-  const accounts = (await api("GET", "/api/v1/accounts")).accounts;
+  if (halls.length === 0) await loadHalls();
+  accounts = (await api("GET", "/api/v1/accounts")).accounts;
   const list = byTestId("account-list");
   list.replaceChildren();
   for (const account of accounts) {
@@ -180,6 +390,9 @@ async function loadAccounts() {
     const role = textElement("span", `role.${account.role}`, null, "tag");
     row.append(name, role);
     if (account.department) row.append(textElement("span", "admin.in_department", { code: account.department }, "muted"));
+    for (const code of account.hall ? [account.hall] : account.halls) {
+      row.append(textElement("span", "admin.in_hall", { name: hallName(code) }, "muted"));
+    }
     row.append(statusTag(account.disabled));
     const toggle = textElement("button", account.disabled ? "admin.enable" : "admin.disable", null, "secondary small");
     toggle.type = "button";
@@ -215,7 +428,8 @@ async function loadAccounts() {
 function roleChanged() {
   const role = byTestId("account-role").value;
   document.getElementById("account-department-field").hidden = role !== "expert";
-  document.getElementById("account-hall-field").hidden = role !== "kiosk";
+  // A kiosk stands in one hall; a clerk starts at one (more on the halls tab).
+  document.getElementById("account-hall-field").hidden = role !== "kiosk" && role !== "clerk";
 }
 
 async function createAccount(event) {
@@ -230,10 +444,12 @@ async function createAccount(event) {
     display_name: byTestId("account-display-name").value.trim(),
   };
   if (role === "expert") body.department = byTestId("account-department").value;
-  if (role === "kiosk" && byTestId("account-hall").value.trim()) body.hall = byTestId("account-hall").value.trim();
+  const hall = byTestId("account-hall").value;
+  if (role === "kiosk") body.hall = hall;
+  if (role === "clerk" && hall) body.halls = [hall];
   try {
     await api("POST", "/api/v1/accounts", body);
-    for (const id of ["account-username", "account-password", "account-display-name", "account-hall"]) byTestId(id).value = "";
+    for (const id of ["account-username", "account-password", "account-display-name"]) byTestId(id).value = "";
     message.className = "ok";
     setText(message, "admin.created");
   } catch (err) {
@@ -312,6 +528,8 @@ startPage({
     for (const tab of document.querySelectorAll("[data-tab]")) tab.addEventListener("click", () => showTab(tab.dataset.tab));
     document.getElementById("department-form").addEventListener("submit", createDepartment);
     document.getElementById("account-form").addEventListener("submit", createAccount);
+    document.getElementById("hall-form").addEventListener("submit", saveHall);
+    byTestId("hall-cancel-edit").addEventListener("click", () => editHall(null));
     byTestId("account-role").addEventListener("change", roleChanged);
     document.getElementById("audit-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -322,6 +540,7 @@ startPage({
     onLanguageChange(() => renderBoard());
     roleChanged();
     await loadDepartments();
+    await loadHalls();
     showTab("board");
     setInterval(() => {
       if (!document.getElementById("panel-board").hidden) loadBoard();

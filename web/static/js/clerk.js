@@ -1,6 +1,8 @@
-// The front window: find a consultation by case number (or id), see the documents
-// exchanged in it, attach them to the case record, download the case's documents,
-// and link a consultation that had no case number to one.
+// The front window: today's consultations of the clerk's halls (filtered by hall,
+// department and time), or one found by case number, by the short reference the
+// kiosk showed the citizen, or by id; the documents exchanged in it, attached to the
+// case record; the case's documents downloaded; a consultation that had no case
+// number linked to one.
 import { api } from "./api.js";
 import { fileRow } from "./files.js";
 import { setText, textElement } from "./i18n.js";
@@ -8,12 +10,33 @@ import { byTestId, startPage } from "./session.js";
 
 const CATEGORIES = ["application", "supplementary", "reply"];
 const CASE_PATTERN = /^[A-Za-z0-9-]{1,40}$/;
+// The kiosk's short reference (storage/references.py): six of these, read aloud and
+// typed in any case, with or without a space or dash in the middle.
+const REFERENCE_ALPHABET = "23456789ACDEFHJKMNPRTWXY";
+const TODAY_REFRESH_MS = 30000;
 let departments = new Map();
+let halls = new Map();
+let ownHalls = [];
 let current = null;
 
 function departmentName(code) {
   const dept = departments.get(code);
   return dept ? { zh: dept.name_zh, en: dept.name_en } : code;
+}
+
+function hallName(code) {
+  const hall = halls.get(code);
+  return hall ? { zh: hall.name_zh, en: hall.name_en } : (code ?? "—");
+}
+
+function typedReference(text) {
+  const value = text.toUpperCase().replace(/[\s-]/g, "");
+  return value.length === 6 && [...value].every((c) => REFERENCE_ALPHABET.includes(c)) ? value : null;
+}
+
+// "K7M4XP" as the kiosk showed it: "K7M 4XP".
+function spokenReference(reference) {
+  return reference ? `${reference.slice(0, 3)} ${reference.slice(3)}` : "—";
 }
 
 function cell(content) {
@@ -134,63 +157,153 @@ async function linkCase() {
   byTestId("case-search").value = record.case_number;
 }
 
+// One consultation as a row of either list (today's, or a search's); opens it on
+// click or Enter.
+function consultationRow(record) {
+  const row = document.createElement("tr");
+  row.dataset.testid = "consultation-row";
+  row.dataset.id = record.id;
+  row.tabIndex = 0;
+  if (current?.id === record.id) row.classList.add("selected");
+  const reference = cell(spokenReference(record.reference));
+  reference.translate = false;
+  reference.className = "reference";
+  const caseCell = cell(record.case_number ?? "");
+  if (record.case_number) caseCell.translate = false;
+  else setText(caseCell, "clerk.no_case_short");
+  const expert = cell(record.expert_name ?? "—");
+  expert.translate = false;
+  const outcome = record.outcome ? `outcome.${record.outcome}` : record.end_reason ? `end_reason.${record.end_reason}` : `clerk.state.${record.state}`;
+  row.append(
+    cell(textElement("span", "clerk.time", { time: { time: record.waiting_at } })),
+    reference,
+    caseCell,
+    cell(textElement("span", "clerk.hall", { name: hallName(record.hall) })),
+    cell(textElement("span", "clerk.department", { name: departmentName(record.department) })),
+    expert,
+    cell(textElement("span", outcome)),
+  );
+  const open = () => {
+    for (const other of document.querySelectorAll("[data-testid=consultation-row]")) other.classList.remove("selected");
+    row.classList.add("selected");
+    openConsultation(record);
+  };
+  row.addEventListener("click", open);
+  row.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") open();
+  });
+  return row;
+}
+
+function closePanels() {
+  current = null;
+  document.getElementById("consultation-panel").hidden = true;
+  document.getElementById("case-panel").hidden = true;
+}
+
+// Either today's list or a search's results is shown, never both: rows of a list
+// out of sight are removed, not hidden.
+function showSearch(searching) {
+  document.getElementById("search-section").hidden = !searching;
+  document.getElementById("today-section").hidden = searching;
+  byTestId("today-show").hidden = !searching;
+  if (searching) byTestId("today-list").replaceChildren();
+  else byTestId("consultation-list").replaceChildren();
+}
+
 async function search(query) {
   const list = byTestId("consultation-list");
   const message = document.getElementById("search-message");
-  list.replaceChildren();
+  showSearch(true);
   message.textContent = "";
-  document.getElementById("consultation-panel").hidden = true;
-  document.getElementById("case-panel").hidden = true;
-  let records = [];
+  closePanels();
+  const reference = typedReference(query);
+  let lookups = [];
   if (/^[0-9a-f]{16}$/.test(query)) {
-    records = await api("GET", `/api/v1/consultations/${query}`).then((r) => [r]).catch(() => []);
-  } else if (CASE_PATTERN.test(query)) {
-    records = await api("GET", `/api/v1/consultations?case_number=${encodeURIComponent(query)}`)
-      .then((r) => r.consultations)
-      .catch(() => []);
+    lookups = [api("GET", `/api/v1/consultations/${query}`).then((r) => [r])];
+  } else if (CASE_PATTERN.test(query) || reference) {
+    if (CASE_PATTERN.test(query)) {
+      lookups.push(api("GET", `/api/v1/consultations?case_number=${encodeURIComponent(query)}`).then((r) => r.consultations));
+    }
+    // The reference finds a consultation of the clerk's halls only.
+    if (reference) lookups.push(api("GET", `/api/v1/hall-consultations?reference=${reference}`).then((r) => r.consultations));
   } else {
     setText(message, "clerk.bad_query");
     return;
   }
-  if (records.length === 0) {
-    setText(message, "clerk.none");
+  const found = await Promise.all(lookups.map((lookup) => lookup.catch(() => [])));
+  const records = [...new Map(found.flat().map((r) => [r.id, r])).values()];
+  records.sort((a, b) => b.waiting_at - a.waiting_at);
+  list.replaceChildren(...records.map(consultationRow));
+  if (records.length === 0) setText(message, "clerk.none");
+}
+
+// The part of today the time filter names, as local clock times (HH:MM).
+function timeSpan(choice) {
+  if (choice === "morning") return { until: "12:00" };
+  if (choice === "afternoon") return { since: "12:00" };
+  if (choice === "hour") {
+    const hourAgo = new Date(Date.now() - 3600 * 1000);
+    if (hourAgo.getDate() !== new Date().getDate()) return {};
+    const pad = (n) => String(n).padStart(2, "0");
+    return { since: `${pad(hourAgo.getHours())}:${pad(hourAgo.getMinutes())}` };
+  }
+  return {};
+}
+
+async function loadToday() {
+  const list = byTestId("today-list");
+  const message = document.getElementById("today-message");
+  const params = new URLSearchParams();
+  const hall = byTestId("today-hall").value;
+  const department = byTestId("today-department").value;
+  if (hall) params.set("hall", hall);
+  if (department) params.set("department", department);
+  for (const [name, value] of Object.entries(timeSpan(byTestId("today-time").value))) params.set(name, value);
+  let records;
+  try {
+    records = (await api("GET", `/api/v1/hall-consultations?${params}`)).consultations;
+  } catch {
+    setText(message, "error.generic");
     return;
   }
-  for (const record of records) {
-    const row = document.createElement("tr");
-    row.dataset.testid = "consultation-row";
-    row.tabIndex = 0;
-    const caseCell = cell(record.case_number ?? "");
-    if (!record.case_number) setText(caseCell, "clerk.no_case_short");
-    caseCell.translate = false;
-    const expert = cell(record.expert_name ?? "—");
-    expert.translate = false;
-    const outcome = record.outcome ? `outcome.${record.outcome}` : record.end_reason ? `end_reason.${record.end_reason}` : `clerk.state.${record.state}`;
-    row.append(
-      caseCell,
-      cell(textElement("span", "clerk.department", { name: departmentName(record.department) })),
-      expert,
-      cell(textElement("span", "clerk.time", { time: { time: record.waiting_at } })),
-      cell(textElement("span", outcome)),
-    );
-    const open = () => {
-      for (const other of list.children) other.classList.remove("selected");
-      row.classList.add("selected");
-      openConsultation(record);
-    };
-    row.addEventListener("click", open);
-    row.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") open();
-    });
-    list.append(row);
-  }
+  if (document.getElementById("today-section").hidden) return;
+  list.replaceChildren(...records.map(consultationRow));
+  if (ownHalls.length === 0) setText(message, "clerk.no_halls");
+  else if (records.length === 0) setText(message, "clerk.today_none");
+  else message.textContent = "";
+  list.dataset.loaded = "true";
+}
+
+function option(value, key, vars) {
+  const element = textElement("option", key, vars);
+  element.value = value;
+  return element;
+}
+
+// The hall filter offers the clerk's halls (an admin: every hall); a clerk of one
+// hall has nothing to choose.
+function fillFilters(me) {
+  const hallSelect = byTestId("today-hall");
+  hallSelect.replaceChildren(option("", me.role === "admin" ? "clerk.all_halls" : "clerk.my_halls"));
+  for (const code of ownHalls) hallSelect.append(option(code, "clerk.hall", { name: hallName(code) }));
+  hallSelect.closest("label").hidden = me.role !== "admin" && ownHalls.length < 2;
+  const departmentSelect = byTestId("today-department");
+  departmentSelect.replaceChildren(option("", "clerk.all_departments"));
+  for (const [code] of departments) departmentSelect.append(option(code, "clerk.department", { name: departmentName(code) }));
 }
 
 startPage({
   roles: ["clerk", "admin"],
-  onLogin: async () => {
+  onLogin: async (me) => {
     const data = await api("GET", "/api/v1/departments").catch(() => ({ departments: [] }));
     departments = new Map(data.departments.map((d) => [d.code, d]));
+    // Names of every hall (a consultation found by case number may be of another
+    // hall); the filter offers the clerk's own.
+    const all = await api("GET", "/api/v1/halls").catch(() => ({ halls: [] }));
+    halls = new Map([...me.halls, ...all.halls].map((h) => [h.code, h]));
+    ownHalls = me.role === "admin" ? [...halls.keys()] : me.halls.map((h) => h.code);
+    fillFilters(me);
     const input = byTestId("case-search");
     const go = () => input.value.trim() && search(input.value.trim());
     input.addEventListener("keydown", (event) => {
@@ -198,5 +311,17 @@ startPage({
     });
     byTestId("search-button").addEventListener("click", go);
     byTestId("link-case").addEventListener("click", linkCase);
+    byTestId("today-show").addEventListener("click", () => {
+      input.value = "";
+      closePanels();
+      showSearch(false);
+      loadToday();
+    });
+    for (const id of ["today-hall", "today-department", "today-time"]) byTestId(id).addEventListener("change", loadToday);
+    byTestId("today-refresh").addEventListener("click", loadToday);
+    setInterval(() => {
+      if (!document.hidden && !document.getElementById("today-section").hidden) loadToday();
+    }, TODAY_REFRESH_MS);
+    await loadToday();
   },
 });
