@@ -5,10 +5,12 @@ python server.py [flags] audit verify    check the audit hash chain
 python server.py [flags] backup DEST [--key-backup KEYDEST]
 python server.py [flags] restore SRC [--key-backup KEYDIR]
 python server.py [flags] files tidy [--dry-run]
+python server.py [flags] accounts create --role ROLE --username NAME   (password on stdin)
 """
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 import resource
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
 
 from observability.logs import banner
 from observability.logs import configure as configure_logging
@@ -25,17 +28,29 @@ from storage.audit import ChainReport
 from storage.backup import Installation, create_backup, restore_backup
 from storage.blobs import BlobError, open_blob_store
 from storage.database import database_url
-from storage.errors import AuditChainBroken, BackupError, ForeignBlobStore
+from storage.errors import (
+    AuditChainBroken,
+    BackupError,
+    ForeignBlobStore,
+    RecordConflict,
+    RecordNotFound,
+    StorageUnavailable,
+)
 from storage.filestore import FileStore
 from storage.keyring import KeyringError, read_master_key
 from storage.ownership import claim
-from storage.records import AuditEvent
+from storage.password_policy import MESSAGES, weakness
+from storage.records import AuditEvent, Role
 from storage.tidying import GRACE, tidy
 from web.app import create_app, crypto_suite, open_keyring, open_storage
 from web.processes import Supervisor, child_index, secrets_on_command_line
+from web.schemas import Username
 from web.settings import Settings, SettingsError, parse_settings, secret_environment
 from web.shutdown import ExitWatchdog
 from web.tls import ssl_context
+
+USERNAME: TypeAdapter[str] = TypeAdapter(Username)
+"""What the admin page accepts as a user name."""
 
 SHUTDOWN_SECONDS = 1.0
 """At a stop, what open requests (uploads, media offers) are given to finish, and then
@@ -169,6 +184,89 @@ async def tidy_files(settings: Settings, *, dry_run: bool) -> int:
     return 0
 
 
+MAX_PASSWORD = 256
+"""As the admin API's: longer is refused, not cut."""
+
+
+def read_password() -> str | None:
+    """One line from standard input (without echo when it is a terminal), or None
+    when there is nothing to read."""
+    if sys.stdin.isatty():
+        return getpass.getpass("password: ")
+    line = sys.stdin.readline()
+    return line.removesuffix("\n").removesuffix("\r") if line else None
+
+
+def account_options(command: tuple[str, ...]) -> dict[str, list[str]]:
+    """``--name value`` pairs of an ``accounts create`` command, by name."""
+    options: dict[str, list[str]] = {}
+    for name, value in zip(command[2::2], command[3::2], strict=True):
+        options.setdefault(name.removeprefix("--"), []).append(value)
+    return options
+
+
+async def create_account(settings: Settings, command: tuple[str, ...]) -> int:
+    """``accounts create --role ROLE --username NAME [--department D] [--hall H]``:
+    an account made without a server (the first admin of a new installation), its
+    password read from standard input and held to the admin page's rules; audited."""
+    options = account_options(command)
+    role = Role(options["role"][0])
+    username = options["username"][0]
+    department = options.get("department", [None])[0]
+    halls = options.get("hall", [])
+    try:
+        USERNAME.validate_python(username)
+    except ValidationError:
+        print(
+            f"windowlink: {username!r} is not a user name: 3 to 32 of a-z, 0-9, _ . - "
+            "(starting with a letter or digit)",
+            file=sys.stderr,
+        )
+        return 2
+    if (role is Role.EXPERT) != (department is not None):
+        print("windowlink: experts, and only experts, need --department", file=sys.stderr)
+        return 2
+    if (role is Role.KIOSK and len(halls) != 1) or (role not in (Role.KIOSK, Role.CLERK) and halls):
+        print(
+            "windowlink: a kiosk stands in one --hall, a clerk works at one or more; "
+            "other roles have none",
+            file=sys.stderr,
+        )
+        return 2
+    password = read_password()
+    if password is None:
+        print("windowlink: give the password on standard input (one line)", file=sys.stderr)
+        return 2
+    problem = weakness(password, username, staff=role is not Role.KIOSK)
+    if problem is not None or len(password) > MAX_PASSWORD:
+        reason = MESSAGES[problem] if problem is not None else "the password is too long"
+        print(f"windowlink: password refused: {reason}", file=sys.stderr)
+        return 1
+    storage = await open_storage(settings)
+    try:
+        await storage.accounts.create(
+            username,
+            password,
+            role,
+            department=department,
+            hall=halls[0] if role is Role.KIOSK else None,
+            halls=halls if role is Role.CLERK else (),
+            audit=AuditEvent(
+                "operator", "account.create", username, {"role": role.value, "via": "command"}
+            ),
+        )
+    except (RecordConflict, RecordNotFound) as exc:
+        print(f"windowlink: account not created: {exc}", file=sys.stderr)
+        return 1
+    except StorageUnavailable as exc:
+        print(f"windowlink: the database cannot be reached: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await storage.close()
+    print(f"account {username} ({role.value}) created")
+    return 0
+
+
 def installation(settings: Settings) -> Installation:
     return Installation(
         settings.data_dir,
@@ -266,6 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(tidy_files(settings, dry_run="--dry-run" in invocation.command))
     if invocation.command[:1] in (("backup",), ("restore",)):
         return asyncio.run(backup_or_restore(settings, invocation.command))
+    if invocation.command[:2] == ("accounts", "create"):
+        try:
+            return asyncio.run(create_account(settings, invocation.command))
+        except KeyringError as exc:
+            print(f"windowlink: {exc}", file=sys.stderr)
+            return 2
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
     # SIGUSR1/SIGUSR2 drain and undrain a serving node (web.app); until its handler
     # is installed they must not end the process, as their default action would.

@@ -315,6 +315,24 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         action="store_true",
         help="list what would be removed and remove nothing",
     )
+    accounts = sub.add_parser("accounts", help="accounts, without a running server")
+    accounts_sub = accounts.add_subparsers(dest="accounts_command", required=True, metavar="ACTION")
+    create = accounts_sub.add_parser(
+        "create",
+        help="create an account (the first admin of a new installation); the password is "
+        "read from standard input, one line",
+    )
+    create.add_argument(
+        "--role", required=True, choices=("admin", "clerk", "expert", "kiosk"), help="its role"
+    )
+    create.add_argument("--username", required=True, help="its user name (a-z, 0-9, _ . -)")
+    create.add_argument("--department", help="an expert's department (code)")
+    create.add_argument(
+        "--hall",
+        action="append",
+        dest="account_halls",
+        help="a kiosk's hall, or a clerk's (repeatable) (code)",
+    )
     return parser
 
 
@@ -554,6 +572,13 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         command = ("keys", str(args.keys_command), *retired)
     elif args.command == "files":
         command = ("files", str(args.files_command), *(["--dry-run"] if args.dry_run else []))
+    elif args.command == "accounts":
+        command = ("accounts", str(args.accounts_command), "--role", str(args.role))
+        command += ("--username", str(args.username))
+        if args.department:
+            command += ("--department", str(args.department))
+        for hall in args.account_halls or ():
+            command += ("--hall", str(hall))
     elif args.command in ("backup", "restore"):
         keys = ("--key-backup", str(args.key_backup)) if args.key_backup else ()
         command = (str(args.command), str(args.path), *keys)
