@@ -86,7 +86,9 @@ async def test_the_whole_consultation_and_the_wipe_after_it(
     kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01")
     await kiosk.wait_for_selector("[data-testid=department-market]")
 
-    # The case number typed on the on-screen keypad, letters then digits.
+    # The case number typed on the on-screen keypad (it opens when the field is
+    # touched), letters then digits.
+    await kiosk.get_by_test_id("case-number").click()
     for key in ["switch", "S", "L", "switch", "-", "2", "4", "6", "8"]:
         await kiosk.get_by_test_id(f"key-{key}").click()
     assert await kiosk.get_by_test_id("case-number").input_value() == "SL-2468"
@@ -405,6 +407,10 @@ async def test_every_visible_string_switches_language(
     await assert_switches_language(expert)
 
     clerk = await open_logged_in(browser, server, "clerk", "clerk")
+    # Today's list of the clerk's hall, a consultation opened from it.
+    await clerk.get_by_test_id("today-list").get_by_test_id("consultation-row").first.click()
+    await clerk.wait_for_selector("#consultation-panel[data-loaded]")
+    await assert_switches_language(clerk)
     await clerk.get_by_test_id("case-search").fill(call_id)
     await clerk.get_by_test_id("case-search").press("Enter")
     await clerk.get_by_test_id("consultation-row").first.click()
@@ -413,7 +419,7 @@ async def test_every_visible_string_switches_language(
     await assert_switches_language(clerk)
 
     admin = await open_logged_in(browser, server, "admin", "admin")
-    for tab in ("board", "departments", "accounts", "audit"):
+    for tab in ("board", "departments", "halls", "accounts", "audit"):
         await admin.get_by_test_id(f"tab-{tab}").click()
         await admin.wait_for_timeout(300)
         await admin.wait_for_load_state("networkidle")
