@@ -8,9 +8,10 @@ typed without doubt. It is derived from the consultation's random id by a one-wa
 function, so every layer computes the same reference from the id it already holds,
 and the reference reveals nothing of the id. It opens nothing by itself: only a
 clerk of the consultation's hall (or an admin) finds a consultation by it, among
-recent ones. 24^6 is about 191 million: two consultations of one hall on one day
-share a reference with a chance of about n^2 / 382 million (0.03 % for a hall with
-a hundred a day); the clerk then sees both rows, each with its time and department.
+recent ones. 24^6 is about 191 million: n consultations of one hall share a
+reference with a chance of about n^2 / 382 million (a hall with 100 a day: 0.003 %
+in a day, 0.13 % in the week a reference is looked up in); the clerk then sees both
+rows, each with its time and department.
 """
 
 import hashlib
