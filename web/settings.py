@@ -189,6 +189,7 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     defaults = Settings()
     parser = argparse.ArgumentParser(
         prog="server.py",
+        usage="%(prog)s [FLAGS] [COMMAND ...]",
         description="windowlink: video consultation and document exchange for service halls.",
         epilog="Every flag can also be set with the environment variable WINDOWLINK_<NAME> "
         "(e.g. WINDOWLINK_DATABASE_URL); repeatable flags take a comma-separated list there.",
@@ -208,71 +209,36 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     def help_of(dest: str) -> str:
         return _FIELD_DOCS[dest]
 
-    # Flags that take a value; each is checked and converted in parse_settings.
-    for dest in (
-        "host",
-        "port",
-        "data_dir",
-        "redis_url",
-        "redis_prefix",
-        "processes",
-        "cluster_secret",
-        "internal_address",
-        "database_url",
-        "blob_url",
-        "s3_endpoint",
-        "media_public_address",
-        "turn_secret",
-        "turn_ttl",
-        "media_workers",
-        "max_file_size",
-        "key_dir",
-        "master_key_file",
-        "crypto_suite",
-        "tls_cert",
-        "tls_key",
-        "ring_timeout",
-        "grace_period",
-        "no_expert_wait",
-        "session_idle",
-        "session_max",
-        "kiosk_session_max",
-        "login_attempts",
-        "login_window",
-        "log_level",
-        "metrics_token",
-        "log_format",
-        "retention_days",
-        "header_timeout",
-        "upload_idle_timeout",
-        "upload_first_byte_timeout",
-        "max_open_uploads",
-        "max_pending_upload_bytes",
-        "max_upload_bytes_per_account",
-        "max_upload_bytes_per_call",
-        "max_sockets_per_account",
-        "chat_per_minute",
-        "events_per_second",
-    ):
-        parser.add_argument(
-            _flag(dest), dest=dest, default=env(dest, getattr(defaults, dest)), help=help_of(dest)
-        )
-    for dest in ("demo", "tls_self_signed", "behind_proxy"):
-        parser.add_argument(
-            _flag(dest), dest=dest, action="store_true", default=bool_env(dest), help=help_of(dest)
-        )
-    for dest in ("media_address", "extra_hosts", "trusted_proxies", "ice_servers"):
-        raw = environ.get(_env_name(dest), "")
-        parser.add_argument(
-            _flag(dest).removesuffix("s")
-            if dest in ("extra_hosts", "ice_servers")
-            else _flag(dest),
-            dest=dest,
-            action="append",
-            default=None,
-            help=help_of(dest),
-        )
-        parser.set_defaults(**{f"{dest}_env": [v.strip() for v in raw.split(",") if v.strip()]})
+    for title, dests in FLAG_GROUPS:
+        group = parser.add_argument_group(title)
+        for dest in dests:
+            shown = f"{help_of(dest)} [default: {default_text(dest)}; {_env_name(dest)}]"
+            if dest in BOOLEAN_FLAGS:
+                group.add_argument(
+                    _flag(dest), dest=dest, action="store_true", default=bool_env(dest), help=shown
+                )
+            elif dest in REPEATABLE_FLAGS:
+                raw = environ.get(_env_name(dest), "")
+                group.add_argument(
+                    flag_of(dest),
+                    dest=dest,
+                    action="append",
+                    default=None,
+                    metavar=REPEATABLE_FLAGS[dest],
+                    help=shown,
+                )
+                parser.set_defaults(
+                    **{f"{dest}_env": [v.strip() for v in raw.split(",") if v.strip()]}
+                )
+            else:
+                # Checked and converted in parse_settings.
+                group.add_argument(
+                    _flag(dest),
+                    dest=dest,
+                    default=env(dest, getattr(defaults, dest)),
+                    metavar=dest.upper(),
+                    help=shown,
+                )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -334,6 +300,119 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="a kiosk's hall, or a clerk's (repeatable) (code)",
     )
     return parser
+
+
+BOOLEAN_FLAGS = frozenset({"demo", "tls_self_signed", "behind_proxy"})
+REPEATABLE_FLAGS = {
+    "media_address": "ADDR",
+    "extra_hosts": "HOST",
+    "trusted_proxies": "PROXY",
+    "ice_servers": "URL",
+}
+"""Flags given once per value (their metavar)."""
+
+FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "network",
+        (
+            "host",
+            "port",
+            "tls_cert",
+            "tls_key",
+            "tls_self_signed",
+            "extra_hosts",
+            "behind_proxy",
+            "trusted_proxies",
+            "header_timeout",
+        ),
+    ),
+    (
+        "storage",
+        (
+            "data_dir",
+            "database_url",
+            "blob_url",
+            "s3_endpoint",
+            "master_key_file",
+            "key_dir",
+            "crypto_suite",
+            "max_file_size",
+            "retention_days",
+        ),
+    ),
+    (
+        "several processes and nodes",
+        ("redis_url", "redis_prefix", "processes", "internal_address", "cluster_secret"),
+    ),
+    (
+        "media",
+        (
+            "media_address",
+            "media_public_address",
+            "media_workers",
+            "ice_servers",
+            "turn_secret",
+            "turn_ttl",
+        ),
+    ),
+    ("consultations", ("ring_timeout", "grace_period", "no_expert_wait", "demo")),
+    (
+        "security",
+        (
+            "session_idle",
+            "session_max",
+            "kiosk_session_max",
+            "login_attempts",
+            "login_window",
+            "metrics_token",
+        ),
+    ),
+    (
+        "limits",
+        (
+            "max_open_uploads",
+            "max_pending_upload_bytes",
+            "max_upload_bytes_per_account",
+            "max_upload_bytes_per_call",
+            "upload_idle_timeout",
+            "upload_first_byte_timeout",
+            "max_sockets_per_account",
+            "chat_per_minute",
+            "events_per_second",
+        ),
+    ),
+    ("logging", ("log_level", "log_format")),
+)
+"""Every flag in the group ``--help`` lists it under (a test checks each setting is in
+exactly one)."""
+
+_DEFAULT_TEXTS = {
+    "media_workers": "one per core",
+    "database_url": "SQLite in the data directory",
+    "blob_url": "<data-dir>/files",
+    "key_dir": "<data-dir>/keys",
+    "cluster_secret": "generated for each run",
+    "media_address": "every address but loopback",
+    "trusted_proxies": "1 (one proxy hop, loopback --host only)",
+    "max_upload_bytes_per_account": "twice --max-file-size",
+    "max_upload_bytes_per_call": "3 x --max-file-size",
+    "redis_url": "in-process state",
+}
+
+
+def default_text(dest: str) -> str:
+    """A setting's built-in default as --help shows it (never a value from the
+    environment, which may be a secret)."""
+    if dest in _DEFAULT_TEXTS:
+        return _DEFAULT_TEXTS[dest]
+    value = getattr(Settings(), dest)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 SECRET_FIELDS = ("cluster_secret", "turn_secret", "metrics_token", "database_url", "redis_url")

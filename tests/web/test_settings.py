@@ -1,10 +1,12 @@
 """Settings from flags and WINDOWLINK_* variables, and the set-ups refused at start."""
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
-from web.settings import Settings, SettingsError, parse_settings
+from web.settings import FLAG_GROUPS, Settings, SettingsError, parse_settings
 
 
 def test_defaults_are_the_embedded_single_node_setup() -> None:
@@ -145,3 +147,23 @@ def test_audit_verify_is_a_subcommand_after_the_flags() -> None:
     invocation = parse_settings(["--data-dir", "/tmp/x", "audit", "verify"], {})
     assert invocation.command == ("audit", "verify")
     assert invocation.settings.data_dir == Path("/tmp/x")
+
+
+def test_help_lists_every_flag_once_in_a_group_with_its_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    grouped = [dest for _, dests in FLAG_GROUPS for dest in dests]
+    assert sorted(grouped) == sorted(f.name for f in dataclasses.fields(Settings))
+    secret = "turn-secret-from-the-environment"
+    with pytest.raises(SystemExit) as stopped:
+        parse_settings(["--help"], {"WINDOWLINK_TURN_SECRET": secret, "WINDOWLINK_PORT": "9"})
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    titles = [title for title, _ in FLAG_GROUPS]
+    assert [t for t in re.findall(r"^(\S[^\n:]*):\n", shown, re.M) if t in titles] == titles
+    flat = " ".join(shown.split())
+    assert "--port PORT Port the HTTP(S) server binds. [default: 8080; WINDOWLINK_PORT]" in flat
+    assert "[default: off; WINDOWLINK_DEMO]" in flat
+    assert "--media-address ADDR Local addresses the relay gathers" in flat
+    # Defaults are the built-in ones: never a value from the environment.
+    assert secret not in shown and "default: 9;" not in flat
