@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 _FIRST_LAST = re.compile(r"([0-9]+)-([0-9]*)", re.ASCII)
 _SUFFIX = re.compile(r"-([0-9]+)", re.ASCII)
+# More digits than this is past the end of any document, however many follow: int()
+# refuses more than 4,300 digits (ValueError) and a header may carry thousands.
+_DIGITS_THAT_MATTER = 19
+_PAST_ANY_DOCUMENT = 10**_DIGITS_THAT_MATTER
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,24 @@ def answer_range(header: str | None, size: int) -> RangeAnswer:
         return Whole()
     (spec,) = specs
     if (found := _FIRST_LAST.fullmatch(spec)) is not None:
-        first = int(found.group(1))
-        last = int(found.group(2)) if found.group(2) else None
+        first = _position(found.group(1))
+        last = _position(found.group(2)) if found.group(2) else None
         if last is not None and last < first:
             return Whole()  # an invalid range-spec: the header is ignored
         if first >= size:
             return Unsatisfiable()
         return Part(first, size if last is None else min(last + 1, size))
     if (found := _SUFFIX.fullmatch(spec)) is not None:
-        length = int(found.group(1))
+        length = _position(found.group(1))
         if length == 0 or size == 0:
             return Unsatisfiable()
         return Part(max(0, size - length), size)
     return Whole()
+
+
+def _position(digits: str) -> int:
+    """A decimal position or length, capped above any document's size."""
+    significant = digits.lstrip("0")
+    if len(significant) > _DIGITS_THAT_MATTER:
+        return _PAST_ANY_DOCUMENT
+    return int(significant or "0")
