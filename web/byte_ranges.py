@@ -20,7 +20,7 @@ _SUFFIX = re.compile(r"-([0-9]+)", re.ASCII)
 # More digits than this is past the end of any document, however many follow: int()
 # refuses more than 4,300 digits (ValueError) and a header may carry thousands.
 _DIGITS_THAT_MATTER = 19
-_PAST_ANY_DOCUMENT = 10**_DIGITS_THAT_MATTER
+_PAST_ANY_DOCUMENT: int = 10**_DIGITS_THAT_MATTER
 
 
 @dataclass(frozen=True)
