@@ -5,6 +5,7 @@ tests, bench/pages.py and docs/screenshots/take.py alike."""
 from typing import Any, Protocol
 
 from storage.demo import DEMO_PASSWORD as DEMO_PASSWORD  # the tests and benches log in with it
+from tests.debian_tools import debian_tool
 
 CHROMIUM = "/usr/bin/chromium"
 FRAMES_DECODED = (
@@ -46,6 +47,8 @@ async def launch_chromium(
     if not loopback_media:
         left_out.add(LOOPBACK_MEDIA)
     args = [a for a in CHROMIUM_ARGS if a not in left_out]
+    if executable == CHROMIUM:
+        debian_tool("chromium")
     return await playwright.chromium.launch(executable_path=executable, headless=True, args=args)
 
 

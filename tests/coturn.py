@@ -8,13 +8,13 @@ import contextlib
 import hashlib
 import hmac
 import os
-import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.measure import free_port
+from tests.debian_tools import debian_tool
 from tests.deploy_samples import DEPLOY, render_sample
 
 SAMPLE = DEPLOY / "coturn" / "turnserver.conf"
@@ -63,7 +63,7 @@ async def running_coturn(
     # The one addition for tests: the relay listens on loopback here, which coturn
     # refuses as a peer unless told otherwise (the sample's denied ranges still apply).
     process = await asyncio.create_subprocess_exec(
-        shutil.which("turnserver") or "/usr/bin/turnserver",
+        debian_tool("turnserver"),
         "-c",
         str(config),
         "--allow-loopback-peers",

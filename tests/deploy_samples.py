@@ -6,13 +6,15 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.debian_tools import debian_tool
+
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
 def render_sample(sample: Path, values: dict[str, str]) -> str:
     """``sample`` with each ``${NAME}`` of ``values`` filled in."""
     return subprocess.run(
-        ["envsubst", " ".join(f"${{{name}}}" for name in values)],
+        [debian_tool("envsubst"), " ".join(f"${{{name}}}" for name in values)],
         input=sample.read_text(),
         env={**os.environ, **values},
         capture_output=True,

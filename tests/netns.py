@@ -11,13 +11,14 @@ failures included. Needs root and iproute2's ``ip``.
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
+
+from tests.debian_tools import debian_tool
 
 IP = "ip"
 COMMAND_TIMEOUT = 10.0
@@ -56,8 +57,8 @@ def unavailable_reason() -> str | None:
     """Why namespaces cannot be made here, or None."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    if shutil.which(IP) is None:
-        return "iproute2's `ip` is missing"
+    # A missing program fails the test (naming its package); only root is a reason.
+    debian_tool(IP)
     return None
 
 

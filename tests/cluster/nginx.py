@@ -6,18 +6,17 @@ self-signed certificate. Stopped (and its whole process group killed) after."""
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.cluster.processes import eventually, free_port
+from tests.debian_tools import debian_tool
 from tests.deploy_samples import DEPLOY, render_sample
 from web.tls import ensure_self_signed
 
 SAMPLE = DEPLOY / "nginx" / "windowlink.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ http {{
 """
     )
     process = await asyncio.create_subprocess_exec(
-        NGINX,
+        debian_tool("nginx"),
         "-p",
         str(directory),
         "-c",

@@ -50,6 +50,7 @@ from storage.sessions import SessionPolicy
 from storage.store import Storage
 from tests.conftest import DEMO_PASSWORD, drop_database, redis_answers
 from tests.conftest import create_database as create_test_database
+from tests.debian_tools import debian_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -370,7 +371,7 @@ class PrivateRedis:
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = await asyncio.create_subprocess_exec(
-            "redis-server",
+            debian_tool("redis-server"),
             "--port",
             str(self.port),
             "--bind",

@@ -37,6 +37,7 @@ from signaling.memory_store import InProcessStore
 from signaling.redis_store import RedisStore
 from signaling.store import Commit, LiveStore, StoreClosed, StoreUnavailable
 from tests.conftest import redis_answers
+from tests.debian_tools import debian_tool
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -836,7 +837,7 @@ class PrivateRedis:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            "redis-server",
+            debian_tool("redis-server"),
             "--port",
             str(self.port),
             "--bind",

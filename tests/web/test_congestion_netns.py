@@ -7,7 +7,6 @@ kiosk's camera, and the call still decodes)."""
 
 import asyncio
 import secrets
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from bench.congestion import (
     wrapper,
 )
 from tests.chromium import FRAMES_DECODED, launch_chromium, wait_for_js
+from tests.debian_tools import debian_tool
 from tests.netns import unavailable_reason
 
 pytestmark = pytest.mark.browser
@@ -53,9 +53,10 @@ def downlink_limits(hosts: Hosts, base: str) -> float:
 
 @pytest.fixture
 async def congested(tmp_path: Path) -> AsyncIterator[tuple[Hosts, str, list[Any]]]:
-    reason = unavailable_reason() or (None if shutil.which("ethtool") else "no ethtool")
+    reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
+    debian_tool("ethtool")
     with (
         four_namespaces() as hosts,
         server_in(hosts, "--metrics-token", TOKEN) as base,
