@@ -6,6 +6,7 @@ live state (queues, experts, calls, relay workers) are read when /metrics is
 scraped, so that they are the state's own and cost nothing in between.
 """
 
+import asyncio
 import math
 import os
 import time
@@ -267,6 +268,12 @@ def route_of(request: web.Request) -> str:
     return canonical if not canonical.startswith("/static/") else "/static/"
 
 
+CLOSED_UNANSWERED = 499
+"""The status recorded for a request whose handler was cancelled before it answered
+(the stop's grace ran out, or the client left): nginx's "client closed request".
+Recorded as 500 it would look like a failure of ours on every dashboard."""
+
+
 def metrics_middleware(metrics_of: Callable[[web.Request], Metrics]) -> Middleware:
     """Time every request by route, method and status."""
 
@@ -285,6 +292,9 @@ def metrics_middleware(metrics_of: Callable[[web.Request], Metrics]) -> Middlewa
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLOSED_UNANSWERED
             raise
         finally:
             metrics_of(request).observe_request(

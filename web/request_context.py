@@ -1,5 +1,6 @@
 """Each request's log lines carry its id (and, once known, the account's)."""
 
+import asyncio
 import logging
 import secrets
 import time
@@ -8,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from observability.logs import log_context
-from web.metrics import route_of
+from web.metrics import CLOSED_UNANSWERED, route_of
 
 log = logging.getLogger("windowlink.http")
 
@@ -28,6 +29,9 @@ async def request_context(
         except web.HTTPException as exc:
             status = exc.status
             exc.headers["X-Request-Id"] = request_id
+            raise
+        except asyncio.CancelledError:
+            status = CLOSED_UNANSWERED
             raise
         finally:
             # The route's template, never the path: paths hold case numbers and ids.

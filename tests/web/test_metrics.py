@@ -2,11 +2,17 @@
 system is run with."""
 
 import asyncio
+import contextlib
+import logging
 
 import aiohttp
+import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call, login_session
+from web.metrics import CLOSED_UNANSWERED, Metrics, metrics_middleware
+from web.request_context import request_context
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -110,3 +116,41 @@ async def test_wrong_metrics_tokens_are_throttled_per_address(start_server: Serv
         *(scrape(server.url, client("203.0.113.11", f"burst-{i}")) for i in range(12))
     )
     assert sorted(status for status, _ in burst) == [404] * 3 + [429] * 9
+
+
+async def test_a_request_cancelled_at_the_stop_is_not_counted_as_a_server_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiohttp cancels the requests still open when the stop's grace ends: that is
+    the stop, not a failure of ours, and must not feed the dashboards' 5xx."""
+    metrics = Metrics()
+    started = asyncio.Event()
+
+    async def blocked(request: web.Request) -> web.Response:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+    app = web.Application(middlewares=[metrics_middleware(lambda _: metrics), request_context])
+    app.router.add_get("/blocked", blocked)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as http:
+        request = asyncio.create_task(http.get(f"http://127.0.0.1:{port}/blocked"))
+        await started.wait()
+        with caplog.at_level(logging.DEBUG, logger="windowlink.http"):
+            await runner.cleanup()
+        with contextlib.suppress(aiohttp.ClientError):
+            (await request).release()
+    statuses = {
+        dict(labels)["status"]
+        for name, labels in samples(metrics.exposition().decode())
+        if name == "windowlink_http_request_duration_seconds_count"
+    }
+    assert statuses == {str(CLOSED_UNANSWERED)}
+    lines = [r for r in caplog.records if r.name == "windowlink.http"]
+    assert lines and all(r.levelno < logging.WARNING for r in lines)
+    assert "-> 500" not in caplog.text
