@@ -39,4 +39,11 @@ def test_readme_documents_every_setting_and_ci_runs_its_test_command() -> None:
         assert f"`{flag}`" in readme or f"`{flag}," in readme, flag
     commands = re.findall(r"```sh\n(.+?)\n```", readme)
     assert len(commands) == 2
-    assert commands[1] in read(".ci/run")
+    assert "python3 -m venv .venv" in commands[0] and "server.py --demo" in commands[0]
+    # The second sets up what the tests need and runs them all, as CI does.
+    assert commands[1] == "bash .ci/run"
+    last = read(".ci/run").rstrip().splitlines()[-1]
+    assert (
+        last == "python -m pip install -q -e '.[test]' && ruff check . && mypy && python -m pytest"
+    )
+    assert f"`{last}`" in readme

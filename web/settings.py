@@ -209,7 +209,10 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     def help_of(dest: str) -> str:
         return _FIELD_DOCS[dest]
 
-    for title, dests in FLAG_GROUPS:
+    grouped = {dest for _, dests in FLAG_GROUPS for dest in dests}
+    # A setting not yet in a group still gets its flag (a test asks for its group).
+    others = tuple(f.name for f in dataclasses.fields(Settings) if f.name not in grouped)
+    for title, dests in (*FLAG_GROUPS, ("other", others)):
         group = parser.add_argument_group(title)
         for dest in dests:
             shown = f"{help_of(dest)} [default: {default_text(dest)}; {_env_name(dest)}]"
