@@ -13,7 +13,8 @@ ApiError                     (status, code)
 
 Errors of ``signaling``, ``media`` and ``storage`` are mapped here too
 (media: BadOffer 400 bad_offer, UnknownCall 404, NotAParticipant 403, RelayUnavailable
-503; storage: RecordNotFound 404, RecordConflict 409, DocumentDamaged 500 damaged,
+503; storage: RecordNotFound 404, RecordConflict 409 (FileShredded 410 shredded),
+DocumentDamaged 500 damaged,
 KeyringError 503 keys_unavailable with Retry-After),
 so that services can raise their own errors without knowing about HTTP.
 
@@ -168,6 +169,10 @@ def _from_exception(exc: BaseException) -> web.Response:
         return error_response(500, "damaged", str(exc))
     if isinstance(exc, sto.RecordNotFound):
         return error_response(404, "not_found", str(exc))
+    if isinstance(exc, sto.FileShredded):
+        # Gone for good, however it was reached (a download, an attachment, a key
+        # found destroyed while reading): not a conflict the client could resolve.
+        return error_response(410, "shredded", str(exc))
     if isinstance(exc, sto.RecordConflict):
         return error_response(409, "conflict", str(exc))
     if isinstance(exc, web.HTTPException):

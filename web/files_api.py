@@ -12,7 +12,7 @@ from pydantic import StringConstraints
 
 from signaling.access import Right
 from signaling.messages import CaseNumber, FileView
-from storage.errors import DocumentDamaged, RecordConflict, RecordNotFound
+from storage.errors import DocumentDamaged, FileShredded, RecordConflict, RecordNotFound
 from storage.filestore import AttachRefused, Download, StoredFile, Upload, UploadError
 from storage.filetypes import ALLOWED
 from storage.records import Account, AuditEvent, Role
@@ -340,9 +340,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise NotFound("no such file") from None
     await _may_read(request, account, record.consultation_id)
     if record.shredded_at is not None:
-        gone = ApiError("the document was shredded at the end of its retention period")
-        gone.status, gone.code = 410, "shredded"
-        raise gone
+        raise FileShredded("the document was shredded at the end of its retention period")
     start, end, status = 0, record.size, 200
     range_header = request.headers.get("Range")
     match answer_range(range_header, record.size):
@@ -438,8 +436,8 @@ async def case_attachments(request: web.Request) -> web.StreamResponse:
     status=201,
     tag="files",
     # 404 no such file; 409 already_attached, other_case (the document's consultation
-    # is of another case), no_case_number (link the consultation first), or shredded.
-    errors=(404, 409),
+    # is of another case), no_case_number (link the consultation first); 410 shredded.
+    errors=(404, 409, 410),
 )
 async def attach(request: web.Request) -> web.StreamResponse:
     case_number = request.match_info["case_number"]

@@ -164,6 +164,14 @@ async def test_documents_of_consultations_ended_more_than_n_days_ago_are_shredde
         async with clerk.get(f"{server.url}/api/v1/files/{old_file}") as response:
             assert response.status == 410
             assert (await response.json())["error"]["code"] == "shredded"
+        # Every answer about a shredded document says so the same way (it was 409
+        # conflict when attaching, and for a key found destroyed while reading).
+        async with clerk.post(
+            f"{server.url}/api/v1/cases/RT-1/attachments",
+            json={"file_id": old_file, "category": "reply"},
+        ) as response:
+            assert response.status == 410
+            assert (await response.json())["error"]["code"] == "shredded"
         assert await fetch(clerk, f"{server.url}/api/v1/files/{recent_file}") == (
             200,
             recent_doc,
