@@ -51,12 +51,18 @@ fail over, and a locked SQLite frees itself, within seconds."""
 class ApiError(Exception):
     status = 500
     code = "internal"
+    retry_after: int | None = None
+    """Seconds after which trying again may succeed (the Retry-After header)."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class BadRequest(ApiError):
@@ -104,8 +110,7 @@ class TooManyRequests(ApiError):
     code = "too_many_requests"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
 _SIGNALING_STATUS: dict[type[sig.SignalingError], int] = {
@@ -133,12 +138,11 @@ def _from_exception(exc: BaseException) -> web.Response:
         )
         response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
         return response
-    if isinstance(exc, TooManyRequests):
-        response = error_response(exc.status, exc.code, exc.message)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, sig.SignalingError):
         status = next((s for cls, s in _SIGNALING_STATUS.items() if isinstance(exc, cls)), 400)
         return error_response(status, exc.code, exc.message)

@@ -86,8 +86,16 @@ _UPLOAD_STATUS = {
 }
 
 
+UPLOAD_ROOM_RETRY_AFTER = 10
+"""Seconds a client is asked to wait when unfinished uploads hold all the room it
+may use (in all, its account's, its call's): other parts arrive and uploads finish
+or expire within seconds, so trying again soon can succeed."""
+_WAIT_FOR_ROOM = frozenset({"uploads_busy", "account_upload_limit", "call_upload_limit"})
+
+
 def _upload_error(exc: UploadError) -> ApiError:
-    error = ApiError(str(exc), code=exc.code)
+    retry_after = UPLOAD_ROOM_RETRY_AFTER if exc.code in _WAIT_FOR_ROOM else None
+    error = ApiError(str(exc), code=exc.code, retry_after=retry_after)
     error.status = _UPLOAD_STATUS.get(exc.code, 400)
     return error
 

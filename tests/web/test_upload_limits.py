@@ -98,6 +98,15 @@ async def send_part(
         return response.status, (await response.json() if response.status != 204 else {})
 
 
+async def refused_part(
+    http: aiohttp.ClientSession, url: str, offset: int, part: bytes
+) -> tuple[int, str, str | None]:
+    """A part's refusal: status, error code and Retry-After."""
+    async with http.patch(url, data=part, headers=part_headers(offset, part)) as response:
+        body = await response.json()
+        return response.status, body["error"]["code"], response.headers.get("Retry-After")
+
+
 @pytest.mark.parametrize(
     ("held", "incoming", "declared", "code"),
     [
@@ -139,14 +148,23 @@ async def test_all_unfinished_uploads_together_are_capped_in_bytes_received(
         part = PDF_HEAD + os.urandom(200_000 - len(PDF_HEAD))
         assert (await send_part(kiosk, server.url + str(first["url"]), 0, part))[0] == 204
         # 200,000 received + 150,000 arriving > 300,000: refused before it is read.
-        status, body = await send_part(expert, server.url + str(second["url"]), 0, part[:150_000])
-        assert status == 503 and body["error"]["code"] == "uploads_busy"  # type: ignore[index]
+        # Room comes back as other uploads finish or expire: worth retrying, and said so.
+        assert await refused_part(expert, server.url + str(second["url"]), 0, part[:150_000]) == (
+            503,
+            "uploads_busy",
+            str(files_api.UPLOAD_ROOM_RETRY_AFTER),
+        )
         assert (await send_part(expert, server.url + str(second["url"]), 0, part[:100_000]))[
             0
         ] == 204
         # The pool is full: nothing new begins until it drains.
-        status, body = await begin(expert, server.url, call_id, 1000, "c.pdf")
-        assert status == 503 and body["error"]["code"] == "uploads_busy"  # type: ignore[index]
+        async with expert.post(
+            f"{server.url}/api/v1/consultations/{call_id}/uploads",
+            json={"name": "c.pdf", "size": 1000},
+        ) as response:
+            assert response.status == 503
+            assert (await response.json())["error"]["code"] == "uploads_busy"
+            assert response.headers["Retry-After"] == str(files_api.UPLOAD_ROOM_RETRY_AFTER)
 
 
 async def test_one_account_and_one_call_are_capped_in_bytes_received(
@@ -169,12 +187,18 @@ async def test_one_account_and_one_call_are_capped_in_bytes_received(
             urls.append(server.url + str(body["url"]))
         assert (await send_part(kiosk, urls[0], 0, part))[0] == 204
         # The kiosk holds 100,000: 100,000 more would pass its 150,000.
-        status, body = await send_part(kiosk, urls[1], 0, part)
-        assert status == 429 and body["error"]["code"] == "account_upload_limit"  # type: ignore[index]
+        assert await refused_part(kiosk, urls[1], 0, part) == (
+            429,
+            "account_upload_limit",
+            str(files_api.UPLOAD_ROOM_RETRY_AFTER),
+        )
         assert (await send_part(kiosk, urls[1], 0, part[:50_000]))[0] == 204
         # The call holds 150,000: the expert's 100,000 would pass its 240,000.
-        status, body = await send_part(expert, urls[2], 0, part)
-        assert status == 429 and body["error"]["code"] == "call_upload_limit"  # type: ignore[index]
+        assert await refused_part(expert, urls[2], 0, part) == (
+            429,
+            "call_upload_limit",
+            str(files_api.UPLOAD_ROOM_RETRY_AFTER),
+        )
         # Finishing one frees its bytes.
         async with kiosk.post(f"{urls[0]}/finish") as response:
             assert response.status == 201
