@@ -28,6 +28,7 @@ from bench import measure  # noqa: E402
 from bench.measure import free_port, wait_for_http  # noqa: E402
 from tests.chromium import (  # noqa: E402
     KEEP_CONNECTIONS,
+    choose_department,
     launch_chromium,
     open_logged_in,
     wait_for_js,
@@ -56,7 +57,7 @@ async def one_call(browser: Any, url: str, seconds: float) -> dict[str, Any]:
     kiosk = await open_logged_in(
         browser, url, "kiosk", "kiosk01", init_script=KEEP_CONNECTIONS, timeout_ms=20000
     )
-    await kiosk.get_by_test_id("department-market").click()
+    await choose_department(kiosk, "market")
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.get_by_test_id("device-check-continue").click()
     await expert.get_by_test_id("accept-call").click()

@@ -309,6 +309,30 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        12,
+        "one-time links for sending photos from the citizen's phone into a call",
+        (
+            # storage.phone_links: hashes only; a link is claimed once (claimed_at),
+            # then carries files_allowed files until send_until.
+            """CREATE TABLE phone_links (
+                token_hash TEXT PRIMARY KEY,
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                kiosk_id TEXT NOT NULL REFERENCES accounts(id),
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                claimed_at DOUBLE PRECISION,
+                claim_hash TEXT,
+                files_allowed INTEGER NOT NULL,
+                files_received INTEGER NOT NULL,
+                send_until DOUBLE PRECISION)""",
+            "CREATE INDEX phone_links_consultation ON phone_links(consultation_id)",
+            "CREATE INDEX phone_links_expires ON phone_links(expires_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -253,3 +253,20 @@ deployment = Table(
     Column("deployment_id", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# One-time links with which a citizen's phone sends photos into a call
+# (storage.phone_links): hashes of the link's token and of its one claim.
+phone_links = Table(
+    "phone_links",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("consultation_id", Text, ForeignKey("consultations.id"), nullable=False),
+    Column("kiosk_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("claimed_at", Float, nullable=True),
+    Column("claim_hash", Text, nullable=True),
+    Column("files_allowed", Integer, nullable=False),
+    Column("files_received", Integer, nullable=False),
+    Column("send_until", Float, nullable=True),
+)

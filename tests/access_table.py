@@ -254,8 +254,26 @@ ACCESS: tuple[Rule, ...] = (
         "a kiosk only during its call",
     ),
     Rule("GET /api/v1/files/{file_id}", Subject.FILE, READER, "a kiosk only during its call"),
+    Rule(
+        "POST /api/v1/consultations/{consultation_id}/phone-link",
+        C,
+        {**only("kiosk"), "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404}},
+        "while the call is active",
+    ),
+    Rule(
+        "GET /api/v1/phone-links/{token}",
+        N,
+        everyone(),
+        "the link is the credential: its state only, nothing of the consultation",
+    ),
+    Rule("POST /api/v1/phone-links/{token}/claim", N, everyone(), "once, by whoever holds it"),
+    Rule("POST /api/v1/phone-links/{token}/files", N, everyone(), "with the link's one claim"),
+    Rule("GET /phone/{token}", N, everyone()),
     Rule("GET /api/v1/cases/{case_number}/attachments", N, only("clerk", "admin")),
     Rule("POST /api/v1/cases/{case_number}/attachments", N, only("clerk", "admin")),
+    # ---- the hall's staff
+    Rule("POST /api/v1/staff-calls", N, KIOSK_ONLY, "once a minute per kiosk"),
+    Rule("POST /api/v1/staff-calls/answer", N, only("clerk"), "a kiosk of the clerk's halls"),
     # ---- socket.io events (anonymous: the connection itself is refused)
     Rule("event request_consultation", N, KIOSK_ONLY, "any kiosk, any enabled department"),
     Rule(

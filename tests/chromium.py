@@ -149,8 +149,18 @@ async def go_available(expert: Any) -> None:
     await expert.wait_for_selector("[data-testid=availability][aria-pressed=true]")
 
 
-async def request_from_kiosk(kiosk: Any, department: str) -> None:
+async def choose_department(kiosk: Any, department: str) -> None:
+    """Tap a department's tile. With nobody of it online the kiosk first says so and
+    asks (``confirm-yes``: wait anyway), which the citizen here always accepts."""
     await kiosk.get_by_test_id(f"department-{department}").click()
+    asked = kiosk.locator("#confirm-dialog[open]")
+    await asked.or_(kiosk.locator("#device-screen:not([hidden])")).first.wait_for()
+    if await asked.count():
+        await asked.get_by_test_id("confirm-yes").click()
+
+
+async def request_from_kiosk(kiosk: Any, department: str) -> None:
+    await choose_department(kiosk, department)
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.get_by_test_id("device-check-continue").click()
 

@@ -16,7 +16,7 @@ from storage.records import Account, Role
 from web.auth import authenticate
 from web.errors import BadRequest, Forbidden, NotFound, Unauthorized, UnsupportedMediaType
 from web.keys import ACCOUNT
-from web.schemas import HallCode, Username
+from web.schemas import HallCode, PhoneToken, Username
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -38,6 +38,7 @@ PATH_PARAMETERS: dict[str, Any] = {
     "hall": HallCode,
     "case_number": CaseNumber,
     "side": Literal["kiosk", "expert"],
+    "token": PhoneToken,
 }
 _PATH_ADAPTERS: dict[str, TypeAdapter[str]] = {
     name: TypeAdapter(kind) for name, kind in PATH_PARAMETERS.items()

@@ -37,7 +37,9 @@ from web import (
     openapi,
     pages,
     session_api,
+    phone_upload_api,
 )
+    staff_call_api,
 from web.auth import SESSION_COOKIE, remote_address, socket_origin_allowed
 from web.errors import error_middleware, quiet_malformed_requests
 from web.forwarded import ProxyTrust
@@ -77,6 +79,8 @@ API_TABLES = [
     files_api.api,
     health.api,
     openapi.api,
+    phone_upload_api.api,
+    staff_call_api.api,
     pages.api,
 ]
 

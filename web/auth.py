@@ -1,6 +1,7 @@
 """Who is calling: the session cookie, the client's address, login throttling."""
 
 import math
+import re
 import time
 
 from aiohttp import web
@@ -12,6 +13,8 @@ from web.keys import ACCOUNT, PROXY_TRUST, SESSION_TOKEN, SETTINGS, SIGNALING, S
 from web.settings import Settings
 
 SESSION_COOKIE = "wl_session"
+# A host and port as a browser sends them: nothing else goes into a link we show.
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
 def remote_address(request: web.Request) -> str:
@@ -35,6 +38,21 @@ def socket_origin_allowed(origin: str | None, environ: dict[str, object]) -> boo
     if trust.enabled and trust.peer_is_proxy(peer):
         host = request.headers.get("X-Forwarded-Host", host).split(",")[-1].strip()
     return origin_allowed(origin, scheme, host, (settings.host, *settings.extra_hosts))
+
+
+def public_origin(request: web.Request) -> str:
+    """The scheme and host the browser used to reach us (``https://name[:port]``), as
+    socket.io's origin check sees them: what a link shown on a page must name."""
+    settings = request.app[SETTINGS]
+    trust = request.app[PROXY_TRUST]
+    peer = request.remote or ""
+    scheme = public_scheme(settings.tls, peer, request.headers.get("X-Forwarded-Proto", ""), trust)
+    host = request.headers.get("Host", "")
+    if trust.enabled and trust.peer_is_proxy(peer):
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[-1].strip()
+    if not _HOST.fullmatch(host):
+        host = settings.host
+    return f"{scheme}://{host}"
 
 
 async def authenticate(request: web.Request) -> Account | None:

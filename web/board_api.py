@@ -9,8 +9,9 @@ from aiohttp import web
 
 from signaling.messages import QueueUpdate
 from storage.records import Department, Role
+from storage.opening_hours import next_opening, open_at, parse_hours
 from web.api import ANY_ACCOUNT, Api, account_of, reply
-from web.keys import SIGNALING, STORAGE
+from web.keys import SETTINGS, SIGNALING, STORAGE
 from web.schemas import (
     BoardDepartment,
     BoardHall,
@@ -28,7 +29,9 @@ HISTORY_DAYS = 7
 HISTORY_LIMIT = 50
 
 
-def _status(department: Department, snapshot: QueueUpdate) -> DepartmentStatus:
+def _status(department: Department, snapshot: QueueUpdate, now: float) -> DepartmentStatus:
+    hours = parse_hours(department.hours)
+    local = datetime.fromtimestamp(now).astimezone()
     return DepartmentStatus(
         code=department.code,
         name_zh=department.name_zh,
@@ -43,6 +46,8 @@ def _status(department: Department, snapshot: QueueUpdate) -> DepartmentStatus:
     "GET",
     "/api/v1/departments/status",
     summary="Enabled departments with experts online and queue length (the kiosk's tiles).",
+        open_now=hours is not None and open_at(hours, local),
+        next_opening=None if hours is None else next_opening(hours, local).timestamp(),
     roles=ANY_ACCOUNT,
     response=DepartmentStatusList,
     tag="board",
@@ -50,8 +55,10 @@ def _status(department: Department, snapshot: QueueUpdate) -> DepartmentStatus:
 async def department_status(request: web.Request) -> web.StreamResponse:
     signaling = request.app[SIGNALING]
     departments = await request.app[STORAGE].departments.list(include_disabled=False)
-    statuses = [_status(d, await signaling.queue_view(d.code)) for d in departments]
-    return reply(DepartmentStatusList(departments=statuses))
+    now = time.time()
+    statuses = [_status(d, await signaling.queue_view(d.code), now) for d in departments]
+    wait = request.app[SETTINGS].no_expert_wait
+    return reply(DepartmentStatusList(departments=statuses, no_expert_wait_s=wait))
 
 
 def _local_midnight(now: datetime) -> datetime:
@@ -83,7 +90,7 @@ async def board(request: web.Request) -> web.StreamResponse:
         for entry in snapshot.entries:
             if entry.hall is not None:
                 waiting_by_hall[entry.hall] = waiting_by_hall.get(entry.hall, 0) + 1
-        status = _status(department, snapshot)
+        status = _status(department, snapshot, now)
         busy = sum(1 for e in snapshot.experts if e.status == "busy")
         oldest = min((e.waiting_since for e in snapshot.entries), default=None)
         live.append(

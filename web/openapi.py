@@ -18,7 +18,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found, not yours, or a path parameter that does not fit its pattern",
     408: "The body arrived too slowly",
     409: "Conflicts with the current state",
-    410: "Gone (shredded at the end of its retention period)",
+    410: "Gone (shredded at the end of its retention period; a phone link used or expired)",
     413: "Too large",
     415: "Wrong content type",
     416: "Range not satisfiable",

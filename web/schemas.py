@@ -11,6 +11,8 @@ Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 HallCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
+# A phone link's token (storage.phone_links: secrets.token_urlsafe(16)).
+PhoneToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22}$")]
 HallLevelName = Literal["city", "district", "street"]
 District = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 RoleName = Literal["kiosk", "expert", "clerk", "admin"]
@@ -268,10 +270,17 @@ class BoardDepartment(DepartmentStatus):
 
 
 class SummaryView(View):
+    open_now: bool = False
+    """Whether now (the server's local time) is within the department's usual hours."""
+    next_opening: float | None = None
+    """When its usual hours next begin (None: its hours name no time)."""
     consultations: int
     answered: int
     median_wait_s: float | None
     p90_wait_s: float | None
+    no_expert_wait_s: float = 0.0
+    """How long a request waits while nobody of its department is online before it
+    ends (--no-expert-wait): what the kiosk tells before and while queuing."""
     median_handle_s: float | None
     abandonment_rate: float | None
     average_rating: float | None

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import free_port, wait_for_http  # noqa: E402
-from tests.chromium import launch_chromium, wait_for_js  # noqa: E402
+from tests.chromium import choose_department, launch_chromium, wait_for_js  # noqa: E402
 
 KIOSK = {"width": 1080, "height": 1920}
 KIOSK_LANDSCAPE = {"width": 1920, "height": 1080}
@@ -95,12 +95,12 @@ async def journey(shots: Shots, tmp: Path) -> None:
     await kiosk.get_by_test_id("text-size-toggle").click()
     await shots.shot(kiosk, "kiosk-larger-text")
     await kiosk.get_by_test_id("text-size-toggle").click()
-    await kiosk.get_by_test_id("department-market").click()
+    await choose_department(kiosk, "market")
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.wait_for_timeout(800)
     await shots.shot(kiosk, "kiosk-device-check")
     await kiosk.get_by_test_id("device-check-continue").click()
-    await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('1')")
+    await kiosk.wait_for_selector("[data-testid=queue-position]:not(:empty)")
     await shots.shot(kiosk, "kiosk-waiting")
     await expert.get_by_test_id("availability").click()
     await expert.wait_for_selector("[data-testid=accept-call]:visible")

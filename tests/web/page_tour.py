@@ -1,9 +1,12 @@
 """Drives the pages through their main states once, calling back at each, so that
 the layout and accessibility tests look at the same states without driving the
-journey twice: kiosk (start with digits and with letters on the keypad, device
-check, waiting, call, rating), expert (a ringing offer, the call with a document
-just arrived, after the call), clerk (today's list with a consultation opened; a
-search result opened, one file attached), admin (each tab) and the login form."""
+journey twice: kiosk (start with digits and with letters on the keypad, staff
+called, the question before queuing with nobody online, device check, waiting,
+an expert rung, call, a PDF previewed, the phone's QR code, rating with the
+reference), the phone's page, expert (a ringing offer, the call with a document
+just arrived, after the call), a staff call on the clerk's page, clerk (today's
+list with a consultation opened; a search result opened, one file attached),
+admin (each tab) and the login form."""
 
 import struct
 import zlib
@@ -20,11 +23,17 @@ from tests.chromium import (
     wait_media_both_ways,
 )
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
+from tests.web.documents import pdf_with_pages
 
 # (state, page): the page shows that state, nothing scrolled or resized yet.
 Visit = Callable[[str, Any], Awaitable[None]]
 
 KIOSK_VIEWPORT = {"width": 1080, "height": 1920}
+PHONE_CONTEXT: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+}
 DESK_VIEWPORT = {"width": 1366, "height": 768}
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% form\n" * 200 + b"%%EOF\n"
 
@@ -70,18 +79,27 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
     await kiosk.wait_for_selector("[data-testid=key-A]")
     await visit("kiosk-start-letters", kiosk)
     await kiosk.get_by_test_id("key-switch").click()
+    await kiosk.get_by_test_id("call-staff").click()
+    await kiosk.wait_for_selector("[data-testid=staff-status]:not(:empty)")
+    await visit("kiosk-staff-called", kiosk)
 
+    # Nobody of the department is taking calls yet: the kiosk says so and asks.
     await kiosk.get_by_test_id("department-market").click()
+    await kiosk.wait_for_selector("#confirm-dialog[open]")
+    await visit("kiosk-offline-confirm", kiosk)
+    await kiosk.get_by_test_id("confirm-yes").click()
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await visit("kiosk-device-check", kiosk)
 
     await kiosk.get_by_test_id("device-check-continue").click()
-    await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('1')")
+    await kiosk.wait_for_selector("[data-testid=queue-position]:not(:empty)")
     await visit("kiosk-waiting", kiosk)
 
     await go_available(expert)
     await expert.wait_for_selector("[data-testid=accept-call]:visible")
     await visit("expert-offer", expert)
+    await kiosk.wait_for_selector("[data-testid=queue-position]:has-text('响铃')")
+    await visit("kiosk-ringing", kiosk)
 
     await expert.get_by_test_id("accept-call").click()
     await wait_media_both_ways(kiosk, expert)
@@ -89,7 +107,7 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
     scan.write_bytes(png(800, 560, (235, 228, 210)))
     await kiosk.get_by_test_id("file-input").set_input_files(str(scan))
     form = tmp_path / "变更登记申请表.pdf"
-    form.write_bytes(PDF)
+    form.write_bytes(pdf_with_pages(["Application for change of registration", "Page two"]))
     await expert.get_by_test_id("file-input").set_input_files(str(form))
     await chat_from(kiosk, expert, "您好，我想咨询营业执照变更需要哪些材料。")
     await chat_from(expert, kiosk, "请出示身份证和原营业执照，我发一份申请表给您。")
@@ -99,6 +117,21 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
     await expert.wait_for_selector("[data-testid=latest-document] img")
     await visit("kiosk-call", kiosk)
     await visit("expert-call", expert)
+    # The kiosk's own previews and the phone's QR code, and the phone's page.
+    await kiosk.locator("[data-testid=file-list] .file-name", has_text="变更登记申请表.pdf").click()
+    await kiosk.wait_for_selector("#preview-dialog[open] .preview-body[data-rendered=true]")
+    await visit("kiosk-preview", kiosk)
+    await kiosk.get_by_test_id("preview-close").click()
+    await kiosk.get_by_test_id("phone-upload").click()
+    await kiosk.wait_for_selector("[data-testid=phone-qr][data-url]")
+    await visit("kiosk-phone", kiosk)
+    phone_context = await browser.new_context(**PHONE_CONTEXT)
+    phone = await phone_context.new_page()
+    await phone.goto(str(await kiosk.get_by_test_id("phone-qr").get_attribute("data-url")))
+    await phone.wait_for_selector("[data-testid=phone-state][data-state=ready]")
+    await visit("phone-ready", phone)
+    await phone_context.close()
+    await kiosk.get_by_test_id("phone-close").click()
 
     await expert.get_by_test_id("end-call").click()
     await expert.get_by_test_id("confirm-yes").click()
@@ -163,3 +196,15 @@ async def wait_for_wipe(kiosk: Any) -> None:
     await kiosk.get_by_test_id("rating-5").click()
     await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")
+
+
+async def staff_call(browser: Any, server: Served, visit: Visit) -> None:
+    """A kiosk of the clerk's hall calls for staff: the alert on the clerk's page."""
+    clerk = await open_logged_in(browser, server, "clerk", "clerk", viewport=DESK_VIEWPORT)
+    await clerk.wait_for_selector("[data-testid=staff-calls]", state="attached")
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=KIOSK_VIEWPORT)
+    await kiosk.get_by_test_id("call-staff").click()
+    await clerk.wait_for_selector("[data-testid=staff-alert]")
+    await visit("clerk-staff-alert", clerk)
+    await kiosk.context.close()
+    await clerk.context.close()

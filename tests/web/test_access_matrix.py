@@ -337,6 +337,73 @@ for _path in (
     PROBES[f"GET {_path.split('?')[0].replace('MX-A', '{case_number}')}"] = _get(_path)
 
 
+async def _phone_link(m: Matrix) -> str:
+    """A fresh phone link of call A (kiosk01's); its token."""
+    path = f"/api/v1/consultations/{m.calls['A'].consultation_id}/phone-link"
+    status, body = await m.request("POST", path, "kiosk01")
+    assert status == 201, body
+    return str(body["url"]).rsplit("/", 1)[1]
+
+
+@probe("POST /api/v1/consultations/{consultation_id}/phone-link")
+async def _create_phone_link(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/consultations/{target(m, relation).consultation_id}/phone-link"
+    return (await m.request("POST", path, actor(role, relation)))[0]
+
+
+@probe("GET /api/v1/phone-links/{token}", "GET /phone/{token}")
+async def _read_phone_link(m: Matrix, role: str, relation: Relation) -> int:
+    token = await _phone_link(m)
+    status, _ = await m.request("GET", f"/api/v1/phone-links/{token}", actor(role, relation))
+    if status != 200:
+        return status
+    return (await m.request("GET", f"/phone/{token}", actor(role, relation)))[0]
+
+
+PHONE_FILE = {"files": [{"name": "photo.pdf", "size": len(PDF)}]}
+
+
+@probe("POST /api/v1/phone-links/{token}/claim")
+async def _claim_phone_link(m: Matrix, role: str, relation: Relation) -> int:
+    token = await _phone_link(m)
+    path = f"/api/v1/phone-links/{token}/claim"
+    return (await m.request("POST", path, actor(role, relation), json=PHONE_FILE))[0]
+
+
+@probe("POST /api/v1/phone-links/{token}/files")
+async def _send_phone_file(m: Matrix, role: str, relation: Relation) -> int:
+    token = await _phone_link(m)
+    status, body = await m.request(
+        "POST", f"/api/v1/phone-links/{token}/claim", None, json=PHONE_FILE
+    )
+    assert status == 201, body
+    return (
+        await m.request(
+            "POST",
+            f"/api/v1/phone-links/{token}/files?name=photo.pdf",
+            actor(role, relation),
+            data=PDF,
+            headers={
+                "Authorization": f"Bearer {body['claim']}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+    )[0]
+
+
+@probe("POST /api/v1/staff-calls")
+async def _call_staff(m: Matrix, role: str, relation: Relation) -> int:
+    return (await m.request("POST", "/api/v1/staff-calls", actor(role, relation)))[0]
+
+
+@probe("POST /api/v1/staff-calls/answer")
+async def _answer_staff_call(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"id": "0123456789abcdef", "kiosk": "kiosk01"}
+    return (
+        await m.request("POST", "/api/v1/staff-calls/answer", actor(role, relation), json=body)
+    )[0]
+
+
 @probe("POST /api/v1/login")
 async def _login(m: Matrix, role: str, relation: Relation) -> int:
     username = actor(role, relation)

@@ -64,7 +64,7 @@ async def test_kiosk_and_expert_states_have_no_wcag_violations(
     visits = AxeVisits()
     kiosk = await page_tour.consultation(browser, server, tmp_path, visits)
     await kiosk.context.close()
-    assert len(visits.states) == 9
+    assert len(visits.states) == 15
     assert not visits.problems, "\n".join(visits.problems)
 
 
@@ -85,4 +85,13 @@ async def test_login_clerk_and_admin_have_no_wcag_violations(
         "admin-accounts",
         "admin-audit",
     ]
+    assert not visits.problems, "\n".join(visits.problems)
+
+
+async def test_a_staff_call_alert_has_no_wcag_violations(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    visits = AxeVisits()
+    await page_tour.staff_call(browser, sqlite_server, visits)
+    assert visits.states == ["clerk-staff-alert"]
     assert not visits.problems, "\n".join(visits.problems)

@@ -1,6 +1,6 @@
 """The pages on the screens they run on: portrait and landscape kiosks (and the
 older 1280 x 1024 and 1366 x 768 terminals), the expert's and the clerk's office
-screens. In every main state, at every size, without scrolling: the key controls
+screens, and the citizen's phone for the phone-upload page. In every main state, at every size, without scrolling: the key controls
 are inside the window and overlap nothing, the page is no wider than the window,
 and on the kiosk every touch target is at least 72 x 72 CSS px, the text at least
 24 px and, in portrait, the screen's primary action in the bottom half (where the
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.chromium import open_logged_in, wait_for_js
+from tests.chromium import choose_department, open_logged_in, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, ServerFactory
 from tests.web import page_tour
 
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.browser
 
 KIOSK_SIZES = [(1080, 1920), (1920, 1080), (1280, 1024), (1366, 768)]
 DESK_SIZES = [(1366, 768), (1920, 1080)]
+PHONE_SIZES = [(390, 844), (360, 640)]
 PORTRAIT_KIOSK = (1080, 1920)
 TOUCH_MIN = 72
 KIOSK_TEXT_MIN = 24
@@ -50,19 +51,19 @@ CALL = [
     tid("show-document"),
     Control("newest file", "[data-testid=file-list] li:last-child", touch=False),
 ]
+KIOSK_START = [
+    *KIOSK_HEADER,
+    Control("department-*", "#departments > [data-testid^=department-]", primary=True),
+    tid("case-number"),
+    Control("keypad key", "[data-testid=keypad] button"),
+    tid("call-staff"),
+]
 CONTROLS: dict[str, list[Control]] = {
-    "kiosk-start": [
-        *KIOSK_HEADER,
-        Control("department-*", "#departments > [data-testid^=department-]", primary=True),
-        tid("case-number"),
-        Control("keypad key", "[data-testid=keypad] button"),
-    ],
-    "kiosk-start-letters": [
-        *KIOSK_HEADER,
-        Control("department-*", "#departments > [data-testid^=department-]", primary=True),
-        tid("case-number"),
-        Control("keypad key", "[data-testid=keypad] button"),
-    ],
+    "kiosk-start": KIOSK_START,
+    "kiosk-start-letters": KIOSK_START,
+    "kiosk-staff-called": [*KIOSK_START, tid("staff-status", touch=False)],
+    # A modal question: the page behind it is inert, its own buttons are what count.
+    "kiosk-offline-confirm": [tid("confirm-yes"), tid("confirm-no")],
     "kiosk-device-check": [
         *KIOSK_HEADER,
         tid("device-check-continue", primary=True),
@@ -74,16 +75,44 @@ CONTROLS: dict[str, list[Control]] = {
         tid("queue-position", touch=False),
         tid("cancel-request", primary=True),
     ],
+    "kiosk-ringing": [
+        *KIOSK_HEADER,
+        tid("queue-position", touch=False),
+        tid("cancel-request", primary=True),
+    ],
     "kiosk-call": [
         *KIOSK_HEADER,
         *CALL,
+        tid("phone-upload"),
         Control("file preview", "[data-testid=file-list] [data-testid=file-preview]"),
+    ],
+    "kiosk-preview": [
+        Control("preview page", "#preview-dialog .preview-body", touch=False),
+        tid("preview-prev"),
+        tid("preview-next"),
+        tid("preview-zoom"),
+        tid("preview-print"),
+        tid("preview-close"),
+    ],
+    "kiosk-phone": [
+        *KIOSK_HEADER,
+        tid("phone-qr", touch=False),
+        tid("phone-status", touch=False),
+        tid("phone-close"),
+        tid("end-call"),
     ],
     "kiosk-rating": [
         *KIOSK_HEADER,
+        tid("reference", touch=False),
         *[tid(f"rating-{n}", primary=True) for n in range(1, 6)],
         tid("finish"),
     ],
+    "phone-ready": [
+        tid("lang-toggle"),
+        Control("phone-file-input's button", "label:has(> [data-testid=phone-file-input])"),
+        tid("phone-send"),
+    ],
+    "clerk-staff-alert": [tid("staff-alert", touch=False), tid("staff-ack"), tid("case-search")],
     "expert-offer": [tid("availability"), tid("accept-call"), tid("decline-call")],
     "expert-call": [*CALL, tid("latest-document", touch=False)],
     "expert-after-call": [tid("outcome"), tid("notes"), tid("save-outcome")],
@@ -201,15 +230,22 @@ async def layout_problems(page: Any, state: str, size: tuple[int, int]) -> list[
     return problems
 
 
+LARGER_TOGGLE = "document.documentElement.classList.toggle('text-larger')"
+
+
 async def check_state(state: str, page: Any, problems: list[str]) -> None:
     kiosk = state.startswith("kiosk")
-    for size in KIOSK_SIZES if kiosk else DESK_SIZES:
+    sizes = KIOSK_SIZES if kiosk else PHONE_SIZES if state.startswith("phone") else DESK_SIZES
+    for size in sizes:
         problems += await layout_problems(page, state, size)
     if kiosk:
         # Larger text: the key controls still fit the standing portrait terminal.
-        await page.get_by_test_id("text-size-toggle").click()
+        # Behind a modal dialog the switch is inert: its class is set directly.
+        modal = await page.evaluate("document.querySelector('dialog[open]') !== null")
+        toggle = page.get_by_test_id("text-size-toggle")
+        await (page.evaluate(LARGER_TOGGLE) if modal else toggle.click())
         problems += await layout_problems(page, f"{state}+larger", PORTRAIT_KIOSK)
-        await page.get_by_test_id("text-size-toggle").click()
+        await (page.evaluate(LARGER_TOGGLE) if modal else toggle.click())
 
 
 async def test_kiosk_and_expert_fit_their_screens_in_every_state(
@@ -260,7 +296,7 @@ async def test_larger_text_is_undone_by_the_privacy_wipe(
     await kiosk.get_by_test_id("lang-toggle").click()
     assert await toggle.inner_text() == "Larger text"
 
-    await kiosk.get_by_test_id("department-market").click()
+    await choose_department(kiosk, "market")
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.get_by_test_id("device-check-continue").click()
     await kiosk.wait_for_selector("[data-testid=queue-position]:not(:empty)")
@@ -274,3 +310,15 @@ async def test_larger_text_is_undone_by_the_privacy_wipe(
     assert await toggle.inner_text() == "大字"
     assert not await kiosk.evaluate(LARGER)
     assert await kiosk.evaluate(BODY_TEXT) == normal
+
+
+async def test_a_staff_call_alert_fits_the_clerks_screen(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    problems: list[str] = []
+
+    async def visit(state: str, page: Any) -> None:
+        await check_state(state, page, problems)
+
+    await page_tour.staff_call(browser, sqlite_server, visit)
+    assert not problems, "\n".join(problems)

@@ -7,6 +7,7 @@ import { api } from "./api.js";
 import { fileRow } from "./files.js";
 import { setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
+import { watchStaffCalls } from "./staffcall.js";
 
 const CATEGORIES = ["application", "supplementary", "reply"];
 const CASE_PATTERN = /^[A-Za-z0-9-]{1,40}$/;
@@ -296,6 +297,8 @@ function fillFilters(me) {
 startPage({
   roles: ["clerk", "admin"],
   onLogin: async (me) => {
+    // Kiosks of the clerk's halls calling for staff (an alert on top of the page).
+    if (me.role === "clerk") watchStaffCalls();
     const data = await api("GET", "/api/v1/departments").catch(() => ({ departments: [] }));
     departments = new Map(data.departments.map((d) => [d.code, d]));
     // Names of every hall (a consultation found by case number may be of another

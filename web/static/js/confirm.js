@@ -1,10 +1,13 @@
 // A modal question whose confirming button is data-testid="confirm-yes"; with
 // `field` it asks for a value too (data-testid="confirm-input") and resolves to it.
+// `yesKey` / `noKey` name the two buttons where "OK" / "Cancel" would not say enough.
 import { setText, t } from "./i18n.js";
 
-export function confirmDialog(messageKey, { vars, field, validate } = {}) {
+export function confirmDialog(messageKey, { vars, field, validate, yesKey, noKey } = {}) {
   const dialog = document.getElementById("confirm-dialog");
   setText(dialog.querySelector("[data-role=message]"), messageKey, vars);
+  setText(dialog.querySelector('[data-testid="confirm-yes"]'), yesKey ?? "confirm.yes");
+  setText(dialog.querySelector('[data-testid="confirm-no"]'), noKey ?? "confirm.no");
   const fieldBox = dialog.querySelector("[data-role=field]");
   const input = dialog.querySelector("[data-role=input]");
   const error = dialog.querySelector("[data-role=error]");

@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
 import { openDevices, watchLevel } from "./devices.js";
+import { PhoneLinkPanel } from "./phonelink.js";
 import { drawInPage } from "./preview.js";
 import { onLanguageChange, setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
@@ -23,9 +24,13 @@ const KEYPAD_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".split("");
 let signal = null;
 let consultationId = null;
 let lastPosition = null;
+let lastState = null;
+let lastReference = null;
 let departments = [];
+let noExpertWait = 120;
 let screen = "start-screen";
 let call = null;
+let phoneLink = null;
 let pendingDepartment = null;
 let deviceStream = null;
 let stopLevel = () => {};
@@ -44,37 +49,93 @@ function departmentName(code) {
   return dept ? { zh: dept.name_zh, en: dept.name_en } : code;
 }
 
+// When a department next opens, as the citizen says it: "today 14:00", "tomorrow
+// 09:00", "Monday 09:00" (the kiosk's clock; kiosk and server keep the city's time).
+function whenText(epochSeconds) {
+  const at = new Date(epochSeconds * 1000);
+  const time = `${String(at.getHours()).padStart(2, "0")}:${String(at.getMinutes()).padStart(2, "0")}`;
+  const today = new Date();
+  today.setHours(0, 0, 0, 0);
+  const days = Math.round((new Date(at).setHours(0, 0, 0, 0) - today.getTime()) / 86400000);
+  if (days === 0) return { key: "when.today", vars: { time } };
+  if (days === 1) return { key: "when.tomorrow", vars: { time } };
+  return { key: "when.weekday", vars: { day: { key: `weekday.${at.getDay() || 7}` }, time } };
+}
+
+// Who is there, plainly: a tile with experts online is blue and says how many; one
+// without is grey, dashed, and says when the department next opens.
+function tileStatus(dept) {
+  if (dept.experts_online > 0) return textElement("span", "kiosk.online", { n: dept.experts_online }, "tile-status online");
+  const key = dept.open_now ? "kiosk.offline_in_hours" : dept.next_opening ? "kiosk.offline_next" : "kiosk.offline_unknown";
+  const vars = dept.next_opening ? { when: whenText(dept.next_opening) } : null;
+  return textElement("span", key, vars, "tile-status offline");
+}
+
 function renderDepartments() {
   const holder = document.getElementById("departments");
   holder.replaceChildren();
   for (const dept of departments) {
     const tile = document.createElement("button");
     tile.type = "button";
-    tile.className = "tile";
+    tile.className = dept.experts_online > 0 ? "tile" : "tile tile-offline";
     tile.dataset.testid = `department-${dept.code}`;
+    tile.dataset.online = String(dept.experts_online);
     const name = textElement("span", "kiosk.department_name", { name: { zh: dept.name_zh, en: dept.name_en } }, "tile-name");
-    const status =
-      dept.experts_online > 0
-        ? textElement("span", "kiosk.online", { n: dept.experts_online }, "tile-status online")
-        : textElement("span", "kiosk.nobody_online", { hours: { hours: dept.hours } }, "tile-status offline");
-    tile.append(name, status);
-    tile.addEventListener("click", () => openDeviceCheck(dept.code));
+    tile.append(name, tileStatus(dept));
+    tile.addEventListener("click", () => chooseDepartment(dept.code));
     holder.append(tile);
   }
 }
 
+// Nobody online: say so before the queue starts, with the usual hours and how long
+// the wait may last, and let the citizen choose. (Call-back and appointments of a
+// later issue are offered here too, as other answers to the same question.)
+async function chooseDepartment(code) {
+  hideKeypad();
+  const dept = departments.find((d) => d.code === code);
+  if (dept && dept.experts_online === 0) {
+    const key = dept.open_now ? "kiosk.offline_confirm_in_hours" : "kiosk.offline_confirm";
+    const wait = await confirmDialog(key, {
+      vars: {
+        department: { zh: dept.name_zh, en: dept.name_en },
+        hours: { hours: dept.hours },
+        when: dept.next_opening ? whenText(dept.next_opening) : "",
+        minutes: Math.max(1, Math.round(noExpertWait / 60)),
+      },
+      yesKey: "kiosk.offline_wait",
+      noKey: "kiosk.offline_back",
+    });
+    if (!wait) return;
+  }
+  openDeviceCheck(code);
+}
+
 async function refreshDepartments() {
   try {
-    departments = (await api("GET", "/api/v1/departments/status")).departments;
+    const status = await api("GET", "/api/v1/departments/status");
+    departments = status.departments;
+    if (status.no_expert_wait_s) noExpertWait = status.no_expert_wait_s;
     renderDepartments();
   } catch {
     // Keep the last tiles; the connection banner tells about the network.
   }
 }
 
+// The keypad opens beside the field when the field is touched, and closes with
+// "done" or when a department is chosen.
+function showKeypad() {
+  document.getElementById("keypad").hidden = false;
+}
+
+function hideKeypad() {
+  document.getElementById("keypad").hidden = true;
+}
+
 function renderKeypad() {
   const pad = document.getElementById("keypad");
   const input = byTestId("case-number");
+  input.addEventListener("focus", showKeypad);
+  input.addEventListener("click", showKeypad);
   let letters = false;
   const key = (label, action, extra = {}) => {
     const button = document.createElement("button");
@@ -105,6 +166,7 @@ function renderKeypad() {
         },
         { i18n: letters ? "keypad.digits" : "keypad.letters", testid: "key-switch", className: "wide" },
       ),
+      key("", hideKeypad, { i18n: "keypad.done", testid: "key-done", className: "wide" }),
     );
   };
   draw();
@@ -173,9 +235,23 @@ function showNotice(key) {
 
 // ---- the consultation -----------------------------------------------------
 
+// The big line and the small one say the same thing: while an expert's screen
+// rings there is no place or wait to tell; with nobody online neither means
+// anything, and the wait may end without an expert.
 function renderPosition() {
   const target = byTestId("queue-position");
   const wait = document.getElementById("wait-estimate");
+  if (lastState === "offered") {
+    setText(target, "kiosk.ringing");
+    wait.textContent = "";
+    delete wait.dataset.i18n;
+    return;
+  }
+  if (lastPosition && lastPosition.experts_online === 0) {
+    setText(target, "kiosk.nobody_now");
+    setText(wait, "kiosk.nobody_wait", { minutes: Math.max(1, Math.round(noExpertWait / 60)) });
+    return;
+  }
   if (!lastPosition) {
     setText(target, "kiosk.waiting");
     wait.textContent = "";
@@ -193,6 +269,8 @@ function setStatus(key) {
 function applyConsultation(view) {
   if (consultationId && view.consultation_id !== consultationId) return;
   consultationId = view.consultation_id;
+  lastState = view.state;
+  if (view.reference) lastReference = view.reference;
   if (view.state === "waiting" || view.state === "offered") {
     if (screen !== "waiting-screen") show("waiting-screen");
     setText(
@@ -214,6 +292,7 @@ function applyConsultation(view) {
 }
 
 function showEnded(reason) {
+  phoneLink?.close();
   call.stop();
   releaseDevices();
   closeIdleDialog();
@@ -222,8 +301,40 @@ function showEnded(reason) {
   rating.hidden = reason !== "completed" && reason !== "dropped" && reason !== null;
   const message = reason === "no_expert" ? "kiosk.no_expert" : reason === "cancelled" ? "kiosk.cancelled" : "kiosk.ended";
   setText(document.getElementById("after-message"), message);
+  showReference();
   // Nothing to rate: the message stays long enough to be read, then the wipe.
   if (rating.hidden) setTimeout(wipe, NO_RATING_MS);
+}
+
+// The consultation's short reference (from the view; the clerk types it), grouped
+// in threes for reading aloud.
+function showReference() {
+  const box = document.getElementById("reference-box");
+  box.hidden = !lastReference;
+  if (lastReference) document.getElementById("reference").textContent = lastReference.replace(/^(.{3})(.+)$/, "$1 $2");
+}
+
+// ---- calling the hall's staff ----------------------------------------------
+
+const STAFF_RESET_MS = 60000;
+let staffTimer = null;
+
+async function callStaff() {
+  const button = byTestId("call-staff");
+  const status = document.getElementById("staff-status");
+  button.disabled = true;
+  try {
+    const call = await api("POST", "/api/v1/staff-calls");
+    setText(status, call.clerks > 0 ? "kiosk.staff_called" : "kiosk.staff_none");
+  } catch (err) {
+    setText(status, err.status === 429 ? "kiosk.staff_wait" : "error.generic");
+  }
+  clearTimeout(staffTimer);
+  staffTimer = setTimeout(() => {
+    button.disabled = false;
+    status.textContent = "";
+    delete status.dataset.i18n;
+  }, STAFF_RESET_MS);
 }
 
 // ---- idle and wipe --------------------------------------------------------
@@ -287,6 +398,7 @@ function wipe() {
   wiping = true;
   clearTimeout(idleTimer);
   closeIdleDialog();
+  phoneLink?.close();
   call?.clear();
   releaseDevices();
   resetTextSize();
@@ -305,7 +417,37 @@ function wipe() {
 
 // ---- wiring -------------------------------------------------------------
 
-async function onLogin() {
+// The hall decides whether its kiosks offer the file chooser (GET /api/v1/me: hall
+// {allow_file_chooser}); a kiosk without a hall offers none. Before halls were
+// records a hall was a plain name: kiosks offered the chooser then.
+function fileChooserAllowed(me) {
+  if (typeof me.hall === "string") return true;
+  return me.hall?.allow_file_chooser === true;
+}
+
+// Off: the chooser and its button leave the page, so nothing on the kiosk can open
+// the operating system's file dialog. The phone takes its place.
+function setUpDocuments(me) {
+  const controls = document.querySelector("#call-screen .call-controls");
+  const chooser = byTestId("file-input").closest("label");
+  const phone = textElement("button", "kiosk.phone_open", null, "secondary");
+  phone.type = "button";
+  phone.dataset.testid = "phone-upload";
+  controls.insertBefore(phone, chooser);
+  if (!fileChooserAllowed(me)) chooser.remove();
+  phoneLink = new PhoneLinkPanel({
+    panel: byTestId("phone-panel"),
+    canvas: byTestId("phone-qr"),
+    status: byTestId("phone-status"),
+    close: byTestId("phone-close"),
+    consultation: () => consultationId,
+    onOpen: () => call.capture.close(),
+  });
+  phone.addEventListener("click", () => phoneLink.open());
+  byTestId("show-document").addEventListener("click", () => phoneLink.close());
+}
+
+async function onLogin(me) {
   await refreshDepartments();
   setInterval(() => {
     if (screen === "start-screen") refreshDepartments();
@@ -318,6 +460,7 @@ async function onLogin() {
     consultation: () => consultationId,
     download: false,
   });
+  setUpDocuments(me);
   signal = connectSignal({
     onConnect: async () => {
       if (wiping) return;
@@ -344,6 +487,8 @@ async function onLogin() {
   signal.on("peer_status", (status) =>
     setStatus(status.status === "reconnecting" ? "kiosk.expert_reconnecting" : "kiosk.in_call"),
   );
+  signal.on("staff_call_answered", () => setText(document.getElementById("staff-status"), "kiosk.staff_coming"));
+  byTestId("call-staff").addEventListener("click", callStaff);
   byTestId("device-check-continue").addEventListener("click", requestConsultation);
   byTestId("device-check-back").addEventListener("click", () => {
     releaseDevices();

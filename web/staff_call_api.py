@@ -1,0 +1,160 @@
+"""A citizen at a kiosk calls the hall's staff: the clerks of the kiosk's hall get
+an alert on their page (socket.io event ``staff_call``), one of them acknowledges
+it ("on my way"), and the kiosk and the other clerks are told
+(``staff_call_answered``).
+
+A call is an alert, not a record: it reaches the clerks whose pages are open,
+and the audit log keeps that it was made and answered. One call per kiosk per
+minute (the button is easy to press again and again, and every press rings
+every clerk of the hall).
+"""
+
+import time
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import StringConstraints
+
+from signaling.notifier import account_room
+from storage.errors import RecordNotFound
+from storage.ids import new_id
+from storage.records import Account, AuditEvent, Role
+from web.api import Api, account_of, read_body, reply
+from web.auth import remote_address
+from web.errors import NotFound, TooManyRequests
+from web.keys import SIGNALING, SOCKETS, STORAGE
+from web.schemas import Body, Username, View
+
+api = Api()
+
+CALL_EVERY = 60.0
+"""Seconds between two staff calls of one kiosk."""
+
+
+class StaffCallView(View):
+    """Event ``staff_call`` to the clerks of the kiosk's hall, and the kiosk's answer."""
+
+    id: str
+    kiosk: str
+    """The kiosk's username (what a clerk acknowledges)."""
+    kiosk_name: str
+    """The kiosk's display name, as its hall's staff know it."""
+    hall: str | None
+    at: float
+    clerks: int
+    """Clerk accounts of the hall the alert was sent to."""
+
+
+class StaffCallAnswer(Body):
+    id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+    kiosk: Username
+
+
+class StaffCallAnswered(View):
+    """Event ``staff_call_answered`` to the kiosk and the hall's clerks."""
+
+    id: str
+    kiosk: str
+    by: str
+    """The display name of the clerk who is coming."""
+    at: float
+
+
+async def _clerks_of(request: web.Request, hall: str | None) -> list[str]:
+    """Account ids of the enabled clerks who work at ``hall``."""
+    if hall is None:
+        return []
+    storage = request.app[STORAGE]
+    working = await storage.halls.clerks()
+    ids = [account_id for account_id, codes in working.items() if hall in codes]
+    enabled = []
+    for account_id in ids:
+        try:
+            account = await storage.accounts.get(account_id)
+        except RecordNotFound:
+            continue
+        if not account.disabled and account.role is Role.CLERK:
+            enabled.append(account_id)
+    return enabled
+
+
+async def _emit(request: web.Request, event: str, view: View, account_ids: list[str]) -> None:
+    sockets = request.app[SOCKETS]
+    payload = view.model_dump(mode="json")
+    for account_id in account_ids:
+        await sockets.emit(event, payload, room=account_room(account_id))
+
+
+@api.route(
+    "POST",
+    "/api/v1/staff-calls",
+    summary="Call the staff of this kiosk's hall to the kiosk (an alert on their "
+    "clerk pages); once a minute.",
+    roles=frozenset({Role.KIOSK}),
+    response=StaffCallView,
+    status=202,
+    tag="staff",
+    # 429 with Retry-After: the kiosk called less than a minute ago.
+    errors=(429,),
+)
+async def call_staff(request: web.Request) -> web.StreamResponse:
+    kiosk = account_of(request)
+    now = time.time()
+    admitted = await request.app[SIGNALING].take_slot(f"staffcall:{kiosk.id}", CALL_EVERY, 1, now)
+    if not admitted:
+        raise TooManyRequests("the staff were called less than a minute ago", retry_after=60)
+    clerks = await _clerks_of(request, kiosk.hall)
+    view = StaffCallView(
+        id=new_id(),
+        kiosk=kiosk.username,
+        kiosk_name=kiosk.display_name,
+        hall=kiosk.hall,
+        at=now,
+        clerks=len(clerks),
+    )
+    await request.app[STORAGE].audit.append(
+        AuditEvent(
+            kiosk.username,
+            "staff_call.create",
+            kiosk.hall or "-",
+            {"clerks": len(clerks)},
+            remote_address(request),
+        )
+    )
+    await _emit(request, "staff_call", view, clerks)
+    return reply(view, status=202)
+
+
+@api.route(
+    "POST",
+    "/api/v1/staff-calls/answer",
+    summary="A clerk of the kiosk's hall takes a staff call: the kiosk and the hall's "
+    "other clerks are told who is coming.",
+    roles=frozenset({Role.CLERK}),
+    body=StaffCallAnswer,
+    response=StaffCallAnswered,
+    tag="staff",
+    # 404: no such kiosk, or not one of this clerk's halls.
+    errors=(404,),
+)
+async def answer_staff_call(request: web.Request) -> web.StreamResponse:
+    clerk = account_of(request)
+    body = await read_body(request, StaffCallAnswer)
+    storage = request.app[STORAGE]
+    try:
+        kiosk: Account = await storage.accounts.get_by_username(body.kiosk)
+    except RecordNotFound:
+        raise NotFound("no such kiosk in your halls") from None
+    halls = {hall.code for hall in await storage.halls.of_clerk(clerk.id)}
+    if kiosk.role is not Role.KIOSK or kiosk.hall not in halls:
+        raise NotFound("no such kiosk in your halls")
+    view = StaffCallAnswered(
+        id=body.id, kiosk=kiosk.username, by=clerk.display_name, at=time.time()
+    )
+    await storage.audit.append(
+        AuditEvent(clerk.username, "staff_call.answer", kiosk.username, {}, remote_address(request))
+    )
+    await _emit(
+        request, "staff_call_answered", view, [kiosk.id, *await _clerks_of(request, kiosk.hall)]
+    )
+    return reply(view)
