@@ -36,10 +36,10 @@ from web import (
     media_api,
     openapi,
     pages,
-    session_api,
     phone_upload_api,
-)
+    session_api,
     staff_call_api,
+)
 from web.auth import SESSION_COOKIE, remote_address, socket_origin_allowed
 from web.errors import error_middleware, quiet_malformed_requests
 from web.forwarded import ProxyTrust
@@ -77,10 +77,10 @@ API_TABLES = [
     consultations_api.api,
     media_api.api,
     files_api.api,
-    health.api,
-    openapi.api,
     phone_upload_api.api,
     staff_call_api.api,
+    health.api,
+    openapi.api,
     pages.api,
 ]
 

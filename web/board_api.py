@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from signaling.messages import QueueUpdate
-from storage.records import Department, Role
 from storage.opening_hours import next_opening, open_at, parse_hours
+from storage.records import Department, Role
 from web.api import ANY_ACCOUNT, Api, account_of, reply
 from web.keys import SETTINGS, SIGNALING, STORAGE
 from web.schemas import (
@@ -39,6 +39,8 @@ def _status(department: Department, snapshot: QueueUpdate, now: float) -> Depart
         hours=department.hours,
         experts_online=sum(1 for e in snapshot.experts if e.status in ("available", "busy")),
         queue_length=len(snapshot.entries),
+        open_now=hours is not None and open_at(hours, local),
+        next_opening=None if hours is None else next_opening(hours, local).timestamp(),
     )
 
 
@@ -46,8 +48,6 @@ def _status(department: Department, snapshot: QueueUpdate, now: float) -> Depart
     "GET",
     "/api/v1/departments/status",
     summary="Enabled departments with experts online and queue length (the kiosk's tiles).",
-        open_now=hours is not None and open_at(hours, local),
-        next_opening=None if hours is None else next_opening(hours, local).timestamp(),
     roles=ANY_ACCOUNT,
     response=DepartmentStatusList,
     tag="board",

@@ -199,9 +199,11 @@ async def test_the_wipe_leaves_no_preview_no_phone_code_and_no_reference(
     assert not await kiosk.evaluate("document.querySelector('#preview-dialog').open")
     # The link ended with the call.
     token = url.rsplit("/", 1)[1]
-    async with aiohttp.ClientSession() as anonymous:
-        async with anonymous.get(f"{server.url}/api/v1/phone-links/{token}") as response:
-            assert (await response.json())["state"] == "expired"
+    async with (
+        aiohttp.ClientSession() as anonymous,
+        anonymous.get(f"{server.url}/api/v1/phone-links/{token}") as response,
+    ):
+        assert (await response.json())["state"] == "expired"
 
     await kiosk.evaluate("window.beforeWipe = true")
     await kiosk.get_by_test_id("rating-5").click()
