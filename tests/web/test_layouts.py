@@ -1,10 +1,11 @@
 """The pages on the screens they run on: portrait and landscape kiosks (and the
 older 1280 x 1024 and 1366 x 768 terminals), the expert's and the clerk's office
-screens, and the citizen's phone for the phone-upload page. In every main state, at every size, without scrolling: the key controls
-are inside the window and overlap nothing, the page is no wider than the window,
-and on the kiosk every touch target is at least 72 x 72 CSS px, the text at least
-24 px and, in portrait, the screen's primary action in the bottom half (where the
-hand is). Each state is driven once and the window resized through the sizes."""
+screens, and the citizen's phone for the phone-upload page. In every main state,
+at every size, without scrolling: the key controls are inside the window and
+overlap nothing, the page is no wider than the window, and on the kiosk every
+touch target is at least 72 x 72 CSS px, the text at least 24 px and, in
+portrait, the screen's primary action in the bottom half (where the hand is).
+Each state is driven once and the window resized through the sizes."""
 
 import dataclasses
 from pathlib import Path
