@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 
 from signaling.client import ExpertClient, KioskClient, WindowlinkClient
 from storage.audit_keys import master_audit_keys
+from storage.demo import seed_demo
 from storage.filecrypt import Suite
 from storage.keyring import read_master_key
 from storage.passwords import hash_password
@@ -267,6 +268,9 @@ class Deployment:
         )
         storage = await Storage.open(self.database_url, self.root / "seeding", policy, keys)
         try:
+            # Kiosks stand in a hall that must exist (halls are records): the demo's,
+            # which the nodes (--demo) would seed anyway.
+            await seed_demo(storage)
             encoded = await asyncio.to_thread(hash_password, password)
             for username in kiosks:
                 await storage.accounts.create(
