@@ -158,8 +158,9 @@ async def test_a_shredded_document_stays_shut_with_its_old_row_and_ciphertext_pu
     clerk = await login_session(server, "clerk")
     async with clerk, clerk.get(f"{server.url}/api/v1/files/{file_id}") as response:
         body = await response.read()
-        assert response.status == 409, body
-        assert b"destroyed" in body and content not in body
+        # Gone, as every answer about a shredded document says (it was 409 conflict).
+        assert response.status == 410, body
+        assert b'"shredded"' in body and b"destroyed" in body and content not in body
     with pytest.raises(FileShredded):
         await store.keys.of_file(file_id)
     await server.storage.audit.verify()
