@@ -272,11 +272,6 @@ class PeriodKeys:
 
         return await self._db.read(count)
 
-    async def kek_ids(self) -> set[str]:
-        """The KEKs that wrap live period keys."""
-        query = select(period_keys.c.kek_id).where(period_keys.c.destroyed_at.is_(None))
-        return {str(r.kek_id) for r in await self._db.read(lambda c: c.execute(query).all())}
-
     async def destroy_finished(self, now: float, grace: float = DESTROY_GRACE) -> list[str]:
         """Destroy the keys of every period that ``is_destroyable`` at ``now`` and
         erase them from the database's files (``erase_destroyed``); the periods
