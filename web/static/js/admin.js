@@ -226,6 +226,7 @@ function hallMembers(hall) {
   for (const kiosk of kiosks) {
     const chip = document.createElement("span");
     chip.className = "tag";
+    chip.dataset.testid = "hall-kiosk";
     chip.translate = false;
     chip.textContent = kiosk.username;
     kioskLine.append(" ", chip);
@@ -251,6 +252,7 @@ function hallMembers(hall) {
   for (const clerk of clerks) {
     const chip = document.createElement("span");
     chip.className = "tag";
+    chip.dataset.testid = "hall-clerk";
     const name = document.createElement("span");
     name.translate = false;
     name.textContent = clerk.username;
