@@ -103,7 +103,9 @@ class Kiosk:
         element.send_keys(text)
 
 
-def journey(client: Any, base: str, kiosk_line: str, expert_line: str) -> None:
+def journey(
+    client: Any, base: str, kiosk_line: str, expert_line: str, expect_told: bool = False
+) -> None:
     page = Kiosk(client)
     client.navigate(f"{base}/kiosk")
     page.until("page ready", "return document.body.hasAttribute('data-ready');")
@@ -114,14 +116,28 @@ def journey(client: Any, base: str, kiosk_line: str, expert_line: str) -> None:
     report("logged_in")
 
     page.click(testid("department-market"))
-    page.until(
-        "device check or queue",
-        "return [arguments[0], arguments[1]].some("
+    # With nobody of the department online (its tile read before the expert's
+    # presence arrived) the kiosk first asks; the citizen waits anyway.
+    asked = f"#confirm-dialog[open] {testid('confirm-yes')}"
+    shown = page.until(
+        "device check, queue or question",
+        "return [arguments[0], arguments[1], arguments[2]].find("
         "(s) => document.querySelector(s)?.checkVisibility());",
         testid("device-check-continue"),
         testid("queue-position"),
+        asked,
         timeout=10.0,
     )
+    if shown == asked:
+        page.click(asked)
+        page.until(
+            "device check or queue",
+            "return [arguments[0], arguments[1]].some("
+            "(s) => document.querySelector(s)?.checkVisibility());",
+            testid("device-check-continue"),
+            testid("queue-position"),
+            timeout=10.0,
+        )
     device_state = None
     if page.is_visible(testid("device-check-continue")):
         device_state = page.until(
@@ -133,6 +149,19 @@ def journey(client: Any, base: str, kiosk_line: str, expert_line: str) -> None:
         page.click(testid("device-check-continue"))
     page.until("queue position shown", TEXT_OF, testid("queue-position"))
     report("waiting", device=device_state)
+
+    if expect_told:
+        # Firefox on the server's own machine: no media path (it pairs no loopback
+        # candidates); the kiosk must say so rather than show a black picture.
+        told = page.until(
+            "the kiosk says why", TEXT_OF, testid("media-notice"), timeout=CALL_TIMEOUT
+        )
+        report("told", text=told)
+        page.click(testid("end-call"))
+        page.click(testid("confirm-yes"))
+        page.visible(testid("rating-5"), timeout=CALL_TIMEOUT)
+        report("ended")
+        return
 
     media = page.until(
         "remote video and audio decoded",
@@ -176,6 +205,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--workdir", required=True, type=Path, help="profile and log go here")
     parser.add_argument("--kiosk-line", required=True)
     parser.add_argument("--expert-line", required=True)
+    parser.add_argument(
+        "--expect-told",
+        action="store_true",
+        help="a server on this machine (loopback): expect no picture and the kiosk "
+        "saying why (step 'told'), then leave the call",
+    )
     return parser.parse_args(argv)
 
 
@@ -201,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             version=capabilities.get("browserVersion"),
         )
         client.timeout.page_load = STEP_TIMEOUT
-        journey(client, args.base.rstrip("/"), args.kiosk_line, args.expert_line)
+        journey(client, args.base.rstrip("/"), args.kiosk_line, args.expert_line, args.expect_told)
     except Exception as exc:
         report("error", message=f"{type(exc).__name__}: {exc}")
         if gecko_log.exists():

@@ -11,12 +11,15 @@ import pytest
 import segno
 
 from signaling.messages import FileView, OfferView
+from storage.records import Role
 from tests.chromium import open_logged_in, request_from_kiosk, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, login_session, upload_file
 from tests.web.documents import pdf_with_pages, png
 from web.keys import FILES
 
 pytestmark = pytest.mark.browser
+
+PORTRAIT = {"width": 1080, "height": 1920}
 
 # What on the page could put a document onto the kiosk's disk or show it in the
 # browser's own viewer (with its download button).
@@ -216,3 +219,38 @@ async def test_the_wipe_leaves_no_preview_no_phone_code_and_no_reference(
         "[...document.querySelectorAll('canvas')].filter((c) => c.width > 0).length"
     )
     assert leftovers == 0
+
+
+FILE_DIALOGS = """() => ({
+  inputs: document.querySelectorAll('input[type=file]').length,
+  chooser: document.querySelectorAll('[data-testid=file-input]').length,
+  phone: document.querySelector('[data-testid=phone-upload]')?.checkVisibility() ?? false,
+})"""
+
+
+async def test_the_file_chooser_is_off_on_a_kiosk_whose_hall_does_not_allow_it(
+    browser: Any, sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    server = sqlite_server
+    # A new hall keeps the file chooser off unless an admin allows it.
+    await server.storage.halls.create("street9", "第九街道便民服务站", "Street 9 Service Point")
+    await server.storage.accounts.create(
+        "kiosk09", "Kiosk-Pass-2026", Role.KIOSK, hall="street9", display_name="街道 9 号终端"
+    )
+    expert = await connect(server, "expert_market")
+    await expert.set_presence("available")
+    kiosk = await open_logged_in(
+        browser, server, "kiosk", "kiosk09", "Kiosk-Pass-2026", viewport=PORTRAIT
+    )
+    await request_from_kiosk(kiosk, "market")
+    offer = await expert.next_event("offer", OfferView)
+    await expert.accept(offer.consultation_id)
+    await kiosk.wait_for_selector("[data-testid=call-status]:has-text('正在与专家通话')")
+    # Nothing on the page opens the operating system's file dialog; the phone and the
+    # document camera ("show a document") remain.
+    assert await kiosk.evaluate(FILE_DIALOGS) == {"inputs": 0, "chooser": 0, "phone": True}
+    assert await kiosk.get_by_test_id("show-document").is_visible()
+
+    # The demo's halls allow it: kiosk01 (hall city) has the chooser.
+    other = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=PORTRAIT)
+    assert await other.evaluate(FILE_DIALOGS) == {"inputs": 1, "chooser": 1, "phone": False}

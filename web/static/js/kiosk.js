@@ -286,12 +286,15 @@ function applyConsultation(view) {
     const stream = deviceStream;
     deviceStream = null;
     call.start(view, stream);
+    watchForNoPicture();
   } else if (view.state === "ended") {
     showEnded(view.end_reason);
   }
 }
 
 function showEnded(reason) {
+  clearTimeout(mediaNoticeTimer);
+  byTestId("media-notice")?.remove();
   phoneLink?.close();
   call.stop();
   releaseDevices();
@@ -312,6 +315,39 @@ function showReference() {
   const box = document.getElementById("reference-box");
   box.hidden = !lastReference;
   if (lastReference) document.getElementById("reference").textContent = lastReference.replace(/^(.{3})(.+)$/, "$1 $2");
+}
+
+// ---- Firefox on the server's own machine ------------------------------------
+
+// Firefox pairs no loopback ICE candidates (not even with its
+// media.peerconnection.ice.loopback preference, as observed with ESR 153), so a
+// Firefox kiosk opened on 127.0.0.1 / localhost never gets a picture from a relay
+// that listens there. A real kiosk reaches the server over the network (HTTPS),
+// where Firefox works. If the picture has not come after a while in exactly that
+// case, the kiosk says why instead of showing a black picture.
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+const MEDIA_NOTICE_MS = 12000;
+let mediaNoticeTimer = null;
+
+function firefoxOnLoopback() {
+  return /\bFirefox\//.test(navigator.userAgent) && LOOPBACK_HOST.test(location.hostname);
+}
+
+function watchForNoPicture() {
+  clearTimeout(mediaNoticeTimer);
+  if (!firefoxOnLoopback()) return;
+  mediaNoticeTimer = setTimeout(() => {
+    if (screen !== "call-screen" || Number(byTestId("remote-video").dataset.framesDecoded || 0) > 0) return;
+    let notice = byTestId("media-notice");
+    if (!notice) {
+      notice = document.createElement("p");
+      notice.className = "video-note media-notice";
+      notice.dataset.testid = "media-notice";
+      notice.setAttribute("role", "alert");
+      document.querySelector("#call-screen .videos").append(notice);
+    }
+    setText(notice, "kiosk.firefox_loopback", { host: location.host });
+  }, MEDIA_NOTICE_MS);
 }
 
 // ---- calling the hall's staff ----------------------------------------------
