@@ -33,9 +33,9 @@ from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select
 from storage.audit import append_audit
 from storage.blobs import PART_SUFFIX, BlobError, BlobMissing, BlobStore
 from storage.database import Database
-from storage.datakeys import DataKeys
+from storage.datakeys import DataKeys, NewDataKey
 from storage.documents import StoredFile
-from storage.errors import RecordNotFound
+from storage.errors import KeyringError, RecordNotFound
 from storage.filecrypt import (
     NONCE_PREFIX_SIZE,
     Digest,
@@ -49,6 +49,7 @@ from storage.filecrypt import (
 from storage.filetypes import SNIFF_BYTES, FileRejected, check_name, check_type
 from storage.ids import new_id
 from storage.intents import BlobKind, intend, settle
+from storage.periodkeys import lock_live
 from storage.records import Account, AuditEvent
 from storage.schema import files, uploads
 
@@ -371,7 +372,20 @@ class Uploads:
             raise UploadError(exc.code, str(exc)) from None
         if size < 0 or size > self.max_size:
             raise UploadError("too_large", f"files may be at most {self.max_size} bytes")
-        new_key = await self._keys.new()
+        for _ in range(3):
+            upload = await self._begin_under(
+                await self._keys.new(), consultation_id, uploader, clean, size
+            )
+            if upload is not None:
+                return upload
+        raise KeyringError("no live key of the current period could be had for a new upload")
+
+    async def _begin_under(
+        self, new_key: NewDataKey, consultation_id: str, uploader: Account, clean: str, size: int
+    ) -> Upload | None:
+        """The upload's row, its data key wrapped as ``new_key``; None when that key's
+        period key was destroyed meanwhile (a node whose clock runs ahead of this
+        one's by more than the grace): the caller takes the period's next key."""
         now = time.time()
         upload = Upload(new_id(), consultation_id, uploader.id, clean, size, 0, now)
         limits = self.limits
@@ -394,11 +408,14 @@ class Uploads:
             "created_at": now,
         }
 
-        def unit(conn: Connection) -> None:
+        def unit(conn: Connection) -> bool:
             if conn.dialect.name == "postgresql":
                 # Begins are few: taken one at a time in the cluster, so that
                 # concurrent ones cannot all pass the limits.
                 conn.execute(text("SELECT pg_advisory_xact_lock(736216)"))
+            # Held until the row is in: the key cannot be destroyed under it.
+            if not lock_live(conn, new_key.kek_id):
+                return False
             mine = conn.execute(
                 select(func.count()).where(uploads.c.uploader_id == uploader.id)
             ).scalar()
@@ -416,9 +433,9 @@ class Uploads:
                     "uploads_busy", "the server is receiving too much; try again soon"
                 )
             conn.execute(insert(uploads).values(**row))
+            return True
 
-        await self._db.write(unit)
-        return upload
+        return upload if await self._db.write(unit) else None
 
     async def _row(self, upload_id: str) -> Any:
         row = await self._db.read(

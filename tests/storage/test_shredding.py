@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from storage.blobs import LocalBlobStore
-from storage.datakeys import DataKeys
+from storage.datakeys import DataKeys, NewDataKey
 from storage.errors import FileShredded
 from storage.filestore import FileStore
 from storage.keyring import DirectoryKeks, Keyring, WrappedKey
@@ -352,3 +352,37 @@ async def test_a_retired_key_file_is_overwritten_before_it_is_unlinked(
     assert not path.exists()
     left = (tmp_path / "second-name").read_bytes()
     assert len(left) == len(secret) and set(left) == {0}
+
+
+async def test_an_upload_beginning_as_its_period_key_is_destroyed_takes_a_live_key(
+    server: RunningServer, connect: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose clock runs more than the grace ahead destroys today's key (nothing
+    refers to it yet) between another node's choice of that key for a new upload and
+    the upload's row: the upload was then wrapped under a destroyed key, and its
+    first part answered 410 shredded. The row is written only under a live key."""
+    store: FileStore = server.app[FILES]
+    keys: DataKeys = store.keys
+    choose = keys.new
+    raced: list[str] = []
+
+    async def chosen_then_destroyed() -> NewDataKey:
+        chosen = await choose()
+        if not raced:
+            period = (await period_row(server, chosen.kek_id)).period
+            ahead = period_end(period) + DESTROY_GRACE + 1
+            raced.extend(await keys.periods.destroy_finished(ahead))
+        return chosen
+
+    monkeypatch.setattr(keys, "new", chosen_then_destroyed)
+    _, _, call_id = await active_call(server, connect)
+    content = pdf()
+    session = await login_session(server, "kiosk01")
+    async with session:
+        status, record = await upload_file(server, session, call_id, "a.pdf", content)
+        assert raced, "the period's key was not destroyed under the upload"
+        assert status == 201, record
+        row = await row_of(server, str(record["id"]))
+        assert (await period_row(server, row.kek_id)).destroyed_at is None
+        async with session.get(server.url + str(record["url"])) as response:
+            assert response.status == 200 and await response.read() == content
