@@ -15,6 +15,7 @@ from storage.records import Role
 from tests.chromium import open_logged_in, request_from_kiosk, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, login_session, upload_file
 from tests.web.documents import pdf_with_pages, png
+from tests.web.test_pages_browser import assert_switches_language
 from web.keys import FILES
 
 pytestmark = pytest.mark.browser
@@ -143,8 +144,11 @@ async def test_a_phone_sends_a_photo_into_the_call_once_through_the_kiosks_qr_co
     expected = ["".join("1" if m else "0" for m in row) for row in code.matrix]
     assert await kiosk.evaluate(QR_DRAWN, len(expected)) == expected
 
+    # Every string of the code's panel and of the phone's page in both languages.
+    await assert_switches_language(kiosk)
     phone = await open_phone(browser, url)
     await phone.wait_for_selector("[data-testid=phone-state][data-state=ready]")
+    await assert_switches_language(phone)
     # Nothing of the consultation on the phone: no department, kiosk, hall or id.
     text = await phone.inner_text("body")
     for secret in ("市场监管", "market", "kiosk01", "市民中心", "city", call_id):
@@ -200,6 +204,7 @@ async def test_the_wipe_leaves_no_preview_no_phone_code_and_no_reference(
     shown = await kiosk.get_by_test_id("reference").inner_text()
     assert shown.replace(" ", "") == reference and shown == f"{reference[:3]} {reference[3:]}"
     assert not await kiosk.evaluate("document.querySelector('#preview-dialog').open")
+    await assert_switches_language(kiosk)
     # The link ended with the call.
     token = url.rsplit("/", 1)[1]
     async with (

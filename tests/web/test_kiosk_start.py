@@ -9,6 +9,7 @@ import pytest
 
 from tests.chromium import go_available, open_logged_in, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, ServerFactory
+from tests.web.test_pages_browser import assert_switches_language
 
 pytestmark = pytest.mark.browser
 
@@ -42,6 +43,7 @@ async def test_an_offline_department_says_so_and_queuing_for_it_is_said_honestly
     assert offline_look[0][1] == "dashed"
     text = await market.inner_text()
     assert "下次开放" in text or "通常此时有专家值班" in text
+    await assert_switches_language(kiosk)
 
     # Choosing it: asked first, honestly; "back" queues nothing.
     await market.click()
@@ -65,6 +67,7 @@ async def test_an_offline_department_says_so_and_queuing_for_it_is_said_honestly
     wait = await kiosk.get_by_test_id("wait-estimate").inner_text()
     assert "3 分钟内仍没有专家上线，排队会自动结束" in wait
     assert "第 1 位" not in await position.inner_text() and "预计等待" not in wait
+    await assert_switches_language(kiosk)
 
     # An online department is queued for at once, and its waiting is told as before.
     await kiosk.get_by_test_id("cancel-request").click()
