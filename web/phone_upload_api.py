@@ -283,6 +283,9 @@ async def send_file(request: web.Request) -> web.StreamResponse:
             offset = await store.append(
                 upload, offset, _once(part), hashlib.sha256(part).digest(), len(part)
             )
+        # A file joins only a call still going on (it may have ended while this arrived).
+        if not await _in_call(request, kiosk, link.consultation_id):
+            raise _gone(LinkState.EXPIRED)
         record = await store.finish(upload, kiosk, remote_address(request))
     except BaseException as exc:
         if upload is not None:
