@@ -4,8 +4,6 @@ time, all on loopback; used by bench/limits.py and tests/test_resource_bounds.py
 Each attack runs until ``stop`` is set and returns what the server did to it."""
 
 import asyncio
-import base64
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,7 +13,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from signaling.client import KioskClient
+from signaling.client import KioskClient, part_headers
 
 
 @dataclass
@@ -89,15 +87,6 @@ async def half_open(host: str, port: int, count: int, stop: asyncio.Event) -> At
     )
 
 
-def _part_headers(offset: int, part: bytes) -> dict[str, str]:
-    digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
-    return {
-        "Upload-Offset": str(offset),
-        "Upload-Checksum": f"sha256 {digest}",
-        "Content-Type": "application/offset+octet-stream",
-    }
-
-
 async def slow_upload(url: str, cookie: str, call_id: str, stop: asyncio.Event) -> AttackReport:
     """A part sent at one byte a second."""
     content = b"%PDF-1.7\n" + os.urandom(4000)
@@ -120,7 +109,7 @@ async def slow_upload(url: str, cookie: str, call_id: str, stop: asyncio.Event) 
         started = time.monotonic()
         try:
             async with http.patch(
-                target, data=trickle(), headers=_part_headers(0, content)
+                target, data=trickle(), headers=part_headers(0, content)
             ) as response:
                 status = response.status
         except aiohttp.ClientError:
@@ -146,7 +135,7 @@ async def unfinished_uploads(
                     continue
                 target = url + (await response.json())["url"]
             part = b"%PDF-1.7\n" + os.urandom(1000)
-            async with http.patch(target, data=part, headers=_part_headers(0, part)):
+            async with http.patch(target, data=part, headers=part_headers(0, part)):
                 pass
         await stop.wait()
     return AttackReport("unfinished_uploads", {"statuses": statuses})

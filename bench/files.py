@@ -37,7 +37,7 @@ from aiohttp import web  # noqa: E402
 
 from bench import measure  # noqa: E402
 from bench.measure import free_port, wait_for_http  # noqa: E402
-from signaling.client import ExpertClient, KioskClient  # noqa: E402
+from signaling.client import ExpertClient, KioskClient, part_headers  # noqa: E402
 from signaling.messages import OfferView  # noqa: E402
 
 MiB = 1024 * 1024
@@ -105,15 +105,6 @@ def reference_server(directory: Path, port: int) -> None:
 
 
 # ---- the client: the pages' upload protocol -----------------------------------------
-
-
-def part_headers(offset: int, part: bytes) -> dict[str, str]:
-    digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
-    return {
-        "Upload-Offset": str(offset),
-        "Upload-Checksum": f"sha256 {digest}",
-        "Content-Type": "application/offset+octet-stream",
-    }
 
 
 async def transfer(

@@ -8,9 +8,12 @@ can use it too.
 """
 
 import asyncio
+import base64
+import hashlib
 import ssl
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -53,6 +56,114 @@ class ClientError(Exception):
         self.code = code
         self.message = message
         self.status = status
+
+
+async def _raise_for(response: aiohttp.ClientResponse, *expected: int) -> None:
+    """``ClientError`` with the server's code and message unless the status is expected."""
+    if response.status in expected:
+        return
+    try:
+        error = (await response.json()).get("error", {})
+    except (aiohttp.ContentTypeError, ValueError):
+        error = {}
+    raise ClientError(
+        str(error.get("code", "http")),
+        str(error.get("message", response.reason or "")),
+        response.status,
+    )
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """An upload begun: its id, where its parts go (absolute URL) and its declared size."""
+
+    id: str
+    url: str
+    size: int
+
+
+PART_SIZE = 1024 * 1024
+
+
+def part_headers(offset: int, part: bytes) -> dict[str, str]:
+    """The headers of an upload part that starts at ``offset`` of the document."""
+    checksum = base64.b64encode(hashlib.sha256(part).digest()).decode()
+    return {
+        "Upload-Offset": str(offset),
+        "Upload-Checksum": f"sha256 {checksum}",
+        "Content-Type": "application/offset+octet-stream",
+    }
+
+
+class Documents:
+    """A consultation's documents over the REST API (docs/API.md): resumable uploads
+    (begin, parts with their SHA-256 checksum, finish) and downloads. It uses any
+    aiohttp session that carries a login: a client's own, or a caller's."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        ssl_context: ssl.SSLContext | bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._ssl = ssl_context
+        self._headers = dict(headers or {})
+
+    async def begin(self, consultation_id: str, name: str, size: int) -> UploadTicket:
+        async with self._http.post(
+            f"{self._base}/api/v1/consultations/{consultation_id}/uploads",
+            json={"name": name, "size": size},
+            headers=self._headers,
+            ssl=self._ssl,
+        ) as response:
+            await _raise_for(response, 201)
+            body = await response.json()
+        return UploadTicket(str(body["upload_id"]), self._base + str(body["url"]), size)
+
+    async def send(
+        self, ticket: UploadTicket, content: bytes, *, offset: int = 0, part_size: int = PART_SIZE
+    ) -> int:
+        """``content`` sent from ``offset`` of the document in parts; the new offset."""
+        for start in range(0, len(content), part_size):
+            part = content[start : start + part_size]
+            async with self._http.patch(
+                ticket.url,
+                data=part,
+                headers={**self._headers, **part_headers(offset + start, part)},
+                ssl=self._ssl,
+            ) as response:
+                await _raise_for(response, 204)
+        return offset + len(content)
+
+    async def finish(self, ticket: UploadTicket) -> FileView:
+        async with self._http.post(
+            f"{ticket.url}/finish", headers=self._headers, ssl=self._ssl
+        ) as response:
+            await _raise_for(response, 201)
+            return FileView.model_validate(await response.json())
+
+    async def upload(
+        self, consultation_id: str, name: str, content: bytes, *, part_size: int = PART_SIZE
+    ) -> FileView:
+        """A whole document uploaded and finished."""
+        ticket = await self.begin(consultation_id, name, len(content))
+        await self.send(ticket, content, part_size=part_size)
+        return await self.finish(ticket)
+
+    async def download(self, file: FileView | str, *, byte_range: str | None = None) -> bytes:
+        """A document's content (``file``: its view, or its URL path); ``byte_range``
+        is a Range header's value (``bytes=0-99``)."""
+        path = file.url if isinstance(file, FileView) else file
+        headers = dict(self._headers)
+        if byte_range is not None:
+            headers["Range"] = byte_range
+        async with self._http.get(self._base + path, headers=headers, ssl=self._ssl) as response:
+            await _raise_for(response, 200, 206)
+            return await response.read()
 
 
 class WindowlinkClient:
@@ -179,6 +290,21 @@ class WindowlinkClient:
             await self.emit("send_chat", {"consultation_id": consultation_id, "text": text})
         )
 
+    @property
+    def documents(self) -> Documents:
+        """Uploads and downloads under this client's login (after ``login``)."""
+        if self._http is None:
+            raise ClientError("not_logged_in", "log in before sending or fetching documents")
+        return Documents(self._http, self.base_url, ssl_context=self._ssl)
+
+    async def upload(
+        self, consultation_id: str, name: str, content: bytes, *, part_size: int = PART_SIZE
+    ) -> FileView:
+        return await self.documents.upload(consultation_id, name, content, part_size=part_size)
+
+    async def download(self, file: FileView | str, *, byte_range: str | None = None) -> bytes:
+        return await self.documents.download(file, byte_range=byte_range)
+
 
 class KioskClient(WindowlinkClient):
     async def request(self, department: str, case_number: str | None = None) -> ConsultationView:
@@ -212,6 +338,13 @@ class ExpertClient(WindowlinkClient):
         await self.emit(
             "save_outcome",
             {"consultation_id": consultation_id, "outcome": outcome, "notes": notes},
+        )
+
+    async def defer_outcome(self, consultation_id: str, notes: str = "") -> PresenceView:
+        """稍后填写: the record waits among the unfinished ones (with ``notes``), and
+        the expert's wrap-up of it ends."""
+        return PresenceView.model_validate(
+            await self.emit("defer_outcome", {"consultation_id": consultation_id, "notes": notes})
         )
 
     async def queue(self) -> QueueUpdate:

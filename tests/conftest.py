@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from server import SHUTDOWN_SECONDS
-from signaling.client import ExpertClient, KioskClient
+from signaling.client import ClientError, Documents, ExpertClient, KioskClient
 from tests.chromium import launch_chromium
 from tests.object_store import ObjectStore, running_object_store
 from web.app import create_app
@@ -255,31 +255,13 @@ async def upload_file(
     *,
     part_size: int = 256 * 1024,
 ) -> tuple[int, dict[str, Any]]:
-    """Upload through the resumable API; the status and JSON of the last step."""
-    import base64
-    import hashlib
-
-    async with session.post(
-        f"{server.url}/api/v1/consultations/{consultation_id}/uploads",
-        json={"name": name, "size": len(content)},
-    ) as response:
-        body = await response.json()
-        if response.status != 201:
-            return response.status, body
-    url = server.url + body["url"]
-    for offset in range(0, len(content), part_size):
-        part = content[offset : offset + part_size]
-        digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
-        async with session.patch(
-            url,
-            data=part,
-            headers={
-                "Upload-Offset": str(offset),
-                "Upload-Checksum": f"sha256 {digest}",
-                "Content-Type": "application/offset+octet-stream",
-            },
-        ) as response:
-            if response.status != 204:
-                return response.status, await response.json()
-    async with session.post(f"{url}/finish") as response:
-        return response.status, await response.json()
+    """Upload through the resumable API (the typed client's ``Documents``); the status
+    and JSON of the last step, so that a test can check a refusal's code."""
+    try:
+        view = await Documents(session, server.url).upload(
+            consultation_id, name, content, part_size=part_size
+        )
+    except ClientError as exc:
+        assert exc.status is not None, exc
+        return exc.status, {"error": {"code": exc.code, "message": exc.message}}
+    return 201, view.model_dump()

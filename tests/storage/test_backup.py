@@ -3,7 +3,6 @@ writing while the backup is taken, a restore into a new, empty installation, the
 documents read back byte-exact and the audit chain intact; and the refusals."""
 
 import asyncio
-import base64
 import dataclasses
 import hashlib
 import json
@@ -19,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling.client import ExpertClient, KioskClient
+from signaling.client import Documents, ExpertClient, KioskClient, UploadTicket
 from signaling.messages import OfferView
 from storage.audit import GENESIS_HASH, entry_hash
 from storage.audit_keys import AuditKey
@@ -279,44 +278,30 @@ async def logged_in(base: str, username: str) -> aiohttp.ClientSession:
 
 async def begin_upload(
     base: str, session: aiohttp.ClientSession, call_id: str, name: str, content: bytes
+) -> UploadTicket:
+    """Start an upload and send its first half."""
+    documents = Documents(session, base)
+    ticket = await documents.begin(call_id, name, len(content))
+    await documents.send(ticket, content[: len(content) // 2])
+    return ticket
+
+
+async def finish_upload(
+    base: str, session: aiohttp.ClientSession, ticket: UploadTicket, content: bytes
 ) -> str:
-    """Start an upload and send its first half; the upload's URL."""
-    async with session.post(
-        f"{base}/api/v1/consultations/{call_id}/uploads",
-        json={"name": name, "size": len(content)},
-    ) as response:
-        assert response.status == 201, await response.text()
-        url = base + str((await response.json())["url"])
-    await send_part(session, url, 0, content[: len(content) // 2])
-    return url
-
-
-async def finish_upload(session: aiohttp.ClientSession, url: str, content: bytes) -> str:
     """Send the second half and finish; the new file's id."""
+    documents = Documents(session, base)
     half = len(content) // 2
-    await send_part(session, url, half, content[half:])
-    async with session.post(f"{url}/finish") as response:
-        assert response.status == 201, await response.text()
-        return str((await response.json())["id"])
-
-
-async def send_part(session: aiohttp.ClientSession, url: str, offset: int, part: bytes) -> None:
-    digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
-    headers = {
-        "Upload-Offset": str(offset),
-        "Upload-Checksum": f"sha256 {digest}",
-        "Content-Type": "application/offset+octet-stream",
-    }
-    async with session.patch(url, data=part, headers=headers) as response:
-        assert response.status == 204, await response.text()
+    await documents.send(ticket, content[half:], offset=half)
+    return (await documents.finish(ticket)).id
 
 
 async def upload(
     base: str, session: aiohttp.ClientSession, call_id: str, name: str, content: bytes
 ) -> str:
     """Upload in two parts; the new file's id."""
-    url = await begin_upload(base, session, call_id, name, content)
-    return await finish_upload(session, url, content)
+    ticket = await begin_upload(base, session, call_id, name, content)
+    return await finish_upload(base, session, ticket, content)
 
 
 async def open_call(base: str) -> tuple[KioskClient, ExpertClient, str]:
@@ -359,7 +344,7 @@ async def test_backup_while_serving_and_restore_into_a_new_installation(
         uploaded[first_id] = first
         # An upload in progress for the whole backup: it is finished only after it.
         pending = pdf(120_000)
-        pending_url = await begin_upload(base, kiosk_http, call_id, "pending.pdf", pending)
+        pending_upload = await begin_upload(base, kiosk_http, call_id, "pending.pdf", pending)
 
         # The server keeps writing while the backup runs: uploads and logins.
         stop = asyncio.Event()
@@ -385,7 +370,7 @@ async def test_backup_while_serving_and_restore_into_a_new_installation(
             stop.set()
             await writer
         assert code == 0, err
-        pending_id = await finish_upload(kiosk_http, pending_url, pending)
+        pending_id = await finish_upload(base, kiosk_http, pending_upload, pending)
         uploaded[pending_id] = pending
         assert "written to" in out and "WARNING" not in err
         assert rounds >= 1

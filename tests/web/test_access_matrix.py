@@ -10,8 +10,6 @@ their error code). Every disagreement is listed at once.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
 import subprocess
 import sys
@@ -23,7 +21,14 @@ from typing import Any
 import aiohttp
 import socketio
 
-from signaling.client import ClientError, ExpertClient, KioskClient, WindowlinkClient
+from signaling.client import (
+    ClientError,
+    Documents,
+    ExpertClient,
+    KioskClient,
+    WindowlinkClient,
+    part_headers,
+)
 from signaling.messages import ConsultationView, OfferView
 from storage.records import Role
 from tests.access_table import (
@@ -42,11 +47,7 @@ from web.app import API_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 PDF = b"%PDF-1.7\n" + b"2" * 2000 + b"\n%%EOF\n"
-PART_HEADERS = {
-    "Upload-Offset": "0",
-    "Upload-Checksum": "sha256 " + base64.b64encode(hashlib.sha256(PDF).digest()).decode(),
-    "Content-Type": "application/offset+octet-stream",
-}
+PART_HEADERS = part_headers(0, PDF)
 EXTRA_ACCOUNTS = {
     "kiosk03": Role.KIOSK,
     "expert_market2": Role.EXPERT,
@@ -131,21 +132,13 @@ async def _connect(m: Matrix, username: str) -> WindowlinkClient:
 
 
 async def _upload(m: Matrix, username: str, consultation_id: str, *, complete: bool) -> str:
-    """An upload of ``username``'s, complete or not; its id."""
-    status, body = await m.request(
-        "POST",
-        f"/api/v1/consultations/{consultation_id}/uploads",
-        username,
-        json={"name": "m.pdf", "size": len(PDF)},
-    )
-    assert status == 201, body
-    upload_id = str(body["upload_id"])
-    if complete:
-        status, body = await m.request(
-            "PATCH", f"/api/v1/uploads/{upload_id}", username, data=PDF, headers=PART_HEADERS
-        )
-        assert status == 204, body
-    return upload_id
+    """An upload of ``username``'s, complete (every byte sent, not finished) or not; its id."""
+    async with aiohttp.ClientSession() as http:
+        documents = Documents(http, m.url, headers={"Cookie": f"wl_session={m.tokens[username]}"})
+        ticket = await documents.begin(consultation_id, "m.pdf", len(PDF))
+        if complete:
+            await documents.send(ticket, PDF)
+    return ticket.id
 
 
 async def _open_call(m: Matrix, kiosk: str, expert: str, department: str, case: str) -> Call:

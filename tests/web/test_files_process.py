@@ -2,7 +2,6 @@
 the server's memory watched, and a kill -9 in the middle of an upload."""
 
 import asyncio
-import base64
 import hashlib
 import io
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling.client import ExpertClient, KioskClient
+from signaling.client import ExpertClient, KioskClient, part_headers
 from signaling.messages import OfferView
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,15 +77,6 @@ async def open_call(url: str) -> tuple[KioskClient, ExpertClient, str]:
 
 async def session_of(client: KioskClient | ExpertClient) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(headers={"Cookie": f"wl_session={client.session_cookie}"})
-
-
-def part_headers(offset: int, part: bytes) -> dict[str, str]:
-    digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
-    return {
-        "Upload-Offset": str(offset),
-        "Upload-Checksum": f"sha256 {digest}",
-        "Content-Type": "application/offset+octet-stream",
-    }
 
 
 def pseudo_random(size: int, seed: int) -> bytes:

@@ -2,8 +2,6 @@
 and documents but each with a key directory of its own (the set-up that
 ``check_serving`` now refuses without a master key; built here directly)."""
 
-import base64
-import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -12,6 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from signaling.client import part_headers
 from tests.conftest import ClientFactory, ServerFactory, active_call, login_session
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -31,15 +30,6 @@ async def redis_prefix() -> AsyncIterator[str]:
             await redis.delete(*doomed)
     finally:
         await redis.aclose()
-
-
-def part_headers(offset: int, part: bytes) -> dict[str, str]:
-    digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
-    return {
-        "Upload-Offset": str(offset),
-        "Upload-Checksum": f"sha256 {digest}",
-        "Content-Type": "application/offset+octet-stream",
-    }
 
 
 async def test_a_node_without_the_other_nodes_keys_answers_503_keys_unavailable(

@@ -10,8 +10,6 @@ handlers' core and not only their 404s.
 """
 
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import re
@@ -180,28 +178,13 @@ async def _open_world(url: str) -> World:
         "consultation", ConsultationView, where=lambda v: v.state == "active"
     )
     assert expert_view.media is not None and kiosk_view.media is not None
-    cookie = {"Cookie": f"wl_session={kiosk.session_cookie}"}
-    base = f"{url}/api/v1/consultations/{offer.consultation_id}/uploads"
-    async with aiohttp.ClientSession(headers=cookie) as http:
-        upload_ids = []
-        for name in ("a.pdf", "b.pdf"):
-            async with http.post(base, json={"name": name, "size": len(PDF)}) as response:
-                assert response.status == 201, await response.text()
-                upload_ids.append((await response.json())["upload_id"])
-        digest = base64.b64encode(hashlib.sha256(PDF).digest()).decode()
-        async with http.patch(
-            f"{url}/api/v1/uploads/{upload_ids[0]}",
-            data=PDF,
-            headers={
-                "Upload-Offset": "0",
-                "Upload-Checksum": f"sha256 {digest}",
-                "Content-Type": "application/offset+octet-stream",
-            },
-        ) as response:
-            assert response.status == 204, await response.text()
-        async with http.post(f"{url}/api/v1/uploads/{upload_ids[0]}/finish") as response:
-            assert response.status == 201, await response.text()
-            file_id = (await response.json())["id"]
+    documents = kiosk.documents
+    tickets = [
+        await documents.begin(offer.consultation_id, n, len(PDF)) for n in ("a.pdf", "b.pdf")
+    ]
+    await documents.send(tickets[0], PDF)
+    file_id = (await documents.finish(tickets[0])).id
+    upload_ids = [ticket.id for ticket in tickets]
     return World(
         kiosk,
         expert,

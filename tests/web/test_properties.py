@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from signaling.client import ExpertClient, KioskClient, WindowlinkClient
+from signaling.client import Documents, ExpertClient, KioskClient, WindowlinkClient
 from signaling.config import SignalingConfig
 from signaling.gateway import EventSpec, SignalingGateway
 from signaling.live import OpenCall, Phase, call_key, experts_set, open_key, presence_key
@@ -219,31 +219,15 @@ async def _login(url: str, username: str) -> str:
 
 
 async def _upload(url: str, token: str, consultation_id: str, finish: bool) -> str:
-    """A document uploaded (and finished, or left unfinished) by ``token``'s account."""
-    headers = {"Cookie": f"wl_session={token}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
-        async with http.post(
-            f"{url}/api/v1/consultations/{consultation_id}/uploads",
-            json={"name": "doc.pdf", "size": len(PDF)},
-        ) as response:
-            assert response.status == 201, await response.text()
-            upload_id = str((await response.json())["upload_id"])
+    """A document uploaded (and finished, or left unfinished) by ``token``'s account:
+    the file's id, or the unfinished upload's."""
+    async with aiohttp.ClientSession() as http:
+        documents = Documents(http, url, headers={"Cookie": f"wl_session={token}"})
+        ticket = await documents.begin(consultation_id, "doc.pdf", len(PDF))
         if not finish:
-            return upload_id
-        digest = base64.b64encode(hashlib.sha256(PDF).digest()).decode()
-        async with http.patch(
-            f"{url}/api/v1/uploads/{upload_id}",
-            data=PDF,
-            headers={
-                "Upload-Offset": "0",
-                "Upload-Checksum": f"sha256 {digest}",
-                "Content-Type": "application/offset+octet-stream",
-            },
-        ) as response:
-            assert response.status == 204, await response.text()
-        async with http.post(f"{url}/api/v1/uploads/{upload_id}/finish") as response:
-            assert response.status == 201, await response.text()
-            return str((await response.json())["id"])
+            return ticket.id
+        await documents.send(ticket, PDF)
+        return (await documents.finish(ticket)).id
 
 
 async def _open_call(url: str, call: Call) -> None:

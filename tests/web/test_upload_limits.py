@@ -3,7 +3,6 @@ no file held open between parts, gone with their call, gone when idle, and a
 body that crawls is cut off."""
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import os
@@ -15,6 +14,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select, update
 
+from signaling.client import part_headers
 from storage.demo import DEMO_PASSWORD
 from storage.passwords import hash_password
 from storage.records import Role
@@ -32,15 +32,6 @@ from web.body_pacing import BodyTooSlow, Pace, paced
 from web.keys import FILES
 
 PDF_HEAD = b"%PDF-1.7\n"
-
-
-def part_headers(offset: int, part: bytes) -> dict[str, str]:
-    digest = base64.b64encode(hashlib.sha256(part).digest()).decode()
-    return {
-        "Upload-Offset": str(offset),
-        "Upload-Checksum": f"sha256 {digest}",
-        "Content-Type": "application/offset+octet-stream",
-    }
 
 
 async def begin(
