@@ -13,6 +13,9 @@ class SignalingConfig:
     """Seconds a consultation waits with nobody of its department online."""
     missed_offers_before_away: int = 2
     """Missed offers in a row after which an expert is set away."""
+    wrap_up_limit: float = 180.0
+    """Seconds after a call in which the expert completes its record, offered nobody,
+    before being set away (0: no wrap-up, offers resume when a call ends)."""
     default_handle_time: float = 300.0
     """Assumed call length for the wait estimate until calls have been measured."""
     handle_time_samples: int = 20

@@ -12,7 +12,7 @@ from signaling.access import Right, Verdict
 from signaling.errors import Forbidden, NotAuthenticated, NotFound, Unavailable
 from signaling.figures import DepartmentFigures, department_figures
 from signaling.live import LiveCall, Phase, Side
-from signaling.messages import ConsultationView, FileView, QueueUpdate
+from signaling.messages import ChatView, ConsultationView, FileView, QueueUpdate
 from signaling.store import StoreUnavailable
 from storage.records import Account, ConsultationRecord, ConsultationState
 
@@ -137,6 +137,9 @@ class SignalingFacade:
         return problems
 
     # ---- actions -------------------------------------------------------------------
+
+    async def chat_history(self, account: Account, consultation_id: str) -> list[ChatView]:
+        return await self._hub.consultations.chat_history(account, consultation_id)
 
     async def announce_file(self, consultation_id: str, view: FileView) -> None:
         await self._hub.consultations.announce_file(consultation_id, view)

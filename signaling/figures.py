@@ -16,7 +16,7 @@ class DepartmentFigures:
     """Presence status -> experts (every status present, zero included)."""
 
 
-PRESENCE_STATUSES = ("available", "busy", "away", "offline")
+PRESENCE_STATUSES = ("available", "busy", "wrap_up", "away", "offline")
 
 
 def department_figures(snapshot: QueueUpdate, now: float) -> DepartmentFigures:

@@ -32,6 +32,7 @@ from signaling.live import Phase, PresenceStatus
 from signaling.messages import (
     ClientPayload,
     ConsultationRef,
+    DeferOutcome,
     EmptyPayload,
     RateConsultation,
     RequestConsultation,
@@ -380,6 +381,9 @@ class SignalingGateway:
         async def outcome(a: Account, m: SaveOutcome, at: Caller) -> None:
             await c.save_outcome(a, m.consultation_id, Outcome(m.outcome), m.notes, at.remote)
 
+        async def defer(a: Account, m: DeferOutcome, at: Caller) -> BaseModel:
+            return await c.defer_outcome(a, m.consultation_id, m.notes, at.remote)
+
         async def get_queue(a: Account, _m: EmptyPayload, _at: Caller) -> BaseModel:
             assert a.department is not None
             return await self._publisher.queue_view(a.department)
@@ -437,7 +441,15 @@ class SignalingGateway:
                 SaveOutcome,
                 EXPERT,
                 outcome,
-                "Record the outcome and notes of your call.",
+                "Record the outcome and notes of your call (ends its wrap-up).",
+            ),
+            EventSpec(
+                "defer_outcome",
+                DeferOutcome,
+                EXPERT,
+                defer,
+                "Complete your call's record later (稍后填写): its notes so far are kept "
+                "and its wrap-up ends.",
             ),
             EventSpec(
                 "get_queue",

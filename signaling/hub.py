@@ -174,7 +174,7 @@ class SignalingHub:
         await self.media.close_call(call_id)
 
     async def _on_deadline(self, key: str) -> None:
-        if key.startswith("offline|"):
+        if key.startswith(("offline|", "wrapup|")):
             await self.presence.on_deadline(key)
         else:
             await self.consultations.on_deadline(key)

@@ -28,11 +28,21 @@ class Side(StrEnum):
 class PresenceStatus(StrEnum):
     AVAILABLE = "available"
     BUSY = "busy"
+    WRAP_UP = "wrap_up"
+    """After a call, until its record is saved or put off: no offers meanwhile."""
     AWAY = "away"
     OFFLINE = "offline"
 
 
-ONLINE = frozenset({PresenceStatus.AVAILABLE, PresenceStatus.BUSY})
+ONLINE = frozenset({PresenceStatus.AVAILABLE, PresenceStatus.BUSY, PresenceStatus.WRAP_UP})
+"""At the desk: a citizen waiting for the department is not told nobody is there."""
+
+
+class AwayReason(StrEnum):
+    """Why the server, not the expert, set an expert away (told on their page)."""
+
+    MISSED_OFFERS = "missed_offers"
+    WRAP_UP_EXPIRED = "wrap_up_expired"
 
 
 def _pairs(value: Any) -> tuple[tuple[str, Any], ...]:
@@ -133,7 +143,15 @@ class ExpertPresence(_Record):
     status_before_drop: PresenceStatus | None = None
     """What to restore when the expert comes back within the grace period."""
     status_after_call: PresenceStatus = PresenceStatus.AVAILABLE
-    """What the expert becomes when the current call ends (away if they asked for it)."""
+    """What the expert becomes when the current call (and its wrap-up) ends (away if
+    they asked for it)."""
+    wrap_up: str | None = None
+    """The consultation whose record the expert completes after its call (status
+    ``wrap_up``, or ``offline`` within the grace period): no offer comes meanwhile."""
+    wrap_up_until: float | None = None
+    """When the wrap-up ends by itself (the expert is then set away)."""
+    away_reason: AwayReason | None = None
+    """Set when the server set the expert away; None when the expert chose."""
     version: int = 0
 
     def __post_init__(self) -> None:
@@ -141,6 +159,8 @@ class ExpertPresence(_Record):
         object.__setattr__(self, "status_after_call", PresenceStatus(self.status_after_call))
         if self.status_before_drop is not None:
             object.__setattr__(self, "status_before_drop", PresenceStatus(self.status_before_drop))
+        if self.away_reason is not None:
+            object.__setattr__(self, "away_reason", AwayReason(self.away_reason))
 
     @property
     def online(self) -> bool:

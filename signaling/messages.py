@@ -65,6 +65,14 @@ class SaveOutcome(ClientPayload):
     notes: Notes = ""
 
 
+class DeferOutcome(ClientPayload):
+    """稍后填写: the record stays among the expert's unfinished ones, with the notes
+    written so far kept on it (a draft: no outcome yet)."""
+
+    consultation_id: ConsultationId
+    notes: Notes = ""
+
+
 class RateConsultation(ClientPayload):
     consultation_id: ConsultationId
     rating: Annotated[int, Field(ge=1, le=5)]
@@ -106,6 +114,9 @@ class ConsultationView(ServerPayload):
     reference: str | None = None
     """The short reference the kiosk shows the citizen and the clerk types
     (storage.references)."""
+    rung_unanswered: int = 0
+    """How often an expert was rung for it and did not take it (let it ring out or
+    declined): the kiosk says that it is being offered again."""
 
 
 class QueuePosition(ServerPayload):
@@ -126,9 +137,12 @@ class QueueEntryView(ServerPayload):
     hall: str | None
 
 
+PresenceName = Literal["available", "busy", "wrap_up", "away", "offline"]
+
+
 class ExpertView(ServerPayload):
     username: str
-    status: Literal["available", "busy", "away", "offline"]
+    status: PresenceName
 
 
 class QueueUpdate(ServerPayload):
@@ -169,8 +183,14 @@ class OfferRevoked(ServerPayload):
 class PresenceView(ServerPayload):
     """Event ``presence`` to an expert: their own status as the server has it."""
 
-    status: Literal["available", "busy", "away", "offline"]
+    status: PresenceName
     missed_in_a_row: int
+    wrap_up: str | None = None
+    """The consultation whose record the expert completes (status ``wrap_up``)."""
+    wrap_up_until: float | None = None
+    """When the wrap-up ends by itself and the expert is set away (the server's clock)."""
+    away_reason: Literal["missed_offers", "wrap_up_expired"] | None = None
+    """Why the server set the expert away; None when the expert chose."""
 
 
 class ChatView(ServerPayload):

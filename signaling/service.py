@@ -30,6 +30,7 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
     Account,
     AuditEvent,
+    ChatMessage,
     ConsultationRecord,
     Outcome,
     Role,
@@ -37,6 +38,19 @@ from storage.records import (
 from storage.store import Storage
 
 log = logging.getLogger(__name__)
+
+CHAT_HISTORY = 500
+"""Chat lines a reconnecting participant gets back (the newest)."""
+
+
+def _chat_view(message: ChatMessage) -> ChatView:
+    return ChatView(
+        id=message.id,
+        consultation_id=message.consultation_id,
+        sender="kiosk" if message.sender_role is Role.KIOSK else "expert",
+        text=message.text,
+        sent_at=message.sent_at,
+    )
 
 
 class ConsultationService:
@@ -125,7 +139,9 @@ class ConsultationService:
     ) -> ConsultationView:
         reply = await self._x.run(
             Reads(call_id=call_id),
-            lambda s, recorded: transitions.cancel(s, kiosk, remote, recorded=recorded),
+            lambda s, recorded: transitions.cancel(
+                s, kiosk, remote, recorded=recorded, config=self._config
+            ),
             sid,
         )
         assert isinstance(reply, ConsultationView)
@@ -184,9 +200,10 @@ class ConsultationService:
             sid,
         )
 
-    async def save_outcome(
-        self, expert: Account, call_id: str, outcome: Outcome, notes: str, remote: str
-    ) -> None:
+    @staticmethod
+    def _outcome_check(expert: Account) -> Callable[[ConsultationRecord | None], None]:
+        """The record must be one this expert answered (``signaling.access``)."""
+
         def check(record: ConsultationRecord | None) -> None:
             if (
                 record is None
@@ -194,6 +211,13 @@ class ConsultationService:
             ):
                 raise NotFound("no consultation with this id for you")
 
+        return check
+
+    async def save_outcome(
+        self, expert: Account, call_id: str, outcome: Outcome, notes: str, remote: str
+    ) -> None:
+        """Write the outcome and notes on ``call_id`` (the consultation the form was
+        opened for, whatever the expert did since); its wrap-up, if any, ends."""
         await self._storage.consultations.set_outcome(
             call_id,
             outcome,
@@ -205,8 +229,37 @@ class ConsultationService:
                 {"outcome": outcome.value},
                 remote,
             ),
-            check=check,
+            check=self._outcome_check(expert),
         )
+        await self._end_wrap_up(expert, call_id)
+
+    async def defer_outcome(
+        self, expert: Account, call_id: str, notes: str, remote: str
+    ) -> PresenceView:
+        """稍后填写: the record stays unfinished (no outcome), keeping the notes written
+        so far; the expert's wrap-up of it ends. Its own consultation only."""
+        try:
+            await self._storage.consultations.save_draft_notes(
+                call_id,
+                notes,
+                audit=AuditEvent(
+                    expert.username, "consultation.outcome_deferred", call_id, {}, remote
+                ),
+                check=self._outcome_check(expert),
+            )
+        except RecordConflict:
+            # Saved meanwhile (another tab): the notes here were not written over it.
+            raise InvalidState("this record's outcome has been saved already") from None
+        view = await self._end_wrap_up(expert, call_id)
+        assert isinstance(view, PresenceView)
+        return view
+
+    async def _end_wrap_up(self, expert: Account, call_id: str) -> PresenceView | None:
+        reply = await self._x.run(
+            Reads(experts=(expert.id,)),
+            lambda s, _r: transitions.wrap_up_done(s, expert.id, call_id),
+        )
+        return reply if isinstance(reply, PresenceView) else None
 
     # ---- both sides --------------------------------------------------------------
 
@@ -215,7 +268,9 @@ class ConsultationService:
     ) -> ConsultationView:
         reply = await self._x.run(
             Reads(call_id=call_id),
-            lambda s, recorded: transitions.end(s, account, remote, recorded=recorded),
+            lambda s, recorded: transitions.end(
+                s, account, remote, recorded=recorded, config=self._config
+            ),
             sid,
         )
         assert isinstance(reply, ConsultationView)
@@ -234,7 +289,7 @@ class ConsultationService:
         reply = await self._x.run(
             Reads(call_id=call_id),
             lambda s, recorded: transitions.withdraw(
-                s, admin, remote, record, kiosk_username, recorded=recorded
+                s, admin, remote, record, kiosk_username, recorded=recorded, config=self._config
             ),
         )
         assert isinstance(reply, ConsultationView)
@@ -245,7 +300,9 @@ class ConsultationService:
         whether anything needed changing by then."""
         done = await self._x.run(
             Reads(call_id=planned.consultation_id),
-            lambda s, recorded: transitions.repair(s, planned, recorded=recorded),
+            lambda s, recorded: transitions.repair(
+                s, planned, recorded=recorded, config=self._config
+            ),
         )
         if done:
             log.warning(
@@ -290,16 +347,20 @@ class ConsultationService:
         message = await self._storage.consultations.add_chat(
             call.id, account.id, account.role, text
         )
-        view = ChatView(
-            id=message.id,
-            consultation_id=call.id,
-            sender="kiosk" if account.role is Role.KIOSK else "expert",
-            text=message.text,
-            sent_at=message.sent_at,
-        )
+        view = _chat_view(message)
         for other in access.participants(call):
             await self._x.notifier.to_account(other, "chat_message", view)
         return view
+
+    async def chat_history(self, account: Account, call_id: str) -> list[ChatView]:
+        """The active call's chat so far, oldest first (its last ``CHAT_HISTORY``
+        lines), for a participant whose page was reloaded: the same rule as sending."""
+        snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))
+        call = transitions.call_for(
+            snapshot, account, Right.TAKE_PART, "chat is open only during the call"
+        )
+        messages = await self._storage.consultations.chat(call.id)
+        return [_chat_view(m) for m in messages[-CHAT_HISTORY:]]
 
     async def announce_file(self, call_id: str, view: FileView) -> None:
         """Both participants learn of a new document at once."""
@@ -363,12 +424,16 @@ class ConsultationService:
             call_id, _, which = rest.partition("|")
             await self._x.run(
                 Reads(call_id=call_id),
-                lambda s, recorded: transitions.grace_expired(s, which, recorded=recorded),
+                lambda s, recorded: transitions.grace_expired(
+                    s, which, recorded=recorded, config=self._config
+                ),
             )
         elif kind == "noexpert":
             await self._x.run(
                 Reads(call_id=rest, count_online=True),
-                lambda s, recorded: transitions.no_expert_expired(s, recorded=recorded),
+                lambda s, recorded: transitions.no_expert_expired(
+                    s, recorded=recorded, config=self._config
+                ),
             )
 
 
@@ -412,6 +477,16 @@ class PresenceService:
             await self._x.run(
                 Reads(experts=(expert_id,)),
                 lambda s, _r: transitions.offline_expired(s, expert_id),
+            )
+        elif kind == "wrapup":
+            snapshot, _ = await self._x.snapshot(Reads(experts=(expert_id,)))
+            presence = snapshot.presence(expert_id)
+            if presence is None or presence.wrap_up is None:
+                return
+            call_id = presence.wrap_up
+            await self._x.run(
+                Reads(experts=(expert_id,)),
+                lambda s, _r: transitions.wrap_up_done(s, expert_id, call_id, expired=True),
             )
 
 

@@ -35,6 +35,7 @@ from signaling.effects import (
 from signaling.errors import AlreadyInConsultation, InvalidState, NotFound
 from signaling.live import (
     ONLINE,
+    AwayReason,
     ExpertPresence,
     LiveCall,
     OpenCall,
@@ -64,6 +65,7 @@ from storage.records import (
 )
 
 GRACE_KEYS = ("kiosk", "expert", "media:kiosk", "media:expert")
+DEFAULTS = SignalingConfig()
 
 
 def deadline_key(kind: str, *parts: str) -> str:
@@ -162,7 +164,9 @@ def _take_back(
             changed.missed_in_a_row >= config.missed_offers_before_away
             and changed.status is PresenceStatus.AVAILABLE
         ):
-            changed = dataclasses.replace(changed, status=PresenceStatus.AWAY)
+            changed = dataclasses.replace(
+                changed, status=PresenceStatus.AWAY, away_reason=AwayReason.MISSED_OFFERS
+            )
     elif declined:
         changed = dataclasses.replace(changed, missed_in_a_row=0)
     d.put(changed)
@@ -235,11 +239,26 @@ def request(
     return d
 
 
-def cancel(s: Snapshot, kiosk: Account, remote: str, *, recorded: bool = False) -> Decision:
+def cancel(
+    s: Snapshot,
+    kiosk: Account,
+    remote: str,
+    *,
+    recorded: bool = False,
+    config: SignalingConfig = DEFAULTS,
+) -> Decision:
     """The citizen leaves the queue before the call starts."""
     if not recorded:
         call_for(s, kiosk, Right.CANCEL, "the call has started; end it instead")
-    return finish(s, EndReason.ABANDONED, kiosk.username, remote, actor=kiosk, recorded=recorded)
+    return finish(
+        s,
+        EndReason.ABANDONED,
+        kiosk.username,
+        remote,
+        actor=kiosk,
+        recorded=recorded,
+        config=config,
+    )
 
 
 # ---- expert --------------------------------------------------------------------------
@@ -356,7 +375,14 @@ def ring_timeout(s: Snapshot, config: SignalingConfig) -> Decision:
 # ---- both sides ----------------------------------------------------------------------
 
 
-def end(s: Snapshot, account: Account, remote: str, *, recorded: bool = False) -> Decision:
+def end(
+    s: Snapshot,
+    account: Account,
+    remote: str,
+    *,
+    recorded: bool = False,
+    config: SignalingConfig = DEFAULTS,
+) -> Decision:
     """A participant ends: a kiosk leaving the queue abandons it, a call completes."""
     call = (
         s.call
@@ -368,7 +394,9 @@ def end(s: Snapshot, account: Account, remote: str, *, recorded: bool = False) -
         if call is not None and call.phase is Phase.ACTIVE
         else EndReason.ABANDONED
     )
-    return finish(s, reason, account.username, remote, actor=account, recorded=recorded)
+    return finish(
+        s, reason, account.username, remote, actor=account, recorded=recorded, config=config
+    )
 
 
 def withdraw(
@@ -379,6 +407,7 @@ def withdraw(
     kiosk_username: str = "",
     *,
     recorded: bool = False,
+    config: SignalingConfig = DEFAULTS,
 ) -> Decision:
     """An admin ends an open consultation as cancelled. One the records hold open
     without its live state (its live commit never happened) is ended in the
@@ -407,10 +436,20 @@ def withdraw(
         )
         d.effects.append(DiscardUploads(record.id))
         return d
-    return finish(s, EndReason.CANCELLED, admin.username, remote, actor=admin, recorded=recorded)
+    return finish(
+        s,
+        EndReason.CANCELLED,
+        admin.username,
+        remote,
+        actor=admin,
+        recorded=recorded,
+        config=config,
+    )
 
 
-def repair(s: Snapshot, planned: Repair, *, recorded: bool = False) -> Decision:
+def repair(
+    s: Snapshot, planned: Repair, *, recorded: bool = False, config: SignalingConfig = DEFAULTS
+) -> Decision:
     """Apply one repair of ``signaling.reconcile`` to the live state as it is now."""
     call = s.call
     if call is None:
@@ -444,6 +483,7 @@ def repair(s: Snapshot, planned: Repair, *, recorded: bool = False) -> Decision:
         "system",
         recorded=recorded or not planned.write_record,
         repair=planned.mismatch.value,
+        config=config,
     )
 
 
@@ -463,10 +503,12 @@ def finish(
     recorded: bool = False,
     expert_gone: bool = False,
     repair: str | None = None,
+    config: SignalingConfig = DEFAULTS,
 ) -> Decision:
     """End the open consultation: record, live state, both sides told.
     ``expert_gone``: it ends because the expert's own grace period ran out;
-    ``repair``: it ends to make records and live state agree (said in the audit)."""
+    ``repair``: it ends to make records and live state agree (said in the audit).
+    The expert of an answered call then wraps it up (``config.wrap_up_limit``)."""
     call = s.call
     d = Decision()
     if call is None:
@@ -521,9 +563,21 @@ def finish(
                 d.commit.members_remove.append((experts_set(call.department), expert_id))
             elif presence.status is PresenceStatus.OFFLINE:
                 # Still within their grace period (else the call would have ended by
-                # it): back in time they get what they had; if not, their pending
-                # offline deadline forgets them.
-                d.put(dataclasses.replace(presence, call=None, idle_since=s.now))
+                # it): back in time they get what they had (and the call's wrap-up);
+                # if not, their pending offline deadline forgets them.
+                gone = dataclasses.replace(presence, call=None, idle_since=s.now)
+                if config.wrap_up_limit > 0:
+                    gone = dataclasses.replace(
+                        _wrapping_up(d, gone, call.id, s.now, config),
+                        status=PresenceStatus.OFFLINE,
+                        status_before_drop=PresenceStatus.WRAP_UP,
+                    )
+                d.put(gone)
+            elif config.wrap_up_limit > 0:
+                # No offer until the record is saved or put off (or the limit ends it).
+                after = _wrapping_up(d, presence, call.id, s.now, config)
+                d.put(after)
+                d.notify(expert_id, "presence", presence_view(after))
             else:
                 after = dataclasses.replace(
                     presence,
@@ -536,6 +590,56 @@ def finish(
                 d.notify(expert_id, "presence", presence_view(after))
     _follow_ups(d, call.department)
     d.reply = view
+    return d
+
+
+def _wrapping_up(
+    d: Decision, presence: ExpertPresence, call_id: str, now: float, config: SignalingConfig
+) -> ExpertPresence:
+    """The expert of a call that ended completes its record: offered nobody until it
+    is saved or put off, or ``config.wrap_up_limit`` has passed."""
+    until = now + config.wrap_up_limit
+    d.commit.deadlines_set[deadline_key("wrapup", presence.expert_id)] = until
+    return dataclasses.replace(
+        presence,
+        call=None,
+        idle_since=now,
+        status=PresenceStatus.WRAP_UP,
+        wrap_up=call_id,
+        wrap_up_until=until,
+        away_reason=None,
+    )
+
+
+def wrap_up_done(s: Snapshot, expert_id: str, call_id: str, *, expired: bool = False) -> Decision:
+    """The record of ``call_id`` was saved or put off (稍后填写): the expert takes calls
+    again (or is away, if they asked for it during the call). ``expired``: the wrap-up
+    limit passed first, and the expert, who may have walked away, is set away. Nothing
+    changes unless the expert is wrapping up that very consultation."""
+    presence = s.presence(expert_id)
+    d = Decision(reply=presence_view(presence) if presence is not None else None)
+    if presence is None or presence.wrap_up != call_id:
+        return d
+    if expired and s.now < (presence.wrap_up_until or 0.0) - 0.001:
+        return d  # a newer wrap-up, with its own deadline
+    if expired:
+        then, reason = PresenceStatus.AWAY, AwayReason.WRAP_UP_EXPIRED
+    else:
+        then, reason = presence.status_after_call, None
+        d.commit.deadlines_clear.append(deadline_key("wrapup", expert_id))
+    after = dataclasses.replace(
+        presence, wrap_up=None, wrap_up_until=None, status_after_call=PresenceStatus.AVAILABLE
+    )
+    if presence.status is PresenceStatus.OFFLINE:
+        after = dataclasses.replace(after, status_before_drop=then, away_reason=reason)
+    else:
+        after = dataclasses.replace(after, status=then, away_reason=reason)
+    d.put(after)
+    d.reply = presence_view(after)
+    d.notify(expert_id, "presence", presence_view(after))
+    if presence.online and not after.online:
+        d.effects.append(ArmNoExpert(presence.department))
+    _follow_ups(d, presence.department)
     return d
 
 
@@ -595,24 +699,30 @@ def participant_returned(s: Snapshot, account_id: str, key: str) -> Decision:
     return d
 
 
-def grace_expired(s: Snapshot, key: str, *, recorded: bool = False) -> Decision:
+def grace_expired(
+    s: Snapshot, key: str, *, recorded: bool = False, config: SignalingConfig = DEFAULTS
+) -> Decision:
     """A socket or media that did not come back in time: a citizen who walks away from
     the queue has abandoned it; a call that loses a participant has dropped."""
     call = s.call
     if call is None or (call.dropped_since(key) is None and not recorded):
         return Decision()
     reason = EndReason.DROPPED if call.phase is Phase.ACTIVE else EndReason.ABANDONED
-    return finish(s, reason, "system", recorded=recorded, expert_gone=key == "expert")
+    return finish(
+        s, reason, "system", recorded=recorded, expert_gone=key == "expert", config=config
+    )
 
 
-def no_expert_expired(s: Snapshot, *, recorded: bool = False) -> Decision:
+def no_expert_expired(
+    s: Snapshot, *, recorded: bool = False, config: SignalingConfig = DEFAULTS
+) -> Decision:
     """Nobody of the department came online for the configured wait."""
     call = s.call
     if not recorded and (
         call is None or call.phase is not Phase.WAITING or s.online_in_department > 0
     ):
         return Decision()
-    return finish(s, EndReason.NO_EXPERT, "system", recorded=recorded)
+    return finish(s, EndReason.NO_EXPERT, "system", recorded=recorded, config=config)
 
 
 def place_relay(s: Snapshot, candidate: str, unreachable: str | None = None) -> Decision:
@@ -659,8 +769,22 @@ def set_status(
     presence = existing or _new_presence(expert, s.now)
     was_online = presence.online
     d = Decision()
+    presence = dataclasses.replace(presence, away_reason=None)
     if presence.call is not None:
         presence = dataclasses.replace(presence, status_after_call=status)
+    elif presence.wrap_up is not None and status is PresenceStatus.AVAILABLE:
+        # Offers come once the record is saved or put off, not before.
+        presence = dataclasses.replace(presence, status_after_call=status)
+    elif presence.wrap_up is not None:
+        # Away ends the wrap-up: the record waits among the unfinished ones.
+        presence = dataclasses.replace(
+            presence,
+            status=status,
+            wrap_up=None,
+            wrap_up_until=None,
+            status_after_call=PresenceStatus.AVAILABLE,
+        )
+        d.commit.deadlines_clear.append(deadline_key("wrapup", expert.id))
     elif status is PresenceStatus.AVAILABLE:
         presence = dataclasses.replace(
             presence,

@@ -40,6 +40,7 @@ def consultation_view(call: LiveCall, side: str | None = None) -> ConsultationVi
         active_at=call.active_at,
         media=media,
         reference=reference_of(call.id),
+        rung_unanswered=len(call.missed_by) + len(call.declined_by),
     )
 
 
@@ -87,7 +88,13 @@ def offer_view(call: LiveCall, ring_timeout: float) -> OfferView:
 
 
 def presence_view(presence: ExpertPresence) -> PresenceView:
-    return PresenceView(status=presence.status.value, missed_in_a_row=presence.missed_in_a_row)
+    return PresenceView(
+        status=presence.status.value,
+        missed_in_a_row=presence.missed_in_a_row,
+        wrap_up=presence.wrap_up,
+        wrap_up_until=presence.wrap_up_until,
+        away_reason=presence.away_reason.value if presence.away_reason else None,
+    )
 
 
 def queue_update(

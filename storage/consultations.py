@@ -67,6 +67,8 @@ _MARK_ENDED = _update(
     "state", "offered_at", "ended_at", "end_reason", "ended_by", only_if=_NOT_ENDED
 )
 _SET_OUTCOME = _update("outcome", "notes")
+# A draft never replaces the notes of a record whose outcome is saved.
+_SAVE_DRAFT = _update("notes", only_if=consultations.c.outcome.is_(None))
 _SET_RATING = _update("rating", only_if=consultations.c.rating.is_(None))
 _LINK_CASE = _update("case_number", only_if=consultations.c.case_number.is_(None))
 _RECORD_BY_ID = _RECORDS.where(consultations.c.id == bindparam("b_id"))
@@ -211,6 +213,18 @@ class ConsultationRecords:
             _SET_OUTCOME, consultation_id, {"outcome": outcome.value, "notes": notes}, audit, check
         )
 
+    async def save_draft_notes(
+        self,
+        consultation_id: str,
+        notes: str,
+        *,
+        audit: AuditEvent,
+        check: "Check | None" = None,
+    ) -> None:
+        """Notes without an outcome (the expert completes the record later): it stays
+        unfinished. RecordConflict once an outcome is saved."""
+        await self._change(_SAVE_DRAFT, consultation_id, {"notes": notes}, audit, check)
+
     async def set_rating(
         self,
         consultation_id: str,
@@ -276,6 +290,20 @@ class ConsultationRecords:
         if expert_id is not None:
             query = query.where(consultations.c.expert_id == expert_id)
         return await self._select(query)
+
+    async def unfinished(self, expert_id: str, limit: int = 100) -> list[ConsultationRecord]:
+        """The calls this expert answered that ended without an outcome, newest first:
+        the records still to complete."""
+        return await self._select(
+            _RECORDS.where(
+                consultations.c.expert_id == expert_id,
+                consultations.c.state == ConsultationState.ENDED.value,
+                consultations.c.active_at.is_not(None),
+                consultations.c.outcome.is_(None),
+            )
+            .order_by(consultations.c.ended_at.desc())
+            .limit(limit)
+        )
 
     async def of_halls(
         self,

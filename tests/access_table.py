@@ -255,6 +255,12 @@ ACCESS: tuple[Rule, ...] = (
     ),
     Rule("GET /api/v1/files/{file_id}", Subject.FILE, READER, "a kiosk only during its call"),
     Rule(
+        "GET /api/v1/consultations/{consultation_id}/chat",
+        C,
+        PARTICIPANT,
+        "during the call (what was said before a reload)",
+    ),
+    Rule(
         "POST /api/v1/consultations/{consultation_id}/phone-link",
         C,
         {**only("kiosk"), "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404}},
@@ -308,6 +314,15 @@ ACCESS: tuple[Rule, ...] = (
     ),
     Rule(
         "event save_outcome",
+        C,
+        {
+            **only("expert"),
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D404, Relation.OTHER: D404},
+        },
+        "own: a call this expert answered",
+    ),
+    Rule(
+        "event defer_outcome",
         C,
         {
             **only("expert"),

@@ -29,6 +29,7 @@ from web import (
     admin_api,
     audit_api,
     board_api,
+    chat_api,
     consultations_api,
     files_api,
     halls_api,
@@ -75,6 +76,7 @@ API_TABLES = [
     board_api.api,
     audit_api.api,
     consultations_api.api,
+    chat_api.api,
     media_api.api,
     files_api.api,
     phone_upload_api.api,
@@ -93,6 +95,7 @@ def signaling_config(settings: Settings) -> SignalingConfig:
         ring_timeout=settings.ring_timeout,
         grace_period=settings.grace_period,
         no_expert_wait=settings.no_expert_wait,
+        wrap_up_limit=settings.wrap_up_limit,
         max_sockets_per_account=settings.max_sockets_per_account,
         chat_per_minute=settings.chat_per_minute,
     )

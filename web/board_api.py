@@ -6,11 +6,13 @@ import time
 from datetime import datetime, timedelta
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from signaling.messages import QueueUpdate
 from storage.opening_hours import next_opening, open_at, parse_hours
 from storage.records import Department, Role
 from web.api import ANY_ACCOUNT, Api, account_of, reply
+from web.errors import BadRequest
 from web.keys import SETTINGS, SIGNALING, STORAGE
 from web.schemas import (
     BoardDepartment,
@@ -21,12 +23,15 @@ from web.schemas import (
     DepartmentStatus,
     DepartmentStatusList,
     HourView,
+    MyConsultationsQuery,
     SummaryView,
 )
 
 api = Api()
 HISTORY_DAYS = 7
 HISTORY_LIMIT = 50
+UNFINISHED_LIMIT = 100
+"""An expert's records still to complete, listed at most (the newest)."""
 
 
 def _status(department: Department, snapshot: QueueUpdate, now: float) -> DepartmentStatus:
@@ -37,7 +42,9 @@ def _status(department: Department, snapshot: QueueUpdate, now: float) -> Depart
         name_zh=department.name_zh,
         name_en=department.name_en,
         hours=department.hours,
-        experts_online=sum(1 for e in snapshot.experts if e.status in ("available", "busy")),
+        experts_online=sum(
+            1 for e in snapshot.experts if e.status in ("available", "busy", "wrap_up")
+        ),
         queue_length=len(snapshot.entries),
         open_now=hours is not None and open_at(hours, local),
         next_opening=None if hours is None else next_opening(hours, local).timestamp(),
@@ -131,13 +138,23 @@ async def board(request: web.Request) -> web.StreamResponse:
 @api.route(
     "GET",
     "/api/v1/me/consultations",
-    summary="The expert's own consultations, newest first.",
+    summary="The expert's own consultations, newest first (or only the unfinished: "
+    "answered, ended, without an outcome).",
     roles=frozenset({Role.EXPERT}),
     response=ConsultationList,
     tag="consultations",
+    query=(("unfinished", "true: only the records still to complete (at most 100)"),),
+    query_model=MyConsultationsQuery,
 )
 async def my_consultations(request: web.Request) -> web.StreamResponse:
-    records = await request.app[STORAGE].consultations.find(
-        expert_id=account_of(request).id, limit=HISTORY_LIMIT
-    )
+    try:
+        query = MyConsultationsQuery.model_validate(dict(request.query))
+    except ValidationError:
+        raise BadRequest("unfinished is true or false", code="invalid_query") from None
+    consultations = request.app[STORAGE].consultations
+    expert_id = account_of(request).id
+    if query.unfinished == "true":
+        records = await consultations.unfinished(expert_id, limit=UNFINISHED_LIMIT)
+    else:
+        records = await consultations.find(expert_id=expert_id, limit=HISTORY_LIMIT)
     return reply(ConsultationList(consultations=[ConsultationRecordView.of(r) for r in records]))

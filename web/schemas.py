@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from signaling.messages import CaseNumber, DepartmentCode
+from signaling.messages import CaseNumber, ChatView, DepartmentCode
 from storage.records import DEFAULT_HOURS, Account, ConsultationRecord, Department, Hall
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$")]
@@ -96,6 +96,14 @@ class HallConsultationsQuery(BaseModel):
     since: Annotated[str, StringConstraints(pattern=_CLOCK)] | None = None
     until: Annotated[str, StringConstraints(pattern=_CLOCK)] | None = None
     reference: Annotated[str, StringConstraints(max_length=20)] | None = None
+
+
+class MyConsultationsQuery(BaseModel):
+    """The expert's own consultations: every one, or (``unfinished=true``) only those
+    answered and ended without an outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    unfinished: Literal["true", "false"] | None = None
 
 
 class CaseQuery(Body):
@@ -239,6 +247,11 @@ class ConsultationRecordView(View):
 
 class ConsultationList(View):
     consultations: list[ConsultationRecordView]
+
+
+class ChatList(View):
+    messages: list[ChatView]
+    """Oldest first."""
 
 
 class ErrorDetail(View):

@@ -95,6 +95,8 @@ class Settings:
     """Seconds a dropped participant has to come back before the call ends."""
     no_expert_wait: float = 120.0
     """Seconds a consultation waits with nobody of its department online."""
+    wrap_up_limit: float = 180.0
+    """Seconds after a call to complete its record, offered nobody, before set away (0: off)."""
     session_idle: float = 8 * 3600.0
     """Seconds of inactivity after which a login session expires."""
     session_max: float = 24 * 3600.0
@@ -358,7 +360,10 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "turn_ttl",
         ),
     ),
-    ("consultations", ("ring_timeout", "grace_period", "no_expert_wait", "demo")),
+    (
+        "consultations",
+        ("ring_timeout", "grace_period", "no_expert_wait", "wrap_up_limit", "demo"),
+    ),
     (
         "security",
         (
@@ -614,6 +619,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         ring_timeout=_number("ring_timeout", args.ring_timeout, float, 1),
         grace_period=_number("grace_period", args.grace_period, float, 1),
         no_expert_wait=_number("no_expert_wait", args.no_expert_wait, float, 1),
+        wrap_up_limit=_number("wrap_up_limit", args.wrap_up_limit, float, 0),
         session_idle=_number("session_idle", args.session_idle, float, 60),
         session_max=_number("session_max", args.session_max, float, 60),
         kiosk_session_max=_number("kiosk_session_max", args.kiosk_session_max, float, 60),

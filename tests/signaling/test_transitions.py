@@ -33,6 +33,7 @@ from signaling.errors import (
 )
 from signaling.executor import Executor
 from signaling.live import (
+    AwayReason,
     ExpertPresence,
     Live,
     LiveCall,
@@ -104,10 +105,13 @@ from tests.signaling.transition_table import (
     returned,
     ring_timeout,
     seed_commit,
+    set_status,
     snapshot,
     state_of,
     the_call,
     withdraw,
+    wrap_up_done,
+    wrap_up_expired,
 )
 
 
@@ -326,7 +330,8 @@ def test_a_completed_call_counts_its_handle_time() -> None:
 
 
 def test_an_expert_who_disconnects_in_a_call_gets_their_chosen_status_back_after_it() -> None:
-    """busy, asked for away after the call -> offline -> back (busy) -> call ends: away."""
+    """busy, asked for away after the call -> offline -> back (busy) -> call ends: its
+    record first, then away."""
     values = state_of("active, away after", FIXED_CAST)
     for step in (
         disconnected(),
@@ -335,14 +340,61 @@ def test_an_expert_who_disconnects_in_a_call_gets_their_chosen_status_back_after
         end("kiosk"),
     ):
         values = apply(values, step.decide(snapshot(values), FIXED_CAST, False).commit)
+    assert presence_label(expert_presence(values, FIXED_CAST)) == "wrap_up"
+    values = apply(values, wrap_up_done().decide(snapshot(values), FIXED_CAST, False).commit)
     assert presence_label(expert_presence(values, FIXED_CAST)) == "away"
 
 
 def test_a_call_ending_in_its_experts_grace_period_keeps_their_status_for_their_return() -> None:
+    """... and its record to complete: back, the expert wraps that call up first."""
     values = state_of("active, expert offline", FIXED_CAST)
     for step in (end("kiosk"), connected()):
         values = apply(values, step.decide(snapshot(values), FIXED_CAST, False).commit)
+    back = expert_presence(values, FIXED_CAST)
+    assert back is not None and (back.status.value, back.wrap_up) == ("wrap_up", CALL)
+    values = apply(values, wrap_up_done().decide(snapshot(values), FIXED_CAST, False).commit)
     assert presence_label(expert_presence(values, FIXED_CAST)) == "available"
+
+
+def test_a_missed_second_offer_sets_the_expert_away_saying_why() -> None:
+    values = state_of("offered, missed once", FIXED_CAST)
+    values = apply(values, ring_timeout().decide(snapshot(values), FIXED_CAST, False).commit)
+    away = expert_presence(values, FIXED_CAST)
+    assert away is not None and away.away_reason is AwayReason.MISSED_OFFERS
+    # Their own choice says nothing of why.
+    values = apply(values, set_status(AVAILABLE).decide(snapshot(values), FIXED_CAST, False).commit)
+    back = expert_presence(values, FIXED_CAST)
+    assert back is not None and back.away_reason is None
+
+
+def test_a_wrap_up_that_runs_out_sets_the_expert_away_saying_why() -> None:
+    values = state_of("wrapping up", FIXED_CAST)
+    values = apply(values, wrap_up_expired().decide(snapshot(values), FIXED_CAST, False).commit)
+    away = expert_presence(values, FIXED_CAST)
+    assert away is not None and away.away_reason is AwayReason.WRAP_UP_EXPIRED
+    assert (away.wrap_up, away.wrap_up_until) == (None, None)
+
+
+def test_a_call_that_ends_starts_its_wrap_up_with_the_limit_from_now() -> None:
+    values = state_of("active", FIXED_CAST)
+    decision = end("kiosk").decide(snapshot(values), FIXED_CAST, False)
+    wrapping = expert_presence(apply(values, decision.commit), FIXED_CAST)
+    assert wrapping is not None
+    assert (wrapping.wrap_up, wrapping.wrap_up_until) == (CALL, NOW + CONFIG.wrap_up_limit)
+    assert decision.commit.deadlines_set[deadline_key("wrapup", FIXED_CAST.expert.id)] == (
+        NOW + CONFIG.wrap_up_limit
+    )
+    # Nobody free: the waiting citizens of the department are not offered to them.
+    waiting = call(FIXED_CAST, Phase.WAITING, id="next")
+    assert transitions.plan_offers([waiting], [wrapping]) == []
+
+
+def test_without_a_wrap_up_limit_the_expert_takes_calls_as_the_call_ends() -> None:
+    values = state_of("active", FIXED_CAST)
+    no_wrap_up = dataclasses.replace(CONFIG, wrap_up_limit=0.0)
+    decision = transitions.end(snapshot(values), FIXED_CAST.kiosk, REMOTE, config=no_wrap_up)
+    after = expert_presence(apply(values, decision.commit), FIXED_CAST)
+    assert after is not None and after.free and after.wrap_up is None
 
 
 # -- the same event twice, and events after the fact
@@ -579,6 +631,7 @@ class World:
             deadline_key("noexpert", CALL),
             *(deadline_key("grace", CALL, k) for k in GRACE_KEYS),
             deadline_key("offline", self.cast.expert.id),
+            deadline_key("wrapup", self.cast.expert.id),
         ]
 
     async def observe(self) -> Observed:
@@ -633,8 +686,8 @@ class World:
             keys = [deadline_key("grace", call_id, k) for k in GRACE_KEYS]
         elif what.startswith("grace:"):
             keys = [deadline_key("grace", call_id, what.removeprefix("grace:"))]
-        elif what == "offline":
-            keys = [deadline_key("offline", self.cast.expert.id)]
+        elif what in ("offline", "wrapup"):
+            keys = [deadline_key(what, self.cast.expert.id)]
         else:
             keys = [deadline_key(what, call_id)]
         due = [await self.store.deadline(k) for k in keys]
@@ -645,6 +698,7 @@ class World:
             "noexpert": CONFIG.no_expert_wait,
             "grace": CONFIG.grace_period,
             "offline": CONFIG.grace_period,
+            "wrapup": CONFIG.wrap_up_limit,
         }[what.split(":")[0]]
         return due == [NOW + period]
 

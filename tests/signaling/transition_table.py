@@ -58,7 +58,11 @@ REMOTE = "192.0.2.7"
 TOKENS = {"kiosk": "tok-kiosk", "expert": "tok-expert"}
 
 CONFIG = SignalingConfig(
-    ring_timeout=20.0, grace_period=30.0, no_expert_wait=120.0, missed_offers_before_away=2
+    ring_timeout=20.0,
+    grace_period=30.0,
+    no_expert_wait=120.0,
+    missed_offers_before_away=2,
+    wrap_up_limit=10.0,
 )
 T_IDLE = 900.0
 T_WAIT = 1000.0
@@ -69,7 +73,8 @@ T_REOFFER = 1025.0
 NOW = 1030.0
 """Every event happens now: the ring offered at T_OFFER is due, the one offered anew
 at T_REOFFER is not; the grace of a drop at T_DROP has not run out by the clock
-(grace deadlines are claimed by the scheduler, which is not under test)."""
+(grace deadlines are claimed by the scheduler, which is not under test); the wrap-up
+of a call that ended at T_DROP is due, one of a call that ended at T_REOFFER not."""
 
 
 # ---- the cast --------------------------------------------------------------------------
@@ -164,9 +169,18 @@ def in_call(account: Account) -> OpenCall:
     return OpenCall(account.id, CALL)
 
 
+def wrapping_up(expert: Account, ended_at: float = T_DROP, **changes: Any) -> ExpertPresence:
+    """``expert`` completing the record of CALL, whose call ended at ``ended_at``."""
+    return dataclasses.replace(
+        presence(expert, WRAP_UP, wrap_up=CALL, wrap_up_until=ended_at + CONFIG.wrap_up_limit),
+        **changes,
+    )
+
+
 AVAILABLE = PresenceStatus.AVAILABLE
 AWAY = PresenceStatus.AWAY
 BUSY = PresenceStatus.BUSY
+WRAP_UP = PresenceStatus.WRAP_UP
 OFFLINE = PresenceStatus.OFFLINE
 
 State = Callable[[Cast], tuple[Live, ...]]
@@ -247,6 +261,13 @@ STATES: dict[str, State] = {
     "available": lambda c: (presence(c.expert, AVAILABLE),),
     "away": lambda c: (presence(c.expert, AWAY),),
     "offline": lambda c: (presence(c.expert, OFFLINE, status_before_drop=AVAILABLE),),
+    # -- after a call: its record to complete (the consultation has ended)
+    "wrapping up": lambda c: (wrapping_up(c.expert),),
+    "wrapping up anew": lambda c: (wrapping_up(c.expert, T_REOFFER),),
+    "wrapping up, away after": lambda c: (wrapping_up(c.expert, status_after_call=AWAY),),
+    "wrapping up, offline": lambda c: (
+        wrapping_up(c.expert, status=OFFLINE, status_before_drop=WRAP_UP),
+    ),
 }
 
 
@@ -275,6 +296,8 @@ def seed_commit(values: Iterable[Live], config: SignalingConfig = CONFIG) -> Com
             if value.status is PresenceStatus.OFFLINE:
                 offline = deadline_key("offline", value.expert_id)
                 commit.deadlines_set[offline] = T_DROP + config.grace_period
+            if value.wrap_up is not None and value.wrap_up_until is not None:
+                commit.deadlines_set[deadline_key("wrapup", value.expert_id)] = value.wrap_up_until
     return commit
 
 
@@ -338,7 +361,7 @@ def cancel(who: str = "kiosk") -> Event:
     return Event(
         "cancel",
         "cancel" if who == "kiosk" else f"cancel by {who}",
-        lambda s, c, r: transitions.cancel(s, c.named(who), REMOTE, recorded=r),
+        lambda s, c, r: transitions.cancel(s, c.named(who), REMOTE, recorded=r, config=CONFIG),
         lambda sv, c: sv.consultations.cancel(c.named(who), CALL, REMOTE),
         who,
     )
@@ -392,7 +415,7 @@ def end(who: str) -> Event:
     return Event(
         "end",
         f"end by {who}",
-        lambda s, c, r: transitions.end(s, c.named(who), REMOTE, recorded=r),
+        lambda s, c, r: transitions.end(s, c.named(who), REMOTE, recorded=r, config=CONFIG),
         lambda sv, c: sv.consultations.end(c.named(who), CALL, REMOTE),
         who,
     )
@@ -402,7 +425,7 @@ def withdraw() -> Event:
     return Event(
         "withdraw",
         "withdraw",
-        lambda s, c, r: transitions.withdraw(s, c.admin, REMOTE, recorded=r),
+        lambda s, c, r: transitions.withdraw(s, c.admin, REMOTE, recorded=r, config=CONFIG),
         lambda sv, c: sv.consultations.withdraw(c.admin, CALL, REMOTE),
         "admin",
     )
@@ -442,7 +465,7 @@ def grace_expired(key: str) -> Event:
     return Event(
         "grace expired",
         f"grace of {key} expired",
-        lambda s, c, r: transitions.grace_expired(s, key, recorded=r),
+        lambda s, c, r: transitions.grace_expired(s, key, recorded=r, config=CONFIG),
         lambda sv, c: sv.consultations.on_deadline(deadline_key("grace", CALL, key)),
     )
 
@@ -451,7 +474,7 @@ def no_expert_expired() -> Event:
     return Event(
         "no-expert expired",
         "no-expert wait expired",
-        lambda s, c, r: transitions.no_expert_expired(s, recorded=r),
+        lambda s, c, r: transitions.no_expert_expired(s, recorded=r, config=CONFIG),
         lambda sv, c: sv.consultations.on_deadline(deadline_key("noexpert", CALL)),
     )
 
@@ -480,6 +503,33 @@ def disconnected() -> Event:
         "expert disconnected",
         lambda s, c, _r: transitions.expert_disconnected(s, c.expert, CONFIG),
         lambda sv, c: sv.presence.disconnected(c.expert),
+    )
+
+
+def wrap_up_done() -> Event:
+    """The expert saved the record of CALL, or put it off (稍后填写)."""
+
+    def run(sv: Services, c: Cast) -> Awaitable[object]:
+        expert_id = c.expert.id
+        return sv.executor.run(
+            Reads(experts=(expert_id,)),
+            lambda s, _r: transitions.wrap_up_done(s, expert_id, CALL),
+        )
+
+    return Event(
+        "wrap-up done",
+        "record saved or put off",
+        lambda s, c, _r: transitions.wrap_up_done(s, c.expert.id, CALL),
+        run,
+    )
+
+
+def wrap_up_expired() -> Event:
+    return Event(
+        "wrap-up expired",
+        "wrap-up limit passed",
+        lambda s, c, _r: transitions.wrap_up_done(s, c.expert.id, CALL, expired=True),
+        lambda sv, c: sv.presence.on_deadline(deadline_key("wrapup", c.expert.id)),
     )
 
 
@@ -677,24 +727,25 @@ CONSULTATION_ROWS: list[Row] = [
         "active",
         end("kiosk"),
         call="ended completed",
-        presence="available",
-        changes=(*CALL_ENDS, "handle-time"),
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "handle-time", "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     ok(
         "active",
         end("expert"),
         call="ended completed",
-        presence="available",
-        changes=(*CALL_ENDS, "handle-time"),
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "handle-time", "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     ok(
+        # Away once the record is done (wrap-up done below).
         "active, away after",
         end("expert"),
         call="ended completed",
-        presence="away",
-        changes=(*CALL_ENDS, "handle-time"),
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "handle-time", "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     ok(
@@ -703,9 +754,9 @@ CONSULTATION_ROWS: list[Row] = [
         end("kiosk"),
         call="ended completed",
         # Still in the grace period: offline, out of the call, forgotten by the
-        # pending offline deadline unless back in time.
+        # pending offline deadline unless back in time (then wrapping it up).
         presence="offline",
-        changes=(*CALL_ENDS, "handle-time"),
+        changes=(*CALL_ENDS, "handle-time", "+wrapup"),
         effects=(*CALL_END_FX, *ROUTE),
     ),
     refused("no call", end("expert"), NotFound),
@@ -736,8 +787,8 @@ CONSULTATION_ROWS: list[Row] = [
         "active",
         withdraw(),
         call="ended cancelled",
-        presence="available",
-        changes=CALL_ENDS,
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     # -- a participant's socket or media goes
@@ -810,16 +861,16 @@ CONSULTATION_ROWS: list[Row] = [
         "active, kiosk dropped",
         grace_expired("kiosk"),
         call="ended dropped",
-        presence="available",
-        changes=CALL_ENDS,
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     ok(
         "active, expert media dropped",
         grace_expired("media:expert"),
         call="ended dropped",
-        presence="available",
-        changes=CALL_ENDS,
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     ok(
@@ -947,6 +998,65 @@ PRESENCE_ROWS: list[Row] = [
     nothing("away", offline_expired()),
     nothing("offered", offline_expired()),
     nothing("active", offline_expired()),
+    nothing("wrapping up", offline_expired()),
+    # -- after a call, while its record is completed: no offer, the desk counts online
+    ok("wrapping up", set_status(AVAILABLE), effects=PRESENCE_FX),
+    ok(
+        # Away ends the wrap-up: the record waits among the unfinished ones.
+        "wrapping up",
+        set_status(AWAY),
+        presence="away",
+        changes=("-wrapup",),
+        effects=(*PRESENCE_FX, "arm-no-expert"),
+    ),
+    ok(
+        "wrapping up",
+        disconnected(),
+        presence="offline",
+        changes=("+offline",),
+        effects=("arm-no-expert", *ROUTE),
+    ),
+    ok(
+        "wrapping up, offline",
+        connected(),
+        presence="wrap_up",
+        changes=("-offline",),
+        effects=PRESENCE_FX,
+    ),
+    # -- the record is saved or put off (稍后填写): calls come again
+    ok(
+        "wrapping up",
+        wrap_up_done(),
+        presence="available",
+        changes=("-wrapup",),
+        effects=PRESENCE_FX,
+    ),
+    ok(
+        "wrapping up, away after",
+        wrap_up_done(),
+        presence="away",
+        changes=("-wrapup",),
+        effects=(*PRESENCE_FX, "arm-no-expert"),
+    ),
+    # Back within the grace period, they take calls (the offline deadline still runs).
+    ok("wrapping up, offline", wrap_up_done(), changes=("-wrapup",), effects=PRESENCE_FX),
+    *[
+        nothing(state, wrap_up_done())
+        for state in ("no presence", "available", "away", "offered", "active", "offline")
+    ],
+    # -- ... or the limit passes first: away, told why (the record stays unfinished)
+    ok(
+        "wrapping up",
+        wrap_up_expired(),
+        presence="away",
+        effects=(*PRESENCE_FX, "arm-no-expert"),
+    ),
+    ok("wrapping up, offline", wrap_up_expired(), effects=PRESENCE_FX),
+    nothing("wrapping up anew", wrap_up_expired()),
+    *[
+        nothing(state, wrap_up_expired())
+        for state in ("no presence", "available", "away", "offered", "active", "offline")
+    ],
 ]
 
 # Decided again once the records hold the transition (the live state changed between
@@ -977,16 +1087,16 @@ RECORDED_ROWS: list[Row] = [
         "active",
         cancel(),
         call="ended abandoned",
-        presence="available",
-        changes=CALL_ENDS,
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     recorded(
         "active",
         grace_expired("kiosk"),
         call="ended dropped",
-        presence="available",
-        changes=CALL_ENDS,
+        presence="wrap_up",
+        changes=(*CALL_ENDS, "+wrapup"),
         effects=(*CALL_END_FX, "expert:presence", *ROUTE),
     ),
     recorded(

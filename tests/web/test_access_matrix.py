@@ -565,6 +565,12 @@ async def _files(m: Matrix, role: str, relation: Relation) -> int:
     return (await m.request("GET", path, actor(role, relation)))[0]
 
 
+@probe("GET /api/v1/consultations/{consultation_id}/chat")
+async def _chat_history(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/consultations/{target(m, relation).consultation_id}/chat"
+    return (await m.request("GET", path, actor(role, relation)))[0]
+
+
 @probe("GET /api/v1/files/{file_id}")
 async def _download(m: Matrix, role: str, relation: Relation) -> int:
     path = f"/api/v1/files/{target(m, relation).file_id}"
@@ -689,6 +695,25 @@ PROBES["event decline_offer"] = _offer_probe("decline_offer")
 async def _outcome(m: Matrix, role: str, relation: Relation) -> str:
     payload = {**_ref(target(m, relation).consultation_id), "outcome": "answered"}
     return await emit(m, actor(role, relation), "save_outcome", payload)
+
+
+@probe("event defer_outcome")
+async def _defer_outcome(m: Matrix, role: str, relation: Relation) -> str:
+    """Experts put off the record of kiosk03's ended call with expert_social: it
+    (own), its colleague (dept), expert_market (other); others send it for call A."""
+    if role != "expert":
+        payload = {**_ref(target(m, relation).consultation_id), "notes": "矩阵"}
+        return await emit(m, actor(role, relation), "defer_outcome", payload)
+    consultation_id = await social_call(m)
+    await leave(m, consultation_id)
+    sender = {
+        Relation.OWN: "expert_social",
+        Relation.DEPT: "expert_social2",
+        Relation.OTHER: "expert_market",
+    }[relation]
+    answer = await emit(m, sender, "defer_outcome", {**_ref(consultation_id), "notes": "矩阵"})
+    await social_done(m, consultation_id)
+    return answer
 
 
 @probe("event send_chat")

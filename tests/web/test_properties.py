@@ -241,6 +241,9 @@ async def _open_call(url: str, call: Call) -> None:
         with contextlib.suppress(Exception):
             await call.expert.end(expert_state.consultation.consultation_id)
     with contextlib.suppress(Exception):
+        # Away first: it ends the wrap-up of a call an example ended (its record
+        # waits among the unfinished), which offers would otherwise wait for.
+        await call.expert.set_presence("away")
         await call.expert.set_presence("available")
     call.expert.drain("offer")
     call.kiosk.drain("consultation")
