@@ -6,8 +6,12 @@ an expert rung, call, a PDF previewed, the phone's QR code, rating with the
 reference), the phone's page, expert (a ringing offer, the call with a document
 just arrived, after the call), a staff call on the clerk's page, clerk (today's
 list with a consultation opened; a search result opened, one file attached),
-admin (each tab) and the login form."""
+admin (each tab) and the login form; and where the journey goes wrong: the
+question before declining, a call without picture or sound on both sides, a
+large document on its way on both sides, the expert's wrap-up and records to
+complete, a ring-out on both sides, a locked login."""
 
+import dataclasses
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
@@ -19,6 +23,7 @@ from tests.chromium import (
     chat_from,
     go_available,
     open_logged_in,
+    request_from_kiosk,
     wait_for_js,
     wait_media_both_ways,
 )
@@ -208,3 +213,143 @@ async def staff_call(browser: Any, server: Served, visit: Visit) -> None:
     await visit("clerk-staff-alert", clerk)
     await kiosk.context.close()
     await clerk.context.close()
+
+
+# ---- the expert's desk beyond the happy path (issue 20) ------------------------------
+
+UPLOAD_BYTES = 8 * 1024 * 1024
+"""A document large enough to take several parts (the first part is 1 MiB)."""
+
+
+@dataclasses.dataclass
+class HeldUpload:
+    """An upload whose parts after the first the browser holds back."""
+
+    page: Any
+    release_parts: Any  # asyncio.Event
+    url: str = ""
+    """The upload's path (/api/v1/uploads/<id>), once its first part went."""
+
+    async def release(self) -> None:
+        """Let the held parts fail (after a cancel) and stop holding."""
+        self.release_parts.set()
+        await self.page.unroute("**/api/v1/uploads/**")
+
+
+async def held_upload(page: Any, path: Path) -> HeldUpload:
+    """Choose ``path`` in the page's file-input with every part after the first held
+    back, so that its row shows a share sent and stays so."""
+    import asyncio
+    import contextlib
+    from urllib.parse import urlsplit
+
+    from playwright.async_api import Error as PlaywrightError
+
+    held = HeldUpload(page, asyncio.Event())
+    parts = 0
+
+    async def hold(route: Any) -> None:
+        nonlocal parts
+        if route.request.method == "PATCH":
+            parts += 1
+            held.url = urlsplit(route.request.url).path
+            if parts > 1:
+                await held.release_parts.wait()
+                # The page may have given the request up already (its cancel).
+                with contextlib.suppress(PlaywrightError):
+                    await route.abort()
+                return
+        await route.continue_()
+
+    await page.route("**/api/v1/uploads/**", hold)
+    await page.get_by_test_id("file-input").set_input_files(str(path))
+    await page.wait_for_selector("[data-testid=upload-percent]:not(:has-text('已发送 0%'))")
+    return held
+
+
+async def expert_desk(browser: Any, server: Served, tmp_path: Path, visit: Visit) -> None:
+    """A call whose media never comes: the offer declined once (asked first), then
+    accepted; both sides told what to do when no picture or sound comes; a large
+    document on its way on each side, with its share sent and a cancel; after the
+    call, the wrap-up form and the record put off into "records to complete". The
+    server's ring timeout must outlast the visit to the question before declining."""
+    expert = await open_logged_in(
+        browser, server, "expert", "expert_market", viewport=DESK_VIEWPORT
+    )
+    await go_available(expert)
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=KIOSK_VIEWPORT)
+    # The kiosk's media never reaches the relay (as on a network that blocks it).
+    await kiosk.route("**/api/v1/media/**", lambda route: route.abort())
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    await request_from_kiosk(kiosk, "market")
+
+    await expert.wait_for_selector("[data-testid=accept-call]:visible")
+    await expert.get_by_test_id("decline-call").click()
+    await expert.wait_for_selector("#confirm-dialog[open]")
+    await visit("expert-decline-confirm", expert)
+    await expert.get_by_test_id("confirm-no").click()
+    await expert.get_by_test_id("accept-call").click()
+
+    await expert.wait_for_selector("[data-testid=media-trouble]:visible", timeout=45000)
+    await kiosk.wait_for_selector("[data-testid=media-trouble]:visible", timeout=45000)
+    await visit("expert-media-failed", expert)
+    await visit("kiosk-media-failed", kiosk)
+    await expert.get_by_test_id("media-use-chat").click()
+    await kiosk.get_by_test_id("media-use-chat").click()
+
+    scan = tmp_path / "档案扫描件.pdf"
+    scan.write_bytes(b"%PDF-1.4\n" + bytes(UPLOAD_BYTES))
+    for state, page in (("expert-upload", expert), ("kiosk-upload", kiosk)):
+        held = await held_upload(page, scan)
+        await visit(state, page)
+        await page.get_by_test_id("upload-cancel").click()
+        await page.wait_for_selector("[data-testid=upload-percent]:has-text('已取消')")
+        await held.release()
+
+    await expert.get_by_test_id("end-call").click()
+    await expert.get_by_test_id("confirm-yes").click()
+    await expert.wait_for_selector("[data-testid=wrap-up-note]:not(:empty)")
+    await expert.get_by_test_id("notes").fill("未能视频，已用文字说明所需材料。")
+    await visit("expert-wrap-up", expert)
+    await expert.get_by_test_id("save-later").click()
+    await expert.wait_for_selector("[data-testid=unfinished-row]")
+    await visit("expert-unfinished", expert)
+    await kiosk.context.close()
+    await expert.context.close()
+
+
+async def ring_out(browser: Any, server: Served, visit: Visit) -> None:
+    """The only expert lets the offer ring out twice (the server's ring timeout must
+    be short): the kiosk says so, the expert is set away and told why."""
+    expert = await open_logged_in(
+        browser, server, "expert", "expert_market", viewport=DESK_VIEWPORT
+    )
+    await go_available(expert)
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=KIOSK_VIEWPORT)
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    await request_from_kiosk(kiosk, "market")
+    await expert.wait_for_selector("[data-testid=presence-notice]:visible", timeout=30000)
+    await kiosk.wait_for_selector("#waiting-state[data-i18n='kiosk.rang_out']")
+    await visit("kiosk-rang-out", kiosk)
+    await visit("expert-away-notice", expert)
+    await kiosk.context.close()
+    await expert.context.close()
+
+
+async def login_locked(browser: Any, server: Served, visit: Visit) -> None:
+    """Wrong passwords until the login is refused for a while: it says how long."""
+    context = await browser.new_context(viewport=DESK_VIEWPORT)
+    page = await context.new_page()
+    await page.goto(f"{server.url}/expert")
+    await page.wait_for_selector("body[data-ready]")
+    for _ in range(20):
+        await page.get_by_test_id("login-username").fill("expert_housing")
+        await page.get_by_test_id("login-password").fill("not-the-password")
+        await page.get_by_test_id("login-submit").click()
+        await page.wait_for_selector("#login-message:not(:empty)")
+        if await page.locator("#login-message[data-i18n='login.throttled_for']").count():
+            break
+        await page.evaluate("document.getElementById('login-message').textContent = ''")
+    await page.wait_for_selector("#login-message[data-i18n='login.throttled_for']")
+    await visit("login-locked", page)
+    await context.close()

@@ -95,3 +95,26 @@ async def test_a_staff_call_alert_has_no_wcag_violations(
     await page_tour.staff_call(browser, sqlite_server, visits)
     assert visits.states == ["clerk-staff-alert"]
     assert not visits.problems, "\n".join(visits.problems)
+
+
+async def test_the_desks_unhappy_states_have_no_wcag_violations(
+    browser: Any, start_server: ServerFactory, tmp_path: Path
+) -> None:
+    visits = AxeVisits()
+    server = await start_server(ring_timeout=120.0)
+    await page_tour.expert_desk(browser, server, tmp_path, visits)
+    await page_tour.login_locked(browser, server, visits)
+    await page_tour.ring_out(browser, await start_server(), visits)
+    assert visits.states == [
+        "expert-decline-confirm",
+        "expert-media-failed",
+        "kiosk-media-failed",
+        "expert-upload",
+        "kiosk-upload",
+        "expert-wrap-up",
+        "expert-unfinished",
+        "login-locked",
+        "kiosk-rang-out",
+        "expert-away-notice",
+    ]
+    assert not visits.problems, "\n".join(visits.problems)

@@ -117,6 +117,55 @@ CONTROLS: dict[str, list[Control]] = {
     "expert-offer": [tid("availability"), tid("accept-call"), tid("decline-call")],
     "expert-call": [*CALL, tid("latest-document", touch=False)],
     "expert-after-call": [tid("outcome"), tid("notes"), tid("save-outcome")],
+    # -- the desk beyond the happy path (page_tour.expert_desk, ring_out, login_locked)
+    "expert-decline-confirm": [tid("confirm-yes"), tid("confirm-no")],
+    "expert-media-failed": [
+        tid("media-trouble", touch=False),
+        tid("media-use-chat"),
+        tid("media-end-call"),
+        tid("end-call"),
+        tid("chat-input"),
+        tid("chat-send"),
+    ],
+    "kiosk-media-failed": [
+        *KIOSK_HEADER,
+        tid("media-trouble", touch=False),
+        tid("media-use-chat"),
+        tid("media-end-call"),
+        tid("end-call", primary=True),
+        tid("chat-input"),
+        tid("chat-send"),
+    ],
+    "expert-upload": [tid("upload-percent", touch=False), tid("upload-cancel"), tid("end-call")],
+    "kiosk-upload": [
+        *KIOSK_HEADER,
+        tid("upload-percent", touch=False),
+        tid("upload-cancel"),
+        tid("end-call", primary=True),
+    ],
+    "expert-wrap-up": [
+        tid("availability"),
+        tid("outcome-for"),
+        tid("wrap-up-note"),
+        tid("outcome"),
+        tid("notes"),
+        tid("save-outcome"),
+        tid("save-later"),
+    ],
+    "expert-unfinished": [tid("availability"), tid("unfinished-row"), tid("complete-record")],
+    "kiosk-rang-out": [
+        *KIOSK_HEADER,
+        Control("waiting-state", "#waiting-state", touch=False),
+        tid("queue-position", touch=False),
+        tid("cancel-request", primary=True),
+    ],
+    "expert-away-notice": [tid("availability"), tid("presence-notice"), tid("resume-calls")],
+    "login-locked": [
+        tid("login-username"),
+        tid("login-password"),
+        tid("login-submit"),
+        Control("login-message", "#login-message", touch=False),
+    ],
     "clerk-today": [
         tid("case-search"),
         tid("today-department"),
@@ -322,4 +371,22 @@ async def test_a_staff_call_alert_fits_the_clerks_screen(
         await check_state(state, page, problems)
 
     await page_tour.staff_call(browser, sqlite_server, visit)
+    assert not problems, "\n".join(problems)
+
+
+async def test_the_desks_unhappy_states_fit_their_screens(
+    browser: Any, start_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The question before declining, a call without picture or sound, a large
+    document on its way, the wrap-up and the records to complete, a ring-out on both
+    sides, the login refused for a while: each at every size of its screen."""
+    problems: list[str] = []
+
+    async def visit(state: str, page: Any) -> None:
+        await check_state(state, page, problems)
+
+    server = await start_server(ring_timeout=120.0)
+    await page_tour.expert_desk(browser, server, tmp_path, visit)
+    await page_tour.login_locked(browser, server, visit)
+    await page_tour.ring_out(browser, await start_server(), visit)
     assert not problems, "\n".join(problems)

@@ -1,9 +1,11 @@
 // JSON calls to the REST API; errors become ApiError with the server's code.
+// `retryAfter`: seconds from the Retry-After header (429, 503), or null.
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -28,7 +30,13 @@ export async function api(method, path, body) {
   }
   if (!response.ok) {
     const error = data?.error ?? {};
-    throw new ApiError(response.status, error.code ?? "http", error.message ?? response.statusText);
+    const wait = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+    throw new ApiError(
+      response.status,
+      error.code ?? "http",
+      error.message ?? response.statusText,
+      Number.isFinite(wait) && wait >= 0 ? wait : null,
+    );
   }
   return data;
 }

@@ -1,5 +1,7 @@
 // The call view shared by the kiosk and the expert desk: media, mute and camera
-// toggles, the quality indicator, "show a document", files and chat.
+// toggles, the quality indicator, "show a document", files and chat (with what was
+// said before a reload), and what to do when no picture or sound gets through.
+import { api } from "./api.js";
 import { DocumentCapture } from "./capture.js";
 import { chatPanel } from "./chat.js";
 import { FilePanel } from "./files.js";
@@ -8,6 +10,11 @@ import { MediaLink } from "./peer.js";
 import { closePreview } from "./preview.js";
 import { QualityIndicator } from "./quality.js";
 import { byTestId } from "./session.js";
+
+// Neither picture nor sound from the other side for this long (from the start of the
+// call, or since they last came): both sides are told, in words, what they can do.
+const MEDIA_WAIT_MS = 15000;
+const MEDIA_CHECK_MS = 1000;
 
 export class CallView {
   // `latestDocument`: show the newest document from the other side large (the
@@ -46,6 +53,20 @@ export class CallView {
     this.micButton.addEventListener("click", () => this.toggle("audio", this.micButton));
     this.cameraButton.addEventListener("click", () => this.toggle("video", this.cameraButton));
     byTestId("show-document").addEventListener("click", () => this.capture.open());
+    this.mySide = mySide;
+    this.trouble = document.getElementById("media-trouble");
+    this.watched = null;
+    this.watchTimer = null;
+    this.framesDecoded = 0;
+    byTestId("media-use-chat").addEventListener("click", () => {
+      this.troubleDismissed = true;
+      this.showTrouble(false);
+      const input = byTestId("chat-input");
+      input.scrollIntoView({ block: "nearest" });
+      input.focus();
+    });
+    // The page's own end button: it asks first, as always.
+    byTestId("media-end-call").addEventListener("click", () => byTestId("end-call").click());
   }
 
   toggle(kind, button) {
@@ -68,15 +89,55 @@ export class CallView {
 
   onStats(figures) {
     this.quality.update(figures);
-    this.placeholder.hidden = figures.framesDecoded > 0;
+    this.framesDecoded = figures.framesDecoded;
+    this.placeholder.hidden = figures.framesDecoded > 0 || !this.trouble.hidden;
+    if (figures.progressed) {
+      this.lastMedia = Date.now();
+      this.showTrouble(false);
+    }
+  }
+
+  // From the call's start, once per call: the clock that says media is not coming.
+  watchMedia(consultationId) {
+    if (this.watched === consultationId) return;
+    this.watched = consultationId;
+    this.lastMedia = Date.now();
+    this.troubleDismissed = false;
+    clearInterval(this.watchTimer);
+    this.watchTimer = setInterval(() => {
+      if (this.media.active && !this.troubleDismissed && Date.now() - this.lastMedia >= MEDIA_WAIT_MS) {
+        this.showTrouble(true);
+      }
+    }, MEDIA_CHECK_MS);
+  }
+
+  showTrouble(on) {
+    if (on && this.trouble.hidden) setText(this.trouble.querySelector("[data-role=text]"), `media.trouble.${this.mySide}`);
+    this.trouble.hidden = !on;
+    // "Connecting the picture…" no longer says what is happening under the notice.
+    this.placeholder.hidden = on || this.framesDecoded > 0;
   }
 
   async start(view, stream) {
     if (stream !== undefined && !this.media.stream) this.media.useStream(stream);
+    this.watchMedia(view.consultation_id);
     if (view.media) await this.media.start(view.media);
     this.micButton.disabled = !this.media.hasTrack("audio");
     this.cameraButton.disabled = !this.media.hasTrack("video");
     this.files.load();
+    this.loadChat();
+  }
+
+  // What was said before this page (re)loaded: the server keeps the call's chat.
+  async loadChat() {
+    const id = this.consultation();
+    if (!id) return;
+    try {
+      const data = await api("GET", `/api/v1/consultations/${id}/chat`);
+      for (const message of data.messages) this.chat.add(message);
+    } catch {
+      // Not in the call (any more): nothing to show.
+    }
   }
 
   reconnectMedia() {
@@ -87,6 +148,11 @@ export class CallView {
     this.media.stop();
     this.capture.close();
     closePreview();
+    clearInterval(this.watchTimer);
+    this.watchTimer = null;
+    this.watched = null;
+    this.framesDecoded = 0;
+    this.showTrouble(false);
   }
 
   // Nothing of the last call left on screen.

@@ -1,9 +1,16 @@
-// The chat panel of a call, shared by the kiosk and the expert desk.
+// The chat panel of a call, shared by the kiosk and the expert desk. Lines come as
+// events and, after a reload or a reconnection, from the call's history: each is
+// shown once, in the order it was sent.
 import { textElement } from "./i18n.js";
 
 export function chatPanel({ list, input, button, mySide, send }) {
+  const shown = new Map(); // message id -> sent_at
+
   function add(message) {
+    if (shown.has(message.id)) return;
+    shown.set(message.id, message.sent_at);
     const item = document.createElement("li");
+    item.dataset.sentAt = String(message.sent_at);
     item.className = message.sender === mySide ? "chat-mine" : "chat-theirs";
     const who = textElement("span", message.sender === mySide ? "chat.you" : `chat.${message.sender}`, null, "chat-who");
     const text = document.createElement("span");
@@ -11,7 +18,8 @@ export function chatPanel({ list, input, button, mySide, send }) {
     text.translate = false;
     text.textContent = message.text;
     item.append(who, text);
-    list.append(item);
+    const later = [...list.children].find((li) => Number(li.dataset.sentAt) > message.sent_at);
+    list.insertBefore(item, later ?? null);
     list.scrollTop = list.scrollHeight;
   }
 
@@ -41,6 +49,7 @@ export function chatPanel({ list, input, button, mySide, send }) {
   return {
     add,
     clear() {
+      shown.clear();
       list.replaceChildren();
       input.value = "";
     },

@@ -1,5 +1,10 @@
 // The expert's desk: availability, the department queue, ringing offers, the
 // call, the outcome, and the expert's own history with its documents.
+//
+// The after-call form belongs to one consultation (it names it) and saves to that
+// one whatever happens meanwhile. After a call the server offers the expert nobody
+// (presence "wrap_up") until the record is saved or put off (稍后填写); records put
+// off wait in "records to complete", with the notes written so far.
 import { api } from "./api.js";
 import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
@@ -11,24 +16,67 @@ import { connectSignal } from "./signal.js";
 
 let signal = null;
 let presence = "away";
+let presenceView = null;
 let offer = null;
+let offerSeenAt = 0;
+let askingDecline = false;
 let callId = null;
-let lastEndedId = null;
 let queue = { entries: [], experts: [] };
 let countdownTimer = null;
+let wrapUpTimer = null;
 let call = null;
+// The after-call form: null, or the consultation it is open for ({id, case_number,
+// reference, hall, at, saved}).
+let form = null;
+let unfinished = [];
+const halls = new Map(); // hall code -> {zh, en}
+const drafts = new Map(); // consultation id -> notes not yet kept by the server
 const ringer = new Ringer();
 
 function renderAvailability() {
   const button = byTestId("availability");
-  const on = presence === "available" || presence === "busy";
+  const on = presence === "available" || presence === "busy" || presence === "wrap_up";
   button.setAttribute("aria-pressed", on ? "true" : "false");
   button.disabled = presence === "busy";
-  setText(button, presence === "busy" ? "expert.busy" : on ? "expert.available" : "expert.away");
+  const key = { busy: "expert.busy", wrap_up: "expert.wrap_up" }[presence] ?? (on ? "expert.available" : "expert.away");
+  setText(button, key);
+  renderNotice();
+  renderWrapUp();
+}
+
+// Set away by the server (missed offers, a wrap-up that ran out): said plainly,
+// with the way back.
+function renderNotice() {
+  const notice = document.getElementById("presence-notice");
+  const reason = presence === "away" ? presenceView?.away_reason : null;
+  notice.hidden = !reason;
+  if (reason === "missed_offers") {
+    setText(notice.querySelector("[data-role=text]"), "expert.away_missed", { n: Math.max(2, presenceView.missed_in_a_row) });
+  } else if (reason === "wrap_up_expired") {
+    setText(notice.querySelector("[data-role=text]"), "expert.away_wrap_up");
+  }
+}
+
+function applyPresence(view) {
+  presenceView = view;
+  presence = view.status;
+  renderAvailability();
+  // A wrap-up the page does not show yet (a reload, another tab's call): its form.
+  if (view.wrap_up && form?.id !== view.wrap_up) openRecord(view.wrap_up);
 }
 
 function caseText(caseNumber) {
   return caseNumber ? { key: "expert.case", vars: { case: caseNumber } } : { key: "expert.no_case" };
+}
+
+function hallText(code, names = null) {
+  if (names?.zh) return names;
+  if (code && halls.has(code)) return halls.get(code);
+  return code ? code : { key: "expert.no_hall" };
+}
+
+function grouped(reference) {
+  return reference ? reference.replace(/^(.{3})(.+)$/, "$1 $2") : "—";
 }
 
 function renderQueue() {
@@ -70,13 +118,37 @@ function renderOffer() {
   panel.hidden = false;
   const caseLine = document.getElementById("offer-case");
   setText(caseLine, "expert.offer_case", { case: caseText(offer.case_number) });
+  const names = offer.hall_name_zh ? { zh: offer.hall_name_zh, en: offer.hall_name_en } : null;
   const tick = () => {
-    const left = Math.max(0, Math.ceil(offer.expires_at - Date.now() / 1000));
+    const now = Date.now() / 1000;
+    const left = Math.max(0, Math.ceil(offer.expires_at - now));
     setText(document.getElementById("offer-countdown"), "expert.countdown", { seconds: left });
+    setText(document.getElementById("offer-from"), "expert.offer_from", {
+      hall: hallText(offer.hall, names),
+      wait: { duration: offer.waited_s + (now - offerSeenAt) },
+    });
   };
   tick();
   countdownTimer = setInterval(tick, 500);
   if (wasHidden || !ringer.ringing) ringer.start(caseLine.textContent);
+}
+
+// An offer arrived now or (get_state) a while ago: when it rang first, on the page's
+// clock, so that the citizen's wait counts up from the offer's waited_s.
+function takeOffer(view) {
+  offer = view;
+  if (!view) return;
+  const now = Date.now() / 1000;
+  const rung = Math.min(view.ring_timeout_s, Math.max(0, view.ring_timeout_s - (view.expires_at - now)));
+  offerSeenAt = now - rung;
+  if (view.hall && view.hall_name_zh) halls.set(view.hall, { zh: view.hall_name_zh, en: view.hall_name_en });
+}
+
+function dropOffer() {
+  offer = null;
+  renderOffer();
+  // The question about declining an offer that has gone answers itself.
+  if (askingDecline) document.querySelector('#confirm-dialog [data-testid="confirm-no"]')?.click();
 }
 
 function showCall(view) {
@@ -85,9 +157,11 @@ function showCall(view) {
   renderOffer();
   document.getElementById("call-view").hidden = false;
   document.body.classList.add("in-call");
+  if (form?.saved) closeForm();
   document.getElementById("outcome-view").hidden = true;
   setText(byTestId("call-status"), "expert.in_call_with", { case: caseText(view.case_number) });
   call.start(view);
+  renderUnfinished();
 }
 
 function applyConsultation(view) {
@@ -97,14 +171,195 @@ function applyConsultation(view) {
     }
     showCall(view);
   } else if (view.state === "ended" && view.consultation_id === callId) {
-    lastEndedId = callId;
     callId = null;
     call.clear();
     document.getElementById("call-view").hidden = true;
     document.body.classList.remove("in-call");
-    document.getElementById("outcome-view").hidden = false;
-    byTestId("outcome-saved").textContent = "";
+    openForm(recordOfView(view));
     loadHistory();
+    loadUnfinished();
+  }
+}
+
+// ---- the after-call form: one consultation's outcome and notes ----------------
+
+function recordOfView(view) {
+  return {
+    id: view.consultation_id,
+    case_number: view.case_number,
+    reference: view.reference,
+    hall: view.hall,
+    at: view.active_at ?? view.waiting_since,
+  };
+}
+
+function recordOfRow(row) {
+  return {
+    id: row.id,
+    case_number: row.case_number,
+    reference: row.reference,
+    hall: row.hall,
+    at: row.active_at ?? row.waiting_at,
+    notes: row.notes,
+    outcome: row.outcome,
+  };
+}
+
+function renderForm() {
+  if (!form) return;
+  setText(document.getElementById("outcome-for"), "expert.record_for", {
+    case: caseText(form.case_number),
+    reference: grouped(form.reference),
+    hall: hallText(form.hall),
+    time: { time: form.at },
+  });
+}
+
+// Opens the form for `record` (what is known of it now); its notes so far (a draft
+// kept by the server, or one this page holds) fill an empty notes field.
+function openForm(record) {
+  if (form?.id === record.id && !form.saved) {
+    renderForm();
+    return;
+  }
+  form = { ...record, saved: false };
+  const notes = byTestId("notes");
+  notes.value = drafts.get(record.id) ?? record.notes ?? "";
+  byTestId("outcome").value = record.outcome ?? "answered";
+  const saved = byTestId("outcome-saved");
+  saved.textContent = "";
+  delete saved.dataset.i18n;
+  byTestId("save-later").hidden = false;
+  document.getElementById("outcome-view").hidden = false;
+  renderForm();
+  renderWrapUp();
+  renderUnfinished();
+  fillForm(record.id);
+}
+
+// What the view did not say (a reload: only the id is known), from the record.
+async function fillForm(id) {
+  const row = await api("GET", `/api/v1/consultations/${id}`).catch(() => null);
+  if (!row || form?.id !== id) return;
+  Object.assign(form, recordOfRow(row), { saved: form.saved });
+  const notes = byTestId("notes");
+  if (!notes.value && !drafts.has(id) && row.notes) notes.value = row.notes;
+  if (row.outcome && !form.saved) byTestId("outcome").value = row.outcome;
+  renderForm();
+}
+
+async function openRecord(id) {
+  if (form && !form.saved && form.id !== id) await deferForm();
+  openForm({ id, case_number: null, reference: null, hall: null, at: Date.now() / 1000 });
+}
+
+function closeForm() {
+  form = null;
+  byTestId("notes").value = "";
+  document.getElementById("outcome-view").hidden = true;
+  renderWrapUp();
+  renderUnfinished();
+}
+
+// Whether this page's form is the record the server waits for before offering calls.
+function wrappingUp() {
+  return Boolean(form && presence === "wrap_up" && presenceView?.wrap_up === form.id);
+}
+
+function renderWrapUp() {
+  const note = document.getElementById("wrap-up-note");
+  clearInterval(wrapUpTimer);
+  if (!wrappingUp()) {
+    note.textContent = "";
+    delete note.dataset.i18n;
+    return;
+  }
+  const tick = () => {
+    const left = Math.ceil((presenceView.wrap_up_until ?? 0) - Date.now() / 1000);
+    if (left <= 60 && left >= 0) setText(note, "expert.wrap_up_left", { seconds: left });
+    else if (note.dataset.i18n !== "expert.wrap_up_note") setText(note, "expert.wrap_up_note");
+  };
+  tick();
+  wrapUpTimer = setInterval(tick, 1000);
+}
+
+async function saveForm() {
+  if (!form) return;
+  const id = form.id;
+  const saved = byTestId("outcome-saved");
+  const notes = byTestId("notes").value;
+  try {
+    await signal.send("save_outcome", { consultation_id: id, outcome: byTestId("outcome").value, notes });
+    drafts.delete(id);
+    if (form?.id === id) {
+      form.saved = true;
+      byTestId("save-later").hidden = true;
+      setText(saved, "expert.saved");
+    }
+    renderWrapUp();
+    loadHistory();
+    loadUnfinished();
+  } catch {
+    setText(saved, "error.generic");
+  }
+}
+
+// 稍后填写: the server keeps the notes so far on this consultation (no outcome yet),
+// and the record waits among those to complete. Without the server, the page holds
+// the notes for when it is opened again.
+async function deferForm() {
+  if (!form || form.saved) return;
+  const id = form.id;
+  const notes = byTestId("notes").value;
+  drafts.set(id, notes);
+  try {
+    const view = await signal.send("defer_outcome", { consultation_id: id, notes });
+    drafts.delete(id);
+    if (view) applyPresence(view);
+    if (form?.id === id) closeForm();
+    setText(document.getElementById("unfinished-status"), "expert.deferred");
+  } catch (err) {
+    if (form?.id === id) setText(byTestId("outcome-saved"), err.code === "invalid_state" ? "expert.already_saved" : "error.generic");
+  }
+  loadUnfinished();
+}
+
+async function loadUnfinished() {
+  const data = await api("GET", "/api/v1/me/consultations?unfinished=true").catch(() => null);
+  if (!data) return;
+  unfinished = data.consultations;
+  renderUnfinished();
+}
+
+function renderUnfinished() {
+  const list = byTestId("unfinished-list");
+  list.replaceChildren();
+  if (unfinished.length === 0) {
+    list.append(textElement("li", "expert.unfinished_empty", null, "muted"));
+    return;
+  }
+  // One record at a time, and none during a call: the open form is saved or put off first.
+  const busy = Boolean(callId) || Boolean(form && !form.saved);
+  for (const row of unfinished) {
+    const item = document.createElement("li");
+    item.dataset.testid = "unfinished-row";
+    item.dataset.consultation = row.id;
+    item.append(
+      textElement("span", "expert.unfinished_entry", {
+        time: { time: row.active_at ?? row.waiting_at },
+        case: caseText(row.case_number),
+        reference: grouped(row.reference),
+        hall: hallText(row.hall),
+      }),
+    );
+    if (row.notes) item.append(textElement("span", "expert.draft", null, "tag"));
+    const open = textElement("button", "expert.complete", null, "secondary small");
+    open.type = "button";
+    open.dataset.testid = "complete-record";
+    open.disabled = busy;
+    open.addEventListener("click", () => openForm(recordOfRow(row)));
+    item.append(open);
+    list.append(item);
   }
 }
 
@@ -161,14 +416,19 @@ async function onLogin() {
     consultation: () => callId,
     latestDocument: true,
   });
-  onLanguageChange(() => renderQueue());
+  onLanguageChange(() => {
+    renderQueue();
+    renderUnfinished();
+  });
+  const known = await api("GET", "/api/v1/halls").catch(() => ({ halls: [] }));
+  for (const hall of known.halls) halls.set(hall.code, { zh: hall.name_zh, en: hall.name_en });
   signal = connectSignal({
     onConnect: async () => {
       const state = await signal.send("get_state");
-      if (state.presence) presence = state.presence.status;
-      offer = state.offer;
+      takeOffer(state.offer);
       if (state.consultation) applyConsultation(state.consultation);
       else if (callId) applyConsultation({ state: "ended", consultation_id: callId });
+      if (state.presence) applyPresence(state.presence);
       if (callId) call.reconnectMedia();
       queue = await signal.send("get_queue");
       renderAvailability();
@@ -179,23 +439,17 @@ async function onLogin() {
       if (callId) setText(byTestId("call-status"), "expert.reconnecting");
     },
   });
-  signal.on("presence", (view) => {
-    presence = view.status;
-    renderAvailability();
-  });
+  signal.on("presence", applyPresence);
   signal.on("queue_updated", (update) => {
     queue = update;
     renderQueue();
   });
   signal.on("offer", (view) => {
-    offer = view;
+    takeOffer(view);
     renderOffer();
   });
   signal.on("offer_revoked", (view) => {
-    if (offer && offer.consultation_id === view.consultation_id) {
-      offer = null;
-      renderOffer();
-    }
+    if (offer && offer.consultation_id === view.consultation_id) dropOffer();
   });
   signal.on("consultation", applyConsultation);
   signal.on("chat_message", (message) => call.chat.add(message));
@@ -206,17 +460,25 @@ async function onLogin() {
     else setText(byTestId("call-status"), "expert.in_call");
   });
 
-  byTestId("availability").addEventListener("click", async () => {
+  const setPresence = async (status) => {
     ringer.askPermission();
-    const next = presence === "available" ? "away" : "available";
-    const view = await signal.send("set_presence", { status: next }).catch(() => null);
-    if (view) presence = view.status;
-    renderAvailability();
-  });
+    const view = await signal.send("set_presence", { status }).catch(() => null);
+    if (view) applyPresence(view);
+    else renderAvailability();
+  };
+  // Wrapping up counts as taking calls: a click pauses (the record waits in the list).
+  byTestId("availability").addEventListener("click", () =>
+    setPresence(presence === "available" || presence === "wrap_up" ? "away" : "available"),
+  );
+  byTestId("resume-calls").addEventListener("click", () => setPresence("available"));
   byTestId("accept-call").addEventListener("click", async () => {
     if (!offer) return;
     ringer.stop();
-    const view = await signal.send("accept_offer", { consultation_id: offer.consultation_id }).catch(() => null);
+    const id = offer.consultation_id;
+    // A record left open (not the wrap-up: no offer comes then) keeps its notes on its
+    // own consultation before the next call takes the screen.
+    await deferForm();
+    const view = await signal.send("accept_offer", { consultation_id: id }).catch(() => null);
     if (!view) {
       offer = null;
       renderOffer();
@@ -226,11 +488,16 @@ async function onLogin() {
     // may have done so already, with this call's first chat lines since).
     applyConsultation(view);
   });
+  // Declining is final for that citizen (never offered to this expert again): asked.
   byTestId("decline-call").addEventListener("click", async () => {
-    if (!offer) return;
-    await signal.send("decline_offer", { consultation_id: offer.consultation_id }).catch(() => {});
-    offer = null;
-    renderOffer();
+    if (!offer || askingDecline) return;
+    const id = offer.consultation_id;
+    askingDecline = true;
+    const sure = await confirmDialog("expert.decline_confirm", { yesKey: "expert.decline_yes", noKey: "expert.decline_no" });
+    askingDecline = false;
+    if (!sure || offer?.consultation_id !== id) return;
+    await signal.send("decline_offer", { consultation_id: id }).catch(() => {});
+    if (offer?.consultation_id === id) dropOffer();
   });
   byTestId("end-call").addEventListener("click", async () => {
     if (callId && (await confirmDialog("call.end_confirm"))) {
@@ -238,25 +505,16 @@ async function onLogin() {
       if (view) applyConsultation(view);
     }
   });
-  byTestId("save-outcome").addEventListener("click", async () => {
-    if (!lastEndedId) return;
-    const saved = byTestId("outcome-saved");
-    try {
-      await signal.send("save_outcome", {
-        consultation_id: lastEndedId,
-        outcome: byTestId("outcome").value,
-        notes: byTestId("notes").value,
-      });
-      setText(saved, "expert.saved");
-      byTestId("notes").value = "";
-      loadHistory();
-    } catch {
-      setText(saved, "error.generic");
-    }
+  byTestId("save-outcome").addEventListener("click", saveForm);
+  byTestId("save-later").addEventListener("click", deferForm);
+  // What is typed stays with its consultation, also if the page cannot reach the
+  // server at the moment it is put off.
+  byTestId("notes").addEventListener("input", () => {
+    if (form && !form.saved) drafts.set(form.id, byTestId("notes").value);
   });
   document.addEventListener("pointerdown", () => ringer.unlock(), { once: true });
   setInterval(renderQueue, 15000);
-  await loadHistory();
+  await Promise.all([loadHistory(), loadUnfinished()]);
 }
 
 startPage({ roles: ["expert"], onLogin });

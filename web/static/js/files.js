@@ -26,7 +26,7 @@ function base64(buffer) {
   return btoa(text);
 }
 
-async function sendPart(url, offset, blob) {
+async function sendPart(url, offset, blob, signal) {
   const body = await blob.arrayBuffer();
   const digest = await crypto.subtle.digest("SHA-256", body);
   return fetch(url, {
@@ -37,8 +37,11 @@ async function sendPart(url, offset, blob) {
       "Content-Type": "application/offset+octet-stream",
     },
     body,
+    signal,
   });
 }
+
+class Cancelled extends Error {}
 
 export function formatSize(bytes) {
   if (bytes < 1024) return `${bytes} B`;
@@ -108,9 +111,12 @@ export class FilePanel {
     });
   }
 
+  // A row while the file goes: its name, a bar with the share sent in words, and a
+  // button that stops it (the server forgets what arrived).
   async upload(file) {
     const row = document.createElement("li");
     row.className = "uploading";
+    row.dataset.testid = "upload-row";
     const label = document.createElement("span");
     label.className = "file-name";
     label.translate = false;
@@ -119,47 +125,75 @@ export class FilePanel {
     bar.dataset.testid = "upload-progress";
     bar.max = Math.max(1, file.size);
     bar.value = 0;
-    const status = textElement("span", "files.uploading", null, "muted");
-    row.append(label, bar, status);
+    const status = textElement("span", "files.progress", { percent: 0 }, "muted upload-percent");
+    status.dataset.testid = "upload-percent";
+    bar.setAttribute("aria-label", file.name);
+    const cancel = textElement("button", "files.cancel", null, "secondary small");
+    cancel.type = "button";
+    cancel.dataset.testid = "upload-cancel";
+    const progress = { aborter: new AbortController(), cancelled: false, url: null };
+    const shown = (sent) => {
+      bar.value = sent;
+      setText(status, "files.progress", { percent: Math.floor((100 * sent) / Math.max(1, file.size)) });
+    };
+    cancel.addEventListener("click", () => {
+      progress.cancelled = true;
+      progress.aborter.abort();
+      cancel.disabled = true;
+    });
+    row.append(label, bar, status, cancel);
     this.list.append(row);
     // An upload lives in the server process that began it: if that process is
     // gone (a restart, a lost node) the server no longer knows the upload (404)
     // and the file is sent again from its start, at most twice.
     for (let round = 0; ; round += 1) {
       try {
-        bar.value = 0;
-        const view = await this.send(file, bar);
+        shown(0);
+        const view = await this.send(file, shown, progress);
         row.remove();
         this.add(view);
         return;
       } catch (err) {
+        if (progress.cancelled || err instanceof Cancelled) {
+          // What arrived is deleted; the row says so for a moment.
+          if (progress.url) fetch(progress.url, { method: "DELETE" }).catch(() => {});
+          row.className = "cancelled";
+          setText(status, "files.cancelled");
+          bar.remove();
+          cancel.remove();
+          setTimeout(() => row.remove(), 4000);
+          return;
+        }
         if (err.status === 404 && round < 2 && this.consultation()) continue;
         row.className = "failed";
         setText(status, failureKey(err));
         bar.remove();
+        cancel.remove();
         return;
       }
     }
   }
 
-  async send(file, bar) {
+  async send(file, shown, progress) {
     const created = await api("POST", `/api/v1/consultations/${this.consultation()}/uploads`, {
       name: file.name,
       size: file.size,
     });
+    progress.url = created.url;
     let offset = 0;
     let attempts = 0;
     let partSize = PART_MIN;
     while (offset < file.size) {
+      if (progress.cancelled) throw new Cancelled();
       const started = performance.now();
-      const response = await sendPart(created.url, offset, file.slice(offset, offset + partSize)).catch(
-        () => null,
-      );
+      const part = file.slice(offset, offset + partSize);
+      const response = await sendPart(created.url, offset, part, progress.aborter.signal).catch(() => null);
+      if (progress.cancelled) throw new Cancelled();
       if (response && response.status === 204) {
         const reached = Number(response.headers.get("Upload-Offset"));
         partSize = nextPartSize(partSize, reached - offset, (performance.now() - started) / 1000);
         offset = reached;
-        bar.value = offset;
+        shown(offset);
         attempts = 0;
         continue;
       }
@@ -177,6 +211,7 @@ export class FilePanel {
       if (head?.status === 404) throw Object.assign(new Error("upload"), { status: 404 });
       if (head?.ok) offset = Number(head.headers.get("Upload-Offset") || offset);
     }
+    if (progress.cancelled) throw new Cancelled();
     return api("POST", `${created.url}/finish`);
   }
 

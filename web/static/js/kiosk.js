@@ -273,11 +273,14 @@ function applyConsultation(view) {
   if (view.reference) lastReference = view.reference;
   if (view.state === "waiting" || view.state === "offered") {
     if (screen !== "waiting-screen") show("waiting-screen");
-    setText(
-      document.getElementById("waiting-state"),
-      view.state === "offered" ? "kiosk.offered" : "kiosk.waiting_for",
-      { department: departmentName(view.department) },
-    );
+    // After an expert let it ring out or declined, the citizen is told so, and that
+    // an expert is being called again (rung_unanswered: how often it happened).
+    const again = view.rung_unanswered > 0;
+    const waitingKey = again ? "kiosk.rang_out" : "kiosk.waiting_for";
+    const offeredKey = again ? "kiosk.offered_again" : "kiosk.offered";
+    setText(document.getElementById("waiting-state"), view.state === "offered" ? offeredKey : waitingKey, {
+      department: departmentName(view.department),
+    });
     renderPosition();
   } else if (view.state === "active") {
     closeIdleDialog();

@@ -189,13 +189,17 @@ export class MediaLink {
         figures.rtt = entry.currentRoundTripTime;
       }
     });
+    // Whether pictures or sound came in since the last report (of this connection:
+    // a new one counts from zero).
+    const media = figures.framesDecoded + figures.audioPacketsReceived;
+    figures.progressed = this.previous && this.previous.pc === pc ? media > this.previous.media : media > 0;
     if (this.previous && this.previous.pc === pc) {
       const lost = figures.packetsLost - this.previous.lost;
       const received = figures.packetsReceived - this.previous.received;
       figures.loss = lost + received > 0 ? Math.max(0, lost) / (Math.max(0, lost) + received) : null;
       figures.stalled = received <= 0;
     }
-    this.previous = { pc, lost: figures.packetsLost, received: figures.packetsReceived };
+    this.previous = { pc, lost: figures.packetsLost, received: figures.packetsReceived, media };
     if (this.remoteVideo) {
       this.remoteVideo.dataset.framesDecoded = String(figures.framesDecoded);
       this.remoteVideo.dataset.audioPackets = String(figures.audioPacketsReceived);

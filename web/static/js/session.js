@@ -1,12 +1,19 @@
 // The login form every page shares, and the switch between login and the page itself.
 import { api } from "./api.js";
-import { applyTranslations, initLanguage, t } from "./i18n.js";
+import { applyTranslations, initLanguage, setText, t } from "./i18n.js";
 
 function byTestId(id) {
   return document.querySelector(`[data-testid="${id}"]`);
 }
 
 export { byTestId };
+
+// How long a locked-out login waits, as a person says it: whole minutes from a
+// minute on (rounded up), seconds below.
+export function waitText(seconds) {
+  if (seconds >= 60) return { key: "time.minutes", vars: { m: Math.ceil(seconds / 60) } };
+  return { key: "time.seconds", vars: { s: Math.max(1, Math.ceil(seconds)) } };
+}
 
 export async function startPage({ roles, onLogin }) {
   initLanguage(byTestId("lang-toggle"));
@@ -33,6 +40,7 @@ export async function startPage({ roles, onLogin }) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     message.textContent = "";
+    delete message.dataset.i18n;
     try {
       const me = await api("POST", "/api/v1/login", {
         username: byTestId("login-username").value.trim(),
@@ -41,8 +49,11 @@ export async function startPage({ roles, onLogin }) {
       byTestId("login-password").value = "";
       await enter(me);
     } catch (err) {
-      message.textContent =
-        err.status === 429 ? t("login.throttled") : err.status === 401 ? t("login.failed") : t("error.generic");
+      if (err.status === 429 && err.retryAfter !== null) {
+        setText(message, "login.throttled_for", { wait: waitText(err.retryAfter) });
+      } else {
+        setText(message, err.status === 429 ? "login.throttled" : err.status === 401 ? "login.failed" : "error.generic");
+      }
     }
   });
   logout?.addEventListener("click", async () => {
