@@ -270,10 +270,17 @@ class DepartmentStatus(View):
     hours: str
     experts_online: int
     queue_length: int
+    open_now: bool = False
+    """Whether now (the server's local time) is within the department's usual hours."""
+    next_opening: float | None = None
+    """When its usual hours next begin (None: its hours name no time)."""
 
 
 class DepartmentStatusList(View):
     departments: list[DepartmentStatus]
+    no_expert_wait_s: float = 0.0
+    """How long a request waits while nobody of its department is online before it
+    ends (--no-expert-wait): what the kiosk tells before and while queuing."""
 
 
 class BoardDepartment(DepartmentStatus):
@@ -283,17 +290,10 @@ class BoardDepartment(DepartmentStatus):
 
 
 class SummaryView(View):
-    open_now: bool = False
-    """Whether now (the server's local time) is within the department's usual hours."""
-    next_opening: float | None = None
-    """When its usual hours next begin (None: its hours name no time)."""
     consultations: int
     answered: int
     median_wait_s: float | None
     p90_wait_s: float | None
-    no_expert_wait_s: float = 0.0
-    """How long a request waits while nobody of its department is online before it
-    ends (--no-expert-wait): what the kiosk tells before and while queuing."""
     median_handle_s: float | None
     abandonment_rate: float | None
     average_rating: float | None
