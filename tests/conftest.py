@@ -29,6 +29,21 @@ POSTGRES_ADMIN_URL = os.environ.get(
 DEMO_PASSWORD = "demo1234"
 
 
+HEAVY = ("browser", "cluster", "netns", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by place (tests/cluster: cluster; *_netns.py: netns), and ``fast`` for
+    every test with none of the heavy markers: the tier a developer runs between edits."""
+    for item in items:
+        if "cluster" in item.path.parts:
+            item.add_marker(pytest.mark.cluster)
+        if item.path.stem.endswith("_netns"):
+            item.add_marker(pytest.mark.netns)
+        if not any(item.get_closest_marker(name) for name in HEAVY):
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture(autouse=True)
 def collect_garbage() -> Iterator[None]:
     """Collect after every test, so that a leaked socket or transport fails the test
