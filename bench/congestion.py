@@ -43,15 +43,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import measure  # noqa: E402
-from tests.chromium import (  # noqa: E402
+from harness.chromium import (  # noqa: E402
     CHROMIUM,
     KEEP_CONNECTIONS,
     launch_chromium,
     open_logged_in,
     wait_for_js,
 )
-from tests.netns import Host, kill_everything_in  # noqa: E402
-from tests.web.test_https_netns import seed_demo_accounts, stop_server  # noqa: E402
+from harness.netns import Host, kill_everything_in  # noqa: E402
+from harness.servers import seed_demo_accounts, stop_server  # noqa: E402
 
 PORT = 8443
 WIRE_OVERHEAD_BYTES = 14 + 20 + 8

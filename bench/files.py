@@ -36,7 +36,8 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from bench import measure  # noqa: E402
-from bench.measure import free_port, wait_for_http  # noqa: E402
+from bench.measure import wait_for_http  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 from signaling.client import ExpertClient, KioskClient, part_headers  # noqa: E402
 from signaling.messages import OfferView  # noqa: E402
 
@@ -230,7 +231,7 @@ async def bench(sizes: list[int], samples: int, stores: list[str]) -> None:
         async with AsyncExitStack() as stack:
             environment: dict[str, list[str]] = {"local": []}
             if "s3" in stores:
-                from tests.object_store import running_object_store
+                from harness.object_store import running_object_store
 
                 objects = stack.enter_context(running_object_store())
                 bucket = objects.new_bucket()

@@ -24,11 +24,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import attacks  # noqa: E402
-from bench.measure import emit, free_port, percentile, wait_for_http  # noqa: E402
+from bench.measure import emit, percentile, wait_for_http  # noqa: E402
+from harness.peers import CallPeer, wait_until  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 from media.aiortc_private import restrict_host_addresses  # noqa: E402
 from signaling.client import ExpertClient, KioskClient  # noqa: E402
 from signaling.messages import OfferView  # noqa: E402
-from tests.media.peers import CallPeer, wait_until  # noqa: E402
 
 HALF_OPEN = 500
 

@@ -33,13 +33,14 @@ from playwright.async_api import async_playwright  # noqa: E402
 from sqlalchemy import Connection  # noqa: E402
 
 from bench import measure  # noqa: E402
-from bench.measure import cpu_seconds, free_port, percentile, wait_for_http  # noqa: E402
+from bench.measure import cpu_seconds, percentile, wait_for_http  # noqa: E402
+from harness.chromium import launch_chromium  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 from storage.demo import DEMO_PASSWORD, seed_demo  # noqa: E402
 from storage.ids import new_id  # noqa: E402
 from storage.schema import consultations  # noqa: E402
 from storage.sessions import SessionPolicy  # noqa: E402
 from storage.store import Storage  # noqa: E402
-from tests.chromium import launch_chromium  # noqa: E402
 
 PAGES = (
     ("index", None),

@@ -25,14 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import measure  # noqa: E402
-from bench.measure import free_port, wait_for_http  # noqa: E402
-from tests.chromium import (  # noqa: E402
+from bench.measure import wait_for_http  # noqa: E402
+from harness.chromium import (  # noqa: E402
     KEEP_CONNECTIONS,
     choose_department,
     launch_chromium,
     open_logged_in,
     wait_for_js,
 )
+from harness.ports import free_port  # noqa: E402
 
 VIDEO_SENT = """
 (async () => {

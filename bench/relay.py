@@ -57,7 +57,8 @@ from aiortc.contrib.media import MediaRelay  # noqa: E402
 from aiortc.rtp import RtpPacket  # noqa: E402
 
 from bench import measure  # noqa: E402
-from bench.measure import cpu_seconds, free_port, percentile  # noqa: E402
+from bench.measure import cpu_seconds, percentile  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 from media.aiortc_private import dtls_transports, intercept, restrict_host_addresses  # noqa: E402
 from media.config import MediaConfig  # noqa: E402
 from media.pool import create_relay_pool  # noqa: E402
@@ -496,7 +497,7 @@ def run_mode(
 async def loss_run(seconds: float, loss: float) -> dict[str, Any]:
     """One call through the relay with ``loss`` of one caller's packets dropped on
     its link; the other side decodes and reads the frame counters."""
-    from tests.media.peers import CallPeer
+    from harness.peers import CallPeer
 
     pool = create_relay_pool(MediaConfig(("127.0.0.1",), None, 0))
     await pool.place("loss")

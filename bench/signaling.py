@@ -152,13 +152,13 @@ if str(ROOT) not in sys.path:
 from bench import measure  # noqa: E402
 from bench.measure import (  # noqa: E402
     cpu_seconds,
-    free_port,
     machine_busy_seconds,
     percentile,
     process_tree,
     start_time,
     tree_cpu_seconds,
 )
+from harness.ports import free_port  # noqa: E402
 from signaling.client import (  # noqa: E402
     SERVER_EVENTS,
     ClientError,

@@ -1,7 +1,5 @@
 """Shared fixtures: a real server on 127.0.0.1 over SQLite or PostgreSQL, and clients."""
 
-import asyncio
-import contextlib
 import dataclasses
 import gc
 import os
@@ -15,10 +13,11 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from harness.chromium import launch_chromium
+from harness.object_store import ObjectStore, running_object_store
+from harness.redis import PrivateRedis
 from server import SHUTDOWN_SECONDS
 from signaling.client import ClientError, Documents, ExpertClient, KioskClient
-from tests.chromium import launch_chromium
-from tests.object_store import ObjectStore, running_object_store
 from web.app import create_app
 from web.keys import HUB, MEDIA, STORAGE
 from web.settings import Settings
@@ -97,23 +96,15 @@ async def create_database(prefix: str = "wl_test") -> str:
     return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
 
 
-async def redis_answers(port: int, timeout: float = 2.0) -> bool:
-    """Whether a redis-server on 127.0.0.1:``port`` answers PING (no client library:
-    the tests that start their own Redis also stop it)."""
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    """A redis-server of the test's own (harness.redis), stopped after the test."""
+    redis = PrivateRedis(tmp_path / "redis")
+    await redis.start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    try:
-        writer.write(b"PING\r\n")
-        async with asyncio.timeout(timeout):
-            return await reader.readline() == b"+PONG\r\n"
-    except (OSError, TimeoutError):
-        return False
+        yield redis
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await redis.stop()
 
 
 async def drop_database(url: str) -> None:

@@ -13,8 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench.measure import free_port
-from tests.debian_tools import debian_tool
+from harness.debian_tools import debian_tool
+from harness.ports import free_port
 from tests.deploy_samples import DEPLOY, render_sample
 
 SAMPLE = DEPLOY / "coturn" / "turnserver.conf"

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.debian_tools import debian_tool
+from harness.debian_tools import debian_tool
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

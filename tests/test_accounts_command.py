@@ -9,11 +9,12 @@ from pathlib import Path
 
 import aiohttp
 
+from harness.ports import free_port
 from storage.accounts import Accounts
 from storage.audit import AuditLog
 from storage.database import Database, database_url
 from storage.records import Role
-from tests.test_server import ROOT, free_port, start, stop, wait_healthy
+from tests.test_server import ROOT, start, stop, wait_healthy
 
 PASSWORD = "Harbour-Lights-2026"
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import debian_tools
-from tests.debian_tools import PACKAGES, debian_tool
+from harness import debian_tools
+from harness.debian_tools import PACKAGES, debian_tool
 
 
 @pytest.mark.parametrize(("program", "package"), sorted(PACKAGES.items()))

@@ -12,12 +12,12 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bench.measure import free_port
+from harness.peers import CallPeer, wait_until
+from harness.ports import free_port
 from media.aiortc_private import restrict_host_addresses
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import ConsultationView, OfferView
 from tests.conftest import create_database, drop_database
-from tests.media.peers import CallPeer, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE_NUMBER = "CASE-7731-QZ"

@@ -1,7 +1,6 @@
 """The entry point as an operator runs it: a real process, real TLS."""
 
 import asyncio
-import socket
 import ssl
 import subprocess
 import sys
@@ -10,13 +9,9 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 
+from harness.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_plain_http_on_a_public_address_is_refused_with_the_reason(tmp_path: Path) -> None:

@@ -26,8 +26,9 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import free_port, wait_for_http  # noqa: E402
-from tests.chromium import choose_department, launch_chromium, wait_for_js  # noqa: E402
+from bench.measure import wait_for_http  # noqa: E402
+from harness.chromium import choose_department, launch_chromium, wait_for_js  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 
 KIOSK = {"width": 1080, "height": 1920}
 KIOSK_LANDSCAPE = {"width": 1920, "height": 1080}

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cluster.processes import eventually, free_port
-from tests.debian_tools import debian_tool
+from harness.debian_tools import debian_tool
+from harness.ports import free_port
+from tests.cluster.processes import eventually
 from tests.deploy_samples import DEPLOY, render_sample
 from web.tls import ensure_self_signed
 

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from harness.ports import free_port
 from signaling.client import ExpertClient, KioskClient, WindowlinkClient
 from storage.audit_keys import master_audit_keys
 from storage.demo import seed_demo
@@ -49,9 +49,8 @@ from storage.passwords import hash_password
 from storage.records import Role
 from storage.sessions import SessionPolicy
 from storage.store import Storage
-from tests.conftest import DEMO_PASSWORD, drop_database, redis_answers
+from tests.conftest import DEMO_PASSWORD, drop_database
 from tests.conftest import create_database as create_test_database
-from tests.debian_tools import debian_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -60,13 +59,6 @@ STARTUP = 120.0
 workers; the machine is shared)."""
 
 ClientT = TypeVar("ClientT", bound=WindowlinkClient)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
@@ -356,67 +348,6 @@ async def open_deployment(root: Path, redis_url: str = SHARED_REDIS) -> AsyncIte
 
 
 # ---- a Redis server of a test's own -------------------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server on a free port of its own, to stop and start again. It saves
-    nothing by itself (``--save ''``); ``shutdown_saving`` writes its data to its
-    directory on the way down, and a start in the same directory loads it."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = await asyncio.create_subprocess_exec(
-            debian_tool("redis-server"),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(self.directory),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        await eventually(self.answers, 30, f"redis-server on port {self.port} answers")
-
-    async def answers(self) -> bool:
-        return await redis_answers(self.port)
-
-    async def shutdown_saving(self) -> None:
-        """SHUTDOWN SAVE: the data goes to dump.rdb, the server exits."""
-        assert self.process is not None
-        _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            writer.write(b"SHUTDOWN SAVE\r\n")
-            await writer.drain()
-            await asyncio.wait_for(self.process.wait(), 30)
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        assert (self.directory / "dump.rdb").exists()
-
-    async def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            if process.returncode is None:
-                process.kill()
-            await asyncio.wait_for(process.wait(), 30)
 
 
 # ---- clients -------------------------------------------------------------------------

@@ -26,6 +26,8 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from harness.peers import CallPeer, in_order, wait_until
+from harness.redis import PrivateRedis
 from signaling.client import ClientError, ExpertClient, KioskClient
 from signaling.messages import (
     ChatView,
@@ -39,7 +41,6 @@ from signaling.messages import (
 from tests.cluster.processes import (
     Clients,
     Deployment,
-    PrivateRedis,
     ProcessId,
     ServerProcess,
     children_of,
@@ -56,7 +57,6 @@ from tests.cluster.processes import (
     sid_of,
 )
 from tests.conftest import RunningServer, upload_file
-from tests.media.peers import CallPeer, in_order, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -754,7 +754,7 @@ async def test_no_childs_command_line_carries_a_secret_given_as_a_flag(
 async def test_browser_journey_with_kiosk_and_expert_pages_on_two_processes(
     deployment: Deployment, browser: Any
 ) -> None:
-    from tests.chromium import (
+    from harness.chromium import (
         go_available,
         open_logged_in,
         request_from_kiosk,

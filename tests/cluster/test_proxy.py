@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from tests.chromium import (
+from harness.chromium import (
     go_available,
     open_logged_in,
     request_from_kiosk,

@@ -8,11 +8,11 @@ import signal
 
 import pytest
 
+from harness.peers import CallPeer, wait_until
 from signaling.client import ExpertClient
 from signaling.messages import ConsultationView, MediaAccess, OfferView
 from tests.cluster.processes import Clients, Deployment, ServerProcess, eventually, relay_reports
 from tests.cluster.test_cluster import flowing, join_media, relay_connections
-from tests.media.peers import CallPeer, wait_until
 
 pytestmark = pytest.mark.postgres
 

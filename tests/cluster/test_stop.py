@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from harness.peers import CallPeer, wait_until
 from signaling.client import ClientError, WindowlinkClient, part_headers
 from signaling.messages import ConsultationView, OfferView
 from tests.cluster.processes import Clients, Deployment, ProcessId, children_of, eventually
 from tests.cluster.test_cluster import flowing, join_media
-from tests.media.peers import CallPeer, wait_until
 from tests.pg_locks import table_locked, waiting_on_locks
 from tests.web.test_upload_limits import begin
 

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from harness.object_store import ObjectStore
 from signaling.client import part_headers
 from signaling.messages import ConsultationView, OfferView
 from tests.cluster.processes import Clients, Deployment
-from tests.object_store import ObjectStore
 from tests.web.test_upload_limits import begin
 
 pytestmark = pytest.mark.postgres

@@ -5,8 +5,8 @@ waits for its connectivity checks instead of failing at once."""
 import re
 import uuid
 
+from harness.peers import CallPeer, wait_until
 from tests.conftest import ClientFactory, RunningServer, active_call
-from tests.media.peers import CallPeer, wait_until
 from tests.media.test_media_api import media_of, post_offer
 
 

@@ -7,10 +7,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.peers import CallPeer, in_order, wait_until
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import ConsultationView, PeerStatus
 from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call
-from tests.media.peers import CallPeer, in_order, wait_until
 
 
 async def media_of(client: KioskClient | ExpertClient) -> tuple[str, str]:

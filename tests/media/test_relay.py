@@ -10,9 +10,9 @@ from struct import pack
 
 import pytest
 
+from harness.peers import CallPeer, in_order, wait_until
 from media.config import MediaConfig
 from media.pool import LocalRelayPool
-from tests.media.peers import CallPeer, in_order, wait_until
 
 LEGS = ("kiosk", "expert")
 

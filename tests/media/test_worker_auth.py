@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from harness.peers import CallPeer
 from media.config import MediaConfig
 from media.errors import NotAParticipant
 from media.internal_auth import HEADER, Signer, signing_key
 from media.worker_pool import WorkerRelayPool
-from tests.media.peers import CallPeer
 from web.metrics import Metrics
 
 SECRET = "cluster-secret-for-tests-" + os.urandom(8).hex()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.measure import free_port
+from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

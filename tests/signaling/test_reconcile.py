@@ -14,11 +14,11 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
+from harness.redis import PrivateRedis
 from signaling import transitions
 from signaling.client import ClientError, KioskClient
 from signaling.effects import DiscardUploads, MarkEnded
@@ -28,7 +28,7 @@ from signaling.messages import ConsultationView
 from signaling.reconcile import Mismatch, Repair, plan_repairs
 from signaling.transitions import Snapshot
 from storage.records import ConsultationRecord, ConsultationState, EndReason
-from tests.cluster.processes import PrivateRedis, eventually
+from tests.cluster.processes import eventually
 from tests.conftest import (
     ClientFactory,
     ServerFactory,
@@ -276,16 +276,6 @@ async def postgres_url() -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(url)
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    redis = PrivateRedis(tmp_path / "redis")
-    await redis.start()
-    try:
-        yield redis
-    finally:
-        await redis.stop()
 
 
 @pytest.mark.postgres

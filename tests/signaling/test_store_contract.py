@@ -10,17 +10,14 @@ own, to stop and pause it.
 
 import asyncio
 import dataclasses
-import os
 import secrets
-import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from harness.redis import PrivateRedis
 from signaling.live import (
     ExpertPresence,
     Live,
@@ -36,8 +33,6 @@ from signaling.live import (
 from signaling.memory_store import InProcessStore
 from signaling.redis_store import RedisStore
 from signaling.store import Commit, LiveStore, StoreClosed, StoreUnavailable
-from tests.conftest import redis_answers
-from tests.debian_tools import debian_tool
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -814,74 +809,6 @@ async def test_idle_slot_keys_vanish_from_redis(redis_prefix: str) -> None:
     finally:
         await redis.aclose()
         await store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    """A redis-server of a test's own, which it may stop, start again and pause."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            debian_tool("redis-server"),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(self.directory),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await eventually(self._answers)
-
-    async def _answers(self) -> bool:
-        return await redis_answers(self.port, timeout=1)
-
-    async def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.returncode is None:
-            process.kill()
-            async with asyncio.timeout(10):
-                await process.wait()
-
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def every_operation(store: LiveStore) -> list[Callable[[], Awaitable[object]]]:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import stat
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from harness.ports import free_port
 from signaling.client import Documents, ExpertClient, KioskClient, UploadTicket
 from signaling.messages import OfferView
 from storage.audit import GENESIS_HASH, entry_hash
@@ -139,12 +139,6 @@ def test_the_manifest_round_trips_and_names_only_files_inside_the_backup() -> No
 
 
 # ---- helpers --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pdf(size: int) -> bytes:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure import free_port
+from harness.object_store import ObjectStore
+from harness.ports import free_port
 from storage.blobs import (
     PART_SIZE,
     SUFFIX,
@@ -22,7 +23,6 @@ from storage.blobs import (
     parse_blob_url,
 )
 from tests.conftest import ServerFactory
-from tests.object_store import ObjectStore
 from web.keys import FILES
 
 

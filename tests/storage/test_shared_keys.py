@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from harness.object_store import ObjectStore
 from storage.schema import files, keks, period_keys
 from tests.conftest import (
     ClientFactory,
@@ -24,7 +25,6 @@ from tests.conftest import (
     login_session,
     upload_file,
 )
-from tests.object_store import ObjectStore
 from web.keys import FILES
 
 pytestmark = pytest.mark.postgres

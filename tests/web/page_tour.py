@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tests.chromium import (
+from harness.chromium import (
     Served,
     chat_from,
     go_available,

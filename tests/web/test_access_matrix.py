@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import socketio
 
+from harness.peers import CallPeer
 from signaling.client import (
     ClientError,
     Documents,
@@ -42,7 +43,6 @@ from tests.access_table import (
     Subject,
 )
 from tests.conftest import DEMO_PASSWORD, RunningServer, ServerFactory
-from tests.media.peers import CallPeer
 from web.app import API_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,9 +23,9 @@ from bench.congestion import (
     shaped,
     wrapper,
 )
-from tests.chromium import FRAMES_DECODED, launch_chromium, wait_for_js
-from tests.debian_tools import debian_tool
-from tests.netns import unavailable_reason
+from harness.chromium import FRAMES_DECODED, launch_chromium, wait_for_js
+from harness.debian_tools import debian_tool
+from harness.netns import unavailable_reason
 
 pytestmark = pytest.mark.browser
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from harness.chromium import go_available, open_logged_in, request_from_kiosk
 from signaling.client import KioskClient
 from signaling.messages import ConsultationView
-from tests.chromium import go_available, open_logged_in, request_from_kiosk
 from tests.conftest import ClientFactory, RunningServer, ServerFactory, login_session
 from tests.web import page_tour
 from tests.web.test_pages_browser import assert_switches_language

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.object_store import ObjectStore
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import FileView
 from storage.attachments import attach_refusal
@@ -24,7 +25,6 @@ from tests.conftest import (
     login_session,
     upload_file,
 )
-from tests.object_store import ObjectStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)
 PDF = b"%PDF-1.7\n" + os.urandom(200_000) + b"\n%%EOF\n"

@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,17 +13,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from harness.ports import free_port
 from signaling.client import ExpertClient, KioskClient, part_headers
 from signaling.messages import OfferView
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:

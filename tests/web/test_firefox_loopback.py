@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.chromium import go_available, open_logged_in
+from harness.chromium import go_available, open_logged_in
 from tests.conftest import RunningServer, ServerFactory
 from tests.web.test_https_netns import FIREFOX, FirefoxKiosk
 

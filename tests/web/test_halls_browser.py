@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from harness.chromium import open_logged_in
 from storage.references import reference_of
-from tests.chromium import open_logged_in
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session
 from tests.web.page_tour import DESK_VIEWPORT
 

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from storage.demo import DEMO_PASSWORD, seed_demo
-from tests.chromium import CHROMIUM, chat_from, launch_chromium
-from tests.netns import Host, HostPair, host_pair, kill_everything_in, unavailable_reason
-from web.app import open_storage
-from web.settings import Settings
+from harness.chromium import CHROMIUM, chat_from, launch_chromium
+from harness.netns import Host, HostPair, host_pair, kill_everything_in, unavailable_reason
+from harness.servers import STOP_TIMEOUT, seed_demo_accounts, stop_server
+from storage.demo import DEMO_PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +38,6 @@ REPO = Path(__file__).resolve().parents[2]
 PORT = 8443
 FIREFOX = "/usr/bin/firefox-esr"
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 MEDIA_TIMEOUT = 60.0
 STEP_MS = 20000
 
@@ -122,34 +119,6 @@ def hosts() -> Iterator[HostPair]:
         pytest.skip(reason)
     with host_pair() as pair:
         yield pair
-
-
-def seed_demo_accounts(data_dir: Path) -> None:
-    """--demo is refused off loopback: seed the same accounts before the server starts
-    (in a thread of its own, away from the test's event loop)."""
-
-    async def seed() -> None:
-        storage = await open_storage(Settings(data_dir=data_dir))
-        try:
-            await seed_demo(storage)
-        finally:
-            await storage.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, seed()).result()
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server, as an init system sends it; SIGKILL to its whole process
-    group (the relay workers too) after a bounded wait."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(STOP_TIMEOUT)
 
 
 def wait_empty(host: Host, timeout: float) -> list[int]:

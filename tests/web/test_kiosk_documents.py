@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 import segno
 
+from harness.chromium import open_logged_in, request_from_kiosk, wait_for_js
 from signaling.messages import FileView, OfferView
 from storage.records import Role
-from tests.chromium import open_logged_in, request_from_kiosk, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, login_session, upload_file
 from tests.web.documents import pdf_with_pages, png
 from tests.web.test_pages_browser import assert_switches_language

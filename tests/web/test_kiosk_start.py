@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.chromium import go_available, open_logged_in, wait_for_js
+from harness.chromium import go_available, open_logged_in, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, ServerFactory
 from tests.web.test_pages_browser import assert_switches_language
 

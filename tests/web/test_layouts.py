@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.chromium import choose_department, open_logged_in, wait_for_js
+from harness.chromium import choose_department, open_logged_in, wait_for_js
 from tests.conftest import ClientFactory, RunningServer, ServerFactory
 from tests.web import page_tour
 

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.ports import free_port
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import ConsultationView, OfferView
 
@@ -74,12 +74,6 @@ schemathesis.serializer.alias("application/offset+octet-stream", "application/oc
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class ServerProcess:
     url: str
@@ -94,7 +88,7 @@ class ServerProcess:
 def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``python server.py`` on a free port with the demo data, stopped after the module."""
     base = tmp_path_factory.mktemp("conformance")
-    port = _free_port()
+    port = free_port()
     log = base / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from signaling.client import KioskClient
-from signaling.messages import ConsultationView
-from tests.chromium import (
+from harness.chromium import (
     FRAMES_DECODED,
     chat_from,
     choose_department,
@@ -21,6 +19,8 @@ from tests.chromium import (
     wait_for_js,
     wait_media_both_ways,
 )
+from signaling.client import KioskClient
+from signaling.messages import ConsultationView
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
 
 pytestmark = pytest.mark.browser

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import HostPair, host_pair, kill_everything_in, unavailable_reason
+from harness.netns import HostPair, host_pair, kill_everything_in, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 PORT = 8080

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.chromium import (
+from harness.chromium import (
     go_available,
     keeping_connections,
     open_logged_in,

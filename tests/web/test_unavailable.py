@@ -3,24 +3,11 @@ nothing: real faults (a Redis of the test's own stopped, a SQLite database whose
 write lock another connection holds), then the same request once it is back."""
 
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
-import pytest
 
-from tests.cluster.processes import PrivateRedis
+from harness.redis import PrivateRedis
 from tests.conftest import DEMO_PASSWORD, ServerFactory, login_session
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    redis = PrivateRedis(tmp_path / "redis")
-    await redis.start()
-    try:
-        yield redis
-    finally:
-        await redis.stop()
 
 
 async def post(url: str, body: dict[str, str]) -> tuple[int, dict[str, object], str | None]:

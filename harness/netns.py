@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 
-from tests.debian_tools import debian_tool
+from harness.debian_tools import debian_tool
 
 IP = "ip"
 COMMAND_TIMEOUT = 10.0

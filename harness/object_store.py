@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bench.measure import free_port
+from harness.ports import free_port
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "windowlink-test",

@@ -4,8 +4,8 @@ tests, bench/pages.py and docs/screenshots/take.py alike."""
 
 from typing import Any, Protocol
 
+from harness.debian_tools import debian_tool
 from storage.demo import DEMO_PASSWORD as DEMO_PASSWORD  # the tests and benches log in with it
-from tests.debian_tools import debian_tool
 
 CHROMIUM = "/usr/bin/chromium"
 FRAMES_DECODED = (
