@@ -11,6 +11,7 @@ with the call.
 """
 
 import hashlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -272,7 +273,7 @@ async def send_file(request: web.Request) -> web.StreamResponse:
     if not await links.take_file(token, secret):
         # A wrong claim, or everything announced has been sent.
         current, state, _kiosk = await _usable(request, token)
-        if current.claim_hash != token_hash(secret):
+        if not hmac.compare_digest(current.claim_hash or "", token_hash(secret)):
             raise _unauthorized()
         raise _gone(LinkState.USED)
     upload: Upload | None = None

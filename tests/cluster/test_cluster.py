@@ -566,6 +566,7 @@ async def test_restart_of_the_only_process_keeps_the_queue_and_the_call(
         for peer in peers:
             await peer.close()
     await expert.end(call_id)
+    await expert.save_outcome(call_id, "answered")
     offer = await expert.next_event(
         "offer", OfferView, where=lambda o: o.consultation_id == queued[0], timeout=30
     )

@@ -90,12 +90,14 @@ async def uploaded(
     server: RunningServer, connect: ClientFactory, content: bytes
 ) -> tuple[str, str]:
     """A consultation taken to active, a document uploaded, the call ended; the ids."""
-    kiosk, _, call_id = await active_call(server, connect)
+    kiosk, expert, call_id = await active_call(server, connect)
     session = await login_session(server, "kiosk01")
     async with session:
         status, record = await upload_file(server, session, call_id, "a.pdf", content)
     assert status == 201, record
     await kiosk.end(call_id)
+    # As the expert does after every call: the next citizen is offered after this.
+    await expert.save_outcome(call_id, "answered")
     return call_id, str(record["id"])
 
 
