@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from harness.ports import free_port
 from storage.accounts import Accounts
@@ -15,6 +16,8 @@ from storage.audit import AuditLog
 from storage.database import Database, database_url
 from storage.records import Role
 from tests.test_server import ROOT, start, stop, wait_healthy
+
+pytestmark = pytest.mark.slow
 
 PASSWORD = "Harbour-Lights-2026"
 

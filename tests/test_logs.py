@@ -19,6 +19,8 @@ from signaling.client import ExpertClient, KioskClient
 from signaling.messages import ConsultationView, OfferView
 from tests.conftest import create_database, drop_database
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 CASE_NUMBER = "CASE-7731-QZ"
 IDENTITY_NUMBER = "11010119900307451X"

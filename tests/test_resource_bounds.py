@@ -4,7 +4,11 @@ uploads, all at once against a real server process. The victims' round-trip
 times are reported (bench/limits.py measures them against the 50 ms target);
 the test checks what must hold whatever the machine's speed."""
 
+import pytest
+
 from bench.limits import HALF_OPEN, scenario
+
+pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
 # Ceilings stated in docs/OPERATIONS.md ("Limits").

@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 from cryptography import x509
 
 from harness.ports import free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -97,6 +97,7 @@ async def test_legs_with_different_payload_types_extension_ids_and_mline_order(
         await expert.close()
 
 
+@pytest.mark.slow
 async def test_two_percent_loss_on_one_link_is_repaired_through_the_relay(
     pool: LocalRelayPool,
 ) -> None:

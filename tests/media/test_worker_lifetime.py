@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from harness.ports import free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

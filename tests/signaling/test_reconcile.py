@@ -278,6 +278,7 @@ async def postgres_url() -> AsyncIterator[str]:
         await drop_database(url)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 async def test_a_request_committed_to_the_records_but_not_the_live_state_is_repaired(
     postgres_url: str,

@@ -62,6 +62,7 @@ async def test_client_events_named_connect_or_disconnect_are_ignored(
     assert sqlite_server.hub.gateway.connection_count == 1
 
 
+@pytest.mark.slow
 async def test_an_event_flood_gets_rate_limited_acks_then_the_socket_is_closed(
     start_server: ServerFactory, connect: ClientFactory
 ) -> None:

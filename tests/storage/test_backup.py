@@ -44,6 +44,8 @@ from tests.conftest import (
     upload_file,
 )
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # ---- the decisions, as tables ---------------------------------------------------------

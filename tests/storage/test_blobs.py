@@ -118,6 +118,7 @@ async def test_many_puts_at_once_all_land_intact(blobs: BlobStore, tmp_path: Pat
     assert dict(zip(contents, backs, strict=True)) == contents
 
 
+@pytest.mark.slow
 async def test_an_unreachable_object_store_is_a_clear_error_and_keeps_the_source(
     tmp_path: Path, object_store: ObjectStore
 ) -> None:

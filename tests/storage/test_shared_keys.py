@@ -27,7 +27,7 @@ from tests.conftest import (
 )
 from web.keys import FILES
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)

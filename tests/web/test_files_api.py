@@ -101,6 +101,9 @@ async def test_upload_notifies_the_other_side_and_reads_back_exactly(
         ("form.ofd", ofd_package()),
         ("empty-name-ok.pdf", b"%PDF-1.4\n%%EOF\n"),
     ],
+    # Named by the file name only: the content is random, and test ids must be the
+    # same in every process that collects them (pytest-xdist).
+    ids=["photo.png", "scan.jpg", "scan.JPEG", "form.ofd", "empty-name-ok.pdf"],
 )
 async def test_each_allowed_type_is_accepted(
     sqlite_server: RunningServer, connect: ClientFactory, name: str, content: bytes

@@ -17,6 +17,8 @@ from harness.ports import free_port
 from signaling.client import ExpertClient, KioskClient, part_headers
 from signaling.messages import OfferView
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 

@@ -29,6 +29,8 @@ from harness.ports import free_port
 from signaling.client import ExpertClient, KioskClient
 from signaling.messages import ConsultationView, OfferView
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "demo1234"
 # Who runs (each with its own session; the anonymous run without one).

@@ -18,6 +18,8 @@ from aioice.turn import TurnClientTcpProtocol, TurnClientUdpProtocol
 
 from tests.coturn import credentials, running_coturn
 
+pytestmark = pytest.mark.slow
+
 SECRET = "turn-secret-for-tests-" + os.urandom(8).hex()
 TCP_TRANSPORT = 0x06000000
 """REQUESTED-TRANSPORT for a TCP relay (RFC 6062), as aioice packs it."""

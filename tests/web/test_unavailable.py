@@ -5,6 +5,7 @@ write lock another connection holds), then the same request once it is back."""
 import sqlite3
 
 import aiohttp
+import pytest
 
 from harness.redis import PrivateRedis
 from tests.conftest import DEMO_PASSWORD, ServerFactory, login_session
@@ -30,6 +31,7 @@ async def test_login_while_redis_is_down_answers_503_with_retry_after(
     assert (await post(f"{server.url}/api/v1/login", login))[0] == 200
 
 
+@pytest.mark.slow
 async def test_a_write_while_sqlite_is_locked_answers_503_and_is_not_lost(
     start_server: ServerFactory,
 ) -> None:
