@@ -333,6 +333,18 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        13,
+        "a phone link's claim carries only the files it announced",
+        (
+            # JSON [[name, size], ...] of the announced files not arrived yet (none for
+            # a link claimed before: it can send nothing more, and a new code is shown).
+            "ALTER TABLE phone_links ADD COLUMN announced TEXT",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

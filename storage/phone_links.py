@@ -5,20 +5,22 @@ the link itself, so the link is the credential, and it is worth little.
 - It belongs to one consultation and one kiosk, and is valid for a few minutes.
 - It is used once: the first phone to send claims it (an atomic compare-and-set
   on ``claimed_at``) and gets a claim secret of its own, with which it sends the
-  files it announced, and only those; another phone, or the same link opened
-  again, is refused.
+  files it announced (by name and size), and only those; another phone, or the
+  same link opened again, is refused.
 - Only hashes of the link's token and of the claim secret are stored, like
   sessions: a copy of the database opens nothing.
 - A new link for a consultation replaces its unclaimed ones (one QR code on
   screen at a time), and links a day past their end are deleted then too.
 
-Whether a link may be used is decided by ``link_state``, a pure function of the
-record and the time.
+Whether a link may be used is decided by ``link_state``, and whether a file is one
+still announced by ``without_announced``: pure functions of the record.
 """
 
 import hashlib
+import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -34,6 +36,10 @@ from storage.schema import phone_links
 FORGET_AFTER = 24 * 3600.0
 """Seconds after its end that a link's record is kept (then deleted at the next
 link made anywhere): long enough to explain a refusal, no longer."""
+
+
+Announced = tuple[tuple[str, int], ...]
+"""Files (name, size) a claim announced and that have not arrived yet."""
 
 
 def token_hash(token: str) -> str:
@@ -63,6 +69,8 @@ class PhoneLink:
     files_allowed: int
     files_received: int
     send_until: float | None
+    announced: Announced = ()
+    """What the claim announced and has not arrived yet."""
 
 
 def link_state(link: PhoneLink, now: float) -> LinkState:
@@ -74,8 +82,27 @@ def link_state(link: PhoneLink, now: float) -> LinkState:
     return LinkState.USED
 
 
+def without_announced(announced: Announced, name: str, size: int) -> Announced | None:
+    """What is still to arrive once this file has; None when no file of this name and
+    size is announced (a claim for one small photo opens no upload of anything else)."""
+    if (name, size) not in announced:
+        return None
+    index = announced.index((name, size))
+    return announced[:index] + announced[index + 1 :]
+
+
+def _announced(stored: str | None) -> Announced:
+    # A link claimed before its files were recorded announced nothing it can send.
+    return tuple((str(name), int(size)) for name, size in json.loads(stored or "[]"))
+
+
+def _stored(announced: Announced) -> str:
+    return json.dumps([list(file) for file in announced], ensure_ascii=False)
+
+
 def _link(row: Any) -> PhoneLink:
-    return PhoneLink(**row._asdict())
+    values = row._asdict()
+    return PhoneLink(**{**values, "announced": _announced(values["announced"])})
 
 
 class PhoneLinks:
@@ -105,7 +132,7 @@ class PhoneLinks:
                     )
                 )
             )
-            conn.execute(phone_links.insert().values(**link.__dict__))
+            conn.execute(phone_links.insert().values(**{**link.__dict__, "announced": _stored(())}))
 
         await self._db.write(unit)
         return token, link
@@ -124,13 +151,13 @@ class PhoneLinks:
     async def claim(
         self,
         token: str,
-        files: int,
+        files: Sequence[tuple[str, int]],
         send_for: float,
         *,
         now: float | None = None,
         audit: AuditEvent | None = None,
     ) -> str | None:
-        """Claim an unused, unexpired link for ``files`` files to be sent within
+        """Claim an unused, unexpired link for ``files`` (name, size) to be sent within
         ``send_for`` seconds: the claim secret, or None when the link was claimed
         before or has expired (of two phones at once, one wins)."""
         at = time.time() if now is None else now
@@ -148,8 +175,9 @@ class PhoneLinks:
                 .values(
                     claimed_at=at,
                     claim_hash=token_hash(secret),
-                    files_allowed=files,
+                    files_allowed=len(files),
                     send_until=at + send_for,
+                    announced=_stored(tuple(files)),
                 )
             )
             if result.rowcount != 1:
@@ -159,40 +187,62 @@ class PhoneLinks:
 
         return secret if await self._db.write(unit) else None
 
-    async def take_file(self, token: str, secret: str, *, now: float | None = None) -> bool:
-        """Count one more file sent under the claim; False when the secret is not the
-        claim's, everything announced was sent, or the time to send is over."""
+    async def take_file(
+        self, token: str, secret: str, name: str, size: int, *, now: float | None = None
+    ) -> bool:
+        """Count the announced file ``name`` of ``size`` bytes as sent under the claim;
+        False when the secret is not the claim's, the time to send is over, or no such
+        file is still announced (sent already, or never announced)."""
         at = time.time() if now is None else now
         wanted = token_hash(token)
         claim = token_hash(secret)
 
         def unit(conn: Connection) -> bool:
-            result = conn.execute(
-                update(phone_links)
+            row = conn.execute(
+                select(phone_links.c.announced)
                 .where(
                     phone_links.c.token_hash == wanted,
                     phone_links.c.claim_hash == claim,
-                    phone_links.c.files_received < phone_links.c.files_allowed,
                     phone_links.c.send_until > at,
                 )
-                .values(files_received=phone_links.c.files_received + 1)
+                .with_for_update()
+            ).first()
+            rest = None if row is None else without_announced(_announced(row.announced), name, size)
+            if rest is None:
+                return False
+            conn.execute(
+                update(phone_links)
+                .where(phone_links.c.token_hash == wanted)
+                .values(files_received=phone_links.c.files_received + 1, announced=_stored(rest))
             )
-            return bool(result.rowcount == 1)
+            return True
 
         return await self._db.write(unit)
 
-    async def give_back_file(self, token: str, secret: str) -> None:
+    async def give_back_file(self, token: str, secret: str, name: str, size: int) -> None:
         """A counted file did not arrive (refused, or cut off): the phone may send it again."""
         wanted = token_hash(token)
         claim = token_hash(secret)
-        await self._db.write(
-            lambda conn: conn.execute(
-                update(phone_links)
+
+        def unit(conn: Connection) -> None:
+            row = conn.execute(
+                select(phone_links.c.announced)
                 .where(
                     phone_links.c.token_hash == wanted,
                     phone_links.c.claim_hash == claim,
                     phone_links.c.files_received > 0,
                 )
-                .values(files_received=phone_links.c.files_received - 1)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return
+            conn.execute(
+                update(phone_links)
+                .where(phone_links.c.token_hash == wanted)
+                .values(
+                    files_received=phone_links.c.files_received - 1,
+                    announced=_stored((*_announced(row.announced), (name, size))),
+                )
             )
-        )
+
+        await self._db.write(unit)

@@ -269,4 +269,6 @@ phone_links = Table(
     Column("files_allowed", Integer, nullable=False),
     Column("files_received", Integer, nullable=False),
     Column("send_until", Float, nullable=True),
+    # JSON [[name, size], ...]: the claim's files that have not arrived yet.
+    Column("announced", Text, nullable=True),
 )

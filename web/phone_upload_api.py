@@ -200,11 +200,10 @@ async def claim_link(request: web.Request) -> web.StreamResponse:
         raise _gone(state)
     body = await read_body(request, PhoneClaim)
     max_size = request.app[FILES].max_size
-    for announced in body.files:
-        _check_announced(announced.name, announced.size, max_size)
+    files = [(_check_announced(f.name, f.size, max_size), f.size) for f in body.files]
     claim = await _links(request).claim(
         token,
-        len(body.files),
+        files,
         SEND_FOR,
         audit=AuditEvent(
             kiosk.username,
@@ -221,9 +220,10 @@ async def claim_link(request: web.Request) -> web.StreamResponse:
     return reply(PhoneClaimView(claim=claim, send_within_s=SEND_FOR), status=201)
 
 
-def _check_announced(name: str, size: int, max_size: int) -> None:
+def _check_announced(name: str, size: int, max_size: int) -> str:
     """The checks a kiosk's own upload gets at its start: a usable name with an
-    allowed extension, a size within the limit (the content is checked on arrival)."""
+    allowed extension, a size within the limit (the content is checked on arrival).
+    The name as it is kept (what a file sent under the claim must be called)."""
     try:
         clean = check_name(name)
     except FileRejected as exc:
@@ -234,14 +234,15 @@ def _check_announced(name: str, size: int, max_size: int) -> None:
         raise error
     if size > max_size:
         raise PayloadTooLarge(f"files may be at most {max_size} bytes", code="too_large")
+    return clean
 
 
 @api.route(
     "POST",
     "/api/v1/phone-links/{token}/files",
     summary="Send one announced file: the raw bytes as the body (Content-Length "
-    "required), its name in ?name=, Authorization: Bearer <claim>. It arrives in "
-    "the call as the kiosk's document.",
+    "required: the announced size), its announced name in ?name=, Authorization: "
+    "Bearer <claim>. It arrives in the call as the kiosk's document.",
     roles=None,
     response=PhoneFileView,
     status=201,
@@ -249,8 +250,8 @@ def _check_announced(name: str, size: int, max_size: int) -> None:
     request_type="application/octet-stream",
     query=(("name", "the file's name, as announced"),),
     # 401 no or wrong claim; 410 link used up, expired or its call over; 408 too_slow;
-    # 400 no Content-Length; 413 too_large; 415 unsupported_type/type_mismatch;
-    # 429/503 upload limits.
+    # 400 no Content-Length, or not_announced (another name or size than announced);
+    # 413 too_large; 415 unsupported_type/type_mismatch; 429/503 upload limits.
     errors=(400, 401, 408, 410, 413, 415, 429, 503),
 )
 async def send_file(request: web.Request) -> web.StreamResponse:
@@ -264,18 +265,22 @@ async def send_file(request: web.Request) -> web.StreamResponse:
     length = request.content_length
     if length is None:
         raise BadRequest("send the file with a Content-Length", code="length_required")
-    name = request.query.get("name", "")
     store = request.app[FILES]
-    _check_announced(name, length, store.max_size)
+    name = _check_announced(request.query.get("name", ""), length, store.max_size)
     if length == 0:
         raise BadRequest("the file is empty", code="empty")
     links = _links(request)
-    if not await links.take_file(token, secret):
-        # A wrong claim, or everything announced has been sent.
+    if not await links.take_file(token, secret, name, length):
+        # A wrong claim, everything announced sent, or a file never announced.
         current, state, _kiosk = await _usable(request, token)
         if not hmac.compare_digest(current.claim_hash or "", token_hash(secret)):
             raise _unauthorized()
-        raise _gone(LinkState.USED)
+        if state is not LinkState.CLAIMED:
+            raise _gone(LinkState.USED)
+        raise BadRequest(
+            "send only the files announced in the claim, by their names and sizes",
+            code="not_announced",
+        )
     upload: Upload | None = None
     try:
         upload = await store.begin(link.consultation_id, kiosk, name, length)
@@ -291,7 +296,7 @@ async def send_file(request: web.Request) -> web.StreamResponse:
     except BaseException as exc:
         if upload is not None:
             await _discard(request, upload)
-        await links.give_back_file(token, secret)
+        await links.give_back_file(token, secret, name, length)
         if isinstance(exc, UploadError):
             raise _upload_error(exc) from None
         if isinstance(exc, BodyTooSlow):

@@ -78,7 +78,7 @@ async def test_only_the_claim_opens_uploads_and_only_for_what_was_announced(
         secret = body["claim"]
         assert (await send(http, server, token, "not-the-claim"))[0] == 401
         # The content's type is checked as for any upload; the refused file may come again.
-        status, body = await send(http, server, token, secret, body=b"GIF89a" + PHOTO)
+        status, body = await send(http, server, token, secret, body=b"GIF89a" + PHOTO[6:])
         assert (status, body["error"]["code"]) == (415, "unsupported_type")
         assert (await send(http, server, token, secret))[0] == 201
         status, body = await send(http, server, token, secret)
@@ -178,3 +178,24 @@ async def test_a_file_whose_call_ends_while_it_arrives_joins_nothing(
         # was let in (410): either way nothing joins the ended consultation.
         assert await sending in (404, 410)
     assert await server.app[FILES].of_consultation(call_id) == []
+
+
+async def test_a_claim_carries_only_the_files_it_announced_by_name_and_size(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    server = sqlite_server
+    _kiosk, _expert, call_id = await active_call(server, connect)
+    token = await new_link(server, call_id)
+    other = png(640, 480, (1, 2, 3))
+    async with aiohttp.ClientSession() as http:
+        status, body = await claim(http, server, token, ONE)
+        assert status == 201
+        secret = body["claim"]
+        # A phone that announced one small photo sends something else under the claim.
+        for name, content in [("other.png", PHOTO), ("photo.png", other)]:
+            status, body = await send(http, server, token, secret, name=name, body=content)
+            assert (status, body["error"]["code"]) == (400, "not_announced"), name
+        # What was announced still arrives, once.
+        assert (await send(http, server, token, secret))[0] == 201
+    files = await server.app[FILES].of_consultation(call_id)
+    assert [(f.name, f.size) for f in files] == [("photo.png", len(PHOTO))]
