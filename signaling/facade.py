@@ -4,6 +4,7 @@ board, health and metrics, announcing a document, and a few staff actions."""
 
 import hmac
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from media.errors import RelayUnavailable
@@ -12,7 +13,7 @@ from signaling.access import Right, Verdict
 from signaling.errors import Forbidden, NotAuthenticated, NotFound, Unavailable
 from signaling.figures import DepartmentFigures, department_figures
 from signaling.live import LiveCall, Phase, Side
-from signaling.messages import ChatView, ConsultationView, FileView, QueueUpdate
+from signaling.messages import ChatView, ConsultationView, FileView, QueueUpdate, ServerPayload
 from signaling.store import StoreUnavailable
 from storage.records import Account, ConsultationRecord, ConsultationState
 
@@ -33,6 +34,10 @@ class SignalingFacade:
         (None otherwise): ``signaling.access``, as for media, documents and chat."""
         call = await self._hub.consultations.call(consultation_id)
         return None if call is None else access.side_in_call(account, call)
+
+    async def kiosk_in_call(self, account: Account, consultation_id: str) -> bool:
+        """Whether this account is the kiosk of the consultation's active call."""
+        return await self.active_side(account, consultation_id) is Side.KIOSK
 
     async def in_active_call(self, account: Account) -> bool:
         """Whether the account takes a side in an active call now (who may be given
@@ -143,6 +148,11 @@ class SignalingFacade:
 
     async def announce_file(self, consultation_id: str, view: FileView) -> None:
         await self._hub.consultations.announce_file(consultation_id, view)
+
+    async def notify(self, account_ids: Iterable[str], event: str, payload: ServerPayload) -> None:
+        """Send an event to every socket of these accounts, on whichever node."""
+        for account_id in account_ids:
+            await self._hub.executor.notifier.to_account(account_id, event, payload)
 
     async def withdraw(self, admin: Account, consultation_id: str, remote: str) -> ConsultationView:
         return await self._hub.consultations.withdraw(admin, consultation_id, remote)

@@ -229,6 +229,30 @@ class PeerStatus(ServerPayload):
     grace_s: float | None = None
 
 
+class StaffCallView(ServerPayload):
+    """Event ``staff_call`` to the clerks of the kiosk's hall, and the kiosk's answer."""
+
+    id: str
+    kiosk: str
+    """The kiosk's username (what a clerk acknowledges)."""
+    kiosk_name: str
+    """The kiosk's display name, as its hall's staff know it."""
+    hall: str | None
+    at: float
+    clerks: int
+    """Clerk accounts of the hall the alert was sent to."""
+
+
+class StaffCallAnswered(ServerPayload):
+    """Event ``staff_call_answered`` to the kiosk and the hall's clerks."""
+
+    id: str
+    kiosk: str
+    by: str
+    """The display name of the clerk who is coming."""
+    at: float
+
+
 class SessionState(ServerPayload):
     """Ack of ``get_state``: who you are and what is open for you."""
 

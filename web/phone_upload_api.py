@@ -22,7 +22,6 @@ import segno
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
-from signaling.live import Side
 from storage.errors import RecordNotFound
 from storage.filestore import Upload, UploadError
 from storage.filetypes import ALLOWED, FileRejected, check_name
@@ -111,8 +110,7 @@ def _links(request: web.Request) -> PhoneLinks:
 
 
 async def _in_call(request: web.Request, account: Account, consultation_id: str) -> bool:
-    side = await request.app[SIGNALING].active_side(account, consultation_id)
-    return side is Side.KIOSK
+    return await request.app[SIGNALING].kiosk_in_call(account, consultation_id)
 
 
 async def _usable(request: web.Request, token: str) -> tuple[PhoneLink, LinkState, Account]:

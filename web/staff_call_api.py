@@ -15,15 +15,15 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import StringConstraints
 
-from signaling.notifier import account_room
+from signaling.messages import StaffCallAnswered, StaffCallView
 from storage.errors import RecordNotFound
 from storage.ids import new_id
 from storage.records import Account, AuditEvent, Role
 from web.api import Api, account_of, read_body, reply
 from web.auth import remote_address
 from web.errors import NotFound, TooManyRequests
-from web.keys import SIGNALING, SOCKETS, STORAGE
-from web.schemas import Body, Username, View
+from web.keys import SIGNALING, STORAGE
+from web.schemas import Body, Username
 
 api = Api()
 
@@ -31,33 +31,9 @@ CALL_EVERY = 60.0
 """Seconds between two staff calls of one kiosk."""
 
 
-class StaffCallView(View):
-    """Event ``staff_call`` to the clerks of the kiosk's hall, and the kiosk's answer."""
-
-    id: str
-    kiosk: str
-    """The kiosk's username (what a clerk acknowledges)."""
-    kiosk_name: str
-    """The kiosk's display name, as its hall's staff know it."""
-    hall: str | None
-    at: float
-    clerks: int
-    """Clerk accounts of the hall the alert was sent to."""
-
-
 class StaffCallAnswer(Body):
     id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
     kiosk: Username
-
-
-class StaffCallAnswered(View):
-    """Event ``staff_call_answered`` to the kiosk and the hall's clerks."""
-
-    id: str
-    kiosk: str
-    by: str
-    """The display name of the clerk who is coming."""
-    at: float
 
 
 async def _clerks_of(request: web.Request, hall: str | None) -> list[str]:
@@ -76,13 +52,6 @@ async def _clerks_of(request: web.Request, hall: str | None) -> list[str]:
         if not account.disabled and account.role is Role.CLERK:
             enabled.append(account_id)
     return enabled
-
-
-async def _emit(request: web.Request, event: str, view: View, account_ids: list[str]) -> None:
-    sockets = request.app[SOCKETS]
-    payload = view.model_dump(mode="json")
-    for account_id in account_ids:
-        await sockets.emit(event, payload, room=account_room(account_id))
 
 
 @api.route(
@@ -121,7 +90,7 @@ async def call_staff(request: web.Request) -> web.StreamResponse:
             remote_address(request),
         )
     )
-    await _emit(request, "staff_call", view, clerks)
+    await request.app[SIGNALING].notify(clerks, "staff_call", view)
     return reply(view, status=202)
 
 
@@ -154,7 +123,6 @@ async def answer_staff_call(request: web.Request) -> web.StreamResponse:
     await storage.audit.append(
         AuditEvent(clerk.username, "staff_call.answer", kiosk.username, {}, remote_address(request))
     )
-    await _emit(
-        request, "staff_call_answered", view, [kiosk.id, *await _clerks_of(request, kiosk.hall)]
-    )
+    told = [kiosk.id, *await _clerks_of(request, kiosk.hall)]
+    await request.app[SIGNALING].notify(told, "staff_call_answered", view)
     return reply(view)
