@@ -1,5 +1,6 @@
 """Test peers: aiortc clients whose video frames carry a frame counter in their
-pixels and whose audio is a tone, and a receiver that reads both back."""
+pixels and whose audio is a tone, and a receiver that reads both back, per slot
+of issue 21's fixed m-lines (media/slots.py) when it offers them."""
 
 import asyncio
 import copy
@@ -14,7 +15,13 @@ from typing import Any
 import aiortc.codecs as aiortc_codecs
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import is_rtcp
@@ -28,20 +35,23 @@ CELL_H = HEIGHT // 4  # 8 x 2 cells carry 16 bits; the lower half stays grey
 
 
 class CounterVideoTrack(MediaStreamTrack):
-    """Frames whose pixels spell their own number (16 black/white cells)."""
+    """Frames whose pixels spell their own number (16 black/white cells), from
+    ``first`` on (a screen counts from SCREEN_FIRST, so that a receiver tells it
+    from a camera)."""
 
     kind = "video"
 
-    def __init__(self, fps: int = 15) -> None:
+    def __init__(self, fps: int = 15, first: int = 0) -> None:
         super().__init__()
         self.fps = fps
-        self.count = 0
+        self.first = first
+        self.count = first
         self._start: float | None = None
 
     async def recv(self) -> av.VideoFrame:
         if self._start is None:
             self._start = time.monotonic()
-        target = self._start + self.count / self.fps
+        target = self._start + (self.count - self.first) / self.fps
         await asyncio.sleep(max(0.0, target - time.monotonic()))
         image = np.full((HEIGHT, WIDTH, 3), 128, dtype=np.uint8)
         for bit in range(BITS):
@@ -95,51 +105,110 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+SCREEN_FIRST = 40_000
+"""A shared screen's first frame number (cameras count from 0)."""
+TS_MOD = 1 << 32
+
+
 @dataclass
 class Received:
+    """What arrived on one slot's m-lines (or the screen's)."""
+
     counters: list[int] = field(default_factory=list)
+    video_pts: list[int] = field(default_factory=list)
+    """Each decoded frame's RTP timestamp (90 kHz), as the relay forwarded it."""
+    audio_pts: list[int] = field(default_factory=list)
     audio_frames: int = 0
     loud_audio_frames: int = 0
     first_video_at: float | None = None
 
+    def largest_gap(self, start: int = 0) -> float:
+        """The longest time between two frames received one after the other, from
+        ``start`` on, in seconds of the media's own clock: a frame lost or held back
+        in the relay shows as a gap whatever the speed of the machine."""
+        pts = self.video_pts[start:]
+        return max((((b - a) % TS_MOD) / 90000 for a, b in itertools.pairwise(pts)), default=0.0)
+
 
 class CallPeer:
     """One client leg: sends counter video and a tone (unless receive-only), records
-    what it receives."""
+    what it receives. ``slots`` (1-3) receive-only slot pairs and ``screen`` give
+    issue 21's fixed m-lines: slots=3, screen=True is a page's seven. Its camera's
+    frames are numbered from ``first_frame`` (so that a receiver tells senders apart)."""
 
     def __init__(
-        self, *, send_video: bool = True, send_audio: bool = True, video_first: bool = False
+        self,
+        *,
+        send_video: bool = True,
+        send_audio: bool = True,
+        video_first: bool = False,
+        slots: int = 1,
+        screen: bool = False,
+        first_frame: int = 0,
     ) -> None:
-        self.pc = RTCPeerConnection()
-        self.received = Received()
+        # One transport for every m-line, as a browser bundles them (aiortc's default
+        # leaves a second m-line of a kind on a transport that BUNDLE stops).
+        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.slots = [Received() for _ in range(slots)]
+        """What arrives in each slot (slot 0 also as ``received``)."""
+        self.screen = Received()
+        """What arrives on the screen's m-line."""
         self.dropped = 0
-        self.video = CounterVideoTrack() if send_video else None
+        self.video = CounterVideoTrack(first=first_frame) if send_video else None
+        self.sharing: CounterVideoTrack | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._places: dict[Any, Received] = {}
         kinds = ["video", "audio"] if video_first else ["audio", "video"]
         for kind in kinds:
             if kind == "audio" and send_audio:
-                self.pc.addTrack(ToneTrack())
+                transceiver = self.pc.addTransceiver(ToneTrack(), direction="sendrecv")
             elif kind == "video" and self.video is not None:
-                self.pc.addTrack(self.video)
+                transceiver = self.pc.addTransceiver(self.video, direction="sendrecv")
             else:
-                self.pc.addTransceiver(kind, direction="recvonly")
+                transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            self._places[transceiver] = self.slots[0]
+        for slot in range(1, slots):
+            for kind in ("audio", "video"):
+                transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+                self._places[transceiver] = self.slots[slot]
+        self._screen = self.pc.addTransceiver("video", direction="sendrecv") if screen else None
+        if self._screen is not None:
+            self._places[self._screen] = self.screen
         self.pc.on("track", self._on_track)
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._tasks.append(asyncio.create_task(self._consume(track)))
+    @property
+    def received(self) -> Received:
+        return self.slots[0]
 
-    async def _consume(self, track: MediaStreamTrack) -> None:
+    def share_screen(self, on: bool, first: int = SCREEN_FIRST) -> None:
+        """Start (frames numbered from ``first``) or stop sending on the screen's
+        m-line, as a page does with replaceTrack: nothing is renegotiated."""
+        assert self._screen is not None, "offer the screen's m-line first (screen=True)"
+        if self.sharing is not None:
+            self.sharing.stop()
+        self.sharing = CounterVideoTrack(first=first) if on else None
+        self._screen.sender.replaceTrack(self.sharing)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        received = next(
+            (r for t, r in self._places.items() if t.receiver.track is track), self.slots[0]
+        )
+        self._tasks.append(asyncio.create_task(self._consume(track, received)))
+
+    async def _consume(self, track: MediaStreamTrack, received: Received) -> None:
         try:
             while True:
                 frame: Any = await track.recv()
                 if track.kind == "video":
-                    if self.received.first_video_at is None:
-                        self.received.first_video_at = time.monotonic()
-                    self.received.counters.append(read_counter(frame))
+                    if received.first_video_at is None:
+                        received.first_video_at = time.monotonic()
+                    received.counters.append(read_counter(frame))
+                    received.video_pts.append(int(frame.pts))
                 else:
-                    self.received.audio_frames += 1
+                    received.audio_frames += 1
+                    received.audio_pts.append(int(frame.pts))
                     if np.abs(frame.to_ndarray()).max() > 1000:
-                        self.received.loud_audio_frames += 1
+                        received.loud_audio_frames += 1
         except MediaStreamError:
             return
 
@@ -193,6 +262,8 @@ class CallPeer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.sharing is not None:
+            self.sharing.stop()
         await self.pc.close()
 
 
@@ -208,3 +279,8 @@ async def wait_until(predicate: Any, timeout: float = 20.0, step: float = 0.1) -
 def in_order(counters: list[int]) -> bool:
     """Strictly increasing frame counters: nothing out of order or repeated."""
     return all(b > a for a, b in itertools.pairwise(counters))
+
+
+def in_order_wrapping(timestamps: list[int]) -> bool:
+    """Strictly increasing RTP timestamps (32 bits, which may wrap)."""
+    return all(0 < (b - a) % TS_MOD < TS_MOD // 2 for a, b in itertools.pairwise(timestamps))

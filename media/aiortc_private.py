@@ -105,6 +105,10 @@ class SrtpPath:
         except pylibsrtp.Error:
             return None
 
+    def connected(self) -> bool:
+        """DTLS is up (per packet: the private state, not the public ``state`` string)."""
+        return self._dtls._state is DtlsState.CONNECTED
+
     def can_send(self) -> bool:
         """Connected, on a pair whose local side is a plain UDP socket (a TURN
         allocation sends through its own client: those packets take aiortc's path).

@@ -25,8 +25,10 @@ Pure: no sockets and no clock of its own (times are passed in, in µs);
 tests/media/test_downlink.py drives it as a table.
 """
 
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from media.twcc import REFERENCE_UNIT_US, SEQ_MOD, Feedback
 
@@ -250,6 +252,28 @@ def next_bitrate(
     seconds = max(0.0, min(elapsed_us / 1_000_000, 1.0))
     grown = bitrate * INCREASE_PER_SECOND**seconds
     return max(FLOOR_BPS, int(min(grown, max(bitrate, acked * HEADROOM))))
+
+
+SourceKey = TypeVar("SourceKey", bound=Hashable)
+
+
+def source_limits(
+    receivers: Mapping[str, tuple[int | None, Sequence[SourceKey]]],
+) -> dict[SourceKey, int]:
+    """What each source may send: the lowest of its receivers' shares. A receiver
+    (its link's estimate, or None while nothing limited it; the source of each
+    video stream it gets now) shares its estimate evenly among those streams, so
+    that three cameras feeding one link are told a third of it each, not all of
+    it each (two-party calls: the whole of it, as before). A source no limiting
+    receiver gets is absent: nothing holds it back."""
+    limits: dict[SourceKey, int] = {}
+    for estimate, sources in receivers.values():
+        if estimate is None or not sources:
+            continue
+        for source, streams in Counter(sources).items():
+            share = max(FLOOR_BPS, estimate * streams // len(sources))
+            limits[source] = min(limits.get(source, share), share)
+    return limits
 
 
 def remb_to_send(

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -34,7 +35,15 @@ from media.downlink import LinkEstimate, SentLog, results
 from media.errors import BadOffer
 from media.forwarding import OutboundStream
 from media.ice import IceServer
-from media.session import TRANSPORT_CC_URI, Negotiated, Section, negotiated, with_transport_cc
+from media.session import (
+    TRANSPORT_CC_URI,
+    Negotiated,
+    Section,
+    negotiated,
+    offer_places,
+    with_transport_cc,
+)
+from media.slots import CAMERA, MICROPHONE, OWN, Place
 from media.twcc import ArrivalRecorder, Feedback, StatusBudget, spend_statuses
 
 log = logging.getLogger(__name__)
@@ -75,6 +84,16 @@ class Inbound:
     rtx: bool
 
 
+def answer_direction(offered: str, place: Place) -> str:
+    """The relay's direction on an m-line: the offer's reversed, except that the
+    relay takes nothing from a participant on the m-lines of slots 1 and 2 (they
+    carry the others to it)."""
+    direction = _REVERSE.get(offered, "inactive")
+    if place in OWN:
+        return direction
+    return "sendonly" if direction in ("sendrecv", "sendonly") else "inactive"
+
+
 def _preferred_video_codecs(offer: SessionDescription) -> list[Any]:
     """VP8 when offered (every browser has it, so both legs meet there), else H.264."""
     offered = {
@@ -111,6 +130,7 @@ class Leg:
     def __init__(
         self,
         participant: str,
+        position: int,
         generation: int,
         on_rtp: Callable[["Leg", bytes], Awaitable[None]],
         on_rtcp: Callable[["Leg", bytes], Awaitable[None]],
@@ -120,13 +140,19 @@ class Leg:
         ice_servers: Sequence[IceServer] = (),
     ) -> None:
         self.participant = participant
+        self.position = position
+        """Where the participant is in the call (media/slots.py): fixed while they are in it."""
         self.generation = generation
         self.pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[
                     RTCIceServer(list(s.urls), username=s.username, credential=s.credential)
                     for s in ice_servers
-                ]
+                ],
+                # One transport for every m-line: with aiortc's default (balanced), a
+                # second m-line of a kind stays on a transport that the offer's BUNDLE
+                # then stops (the slots' m-lines would carry nothing).
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
         self._on_rtp = on_rtp
@@ -155,9 +181,14 @@ class Leg:
         self.remb_held_until = 0.0
         """Until when receivers' estimates are passed to this source (see Relay)."""
         self.negotiated: Negotiated | None = None
-        self.outbound: dict[str, OutboundStream] = {}
+        self.outbound: dict[Place, OutboundStream] = {}
+        """The relay's streams to this participant, by what each carries."""
         self._inbound: dict[int, Inbound] = {}
-        self.primary_ssrc: dict[str, int] = {}
+        self.primary_ssrc: dict[Place, int] = {}
+        """What this participant sends (microphone, camera, screen): its SSRC."""
+        self.screen_started = 0.0
+        self.screen_last = 0.0
+        """The current run of this participant's screen (media/slots.py)."""
         self._transports: list[Any] = []
         self.last_rtp_at = 0.0
         self.packets_in = 0
@@ -176,11 +207,16 @@ class Leg:
             offer = SessionDescription.parse(offer_sdp)
         except (ValueError, IndexError, KeyError, AttributeError) as exc:
             raise BadOffer(f"unreadable SDP: {exc}") from None
-        sections = [m for m in offer.media if m.kind in ("audio", "video") and m.port != 0]
+        media_lines = [m for m in offer.media if m.kind in ("audio", "video")]
+        sections = [
+            (media, place)
+            for media, place in zip(media_lines, offer_places(offer), strict=True)
+            if media.port != 0
+        ]
         if not sections:
             raise BadOffer("the offer has no audio or video")
-        for media in sections:
-            direction = _REVERSE.get(media.direction or "sendrecv", "inactive")
+        for media, place in sections:
+            direction = answer_direction(media.direction or "sendrecv", place)
             if direction in ("sendrecv", "sendonly"):
                 transceiver = self.pc.addTransceiver(SilentTrack(media.kind), direction=direction)
             else:
@@ -212,7 +248,7 @@ class Leg:
             self.sent = SentLog()
         for section in self.negotiated.sections:
             if section.relay_sends and section.relay_ssrc is not None:
-                self.outbound[section.kind] = OutboundStream(
+                self.outbound[section.place] = OutboundStream(
                     section.kind, section, self.negotiated.extensions, self.sent
                 )
         if self.transport_cc_id is not None:
@@ -229,7 +265,7 @@ class Leg:
         if self.arrivals is None:
             return []
         ssrcs = self.primary_ssrc
-        self.arrivals.media_ssrc = ssrcs.get("video") or ssrcs.get("audio") or 0
+        self.arrivals.media_ssrc = ssrcs.get(CAMERA) or ssrcs.get(MICROPHONE) or 0
         return self.arrivals.take()
 
     def admit_feedback(self, statuses: int) -> bool:
@@ -257,24 +293,27 @@ class Leg:
     def known_ssrcs(self) -> int:
         return len(self._inbound)
 
-    def classify(self, ssrc: int, payload_type: int) -> Inbound | None:
-        """Which section (and whether RTX) an incoming SSRC belongs to."""
+    def classify(self, ssrc: int, payload_type: int, mid: str | None = None) -> Inbound | None:
+        """Which section (and whether RTX) an incoming SSRC belongs to: the one that
+        announced it, else the one its mid names, else the first (the camera before
+        the screen) whose payload types it uses."""
         known = self._inbound.get(ssrc)
         if known is not None or self.negotiated is None:
             return known
-        for section in self.negotiated.sections:
-            if not section.relay_receives:
-                continue
-            if ssrc in section.client_ssrcs:
-                found = Inbound(section, section.client_ssrcs[ssrc])
+        receiving = [s for s in self.negotiated.sections if s.relay_receives and s.place in OWN]
+        found = next(
+            (Inbound(s, s.client_ssrcs[ssrc]) for s in receiving if ssrc in s.client_ssrcs),
+            None,
+        )
+        named = [s for s in receiving if mid is not None and s.mid == mid]
+        for section in named + receiving:
+            if found is not None:
                 break
             if payload_type in section.codecs:
                 found = Inbound(section, False)
-                break
-            if payload_type in section.rtx_apt:
+            elif payload_type in section.rtx_apt:
                 found = Inbound(section, True)
-                break
-        else:
+        if found is None:
             return None
         self._inbound[ssrc] = found
         return found
@@ -291,6 +330,13 @@ class Leg:
         self.last_rtp_at = time.monotonic()
         self.packets_in += 1
         self.bytes_in += size
+
+    @property
+    def receiving(self) -> bool:
+        """Whether what is sent on this leg now reaches the participant (its DTLS is
+        up; before, a packet would be dropped, and a keyframe with it)."""
+        transports = self._transports
+        return bool(transports) and not self.closed and transports[0].state == "connected"
 
     def send_now(self, data: bytes) -> None:
         """Send a rewritten RTP packet at once (the relay checked ``fast.can_send``)."""
@@ -315,7 +361,7 @@ class Leg:
 
     def relay_ssrc(self, kind: str) -> int:
         """An SSRC of the relay on this leg, to sign the feedback it sends."""
-        stream = self.outbound.get(kind) or next(iter(self.outbound.values()), None)
+        stream = self.outbound.get(Place(0, kind)) or next(iter(self.outbound.values()), None)
         return stream.ssrc if stream is not None else 1
 
     async def close(self) -> None:

@@ -1,6 +1,8 @@
-"""A call's relay: one leg per participant, every leg's audio and video
-forwarded as RTP to the others, and the RTCP that makes that work translated
-between them (keyframe requests, NACKs, bandwidth estimates, reports)."""
+"""A call's relay: one leg per participant (up to four, named by position), every
+leg's audio and video forwarded as RTP into its slot on each of the others
+(media/slots.py), the shared screen into everyone else's screen m-line, and the
+RTCP that makes that work translated between them (keyframe requests, NACKs,
+bandwidth estimates, reports)."""
 
 import asyncio
 import contextlib
@@ -28,12 +30,21 @@ from aiortc.rtp import (
 )
 
 from media.counters import RelayCounters
-from media.downlink import remb_to_send
+from media.downlink import remb_to_send, source_limits
 from media.errors import NotAParticipant, UnknownCall
 from media.fastpath import ExtensionPlan, HeaderPlan, plan_header, transport_sequence
 from media.forwarding import OutboundStream, Source
 from media.ice import IceServer
 from media.leg import Leg
+from media.slots import (
+    SCREEN,
+    Place,
+    ScreenSource,
+    position_of,
+    received_in,
+    screen_packet,
+    screen_sharer,
+)
 from media.twcc import split_feedback
 
 log = logging.getLogger(__name__)
@@ -48,6 +59,9 @@ own receivers send one every 50-250 ms)."""
 REMB_HOLD = 15.0
 """Seconds a receiver's estimate keeps being passed to a source after it last
 said the source sends more than it can take (see _translate_remb)."""
+STREAM_ACTIVE = 1.0
+"""Seconds since its last packet during which a forwarded video stream counts as
+taking a share of its receiver's link (see _send_limits)."""
 
 MediaListener = Callable[[str, str, str], None]
 """(call_id, participant, status) with status "connected" or "lost"."""
@@ -64,10 +78,11 @@ class _Destination:
 @dataclass(frozen=True)
 class _Route:
     """Where a source SSRC's primary packets of one payload type go, worked out
-    once per leg set (legs joining or leaving clear every route)."""
+    once per leg set and screen sharer (a change clears every route)."""
 
     source: Source
     destinations: tuple[_Destination, ...]
+    screen: bool
 
 
 class Relay:
@@ -95,6 +110,8 @@ class Relay:
         self._feedback: asyncio.Task[None] | None = None
         self._reported: dict[str, str] = {}
         self._routes: dict[tuple[int, int, int], _Route] = {}
+        self._sharer: str | None = None
+        """The participant whose screen everyone else gets (media/slots.py)."""
         # (receiver, its generation, source, its generation) -> the last REMB bitrate
         self._last_remb: dict[tuple[str, int, str, int], int] = {}
         # (source, its generation) -> the last limit sent to it, and when (µs)
@@ -116,9 +133,13 @@ class Relay:
         other legs keep theirs (their streams just continue from the new source)."""
         if participant not in self.participants:
             raise NotAParticipant("the call has no such participant")
+        position = position_of(participant)
+        if position is None:
+            raise NotAParticipant("a call has four participants at most, p0 to p3")
         self._generation += 1
         leg = Leg(
             participant,
+            position,
             self._generation,
             self._on_rtp,
             self._on_rtcp,
@@ -139,6 +160,10 @@ class Relay:
             # Declared away while this offer was being answered.
             await leg.close()
             raise NotAParticipant("the call has no such participant")
+        # One participant per position (a leg under the two-party name of it goes).
+        for name in [n for n, o in self.legs.items() if o.position == position]:
+            if name != participant:
+                await self.disconnect(name)
         old = self.legs.get(participant)
         self.legs[participant] = leg
         self._routes.clear()
@@ -150,10 +175,9 @@ class Relay:
         if self._feedback is None and leg.arrivals is not None:
             # Ten wake-ups a second: only for calls with a leg that asked for it.
             self._feedback = asyncio.create_task(self._send_feedback())
-        # The newcomer's picture starts on a keyframe from each source.
-        for other in self.legs.values():
-            if other is not leg and "video" in other.primary_ssrc:
-                await self._request_keyframe(other, other.primary_ssrc["video"])
+        # Nothing is forwarded to the newcomer before its leg connects; then each of
+        # its streams starts on a keyframe, asked of the source with the first packet
+        # that is not one (see _on_rtp): its tiles show within a round trip or two.
         return answer
 
     async def disconnect(self, participant: str, generation: int | None = None) -> bool:
@@ -188,6 +212,43 @@ class Relay:
         leg = self.legs.get(source.participant)
         return leg if leg is not None and leg.generation == source.generation else None
 
+    def _live(self, participant: str, generation: int) -> bool:
+        leg = self.legs.get(participant)
+        return leg is not None and leg.generation == generation
+
+    def _destinations(self, leg: Leg, place: Place) -> list[tuple[Leg, OutboundStream]]:
+        """Where what ``leg`` sends on ``place`` goes: into each other leg's m-line
+        for it (its slot there, or the screen's), if that leg offered that m-line.
+        A screen goes out only from the participant sharing now."""
+        if place == SCREEN and self._sharer != leg.participant:
+            return []
+        found = []
+        for other in self._others(leg):
+            target = received_in(other.position, leg.position, place)
+            stream = None if target is None else other.outbound.get(target)
+            if stream is not None:
+                found.append((other, stream))
+        return found
+
+    def _screen_seen(self, leg: Leg) -> None:
+        """A packet of ``leg``'s screen arrived: it may take over the sharing."""
+        now = time.monotonic()
+        previous = ScreenSource(leg.screen_started, leg.screen_last) if leg.screen_last else None
+        current = screen_packet(previous, now)
+        leg.screen_started, leg.screen_last = current.started, current.last
+        same_run = previous is not None and previous.started == current.started
+        if self._sharer == leg.participant and same_run:
+            return  # the sharer goes on: nothing to decide
+        screens = {
+            name: ScreenSource(other.screen_started, other.screen_last)
+            for name, other in self.legs.items()
+            if other.screen_last
+        }
+        sharer = screen_sharer(screens, now)
+        if sharer != self._sharer:
+            self._sharer = sharer
+            self._routes.clear()
+
     # ---- media state -----------------------------------------------------------
 
     def _report(self, participant: str, status: str) -> None:
@@ -217,24 +278,35 @@ class Relay:
 
     async def _send_limits(self, now_us: int) -> None:
         """Each source is told (REMB) the lowest estimate among the receivers whose
-        links the relay measures itself (media/downlink.py): a poor downlink slows
-        the camera feeding it, a good one never holds it back."""
-        for source in list(self.legs.values()):
-            video = source.primary_ssrc.get("video")
-            key = (source.participant, source.generation)
-            if video is None:
+        links the relay measures itself (media/downlink.py), each receiver's split
+        among the video streams it gets now (media/downlink.source_limits): a poor
+        downlink slows the cameras and the screen feeding it, a good one never
+        holds them back."""
+        now = time.monotonic()
+        receivers: dict[str, tuple[int | None, list[tuple[str, int]]]] = {}
+        for other in self.legs.values():
+            if not other.feedback_packets:
                 continue
-            # The receivers of this source's video whose links the relay measures.
-            measured = [
-                other
-                for other in self._others(source)
-                if other.feedback_packets and "video" in other.outbound
-            ]
-            if not measured and key not in self._limits_sent:
-                continue  # never limited: nothing to say (a receiver that left lifts below)
-            estimates = [o.downlink.bitrate for o in measured if o.downlink.bitrate is not None]
+            receivers[other.participant] = (
+                other.downlink.bitrate,
+                [
+                    (stream.source.participant, stream.source.generation)
+                    for place, stream in other.outbound.items()
+                    if place.kind == "video"
+                    and stream.source is not None
+                    and now - stream.last_sent_at <= STREAM_ACTIVE
+                    and self._leg_of(stream.source) is not None
+                ],
+            )
+        limits = source_limits(receivers)
+        for source in list(self.legs.values()):
+            key = (source.participant, source.generation)
+            videos = [ssrc for place, ssrc in source.primary_ssrc.items() if place.kind == "video"]
+            if not videos:
+                continue
             last, last_at = self._limits_sent.get(key, (None, 0))
-            bitrate = remb_to_send(min(estimates, default=None), last, last_at, now_us)
+            # Never limited: nothing to say (a receiver that left lifts the limit).
+            bitrate = remb_to_send(limits.get(key), last, last_at, now_us)
             if bitrate is None:
                 continue
             self._limits_sent[key] = (bitrate, now_us)
@@ -242,7 +314,7 @@ class Relay:
                 fmt=RTCP_PSFB_APP,
                 ssrc=source.relay_ssrc("video"),
                 media_ssrc=0,
-                fci=pack_remb_fci(bitrate, [video]),
+                fci=pack_remb_fci(bitrate, videos),
             )
             await source.send(bytes(remb))
             self.counters.downlink_limits += 1
@@ -276,13 +348,10 @@ class Relay:
             return None
         section = inbound.section
         codec = section.codecs.get(payload_type)
-        if codec is None or leg.primary_ssrc.get(section.kind) != ssrc:
+        if codec is None or leg.primary_ssrc.get(section.place) != ssrc:
             return None
         destinations = []
-        for other in self._others(leg):
-            stream = other.outbound.get(section.kind)
-            if stream is None:
-                continue
+        for other, stream in self._destinations(leg, section.place):
             pt = stream.section.payload_type_for(codec)
             if pt is None or other.fast is None or other.negotiated is None:
                 return None
@@ -295,7 +364,7 @@ class Relay:
         if not destinations:
             return None
         source = Source(leg.participant, leg.generation, ssrc, codec.clock_rate)
-        return _Route(source, tuple(destinations))
+        return _Route(source, tuple(destinations), section.place == SCREEN)
 
     def _forward_now(self, leg: Leg, data: bytes) -> bool:
         """Forward a protected RTP packet where it arrived, if its stream is steady:
@@ -312,12 +381,15 @@ class Relay:
             if route is None:
                 return False
             self._routes[key] = route
-        headers: list[HeaderPlan] = []
+        headers: list[HeaderPlan | None] = []
         for destination in route.destinations:
-            if not destination.stream.steady(route.source):
-                return False
             fast = destination.leg.fast
-            if fast is None or destination.leg.closed or not fast.can_send():
+            if fast is None or destination.leg.closed:
+                return False
+            if not fast.connected():
+                headers.append(None)  # a leg still connecting gets nothing yet
+                continue
+            if not destination.stream.steady(route.source) or not fast.can_send():
                 return False
             header = plan_header(
                 data, destination.plan, destination.payload_type, destination.stream.ssrc
@@ -331,8 +403,14 @@ class Relay:
         leg.arrived(len(plain))
         if leg.transport_cc_id is not None:
             leg.transport_arrival(transport_sequence(data, leg.transport_cc_id))
+        if route.screen:
+            self._screen_seen(leg)
+            if self._sharer != leg.participant:
+                return True  # another participant's screen took over just now
         leg.packets_at_once += 1
         for destination, header in zip(route.destinations, headers, strict=True):
+            if header is None:
+                continue
             out = destination.stream.forward_steady(header, plain)
             destination.leg.send_now(out)
             self.counters.packets_forwarded += 1
@@ -349,13 +427,13 @@ class Relay:
             return
         # Every packet counts for the sender's estimate, its probes (RTX padding) too.
         leg.transport_arrival(packet.extensions.transport_sequence_number)
-        inbound = leg.classify(packet.ssrc, packet.payload_type)
+        inbound = leg.classify(packet.ssrc, packet.payload_type, packet.extensions.mid)
         if inbound is None:
             return
         section = inbound.section
         if inbound.rtx:
             primary_pt = section.rtx_apt.get(packet.payload_type)
-            primary_ssrc = leg.primary_ssrc.get(section.kind)
+            primary_ssrc = leg.primary_ssrc.get(section.place)
             if primary_pt is None or primary_ssrc is None or len(packet.payload) < 2:
                 return
             packet.sequence_number = unpack("!H", packet.payload[:2])[0]
@@ -363,16 +441,16 @@ class Relay:
             packet.payload_type = primary_pt
             packet.ssrc = primary_ssrc
         else:
-            leg.primary_ssrc[section.kind] = packet.ssrc
+            leg.primary_ssrc[section.place] = packet.ssrc
+            if section.place == SCREEN:
+                self._screen_seen(leg)
         codec = section.codecs.get(packet.payload_type)
         if codec is None:
             return
         source = Source(leg.participant, leg.generation, packet.ssrc, codec.clock_rate)
-        destinations = [
-            (other, other.outbound[section.kind])
-            for other in self._others(leg)
-            if section.kind in other.outbound
-        ]
+        # A leg still connecting gets nothing yet: its streams start with the first
+        # packet after (on a keyframe), not on packets it never received.
+        destinations = [(o, s) for o, s in self._destinations(leg, section.place) if o.receiving]
         for index, (other, stream) in enumerate(destinations):
             copy = (
                 packet
@@ -528,18 +606,29 @@ class Relay:
             by_leg.setdefault(source_leg.participant, (source_leg, []))[1].append(
                 stream.source.ssrc
             )
+        streams = sum(len(found) for _, found in by_leg.values())
         now = time.monotonic()
+        for key in [k for k in self._last_remb if not self._live(*k[:2]) or not self._live(*k[2:])]:
+            del self._last_remb[key]
         for source_leg, source_ssrcs in by_leg.values():
+            # The estimate covers every stream it lists: this source's share of it.
+            share = bitrate * len(source_ssrcs) // streams
             key = (leg.participant, leg.generation, source_leg.participant, source_leg.generation)
             previous = self._last_remb.get(key)
-            self._last_remb[key] = bitrate
-            if not self._passes_remb(source_leg, bitrate, previous, now):
+            self._last_remb[key] = share
+            if not self._passes_remb(source_leg, share, previous, now):
                 continue
+            # The lowest of its receivers' latest shares (each receiver reports apart).
+            lowest = min(
+                value
+                for (_, _, source, generation), value in self._last_remb.items()
+                if (source, generation) == (source_leg.participant, source_leg.generation)
+            )
             remb = RtcpPsfbPacket(
                 fmt=RTCP_PSFB_APP,
                 ssrc=source_leg.relay_ssrc("video"),
                 media_ssrc=0,
-                fci=pack_remb_fci(bitrate, source_ssrcs),
+                fci=pack_remb_fci(lowest, sorted(set(source_ssrcs))),
             )
             await source_leg.send(bytes(remb))
 
@@ -581,7 +670,11 @@ class Relay:
                     "packets_out": leg.packets_out,
                     "packets_at_once": leg.packets_at_once,
                     "bytes_in": leg.bytes_in,
-                    "forwarded": {k: s.forwarded for k, s in leg.outbound.items()},
+                    "position": leg.position,
+                    "forwarded": {
+                        "screen" if p.slot is None else f"{p.slot}:{p.kind}": s.forwarded
+                        for p, s in leg.outbound.items()
+                    },
                 }
                 for p, leg in self.legs.items()
             },

@@ -9,6 +9,7 @@ from aiortc.rtp import HeaderExtensionsMap
 from aiortc.sdp import MediaDescription, SessionDescription
 
 from media.errors import BadOffer
+from media.slots import MICROPHONE, Place, SlotError, places
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Section:
     mid: str
     relay_sends: bool
     relay_receives: bool
+    place: Place = MICROPHONE
+    """What the m-line carries (media/slots.py), from its index in the offer."""
     codecs: dict[int, CodecId] = field(default_factory=dict)
     """Primary payload types, in the answer's order of preference."""
     rtx_for: dict[int, int] = field(default_factory=dict)
@@ -73,6 +76,14 @@ class Negotiated:
         return next((s for s in self.sections if s.kind == kind), None)
 
 
+def offer_places(offer: SessionDescription) -> list[Place]:
+    """What each of the offer's audio/video m-lines carries, in its order."""
+    try:
+        return places([m.kind for m in offer.media if m.kind in ("audio", "video")])
+    except SlotError as exc:
+        raise BadOffer(str(exc)) from None
+
+
 def _ssrcs(media: MediaDescription) -> tuple[list[int], dict[int, int]]:
     """The announced SSRCs and the RTX SSRC of each primary (FID groups)."""
     ssrcs = list(dict.fromkeys(info.ssrc for info in media.ssrc))
@@ -92,8 +103,12 @@ def negotiated(offer_sdp: str, answer_sdp: str) -> Negotiated:
     sections: list[Section] = []
     extensions = HeaderExtensionsMap()
     extension_ids: dict[str, int] = {}
+    placed = iter(offer_places(offer))
     for theirs, ours in zip(offer.media, answer.media, strict=False):
-        if ours.kind not in ("audio", "video") or ours.port == 0:
+        if theirs.kind not in ("audio", "video"):
+            continue
+        place = next(placed)
+        if ours.kind != theirs.kind or ours.port == 0:
             continue
         direction = ours.direction or "sendrecv"
         section = Section(
@@ -101,6 +116,7 @@ def negotiated(offer_sdp: str, answer_sdp: str) -> Negotiated:
             mid=str(ours.rtp.muxId),
             relay_sends=direction in ("sendrecv", "sendonly"),
             relay_receives=direction in ("sendrecv", "recvonly"),
+            place=place,
         )
         for codec in ours.rtp.codecs:
             if codec.payloadType is None:

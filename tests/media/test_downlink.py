@@ -4,6 +4,8 @@ bottleneck link, feedback, REMB) simulated in virtual time, so that no test
 here depends on how fast this machine is."""
 
 import random
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,7 +18,10 @@ from media.downlink import (
     next_bitrate,
     remb_to_send,
     results,
+    source_limits,
 )
+from media.forwarding import Source
+from media.slots import CAMERA, SCREEN, Place
 from media.twcc import (
     FEEDBACK_STATUSES,
     STATUS_BURST,
@@ -375,13 +380,17 @@ async def test_feedback_beyond_a_legs_budget_is_dropped_and_counted() -> None:
 
 
 class _FakeLeg:
-    """What Relay._send_limits reads of a leg."""
+    """What Relay._send_limits reads of a leg: one that receives the other's camera
+    (``source``) in slot 0, just now."""
 
-    def __init__(self, participant: str, video: int | None, limit: int | None) -> None:
+    def __init__(
+        self, participant: str, video: int | None, limit: int | None, source: str = "kiosk"
+    ) -> None:
         self.participant = participant
         self.generation = 1
-        self.primary_ssrc = {"video": video} if video else {}
-        self.outbound = {"video": object()}
+        self.primary_ssrc = {CAMERA: video} if video else {}
+        stream = SimpleNamespace(source=Source(source, 1, 5, 90000), last_sent_at=time.monotonic())
+        self.outbound = {CAMERA: stream}
         self.feedback_packets = 0 if limit is None else 10
         self.downlink = LinkEstimate(bitrate=limit)
         self.sent: list[bytes] = []
@@ -412,3 +421,82 @@ async def test_a_camera_is_unlimited_again_when_its_limited_receiver_leaves() ->
         return unpack_remb_fci(packet.fci)[0]
 
     assert [bitrate(d) for d in kiosk.sent] == [300_000, LIFTED_BPS]
+
+
+# receivers: name -> (estimate, the source of each video stream it gets) -> limits
+LIMITS = [
+    ({"p1": (900_000, ["p0"])}, {"p0": 900_000}),  # two parties: the whole link
+    ({"p1": (None, ["p0"])}, {}),  # never limited: nothing holds the source
+    ({"p0": (900_000, ["p1", "p2", "p3"])}, {"p1": 300_000, "p2": 300_000, "p3": 300_000}),
+    # The lowest share of each source's receivers.
+    (
+        {"p0": (900_000, ["p1", "p2"]), "p2": (300_000, ["p0", "p1"])},
+        {"p1": 150_000, "p2": 450_000, "p0": 150_000},
+    ),
+    # A sharer's camera and screen are two of the receiver's streams.
+    ({"p0": (900_000, ["p1", "p1", "p2"])}, {"p1": 600_000, "p2": 300_000}),
+    ({"p0": (90_000, ["p1", "p2", "p3"])}, {"p1": FLOOR_BPS, "p2": FLOOR_BPS, "p3": FLOOR_BPS}),
+    ({"p0": (900_000, [])}, {}),
+]
+
+
+@pytest.mark.parametrize("receivers,limits", LIMITS)
+def test_each_source_is_told_the_lowest_share_of_its_receivers(
+    receivers: dict[str, tuple[int | None, list[str]]], limits: dict[str, int]
+) -> None:
+    assert source_limits(receivers) == limits
+
+
+class _Receiver:
+    """A leg that gets some sources' video (Relay._send_limits reads these)."""
+
+    def __init__(
+        self, participant: str, camera: int | None, limit: int | None, gets: dict[Place, str]
+    ) -> None:
+        self.participant = participant
+        self.generation = 1
+        self.primary_ssrc = {CAMERA: camera} if camera else {}
+        self.outbound = {
+            place: SimpleNamespace(
+                source=Source(source, 1, 5, 90000), last_sent_at=time.monotonic()
+            )
+            for place, source in gets.items()
+        }
+        self.feedback_packets = 0 if limit is None else 10
+        self.downlink = LinkEstimate(bitrate=limit)
+        self.sent: list[bytes] = []
+
+    def relay_ssrc(self, kind: str) -> int:
+        return 1
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def test_in_a_call_of_three_each_camera_hears_its_poorest_receivers_share() -> None:
+    from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, unpack_remb_fci
+
+    from media.relay import Relay
+
+    relay = Relay("c", lambda *_: None, None)
+    # p0 gets p1 and p2 over 1.2 Mbit/s; p1 gets p0 and p2 over 400 kbit/s; p2
+    # (without transport-cc) is never measured. p1 shares its screen with p0.
+    legs = {
+        "p0": _Receiver("p0", 10, 1_200_000, {CAMERA: "p1", Place(1, "video"): "p2", SCREEN: "p1"}),
+        "p1": _Receiver("p1", 11, 400_000, {CAMERA: "p0", Place(1, "video"): "p2"}),
+        "p2": _Receiver("p2", 12, None, {CAMERA: "p0", Place(1, "video"): "p1"}),
+    }
+    legs["p1"].primary_ssrc[SCREEN] = 21
+    relay.legs = legs  # type: ignore[assignment]
+    await relay._send_limits(1_000_000)
+
+    def told(name: str) -> tuple[int, list[int]]:
+        (data,) = legs[name].sent
+        (packet,) = RtcpPacket.parse(data)
+        assert isinstance(packet, RtcpPsfbPacket)
+        bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        return bitrate, sorted(ssrcs)
+
+    assert told("p0") == (200_000, [10])  # half of p1's 400 kbit/s
+    assert told("p1") == (800_000, [11, 21])  # two thirds of p0's: camera and screen
+    assert told("p2") == (200_000, [12])  # p1's half is lower than p0's third

@@ -110,14 +110,16 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("mid", ["1", "3", "6"], ids=["slot 0", "slot 1", "screen"])
 @pytest.mark.parametrize("target", [TARGET_IDS, TARGET_WITH_TWCC], ids=["plain", "twcc"])
 @pytest.mark.parametrize("marker", [False, True])
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_fast_rewrite_is_the_general_one_byte_for_byte(
-    name: str, marker: bool, target: dict[str, int]
+    name: str, marker: bool, target: dict[str, int], mid: str
 ) -> None:
+    """For any receiver's m-line: its slot's video (mids 1, 3, 5) or the screen (6)."""
     data = packet_bytes(101, CASES[name], marker=marker)
-    slow, quick, general, fast = both_ways(data, target_ids=target)
+    slow, quick, general, fast = both_ways(data, target_ids=target, mid=mid)
     assert quick is not None and quick == slow
     # The stream's state moves the same way (NACK history included).
     assert (fast.last_seq, fast.last_ts, fast.forwarded) == (

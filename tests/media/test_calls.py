@@ -1,0 +1,222 @@
+"""Calls of up to four through the relay, with real aiortc peers on loopback: each
+offers issue 21's seven m-lines once (media/slots.py) and gets every other
+participant in its slot, the shared screen on its seventh m-line, with no gap for
+the others while someone joins or leaves."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from harness.peers import SCREEN_FIRST, CallPeer, Received, in_order, in_order_wrapping, wait_until
+from media.config import MediaConfig
+from media.errors import NotAParticipant
+from media.pool import LocalRelayPool
+from media.slots import sender_in
+
+FRAMES = 10_000
+"""A camera's frames are numbered from its position x FRAMES: a receiver knows whose
+picture it decodes."""
+MAX_GAP = 0.2
+"""Seconds of media (RTP time) between two frames a receiver decodes one after the other."""
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[LocalRelayPool]:
+    pool = LocalRelayPool(MediaConfig(addresses=("127.0.0.1",), workers=0))
+    yield pool
+    await pool.close()
+
+
+def page(position: int) -> CallPeer:
+    """A participant offering the seven m-lines, as the pages do."""
+    return CallPeer(slots=3, screen=True, first_frame=position * FRAMES)
+
+
+async def join(
+    pool: LocalRelayPool, call_id: str, position: int, peer: CallPeer, legs: int
+) -> None:
+    declared = [f"p{n}" for n in range(legs)]
+    answer = await pool.connect(call_id, f"p{position}", await peer.offer(), declared)
+    await peer.accept(answer)
+
+
+def flowing(received: Received, frames: int = 30) -> bool:
+    return len(received.counters) > frames and received.loud_audio_frames > 20
+
+
+def assert_from(received: Received, sender: int) -> None:
+    """Frames of ``sender``'s camera only, and frames and audio in order."""
+    assert {c // FRAMES for c in received.counters} == {sender}, received.counters[:20]
+    assert in_order(received.counters), received.counters[:50]
+    assert in_order_wrapping(received.video_pts)
+    assert in_order_wrapping(received.audio_pts)
+
+
+async def test_a_third_joins_and_leaves_without_a_gap_for_the_first_two(
+    pool: LocalRelayPool,
+) -> None:
+    await pool.open_call("m1")
+    kiosk, expert, second = page(0), page(1), page(2)
+    try:
+        await join(pool, "m1", 0, kiosk, 2)
+        await join(pool, "m1", 1, expert, 2)
+        assert await wait_until(lambda: flowing(kiosk.slots[0]) and flowing(expert.slots[0]))
+        before = [len(p.slots[0].video_pts) for p in (kiosk, expert)]
+
+        await join(pool, "m1", 2, second, 3)
+        # Each gets the two others: the kiosk (0) and the expert (1) get the second
+        # expert in slot 1; the second gets them in slots 0 and 1.
+        joined = [(kiosk, 1, 2), (expert, 1, 2), (second, 0, 0), (second, 1, 1)]
+        assert await wait_until(lambda: all(flowing(p.slots[s]) for p, s, _ in joined))
+        for peer, slot, sender in [*joined, (kiosk, 0, 1), (expert, 0, 0)]:
+            assert_from(peer.slots[slot], sender)
+        # The first two never missed more than two frames of each other while the
+        # third joined (measured on the media's own clock, not the machine's).
+        for peer, start in zip((kiosk, expert), before, strict=True):
+            assert peer.slots[0].largest_gap(start) <= MAX_GAP, peer.slots[0].video_pts[start:]
+        assert not second.screen.counters  # nobody shares a screen
+
+        # The second expert leaves: signaling closes its leg.
+        during = [len(p.slots[0].video_pts) for p in (kiosk, expert)]
+        assert await pool.disconnect("m1", "p2")
+        await second.close()
+        left = [len(p.slots[1].counters) for p in (kiosk, expert)]
+        assert await wait_until(
+            lambda: all(
+                len(p.slots[0].video_pts) > n + 45
+                for p, n in zip((kiosk, expert), during, strict=True)
+            )
+        )
+        for peer, start, was in zip((kiosk, expert), during, left, strict=True):
+            assert peer.slots[0].largest_gap(start) <= MAX_GAP, peer.slots[0].video_pts[start:]
+            assert_from(peer.slots[0], 1 - (peer is expert))
+            # Slot 1 got nothing more than what was on its way.
+            assert len(peer.slots[1].counters) <= was + 3
+    finally:
+        for peer in (kiosk, expert, second):
+            await peer.close()
+    await pool.close_call("m1")
+    assert await pool.peer_connections() == 0
+
+
+async def test_four_participants_each_get_the_three_others_and_a_fifth_is_refused(
+    pool: LocalRelayPool,
+) -> None:
+    await pool.open_call("m2")
+    peers = [page(n) for n in range(4)]
+    fifth = page(4)
+    try:
+        for position, peer in enumerate(peers):
+            await join(pool, "m2", position, peer, 4)
+        assert await wait_until(
+            lambda: all(flowing(p.slots[s]) for p in peers for s in range(3)), timeout=40
+        )
+        for receiver, peer in enumerate(peers):
+            for slot in range(3):
+                assert_from(peer.slots[slot], sender_in(receiver, slot))
+        # Each source's packets rewritten where they arrive, for all three receivers.
+        counters = pool.counters
+        assert counters.packets_forwarded_at_once > counters.packets_forwarded / 2, counters
+        with pytest.raises(NotAParticipant):
+            await pool.connect("m2", "p4", await fifth.offer(), [f"p{n}" for n in range(5)])
+        assert sorted(pool.relays["m2"].legs) == ["p0", "p1", "p2", "p3"]
+    finally:
+        for peer in (*peers, fifth):
+            await peer.close()
+
+
+async def test_a_shared_screen_reaches_every_other_leg_s_seventh_m_line(
+    pool: LocalRelayPool,
+) -> None:
+    await pool.open_call("m3")
+    peers = [page(n) for n in range(3)]
+    kiosk, expert, second = peers
+    try:
+        for position, peer in enumerate(peers):
+            await join(pool, "m3", position, peer, 3)
+        assert await wait_until(lambda: all(flowing(p.slots[0]) for p in peers))
+        expert.share_screen(True)
+        assert await wait_until(
+            lambda: len(kiosk.screen.counters) > 20 and len(second.screen.counters) > 20
+        )
+        for peer in (kiosk, second):
+            assert all(c >= SCREEN_FIRST for c in peer.screen.counters)
+            assert in_order(peer.screen.counters)
+        assert not expert.screen.counters  # one's own screen never comes back
+        counters = pool.counters
+        assert counters.packets_forwarded_at_once > counters.packets_forwarded / 2, counters
+        # The cameras go on in their slots beside it.
+        assert_from(kiosk.slots[0], 1)
+        assert_from(second.slots[1], 1)
+
+        # The second expert shares: it takes over at once (signaling tells the first
+        # to stop), on the same m-line.
+        second.share_screen(True, first=SCREEN_FIRST + FRAMES)
+        assert await wait_until(
+            lambda: (
+                kiosk.screen.counters[-1] >= SCREEN_FIRST + FRAMES + 20
+                and expert.screen.counters[-1:] >= [SCREEN_FIRST + FRAMES + 20]
+            )
+        )
+        expert.share_screen(False)
+        taken_over = kiosk.screen.counters.index(
+            next(c for c in kiosk.screen.counters if c >= SCREEN_FIRST + FRAMES)
+        )
+        assert all(c >= SCREEN_FIRST + FRAMES for c in kiosk.screen.counters[taken_over:])
+        assert in_order(kiosk.screen.counters[taken_over:])
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_a_two_m_line_peer_gets_slot_0_in_a_call_of_three(pool: LocalRelayPool) -> None:
+    await pool.open_call("m4")
+    older = CallPeer(first_frame=0)  # an older kiosk: audio and video only
+    expert, second = page(1), page(2)
+    try:
+        for position, peer in enumerate((older, expert, second)):
+            await join(pool, "m4", position, peer, 3)
+        assert await wait_until(
+            lambda: (
+                flowing(older.received)
+                and all(flowing(p.slots[0]) and flowing(p.slots[1]) for p in (expert, second))
+            )
+        )
+        assert_from(older.received, 1)  # the expert in its one slot
+        assert_from(expert.slots[0], 0)  # the older kiosk's media reaches both
+        assert_from(second.slots[0], 0)
+        assert_from(expert.slots[1], 2)
+        assert_from(second.slots[1], 1)
+    finally:
+        for peer in (older, expert, second):
+            await peer.close()
+
+
+async def test_whoever_takes_a_freed_position_appears_in_the_same_slot(
+    pool: LocalRelayPool,
+) -> None:
+    """A transfer: the expert at position 1 leaves and another takes it; the kiosk's
+    slot 0 goes on from the newcomer, its numbers continuing without a jump back."""
+    await pool.open_call("m5")
+    kiosk, expert, successor = (
+        page(0),
+        page(1),
+        CallPeer(slots=3, screen=True, first_frame=3 * FRAMES),
+    )
+    try:
+        await join(pool, "m5", 0, kiosk, 2)
+        await join(pool, "m5", 1, expert, 2)
+        assert await wait_until(lambda: flowing(kiosk.slots[0]))
+        assert await pool.disconnect("m5", "p1")
+        await expert.close()
+        await join(pool, "m5", 1, successor, 2)
+        assert await wait_until(
+            lambda: len([c for c in kiosk.slots[0].counters if c >= 3 * FRAMES]) > 30
+        )
+        assert await wait_until(lambda: flowing(successor.slots[0]))
+        assert in_order(kiosk.slots[0].counters)
+        assert in_order_wrapping(kiosk.slots[0].video_pts)
+        assert_from(successor.slots[0], 0)
+    finally:
+        for peer in (kiosk, expert, successor):
+            await peer.close()
