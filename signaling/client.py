@@ -31,6 +31,8 @@ from signaling.messages import (
     QueuePosition,
     QueueUpdate,
     SessionState,
+    StaffCallAnswered,
+    StaffCallView,
 )
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -45,6 +47,8 @@ SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "chat_message": ChatView,
     "peer_status": PeerStatus,
     "file_added": FileView,
+    "staff_call": StaffCallView,
+    "staff_call_answered": StaffCallAnswered,
 }
 
 

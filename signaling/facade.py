@@ -169,6 +169,21 @@ class SignalingFacade:
         except StoreUnavailable as exc:
             raise Unavailable("the service is not available right now") from exc
 
+    async def hold(self, key: str, ttl: float) -> bool:
+        """Hold ``key`` for ``ttl`` seconds (True unless it is held already): something
+        open to be taken once, by ``take_held``, on whichever node."""
+        try:
+            return await self._hub.store.claim(key, ttl)
+        except StoreUnavailable as exc:
+            raise Unavailable("the service is not available right now") from exc
+
+    async def take_held(self, key: str) -> bool:
+        """Take what ``hold`` opened: True for one caller of all, while it is held."""
+        try:
+            return await self._hub.store.release(key)
+        except StoreUnavailable as exc:
+            raise Unavailable("the service is not available right now") from exc
+
     async def release_slot(self, key: str, at: float) -> None:
         try:
             await self._hub.store.release_slot(key, at)

@@ -177,9 +177,9 @@ class InProcessStore(LiveStore):
         self._claims[key] = now + ttl
         return True
 
-    async def release(self, key: str) -> None:
+    async def release(self, key: str) -> bool:
         self._refuse_if_closed()
-        self._claims.pop(key, None)
+        return self._claims.pop(key, 0.0) > self._clock()
 
     async def add_connection(self, account_id: str, node: str, sid: str) -> int:
         self._refuse_if_closed()

@@ -405,9 +405,10 @@ class RedisStore(LiveStore):
             )
         return bool(taken)
 
-    async def release(self, key: str) -> None:
+    async def release(self, key: str) -> bool:
         with _reachable():
-            await self._client.delete(self._key("claim", key))
+            # An expired claim is gone already (PX): DEL counts only one still held.
+            return bool(await self._client.delete(self._key("claim", key)))
 
     # ---- connections and liveness -------------------------------------------------
 

@@ -141,7 +141,9 @@ class LiveStore(ABC):
         """True for the first caller until ``ttl`` seconds pass or ``release``."""
 
     @abstractmethod
-    async def release(self, key: str) -> None: ...
+    async def release(self, key: str) -> bool:
+        """End a claim: True if it was held (and this call ended it); of concurrent
+        callers at most one gets True, so a claim can stand for something taken once."""
 
     # ---- connections and liveness -------------------------------------------------
 

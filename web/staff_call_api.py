@@ -6,7 +6,9 @@ it ("on my way"), and the kiosk and the other clerks are told
 A call is an alert, not a record: it reaches the clerks whose pages are open,
 and the audit log keeps that it was made and answered. One call per kiosk per
 minute (the button is easy to press again and again, and every press rings
-every clerk of the hall).
+every clerk of the hall). A call is taken once: while it is open the live state
+holds it (``OPEN_FOR``), and the first clerk to answer takes it; the others are
+told it is taken, so that one clerk walks to the kiosk, not every one who clicked.
 """
 
 import time
@@ -21,7 +23,7 @@ from storage.ids import new_id
 from storage.records import Account, AuditEvent, Role
 from web.api import Api, account_of, read_body, reply
 from web.auth import remote_address
-from web.errors import NotFound, TooManyRequests
+from web.errors import Conflict, NotFound, TooManyRequests
 from web.keys import SIGNALING, STORAGE
 from web.schemas import Body, Username
 
@@ -29,6 +31,14 @@ api = Api()
 
 CALL_EVERY = 60.0
 """Seconds between two staff calls of one kiosk."""
+OPEN_FOR = 30 * 60.0
+"""Seconds a call can be answered: a citizen still waiting after that has pressed the
+button again long since, or gone."""
+
+
+def staff_call_key(kiosk_id: str, call_id: str) -> str:
+    """What the live state holds while a kiosk's call is open to an answer."""
+    return f"staffcall-open:{kiosk_id}:{call_id}"
 
 
 class StaffCallAnswer(Body):
@@ -90,6 +100,7 @@ async def call_staff(request: web.Request) -> web.StreamResponse:
             remote_address(request),
         )
     )
+    await request.app[SIGNALING].hold(staff_call_key(kiosk.id, view.id), OPEN_FOR)
     await request.app[SIGNALING].notify(clerks, "staff_call", view)
     return reply(view, status=202)
 
@@ -103,8 +114,9 @@ async def call_staff(request: web.Request) -> web.StreamResponse:
     body=StaffCallAnswer,
     response=StaffCallAnswered,
     tag="staff",
-    # 404: no such kiosk, or not one of this clerk's halls.
-    errors=(404,),
+    # 404: no such kiosk, or not one of this clerk's halls; 409 staff_call_closed:
+    # another clerk took it first, or no such call is open.
+    errors=(404, 409),
 )
 async def answer_staff_call(request: web.Request) -> web.StreamResponse:
     clerk = account_of(request)
@@ -117,6 +129,11 @@ async def answer_staff_call(request: web.Request) -> web.StreamResponse:
     halls = {hall.code for hall in await storage.halls.of_clerk(clerk.id)}
     if kiosk.role is not Role.KIOSK or kiosk.hall not in halls:
         raise NotFound("no such kiosk in your halls")
+    if not await request.app[SIGNALING].take_held(staff_call_key(kiosk.id, body.id)):
+        raise Conflict(
+            "another clerk has taken this call, or it is no longer open",
+            code="staff_call_closed",
+        )
     view = StaffCallAnswered(
         id=body.id, kiosk=kiosk.username, by=clerk.display_name, at=time.time()
     )

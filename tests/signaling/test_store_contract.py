@@ -603,6 +603,16 @@ async def test_a_claim_is_held_until_released(store: LiveStore) -> None:
     await store.release("never-claimed")
 
 
+async def test_release_says_whether_it_ended_a_held_claim(store: LiveStore) -> None:
+    assert await store.claim("staffcall:k1:c1", ttl=60.0)
+    assert await store.release("staffcall:k1:c1")
+    assert not await store.release("staffcall:k1:c1")
+    assert not await store.release("never-claimed")
+    assert await store.claim("staffcall:k1:c2", ttl=0.2)
+    await asyncio.sleep(0.4)
+    assert not await store.release("staffcall:k1:c2")  # lapsed: nothing held
+
+
 async def test_a_claim_lapses_after_its_ttl(store: LiveStore) -> None:
     assert await store.claim("sweep:node-1", ttl=1.0)
     assert await store.claim("sweep:node-2", ttl=60.0)
@@ -722,6 +732,15 @@ async def test_of_concurrent_claimers_exactly_one_wins(open_store: OpenStore) ->
     results = await asyncio.gather(
         *(stores[i % 2].claim("sweep:node-9", ttl=60.0) for i in range(50))
     )
+    assert results.count(True) == 1
+
+
+async def test_of_concurrent_releasers_of_one_claim_exactly_one_ends_it(
+    open_store: OpenStore,
+) -> None:
+    stores = [await open_store(), await open_store()]
+    assert await stores[0].claim("staffcall:k1:c1", ttl=60.0)
+    results = await asyncio.gather(*(stores[i % 2].release("staffcall:k1:c1") for i in range(50)))
     assert results.count(True) == 1
 
 

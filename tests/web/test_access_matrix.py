@@ -44,6 +44,8 @@ from tests.access_table import (
 )
 from tests.conftest import DEMO_PASSWORD, RunningServer, ServerFactory
 from web.app import API_TABLES
+from web.keys import SIGNALING
+from web.staff_call_api import staff_call_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PDF = b"%PDF-1.7\n" + b"2" * 2000 + b"\n%%EOF\n"
@@ -391,7 +393,12 @@ async def _call_staff(m: Matrix, role: str, relation: Relation) -> int:
 
 @probe("POST /api/v1/staff-calls/answer")
 async def _answer_staff_call(m: Matrix, role: str, relation: Relation) -> int:
-    body = {"id": "0123456789abcdef", "kiosk": "kiosk01"}
+    # An open call of kiosk01 for each cell (a kiosk may call once a minute): as the
+    # kiosk's POST /api/v1/staff-calls opens it.
+    call_id = f"{next(m.counter):016x}"
+    kiosk = await m.server.storage.accounts.get_by_username("kiosk01")
+    assert await m.server.app[SIGNALING].hold(staff_call_key(kiosk.id, call_id), 60.0)
+    body = {"id": call_id, "kiosk": "kiosk01"}
     return (
         await m.request("POST", "/api/v1/staff-calls/answer", actor(role, relation), json=body)
     )[0]

@@ -37,7 +37,10 @@ export function watchStaffCalls() {
     try {
       await api("POST", "/api/v1/staff-calls/answer", { id: call.id, kiosk: call.kiosk });
       box.remove();
-    } catch {
+    } catch (err) {
+      // Taken by a colleague a moment before (their answer reaches this page too),
+      // or no longer open: nothing to go to.
+      if (err.status === 409) return box.remove();
       button.disabled = false;
       setText(button, "error.generic");
     }
