@@ -24,34 +24,37 @@ def remote_address(request: web.Request) -> str:
     )
 
 
+def _public_scheme_and_host(request: web.Request) -> tuple[str, str]:
+    """The scheme this app really serves (HTTPS when it ends TLS itself or a trusted
+    proxy says so) and the Host the browser addressed (a trusted proxy's
+    X-Forwarded-Host), as the browser sees this origin."""
+    trust = request.app[PROXY_TRUST]
+    peer = request.remote or ""
+    forwarded_proto = request.headers.get("X-Forwarded-Proto", "")
+    scheme = public_scheme(request.app[SETTINGS].tls, peer, forwarded_proto, trust)
+    host = request.headers.get("Host", "")
+    if trust.enabled and trust.peer_is_proxy(peer):
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[-1].strip()
+    return scheme, host
+
+
 def socket_origin_allowed(origin: str | None, environ: dict[str, object]) -> bool:
-    """socket.io's origin check: the scheme this app really serves (HTTPS when it ends
-    TLS itself or a trusted proxy says so) and the host the browser addressed."""
+    """socket.io's origin check: the page's origin must be this app's public scheme and
+    the host the browser addressed (or a configured name of this server)."""
     request = environ.get("aiohttp.request")
     if not isinstance(request, web.Request):
         return False
     settings = request.app[SETTINGS]
-    trust = request.app[PROXY_TRUST]
-    peer = request.remote or ""
-    scheme = public_scheme(settings.tls, peer, request.headers.get("X-Forwarded-Proto", ""), trust)
-    host = request.headers.get("Host", "")
-    if trust.enabled and trust.peer_is_proxy(peer):
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[-1].strip()
+    scheme, host = _public_scheme_and_host(request)
     return origin_allowed(origin, scheme, host, (settings.host, *settings.extra_hosts))
 
 
 def public_origin(request: web.Request) -> str:
     """The scheme and host the browser used to reach us (``https://name[:port]``), as
     socket.io's origin check sees them: what a link shown on a page must name."""
-    settings = request.app[SETTINGS]
-    trust = request.app[PROXY_TRUST]
-    peer = request.remote or ""
-    scheme = public_scheme(settings.tls, peer, request.headers.get("X-Forwarded-Proto", ""), trust)
-    host = request.headers.get("Host", "")
-    if trust.enabled and trust.peer_is_proxy(peer):
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[-1].strip()
+    scheme, host = _public_scheme_and_host(request)
     if not _HOST.fullmatch(host):
-        host = settings.host
+        host = request.app[SETTINGS].host
     return f"{scheme}://{host}"
 
 
