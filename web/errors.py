@@ -6,7 +6,9 @@ ApiError                     (status, code)
  ├── Forbidden               403 forbidden
  ├── NotFound                404 not_found
  ├── MethodNotAllowed        405 method_not_allowed
+ ├── RequestTimeout          408 too_slow (a body that stalls or crawls)
  ├── Conflict                409 conflict
+ ├── Gone                    410 gone
  ├── PayloadTooLarge         413 payload_too_large
  ├── UnsupportedMediaType    415 unsupported_media_type
  └── TooManyRequests         429 too_many_requests (with Retry-After)
@@ -34,6 +36,7 @@ from media import errors as med
 from signaling import errors as sig
 from signaling.store import StoreUnavailable
 from storage import errors as sto
+from storage.filestore import UploadError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,12 @@ class ApiError(Exception):
     """Seconds after which trying again may succeed (the Retry-After header)."""
 
     def __init__(
-        self, message: str, *, code: str | None = None, retry_after: int | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -63,6 +71,8 @@ class ApiError(Exception):
             self.code = code
         if retry_after is not None:
             self.retry_after = retry_after
+        self.headers = dict(headers or {})
+        """More headers the answer carries (where a resumable upload stands)."""
 
 
 class BadRequest(ApiError):
@@ -90,9 +100,19 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ApiError):
+    status = 408
+    code = "too_slow"
+
+
 class Conflict(ApiError):
     status = 409
     code = "conflict"
+
+
+class Gone(ApiError):
+    status = 410
+    code = "gone"
 
 
 class PayloadTooLarge(ApiError):
@@ -111,6 +131,36 @@ class TooManyRequests(ApiError):
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
+
+
+_UPLOAD_STATUS = {
+    "too_many_uploads": 429,
+    "account_upload_limit": 429,
+    "call_upload_limit": 429,
+    "uploads_busy": 503,
+    "gone": 404,
+    "wrong_offset": 409,
+    "checksum_mismatch": 400,
+    "too_large": 413,
+    "incomplete": 409,
+    "bad_name": 400,
+    "unsupported_type": 415,
+    "type_mismatch": 415,
+}
+UPLOAD_ROOM_RETRY_AFTER = 10
+"""Seconds a client is asked to wait when unfinished uploads hold all the room it
+may use (in all, its account's, its call's): other parts arrive and uploads finish
+or expire within seconds, so trying again soon can succeed."""
+_WAIT_FOR_ROOM = frozenset({"uploads_busy", "account_upload_limit", "call_upload_limit"})
+
+
+def upload_refusal(exc: UploadError, headers: dict[str, str] | None = None) -> ApiError:
+    """The answer to an upload storage refused (by its code), with ``headers`` (where
+    the upload stands, for a client that resumes)."""
+    retry_after = UPLOAD_ROOM_RETRY_AFTER if exc.code in _WAIT_FOR_ROOM else None
+    error = ApiError(str(exc), code=exc.code, retry_after=retry_after, headers=headers)
+    error.status = _UPLOAD_STATUS.get(exc.code, 400)
+    return error
 
 
 _SIGNALING_STATUS: dict[type[sig.SignalingError], int] = {
@@ -138,8 +188,11 @@ def _from_exception(exc: BaseException) -> web.Response:
         )
         response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
         return response
+    if isinstance(exc, UploadError):
+        exc = upload_refusal(exc)
     if isinstance(exc, ApiError):
         response = error_response(exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

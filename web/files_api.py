@@ -20,7 +20,14 @@ from web.api import ANY_ACCOUNT, Api, Header, account_of, read_body, reply
 from web.auth import remote_address
 from web.body_pacing import BodyTooSlow, Pace, paced
 from web.byte_ranges import Part, Unsatisfiable, Whole, answer_range
-from web.errors import ApiError, BadRequest, Conflict, NotFound, UnsupportedMediaType
+from web.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    RequestTimeout,
+    UnsupportedMediaType,
+    upload_refusal,
+)
 from web.keys import FILES, METRICS, SIGNALING, STORAGE
 from web.schemas import Body, CaseQuery, View
 
@@ -68,36 +75,6 @@ class CaseLink(Body):
     case_number: CaseNumber
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=500)]
     """Why this consultation belongs to the case (kept in the audit entry)."""
-
-
-_UPLOAD_STATUS = {
-    "too_many_uploads": 429,
-    "account_upload_limit": 429,
-    "call_upload_limit": 429,
-    "uploads_busy": 503,
-    "gone": 404,
-    "wrong_offset": 409,
-    "checksum_mismatch": 400,
-    "too_large": 413,
-    "incomplete": 409,
-    "bad_name": 400,
-    "unsupported_type": 415,
-    "type_mismatch": 415,
-}
-
-
-UPLOAD_ROOM_RETRY_AFTER = 10
-"""Seconds a client is asked to wait when unfinished uploads hold all the room it
-may use (in all, its account's, its call's): other parts arrive and uploads finish
-or expire within seconds, so trying again soon can succeed."""
-_WAIT_FOR_ROOM = frozenset({"uploads_busy", "account_upload_limit", "call_upload_limit"})
-
-
-def _upload_error(exc: UploadError) -> ApiError:
-    retry_after = UPLOAD_ROOM_RETRY_AFTER if exc.code in _WAIT_FOR_ROOM else None
-    error = ApiError(str(exc), code=exc.code, retry_after=retry_after)
-    error.status = _UPLOAD_STATUS.get(exc.code, 400)
-    return error
 
 
 def file_view(record: StoredFile) -> FileView:
@@ -169,12 +146,9 @@ async def create_upload(request: web.Request) -> web.StreamResponse:
     consultation_id = request.match_info["consultation_id"]
     await _participant_of_active(request, consultation_id)
     body = await read_body(request, UploadCreate)
-    try:
-        upload = await request.app[FILES].begin(
-            consultation_id, account_of(request), body.name, body.size
-        )
-    except UploadError as exc:
-        raise _upload_error(exc) from None
+    upload = await request.app[FILES].begin(
+        consultation_id, account_of(request), body.name, body.size
+    )
     view = UploadView(
         upload_id=upload.id, url=f"/api/v1/uploads/{upload.id}", offset=0, size=upload.declared_size
     )
@@ -242,19 +216,11 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
             request.content_length,
         )
     except BodyTooSlow as exc:
-        error = ApiError(f"{exc}; resume from Upload-Offset", code="too_slow")
-        error.status = 408
-        raise error from None
+        raise RequestTimeout(f"{exc}; resume from Upload-Offset") from None
     except UploadError as exc:
-        error = _upload_error(exc)
-        if exc.offset is not None:
-            response = web.json_response(
-                {"error": {"code": exc.code, "message": str(exc)}},
-                status=error.status,
-                headers=_offset_headers(upload.declared_size, exc.offset),
-            )
-            return response
-        raise error from None
+        # A part at the wrong offset is told where the upload stands.
+        at = None if exc.offset is None else _offset_headers(upload.declared_size, exc.offset)
+        raise upload_refusal(exc, at) from None
     return web.Response(status=204, headers=_offset_headers(upload.declared_size, stored))
 
 
@@ -272,12 +238,7 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
 )
 async def finish_upload(request: web.Request) -> web.StreamResponse:
     upload = await _own_upload(request)
-    try:
-        record = await request.app[FILES].finish(
-            upload, account_of(request), remote_address(request)
-        )
-    except UploadError as exc:
-        raise _upload_error(exc) from None
+    record = await request.app[FILES].finish(upload, account_of(request), remote_address(request))
     view = file_view(record)
     metrics = request.app[METRICS]
     metrics.uploads.labels(record.uploader_role).inc()

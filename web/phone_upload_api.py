@@ -23,15 +23,23 @@ from aiohttp import web
 from pydantic import Field, StringConstraints
 
 from storage.errors import RecordNotFound
-from storage.filestore import Upload, UploadError
+from storage.filestore import Upload
 from storage.filetypes import ALLOWED, FileRejected, check_name
 from storage.phone_links import LinkState, PhoneLink, PhoneLinks, link_state, token_hash
 from storage.records import Account, AuditEvent, Role
 from web.api import Api, account_of, read_body, reply
 from web.auth import public_origin, remote_address
 from web.body_pacing import BodyTooSlow, Pace, paced
-from web.errors import ApiError, BadRequest, NotFound, PayloadTooLarge
-from web.files_api import _upload_error, file_view
+from web.errors import (
+    BadRequest,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from web.files_api import file_view
 from web.keys import FILES, METRICS, SIGNALING, STORAGE
 from web.schemas import Body, View
 
@@ -93,11 +101,6 @@ class PhoneFileView(View):
     size: int
 
 
-class LinkGone(ApiError):
-    status = 410
-    code = "link_used"
-
-
 def qr_of(url: str) -> QrView:
     """The QR code of ``url`` (error correction M: a kiosk's screen may glare)."""
     code = segno.make(url, error="m", micro=False)
@@ -128,10 +131,10 @@ async def _usable(request: web.Request, token: str) -> tuple[PhoneLink, LinkStat
     return link, state, kiosk
 
 
-def _gone(state: LinkState) -> LinkGone:
+def _gone(state: LinkState) -> Gone:
     if state is LinkState.EXPIRED:
-        return LinkGone("this link has expired; show a new code on the kiosk", code="link_expired")
-    return LinkGone("this link has been used; show a new code on the kiosk", code="link_used")
+        return Gone("this link has expired; show a new code on the kiosk", code="link_expired")
+    return Gone("this link has been used; show a new code on the kiosk", code="link_used")
 
 
 @api.route(
@@ -227,9 +230,9 @@ def _check_announced(name: str, size: int, max_size: int) -> str:
     except FileRejected as exc:
         raise BadRequest(str(exc), code=exc.code) from None
     if not any(clean.lower().endswith(ext) for kind in ALLOWED for ext in kind.extensions):
-        error = ApiError("only PDF, JPEG, PNG and OFD documents are accepted")
-        error.status, error.code = 415, "unsupported_type"
-        raise error
+        raise UnsupportedMediaType(
+            "only PDF, JPEG, PNG and OFD documents are accepted", code="unsupported_type"
+        )
     if size > max_size:
         raise PayloadTooLarge(f"files may be at most {max_size} bytes", code="too_large")
     return clean
@@ -295,12 +298,8 @@ async def send_file(request: web.Request) -> web.StreamResponse:
         if upload is not None:
             await _discard(request, upload)
         await links.give_back_file(token, secret, name, length)
-        if isinstance(exc, UploadError):
-            raise _upload_error(exc) from None
         if isinstance(exc, BodyTooSlow):
-            slow = ApiError(f"{exc}; send the file again", code="too_slow")
-            slow.status = 408
-            raise slow from None
+            raise RequestTimeout(f"{exc}; send the file again") from None
         raise
     view = file_view(record)
     metrics = request.app[METRICS]
@@ -310,10 +309,8 @@ async def send_file(request: web.Request) -> web.StreamResponse:
     return reply(PhoneFileView(name=record.name, size=record.size), status=201)
 
 
-def _unauthorized() -> ApiError:
-    error = ApiError("send the claim as Authorization: Bearer <claim>", code="unauthorized")
-    error.status = 401
-    return error
+def _unauthorized() -> Unauthorized:
+    return Unauthorized("send the claim as Authorization: Bearer <claim>")
 
 
 async def _discard(request: web.Request, upload: Upload) -> None:

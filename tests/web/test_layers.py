@@ -7,6 +7,8 @@ nor the app's socket.io server or hub."""
 import ast
 from pathlib import Path
 
+from web import errors
+
 WEB = Path(__file__).resolve().parents[2] / "web"
 # What the facade speaks in: payloads, rights, the live values it hands back, errors.
 VOCABULARY = {
@@ -55,3 +57,37 @@ def test_endpoint_modules_use_signaling_only_through_its_facade() -> None:
         if beyond:
             reaching[path.name] = beyond
     assert reaching == {}
+
+
+HTTP_ERRORS = {
+    name
+    for name, value in vars(errors).items()
+    if isinstance(value, type) and issubclass(value, errors.ApiError)
+}
+
+
+def test_statuses_and_codes_of_errors_are_set_in_web_errors_alone() -> None:
+    """Errors become HTTP answers in one place (CONVENTIONS.md): a handler raises an
+    error of web.errors (or a storage or signaling one that it maps), never sets an
+    error's status by hand nor defines an error class of its own."""
+    by_hand = {}
+    for path in sorted(WEB.glob("*.py")):
+        if path.name == "errors.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found = [
+            f"{path.name}:{node.lineno}"
+            for node in ast.walk(tree)
+            for target in (node.targets if isinstance(node, ast.Assign) else [])
+            for leaf in (target.elts if isinstance(target, ast.Tuple) else [target])
+            if isinstance(leaf, ast.Attribute) and leaf.attr == "status"
+        ]
+        found += [
+            f"{path.name}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef)
+            and any(isinstance(b, ast.Name) and b.id in HTTP_ERRORS for b in node.bases)
+        ]
+        if found:
+            by_hand[path.name] = found
+    assert by_hand == {}

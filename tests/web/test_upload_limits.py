@@ -27,7 +27,7 @@ from tests.conftest import (
     login_session,
     upload_file,
 )
-from web import files_api
+from web import errors, files_api
 from web.body_pacing import BodyTooSlow, Pace, paced
 from web.keys import FILES
 
@@ -143,7 +143,7 @@ async def test_all_unfinished_uploads_together_are_capped_in_bytes_received(
         assert await refused_part(expert, server.url + str(second["url"]), 0, part[:150_000]) == (
             503,
             "uploads_busy",
-            str(files_api.UPLOAD_ROOM_RETRY_AFTER),
+            str(errors.UPLOAD_ROOM_RETRY_AFTER),
         )
         assert (await send_part(expert, server.url + str(second["url"]), 0, part[:100_000]))[
             0
@@ -155,7 +155,7 @@ async def test_all_unfinished_uploads_together_are_capped_in_bytes_received(
         ) as response:
             assert response.status == 503
             assert (await response.json())["error"]["code"] == "uploads_busy"
-            assert response.headers["Retry-After"] == str(files_api.UPLOAD_ROOM_RETRY_AFTER)
+            assert response.headers["Retry-After"] == str(errors.UPLOAD_ROOM_RETRY_AFTER)
 
 
 async def test_one_account_and_one_call_are_capped_in_bytes_received(
@@ -181,14 +181,14 @@ async def test_one_account_and_one_call_are_capped_in_bytes_received(
         assert await refused_part(kiosk, urls[1], 0, part) == (
             429,
             "account_upload_limit",
-            str(files_api.UPLOAD_ROOM_RETRY_AFTER),
+            str(errors.UPLOAD_ROOM_RETRY_AFTER),
         )
         assert (await send_part(kiosk, urls[1], 0, part[:50_000]))[0] == 204
         # The call holds 150,000: the expert's 100,000 would pass its 240,000.
         assert await refused_part(expert, urls[2], 0, part) == (
             429,
             "call_upload_limit",
-            str(files_api.UPLOAD_ROOM_RETRY_AFTER),
+            str(errors.UPLOAD_ROOM_RETRY_AFTER),
         )
         # Finishing one frees its bytes.
         async with kiosk.post(f"{urls[0]}/finish") as response:
