@@ -1,6 +1,7 @@
 // The call view shared by the kiosk and the expert desk: media, mute and camera
 // toggles, the quality indicator, "show a document", files and chat (with what was
-// said before a reload), and what to do when no picture or sound gets through.
+// said before a reload), and what to do when no picture or sound gets through; the
+// pictures of everyone else in the call (tiles.js) and a shared screen.
 import { api } from "./api.js";
 import { DocumentCapture } from "./capture.js";
 import { chatPanel } from "./chat.js";
@@ -10,6 +11,7 @@ import { MediaLink } from "./peer.js";
 import { closePreview } from "./preview.js";
 import { QualityIndicator } from "./quality.js";
 import { byTestId } from "./session.js";
+import { TileBoard } from "./tiles.js";
 
 // Neither picture nor sound from the other side for this long (from the start of the
 // call, or since they last came): both sides are told, in words, what they can do.
@@ -19,15 +21,24 @@ const MEDIA_CHECK_MS = 1000;
 export class CallView {
   // `latestDocument`: show the newest document from the other side large (the
   // expert's desk; the kiosk lists documents only, its screen goes to the face).
-  constructor({ mySide, send, consultation, download = true, latestDocument = false }) {
+  // `departmentName`: a department's code -> its name ({zh, en}); `onScreenEnded`:
+  // this side's screen sharing stopped from the browser's own control.
+  constructor({ mySide, send, consultation, download = true, latestDocument = false, departmentName, myName = null, onScreenEnded = () => {} }) {
     this.consultation = consultation; // () => the open consultation's id
     this.quality = new QualityIndicator(byTestId("connection-quality"));
     this.placeholder = document.getElementById("remote-placeholder");
+    this.transferNote = document.getElementById("transfer-note");
+    const videos = document.querySelector(".videos");
+    this.tiles = new TileBoard({ root: videos, mySide, list: byTestId("participant-list"), departmentName });
     this.media = new MediaLink({
       localVideo: byTestId("local-video"),
-      remoteVideo: byTestId("remote-video"),
+      remoteVideos: this.tiles.videos,
+      screenVideo: this.tiles.screenVideo,
       onStats: (figures) => this.onStats(figures),
+      onScreenEnded,
     });
+    this.loaded = null; // the consultation whose files and chat were loaded
+    this.you = null; // this page's position in the call
     this.files = new FilePanel({
       input: byTestId("file-input"),
       list: byTestId("file-list"),
@@ -42,6 +53,8 @@ export class CallView {
       button: byTestId("chat-send"),
       mySide,
       send: (text) => send("send_chat", { consultation_id: consultation(), text }),
+      myPosition: () => this.you,
+      myName,
     });
     this.capture = new DocumentCapture({
       root: document,
@@ -90,7 +103,7 @@ export class CallView {
   onStats(figures) {
     this.quality.update(figures);
     this.framesDecoded = figures.framesDecoded;
-    this.placeholder.hidden = figures.framesDecoded > 0 || !this.trouble.hidden;
+    this.placeholder.hidden = figures.framesDecoded > 0 || !this.trouble.hidden || !this.transferNote.hidden;
     if (figures.progressed) {
       this.lastMedia = Date.now();
       this.showTrouble(false);
@@ -118,14 +131,35 @@ export class CallView {
     this.placeholder.hidden = on || this.framesDecoded > 0;
   }
 
+  // A view of the call (on every change: joins, leaves, a screen, invitations): the
+  // tiles follow it; media starts once; files and chat load once per call.
   async start(view, stream) {
     if (stream !== undefined && !this.media.stream) this.media.useStream(stream);
     this.watchMedia(view.consultation_id);
+    this.you = Number.isInteger(view.you) ? view.you : null;
+    this.tiles.update(view);
+    const load = this.loaded !== view.consultation_id;
+    this.loaded = view.consultation_id;
     if (view.media) await this.media.start(view.media);
     this.micButton.disabled = !this.media.hasTrack("audio");
     this.cameraButton.disabled = !this.media.hasTrack("video");
-    this.files.load();
-    this.loadChat();
+    if (load) {
+      this.files.load();
+      this.loadChat();
+    }
+  }
+
+  // Said over the pictures while the call waits for someone (a transfer): the key
+  // and its values, or null for nothing.
+  showNote(key, vars) {
+    if (key) setText(this.transferNote, key, vars);
+    this.transferNote.hidden = !key;
+    this.placeholder.hidden = Boolean(key) || this.framesDecoded > 0 || !this.trouble.hidden;
+  }
+
+  // This side's screen: a track of getDisplayMedia, or null to stop.
+  async shareScreen(track) {
+    await this.media.shareScreen(track);
   }
 
   // What was said before this page (re)loaded: the server keeps the call's chat.
@@ -140,8 +174,14 @@ export class CallView {
     }
   }
 
+  // After the page's connection came back: media if it was lost, and what was said
+  // and sent meanwhile.
   reconnectMedia() {
     this.media.reconnect();
+    if (this.loaded) {
+      this.files.load();
+      this.loadChat();
+    }
   }
 
   stop() {
@@ -151,8 +191,11 @@ export class CallView {
     clearInterval(this.watchTimer);
     this.watchTimer = null;
     this.watched = null;
+    this.loaded = null;
     this.framesDecoded = 0;
     this.showTrouble(false);
+    this.showNote(null);
+    this.tiles.clear();
   }
 
   // Nothing of the last call left on screen.

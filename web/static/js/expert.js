@@ -5,7 +5,14 @@
 // one whatever happens meanwhile. After a call the server offers the expert nobody
 // (presence "wrap_up") until the record is saved or put off (稍后填写); records put
 // off wait in "records to complete", with the notes written so far.
+//
+// More than two in a call (issue 21): an expert invites another department or an
+// interpreter, hands the citizen to another department, leaves a call that goes on,
+// shares a screen (callactions.js); a ringing invitation or transfer is answered as
+// any offer. Interpreters use this desk too: they join and leave calls, nothing more
+// (no invitations, transfers, screen or after-call record).
 import { api } from "./api.js";
+import { CallActions } from "./callactions.js";
 import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
 import { fileRow } from "./files.js";
@@ -13,8 +20,12 @@ import { onLanguageChange, setText, textElement } from "./i18n.js";
 import { Ringer } from "./ring.js";
 import { byTestId, startPage } from "./session.js";
 import { connectSignal } from "./signal.js";
+import { describe } from "./tiles.js";
 
 let signal = null;
+let me = null;
+let interpreter = false;
+let actions = null;
 let presence = "away";
 let presenceView = null;
 let offer = null;
@@ -116,6 +127,11 @@ function renderOffer() {
   }
   const wasHidden = panel.hidden;
   panel.hidden = false;
+  // A citizen's request, an invitation into a call, or a citizen handed over.
+  const kind = offer.kind ?? "consultation";
+  panel.dataset.kind = kind;
+  setText(document.getElementById("offer-title"), { invite: "expert.offer_invite", transfer: "expert.offer_transfer" }[kind] ?? "expert.offer");
+  renderOfferBy(kind);
   const caseLine = document.getElementById("offer-case");
   setText(caseLine, "expert.offer_case", { case: caseText(offer.case_number) });
   const names = offer.hall_name_zh ? { zh: offer.hall_name_zh, en: offer.hall_name_en } : null;
@@ -131,6 +147,34 @@ function renderOffer() {
   tick();
   countdownTimer = setInterval(tick, 500);
   if (wasHidden || !ringer.ringing) ringer.start(caseLine.textContent);
+}
+
+// Who invites or hands over, and their note (a transfer's reason): what they typed
+// stays as typed (translate="no").
+function renderOfferBy(kind) {
+  const by = document.getElementById("offer-by");
+  const note = document.getElementById("offer-note");
+  by.hidden = !offer.inviter;
+  by.replaceChildren();
+  if (offer.inviter) {
+    const who = document.createElement("span");
+    const names = departmentNames(offer.inviter.department);
+    describe(who, { department_name_zh: names?.zh, department_name_en: names?.en, ...offer.inviter, role: "expert" });
+    by.append(textElement("span", kind === "transfer" ? "expert.offer_transferred_by" : "expert.offer_by", null, "label"), " ", who);
+  }
+  note.hidden = !offer.note;
+  note.replaceChildren();
+  if (offer.note) {
+    const text = document.createElement("span");
+    text.translate = false;
+    text.textContent = offer.note;
+    note.append(textElement("span", kind === "transfer" ? "expert.offer_reason" : "expert.offer_note", null, "label"), " ", text);
+  }
+}
+
+function departmentNames(code) {
+  const department = actions?.departments.get(code);
+  return department ? { zh: department.name_zh, en: department.name_en } : null;
 }
 
 // An offer arrived now or (get_state) a while ago: when it rang first, on the page's
@@ -159,26 +203,52 @@ function showCall(view) {
   document.body.classList.add("in-call");
   if (form?.saved) closeForm();
   document.getElementById("outcome-view").hidden = true;
-  setText(byTestId("call-status"), "expert.in_call_with", { case: caseText(view.case_number) });
+  if (view.transfer && view.state !== "active") {
+    // Handed to another department: those still in the call wait with the citizen.
+    const department = departmentNames(view.transfer.department) ?? view.transfer.department;
+    setText(byTestId("call-status"), "expert.transfer_waiting", { department });
+  } else {
+    setText(byTestId("call-status"), "expert.in_call_with", { case: caseText(view.case_number) });
+  }
   call.start(view);
+  actions.update(view);
   renderUnfinished();
 }
 
+// Whether this desk takes part in the call the view describes. A view with
+// `participants` says so with `you` (a position, or null once this desk left or
+// handed the call over); one without (a call of two, as before) by its state.
+function takesPart(view) {
+  if (view.state === "ended") return false;
+  if (Array.isArray(view.participants) && "you" in view) return Number.isInteger(view.you);
+  return view.state === "active";
+}
+
 function applyConsultation(view) {
-  if (view.state === "active") {
+  if (takesPart(view)) {
     if (callId !== view.consultation_id) {
       call.clear();
+      actions.clear();
     }
     showCall(view);
-  } else if (view.state === "ended" && view.consultation_id === callId) {
-    callId = null;
-    call.clear();
-    document.getElementById("call-view").hidden = true;
-    document.body.classList.remove("in-call");
+  } else if (view.consultation_id === callId) {
+    leftCall(view);
+  }
+}
+
+// The call ended, or this desk left it or handed it over: the record of this
+// expert's part (interpreters write none).
+function leftCall(view) {
+  callId = null;
+  call.clear();
+  actions.clear();
+  document.getElementById("call-view").hidden = true;
+  document.body.classList.remove("in-call");
+  if (!interpreter) {
     openForm(recordOfView(view));
-    loadHistory();
     loadUnfinished();
   }
+  loadHistory();
 }
 
 // ---- the after-call form: one consultation's outcome and notes ----------------
@@ -409,12 +479,33 @@ async function loadHistory() {
   }
 }
 
-async function onLogin() {
+async function onLogin(account) {
+  me = account;
+  interpreter = me.role === "interpreter";
+  if (interpreter) {
+    setText(document.querySelector(".topbar h1"), "page.interpreter");
+    document.getElementById("unfinished-section").hidden = true;
+    byTestId("end-call").hidden = true;
+  }
   call = new CallView({
     mySide: "expert",
     send: (event, payload) => signal.send(event, payload),
     consultation: () => callId,
     latestDocument: true,
+    departmentName: (code) => departmentNames(code) ?? code,
+    myName: me.display_name,
+    onScreenEnded: () => actions.stopScreen({ tell: true }),
+  });
+  actions = new CallActions({
+    send: (event, payload) => signal.send(event, payload),
+    callId: () => callId,
+    me,
+    call,
+    onView: applyConsultation,
+    onLeft: (view) => {
+      if (view && takesPart(view)) applyConsultation(view);
+      else leftCall(view ?? { consultation_id: callId, state: "ended" });
+    },
   });
   onLanguageChange(() => {
     renderQueue();
@@ -449,13 +540,20 @@ async function onLogin() {
     renderOffer();
   });
   signal.on("offer_revoked", (view) => {
-    if (offer && offer.consultation_id === view.consultation_id) dropOffer();
+    if (!offer) return;
+    const same = view.invitation_id ? offer.invitation_id === view.invitation_id : offer.consultation_id === view.consultation_id;
+    if (same) dropOffer();
   });
   signal.on("consultation", applyConsultation);
+  signal.on("invitation", (invitation) => actions.invitationEvent(invitation));
   signal.on("chat_message", (message) => call.chat.add(message));
   signal.on("file_added", (view) => call.files.add(view));
+  signal.on("document_shared", (view) => call.files.add(view));
   signal.on("peer_status", (status) => {
     if (!callId) return;
+    call.tiles.peerStatus(status.position, status.status === "reconnecting");
+    // The line under the call speaks of the citizen; other staff's tiles say it themselves.
+    if (status.side !== "kiosk" && status.position !== 0) return;
     if (status.status === "reconnecting") setText(byTestId("call-status"), "expert.kiosk_reconnecting");
     else setText(byTestId("call-status"), "expert.in_call");
   });
@@ -478,7 +576,8 @@ async function onLogin() {
     // A record left open (not the wrap-up: no offer comes then) keeps its notes on its
     // own consultation before the next call takes the screen.
     await deferForm();
-    const view = await signal.send("accept_offer", { consultation_id: id }).catch(() => null);
+    const answer = offer.invitation_id ? { invitation_id: offer.invitation_id } : { consultation_id: id };
+    const view = await signal.send("accept_offer", answer).catch(() => null);
     if (!view) {
       offer = null;
       renderOffer();
@@ -492,14 +591,24 @@ async function onLogin() {
   byTestId("decline-call").addEventListener("click", async () => {
     if (!offer || askingDecline) return;
     const id = offer.consultation_id;
+    const answer = offer.invitation_id ? { invitation_id: offer.invitation_id } : { consultation_id: id };
     askingDecline = true;
-    const sure = await confirmDialog("expert.decline_confirm", { yesKey: "expert.decline_yes", noKey: "expert.decline_no" });
+    const invite = offer.kind === "invite";
+    const sure = await confirmDialog(invite ? "expert.decline_invite_confirm" : "expert.decline_confirm", {
+      yesKey: invite ? "expert.decline_invite_yes" : "expert.decline_yes",
+      noKey: "expert.decline_no",
+    });
     askingDecline = false;
     if (!sure || offer?.consultation_id !== id) return;
-    await signal.send("decline_offer", { consultation_id: id }).catch(() => {});
+    await signal.send("decline_offer", answer).catch(() => {});
     if (offer?.consultation_id === id) dropOffer();
   });
   byTestId("end-call").addEventListener("click", async () => {
+    // An interpreter ends nothing for the others: "end" (the no-picture notice's) leaves.
+    if (interpreter) {
+      if (callId) await actions.leave();
+      return;
+    }
     if (callId && (await confirmDialog("call.end_confirm"))) {
       const view = await signal.send("end_consultation", { consultation_id: callId }).catch(() => null);
       if (view) applyConsultation(view);
@@ -517,4 +626,4 @@ async function onLogin() {
   await Promise.all([loadHistory(), loadUnfinished()]);
 }
 
-startPage({ roles: ["expert"], onLogin });
+startPage({ roles: ["expert", "interpreter"], onLogin });

@@ -262,8 +262,8 @@ function renderPosition() {
   else setText(wait, "kiosk.wait", { minutes: Math.max(1, Math.ceil(lastPosition.estimated_wait_s / 60)) });
 }
 
-function setStatus(key) {
-  setText(byTestId("call-status"), key);
+function setStatus(key, vars) {
+  setText(byTestId("call-status"), key, vars);
 }
 
 function applyConsultation(view) {
@@ -271,7 +271,10 @@ function applyConsultation(view) {
   consultationId = view.consultation_id;
   lastState = view.state;
   if (view.reference) lastReference = view.reference;
-  if (view.state === "waiting" || view.state === "offered") {
+  const transferring = view.transfer || screen === "call-screen";
+  if ((view.state === "waiting" || view.state === "offered") && transferring) {
+    showTransfer(view);
+  } else if (view.state === "waiting" || view.state === "offered") {
     if (screen !== "waiting-screen") show("waiting-screen");
     // After an expert let it ring out or declined, the citizen is told so, and that
     // an expert is being called again (rung_unanswered: how often it happened).
@@ -286,6 +289,7 @@ function applyConsultation(view) {
     closeIdleDialog();
     if (screen !== "call-screen") show("call-screen");
     setStatus("kiosk.in_call");
+    call.showNote(null);
     const stream = deviceStream;
     deviceStream = null;
     call.start(view, stream);
@@ -293,6 +297,20 @@ function applyConsultation(view) {
   } else if (view.state === "ended") {
     showEnded(view.end_reason);
   }
+}
+
+// Handed to another department (a transfer): the citizen stays on the call screen,
+// keeps the picture of anyone still in the call (an interpreter) and is told, in
+// plain words, what is happening until the new expert answers.
+function showTransfer(view) {
+  closeIdleDialog();
+  if (screen !== "call-screen") show("call-screen");
+  const department = departmentName(view.transfer?.department ?? view.department);
+  setStatus("kiosk.transferring", { department });
+  call.showNote(view.state === "offered" ? "kiosk.transfer_offered" : "kiosk.transfer_note", { department });
+  const stream = deviceStream;
+  deviceStream = null;
+  call.start(view, stream);
 }
 
 function showEnded(reason) {
@@ -498,6 +516,7 @@ async function onLogin(me) {
     send: (event, payload) => signal.send(event, payload),
     consultation: () => consultationId,
     download: false,
+    departmentName,
   });
   setUpDocuments(me);
   signal = connectSignal({
@@ -523,9 +542,12 @@ async function onLogin(me) {
   });
   signal.on("chat_message", (message) => call.chat.add(message));
   signal.on("file_added", (view) => call.files.add(view));
-  signal.on("peer_status", (status) =>
-    setStatus(status.status === "reconnecting" ? "kiosk.expert_reconnecting" : "kiosk.in_call"),
-  );
+  signal.on("peer_status", (status) => {
+    call.tiles.peerStatus(status.position, status.status === "reconnecting");
+    // With more than one member of staff, the tile of the one reconnecting says so.
+    if (call.tiles.present > 1 || lastState !== "active") return;
+    setStatus(status.status === "reconnecting" ? "kiosk.expert_reconnecting" : "kiosk.in_call");
+  });
   signal.on("staff_call_answered", () => setText(document.getElementById("staff-status"), "kiosk.staff_coming"));
   byTestId("call-staff").addEventListener("click", callStaff);
   byTestId("device-check-continue").addEventListener("click", requestConsultation);

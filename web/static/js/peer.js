@@ -2,6 +2,15 @@
 // of our offer with the per-call media token). Shared by the kiosk and expert pages.
 // The browser always offers; when ICE fails it builds a new connection and
 // offers again (the relay cannot restart ICE), keeping the same camera.
+//
+// The offer has FIXED slots (docs/PROTOCOL.md, "Media"), seven m-lines in this
+// order: own microphone and camera, sent and receiving slot 0 (mids 0, 1); slots 1
+// and 2 received only (mids 2, 3 and 4, 5); a screen (mid 6), sent while this
+// participant shares one and receiving another's. People joining and leaving change
+// no m-line: the relay starts or stops forwarding into a slot, the page shows or
+// hides its tile (slots.js). Sharing a screen puts a track on mid 6 (replaceTrack),
+// never a new offer.
+import { SLOTS } from "./slots.js";
 
 const GATHER_TIMEOUT_MS = 4000;
 const STATS_INTERVAL_MS = 1000;
@@ -37,13 +46,21 @@ function gatheringComplete(pc) {
 }
 
 export class MediaLink {
-  constructor({ localVideo, remoteVideo, onState = () => {}, onStats = () => {} }) {
+  // `remoteVideos`: one <video> per slot (SLOTS of them); `screenVideo`: the shared
+  // screen received; `onScreenEnded`: this side's screen capture stopped by itself
+  // (the browser's own "stop sharing").
+  constructor({ localVideo, remoteVideos, screenVideo = null, onState = () => {}, onStats = () => {}, onScreenEnded = () => {} }) {
     this.localVideo = localVideo;
-    this.remoteVideo = remoteVideo;
+    this.remoteVideos = remoteVideos;
+    this.screenVideo = screenVideo;
     this.onState = onState;
     this.onStats = onStats;
+    this.onScreenEnded = onScreenEnded;
     this.pc = null;
     this.stream = null;
+    this.screenTrack = null;
+    this.screenSender = null;
+    this.receivers = []; // per slot: {audio, video} RTCRtpReceiver; then the screen's
     this.access = null;
     this.location = null;
     this.statsTimer = null;
@@ -101,16 +118,7 @@ export class MediaLink {
     if (generation !== this.generation) return;
     const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
-    const remote = new MediaStream();
-    for (const kind of ["audio", "video"]) {
-      const track = this.stream?.getTracks().find((t) => t.kind === kind);
-      if (track) pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
-      else pc.addTransceiver(kind, { direction: "recvonly" });
-    }
-    pc.ontrack = (event) => {
-      remote.addTrack(event.track);
-      if (this.remoteVideo && this.remoteVideo.srcObject !== remote) this.remoteVideo.srcObject = remote;
-    };
+    this.addTransceivers(pc);
     pc.onconnectionstatechange = () => this.stateChanged(pc, generation);
     this.onState("connecting");
     await pc.setLocalDescription(await pc.createOffer());
@@ -138,6 +146,53 @@ export class MediaLink {
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
   }
 
+  // The seven m-lines, in the contract's order. Each slot's picture and sound play
+  // in that slot's <video> from the receivers' own tracks (they exist before any
+  // packet comes, and unmute when the relay starts forwarding into the slot).
+  addTransceivers(pc) {
+    const own = (kind) => this.stream?.getTracks().find((t) => t.kind === kind);
+    this.receivers = [];
+    for (let slot = 0; slot < SLOTS; slot += 1) {
+      const pair = {};
+      for (const kind of ["audio", "video"]) {
+        const track = slot === 0 ? own(kind) : null;
+        const transceiver = track
+          ? pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] })
+          : pc.addTransceiver(kind, { direction: "recvonly" });
+        pair[kind] = transceiver.receiver;
+      }
+      this.receivers.push(pair);
+    }
+    // The screen: sent by whoever shares (no track until then), received otherwise.
+    const screen = pc.addTransceiver(this.screenTrack ?? "video", { direction: "sendrecv" });
+    this.screenSender = screen.sender;
+    this.screenReceiver = screen.receiver;
+    this.remoteVideos.forEach((video, slot) => {
+      if (video) video.srcObject = new MediaStream([this.receivers[slot].audio.track, this.receivers[slot].video.track]);
+    });
+    if (this.screenVideo) this.screenVideo.srcObject = new MediaStream([screen.receiver.track]);
+  }
+
+  // This side's screen (a track of getDisplayMedia) goes out on mid 6, or stops.
+  async shareScreen(track) {
+    if (this.screenTrack && this.screenTrack !== track) this.screenTrack.stop();
+    this.screenTrack = track;
+    if (track) {
+      track.contentHint = "detail";
+      track.addEventListener("ended", () => {
+        if (this.screenTrack !== track) return;
+        this.screenTrack = null;
+        this.screenSender?.replaceTrack(null).catch(() => {});
+        this.onScreenEnded();
+      });
+    }
+    await this.screenSender?.replaceTrack(track ?? null).catch(() => {});
+  }
+
+  get sharing() {
+    return this.screenTrack !== null;
+  }
+
   stateChanged(pc, generation) {
     if (generation !== this.generation) return;
     const state = pc.connectionState;
@@ -160,7 +215,10 @@ export class MediaLink {
   }
 
   // Figures of the last interval for the quality indicator: loss (fraction of
-  // packets lost since the last report), round-trip time (s), frames per second.
+  // packets lost since the last report, all that comes in), round-trip time (s),
+  // frames per second (the best of the slots: a camera switched off elsewhere is not
+  // this link's fault). Each slot's <video> (and the shared screen's) carries its own
+  // frames decoded and audio packets received (data-frames-decoded, data-audio-packets).
   async report() {
     if (!this.pc) return;
     const pc = this.pc;
@@ -175,20 +233,42 @@ export class MediaLink {
       loss: null,
       connection: pc.connectionState,
     };
+    // Which slot a stream is for: by its track (trackIdentifier), else by its mid.
+    const slotOfTrack = new Map();
+    this.receivers.forEach((pair, slot) => {
+      slotOfTrack.set(pair.audio.track.id, slot);
+      slotOfTrack.set(pair.video.track.id, slot);
+    });
+    const screenTrack = this.screenReceiver?.track.id;
+    const perSlot = this.receivers.map(() => ({ frames: 0, audio: 0 }));
+    let screenFrames = 0;
     report.forEach((entry) => {
-      if (entry.type === "inbound-rtp" && entry.kind === "video") {
-        figures.framesDecoded = entry.framesDecoded ?? 0;
-        figures.fps = entry.framesPerSecond ?? null;
+      if (entry.type === "inbound-rtp") {
         figures.packetsLost += entry.packetsLost ?? 0;
         figures.packetsReceived += entry.packetsReceived ?? 0;
-      } else if (entry.type === "inbound-rtp" && entry.kind === "audio") {
-        figures.audioPacketsReceived = entry.packetsReceived ?? 0;
-        figures.packetsLost += entry.packetsLost ?? 0;
-        figures.packetsReceived += entry.packetsReceived ?? 0;
+        const mid = Number.parseInt(entry.mid ?? "", 10);
+        const isScreen = entry.trackIdentifier ? entry.trackIdentifier === screenTrack : mid === 2 * SLOTS;
+        if (isScreen) {
+          screenFrames = entry.framesDecoded ?? 0;
+          return;
+        }
+        const slot = slotOfTrack.get(entry.trackIdentifier) ?? (Number.isInteger(mid) ? Math.floor(mid / 2) : 0);
+        if (!perSlot[slot]) return;
+        if (entry.kind === "video") {
+          perSlot[slot].frames = entry.framesDecoded ?? 0;
+          figures.framesDecoded += entry.framesDecoded ?? 0;
+          if (entry.framesPerSecond !== undefined && (figures.fps === null || entry.framesPerSecond > figures.fps)) {
+            figures.fps = entry.framesPerSecond;
+          }
+        } else if (entry.kind === "audio") {
+          perSlot[slot].audio = entry.packetsReceived ?? 0;
+          figures.audioPacketsReceived += entry.packetsReceived ?? 0;
+        }
       } else if (entry.type === "candidate-pair" && entry.nominated && entry.currentRoundTripTime !== undefined) {
         figures.rtt = entry.currentRoundTripTime;
       }
     });
+    if (pc !== this.pc) return;
     // Whether pictures or sound came in since the last report (of this connection:
     // a new one counts from zero).
     const media = figures.framesDecoded + figures.audioPacketsReceived;
@@ -200,10 +280,14 @@ export class MediaLink {
       figures.stalled = received <= 0;
     }
     this.previous = { pc, lost: figures.packetsLost, received: figures.packetsReceived, media };
-    if (this.remoteVideo) {
-      this.remoteVideo.dataset.framesDecoded = String(figures.framesDecoded);
-      this.remoteVideo.dataset.audioPackets = String(figures.audioPacketsReceived);
-    }
+    this.remoteVideos.forEach((video, slot) => {
+      if (!video) return;
+      video.dataset.framesDecoded = String(perSlot[slot].frames);
+      video.dataset.audioPackets = String(perSlot[slot].audio);
+    });
+    if (this.screenVideo) this.screenVideo.dataset.framesDecoded = String(screenFrames);
+    figures.slots = perSlot;
+    figures.screenFrames = screenFrames;
     this.onStats(figures);
   }
 
@@ -221,8 +305,16 @@ export class MediaLink {
     this.pc = null;
     for (const track of this.stream?.getTracks() ?? []) track.stop();
     this.stream = null;
-    for (const video of [this.localVideo, this.remoteVideo]) {
-      if (video) video.srcObject = null;
+    this.screenTrack?.stop();
+    this.screenTrack = null;
+    this.screenSender = null;
+    this.screenReceiver = null;
+    this.receivers = [];
+    for (const video of [this.localVideo, ...this.remoteVideos, this.screenVideo]) {
+      if (!video) continue;
+      video.srcObject = null;
+      delete video.dataset.framesDecoded;
+      delete video.dataset.audioPackets;
     }
   }
 }
