@@ -76,7 +76,7 @@ def test_statuses_and_codes_of_errors_are_set_in_web_errors_alone() -> None:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         found = [
-            f"{path.name}:{node.lineno}"
+            f"{path.name}:{leaf.lineno}"
             for node in ast.walk(tree)
             for target in (node.targets if isinstance(node, ast.Assign) else [])
             for leaf in (target.elts if isinstance(target, ast.Tuple) else [target])
