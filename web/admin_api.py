@@ -3,9 +3,8 @@
 from aiohttp import web
 
 from storage.password_policy import MESSAGES, weakness
-from storage.records import AuditEvent, Role
-from web.api import ANY_ACCOUNT, Api, account_of, read_body, reply
-from web.auth import remote_address
+from storage.records import Role
+from web.api import ANY_ACCOUNT, Api, account_of, audit_of, read_body, reply
 from web.errors import BadRequest
 from web.keys import SIGNALING, STORAGE
 from web.schemas import (
@@ -21,12 +20,6 @@ from web.schemas import (
 
 api = Api()
 ADMIN = frozenset({Role.ADMIN})
-
-
-def _audit(request: web.Request, action: str, subject: str, **detail: str | bool) -> AuditEvent:
-    return AuditEvent(
-        account_of(request).username, action, subject, dict(detail), remote_address(request)
-    )
 
 
 def _check_password(password: str, username: str, role: Role) -> None:
@@ -67,7 +60,7 @@ async def create_department(request: web.Request) -> web.StreamResponse:
         body.name_zh,
         body.name_en,
         hours=body.hours,
-        audit=_audit(request, "department.create", body.code),
+        audit=audit_of(request, "department.create", body.code),
     )
     return reply(DepartmentView.of(department), status=201)
 
@@ -92,7 +85,7 @@ async def patch_department(request: web.Request) -> web.StreamResponse:
     else:
         action = "department.disable" if body.disabled else "department.enable"
     department = await request.app[STORAGE].departments.change(
-        code, values, audit=_audit(request, action, code, **values)
+        code, values, audit=audit_of(request, action, code, **values)
     )
     return reply(DepartmentView.of(department))
 
@@ -146,7 +139,7 @@ async def create_account(request: web.Request) -> web.StreamResponse:
         hall=body.hall,
         halls=halls,
         display_name=body.display_name,
-        audit=_audit(request, "account.create", body.username, **detail),
+        audit=audit_of(request, "account.create", body.username, **detail),
     )
     return reply(AccountView.of(account, halls), status=201)
 
@@ -176,26 +169,26 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
         raise BadRequest("only clerks work at halls", code="invalid_body")
     if body.hall is not None:
         account = await storage.accounts.set_hall(
-            username, body.hall, audit=_audit(request, "account.hall", username, halls=body.hall)
+            username, body.hall, audit=audit_of(request, "account.hall", username, halls=body.hall)
         )
     if body.halls is not None:
         await storage.halls.set_clerk_halls(
             username,
             body.halls,
-            audit=_audit(
+            audit=audit_of(
                 request, "account.hall", username, halls=",".join(sorted(set(body.halls)))
             ),
         )
     if body.password is not None:
         _check_password(body.password, username, account.role)
         await storage.accounts.set_password(
-            username, body.password, audit=_audit(request, "account.password_reset", username)
+            username, body.password, audit=audit_of(request, "account.password_reset", username)
         )
     if body.disabled is not None:
         account = await storage.accounts.set_disabled(
             username,
             body.disabled,
-            audit=_audit(
+            audit=audit_of(
                 request, "account.disable" if body.disabled else "account.enable", username
             ),
         )

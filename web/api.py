@@ -12,8 +12,8 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from signaling.messages import CaseNumber, ConsultationId, DepartmentCode
-from storage.records import Account, Role
-from web.auth import authenticate
+from storage.records import Account, AuditEvent, Role
+from web.auth import authenticate, remote_address
 from web.errors import BadRequest, Forbidden, NotFound, Unauthorized, UnsupportedMediaType
 from web.keys import ACCOUNT
 from web.schemas import HallCode, PhoneToken, Username
@@ -223,6 +223,13 @@ def _guarded(endpoint: Endpoint) -> Handler:
 
 def account_of(request: web.Request) -> Account:
     return request[ACCOUNT]
+
+
+def audit_of(request: web.Request, action: str, subject: str, **detail: str | bool) -> AuditEvent:
+    """The audit entry of what the request's account does, from the request's address."""
+    return AuditEvent(
+        account_of(request).username, action, subject, dict(detail), remote_address(request)
+    )
 
 
 async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:

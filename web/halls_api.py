@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 from aiohttp import web
 from pydantic import ValidationError
 
-from storage.records import AuditEvent, HallLevel, Role
+from storage.records import HallLevel, Role
 from storage.references import typed_reference
-from web.api import Api, account_of, read_body, reply
-from web.auth import remote_address
+from web.api import Api, account_of, audit_of, read_body, reply
 from web.errors import BadRequest
 from web.keys import STORAGE
 from web.schemas import (
@@ -59,12 +58,6 @@ def day_window(now: datetime, since: str | None, until: str | None, *, days: int
     return Window(start.timestamp(), max(start, end).timestamp())
 
 
-def _audit(request: web.Request, action: str, subject: str, **detail: str | bool) -> AuditEvent:
-    return AuditEvent(
-        account_of(request).username, action, subject, dict(detail), remote_address(request)
-    )
-
-
 @api.route(
     "GET",
     "/api/v1/halls",
@@ -98,7 +91,7 @@ async def create_hall(request: web.Request) -> web.StreamResponse:
         level=HallLevel(body.level),
         district=body.district,
         allow_file_chooser=body.allow_file_chooser,
-        audit=_audit(
+        audit=audit_of(
             request,
             "hall.create",
             body.code,
@@ -126,7 +119,7 @@ async def patch_hall(request: web.Request) -> web.StreamResponse:
     if not values:
         raise BadRequest("nothing to change", code="invalid_body")
     hall = await request.app[STORAGE].halls.change(
-        code, values, audit=_audit(request, "hall.change", code, **values)
+        code, values, audit=audit_of(request, "hall.change", code, **values)
     )
     return reply(HallView.of(hall))
 

@@ -21,7 +21,7 @@ from signaling.messages import StaffCallAnswered, StaffCallView
 from storage.errors import RecordNotFound
 from storage.ids import new_id
 from storage.records import Account, AuditEvent, Role
-from web.api import Api, account_of, read_body, reply
+from web.api import Api, account_of, audit_of, read_body, reply
 from web.auth import remote_address
 from web.errors import Conflict, NotFound, TooManyRequests
 from web.keys import SIGNALING, STORAGE
@@ -137,9 +137,7 @@ async def answer_staff_call(request: web.Request) -> web.StreamResponse:
     view = StaffCallAnswered(
         id=body.id, kiosk=kiosk.username, by=clerk.display_name, at=time.time()
     )
-    await storage.audit.append(
-        AuditEvent(clerk.username, "staff_call.answer", kiosk.username, {}, remote_address(request))
-    )
+    await storage.audit.append(audit_of(request, "staff_call.answer", kiosk.username))
     told = [kiosk.id, *await _clerks_of(request, kiosk.hall)]
     await request.app[SIGNALING].notify(told, "staff_call_answered", view)
     return reply(view)
