@@ -12,8 +12,6 @@ large document on its way on both sides, the expert's wrap-up and records to
 complete, a ring-out on both sides, a locked login."""
 
 import dataclasses
-import struct
-import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from harness.chromium import (
     wait_media_both_ways,
 )
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
-from tests.web.documents import pdf_with_pages
+from tests.web.documents import pdf_with_pages, png
 
 # (state, page): the page shows that state, nothing scrolled or resized yet.
 Visit = Callable[[str, Any], Awaitable[None]]
@@ -41,21 +39,6 @@ PHONE_CONTEXT: dict[str, Any] = {
 }
 DESK_VIEWPORT = {"width": 1366, "height": 768}
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\n" + b"% form\n" * 200 + b"%%EOF\n"
-
-
-def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A plain one-colour PNG (a stand-in for a scanned document)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    row = b"\x00" + bytes(rgb) * width
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(row * height)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
 
 
 async def login_form(browser: Any, server: Served, visit: Visit) -> None:
