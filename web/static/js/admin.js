@@ -196,6 +196,21 @@ function labelled(element, key) {
   return element;
 }
 
+// A <select> of accounts by username (names as they are: not translated).
+function accountChooser(key, testid, choices) {
+  const select = labelled(document.createElement("select"), key);
+  select.dataset.testid = testid;
+  select.translate = false;
+  for (const account of choices) {
+    const item = document.createElement("option");
+    item.value = account.username;
+    item.textContent = account.username;
+    item.translate = false;
+    select.append(item);
+  }
+  return select;
+}
+
 function smallButton(key, testid) {
   const button = textElement("button", key, null, "secondary small");
   button.type = "button";
@@ -231,16 +246,11 @@ function hallMembers(hall) {
     chip.textContent = kiosk.username;
     kioskLine.append(" ", chip);
   }
-  const moveKiosk = labelled(document.createElement("select"), "admin.hall_move_kiosk");
-  moveKiosk.dataset.testid = "hall-kiosk-select";
-  moveKiosk.translate = false;
-  for (const kiosk of accounts.filter((a) => a.role === "kiosk" && a.hall !== hall.code)) {
-    const item = document.createElement("option");
-    item.value = kiosk.username;
-    item.textContent = kiosk.username;
-    item.translate = false;
-    moveKiosk.append(item);
-  }
+  const moveKiosk = accountChooser(
+    "admin.hall_move_kiosk",
+    "hall-kiosk-select",
+    accounts.filter((a) => a.role === "kiosk" && a.hall !== hall.code),
+  );
   const move = smallButton("admin.hall_move_kiosk", "hall-kiosk-add");
   moveKiosk.hidden = move.hidden = moveKiosk.options.length === 0;
   move.addEventListener("click", () => changeAccount(moveKiosk.value, { hall: hall.code }));
@@ -261,16 +271,11 @@ function hallMembers(hall) {
     chip.append(name, " ", remove);
     clerkLine.append(" ", chip);
   }
-  const addClerk = labelled(document.createElement("select"), "admin.hall_add_clerk");
-  addClerk.dataset.testid = "hall-clerk-select";
-  addClerk.translate = false;
-  for (const clerk of accounts.filter((a) => a.role === "clerk" && !a.halls.includes(hall.code))) {
-    const item = document.createElement("option");
-    item.value = clerk.username;
-    item.textContent = clerk.username;
-    item.translate = false;
-    addClerk.append(item);
-  }
+  const addClerk = accountChooser(
+    "admin.hall_add_clerk",
+    "hall-clerk-select",
+    accounts.filter((a) => a.role === "clerk" && !a.halls.includes(hall.code)),
+  );
   const add = smallButton("admin.hall_add_clerk", "hall-clerk-add");
   addClerk.hidden = add.hidden = addClerk.options.length === 0;
   add.addEventListener("click", () => {
