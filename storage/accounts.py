@@ -1,4 +1,4 @@
-"""Accounts of kiosks, experts, clerks and admins, with their password hashes."""
+"""Accounts of kiosks, experts, interpreters, clerks and admins, with their password hashes."""
 
 import asyncio
 import time
@@ -14,7 +14,7 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.halls import require_halls
 from storage.ids import new_id
 from storage.passwords import dummy_hash, hash_password, verify_password
-from storage.records import Account, AuditEvent, Role
+from storage.records import DESK_ROLES, Account, AuditEvent, DepartmentKind, Role
 from storage.schema import accounts, clerk_halls, departments, sessions
 
 PUBLIC_COLUMNS = [c for c in accounts.c if c.name != "password_hash"]
@@ -68,10 +68,10 @@ class Accounts:
     ) -> Account:
         """Create an account; ``password_hash`` lets a bulk seeder hash once for many.
         A kiosk stands in ``hall``, a clerk works at ``halls``; both must exist."""
-        if role is Role.EXPERT and department is None:
-            raise RecordConflict("an expert account needs a department")
-        if role is not Role.EXPERT and department is not None:
-            raise RecordConflict("only expert accounts belong to a department")
+        if role in DESK_ROLES and department is None:
+            raise RecordConflict(f"an {role.value} account needs a department")
+        if role not in DESK_ROLES and department is not None:
+            raise RecordConflict("only expert and interpreter accounts belong to a department")
         if role is not Role.KIOSK and hall is not None:
             raise RecordConflict("only kiosk accounts stand in a hall")
         if role is not Role.CLERK and halls:
@@ -84,10 +84,16 @@ class Accounts:
         def unit(conn: Connection) -> None:
             if department is not None:
                 found = conn.execute(
-                    select(departments.c.code).where(departments.c.code == department)
+                    select(departments.c.kind).where(departments.c.code == department)
                 ).first()
                 if found is None:
                     raise RecordNotFound(f"no department {department!r}")
+                # Interpreters belong to interpreting pools, experts to the others.
+                pool = found.kind == DepartmentKind.INTERPRETER.value
+                if pool != (role is Role.INTERPRETER):
+                    raise RecordConflict(
+                        "interpreters belong to interpreting pools, experts to service departments"
+                    )
             require_halls(conn, [*halls, *([hall] if hall is not None else [])])
             conn.execute(accounts.insert().values(password_hash=encoded, **account.__dict__))
             for code in sorted(set(halls)):

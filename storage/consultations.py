@@ -12,12 +12,14 @@ from storage.audit import append_audit, append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
 from storage.ids import new_id
+from storage.legs import close_legs, lock_consultation, open_leg
 from storage.records import (
     AuditEvent,
     ChatMessage,
     ConsultationRecord,
     ConsultationState,
     EndReason,
+    LegEnd,
     Outcome,
     Role,
 )
@@ -162,18 +164,150 @@ class ConsultationRecords:
         at: float,
         *,
         audit: AuditEvent,
+        position: int = 1,
     ) -> None:
-        await self._change(
-            _MARK_ACTIVE,
-            consultation_id,
-            {
-                "state": ConsultationState.ACTIVE.value,
-                "offered_at": offered_at,
-                "active_at": at,
-                "expert_id": expert_id,
-            },
-            audit,
-        )
+        """The first expert answers: the call starts, and their leg with it."""
+        params = {
+            "b_id": consultation_id,
+            "b_state": ConsultationState.ACTIVE.value,
+            "b_offered_at": offered_at,
+            "b_active_at": at,
+            "b_expert_id": expert_id,
+        }
+
+        def unit(conn: Connection) -> None:
+            row = lock_consultation(conn, consultation_id)
+            if row is None or conn.execute(_MARK_ACTIVE, params).rowcount == 0:
+                raise RecordConflict("consultation not found or not in a state for this change")
+            open_leg(
+                conn, consultation_id, expert_id, Role.EXPERT.value, row.department, position, at
+            )
+            append_audit(conn, audit)
+
+        await self._db.write(unit)
+
+    async def resume(
+        self,
+        consultation_id: str,
+        expert_id: str,
+        position: int,
+        at: float,
+        *,
+        invited_by: str | None,
+        note: str | None,
+        audit: AuditEvent,
+    ) -> None:
+        """An expert of the department a consultation was transferred to takes it: the
+        call goes on with their leg (the first expert's outcome stays on the row).
+        Exactly once, as the first answer: only from waiting."""
+
+        def unit(conn: Connection) -> None:
+            row = lock_consultation(conn, consultation_id)
+            if row is None or row.state != ConsultationState.WAITING.value:
+                raise RecordConflict("consultation not found or not in a state for this change")
+            conn.execute(
+                update(consultations)
+                .where(consultations.c.id == consultation_id)
+                .values(state=ConsultationState.ACTIVE.value)
+            )
+            open_leg(
+                conn,
+                consultation_id,
+                expert_id,
+                Role.EXPERT.value,
+                row.department,
+                position,
+                at,
+                invited_by=invited_by,
+                note=note,
+            )
+            append_audit(conn, audit)
+
+        await self._db.write(unit)
+
+    async def join(
+        self,
+        consultation_id: str,
+        account_id: str,
+        role: Role,
+        department: str,
+        position: int,
+        at: float,
+        *,
+        invitation: str,
+        invited_by: str,
+        note: str | None,
+        audit: AuditEvent,
+    ) -> None:
+        """An invited expert or interpreter joins the active call (once per invitation)."""
+
+        def unit(conn: Connection) -> None:
+            row = lock_consultation(conn, consultation_id)
+            if row is None or row.state != ConsultationState.ACTIVE.value:
+                raise RecordConflict("the call is not going on")
+            open_leg(
+                conn,
+                consultation_id,
+                account_id,
+                role.value,
+                department,
+                position,
+                at,
+                invited_by=invited_by,
+                note=note,
+                invitation=invitation,
+            )
+            append_audit(conn, audit)
+
+        await self._db.write(unit)
+
+    async def leave(
+        self,
+        consultation_id: str,
+        account_id: str,
+        at: float,
+        reason: LegEnd,
+        *,
+        audit: AuditEvent,
+    ) -> None:
+        """A staff member's part ends while the call goes on (left, or dropped past
+        the grace period). RecordConflict if they had no open leg."""
+
+        def unit(conn: Connection) -> None:
+            lock_consultation(conn, consultation_id)
+            if close_legs(conn, consultation_id, at, reason, account_id) == 0:
+                raise RecordConflict("not taking part in this call")
+            append_audit(conn, audit)
+
+        await self._db.write(unit)
+
+    async def transfer(
+        self,
+        consultation_id: str,
+        account_id: str,
+        department: str,
+        at: float,
+        *,
+        audit: AuditEvent,
+    ) -> None:
+        """The expert hands the consultation to ``department``: their leg ends as
+        transferred, and the consultation waits for that department (one transfer at a
+        time: only an active one is transferred)."""
+
+        def unit(conn: Connection) -> None:
+            row = lock_consultation(conn, consultation_id)
+            if row is None or row.state != ConsultationState.ACTIVE.value:
+                raise RecordConflict("consultation not found or not in a state for this change")
+            if close_legs(conn, consultation_id, at, LegEnd.TRANSFERRED, account_id) == 0:
+                raise RecordConflict("not taking part in this call")
+            conn.execute(
+                update(consultations)
+                .where(consultations.c.id == consultation_id)
+                .values(department=department, state=ConsultationState.WAITING.value)
+            )
+            append_audit(conn, audit)
+
+        await self._db.write(unit)
 
     async def mark_ended(
         self,
@@ -185,18 +319,24 @@ class ConsultationRecords:
         offered_at: float | None = None,
         audit: AuditEvent,
     ) -> None:
-        await self._change(
-            _MARK_ENDED,
-            consultation_id,
-            {
-                "state": ConsultationState.ENDED.value,
-                "offered_at": offered_at,
-                "ended_at": at,
-                "end_reason": reason.value,
-                "ended_by": ended_by,
-            },
-            audit,
-        )
+        params = {
+            "b_id": consultation_id,
+            "b_state": ConsultationState.ENDED.value,
+            "b_offered_at": offered_at,
+            "b_ended_at": at,
+            "b_end_reason": reason.value,
+            "b_ended_by": ended_by,
+        }
+        leg_end = LegEnd.DROPPED if reason is EndReason.DROPPED else LegEnd.ENDED
+
+        def unit(conn: Connection) -> None:
+            if conn.execute(_MARK_ENDED, params).rowcount == 0:
+                raise RecordConflict("consultation not found or not in a state for this change")
+            # Whoever was still in the call, their part ends with it.
+            close_legs(conn, consultation_id, at, leg_end)
+            append_audit(conn, audit)
+
+        await self._db.write(unit)
 
     async def set_outcome(
         self,

@@ -3,10 +3,11 @@ process of a deployment may seed the same database at once; what another created
 first is kept)."""
 
 import asyncio
+import contextlib
 
 from storage.errors import RecordConflict, RecordNotFound
 from storage.passwords import hash_password
-from storage.records import AuditEvent, HallLevel, Role
+from storage.records import AuditEvent, DepartmentKind, HallLevel, Role
 from storage.store import Storage
 
 DEMO_PASSWORD = "demo1234"  # noqa: S105 - published demo credentials, loopback only
@@ -16,6 +17,17 @@ DEMO_DEPARTMENTS = (
     ("housing", "住房保障局", "Housing Security"),
     ("social", "人力资源和社会保障局", "Human Resources and Social Security"),
 )
+
+# The three service departments may hand a citizen to one another.
+DEMO_TRANSFERS = {
+    "market": ("housing", "social"),
+    "housing": ("market", "social"),
+    "social": ("market", "housing"),
+}
+
+# An interpreting pool: invited into calls, never called directly.
+DEMO_POOL = ("interpret", "翻译服务", "Interpreting")
+DEMO_LANGUAGES = ("手语 / Sign language", "维吾尔语 / Uyghur", "藏语 / Tibetan", "英语 / English")
 
 # (code, name_zh, name_en, level, district); both let their kiosks use the file
 # chooser, so that the demo and the acceptance tests can send a file from disk.
@@ -29,6 +41,7 @@ DEMO_ACCOUNTS: tuple[tuple[str, Role, str | None, str | None, str], ...] = (
     ("expert_market", Role.EXPERT, "market", None, "市场监管专家"),
     ("expert_housing", Role.EXPERT, "housing", None, "住房保障专家"),
     ("expert_social", Role.EXPERT, "social", None, "人社专家"),
+    ("interpreter01", Role.INTERPRETER, "interpret", None, "手语翻译"),
     ("clerk", Role.CLERK, None, "city", "综合窗口"),
     ("admin", Role.ADMIN, None, None, "管理员"),
     ("kiosk01", Role.KIOSK, None, "city", "市民中心 1 号终端"),
@@ -50,6 +63,28 @@ async def seed_demo(storage: Storage) -> None:
                 )
             except RecordConflict:
                 continue  # another process seeded it first
+    if DEMO_POOL[0] not in existing:
+        with contextlib.suppress(RecordConflict):  # another process seeded it first
+            await storage.departments.create(
+                *DEMO_POOL,
+                kind=DepartmentKind.INTERPRETER,
+                languages=DEMO_LANGUAGES,
+                audit=AuditEvent("system", "department.create", DEMO_POOL[0], {"demo": True}),
+            )
+    # Also for a demo seeded before transfers: what is missing is added.
+    for seeded in await storage.departments.list():
+        targets = DEMO_TRANSFERS.get(seeded.code)
+        if targets and not seeded.transfers_to:
+            await storage.departments.change(
+                seeded.code,
+                {"transfers_to": targets},
+                audit=AuditEvent(
+                    "system",
+                    "department.transfers",
+                    seeded.code,
+                    {"demo": True, "transfers_to": ",".join(targets)},
+                ),
+            )
     existing = {h.code for h in await storage.halls.list()}
     for code, name_zh, name_en, level, district in DEMO_HALLS:
         if code not in existing:

@@ -345,6 +345,51 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        14,
+        "calls of more than two: interpreting pools, transfers, each staff member's leg, "
+        "documents shared with interpreters",
+        (
+            "ALTER TABLE departments ADD COLUMN kind TEXT NOT NULL DEFAULT 'service'",
+            "ALTER TABLE departments ADD COLUMN languages TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE departments ADD COLUMN transfers_to TEXT NOT NULL DEFAULT '[]'",
+            """CREATE TABLE consultation_legs (
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                seq INTEGER NOT NULL,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                role TEXT NOT NULL,
+                department TEXT NOT NULL,
+                position SMALLINT NOT NULL,
+                joined_at DOUBLE PRECISION NOT NULL,
+                left_at DOUBLE PRECISION,
+                reason TEXT,
+                invited_by TEXT,
+                note TEXT,
+                outcome TEXT,
+                notes TEXT,
+                invitation TEXT UNIQUE,
+                PRIMARY KEY (consultation_id, seq))""",
+            "CREATE INDEX consultation_legs_account ON consultation_legs(account_id, left_at)",
+            # Every answered consultation so far had one expert: its leg, as the records
+            # have it (its end as the consultation's).
+            """INSERT INTO consultation_legs (consultation_id, seq, account_id, role,
+                department, position, joined_at, left_at, reason, outcome, notes)
+            SELECT id, 1, expert_id, 'expert', department, 1, active_at, ended_at,
+                CASE WHEN ended_at IS NULL THEN NULL
+                     WHEN end_reason = 'dropped' THEN 'dropped' ELSE 'ended' END,
+                outcome, notes
+            FROM consultations WHERE expert_id IS NOT NULL AND active_at IS NOT NULL""",
+            """CREATE TABLE document_shares (
+                file_id TEXT PRIMARY KEY REFERENCES files(id),
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                shared_by TEXT NOT NULL REFERENCES accounts(id),
+                shared_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX document_shares_consultation ON document_shares(consultation_id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -9,6 +9,13 @@ class Role(StrEnum):
     EXPERT = "expert"
     CLERK = "clerk"
     ADMIN = "admin"
+    INTERPRETER = "interpreter"
+    """Belongs to an interpreting pool (a department of kind ``interpreter``); joins
+    calls it is invited into, sees and hears everyone, reads only shared documents."""
+
+
+DESK_ROLES = frozenset({Role.EXPERT, Role.INTERPRETER})
+"""Roles working at the staff desk (/expert): a department, a presence, offers rung."""
 
 
 class ConsultationState(StrEnum):
@@ -35,6 +42,13 @@ class Outcome(StrEnum):
 DEFAULT_HOURS = "1-5 09:00-17:00"
 
 
+class DepartmentKind(StrEnum):
+    SERVICE = "service"
+    """Citizens call it; its experts answer, invite and transfer."""
+    INTERPRETER = "interpreter"
+    """An interpreting pool: invited into calls by experts, never called directly."""
+
+
 @dataclass(frozen=True)
 class Department:
     code: str
@@ -45,6 +59,11 @@ class Department:
     # Weekdays and times the department usually answers: "1-5 09:00-17:00"
     # (ISO weekday numbers), rendered by the pages in the reader's language.
     hours: str = DEFAULT_HOURS
+    kind: DepartmentKind = DepartmentKind.SERVICE
+    languages: tuple[str, ...] = ()
+    """An interpreting pool's languages, as people name them ("手语 / sign language")."""
+    transfers_to: tuple[str, ...] = ()
+    """The departments its experts may hand a citizen to (set by the admin)."""
 
 
 class HallLevel(StrEnum):
@@ -105,6 +124,40 @@ class ConsultationRecord:
     expert_name: str | None = None
     # What the kiosk showed the citizen (storage.references); None before references.
     reference: str | None = None
+
+
+class LegEnd(StrEnum):
+    """Why a participant's part in a call (its leg) ended."""
+
+    LEFT = "left"
+    TRANSFERRED = "transferred"
+    ENDED = "ended"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class ConsultationLeg:
+    """One staff member's part in a consultation: who, for which department, from
+    when to when, why it ended, and their own outcome and notes."""
+
+    consultation_id: str
+    seq: int
+    account_id: str
+    role: Role
+    department: str
+    position: int
+    joined_at: float
+    left_at: float | None
+    reason: LegEnd | None
+    invited_by: str | None
+    """The username of the expert who invited them (None: answered the citizen)."""
+    note: str | None
+    """The invitation's note, or the transfer's reason for the one who took it over."""
+    outcome: Outcome | None
+    notes: str | None
+    username: str = ""
+    name: str = ""
+    """The account's username and display name (joined from accounts)."""
 
 
 @dataclass(frozen=True)

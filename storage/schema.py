@@ -36,6 +36,11 @@ departments = Table(
     Column("disabled", Boolean, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("hours", Text, nullable=False),
+    # service | interpreter (storage.records.DepartmentKind).
+    Column("kind", Text, nullable=False, server_default="service"),
+    # JSON lists: an interpreting pool's languages; the codes its experts may transfer to.
+    Column("languages", Text, nullable=False, server_default="[]"),
+    Column("transfers_to", Text, nullable=False, server_default="[]"),
 )
 
 # Service halls (the city's centre, district branches, street offices): kiosks stand
@@ -104,6 +109,37 @@ consultations = Table(
     Column("rating", SmallInteger, nullable=True),
     # The short reference the kiosk shows the citizen (storage.references).
     Column("reference", Text, nullable=True),
+)
+
+# Each staff member's part in a consultation (storage.legs): the first expert's, each
+# joiner's, the one a transfer hands it to. ``invitation`` makes a join happen once.
+consultation_legs = Table(
+    "consultation_legs",
+    metadata,
+    Column("consultation_id", Text, ForeignKey("consultations.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("role", Text, nullable=False),
+    Column("department", Text, nullable=False),
+    Column("position", SmallInteger, nullable=False),
+    Column("joined_at", Float, nullable=False),
+    Column("left_at", Float, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("invited_by", Text, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("outcome", Text, nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("invitation", Text, nullable=True, unique=True),
+)
+
+# Documents an expert of the call shared with its interpreters (storage.shares).
+document_shares = Table(
+    "document_shares",
+    metadata,
+    Column("file_id", Text, ForeignKey("files.id"), primary_key=True),
+    Column("consultation_id", Text, ForeignKey("consultations.id"), nullable=False),
+    Column("shared_by", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("shared_at", Float, nullable=False),
 )
 
 chat_messages = Table(

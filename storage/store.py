@@ -16,7 +16,9 @@ from storage.database import Database, database_url
 from storage.departments import Departments
 from storage.filecrypt import Suite
 from storage.halls import Halls
+from storage.legs import ConsultationLegs
 from storage.sessions import SessionPolicy, Sessions
+from storage.shares import DocumentShares
 from storage.statistics import ConsultationStatistics
 
 
@@ -66,6 +68,8 @@ class Storage:
     sessions: Sessions
     consultations: ConsultationRecords
     statistics: ConsultationStatistics
+    legs: ConsultationLegs
+    shares: DocumentShares
 
     @classmethod
     async def open(
@@ -94,6 +98,8 @@ class Storage:
             sessions=Sessions(db, session_policy),
             consultations=ConsultationRecords(db),
             statistics=ConsultationStatistics(db),
+            legs=ConsultationLegs(db),
+            shares=DocumentShares(db),
         )
 
     async def close(self) -> None:
