@@ -475,10 +475,8 @@ function wipe() {
 // ---- wiring -------------------------------------------------------------
 
 // The hall decides whether its kiosks offer the file chooser (GET /api/v1/me: hall
-// {allow_file_chooser}); a kiosk without a hall offers none. Before halls were
-// records a hall was a plain name: kiosks offered the chooser then.
+// {allow_file_chooser}); a kiosk without a hall offers none.
 function fileChooserAllowed(me) {
-  if (typeof me.hall === "string") return true;
   return me.hall?.allow_file_chooser === true;
 }
 
