@@ -15,6 +15,19 @@ link decodes the frames and checks that they arrive complete and in order.
     python bench/relay.py --calls 1,2,5,10 --seconds 15
     python bench/relay.py --calls 1,2,5 --seconds 15 --workers 1 --modes rtp,rtp2
 
+``--participants 2,3,4`` measures calls of more than two instead (issue 21): each
+participant offers the pages' seven m-lines (media/slots.py) and sends the same
+camera-like video and Opus; a call's last participant joins once the others
+flow. Each point runs as many calls as make ``--forwarded`` A/V streams (a
+stream: one source's audio and video to one receiver; 24: twelve calls of two,
+four of three, two of four) and prints relay CPU per forwarded stream, the bitrate each
+camera really sent, frames and audio packets delivered per sent (to every
+receiver), and the time from the joiner's leg connecting to its first frame at
+each of the others; a last line compares three and four participants with two.
+The callers answer keyframe requests as a camera does (every frame is also
+encoded as a keyframe beforehand).
+    python bench/relay.py --participants 2,3,4 --seconds 15
+
 Mode ``rtp2`` runs two relay hosts sharing a cluster secret, as two nodes do:
 each call is placed on a worker of the first, the kiosk side offers to the first
 and the expert side to the second, which hands its offer to the first's worker
@@ -50,11 +63,20 @@ import numpy as np  # noqa: E402
 from aiohttp import ClientSession, web  # noqa: E402
 from aiortc import (  # noqa: E402
     MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay  # noqa: E402
-from aiortc.rtp import RtpPacket  # noqa: E402
+from aiortc.rtp import (  # noqa: E402
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+)
+from aiortc.sdp import SessionDescription  # noqa: E402
 
 from bench import measure  # noqa: E402
 from bench.measure import cpu_seconds, percentile  # noqa: E402
@@ -62,9 +84,12 @@ from harness.ports import free_port  # noqa: E402
 from media.aiortc_private import dtls_transports, intercept, restrict_host_addresses  # noqa: E402
 from media.config import MediaConfig  # noqa: E402
 from media.pool import create_relay_pool  # noqa: E402
+from media.slots import MAX_PARTICIPANTS, SLOTS, Place, leg_name, places, sender_in  # noqa: E402
 
 LEGS = ("kiosk", "expert")
-"""The legs of every call the bench makes (the relay opens no other)."""
+"""The legs of every two-party call the bench makes (the relay opens no other)."""
+PARTY_LEGS = tuple(leg_name(n) for n in range(MAX_PARTICIPANTS))
+"""The legs of a call of more (``--participants``)."""
 FPS = 30
 AUDIO_PERIOD = 0.02
 # aiortc's payload types for Opus and VP8, which every leg here negotiates.
@@ -147,24 +172,67 @@ def media_bitrates(media_file: str) -> dict[str, float]:
     }
 
 
-class PacketTrack(MediaStreamTrack):
-    """Yields pre-encoded packets on a fixed schedule; aiortc only packetizes them."""
+def prepare_keyframes(frames: int) -> Path:
+    """Each frame of the camera-like scene also encoded as a keyframe: what a camera
+    sends in place of that frame when a receiver asks for one (a PLI). Nobody
+    decodes in the bench, so the substitution needs no care for references."""
+    path = Path(tempfile.gettempdir()) / f"wl-bench-keyframes-v1-{frames}.pkl"
+    if path.exists():
+        return path
+    video = av.CodecContext.create("libvpx", "w")
+    video.width, video.height, video.pix_fmt = 640, 480, "yuv420p"
+    video.time_base = fractions.Fraction(1, FPS)
+    video.bit_rate = 1_000_000
+    video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    keyframes: list[bytes] = []
+    for n, image in enumerate(camera_like(frames)):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = n
+        frame.pict_type = av.video.frame.PictureType.I
+        keyframes.append(b"".join(bytes(p) for p in video.encode(frame)))
+    path.write_bytes(pickle.dumps(keyframes))
+    return path
 
-    def __init__(self, kind: str, payloads: list[bytes], start: float) -> None:
+
+class PacketTrack(MediaStreamTrack):
+    """Yields pre-encoded packets on a fixed schedule; aiortc only packetizes them.
+    ``start`` None: the schedule starts with the first packet asked for (when the
+    connection is up, as a camera's first frame). With ``keyframes``, a keyframe
+    asked for (``keyframe_wanted``) replaces the next frame."""
+
+    def __init__(
+        self,
+        kind: str,
+        payloads: list[bytes],
+        start: float | None,
+        keyframes: list[bytes] | None = None,
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.payloads = payloads
         self.start = start
+        self.keyframes = keyframes
+        self.keyframe_wanted = False
         self.period = 1 / FPS if kind == "video" else AUDIO_PERIOD
         self.rate = 90000 if kind == "video" else 48000
         self.n = 0
         self.sent = 0
+        self.sizes: list[tuple[float, int]] = []
+        """(when, bytes) of each payload sent (with ``keyframes`` only)."""
 
     async def recv(self) -> av.Packet:  # type: ignore[type-arg]
+        if self.start is None:
+            self.start = time.time()
         if self.n >= len(self.payloads):
             await asyncio.sleep(3600)
         await asyncio.sleep(max(0.0, self.start + self.n * self.period - time.time()))
-        packet = av.Packet(self.payloads[self.n])
+        payload = self.payloads[self.n]
+        if self.keyframes is not None:
+            if self.keyframe_wanted:
+                self.keyframe_wanted = False
+                payload = self.keyframes[self.n]
+            self.sizes.append((self.start + self.n * self.period, len(payload)))
+        packet = av.Packet(payload)
         packet.pts = round(self.n * self.period * self.rate)
         packet.time_base = fractions.Fraction(1, self.rate)
         self.n += 1
@@ -285,6 +353,203 @@ def caller(
     out.put(asyncio.run(run_calls(*args)))
 
 
+class _Party:
+    """One participant of a call of more than two (a caller's side)."""
+
+    def __init__(self, position: int, media: dict[str, list[bytes]], keyframes: list[bytes]):
+        self.position = position
+        # Every m-line on one transport, as browsers bundle them.
+        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.audio = PacketTrack("audio", media["audio"], None)
+        self.video = PacketTrack("video", media["video"], None, keyframes)
+        self.pc.addTransceiver(self.audio, direction="sendrecv")
+        self.pc.addTransceiver(self.video, direction="sendrecv")
+        for _ in range(1, SLOTS):
+            self.pc.addTransceiver("audio", direction="recvonly")
+            self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("video", direction="sendrecv")  # the screen: not shared here
+        self.places: dict[int, Place] = {}
+        """The relay's SSRC on each of this leg's m-lines -> what it carries."""
+        self.connected_at: float | None = None
+
+        @self.pc.on("connectionstatechange")
+        def changed() -> None:
+            if self.pc.connectionState == "connected" and self.connected_at is None:
+                self.connected_at = time.time()
+
+    def video_ssrc(self) -> int:
+        return int(self.pc.getTransceivers()[1].sender._ssrc)
+
+    def learn(self, answer: str) -> None:
+        """Which relay SSRC carries which slot (from the relay's answer)."""
+        description = SessionDescription.parse(answer)
+        lines = [m for m in description.media if m.kind in ("audio", "video")]
+        for media, place in zip(lines, places([m.kind for m in lines]), strict=True):
+            if media.ssrc:
+                self.places[media.ssrc[0].ssrc] = place
+
+
+def _in_window(track: PacketTrack, window: tuple[float, float]) -> range:
+    """The numbers of the payloads ``track`` sent within ``window`` (by its schedule)."""
+    if track.start is None:
+        return range(0)
+    first = max(0, int(-(-(window[0] - track.start) // track.period)))
+    last = min(track.sent - 1, int((window[1] - track.start) // track.period))
+    return range(first, last + 1)
+
+
+async def run_party_calls(
+    url: str,
+    call_ids: list[str],
+    participants: int,
+    media_file: str,
+    keyframes_file: str,
+    join_at: float,
+    window: tuple[float, float],
+) -> dict[str, Any]:
+    """Calls of ``participants``: all but the last connect at once, the last at
+    ``join_at``; what every receiver got of every other participant is counted for
+    the frames and audio packets sent within ``window``."""
+    restrict_host_addresses(["127.0.0.1"])
+    media = pickle.loads(Path(media_file).read_bytes())  # noqa: S301 - our file, once
+    keyframes = pickle.loads(Path(keyframes_file).read_bytes())  # noqa: S301 - ours
+    video_index = {fingerprint(p): i for i, p in enumerate(media["video"])}
+    video_index.update({fingerprint(p): i for i, p in enumerate(keyframes)})
+    audio_index = {fingerprint(p): i for i, p in enumerate(media["audio"])}
+    calls: dict[str, dict[int, _Party]] = {call_id: {} for call_id in call_ids}
+    # (call, receiver, sender, kind) -> the payload numbers received within the window
+    received: dict[tuple[str, int, int, str], set[int]] = {}
+    delays: dict[str, list[float]] = {"video": [], "audio": []}
+    first_of_joiner: dict[tuple[str, int], float] = {}
+    origins: dict[tuple[str, int, int, str], int] = {}
+    """Per received stream: the RTP time of its payload number 0."""
+    counting = True
+
+    def on_rtp(call_id: str, party: _Party) -> Any:
+        async def handle(data: bytes, _arrival: int) -> None:
+            if not counting:
+                return
+            now = time.time()
+            packet = RtpPacket.parse(data)
+            place = party.places.get(packet.ssrc)
+            if place is None or place.slot is None:
+                return
+            sender = calls[call_id].get(sender_in(party.position, place.slot))
+            if sender is None:
+                return
+            if packet.payload_type == VIDEO_PT:
+                if not packet.marker:
+                    return  # a frame counts once it is whole
+                if sender.position == participants - 1:
+                    first_of_joiner.setdefault((call_id, party.position), now)
+                found, track = video_index.get(fingerprint(packet.payload)), sender.video
+            elif packet.payload_type == AUDIO_PT:
+                found, track = audio_index.get(fingerprint(packet.payload)), sender.audio
+            else:
+                return
+            if track.start is None:
+                return
+            # A frame whose last packet holds only a few bytes of it has no whole
+            # tail to recognise: its RTP time tells which it is, once one frame of
+            # the stream has told where the stream's times start.
+            stream = (call_id, party.position, sender.position, track.kind)
+            ticks = round(track.period * track.rate)
+            if found is not None:
+                origins[stream] = (packet.timestamp - found * ticks) % (1 << 32)
+            elif stream in origins:
+                found = ((packet.timestamp - origins[stream]) % (1 << 32)) // ticks
+            else:
+                return
+            sent_at = track.start + found * track.period
+            if not window[0] <= sent_at <= window[1]:
+                return
+            numbers = received.setdefault(stream, set())
+            if found not in numbers:
+                numbers.add(found)
+                delays[track.kind].append(now - sent_at)
+
+        return handle
+
+    def on_rtcp(party: _Party) -> Any:
+        async def handle(data: bytes) -> None:
+            # A camera's encoder answers a keyframe request with its next frame.
+            try:
+                packets = RtcpPacket.parse(data)
+            except ValueError:
+                return
+            for packet in packets:
+                if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (
+                    RTCP_PSFB_PLI,
+                    RTCP_PSFB_FIR,
+                ):
+                    party.video.keyframe_wanted = True
+
+        return handle
+
+    async def connect(http: ClientSession, call_id: str, position: int) -> _Party:
+        party = _Party(position, media, keyframes)
+        calls[call_id][position] = party
+        await party.pc.setLocalDescription(await party.pc.createOffer())
+        async with http.post(
+            f"{url}/calls/{call_id}/{leg_name(position)}", data=party.pc.localDescription.sdp
+        ) as response:
+            answer = await response.text()
+        party.learn(answer)
+        await party.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        for transport in dtls_transports(party.pc):
+            intercept(transport, on_rtp(call_id, party), on_rtcp(party))
+        return party
+
+    async with ClientSession() as http:
+        for call_id in call_ids:
+            for position in range(participants - 1):
+                await connect(http, call_id, position)
+        await asyncio.sleep(max(0.0, join_at - time.time()))
+        joiners = [await connect(http, call_id, participants - 1) for call_id in call_ids]
+        await asyncio.sleep(max(0.0, window[1] + 0.5 - time.time()))
+        counting = False
+        results: dict[str, Any] = {
+            "video_sent": 0,
+            "video_received": 0,
+            "audio_sent": 0,
+            "audio_received": 0,
+            "video_bytes_in_window": 0,
+            "cameras": 0,
+            "video_delay": delays["video"],
+            "audio_delay": delays["audio"],
+            "join_ms": [],
+        }
+        for call_id, parties in calls.items():
+            receivers = len(parties) - 1
+            for party in parties.values():
+                results["cameras"] += 1
+                results["video_sent"] += len(_in_window(party.video, window)) * receivers
+                results["audio_sent"] += len(_in_window(party.audio, window)) * receivers
+                results["video_bytes_in_window"] += sum(
+                    size for at, size in party.video.sizes if window[0] <= at <= window[1]
+                )
+            for (call, _receiver, _sender, kind), numbers in received.items():
+                if call == call_id:
+                    results[f"{kind}_received"] += len(numbers)
+        for call_id, joiner in zip(call_ids, joiners, strict=True):
+            for receiver in range(participants - 1):
+                seen = first_of_joiner.get((call_id, receiver))
+                if seen is not None and joiner.connected_at is not None:
+                    results["join_ms"].append((seen - joiner.connected_at) * 1000)
+                else:
+                    results["join_ms"].append(None)
+        for parties in calls.values():
+            for party in parties.values():
+                await party.pc.close()
+    return results
+
+
+def party_caller(
+    args: tuple[str, list[str], int, str, str, float, tuple[float, float]], out: Any
+) -> None:
+    out.put(asyncio.run(run_party_calls(*args)))
+
+
 # ---- the relay host -------------------------------------------------------------
 
 
@@ -367,7 +632,8 @@ async def serve(
         if mode == "mediarelay":
             return web.Response(text=await baseline.connect(call_id, side, offer))
         await place(call_id)
-        return web.Response(text=await pool.connect(call_id, side, offer, LEGS))
+        legs = PARTY_LEGS if side in PARTY_LEGS else LEGS
+        return web.Response(text=await pool.connect(call_id, side, offer, legs))
 
     async def placement(request: web.Request) -> web.Response:
         return web.Response(text=await place(request.match_info["call"]))
@@ -494,6 +760,103 @@ def run_mode(
     }
 
 
+JOIN_AFTER = 4.0
+"""Seconds from the callers' start until each call's last participant joins (the
+others connect within it)."""
+SETTLE = 2.0
+"""Seconds after the joins before the measured window opens."""
+
+
+def run_participants(
+    participants: int,
+    forwarded: int,
+    seconds: float,
+    workers: int,
+    media_file: str,
+    keyframes_file: str,
+    processes: int,
+) -> dict[str, Any]:
+    """One point of ``--participants``: enough calls of that many for about
+    ``forwarded`` forwarded A/V streams, measured over ``seconds`` once all joined."""
+    streams_per_call = participants * (participants - 1)
+    calls = max(1, round(forwarded / streams_per_call))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    host = start_host("rtp", port, workers, os.urandom(16).hex())
+    try:
+        time.sleep(2.0 if workers else 0.2)
+        join_at = time.time() + JOIN_AFTER + 0.2 * calls * participants
+        window = (join_at + SETTLE + 0.2 * calls, join_at + SETTLE + 0.2 * calls + seconds)
+        ids = [f"party{participants}-{i}" for i in range(calls)]
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        procs = []
+        for p in range(min(processes, calls)):
+            args = (
+                url,
+                ids[p::processes],
+                participants,
+                media_file,
+                keyframes_file,
+                join_at,
+                window,
+            )
+            proc = ctx.Process(target=party_caller, args=(args, out))
+            proc.start()
+            procs.append(proc)
+        time.sleep(max(0.0, window[0] - time.time()))
+        packets0 = forwarded_packets(url)
+        cpu0, t0 = cpu_seconds(host.pid, children=True), time.time()
+        time.sleep(max(0.0, window[1] - time.time()))
+        cpu = (cpu_seconds(host.pid, children=True) - cpu0) / (time.time() - t0)
+        packet_rate = (forwarded_packets(url) - packets0) / (time.time() - t0)
+        parts = [out.get(timeout=180) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=30)
+    finally:
+        host.terminate()
+        host.wait(timeout=30)
+    streams = calls * streams_per_call
+    video_sent = sum(p["video_sent"] for p in parts)
+    audio_sent = sum(p["audio_sent"] for p in parts)
+    joins = [j for p in parts for j in p["join_ms"]]
+    measured = [j for j in joins if j is not None]
+    cameras = sum(p["cameras"] for p in parts)
+
+    def ms(values: list[float], q: float) -> float | None:
+        value = percentile(values, q)
+        return None if value is None else round(value * 1000, 2)
+
+    return {
+        "mode": "participants",
+        "participants": participants,
+        "calls": calls,
+        "workers": workers,
+        "forwarded_streams": streams,
+        "relay_cpu_s_per_s": round(cpu, 4),
+        "cpu_s_per_forwarded_stream_s": round(cpu / streams, 6),
+        "packets_forwarded_per_s": round(packet_rate),
+        "relay_us_per_packet": round(cpu / packet_rate * 1e6, 1) if packet_rate else None,
+        "video_kbit_s_sent_per_camera": round(
+            sum(p["video_bytes_in_window"] for p in parts) * 8 / seconds / max(1, cameras) / 1000, 1
+        ),
+        "video_frames_delivered_per_sent": (
+            round(sum(p["video_received"] for p in parts) / video_sent, 4) if video_sent else None
+        ),
+        "audio_packets_delivered_per_sent": (
+            round(sum(p["audio_received"] for p in parts) / audio_sent, 4) if audio_sent else None
+        ),
+        "join_to_first_frame_ms_p50": (
+            round(percentile(measured, 50) or 0, 1) if measured else None
+        ),
+        "join_to_first_frame_ms_max": round(max(measured), 1) if measured else None,
+        "joins_never_seen": len(joins) - len(measured),
+        "video_one_way_ms_p50": ms([d for p in parts for d in p["video_delay"]], 50),
+        "video_one_way_ms_p99": ms([d for p in parts for d in p["video_delay"]], 99),
+        "audio_one_way_ms_p50": ms([d for p in parts for d in p["audio_delay"]], 50),
+    }
+
+
 async def loss_run(seconds: float, loss: float) -> dict[str, Any]:
     """One call through the relay with ``loss`` of one caller's packets dropped on
     its link; the other side decodes and reads the frame counters."""
@@ -587,6 +950,46 @@ def run_anchor(target: str, calls: str, reps: int, seconds: float) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_all_participants(args: argparse.Namespace, media_file: str) -> None:
+    """``--participants``: one line per point, then three and four against two."""
+    frames = int((args.seconds + 10) * FPS) + FPS * 5  # as prepare_media's
+    keyframes_file = str(prepare_keyframes(frames))
+    rows: dict[int, dict[str, Any]] = {}
+    for participants in [int(n) for n in args.participants.split(",")]:
+        if not 2 <= participants <= MAX_PARTICIPANTS:
+            raise SystemExit(f"--participants: 2 to {MAX_PARTICIPANTS} per call")
+        row = run_participants(
+            participants,
+            args.forwarded,
+            args.seconds,
+            args.workers,
+            media_file,
+            keyframes_file,
+            args.processes,
+        )
+        rows[participants] = row
+        emit(row)
+    two = rows.get(2)
+    summary: dict[str, Any] = {"mode": "compare_participants"}
+    for participants, row in rows.items():
+        if two is not None and participants != 2 and two["cpu_s_per_forwarded_stream_s"]:
+            summary[f"cpu_per_stream_{participants}_vs_2"] = round(
+                row["cpu_s_per_forwarded_stream_s"] / two["cpu_s_per_forwarded_stream_s"], 3
+            )
+    summary["frames_delivered_min"] = min(
+        (r["video_frames_delivered_per_sent"] or 0 for r in rows.values()), default=None
+    )
+    summary["join_to_first_frame_ms_max"] = max(
+        (r["join_to_first_frame_ms_max"] or 0 for r in rows.values()), default=None
+    )
+    summary["targets"] = {
+        "cpu_per_stream_vs_2": 1.2,
+        "frames_delivered_min": 0.998,
+        "join_to_first_frame_ms_max": 500,
+    }
+    emit(summary)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="1,2,5,10")
@@ -598,6 +1001,16 @@ def main() -> None:
         "idle (calls that send nothing)",
     )
     parser.add_argument("--workers", type=int, default=0, help="relay worker processes")
+    parser.add_argument(
+        "--participants",
+        help="calls of more than two instead: participants per call, e.g. 2,3,4",
+    )
+    parser.add_argument(
+        "--forwarded",
+        type=int,
+        default=24,
+        help="forwarded A/V streams per --participants point (calls = this / (n x (n-1)))",
+    )
     parser.add_argument("--processes", type=int, default=2, help="caller processes")
     parser.add_argument("--loss", type=float, default=0.02, help="loss injected in the last run")
     parser.add_argument(
@@ -618,6 +1031,9 @@ def main() -> None:
         return
     media_file = str(prepare_media(args.seconds + 10))
     emit({"mode": "media", **media_bitrates(media_file)})
+    if args.participants:
+        run_all_participants(args, media_file)
+        return
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for calls in [int(c) for c in args.calls.split(",")]:
         for mode in args.modes.split(","):

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from harness.peers import SCREEN_FIRST, CallPeer, Received, in_order, in_order_wrapping, wait_until
+from media.aiortc_private import restrict_host_addresses
 from media.config import MediaConfig
 from media.errors import NotAParticipant
-from media.pool import LocalRelayPool
+from media.pool import LocalRelayPool, RelayPool
 from media.slots import sender_in
+from media.worker_pool import WorkerRelayPool
 
 FRAMES = 10_000
 """A camera's frames are numbered from its position x FRAMES: a receiver knows whose
@@ -32,9 +34,7 @@ def page(position: int) -> CallPeer:
     return CallPeer(slots=3, screen=True, first_frame=position * FRAMES)
 
 
-async def join(
-    pool: LocalRelayPool, call_id: str, position: int, peer: CallPeer, legs: int
-) -> None:
+async def join(pool: RelayPool, call_id: str, position: int, peer: CallPeer, legs: int) -> None:
     declared = [f"p{n}" for n in range(legs)]
     answer = await pool.connect(call_id, f"p{position}", await peer.offer(), declared)
     await peer.accept(answer)
@@ -220,3 +220,31 @@ async def test_whoever_takes_a_freed_position_appears_in_the_same_slot(
     finally:
         for peer in (kiosk, expert, successor):
             await peer.close()
+
+
+async def test_a_call_of_three_through_a_relay_worker_process() -> None:
+    """The same through a worker (--media-workers N): legs by position over the
+    internal API, a fifth refused, a leaver's leg closed there."""
+    pool = WorkerRelayPool(MediaConfig(addresses=("127.0.0.1",), workers=1))
+    await pool.start()
+    restrict_host_addresses(["127.0.0.1"])  # the peers here, as the worker does there
+    peers = [page(n) for n in range(3)]
+    fifth = page(4)
+    try:
+        await pool.place("w1")
+        for position, peer in enumerate(peers):
+            await join(pool, "w1", position, peer, 3)
+        assert await wait_until(lambda: all(flowing(p.slots[s]) for p in peers for s in range(2)))
+        for receiver, peer in enumerate(peers):
+            for slot in range(2):
+                assert_from(peer.slots[slot], sender_in(receiver, slot))
+        with pytest.raises(NotAParticipant):
+            await pool.connect("w1", "p4", await fifth.offer(), [f"p{n}" for n in range(5)])
+        assert await pool.disconnect("w1", "p2")
+        assert not await pool.disconnect("w1", "p2")
+        assert await pool.peer_connections() == 2
+    finally:
+        for peer in (*peers, fifth):
+            await peer.close()
+        await pool.close()
+        restrict_host_addresses([])
