@@ -42,3 +42,17 @@ def test_every_key_in_the_pages_exists() -> None:
             assert key in zh, (page.name, key)
     for name in ("index", "kiosk", "expert", "clerk", "admin"):
         assert f"page.{name}" in zh
+
+
+def test_no_page_script_writes_chinese_of_its_own() -> None:
+    """Every visible string comes from the message table: Chinese in a script's code
+    (not its comments) is a string the English page would show untranslated."""
+    comment = re.compile(r"(^|\s)//.*$")
+    found = []
+    for script in sorted((WEB / "static" / "js").glob("*.js")):
+        if script.name == "messages.js":
+            continue
+        for number, line in enumerate(script.read_text(encoding="utf-8").splitlines(), 1):
+            if CJK.search(comment.sub("", line)):
+                found.append(f"{script.name}:{number}")
+    assert found == []

@@ -4,10 +4,6 @@
 import { MESSAGES } from "./messages.js";
 
 const LANG_KEY = "wl_lang";
-const WEEKDAYS = {
-  "zh-CN": ["", "周一", "周二", "周三", "周四", "周五", "周六", "周日"],
-  en: ["", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-};
 let current = "zh-CN";
 const listeners = new Set();
 
@@ -19,11 +15,9 @@ export function language() {
 function formatHours(hours) {
   const match = /^([1-7])-([1-7]) (\d\d:\d\d)-(\d\d:\d\d)$/.exec(hours ?? "");
   if (!match) return "";
-  const days = WEEKDAYS[current];
-  const from = days[Number(match[1])];
-  const to = days[Number(match[2])];
-  const span = match[1] === match[2] ? from : current === "en" ? `${from}–${to}` : `${from}至${to}`;
-  return `${span} ${match[3]}–${match[4]}`;
+  const from = t(`weekday_short.${match[1]}`);
+  const days = match[1] === match[2] ? from : t("hours.days", { from, to: t(`weekday_short.${match[2]}`) });
+  return t("hours.line", { days, start: match[3], end: match[4] });
 }
 
 export function formatDuration(seconds) {
