@@ -37,7 +37,8 @@ PATH_PARAMETERS: dict[str, Any] = {
     "code": DepartmentCode,
     "hall": HallCode,
     "case_number": CaseNumber,
-    "side": Literal["kiosk", "expert"],
+    # A media leg: p0..p3 by position (issue 21); kiosk and expert name p0 and p1.
+    "side": Literal["p0", "p1", "p2", "p3", "kiosk", "expert"],
     "token": PhoneToken,
 }
 _PATH_ADAPTERS: dict[str, TypeAdapter[str]] = {
