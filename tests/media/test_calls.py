@@ -248,3 +248,31 @@ async def test_a_call_of_three_through_a_relay_worker_process() -> None:
             await peer.close()
         await pool.close()
         restrict_host_addresses([])
+
+
+async def test_a_leg_still_connecting_gets_nothing_and_slows_nobody(
+    pool: LocalRelayPool,
+) -> None:
+    """A joiner whose connection is not up yet (its answer not even taken): the
+    others' packets go on being rewritten where they arrive, and none is spent on
+    the joiner (sent then, a keyframe would be lost and its picture wait)."""
+    await pool.open_call("m6")
+    kiosk, expert, joiner = page(0), page(1), page(2)
+    try:
+        await join(pool, "m6", 0, kiosk, 2)
+        await join(pool, "m6", 1, expert, 2)
+        assert await wait_until(lambda: flowing(kiosk.slots[0]) and flowing(expert.slots[0]))
+        await pool.connect("m6", "p2", await joiner.offer(), ["p0", "p1", "p2"])
+        counters = pool.counters
+        at_once, forwarded = counters.packets_forwarded_at_once, counters.packets_forwarded
+        seen = len(expert.slots[0].counters)
+        assert await wait_until(lambda: len(expert.slots[0].counters) > seen + 30)
+        waiting = pool.relays["m6"].legs["p2"]
+        assert all(stream.forwarded == 0 for stream in waiting.outbound.values())
+        assert all(stream.source is None for stream in waiting.outbound.values())
+        # All but a retransmission now and then (which takes the general path).
+        quick = counters.packets_forwarded_at_once - at_once
+        assert quick > 0.9 * (counters.packets_forwarded - forwarded), counters
+    finally:
+        for peer in (kiosk, expert, joiner):
+            await peer.close()
