@@ -4,6 +4,7 @@ participant in its slot, the shared screen on its seventh m-line, with no gap fo
 the others while someone joins or leaves."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -275,4 +276,94 @@ async def test_a_leg_still_connecting_gets_nothing_and_slows_nobody(
         assert quick > 0.9 * (counters.packets_forwarded - forwarded), counters
     finally:
         for peer in (kiosk, expert, joiner):
+            await peer.close()
+
+
+async def test_feedback_on_a_slot_reaches_that_slot_s_sender_only(pool: LocalRelayPool) -> None:
+    """The kiosk's keyframe request, NACK and receiver report on what it gets in
+    slot 1 (the second expert) reach the second expert, restated for its own stream,
+    and nothing of it reaches the first."""
+    from aiortc.rtp import (
+        RTCP_PSFB_PLI,
+        RTCP_RTPFB_NACK,
+        RtcpPacket,
+        RtcpPsfbPacket,
+        RtcpReceiverInfo,
+        RtcpRrPacket,
+        RtcpRtpfbPacket,
+    )
+
+    from media.slots import CAMERA, Place
+
+    await pool.open_call("m7")
+    peers = [page(n) for n in range(3)]
+    try:
+        for position, peer in enumerate(peers):
+            await join(pool, "m7", position, peer, 3)
+        assert await wait_until(lambda: all(flowing(p.slots[s]) for p in peers for s in range(2)))
+        relay = pool.relays["m7"]
+        sent: dict[str, list[object]] = {"p1": [], "p2": []}
+        for name in sent:
+            leg = relay.legs[name]
+
+            async def spy(data: bytes, name: str = name, original: Any = leg.send) -> None:
+                if data[1] in range(192, 224):
+                    sent[name] += RtcpPacket.parse(data)
+                await original(data)
+
+            leg.send = spy  # type: ignore[method-assign]
+        kiosk = relay.legs["p0"]
+        slot1 = kiosk.outbound[Place(1, "video")]
+        assert slot1.last_seq is not None
+        camera = relay.legs["p2"].primary_ssrc[CAMERA]
+        missing = (slot1.last_seq + 1000) % 65536  # long gone from the relay's history
+        feedback = b"".join(
+            [
+                bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=slot1.ssrc)),
+                bytes(
+                    RtcpRtpfbPacket(
+                        fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=slot1.ssrc, lost=[missing]
+                    )
+                ),
+                bytes(
+                    RtcpRrPacket(
+                        ssrc=1,
+                        reports=[
+                            RtcpReceiverInfo(
+                                ssrc=slot1.ssrc,
+                                fraction_lost=3,
+                                packets_lost=7,
+                                highest_sequence=slot1.last_seq,
+                                jitter=0,
+                                lsr=0,
+                                dlsr=0,
+                            )
+                        ],
+                    )
+                ),
+            ]
+        )
+        await relay._on_rtcp(kiosk, feedback)
+
+        # The calls' own feedback goes on meanwhile: look for what was injected.
+        def nacks(name: str) -> list[tuple[int, list[int]]]:
+            return [(p.media_ssrc, p.lost) for p in sent[name] if isinstance(p, RtcpRtpfbPacket)]
+
+        def reports(name: str) -> list[tuple[int, int]]:
+            return [
+                (r.ssrc, r.packets_lost)
+                for p in sent[name]
+                if isinstance(p, RtcpRrPacket)
+                for r in p.reports
+            ]
+
+        got = sent["p2"]
+        assert any(isinstance(p, RtcpPsfbPacket) and p.media_ssrc == camera for p in got), got
+        assert (camera, [slot1.to_source_seq(missing)]) in nacks("p2")
+        assert (camera, 7) in reports("p2")
+        # The first expert (slot 0 at the kiosk) hears none of it.
+        assert [r for r in reports("p1") if r[1] == 7] == []
+        assert [n for n in nacks("p1") if n[1] == [slot1.to_source_seq(missing)]] == []
+    finally:
+        for peer in peers:
             await peer.close()
