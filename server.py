@@ -40,7 +40,7 @@ from storage.filestore import FileStore
 from storage.keyring import KeyringError, read_master_key
 from storage.ownership import claim
 from storage.password_policy import MESSAGES, weakness
-from storage.records import AuditEvent, Role
+from storage.records import DESK_ROLES, AuditEvent, Role
 from storage.tidying import GRACE, tidy
 from web.app import create_app, crypto_suite, open_keyring, open_storage
 from web.processes import Supervisor, child_index, secrets_on_command_line
@@ -223,8 +223,11 @@ async def create_account(settings: Settings, command: tuple[str, ...]) -> int:
             file=sys.stderr,
         )
         return 2
-    if (role is Role.EXPERT) != (department is not None):
-        print("windowlink: experts, and only experts, need --department", file=sys.stderr)
+    if (role in DESK_ROLES) != (department is not None):
+        print(
+            "windowlink: experts and interpreters, and only they, need --department",
+            file=sys.stderr,
+        )
         return 2
     if (role is Role.KIOSK and len(halls) != 1) or (role not in (Role.KIOSK, Role.CLERK) and halls):
         print(

@@ -7,12 +7,18 @@ TURN credentials (``signaling.facade``), the records and documents over HTTP
 call a route at all (its roles) stays with the event and route tables; this is
 the relation to the consultation itself.
 
-How an account stands to a consultation (``standing``): its kiosk, its expert
-(answering it, or the one it is ringing for), an expert of its department who
-is not its own, the office (clerks and admins: the records, never the call), or
-nobody. What each standing may do, and in which stages of the consultation, is
-the table ``RIGHTS``: one row per standing, so that a new kind of participant
-(an interpreter, a supervisor) is one more row.
+How an account stands to a consultation (``standing``): its kiosk, one of its
+experts (the one answering it or the one it is ringing for, an expert who joined
+it, and once it has ended every expert who took part), an interpreter taking
+part, an expert of its department who is not its own, the office (clerks and
+admins: the records, never the call), or nobody. What each standing may do, and
+in which stages of the consultation, is the table ``RIGHTS``: one row per
+standing, so that a new kind of participant is one more row.
+
+An interpreter follows and takes part in the call (media, chat) and may leave
+it; it reads no document unless an expert of the call shared that one with it
+(``READ_SHARED_FILES``: the caller checks the share), and nothing of the
+consultation once its part has ended.
 
 ``verdict`` answers with one of three outcomes, which the callers turn into
 their errors: allowed; not now (the account stands in the consultation but may
@@ -23,11 +29,11 @@ whoever may follow it (see it and send its events) is told "not now" rather
 than "hidden".
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from signaling.live import LiveCall, Side
+from signaling.live import LiveCall, Side, StaffRole
 from storage.records import Account, ConsultationRecord, Role
 
 
@@ -35,7 +41,11 @@ class Standing(StrEnum):
     KIOSK = "kiosk"
     """The kiosk that asked for it (the citizen's side)."""
     EXPERT = "expert"
-    """The expert answering it, or the one it is ringing for."""
+    """An expert of the call: the one answering it or the one it is ringing for, one
+    who joined it (the second expert stands as the first), and after the end every
+    expert who took part."""
+    INTERPRETER = "interpreter"
+    """An interpreter taking part in the call now."""
     DEPARTMENT = "department"
     """An expert of its department who is not its own."""
     OFFICE = "office"
@@ -49,6 +59,9 @@ class Stage(StrEnum):
     WAITING = "waiting"
     OFFERED = "offered"
     ACTIVE = "active"
+    TRANSFER = "transfer"
+    """Transferred: waiting (or ringing) in another department, the citizen still in
+    the call with whoever stayed (an interpreter)."""
     ENDED = "ended"
 
 
@@ -69,17 +82,41 @@ class Right(StrEnum):
     READ_FILES = "read_files"
     RECORD_OUTCOME = "record_outcome"
     RATE = "rate"
+    LEAVE = "leave"
+    """Leave the call, which goes on for the others."""
+    INVITE = "invite"
+    """Invite a department or an interpreting pool into the call; cancel it."""
+    TRANSFER = "transfer"
+    """Hand the citizen to another department."""
+    SHARE = "share"
+    """Share one's screen, or a document with the call's interpreters."""
+    READ_SHARED_FILES = "read_shared_files"
+    """Read the documents an expert of the call shared (the caller checks which)."""
 
 
 LIVE_RIGHTS = frozenset(
-    {Right.FOLLOW, Right.TAKE_PART, Right.CANCEL, Right.ANSWER, Right.END, Right.WITHDRAW}
+    {
+        Right.FOLLOW,
+        Right.TAKE_PART,
+        Right.CANCEL,
+        Right.ANSWER,
+        Right.END,
+        Right.WITHDRAW,
+        Right.LEAVE,
+        Right.INVITE,
+        Right.TRANSFER,
+        Right.SHARE,
+    }
 )
 """Rights over the live consultation: denied as "not now" to whoever follows it."""
 
-OPEN = frozenset({Stage.WAITING, Stage.OFFERED, Stage.ACTIVE})
+OPEN = frozenset({Stage.WAITING, Stage.OFFERED, Stage.ACTIVE, Stage.TRANSFER})
 QUEUED = frozenset({Stage.WAITING, Stage.OFFERED})
 CALL = frozenset({Stage.ACTIVE})
-RINGING = frozenset({Stage.OFFERED})
+IN_CALL = frozenset({Stage.ACTIVE, Stage.TRANSFER})
+"""The call, and its transfer: who stays keeps media and chat meanwhile."""
+RINGING = frozenset({Stage.OFFERED, Stage.TRANSFER})
+"""Ringing for the expert (a transfer's stage rings for one, or waits)."""
 ANSWERED = frozenset({Stage.ACTIVE, Stage.ENDED})
 ALWAYS = frozenset(Stage)
 ENDED = frozenset({Stage.ENDED})
@@ -100,13 +137,13 @@ RIGHTS: Mapping[Standing, Rights] = {
     Standing.KIOSK: Rights(
         {
             Right.FOLLOW: OPEN,
-            Right.TAKE_PART: CALL,
+            Right.TAKE_PART: IN_CALL,
             Right.CANCEL: QUEUED,
             Right.END: OPEN,
             # Its record while open (the page resumes with it); documents only
             # during the call: a public terminal shows nothing of it afterwards.
             Right.READ_RECORD: OPEN,
-            Right.READ_FILES: CALL,
+            Right.READ_FILES: IN_CALL,
             Right.RATE: ENDED,
         }
     ),
@@ -119,6 +156,18 @@ RIGHTS: Mapping[Standing, Rights] = {
             Right.READ_RECORD: ALWAYS,
             Right.READ_FILES: ALWAYS,
             Right.RECORD_OUTCOME: ANSWERED,
+            Right.LEAVE: CALL,
+            Right.INVITE: CALL,
+            Right.TRANSFER: CALL,
+            Right.SHARE: CALL,
+        }
+    ),
+    Standing.INTERPRETER: Rights(
+        {
+            Right.FOLLOW: IN_CALL,
+            Right.TAKE_PART: IN_CALL,
+            Right.LEAVE: IN_CALL,
+            Right.READ_SHARED_FILES: IN_CALL,
         }
     ),
     Standing.DEPARTMENT: Rights(
@@ -147,13 +196,25 @@ class Verdict(StrEnum):
     """As if it did not exist (404 not_found)."""
 
 
-def standing(account: Account, kiosk_id: str, expert_id: str | None, department: str) -> Standing:
+def standing(
+    account: Account,
+    kiosk_id: str,
+    expert_id: str | None,
+    department: str,
+    experts: Collection[str] = (),
+    interpreters: Collection[str] = (),
+) -> Standing:
     """How ``account`` stands to a consultation of ``kiosk_id`` in ``department``
-    answered by (or ringing for) ``expert_id``."""
+    answered by (or ringing for) ``expert_id``, with the other ``experts`` and the
+    ``interpreters`` taking part (or, for a record, having taken part)."""
     if account.role is Role.KIOSK and account.id == kiosk_id:
         return Standing.KIOSK
-    if account.role is Role.EXPERT and expert_id is not None and account.id == expert_id:
+    if account.role is Role.EXPERT and (
+        (expert_id is not None and account.id == expert_id) or account.id in experts
+    ):
         return Standing.EXPERT
+    if account.role is Role.INTERPRETER and account.id in interpreters:
+        return Standing.INTERPRETER
     if account.role is Role.EXPERT and account.department == department:
         return Standing.DEPARTMENT
     if account.role in (Role.CLERK, Role.ADMIN):
@@ -162,15 +223,26 @@ def standing(account: Account, kiosk_id: str, expert_id: str | None, department:
 
 
 def standing_in_call(account: Account, call: LiveCall) -> Standing:
-    return standing(account, call.kiosk_id, call.expert_id, call.department)
+    return standing(
+        account,
+        call.kiosk_id,
+        call.expert_id,
+        call.department,
+        [s.account_id for s in call.seats if s.role is StaffRole.EXPERT],
+        [s.account_id for s in call.seats if s.role is StaffRole.INTERPRETER],
+    )
 
 
-def standing_in_record(account: Account, record: ConsultationRecord) -> Standing:
-    return standing(account, record.kiosk_id, record.expert_id, record.department)
+def standing_in_record(
+    account: Account, record: ConsultationRecord, experts: Collection[str] = ()
+) -> Standing:
+    """``experts``: every expert who took part (its legs). Interpreters stand in a
+    consultation only while they take part in its call."""
+    return standing(account, record.kiosk_id, record.expert_id, record.department, experts)
 
 
 def stage_of_call(call: LiveCall) -> Stage:
-    return Stage(call.phase.value)
+    return Stage.TRANSFER if call.in_transfer else Stage(call.phase.value)
 
 
 def stage_of_record(record: ConsultationRecord) -> Stage:
@@ -191,8 +263,10 @@ def on_call(account: Account, call: LiveCall, right: Right) -> Verdict:
     return verdict(standing_in_call(account, call), right, stage_of_call(call))
 
 
-def on_record(account: Account, record: ConsultationRecord, right: Right) -> Verdict:
-    return verdict(standing_in_record(account, record), right, stage_of_record(record))
+def on_record(
+    account: Account, record: ConsultationRecord, right: Right, experts: Collection[str] = ()
+) -> Verdict:
+    return verdict(standing_in_record(account, record, experts), right, stage_of_record(record))
 
 
 SIDES: Mapping[Standing, Side] = {Standing.KIOSK: Side.KIOSK, Standing.EXPERT: Side.EXPERT}
@@ -202,15 +276,38 @@ name in chat and documents)."""
 
 def side_in_call(account: Account, call: LiveCall) -> Side | None:
     """The side ``account`` takes in the call if it may take part now, else None: the
-    one rule for media, TURN, chat and documents sent."""
+    one rule for media, TURN, chat and documents sent (an interpreter takes part
+    without sending documents: no side)."""
     if on_call(account, call, Right.TAKE_PART) is not Verdict.ALLOWED:
         return None
     return SIDES.get(standing_in_call(account, call))
 
 
+def position_in_call(account: Account, call: LiveCall) -> int | None:
+    """The position ``account`` holds in the call if it may take part now, else None:
+    its media token's, its name in the call."""
+    if on_call(account, call, Right.TAKE_PART) is not Verdict.ALLOWED:
+        return None
+    return call.position_of(account.id)
+
+
 def participants(call: LiveCall) -> list[str]:
-    """The accounts that take part in the call (told of its chat and documents)."""
-    return [a for a in (call.kiosk_id, call.expert_id) if a is not None]
+    """The accounts that take part in the call (told of its chat and documents): the
+    kiosk and the staff in it (and the expert it rings for)."""
+    ids = list(call.participant_ids)
+    if call.expert_id is not None and call.expert_id not in ids:
+        ids.append(call.expert_id)
+    return ids
+
+
+def interpreters(call: LiveCall) -> list[str]:
+    return [s.account_id for s in call.seats if s.role is StaffRole.INTERPRETER]
+
+
+def position_of_participant(account_id: str, call: LiveCall) -> int | None:
+    """The position an account id (a socket or media that came or went) holds in the
+    call, whatever its stage; None if it holds none."""
+    return call.position_of(account_id)
 
 
 def side_of_participant(account_id: str, call: LiveCall) -> Side | None:

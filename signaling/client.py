@@ -24,6 +24,7 @@ from signaling.messages import (
     ChatView,
     ConsultationView,
     FileView,
+    InvitationView,
     OfferRevoked,
     OfferView,
     PeerStatus,
@@ -47,6 +48,8 @@ SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "chat_message": ChatView,
     "peer_status": PeerStatus,
     "file_added": FileView,
+    "invitation": InvitationView,
+    "document_shared": FileView,
     "staff_call": StaffCallView,
     "staff_call_answered": StaffCallAnswered,
 }
@@ -310,6 +313,14 @@ class WindowlinkClient:
         return await self.documents.download(file, byte_range=byte_range)
 
 
+def _offer_ref(consultation_id: str | None, invitation_id: str | None) -> dict[str, str]:
+    if invitation_id is not None:
+        return {"invitation_id": invitation_id}
+    if consultation_id is None:
+        raise ValueError("give a consultation_id or an invitation_id")
+    return {"consultation_id": consultation_id}
+
+
 class KioskClient(WindowlinkClient):
     async def request(self, department: str, case_number: str | None = None) -> ConsultationView:
         payload: dict[str, Any] = {"department": department}
@@ -327,16 +338,71 @@ class KioskClient(WindowlinkClient):
 
 
 class ExpertClient(WindowlinkClient):
+    """An expert's desk (an interpreter's too: presence, offers, calls, leaving)."""
+
     async def set_presence(self, status: str) -> PresenceView:
         return PresenceView.model_validate(await self.emit("set_presence", {"status": status}))
 
-    async def accept(self, consultation_id: str) -> ConsultationView:
+    async def accept(
+        self, consultation_id: str | None = None, *, invitation_id: str | None = None
+    ) -> ConsultationView:
+        """Accept the consultation ringing for you, or the invitation ``invitation_id``."""
         return ConsultationView.model_validate(
-            await self.emit("accept_offer", {"consultation_id": consultation_id})
+            await self.emit("accept_offer", _offer_ref(consultation_id, invitation_id))
         )
 
-    async def decline(self, consultation_id: str) -> None:
-        await self.emit("decline_offer", {"consultation_id": consultation_id})
+    async def decline(
+        self, consultation_id: str | None = None, *, invitation_id: str | None = None
+    ) -> None:
+        await self.emit("decline_offer", _offer_ref(consultation_id, invitation_id))
+
+    async def accept_offer(self, offer: OfferView) -> ConsultationView:
+        """Accept what ``offer`` rings for, a consultation or an invitation."""
+        if offer.invitation_id is not None:
+            return await self.accept(invitation_id=offer.invitation_id)
+        return await self.accept(offer.consultation_id)
+
+    async def invite(self, consultation_id: str, department: str, note: str = "") -> InvitationView:
+        """Invite a department (or an interpreting pool) into the call."""
+        return InvitationView.model_validate(
+            await self.emit(
+                "invite",
+                {"consultation_id": consultation_id, "department": department, "note": note},
+            )
+        )
+
+    async def cancel_invite(self, invitation_id: str) -> InvitationView:
+        return InvitationView.model_validate(
+            await self.emit("cancel_invite", {"invitation_id": invitation_id})
+        )
+
+    async def transfer(
+        self, consultation_id: str, department: str, reason: str
+    ) -> ConsultationView:
+        """Hand the citizen to ``department``; the view is yours: your part has ended."""
+        return ConsultationView.model_validate(
+            await self.emit(
+                "transfer",
+                {"consultation_id": consultation_id, "department": department, "reason": reason},
+            )
+        )
+
+    async def leave(self, consultation_id: str) -> ConsultationView:
+        """Leave the call (it goes on while the citizen and an expert remain)."""
+        return ConsultationView.model_validate(
+            await self.emit("leave_call", {"consultation_id": consultation_id})
+        )
+
+    async def share_screen(self, consultation_id: str, sharing: bool) -> ConsultationView:
+        return ConsultationView.model_validate(
+            await self.emit(
+                "share_screen", {"consultation_id": consultation_id, "sharing": sharing}
+            )
+        )
+
+    async def share_document(self, consultation_id: str, file_id: str) -> None:
+        """Let the call's interpreters read this document of the consultation."""
+        await self.emit("share_document", {"consultation_id": consultation_id, "file_id": file_id})
 
     async def save_outcome(self, consultation_id: str, outcome: str, notes: str = "") -> None:
         await self.emit(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from signaling.live import Live, key_of
 from signaling.messages import ServerPayload
 from signaling.store import Commit
-from storage.records import AuditEvent, EndReason
+from storage.records import AuditEvent, EndReason, LegEnd, Role
 
 # ---- records (written before the live state) ----------------------------------------
 
@@ -28,10 +28,71 @@ class CreateConsultation:
 
 @dataclass(frozen=True)
 class MarkActive:
+    """The first expert answers: the call starts, with their leg at ``position``."""
+
     call_id: str
     expert_id: str
     offered_at: float | None
     at: float
+    audit: AuditEvent
+    position: int = 1
+
+
+@dataclass(frozen=True)
+class ResumeCall:
+    """An expert of the department a call was transferred to takes it over."""
+
+    call_id: str
+    expert_id: str
+    position: int
+    at: float
+    invited_by: str | None
+    note: str | None
+    audit: AuditEvent
+
+
+@dataclass(frozen=True)
+class JoinCall:
+    """An invited expert or interpreter joins the call (once per invitation)."""
+
+    call_id: str
+    account_id: str
+    role: Role
+    department: str
+    position: int
+    at: float
+    invitation: str
+    invited_by: str
+    note: str | None
+    audit: AuditEvent
+
+
+@dataclass(frozen=True)
+class LeaveCall:
+    """A staff member's part ends while the call goes on."""
+
+    call_id: str
+    account_id: str
+    at: float
+    reason: LegEnd
+    audit: AuditEvent
+
+
+@dataclass(frozen=True)
+class TransferCall:
+    """The expert's part ends as transferred; the consultation waits for ``department``."""
+
+    call_id: str
+    account_id: str
+    department: str
+    at: float
+    audit: AuditEvent
+
+
+@dataclass(frozen=True)
+class AuditOnly:
+    """What changes only the live state, audited (an invitation made or cancelled)."""
+
     audit: AuditEvent
 
 
@@ -45,7 +106,16 @@ class MarkEnded:
     audit: AuditEvent
 
 
-RecordChange = CreateConsultation | MarkActive | MarkEnded
+RecordChange = (
+    CreateConsultation
+    | MarkActive
+    | MarkEnded
+    | ResumeCall
+    | JoinCall
+    | LeaveCall
+    | TransferCall
+    | AuditOnly
+)
 
 
 # ---- effects (after the live state is committed) ------------------------------------
@@ -66,6 +136,16 @@ class Notify:
 class CloseRelay:
     call_id: str
     relay: str | None
+
+
+@dataclass(frozen=True)
+class CloseLeg:
+    """A participant left the call: its media leg at the relay closes (the others'
+    go on)."""
+
+    call_id: str
+    relay: str | None
+    position: int
 
 
 @dataclass(frozen=True)
@@ -103,7 +183,16 @@ class Participant:
     connected: bool
 
 
-Effect = Notify | CloseRelay | DiscardUploads | Dispatch | PublishQueue | ArmNoExpert | Participant
+Effect = (
+    Notify
+    | CloseRelay
+    | CloseLeg
+    | DiscardUploads
+    | Dispatch
+    | PublishQueue
+    | ArmNoExpert
+    | Participant
+)
 
 
 @dataclass

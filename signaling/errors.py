@@ -6,7 +6,8 @@ SignalingError                 code "signaling_error"
  ├── Forbidden                 "forbidden"          the role or account may not do this
  ├── NotFound                  "not_found"          no such consultation or department (for you)
  ├── InvalidState              "invalid_state"      not possible in the consultation's state
- │   └── AlreadyInConsultation "already_in_consultation"
+ │   ├── AlreadyInConsultation "already_in_consultation"
+ │   └── CallFull              "call_full"          four take part (or are invited) already
  ├── RateLimited               "rate_limited"       too much too fast (chat lines, events)
  └── Unavailable               "unavailable"        the live state or the records cannot be
                                                     reached now (Redis or the database down)
@@ -45,6 +46,10 @@ class InvalidState(SignalingError):
 
 class AlreadyInConsultation(InvalidState):
     code = "already_in_consultation"
+
+
+class CallFull(InvalidState):
+    code = "call_full"
 
 
 class RateLimited(SignalingError):

@@ -19,18 +19,24 @@ from signaling.background import BackgroundTasks
 from signaling.config import SignalingConfig
 from signaling.effects import (
     ArmNoExpert,
+    AuditOnly,
+    CloseLeg,
     CloseRelay,
     CreateConsultation,
     Decision,
     DiscardUploads,
     Dispatch,
     Effect,
+    JoinCall,
+    LeaveCall,
     MarkActive,
     MarkEnded,
     Notify,
     Participant,
     PublishQueue,
     RecordChange,
+    ResumeCall,
+    TransferCall,
 )
 from signaling.errors import (
     AlreadyInConsultation,
@@ -43,11 +49,15 @@ from signaling.live import (
     ExpertPresence,
     Live,
     LiveCall,
+    LiveInvitation,
     OpenCall,
     call_key,
     experts_set,
+    invitation_key,
+    is_invitation,
     open_key,
     presence_key,
+    queued_key,
 )
 from signaling.notifier import Notifier
 from signaling.store import Commit, LiveStore, StoreUnavailable
@@ -69,8 +79,12 @@ class Reads:
     experts: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
     follow_presence_calls: bool = False
-    """Also read the calls the read experts are ringing for or are in."""
+    """Also read the calls (and invitations) the read experts are ringing for or are in."""
     count_online: bool = False
+    invitation_id: str | None = None
+    """An invitation (and the call it is for, when ``call_id`` is not given)."""
+    department_staff: bool = False
+    """The presences of the invitation's department (whether anyone is left to ring)."""
 
 
 class Executor:
@@ -86,6 +100,7 @@ class Executor:
         discard_uploads: Callable[[str], Awaitable[object]],
         publish_queue: Callable[[str], None],
         participant_changed: Callable[[str, bool], Awaitable[None]],
+        close_leg: Callable[[str, str | None, int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -96,6 +111,7 @@ class Executor:
         self._discard_uploads = discard_uploads
         self._publish_queue = publish_queue
         self._participant_changed = participant_changed
+        self._close_leg = close_leg
         self._dispatching: dict[str, bool] = {}
         self._background = BackgroundTasks("background step")
 
@@ -120,26 +136,51 @@ class Executor:
         first = [presence_key(e) for e in reads.experts] + [open_key(a) for a in reads.accounts]
         if reads.call_id:
             first.append(call_key(reads.call_id))
+        if reads.invitation_id:
+            first.append(invitation_key(reads.invitation_id))
         await fetch(first)
-        call = values.get(call_key(reads.call_id)) if reads.call_id else None
+        call_id = reads.call_id
+        asked = values.get(invitation_key(reads.invitation_id or ""))
+        if call_id is None and isinstance(asked, LiveInvitation):
+            call_id = asked.call_id
+            await fetch([call_key(call_id)])
+        call = values.get(call_key(call_id)) if call_id else None
         assert call is None or isinstance(call, LiveCall)
         second: list[str] = []
         if call is not None:
             second += [open_key(call.kiosk_id)]
-            if call.expert_id:
-                second += [presence_key(call.expert_id), open_key(call.expert_id)]
+            for account_id in dict.fromkeys((call.expert_id, *call.seat_ids)):
+                if account_id:
+                    second += [presence_key(account_id), open_key(account_id)]
+            second += [invitation_key(ref.id) for ref in call.invitations]
         if reads.follow_presence_calls:
             for expert_id in reads.experts:
                 presence = values.get(presence_key(expert_id))
                 if isinstance(presence, ExpertPresence):
-                    second += [call_key(i) for i in (presence.offer, presence.call) if i]
+                    second += [
+                        invitation_key(i) if is_invitation(i) else call_key(i)
+                        for i in (presence.offer, presence.call)
+                        if i
+                    ]
         await fetch(second)
+        # Whoever the invitations ring for (told when they end), and their calls.
+        third: list[str] = []
+        for value in list(values.values()):
+            if isinstance(value, LiveInvitation):
+                if value.expert_id:
+                    third.append(presence_key(value.expert_id))
+                third.append(call_key(value.call_id))
+        await fetch(third)
         online = 0
         if reads.count_online and call is not None:
             online = sum(1 for p in await self.department_presences(call.department) if p.online)
+        staff: list[ExpertPresence] = []
+        if reads.department_staff and isinstance(asked, LiveInvitation):
+            staff = await self.department_presences(asked.department)
         presences = {v.expert_id: v for v in values.values() if isinstance(v, ExpertPresence)}
         opens = {v.account_id: v for v in values.values() if isinstance(v, OpenCall)}
         calls = {v.id: v for v in values.values() if isinstance(v, LiveCall)}
+        invitations = {v.id: v for v in values.values() if isinstance(v, LiveInvitation)}
         snapshot = Snapshot(
             now=self.clock(),
             call=call,
@@ -147,6 +188,8 @@ class Executor:
             open_calls=opens,
             calls=calls,
             online_in_department=online,
+            invitations=invitations,
+            department_staff=staff,
         )
         return snapshot, seen
 
@@ -219,14 +262,57 @@ class Executor:
                     offered_at=record.offered_at,
                     audit=record.audit,
                 )
+            elif isinstance(record, ResumeCall):
+                await consultations.resume(
+                    record.call_id,
+                    record.expert_id,
+                    record.position,
+                    record.at,
+                    invited_by=record.invited_by,
+                    note=record.note,
+                    audit=record.audit,
+                )
+            elif isinstance(record, JoinCall):
+                await consultations.join(
+                    record.call_id,
+                    record.account_id,
+                    record.role,
+                    record.department,
+                    record.position,
+                    record.at,
+                    invitation=record.invitation,
+                    invited_by=record.invited_by,
+                    note=record.note,
+                    audit=record.audit,
+                )
+            elif isinstance(record, LeaveCall):
+                await consultations.leave(
+                    record.call_id, record.account_id, record.at, record.reason, audit=record.audit
+                )
+            elif isinstance(record, TransferCall):
+                await consultations.transfer(
+                    record.call_id,
+                    record.account_id,
+                    record.department,
+                    record.at,
+                    audit=record.audit,
+                )
+            elif isinstance(record, AuditOnly):
+                await self.storage.audit.append(record.audit)
         except RecordNotFound:
             raise NotFound("no such department") from None
         except RecordConflict:
             # Another node's transition of the same consultation came first.
             if isinstance(record, CreateConsultation):
                 raise AlreadyInConsultation("this kiosk already has an open consultation") from None
-            if isinstance(record, MarkActive):
+            if isinstance(record, MarkActive | ResumeCall):
                 raise InvalidState("this consultation is not being offered to you") from None
+            if isinstance(record, JoinCall):
+                raise InvalidState("this invitation has been taken up already") from None
+            if isinstance(record, LeaveCall):
+                raise InvalidState("you are not taking part in this call") from None
+            if isinstance(record, TransferCall):
+                raise InvalidState("only a call going on can be transferred") from None
             raise InvalidState("the consultation has already ended") from None
 
     # ---- effects -------------------------------------------------------------------
@@ -257,6 +343,9 @@ class Executor:
             await self.arm_no_expert(effect.department)
         elif isinstance(effect, CloseRelay):
             await self._close_relay(effect.call_id, effect.relay)
+        elif isinstance(effect, CloseLeg):
+            if self._close_leg is not None:
+                await self._close_leg(effect.call_id, effect.relay, effect.position)
         elif isinstance(effect, DiscardUploads):
             await self._discard_uploads(effect.call_id)
         elif isinstance(effect, Participant):
@@ -301,14 +390,32 @@ class Executor:
         # The head of the queue is enough: at most as many offers as free experts,
         # past those ringing and those every free expert declined.
         window = ids[: max(8, 4 * free)]
-        found = await self.store.read(call_key(i) for i in window)
-        waiting = [c for c in (found.get(call_key(i)) for i in window) if isinstance(c, LiveCall)]
-        for call_id, expert_id in plan_offers(waiting, presences):
-            await self.run(Reads(call_id=call_id, experts=(expert_id,)), self._offer(expert_id))
+        found = await self.store.read(queued_key(i) for i in window)
+        waiting = [
+            c
+            for c in (found.get(queued_key(i)) for i in window)
+            if isinstance(c, LiveCall | LiveInvitation)
+        ]
+        for queued_id, expert_id in plan_offers(waiting, presences):
+            if is_invitation(queued_id):
+                await self.run(
+                    Reads(invitation_id=queued_id, experts=(expert_id,)),
+                    self._offer_invitation(queued_id, expert_id),
+                )
+            else:
+                await self.run(
+                    Reads(call_id=queued_id, experts=(expert_id,)), self._offer(expert_id)
+                )
 
     def _offer(self, expert_id: str) -> Decide:
         def decide(snapshot: Snapshot, _recorded: bool) -> Decision:
             return transitions.offer(snapshot, expert_id, self.config)
+
+        return decide
+
+    def _offer_invitation(self, invitation_id: str, expert_id: str) -> Decide:
+        def decide(snapshot: Snapshot, _recorded: bool) -> Decision:
+            return transitions.offer_invitation(snapshot, invitation_id, expert_id, self.config)
 
         return decide
 

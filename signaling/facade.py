@@ -12,10 +12,10 @@ from signaling import access
 from signaling.access import Right, Verdict
 from signaling.errors import Forbidden, NotAuthenticated, NotFound, Unavailable
 from signaling.figures import DepartmentFigures, department_figures
-from signaling.live import LiveCall, Phase, Side
+from signaling.live import LiveCall, Side, leg_name, position_of_name
 from signaling.messages import ChatView, ConsultationView, FileView, QueueUpdate, ServerPayload
 from signaling.store import StoreUnavailable
-from storage.records import Account, ConsultationRecord, ConsultationState
+from storage.records import Account, ConsultationRecord, ConsultationState, Role
 
 if TYPE_CHECKING:
     from signaling.hub import SignalingHub
@@ -40,56 +40,94 @@ class SignalingFacade:
         return await self.active_side(account, consultation_id) is Side.KIOSK
 
     async def in_active_call(self, account: Account) -> bool:
-        """Whether the account takes a side in an active call now (who may be given
-        TURN credentials)."""
+        """Whether the account takes part in a call now (who may be given TURN
+        credentials)."""
         call = await self._hub.consultations.current(account)
-        return call is not None and access.side_in_call(account, call) is not None
+        return call is not None and access.position_in_call(account, call) is not None
 
     async def may(self, account: Account, record: ConsultationRecord, right: Right) -> bool:
         """Whether the account has ``right`` on this consultation now
         (``signaling.access``) as it is now: while it is open, as its live state has
         it (the records never see an offer, and learn of a start a moment later);
-        once ended, as its record has it."""
+        once ended, as its record has it, every expert who took part standing as its
+        expert."""
+        return await self.verdict(account, record, right) is Verdict.ALLOWED
+
+    async def verdict(self, account: Account, record: ConsultationRecord, right: Right) -> Verdict:
+        """As ``may``, with the verdict itself (hidden, not now, allowed)."""
         if record.state is not ConsultationState.ENDED:
             call = await self._hub.consultations.call(record.id)
             if call is not None:
-                return access.on_call(account, call, right) is Verdict.ALLOWED
-        return access.on_record(account, record, right) is Verdict.ALLOWED
+                return access.on_call(account, call, right)
+        experts: frozenset[str] = frozenset()
+        if account.role is Role.EXPERT and account.id != record.expert_id:
+            experts = await self._hub.storage.legs.experts(record.id)
+        return access.on_record(account, record, right, experts)
 
-    async def media_side(self, consultation_id: str, token: str | None) -> tuple[LiveCall, Side]:
-        """The active call and the side whose media token this is (an unknown call is
-        404 whatever the token; then no token 401, a wrong one 403)."""
+    async def may_read_file(
+        self, account: Account, record: ConsultationRecord, file_id: str
+    ) -> Verdict:
+        """Whether the account may read this document of the consultation: as its
+        records say (``READ_FILES``), or, for an interpreter taking part, once an
+        expert of the call shared it (``READ_SHARED_FILES``; not shared: "not now",
+        403)."""
+        verdict = await self.verdict(account, record, Right.READ_FILES)
+        if verdict is Verdict.ALLOWED or account.role is not Role.INTERPRETER:
+            return verdict
+        shared = await self.verdict(account, record, Right.READ_SHARED_FILES)
+        if shared is not Verdict.ALLOWED:
+            return shared
+        if await self._hub.storage.shares.is_shared(file_id):
+            return Verdict.ALLOWED
+        return Verdict.NOT_NOW
+
+    async def shared_files(self, consultation_id: str) -> frozenset[str]:
+        """The consultation's documents shared with its interpreters."""
+        return await self._hub.storage.shares.shared(consultation_id)
+
+    async def media_side(self, consultation_id: str, token: str | None) -> tuple[LiveCall, int]:
+        """The call going on and the position whose media token this is (an unknown
+        call is 404 whatever the token; then no token 401, a wrong one 403)."""
         call = await self._hub.consultations.call(consultation_id)
-        if call is None or call.phase is not Phase.ACTIVE:
+        if call is None or access.stage_of_call(call) not in access.IN_CALL:
             raise NotFound("no active consultation with this id")
         if not token:
             raise NotAuthenticated("send the media token as Authorization: Bearer <token>")
-        for side in Side:
-            expected = call.token_of(side.value)
-            if expected and hmac.compare_digest(token.encode(), expected.encode()):
-                return call, side
+        for name, expected in call.media_tokens:
+            position = position_of_name(name)
+            if (
+                position is not None
+                and call.account_at(position) is not None
+                and hmac.compare_digest(token.encode(), expected.encode())
+            ):
+                return call, position
         raise Forbidden("this token does not open media for this consultation")
 
     # ---- media ---------------------------------------------------------------------
 
-    async def connect_media(self, call: LiveCall, side: Side, offer_sdp: str) -> str:
+    async def connect_media(self, call: LiveCall, position: int, offer_sdp: str) -> str:
         """Answer a participant's offer on the relay holding the call, whichever
-        process's or node's worker that is. The first offer places the call on the
-        least-loaded live worker of the deployment (signaling.relays); an offer whose
-        worker is gone places it again elsewhere."""
+        process's or node's worker that is: their own leg ``p{position}``. The first
+        offer places the call on the least-loaded live worker of the deployment
+        (signaling.relays); an offer whose worker is gone places it again elsewhere."""
         media = self._hub.media
-        # The legs the call may have: its participants holding a media token. The
-        # relay refuses any other (nobody can add a hidden leg to a call).
-        legs = frozenset(dict(call.media_tokens))
+        # The legs the call may have: the positions of those in it holding a media
+        # token. The relay refuses any other (nobody can add a hidden leg to a call).
+        legs = frozenset(
+            leg_name(p)
+            for p in (position_of_name(name) for name, _ in call.media_tokens)
+            if p is not None and call.account_at(p) is not None
+        )
+        leg = leg_name(position)
         placement = await self._placement(call.id, call.relay, None)
         try:
             media.adopt(call.id, placement)
-            return await media.connect(call.id, side.value, offer_sdp, legs)
+            return await media.connect(call.id, leg, offer_sdp, legs)
         except RelayUnavailable:
             log.warning("relay %s of call %s unreachable; placing it again", placement, call.id)
             placement = await self._placement(call.id, placement, placement)
             media.adopt(call.id, placement)
-            return await media.connect(call.id, side.value, offer_sdp, legs)
+            return await media.connect(call.id, leg, offer_sdp, legs)
 
     async def _placement(self, call_id: str, current: str | None, unreachable: str | None) -> str:
         """Where the call's media is (``current``) or goes now: never an address
@@ -104,14 +142,14 @@ class SignalingFacade:
             raise RelayUnavailable("the call's media is placed where no relay of ours is")
         return placement
 
-    async def disconnect_media(self, call: LiveCall, side: Side) -> bool:
+    async def disconnect_media(self, call: LiveCall, position: int) -> bool:
         if call.relay is None or not await self._hub.trusts_relay(call.id, call.relay):
             return False
         try:
             self._hub.media.adopt(call.id, call.relay)
         except RelayUnavailable:
             return False
-        return await self._hub.media.disconnect(call.id, side.value)
+        return await self._hub.media.disconnect(call.id, leg_name(position))
 
     # ---- figures ---------------------------------------------------------------------
 

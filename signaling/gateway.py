@@ -28,26 +28,32 @@ from signaling.errors import (
     Unavailable,
 )
 from signaling.limits import EventRateLimit
-from signaling.live import Phase, PresenceStatus
+from signaling.live import PresenceStatus
 from signaling.messages import (
+    CancelInvitation,
     ClientPayload,
     ConsultationRef,
     DeferOutcome,
     EmptyPayload,
+    InviteDepartment,
+    OfferRef,
     RateConsultation,
     RequestConsultation,
     SaveOutcome,
     SendChat,
     SessionState,
     SetPresence,
+    ShareDocument,
+    ShareScreen,
+    TransferConsultation,
 )
 from signaling.notifier import account_room, department_room
 from signaling.publisher import QueuePublisher
 from signaling.service import ConsultationService, PresenceService
 from signaling.store import LiveStore, StoreUnavailable
-from signaling.views import consultation_view, offer_view, presence_view
+from signaling.views import presence_view
 from storage.errors import StorageUnavailable
-from storage.records import Account, Outcome, Role
+from storage.records import DESK_ROLES, Account, Outcome, Role
 from storage.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -77,7 +83,10 @@ class EventSpec:
 
 KIOSK = frozenset({Role.KIOSK})
 EXPERT = frozenset({Role.EXPERT})
+DESK = DESK_ROLES
+"""Experts and interpreters: the staff desk's presence, offers and calls."""
 PARTICIPANTS = frozenset({Role.KIOSK, Role.EXPERT})
+IN_CALLS = frozenset({Role.KIOSK, Role.EXPERT, Role.INTERPRETER})
 ANYONE = frozenset(Role)
 
 
@@ -191,7 +200,7 @@ class SignalingGateway:
         self._tokens[sid] = (token, time.monotonic())
         await self.sio.save_session(sid, {"remote": self._remote_of(request), "token": token})
         await self.sio.enter_room(sid, account_room(account.id))
-        if account.role is Role.EXPERT and account.department:
+        if account.role in DESK and account.department:
             await self.sio.enter_room(sid, department_room(account.department))
         if count == 1:
             # Runs after the CONNECT packet has gone out, so that what it emits
@@ -199,7 +208,7 @@ class SignalingGateway:
             self._spawn(self._first_connection(account))
 
     async def _first_connection(self, account: Account) -> None:
-        if account.role is Role.EXPERT:
+        if account.role in DESK:
             await self._presence.connected(account)
         elif account.role is Role.KIOSK:
             await self._consultations.participant_changed(account.id, connected=True)
@@ -219,7 +228,7 @@ class SignalingGateway:
 
     async def last_connection_closed(self, account: Account) -> None:
         """The account has no socket left on any node: its grace period starts."""
-        if account.role is Role.EXPERT:
+        if account.role in DESK:
             await self._presence.disconnected(account)
         elif account.role is Role.KIOSK:
             await self._consultations.participant_changed(account.id, connected=False)
@@ -372,11 +381,36 @@ class SignalingGateway:
         async def set_presence(a: Account, m: SetPresence, at: Caller) -> BaseModel:
             return await p.set_status(a, PresenceStatus(m.status), at.sid)
 
-        async def accept(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
+        async def accept(a: Account, m: OfferRef, at: Caller) -> BaseModel:
+            if m.invitation_id is not None:
+                return await c.accept_invitation(a, m.invitation_id, at.remote, at.sid)
+            assert m.consultation_id is not None
             return await c.accept(a, m.consultation_id, at.remote, at.sid)
 
-        async def decline(a: Account, m: ConsultationRef, at: Caller) -> None:
+        async def decline(a: Account, m: OfferRef, at: Caller) -> None:
+            if m.invitation_id is not None:
+                await c.decline_invitation(a, m.invitation_id, at.sid)
+                return
+            assert m.consultation_id is not None
             await c.decline(a, m.consultation_id, at.sid)
+
+        async def invite(a: Account, m: InviteDepartment, at: Caller) -> BaseModel:
+            return await c.invite(a, m.consultation_id, m.department, m.note, at.remote, at.sid)
+
+        async def cancel_invite(a: Account, m: CancelInvitation, at: Caller) -> BaseModel:
+            return await c.cancel_invitation(a, m.invitation_id, at.remote, at.sid)
+
+        async def transfer(a: Account, m: TransferConsultation, at: Caller) -> BaseModel:
+            return await c.transfer(a, m.consultation_id, m.department, m.reason, at.remote, at.sid)
+
+        async def leave(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
+            return await c.leave(a, m.consultation_id, at.remote, at.sid)
+
+        async def share_screen(a: Account, m: ShareScreen, at: Caller) -> BaseModel:
+            return await c.share_screen(a, m.consultation_id, m.sharing, at.sid)
+
+        async def share_document(a: Account, m: ShareDocument, at: Caller) -> None:
+            await c.share_document(a, m.consultation_id, m.file_id, at.remote)
 
         async def outcome(a: Account, m: SaveOutcome, at: Caller) -> None:
             await c.save_outcome(a, m.consultation_id, Outcome(m.outcome), m.notes, at.remote)
@@ -419,22 +453,62 @@ class SignalingGateway:
                 rate,
                 "Rate an ended consultation 1-5, once.",
             ),
-            EventSpec(
-                "set_presence", SetPresence, EXPERT, set_presence, "Become available or away."
-            ),
+            EventSpec("set_presence", SetPresence, DESK, set_presence, "Become available or away."),
             EventSpec(
                 "accept_offer",
-                ConsultationRef,
-                EXPERT,
+                OfferRef,
+                DESK,
                 accept,
-                "Accept the consultation ringing for you.",
+                "Accept the consultation (or the invitation: invitation_id) ringing for you.",
             ),
             EventSpec(
                 "decline_offer",
-                ConsultationRef,
-                EXPERT,
+                OfferRef,
+                DESK,
                 decline,
                 "Decline it; it goes to the next expert.",
+            ),
+            EventSpec(
+                "invite",
+                InviteDepartment,
+                EXPERT,
+                invite,
+                "Invite a department or an interpreting pool into your call, with a note.",
+            ),
+            EventSpec(
+                "cancel_invite",
+                CancelInvitation,
+                EXPERT,
+                cancel_invite,
+                "Take back an invitation you made.",
+            ),
+            EventSpec(
+                "transfer",
+                TransferConsultation,
+                EXPERT,
+                transfer,
+                "Hand the citizen to another department (with a reason); you leave the call.",
+            ),
+            EventSpec(
+                "leave_call",
+                ConsultationRef,
+                DESK,
+                leave,
+                "Leave the call; it goes on while the citizen and an expert remain.",
+            ),
+            EventSpec(
+                "share_screen",
+                ShareScreen,
+                EXPERT,
+                share_screen,
+                "Start or stop sharing your screen in the call.",
+            ),
+            EventSpec(
+                "share_document",
+                ShareDocument,
+                EXPERT,
+                share_document,
+                "Let the call's interpreters read a document of the consultation.",
             ),
             EventSpec(
                 "save_outcome",
@@ -454,7 +528,7 @@ class SignalingGateway:
             EventSpec(
                 "get_queue",
                 EmptyPayload,
-                EXPERT,
+                DESK,
                 get_queue,
                 "The department's queue and experts now.",
             ),
@@ -465,9 +539,7 @@ class SignalingGateway:
                 end,
                 "End the call (or, for a kiosk, leave the queue).",
             ),
-            EventSpec(
-                "send_chat", SendChat, PARTICIPANTS, chat, "Send a chat line during the call."
-            ),
+            EventSpec("send_chat", SendChat, IN_CALLS, chat, "Send a chat line during the call."),
             EventSpec(
                 "get_state",
                 EmptyPayload,
@@ -478,21 +550,18 @@ class SignalingGateway:
         ]
 
     async def session_state(self, account: Account) -> SessionState:
-        presence = await self._presence.get(account) if account.role is Role.EXPERT else None
+        presence = await self._presence.get(account) if account.role in DESK else None
         call = await self._consultations.current(account)
         offer = None
         if presence is not None and presence.offer is not None:
-            offered = await self._consultations.call(presence.offer)
-            if offered is not None and offered.phase is Phase.OFFERED:
-                offer = offer_view(offered, self._config.ring_timeout)
-        side = call.side_of(account.id) if call is not None else None
+            offer = await self._consultations.offer_ringing(account, presence.offer)
         return SessionState(
             username=account.username,
             role=account.role.value,
             department=account.department,
             hall=account.hall,
             presence=presence_view(presence) if presence is not None else None,
-            consultation=consultation_view(call, side.value if side else None)
+            consultation=await self._consultations.view(call, account)
             if call is not None
             else None,
             offer=offer,

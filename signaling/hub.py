@@ -25,6 +25,7 @@ from signaling.executor import Executor
 from signaling.facade import SignalingFacade
 from signaling.gateway import SignalingGateway
 from signaling.limits import EventRateLimit
+from signaling.live import leg_name
 from signaling.memory_store import InProcessStore
 from signaling.notifier import SocketNotifier
 from signaling.publisher import QueuePublisher
@@ -134,6 +135,7 @@ class SignalingHub:
             participant_changed=lambda account, up: self.consultations.participant_changed(
                 account, up
             ),
+            close_leg=self._close_leg,
         )
         self.publisher = QueuePublisher(store, notifier, config, self.executor.department_presences)
         self.consultations = ConsultationService(self.executor, storage, config, clock)
@@ -172,6 +174,16 @@ class SignalingHub:
         except RelayUnavailable:
             return
         await self.media.close_call(call_id)
+
+    async def _close_leg(self, call_id: str, relay: str | None, position: int) -> None:
+        """A participant left a call that goes on: its media leg closes at the relay."""
+        if relay is None or not await self.trusts_relay(call_id, relay):
+            return
+        try:
+            self.media.adopt(call_id, relay)
+            await self.media.disconnect(call_id, leg_name(position))
+        except RelayUnavailable:
+            return
 
     async def _on_deadline(self, key: str) -> None:
         if key.startswith(("offline|", "wrapup|")):

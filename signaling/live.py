@@ -21,8 +21,53 @@ class Phase(StrEnum):
 
 
 class Side(StrEnum):
+    """The two participants of a call before calls had more: the kiosk (position 0)
+    and the expert who answered (position 1)."""
+
     KIOSK = "kiosk"
     EXPERT = "expert"
+
+
+MAX_PARTICIPANTS = 4
+"""The citizen's kiosk and up to three staff (experts, interpreters)."""
+KIOSK_POSITION = 0
+LEAD_POSITION = 1
+"""Where the expert who answers a consultation sits."""
+
+
+def seat_name(position: int) -> str:
+    """A position's name in the live state's keys (its media token, its socket's and
+    its media's drops): the two of a two-party call keep the names they had before
+    calls had more ("kiosk", "expert"), so that values an older node wrote still
+    read the same; the others are "p2", "p3"."""
+    if position == KIOSK_POSITION:
+        return Side.KIOSK.value
+    if position == LEAD_POSITION:
+        return Side.EXPERT.value
+    return f"p{position}"
+
+
+def position_of_name(name: str) -> int | None:
+    """The position a seat name or a relay leg names ("kiosk", "expert", "p0".."p3"),
+    or None for anything else."""
+    if name == Side.KIOSK.value:
+        return KIOSK_POSITION
+    if name == Side.EXPERT.value:
+        return LEAD_POSITION
+    if len(name) == 2 and name[0] == "p" and name[1].isdigit():
+        position = int(name[1])
+        return position if position < MAX_PARTICIPANTS else None
+    return None
+
+
+def leg_name(position: int) -> str:
+    """The relay leg of a position (docs/PROTOCOL.md, "Media")."""
+    return f"p{position}"
+
+
+class StaffRole(StrEnum):
+    EXPERT = "expert"
+    INTERPRETER = "interpreter"
 
 
 class PresenceStatus(StrEnum):
@@ -70,6 +115,58 @@ class _Record:
 
 
 @dataclass(frozen=True)
+class Seat:
+    """A staff member taking part in a call, at a position that stays theirs until
+    they leave."""
+
+    position: int
+    account_id: str
+    username: str
+    role: StaffRole
+    department: str
+    joined_at: float
+    name: str = ""
+    """Their display name (told to the other participants)."""
+    department_name_zh: str | None = None
+    department_name_en: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role", StaffRole(self.role))
+
+
+@dataclass(frozen=True)
+class InvitationRef:
+    """An open invitation of a call (its ringing state is the ``LiveInvitation``)."""
+
+    id: str
+    department: str
+    note: str | None
+    created_at: float
+    by: str
+    """The inviter's account id."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A call handed to another department, waiting there for an expert."""
+
+    department: str
+    """Where it goes (the call's department is that one already)."""
+    reason: str
+    by: str
+    """The username of the expert who transferred it."""
+    by_name: str
+    from_department: str
+    at: float
+
+
+def _seats(value: Any) -> tuple[Seat, ...]:
+    return tuple(
+        sorted((v if isinstance(v, Seat) else Seat(**v) for v in value), key=lambda s: s.position)
+    )
+
+
+@dataclass(frozen=True)
 class LiveCall(_Record):
     """A consultation that has not ended."""
 
@@ -96,6 +193,17 @@ class LiveCall(_Record):
     hall_name_zh: str | None = None
     hall_name_en: str | None = None
     """The kiosk's hall as it was named when the citizen asked (for the offer)."""
+    kiosk_name: str | None = None
+    """The kiosk's display name (told to the staff in the call)."""
+    seats: tuple[Seat, ...] = ()
+    """The staff taking part now, by position (the lead, ``expert_id``, among them
+    while the call is active)."""
+    invitations: tuple[InvitationRef, ...] = ()
+    """Invitations of this call still open (ringing or waiting for someone)."""
+    transfer: Transfer | None = None
+    """Set while the call waits in the department it was transferred to."""
+    screen: int | None = None
+    """The position of whoever shares their screen now."""
     version: int = 0
 
     def __post_init__(self) -> None:
@@ -105,6 +213,80 @@ class LiveCall(_Record):
         object.__setattr__(self, "missed_by", tuple(self.missed_by))
         object.__setattr__(self, "dropped", _pairs(self.dropped))
         object.__setattr__(self, "media_tokens", _pairs(self.media_tokens))
+        seats = _seats(self.seats)
+        if (
+            self.phase is Phase.ACTIVE
+            and self.expert_id is not None
+            and all(s.account_id != self.expert_id for s in seats)
+        ):
+            # Written by a node from before calls had more than two (or built so): its
+            # expert sits where the one who answers does.
+            seats = _seats(
+                (
+                    *seats,
+                    Seat(
+                        LEAD_POSITION,
+                        self.expert_id,
+                        self.expert_username or "",
+                        StaffRole.EXPERT,
+                        self.department,
+                        self.active_at or self.waiting_since,
+                    ),
+                )
+            )
+        object.__setattr__(self, "seats", seats)
+        object.__setattr__(
+            self,
+            "invitations",
+            tuple(
+                v if isinstance(v, InvitationRef) else InvitationRef(**v) for v in self.invitations
+            ),
+        )
+        if isinstance(self.transfer, Mapping):
+            object.__setattr__(self, "transfer", Transfer(**self.transfer))
+
+    # ---- who sits where --------------------------------------------------------------
+
+    def seat_of(self, account_id: str) -> Seat | None:
+        return next((s for s in self.seats if s.account_id == account_id), None)
+
+    def seat_at(self, position: int) -> Seat | None:
+        return next((s for s in self.seats if s.position == position), None)
+
+    def position_of(self, account_id: str) -> int | None:
+        """Where the account sits in the call (0 for its kiosk), or None."""
+        if account_id == self.kiosk_id:
+            return KIOSK_POSITION
+        seat = self.seat_of(account_id)
+        return seat.position if seat is not None else None
+
+    def account_at(self, position: int) -> str | None:
+        if position == KIOSK_POSITION:
+            return self.kiosk_id
+        seat = self.seat_at(position)
+        return seat.account_id if seat is not None else None
+
+    def free_position(self) -> int | None:
+        """The lowest position nobody holds, or None when the call is full."""
+        taken = {s.position for s in self.seats}
+        return next((p for p in range(LEAD_POSITION, MAX_PARTICIPANTS) if p not in taken), None)
+
+    @property
+    def experts(self) -> tuple[Seat, ...]:
+        return tuple(s for s in self.seats if s.role is StaffRole.EXPERT)
+
+    @property
+    def seat_ids(self) -> tuple[str, ...]:
+        return tuple(s.account_id for s in self.seats)
+
+    @property
+    def participant_ids(self) -> tuple[str, ...]:
+        """The kiosk and the staff taking part now."""
+        return (self.kiosk_id, *(s.account_id for s in self.seats))
+
+    @property
+    def in_transfer(self) -> bool:
+        return self.transfer is not None and self.phase is not Phase.ACTIVE
 
     def dropped_since(self, key: str) -> float | None:
         return dict(self.dropped).get(key)
@@ -173,6 +355,51 @@ class ExpertPresence(_Record):
 
 
 @dataclass(frozen=True)
+class LiveInvitation(_Record):
+    """An invitation into a call, queued at the head of the invited department's queue
+    and rung to its staff like a consultation's offer."""
+
+    id: str
+    call_id: str
+    department: str
+    """The department invited."""
+    note: str | None
+    created_at: float
+    by_id: str
+    by_username: str
+    by_name: str
+    by_department: str
+    phase: Phase = Phase.WAITING
+    """waiting, or offered (ringing for ``expert_id``)."""
+    expert_id: str | None = None
+    offered_at: float | None = None
+    declined_by: tuple[str, ...] = ()
+    missed_by: tuple[str, ...] = ()
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phase", Phase(self.phase))
+        object.__setattr__(self, "declined_by", tuple(self.declined_by))
+        object.__setattr__(self, "missed_by", tuple(self.missed_by))
+
+    @property
+    def rung(self) -> tuple[str, ...]:
+        """Who was rung for it and did not take it (each is rung once)."""
+        return (*self.declined_by, *self.missed_by)
+
+    def ref(self) -> InvitationRef:
+        return InvitationRef(self.id, self.department, self.note, self.created_at, self.by_id)
+
+
+INVITATION_PREFIX = "i-"
+"""Invitation ids start with it; the queues hold them beside consultation ids."""
+
+
+def is_invitation(queued_id: str) -> bool:
+    return queued_id.startswith(INVITATION_PREFIX)
+
+
+@dataclass(frozen=True)
 class OpenCall(_Record):
     """Which open consultation an account (kiosk or expert) takes part in."""
 
@@ -181,7 +408,7 @@ class OpenCall(_Record):
     version: int = 0
 
 
-Live = LiveCall | ExpertPresence | OpenCall
+Live = LiveCall | ExpertPresence | OpenCall | LiveInvitation
 
 
 def call_key(call_id: str) -> str:
@@ -196,6 +423,15 @@ def open_key(account_id: str) -> str:
     return f"open:{account_id}"
 
 
+def invitation_key(invitation_id: str) -> str:
+    return f"invite:{invitation_id}"
+
+
+def queued_key(queued_id: str) -> str:
+    """The key of what a department's queue holds: a consultation or an invitation."""
+    return invitation_key(queued_id) if is_invitation(queued_id) else call_key(queued_id)
+
+
 def experts_set(department: str) -> str:
     return f"experts:{department}"
 
@@ -205,13 +441,16 @@ def key_of(value: Live) -> str:
         return call_key(value.id)
     if isinstance(value, ExpertPresence):
         return presence_key(value.expert_id)
+    if isinstance(value, LiveInvitation):
+        return invitation_key(value.id)
     return open_key(value.account_id)
 
 
-_KINDS: dict[str, type[LiveCall] | type[ExpertPresence] | type[OpenCall]] = {
+_KINDS: dict[str, type[LiveCall] | type[ExpertPresence] | type[OpenCall] | type[LiveInvitation]] = {
     "call": LiveCall,
     "presence": ExpertPresence,
     "open": OpenCall,
+    "invite": LiveInvitation,
 }
 
 

@@ -5,11 +5,22 @@ and oversize strings are refused); server -> client payloads are built here so
 that docs/PROTOCOL.md and the code describe the same shapes.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from storage.documents import StoredFile
 
 ConsultationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+InvitationId = Annotated[str, StringConstraints(pattern=r"^i-[0-9a-f]{16}$")]
+FileId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 DepartmentCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
 # The number printed on the acceptance slip: letters, digits and dashes.
 CaseNumber = Annotated[
@@ -32,10 +43,26 @@ ChatText = Annotated[
 Notes = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=4000), AfterValidator(_no_nul)
 ]
+# An invitation's note and a transfer's reason: a line for the colleague who answers.
+ShortNote = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_nul)
+]
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+]
 OutcomeName = Literal["answered", "follow_up", "referred"]
 StateName = Literal["waiting", "offered", "active", "ended"]
 RevokeReason = Literal["timeout", "cancelled", "declined", "ended"]
-EndReasonName = Literal["completed", "abandoned", "no_expert", "dropped", "cancelled"]
+EndReasonName = Literal[
+    "completed", "abandoned", "no_expert", "dropped", "cancelled", "left", "transferred"
+]
+"""Why it ended; "left" and "transferred" only in the view of the staff member whose
+own part ended so (the call goes on for the others)."""
+ParticipantRole = Literal["kiosk", "expert", "interpreter"]
+OfferKind = Literal["consultation", "invite", "transfer"]
+InvitationState = Literal["ringing", "waiting", "accepted", "declined", "expired", "cancelled"]
 
 
 class ClientPayload(BaseModel):
@@ -53,6 +80,46 @@ class RequestConsultation(ClientPayload):
 
 class ConsultationRef(ClientPayload):
     consultation_id: ConsultationId
+
+
+class OfferRef(ClientPayload):
+    """The offer answered: a consultation's (``consultation_id``) or an invitation's
+    (``invitation_id``); exactly one of the two."""
+
+    consultation_id: ConsultationId | None = None
+    invitation_id: InvitationId | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.consultation_id is None) == (self.invitation_id is None):
+            raise ValueError("give consultation_id or invitation_id (one of them)")
+        return self
+
+
+class InviteDepartment(ClientPayload):
+    consultation_id: ConsultationId
+    department: DepartmentCode
+    note: ShortNote = ""
+
+
+class CancelInvitation(ClientPayload):
+    invitation_id: InvitationId
+
+
+class TransferConsultation(ClientPayload):
+    consultation_id: ConsultationId
+    department: DepartmentCode
+    reason: Reason
+
+
+class ShareScreen(ClientPayload):
+    consultation_id: ConsultationId
+    sharing: bool
+
+
+class ShareDocument(ClientPayload):
+    consultation_id: ConsultationId
+    file_id: FileId
 
 
 class SetPresence(ClientPayload):
@@ -94,6 +161,48 @@ class MediaAccess(ServerPayload):
     token: str
 
 
+class ParticipantView(ServerPayload):
+    """Someone in the call now, at the position they hold until they leave."""
+
+    position: int
+    role: ParticipantRole
+    username: str
+    name: str
+    department: str | None
+    department_name_zh: str | None = None
+    department_name_en: str | None = None
+    joined_at: float
+    connected: bool
+    """False while their socket or media is lost (within the grace period)."""
+
+
+class InvitationView(ServerPayload):
+    """An invitation into a call (event ``invitation``, and the open ones in the
+    consultation's view)."""
+
+    invitation_id: str
+    consultation_id: str
+    department: str
+    kind: Literal["invite", "transfer"] = "invite"
+    state: InvitationState
+    note: str | None
+    """Not in the kiosk's view."""
+    created_at: float
+    by: str | None = None
+    """The inviter's username."""
+
+
+class TransferView(ServerPayload):
+    """A transfer waiting for the department it goes to."""
+
+    department: str
+    reason: str | None
+    """Not in the kiosk's view."""
+    by: str
+    by_name: str | None = None
+    from_department: str | None = None
+
+
 class ConsultationView(ServerPayload):
     """A consultation as its participants see it (event ``consultation``)."""
 
@@ -117,6 +226,16 @@ class ConsultationView(ServerPayload):
     rung_unanswered: int = 0
     """How often an expert was rung for it and did not take it (let it ring out or
     declined): the kiosk says that it is being offered again."""
+    participants: list[ParticipantView] = []
+    """Everyone in the call now, the recipient included (the kiosk always, at 0)."""
+    you: int | None = None
+    """The recipient's position (None: not taking part, or no longer)."""
+    screen: int | None = None
+    """The position of whoever shares their screen now."""
+    invitations: list[InvitationView] = []
+    """The call's open invitations."""
+    transfer: TransferView | None = None
+    """Set while the consultation waits for the department it was transferred to."""
 
 
 class QueuePosition(ServerPayload):
@@ -156,6 +275,12 @@ class QueueUpdate(ServerPayload):
     """Consultations waiting beyond ``entries``."""
 
 
+class InviterView(ServerPayload):
+    username: str
+    name: str
+    department: str
+
+
 class OfferView(ServerPayload):
     """Event ``offer`` to the expert being rung."""
 
@@ -171,6 +296,14 @@ class OfferView(ServerPayload):
     """The kiosk's hall as it was named when the citizen asked (None: no hall)."""
     waited_s: float = 0.0
     """Seconds the citizen had waited when this offer was made (the server's clock)."""
+    kind: OfferKind = "consultation"
+    """A citizen's request, an invitation into a call, or a call transferred here."""
+    invitation_id: str | None = None
+    """An invitation's (accepted with ``accept_offer {"invitation_id"}``)."""
+    inviter: InviterView | None = None
+    """Who invites, or who transferred the call."""
+    note: str | None = None
+    """The invitation's note, or the transfer's reason."""
 
 
 class OfferRevoked(ServerPayload):
@@ -178,6 +311,8 @@ class OfferRevoked(ServerPayload):
 
     consultation_id: str
     reason: RevokeReason
+    invitation_id: str | None = None
+    """Set when the offer was an invitation's."""
 
 
 class PresenceView(ServerPayload):
@@ -194,13 +329,15 @@ class PresenceView(ServerPayload):
 
 
 class ChatView(ServerPayload):
-    """Event ``chat_message`` to both participants."""
+    """Event ``chat_message`` to every participant."""
 
     id: str
     consultation_id: str
-    sender: Literal["kiosk", "expert"]
+    sender: ParticipantRole
     text: str
     sent_at: float
+    sender_name: str | None = None
+    """The sender's display name (several staff may take part)."""
 
 
 class FileView(ServerPayload):
@@ -219,14 +356,32 @@ class FileView(ServerPayload):
     shredded_at: float | None = None
     """When retention destroyed the document's key (listed, no longer downloadable)."""
 
+    @classmethod
+    def of(cls, record: StoredFile) -> "FileView":
+        return cls(
+            id=record.id,
+            consultation_id=record.consultation_id,
+            name=record.name,
+            media_type=record.media_type,
+            size=record.size,
+            uploaded_by="kiosk" if record.uploader_role == "kiosk" else "expert",
+            digest=record.digest,
+            digest_alg=record.digest_alg,
+            created_at=record.created_at,
+            url=f"/api/v1/files/{record.id}",
+            shredded_at=record.shredded_at,
+        )
+
 
 class PeerStatus(ServerPayload):
-    """Event ``peer_status``: the other side's connection dropped or came back."""
+    """Event ``peer_status``: another participant's connection dropped or came back."""
 
     consultation_id: str
-    side: Literal["kiosk", "expert"]
+    side: ParticipantRole
+    """The participant's role ("kiosk", or the staff member's)."""
     status: Literal["reconnecting", "connected"]
     grace_s: float | None = None
+    position: int | None = None
 
 
 class StaffCallView(ServerPayload):
@@ -257,7 +412,7 @@ class SessionState(ServerPayload):
     """Ack of ``get_state``: who you are and what is open for you."""
 
     username: str
-    role: Literal["kiosk", "expert", "clerk", "admin"]
+    role: Literal["kiosk", "expert", "clerk", "admin", "interpreter"]
     department: str | None
     hall: str | None
     presence: PresenceView | None

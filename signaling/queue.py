@@ -6,7 +6,7 @@ Pure functions, so the rules can be read and tested on their own.
 import math
 from collections.abc import Sequence
 
-from signaling.live import ExpertPresence, LiveCall
+from signaling.live import ExpertPresence, LiveCall, LiveInvitation
 
 
 def mean_handle_time(samples: Sequence[float], default: float) -> float:
@@ -34,10 +34,18 @@ def estimate_wait(
     return math.ceil(seconds)
 
 
-def pick_expert(call: LiveCall, free: Sequence[ExpertPresence]) -> ExpertPresence | None:
+def pick_expert(
+    call: LiveCall | LiveInvitation, free: Sequence[ExpertPresence]
+) -> ExpertPresence | None:
     """The longest-idle free expert who has not declined this call; one who let
-    it ring out before comes only after everyone who has not."""
-    candidates = [p for p in free if p.expert_id not in call.declined_by]
+    it ring out before comes only after everyone who has not. An invitation rings
+    each staff member once (declined or let ring out), and never one in the call."""
+    if isinstance(call, LiveInvitation):
+        candidates = [p for p in free if p.expert_id not in call.rung]
+        return min(candidates, key=lambda p: p.idle_since) if candidates else None
+    candidates = [
+        p for p in free if p.expert_id not in call.declined_by and p.expert_id not in call.seat_ids
+    ]
     if not candidates:
         return None
     return min(candidates, key=lambda p: (p.expert_id in call.missed_by, p.idle_since))

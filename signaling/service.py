@@ -22,16 +22,38 @@ from signaling.errors import (
     SignalingError,
 )
 from signaling.executor import Executor, Reads
-from signaling.live import ExpertPresence, LiveCall, Phase, PresenceStatus, Side, call_key
-from signaling.messages import ChatView, ConsultationView, FileView, PresenceView
+from signaling.live import (
+    INVITATION_PREFIX,
+    MAX_PARTICIPANTS,
+    ExpertPresence,
+    LiveCall,
+    Phase,
+    PresenceStatus,
+    call_key,
+    is_invitation,
+    position_of_name,
+    seat_name,
+)
+from signaling.messages import (
+    ChatView,
+    ConsultationView,
+    FileView,
+    InvitationView,
+    OfferView,
+    ParticipantRole,
+    PresenceView,
+)
 from signaling.reconcile import SETTLE, Repair, plan_repairs
-from signaling.views import consultation_view
+from signaling.views import consultation_view, file_view, invitation_offer_view, offer_view
 from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
+    DESK_ROLES,
     Account,
     AuditEvent,
     ChatMessage,
     ConsultationRecord,
+    Department,
+    DepartmentKind,
     Outcome,
     Role,
 )
@@ -43,14 +65,23 @@ CHAT_HISTORY = 500
 """Chat lines a reconnecting participant gets back (the newest)."""
 
 
-def _chat_view(message: ChatMessage) -> ChatView:
+_SENDERS: dict[Role, ParticipantRole] = {Role.KIOSK: "kiosk", Role.INTERPRETER: "interpreter"}
+
+
+def _chat_view(message: ChatMessage, sender_name: str | None = None) -> ChatView:
     return ChatView(
         id=message.id,
         consultation_id=message.consultation_id,
-        sender="kiosk" if message.sender_role is Role.KIOSK else "expert",
+        sender=_SENDERS.get(message.sender_role, "expert"),
         text=message.text,
         sent_at=message.sent_at,
+        sender_name=sender_name,
     )
+
+
+def _tokens() -> dict[str, str]:
+    """A fresh media token for each seat of a call (a transition takes those it needs)."""
+    return {seat_name(p): secrets.token_urlsafe(24) for p in range(MAX_PARTICIPANTS)}
 
 
 class ConsultationService:
@@ -75,6 +106,30 @@ class ConsultationService:
         snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))
         return snapshot.call
 
+    async def view(self, call: LiveCall, account: Account) -> ConsultationView:
+        """The call as ``account`` sees it, its open invitations as they are now."""
+        snapshot, _ = await self._x.snapshot(Reads(call_id=call.id))
+        current = snapshot.call or call
+        return consultation_view(current, current.position_of(account.id), snapshot.invitations)
+
+    async def offer_ringing(self, account: Account, offer_id: str) -> OfferView | None:
+        """The offer ringing for ``account`` now (a consultation's or an invitation's)."""
+        if is_invitation(offer_id):
+            snapshot, _ = await self._x.snapshot(Reads(invitation_id=offer_id))
+            invitation = snapshot.invitations.get(offer_id)
+            if (
+                invitation is None
+                or snapshot.call is None
+                or invitation.phase is not Phase.OFFERED
+                or invitation.expert_id != account.id
+            ):
+                return None
+            return invitation_offer_view(invitation, snapshot.call, self._config.ring_timeout)
+        offered = await self.call(offer_id)
+        if offered is None or offered.phase is not Phase.OFFERED:
+            return None
+        return offer_view(offered, self._config.ring_timeout)
+
     async def _repair_kiosk(self, kiosk_id: str) -> int:
         records = await self._storage.consultations.open_consultations()
         return await self.reconcile([r for r in records if r.kiosk_id == kiosk_id], set(), SETTLE)
@@ -89,6 +144,19 @@ class ConsultationService:
             return None
         return hall.name_zh, hall.name_en
 
+    async def _department(self, code: str | None) -> Department | None:
+        if code is None:
+            return None
+        try:
+            return await self._storage.departments.get(code)
+        except RecordNotFound:
+            return None
+
+    async def _department_names(self, account: Account) -> tuple[str, str] | None:
+        """The staff member's department's names (zh, en), told to the others in a call."""
+        department = await self._department(account.department)
+        return (department.name_zh, department.name_en) if department is not None else None
+
     # ---- kiosk -------------------------------------------------------------------
 
     async def request(
@@ -101,6 +169,12 @@ class ConsultationService:
     ) -> ConsultationView:
         call_id = secrets.token_hex(8)
         hall_names = await self._hall_names(kiosk)
+        chosen = await self._department(department)
+        if chosen is not None and chosen.kind is DepartmentKind.INTERPRETER:
+            raise InvalidState(
+                "an interpreting service joins a call when the expert invites it; "
+                "choose a department"
+            )
 
         async def attempt() -> object:
             return await self._x.run(
@@ -183,10 +257,13 @@ class ConsultationService:
     async def accept(
         self, expert: Account, call_id: str, remote: str, sid: str | None = None
     ) -> ConsultationView:
-        tokens = {side.value: secrets.token_urlsafe(24) for side in Side}
+        tokens = _tokens()
+        names = await self._department_names(expert)
         reply = await self._x.run(
             Reads(call_id=call_id, experts=(expert.id,)),
-            lambda s, recorded: transitions.accept(s, expert, tokens, remote, recorded=recorded),
+            lambda s, recorded: transitions.accept(
+                s, expert, tokens, remote, recorded=recorded, department_names=names
+            ),
             sid,
         )
         log.info("consultation %s accepted by expert %s", call_id, expert.id)
@@ -200,37 +277,190 @@ class ConsultationService:
             sid,
         )
 
-    @staticmethod
-    def _outcome_check(expert: Account) -> Callable[[ConsultationRecord | None], None]:
-        """The record must be one this expert answered (``signaling.access``)."""
+    async def accept_invitation(
+        self, staff: Account, invitation_id: str, remote: str, sid: str | None = None
+    ) -> ConsultationView:
+        """The staff member rung for an invitation joins its call."""
+        token = secrets.token_urlsafe(24)
+        names = await self._department_names(staff)
+        reply = await self._x.run(
+            Reads(invitation_id=invitation_id, experts=(staff.id,)),
+            lambda s, recorded: transitions.accept_invitation(
+                s, staff, invitation_id, token, remote, recorded=recorded, department_names=names
+            ),
+            sid,
+        )
+        if not isinstance(reply, ConsultationView):
+            raise InvalidState("the call has ended")
+        log.info("invitation %s accepted by %s", invitation_id, staff.id)
+        return reply
 
-        def check(record: ConsultationRecord | None) -> None:
-            if (
-                record is None
-                or access.on_record(expert, record, Right.RECORD_OUTCOME) is not Verdict.ALLOWED
-            ):
-                raise NotFound("no consultation with this id for you")
+    async def decline_invitation(
+        self, staff: Account, invitation_id: str, sid: str | None = None
+    ) -> None:
+        await self._x.run(
+            Reads(invitation_id=invitation_id, experts=(staff.id,), department_staff=True),
+            lambda s, _r: transitions.decline_invitation(s, staff, invitation_id, self._config),
+            sid,
+        )
 
-        return check
+    # ---- calls of more than two -------------------------------------------------
+
+    async def invite(
+        self,
+        expert: Account,
+        call_id: str,
+        department: str,
+        note: str,
+        remote: str,
+        sid: str | None = None,
+    ) -> InvitationView:
+        """Invite a department (or an interpreting pool) into the call."""
+        invited = await self._department(department)
+        if invited is None or invited.disabled:
+            raise NotFound("no such department")
+        invitation_id = INVITATION_PREFIX + secrets.token_hex(8)
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, recorded: transitions.invite(
+                s,
+                expert,
+                invitation_id,
+                department,
+                note,
+                remote,
+                recorded=recorded,
+                config=self._config,
+            ),
+            sid,
+        )
+        assert isinstance(reply, InvitationView)
+        return reply
+
+    async def cancel_invitation(
+        self, expert: Account, invitation_id: str, remote: str, sid: str | None = None
+    ) -> InvitationView:
+        reply = await self._x.run(
+            Reads(invitation_id=invitation_id),
+            lambda s, _r: transitions.cancel_invitation(s, expert, invitation_id, remote),
+            sid,
+        )
+        assert isinstance(reply, InvitationView)
+        return reply
+
+    async def transfer(
+        self,
+        expert: Account,
+        call_id: str,
+        department: str,
+        reason: str,
+        remote: str,
+        sid: str | None = None,
+    ) -> ConsultationView:
+        """Hand the citizen to ``department``, if the admin lets the expert's department
+        transfer there (and it takes calls)."""
+        own = await self._department(expert.department)
+        target = await self._department(department)
+        allowed = (
+            own is not None
+            and department in own.transfers_to
+            and target is not None
+            and not target.disabled
+            and target.kind is DepartmentKind.SERVICE
+        )
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, recorded: transitions.transfer(
+                s,
+                expert,
+                department,
+                reason,
+                allowed,
+                remote,
+                recorded=recorded,
+                config=self._config,
+            ),
+            sid,
+        )
+        assert isinstance(reply, ConsultationView)
+        log.info("consultation %s transferred to %s", call_id, department)
+        return reply
+
+    async def leave(
+        self, staff: Account, call_id: str, remote: str, sid: str | None = None
+    ) -> ConsultationView:
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, recorded: transitions.leave(
+                s, staff, remote, recorded=recorded, config=self._config
+            ),
+            sid,
+        )
+        if not isinstance(reply, ConsultationView):
+            raise InvalidState("you are not taking part in this call")
+        return reply
+
+    async def share_screen(
+        self, expert: Account, call_id: str, sharing: bool, sid: str | None = None
+    ) -> ConsultationView:
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, _r: transitions.share_screen(s, expert, sharing),
+            sid,
+        )
+        assert isinstance(reply, ConsultationView)
+        return reply
+
+    async def share_document(
+        self, expert: Account, call_id: str, file_id: str, remote: str
+    ) -> FileView:
+        """The document becomes readable by the call's interpreters (audited); they are
+        told (``document_shared``), and so are the experts in the call."""
+        snapshot, _ = await self._x.snapshot(Reads(call_id=call_id))
+        call = transitions.call_for(
+            snapshot, expert, Right.SHARE, "documents are shared during the call"
+        )
+        try:
+            stored, new = await self._storage.shares.share(
+                call.id,
+                file_id,
+                expert.id,
+                self._clock(),
+                audit=AuditEvent(
+                    expert.username, "document.share", file_id, {"consultation": call.id}, remote
+                ),
+            )
+        except RecordNotFound:
+            raise NotFound("no such document in this consultation") from None
+        view = file_view(stored)
+        if new:
+            for seat in call.seats:
+                await self._x.notifier.to_account(seat.account_id, "document_shared", view)
+        return view
 
     async def save_outcome(
         self, expert: Account, call_id: str, outcome: Outcome, notes: str, remote: str
     ) -> None:
-        """Write the outcome and notes on ``call_id`` (the consultation the form was
-        opened for, whatever the expert did since); its wrap-up, if any, ends."""
-        await self._storage.consultations.set_outcome(
-            call_id,
-            outcome,
-            notes,
-            audit=AuditEvent(
-                expert.username,
-                "consultation.outcome",
+        """Write the outcome and notes of this expert's part in ``call_id`` (the
+        consultation the form was opened for, whatever the expert did since): their
+        leg's, and the consultation's own if they answered it first; their wrap-up of
+        it, if any, ends."""
+        try:
+            await self._storage.legs.set_outcome(
                 call_id,
-                {"outcome": outcome.value},
-                remote,
-            ),
-            check=self._outcome_check(expert),
-        )
+                expert.id,
+                outcome,
+                notes,
+                audit=AuditEvent(
+                    expert.username,
+                    "consultation.outcome",
+                    call_id,
+                    {"outcome": outcome.value},
+                    remote,
+                ),
+            )
+        except RecordNotFound:
+            raise NotFound("no consultation with this id for you") from None
         await self._end_wrap_up(expert, call_id)
 
     async def defer_outcome(
@@ -239,14 +469,17 @@ class ConsultationService:
         """稍后填写: the record stays unfinished (no outcome), keeping the notes written
         so far; the expert's wrap-up of it ends. Its own consultation only."""
         try:
-            await self._storage.consultations.save_draft_notes(
+            await self._storage.legs.set_outcome(
                 call_id,
+                expert.id,
+                None,
                 notes,
                 audit=AuditEvent(
                     expert.username, "consultation.outcome_deferred", call_id, {}, remote
                 ),
-                check=self._outcome_check(expert),
             )
+        except RecordNotFound:
+            raise NotFound("no consultation with this id for you") from None
         except RecordConflict:
             # Saved meanwhile (another tab): the notes here were not written over it.
             raise InvalidState("this record's outcome has been saved already") from None
@@ -347,8 +580,8 @@ class ConsultationService:
         message = await self._storage.consultations.add_chat(
             call.id, account.id, account.role, text
         )
-        view = _chat_view(message)
-        for other in access.participants(call):
+        view = _chat_view(message, account.display_name or account.username)
+        for other in call.participant_ids:
             await self._x.notifier.to_account(other, "chat_message", view)
         return view
 
@@ -363,32 +596,38 @@ class ConsultationService:
         return [_chat_view(m) for m in messages[-CHAT_HISTORY:]]
 
     async def announce_file(self, call_id: str, view: FileView) -> None:
-        """Both participants learn of a new document at once."""
+        """The participants learn of a new document at once (interpreters only of
+        those shared with them, ``share_document``)."""
         call = await self.call(call_id)
         if call is None:
             return
-        for account_id in access.participants(call):
-            await self._x.notifier.to_account(account_id, "file_added", view)
+        interpreters = set(access.interpreters(call))
+        for account_id in call.participant_ids:
+            if account_id not in interpreters:
+                await self._x.notifier.to_account(account_id, "file_added", view)
 
     # ---- connections, media, deadlines -------------------------------------------
 
     async def participant_changed(self, account_id: str, connected: bool) -> None:
         """An account's last socket closed (grace starts) or its first came back."""
         own = await self._x.open_call_of(account_id)
-        side = None if own is None else access.side_of_participant(account_id, own)
-        if own is None or side is None:
+        position = None if own is None else access.position_of_participant(account_id, own)
+        if own is None or position is None:
             return
-        await self._participant(own.id, account_id, side.value, connected)
+        await self._participant(own.id, account_id, seat_name(position), connected)
 
     async def media_changed(self, call_id: str, participant: str, status: str) -> None:
-        """From the relay: lost media has the same grace period as a lost socket."""
+        """From the relay (a leg ``p{n}``, or ``kiosk``/``expert`` as before): lost
+        media has the same grace period as a lost socket."""
         call = await self.call(call_id)
-        if call is None or call.phase is not Phase.ACTIVE:
+        position = position_of_name(participant)
+        if call is None or position is None or access.stage_of_call(call) not in access.IN_CALL:
             return
-        account_id = call.account_of(Side(participant))
+        account_id = call.account_at(position)
         if account_id is None:
             return
-        await self._participant(call_id, account_id, f"media:{participant}", status != "lost")
+        key = f"media:{seat_name(position)}"
+        await self._participant(call_id, account_id, key, status != "lost")
 
     async def place_relay(self, call_id: str, candidate: str, unreachable: str | None) -> str:
         """The call's media placement (``candidate`` if it had none, or only the
@@ -435,6 +674,16 @@ class ConsultationService:
                     s, recorded=recorded, config=self._config
                 ),
             )
+        elif kind == "iring":
+            await self._x.run(
+                Reads(invitation_id=rest, department_staff=True),
+                lambda s, _r: transitions.invitation_ring_timeout(s, rest, self._config),
+            )
+        elif kind == "iwait":
+            await self._x.run(
+                Reads(invitation_id=rest),
+                lambda s, _r: transitions.invitation_wait_expired(s, rest, self._config),
+            )
 
 
 class PresenceService:
@@ -449,8 +698,8 @@ class PresenceService:
     async def set_status(
         self, expert: Account, status: PresenceStatus, sid: str | None = None
     ) -> PresenceView:
-        if expert.role is not Role.EXPERT or expert.department is None:
-            raise Forbidden("only experts have a presence")
+        if expert.role not in DESK_ROLES or expert.department is None:
+            raise Forbidden("only experts and interpreters have a presence")
         reply = await self._x.run(
             Reads(experts=(expert.id,), follow_presence_calls=True),
             lambda s, _r: transitions.set_status(s, expert, status, self._config),
@@ -491,5 +740,4 @@ class PresenceService:
 
 
 def view_for(call: LiveCall, account: Account) -> ConsultationView:
-    side = call.side_of(account.id)
-    return consultation_view(call, side.value if side else None)
+    return consultation_view(call, call.position_of(account.id))

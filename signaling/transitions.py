@@ -22,37 +22,62 @@ from signaling.access import Right, Verdict
 from signaling.config import SignalingConfig
 from signaling.effects import (
     ArmNoExpert,
+    AuditOnly,
+    CloseLeg,
     CloseRelay,
     CreateConsultation,
     Decision,
     DiscardUploads,
     Dispatch,
+    JoinCall,
+    LeaveCall,
     MarkActive,
     MarkEnded,
     Participant,
     PublishQueue,
+    ResumeCall,
+    TransferCall,
 )
-from signaling.errors import AlreadyInConsultation, InvalidState, NotFound
+from signaling.errors import AlreadyInConsultation, CallFull, Forbidden, InvalidState, NotFound
 from signaling.live import (
+    KIOSK_POSITION,
+    LEAD_POSITION,
+    MAX_PARTICIPANTS,
     ONLINE,
     AwayReason,
     ExpertPresence,
     LiveCall,
+    LiveInvitation,
     OpenCall,
     Phase,
     PresenceStatus,
-    Side,
+    Seat,
+    StaffRole,
+    Transfer,
     call_key,
     experts_set,
+    invitation_key,
     open_key,
+    position_of_name,
     presence_key,
+    seat_name,
 )
-from signaling.messages import OfferRevoked, PeerStatus, RevokeReason
+from signaling.messages import (
+    ConsultationView,
+    InvitationState,
+    InvitationView,
+    OfferRevoked,
+    PeerStatus,
+    RevokeReason,
+)
 from signaling.queue import pick_expert
 from signaling.reconcile import Mismatch, Repair
 from signaling.views import (
     consultation_view,
     ended_view,
+    invitation_offer_view,
+    invitation_view,
+    left_view,
     offer_view,
     presence_view,
     record_ended_view,
@@ -62,10 +87,23 @@ from storage.records import (
     AuditEvent,
     ConsultationRecord,
     EndReason,
+    LegEnd,
+    Role,
 )
 
-GRACE_KEYS = ("kiosk", "expert", "media:kiosk", "media:expert")
+GRACE_KEYS = tuple(
+    f"{prefix}{seat_name(p)}" for prefix in ("", "media:") for p in range(MAX_PARTICIPANTS)
+)
+"""Every drop a call can have: each position's socket and media."""
 DEFAULTS = SignalingConfig()
+HEAD = 1e9
+"""Seconds taken off a queue entry's time to put it at the head of its department's
+queue (an invitation, a transferred citizen), ahead of everyone queued the usual way;
+among themselves they keep their order."""
+
+
+def head_of_queue(at: float) -> float:
+    return at - HEAD
 
 
 def deadline_key(kind: str, *parts: str) -> str:
@@ -85,6 +123,11 @@ class Snapshot:
     """Other calls by id (the one ringing for an expert, the one an expert is in)."""
     online_in_department: int = 0
     """Experts of the call's department available or busy (read, not compared)."""
+    invitations: Mapping[str, LiveInvitation] = field(default_factory=dict)
+    """By id: the call's open invitations, the one acted on, the one ringing for an
+    expert."""
+    department_staff: Sequence[ExpertPresence] = ()
+    """The staff of the department an invitation is for (read, not compared)."""
 
     def presence(self, expert_id: str | None) -> ExpertPresence | None:
         return self.presences.get(expert_id) if expert_id else None
@@ -150,10 +193,27 @@ def _take_back(
         OfferRevoked(consultation_id=call.id, reason=reason),
         not_actor=declined,
     )
-    d.notify(call.kiosk_id, "consultation", consultation_view(back))
+    _tell_everyone(d, s, back)
     presence = s.presence(expert_id)
     if presence is None or presence.offer != call.id:
         return back, None
+    changed = _missed_or_declined(d, s, presence, config, missed=missed, declined=declined)
+    if not changed.online:
+        d.effects.append(ArmNoExpert(call.department))
+    return back, changed
+
+
+def _missed_or_declined(
+    d: Decision,
+    s: Snapshot,
+    presence: ExpertPresence,
+    config: SignalingConfig,
+    *,
+    missed: bool,
+    declined: bool,
+) -> ExpertPresence:
+    """The rung expert's presence once their offer is gone: a missed one counts against
+    them (away after ``missed_offers_before_away`` in a row)."""
     changed = dataclasses.replace(presence, offer=None)
     if missed:
         # A missed offer sends the expert to the back of the idle order.
@@ -171,15 +231,61 @@ def _take_back(
         changed = dataclasses.replace(changed, missed_in_a_row=0)
     d.put(changed)
     if changed.status != presence.status or missed:
-        d.notify(expert_id, "presence", presence_view(changed))
-    if not changed.online:
-        d.effects.append(ArmNoExpert(call.department))
-    return back, changed
+        d.notify(presence.expert_id, "presence", presence_view(changed))
+    return changed
 
 
 def _follow_ups(d: Decision, department: str) -> None:
     d.effects.append(Dispatch(department))
     d.effects.append(PublishQueue(department))
+
+
+def _tell_everyone(
+    d: Decision,
+    s: Snapshot,
+    call: LiveCall,
+    actor_id: str | None = None,
+    *,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Every participant gets the call as they see it (their own media access): the
+    kiosk, and the staff taking part; the acting socket has it in its ack."""
+    invitations = {r.id: s.invitations[r.id] for r in call.invitations if r.id in s.invitations}
+    for position, account_id in [(KIOSK_POSITION, call.kiosk_id)] + [
+        (seat.position, seat.account_id) for seat in call.seats
+    ]:
+        if account_id in skip:
+            continue
+        d.notify(
+            account_id,
+            "consultation",
+            consultation_view(call, position, invitations),
+            not_actor=account_id == actor_id,
+        )
+
+
+def _staff_of(call: LiveCall, also: str | None = None) -> list[str]:
+    """The staff taking part (and ``also``, an inviter who may have left)."""
+    ids = [seat.account_id for seat in call.seats]
+    if also is not None and also not in ids:
+        ids.append(also)
+    return ids
+
+
+def _tell_staff(
+    d: Decision,
+    call: LiveCall,
+    view: InvitationView,
+    inviter: str | None,
+    actor_id: str | None = None,
+) -> None:
+    for account_id in _staff_of(call, inviter):
+        d.notify(account_id, "invitation", view, not_actor=account_id == actor_id)
+
+
+def _view_of(s: Snapshot, call: LiveCall, account_id: str) -> ConsultationView:
+    invitations = {r.id: s.invitations[r.id] for r in call.invitations if r.id in s.invitations}
+    return consultation_view(call, call.position_of(account_id), invitations)
 
 
 # ---- kiosk ---------------------------------------------------------------------------
@@ -212,6 +318,7 @@ def request(
         waiting_since=s.now,
         hall_name_zh=hall_names[0] if hall_names else None,
         hall_name_en=hall_names[1] if hall_names else None,
+        kiosk_name=kiosk.display_name or None,
     )
     d = Decision(reply=consultation_view(call))
     d.record = CreateConsultation(
@@ -271,7 +378,7 @@ def offer(s: Snapshot, expert_id: str, config: SignalingConfig) -> Decision:
     d = Decision()
     if call is None or call.phase is not Phase.WAITING or presence is None or not presence.free:
         return d
-    if presence.department != call.department:
+    if presence.department != call.department or expert_id in call.participant_ids:
         return d
     offered = dataclasses.replace(
         call,
@@ -284,7 +391,7 @@ def offer(s: Snapshot, expert_id: str, config: SignalingConfig) -> Decision:
     d.put(dataclasses.replace(presence, offer=call.id))
     d.commit.deadlines_set[deadline_key("ring", call.id)] = s.now + config.ring_timeout
     d.notify(expert_id, "offer", offer_view(offered, config.ring_timeout))
-    d.notify(call.kiosk_id, "consultation", consultation_view(offered))
+    _tell_everyone(d, s, offered)
     d.effects.append(PublishQueue(call.department))
     return d
 
@@ -296,15 +403,36 @@ def accept(
     remote: str,
     *,
     recorded: bool = False,
+    department_names: tuple[str, str] | None = None,
 ) -> Decision:
-    """The expert takes the consultation ringing for them: the call starts."""
+    """The expert takes the consultation ringing for them: the call starts (or, for a
+    transferred one, goes on with them). ``tokens``: a media token for each seat name
+    (those the call needs are taken); ``department_names`` (zh, en) name their
+    department to the others."""
     call = s.call
     if not recorded:
         call = call_for(s, expert, Right.ANSWER, "this consultation is not being offered to you")
     if call is None:
         raise InvalidState("the consultation has ended")
+    if call.phase is Phase.ACTIVE and call.seat_of(expert.id) is not None:
+        return Decision(reply=_view_of(s, call, expert.id))  # the records' retry: done
+    resumed = call.transfer is not None
+    position = call.free_position() if resumed else LEAD_POSITION
+    if position is None:
+        raise CallFull("four take part in this call already")
     d = Decision()
-    if not recorded:
+    if not recorded and resumed:
+        assert call.transfer is not None
+        d.record = ResumeCall(
+            call.id,
+            expert.id,
+            position,
+            s.now,
+            call.transfer.by,
+            call.transfer.reason,
+            _audit(expert.username, "consultation.accept", call.id, remote, transferred=True),
+        )
+    elif not recorded:
         d.record = MarkActive(
             call.id,
             expert.id,
@@ -322,14 +450,36 @@ def accept(
             "offer_revoked",
             OfferRevoked(consultation_id=call.id, reason="ended"),
         )
+    seat = Seat(
+        position,
+        expert.id,
+        expert.username,
+        StaffRole.EXPERT,
+        expert.department or call.department,
+        s.now,
+        expert.display_name,
+        department_names[0] if department_names else None,
+        department_names[1] if department_names else None,
+    )
+    if resumed:
+        kept = dict(call.media_tokens)
+        kept[seat_name(position)] = tokens[seat_name(position)]
+        media_tokens = tuple(sorted(kept.items()))
+    else:
+        needed = (seat_name(KIOSK_POSITION), seat_name(position))
+        media_tokens = tuple(sorted((k, v) for k, v in tokens.items() if k in needed))
     active = dataclasses.replace(
         call,
         phase=Phase.ACTIVE,
         expert_id=expert.id,
         expert_username=expert.username,
         offered_at=call.offered_at or s.now,
-        active_at=s.now,
-        media_tokens=tuple(sorted(tokens.items())),
+        active_at=call.active_at if resumed and call.active_at else s.now,
+        media_tokens=media_tokens,
+        seats=(*call.seats, seat),
+        transfer=None,
+        declined_by=() if resumed else call.declined_by,
+        missed_by=() if resumed else call.missed_by,
     )
     d.put(active)
     d.put(OpenCall(expert.id, call.id))
@@ -342,11 +492,9 @@ def accept(
         )
         d.put(busy)
         d.notify(expert.id, "presence", presence_view(busy))
-    view = consultation_view(active, Side.EXPERT.value)
-    d.notify(call.kiosk_id, "consultation", consultation_view(active, Side.KIOSK.value))
-    d.notify(expert.id, "consultation", view, not_actor=True)
+    _tell_everyone(d, s, active, expert.id)
     d.effects.append(PublishQueue(call.department))
-    d.reply = view
+    d.reply = consultation_view(active, position)
     return d
 
 
@@ -502,19 +650,23 @@ def finish(
     actor: Account | None = None,
     recorded: bool = False,
     expert_gone: bool = False,
+    gone: str | None = None,
     repair: str | None = None,
     config: SignalingConfig = DEFAULTS,
 ) -> Decision:
-    """End the open consultation: record, live state, both sides told.
-    ``expert_gone``: it ends because the expert's own grace period ran out;
-    ``repair``: it ends to make records and live state agree (said in the audit).
-    The expert of an answered call then wraps it up (``config.wrap_up_limit``)."""
+    """End the open consultation: record, live state, everyone told. ``gone``: it ends
+    because that staff member's own grace period ran out (``expert_gone``: the lead
+    expert's); ``repair``: it ends to make records and live state agree (said in the
+    audit). Each expert who took part then wraps it up (``config.wrap_up_limit``);
+    interpreters write no record and are free at once."""
     call = s.call
     d = Decision()
     if call is None:
         if recorded:
             return d  # someone else removed it already
         raise InvalidState("the consultation has already ended")
+    if expert_gone and gone is None:
+        gone = call.expert_id
     if not recorded:
         why = {"repair": repair} if repair is not None else {}
         d.record = MarkEnded(
@@ -529,16 +681,21 @@ def finish(
     d.commit.queue_remove.append((call.department, call.id))
     d.commit.deadlines_clear += [deadline_key("ring", call.id), deadline_key("noexpert", call.id)]
     d.commit.deadlines_clear += [deadline_key("grace", call.id, k) for k in GRACE_KEYS]
-    for account_id in (call.kiosk_id, call.expert_id):
+    for account_id in dict.fromkeys((*call.participant_ids, call.expert_id)):
         own = s.open_calls.get(account_id or "")
         if own is not None and own.call_id == call.id:
             d.delete(open_key(own.account_id))
+    # Open invitations end with the call (whoever is rung for one is told it is gone).
+    for ref in call.invitations:
+        invitation = s.invitations.get(ref.id)
+        _close_invitation(d, s, ref.id, ref.department, invitation, "ended")
     view = ended_view(call, s.now, reason.value)
     actor_id = actor.id if actor is not None else None
     d.notify(call.kiosk_id, "consultation", view, not_actor=actor_id == call.kiosk_id)
     expert_id = call.expert_id
-    presence = s.presence(expert_id)
+    in_call = call.phase is Phase.ACTIVE or call.in_transfer
     if call.phase is Phase.OFFERED and expert_id is not None:
+        presence = s.presence(expert_id)
         d.notify(
             expert_id,
             "offer_revoked",
@@ -549,48 +706,116 @@ def finish(
         )
         if presence is not None and presence.offer == call.id:
             d.put(dataclasses.replace(presence, offer=None))
-    elif call.phase is Phase.ACTIVE and expert_id is not None:
-        d.notify(expert_id, "consultation", view, not_actor=actor_id == expert_id)
+    if in_call:
+        for seat in call.seats:
+            d.notify(seat.account_id, "consultation", view, not_actor=actor_id == seat.account_id)
         d.effects.append(CloseRelay(call.id, call.relay))
         # Documents travel only during the call: what is half-sent is dropped.
         d.effects.append(DiscardUploads(call.id))
         if reason is EndReason.COMPLETED and call.active_at is not None:
             d.commit.handle_times.append((call.department, s.now - call.active_at, 20))
-        if presence is not None and presence.call == call.id:
-            if presence.status is PresenceStatus.OFFLINE and expert_gone:
-                # Gone for good: the call outlived the expert's grace period.
-                d.delete(presence_key(expert_id))
-                d.commit.members_remove.append((experts_set(call.department), expert_id))
-            elif presence.status is PresenceStatus.OFFLINE:
-                # Still within their grace period (else the call would have ended by
-                # it): back in time they get what they had (and the call's wrap-up);
-                # if not, their pending offline deadline forgets them.
-                gone = dataclasses.replace(presence, call=None, idle_since=s.now)
-                if config.wrap_up_limit > 0:
-                    gone = dataclasses.replace(
-                        _wrapping_up(d, gone, call.id, s.now, config),
-                        status=PresenceStatus.OFFLINE,
-                        status_before_drop=PresenceStatus.WRAP_UP,
-                    )
-                d.put(gone)
-            elif config.wrap_up_limit > 0:
-                # No offer until the record is saved or put off (or the limit ends it).
-                after = _wrapping_up(d, presence, call.id, s.now, config)
-                d.put(after)
-                d.notify(expert_id, "presence", presence_view(after))
-            else:
-                after = dataclasses.replace(
-                    presence,
-                    call=None,
-                    idle_since=s.now,
-                    status=presence.status_after_call,
-                    status_after_call=PresenceStatus.AVAILABLE,
-                )
-                d.put(after)
-                d.notify(expert_id, "presence", presence_view(after))
-    _follow_ups(d, call.department)
+        for seat in call.seats:
+            _release(
+                d,
+                s,
+                seat,
+                call.id,
+                config,
+                gone=seat.account_id == gone,
+                wrap_up=seat.role is StaffRole.EXPERT,
+            )
+    departments = dict.fromkeys(
+        (call.department, *(seat.department for seat in call.seats if in_call))
+    )
+    for department in departments:
+        _follow_ups(d, department)
     d.reply = view
     return d
+
+
+def _release(
+    d: Decision,
+    s: Snapshot,
+    seat: Seat,
+    call_id: str,
+    config: SignalingConfig,
+    *,
+    gone: bool = False,
+    wrap_up: bool = True,
+) -> None:
+    """A staff member's part in the call is over: an expert wraps it up (offered
+    nobody until its record is saved or put off), an interpreter is free at once (or
+    away, if they asked for it during the call). ``gone``: their own grace period ran
+    out, and they are forgotten."""
+    presence = s.presence(seat.account_id)
+    if presence is None or presence.call != call_id:
+        return
+    wrap_up = wrap_up and config.wrap_up_limit > 0
+    if presence.status is PresenceStatus.OFFLINE and gone:
+        # Gone for good: the call outlived the staff member's grace period.
+        d.delete(presence_key(seat.account_id))
+        d.commit.members_remove.append((experts_set(presence.department), seat.account_id))
+    elif presence.status is PresenceStatus.OFFLINE:
+        # Still within their grace period (else they would have left by it): back in
+        # time they get what they had (and the call's wrap-up); if not, their pending
+        # offline deadline forgets them.
+        after = dataclasses.replace(presence, call=None, idle_since=s.now)
+        if wrap_up:
+            after = dataclasses.replace(
+                _wrapping_up(d, after, call_id, s.now, config),
+                status=PresenceStatus.OFFLINE,
+                status_before_drop=PresenceStatus.WRAP_UP,
+            )
+        d.put(after)
+    elif wrap_up:
+        # No offer until the record is saved or put off (or the limit ends it).
+        after = _wrapping_up(d, presence, call_id, s.now, config)
+        d.put(after)
+        d.notify(seat.account_id, "presence", presence_view(after))
+    else:
+        after = dataclasses.replace(
+            presence,
+            call=None,
+            idle_since=s.now,
+            status=presence.status_after_call,
+            status_after_call=PresenceStatus.AVAILABLE,
+        )
+        d.put(after)
+        d.notify(seat.account_id, "presence", presence_view(after))
+        if not after.online:
+            d.effects.append(ArmNoExpert(presence.department))
+
+
+def _close_invitation(
+    d: Decision,
+    s: Snapshot,
+    invitation_id: str,
+    department: str,
+    invitation: LiveInvitation | None,
+    reason: RevokeReason,
+) -> None:
+    """An invitation is gone from the live state (and its department's queue); whoever
+    it rings for is told (the call's own value is the caller's to change)."""
+    d.delete(invitation_key(invitation_id))
+    d.commit.queue_remove.append((department, invitation_id))
+    d.commit.deadlines_clear += [
+        deadline_key("iring", invitation_id),
+        deadline_key("iwait", invitation_id),
+    ]
+    if invitation is None or invitation.phase is not Phase.OFFERED:
+        return
+    assert invitation.expert_id is not None
+    d.notify(
+        invitation.expert_id,
+        "offer_revoked",
+        OfferRevoked(
+            consultation_id=invitation.call_id, reason=reason, invitation_id=invitation_id
+        ),
+    )
+    presence = s.presence(invitation.expert_id)
+    if presence is not None and presence.offer == invitation_id:
+        d.put(dataclasses.replace(presence, offer=None))
+    d.effects.append(PublishQueue(department))
 
 
 def _wrapping_up(
@@ -643,59 +868,686 @@ def wrap_up_done(s: Snapshot, expert_id: str, call_id: str, *, expired: bool = F
     return d
 
 
+# ---- calls of more than two ---------------------------------------------------------
+
+
+def _without_seat(call: LiveCall, seat: Seat) -> LiveCall:
+    """The call without ``seat``: its token, its drops and its screen share go with it;
+    the lead passes to the remaining expert with the lowest position."""
+    name = seat_name(seat.position)
+    seats = tuple(x for x in call.seats if x.position != seat.position)
+    expert_id, expert_username = call.expert_id, call.expert_username
+    if expert_id == seat.account_id:
+        lead = next((x for x in seats if x.role is StaffRole.EXPERT), None)
+        expert_id = lead.account_id if lead is not None else None
+        expert_username = lead.username if lead is not None else None
+    return dataclasses.replace(
+        call,
+        seats=seats,
+        expert_id=expert_id,
+        expert_username=expert_username,
+        media_tokens=tuple(p for p in call.media_tokens if p[0] != name),
+        dropped=tuple(p for p in call.dropped if p[0] not in (name, f"media:{name}")),
+        screen=None if call.screen == seat.position else call.screen,
+    )
+
+
+def _seat_goes(
+    d: Decision, s: Snapshot, call: LiveCall, seat: Seat, config: SignalingConfig, *, gone: bool
+) -> None:
+    """What goes with a staff member leaving a call that goes on: their open call,
+    grace deadlines and media leg; their presence (an expert's wrap-up)."""
+    name = seat_name(seat.position)
+    d.commit.deadlines_clear += [
+        deadline_key("grace", call.id, name),
+        deadline_key("grace", call.id, f"media:{name}"),
+    ]
+    own = s.open_calls.get(seat.account_id)
+    if own is not None and own.call_id == call.id:
+        d.delete(open_key(seat.account_id))
+    d.effects.append(CloseLeg(call.id, call.relay, seat.position))
+    _release(d, s, seat, call.id, config, gone=gone, wrap_up=seat.role is StaffRole.EXPERT)
+    _follow_ups(d, seat.department)
+
+
+def _part_ends(
+    s: Snapshot,
+    call: LiveCall,
+    seat: Seat,
+    why: LegEnd,
+    by: str,
+    remote: str,
+    *,
+    actor_id: str | None = None,
+    recorded: bool = False,
+    gone: str | None = None,
+    config: SignalingConfig = DEFAULTS,
+) -> Decision:
+    """A staff member's part ends while the call goes on for the others."""
+    d = Decision()
+    if not recorded:
+        d.record = LeaveCall(
+            call.id,
+            seat.account_id,
+            s.now,
+            why,
+            _audit(
+                by,
+                "consultation.leave",
+                call.id,
+                remote,
+                account=seat.username,
+                position=seat.position,
+                reason=why.value,
+            ),
+        )
+    after = _without_seat(call, seat)
+    d.put(after)
+    _seat_goes(d, s, call, seat, config, gone=gone == seat.account_id)
+    view = left_view(after, s.now, why.value)
+    d.notify(seat.account_id, "consultation", view, not_actor=actor_id == seat.account_id)
+    _tell_everyone(d, s, after)
+    d.reply = view
+    return d
+
+
+def leave(
+    s: Snapshot,
+    staff: Account,
+    remote: str,
+    *,
+    recorded: bool = False,
+    config: SignalingConfig = DEFAULTS,
+) -> Decision:
+    """A staff member leaves the call. It goes on while the citizen and an expert
+    remain; the last expert leaving ends it (completed), as ending it would."""
+    call = s.call
+    if not recorded:
+        call = call_for(s, staff, Right.LEAVE, "you are not taking part in this call")
+    seat = call.seat_of(staff.id) if call is not None else None
+    if call is None or seat is None:
+        if recorded:
+            return Decision()
+        raise InvalidState("you are not taking part in this call")
+    others = [e for e in call.experts if e.account_id != staff.id]
+    if seat.role is StaffRole.EXPERT and not others and call.phase is Phase.ACTIVE:
+        return finish(
+            s,
+            EndReason.COMPLETED,
+            staff.username,
+            remote,
+            actor=staff,
+            recorded=recorded,
+            config=config,
+        )
+    return _part_ends(
+        s,
+        call,
+        seat,
+        LegEnd.LEFT,
+        staff.username,
+        remote,
+        actor_id=staff.id,
+        recorded=recorded,
+        config=config,
+    )
+
+
+def transfer(
+    s: Snapshot,
+    expert: Account,
+    department: str,
+    reason: str,
+    allowed: bool,
+    remote: str,
+    *,
+    recorded: bool = False,
+    config: SignalingConfig = DEFAULTS,
+) -> Decision:
+    """The expert hands the citizen to ``department`` (``allowed``: their department may
+    transfer there, as the admin set): they leave the call (their wrap-up begins); the
+    consultation waits at the head of that department's queue with its case number,
+    documents and chat, the kiosk (and an interpreter) staying in the call meanwhile.
+    Only the call's one expert transfers it (another would be left without a call),
+    and one transfer at a time."""
+    call = s.call
+    if not recorded:
+        call = call_for(s, expert, Right.TRANSFER, "only a call going on can be transferred")
+        if not allowed:
+            raise Forbidden("your department may not transfer to that department")
+    seat = call.seat_of(expert.id) if call is not None else None
+    if call is None or seat is None:
+        if recorded:
+            return Decision()
+        raise InvalidState("you are not taking part in this call")
+    if not recorded and any(e.account_id != expert.id for e in call.experts):
+        raise InvalidState(
+            "another expert is in the call: they go on with the citizen, or leave first"
+        )
+    if not recorded and department == call.department:
+        raise InvalidState("the consultation is with that department already")
+    d = Decision()
+    if not recorded:
+        d.record = TransferCall(
+            call.id,
+            expert.id,
+            department,
+            s.now,
+            _audit(
+                expert.username,
+                "consultation.transfer",
+                call.id,
+                remote,
+                department=department,
+                from_department=call.department,
+                reason=reason,
+            ),
+        )
+    for ref in call.invitations:
+        _close_invitation(d, s, ref.id, ref.department, s.invitations.get(ref.id), "ended")
+        _tell_staff(
+            d,
+            call,
+            _closed_view(call.id, ref.id, ref.department, ref.note, ref.created_at, "cancelled"),
+            ref.by,
+        )
+    after = dataclasses.replace(
+        _without_seat(call, seat),
+        phase=Phase.WAITING,
+        department=department,
+        expert_id=None,
+        expert_username=None,
+        offered_at=None,
+        declined_by=(),
+        missed_by=(),
+        invitations=(),
+        screen=None,
+        transfer=Transfer(
+            department,
+            reason,
+            expert.username,
+            expert.display_name,
+            call.department,
+            s.now,
+        ),
+    )
+    # The experts left are those who are not staying: with the lead gone, nobody.
+    after = dataclasses.replace(
+        after, seats=tuple(x for x in after.seats if x.role is StaffRole.INTERPRETER)
+    )
+    d.put(after)
+    d.commit.queue_add.append((department, call.id, head_of_queue(s.now)))
+    d.commit.deadlines_set[deadline_key("noexpert", call.id)] = s.now + config.no_expert_wait
+    _seat_goes(d, s, call, seat, config, gone=False)
+    view = left_view(after, s.now, LegEnd.TRANSFERRED.value)
+    d.notify(expert.id, "consultation", view, not_actor=True)
+    _tell_everyone(d, s, after)
+    _follow_ups(d, department)
+    d.reply = view
+    return d
+
+
+def share_screen(s: Snapshot, expert: Account, sharing: bool) -> Decision:
+    """The expert starts sharing their screen (taking over from whoever shared) or
+    stops; everyone's view says who shares."""
+    call = call_for(s, expert, Right.SHARE, "screens are shared during the call")
+    seat = call.seat_of(expert.id)
+    if seat is None:
+        raise InvalidState("you are not taking part in this call")
+    screen = seat.position if sharing else (None if call.screen == seat.position else call.screen)
+    d = Decision()
+    if screen == call.screen:
+        d.reply = _view_of(s, call, expert.id)
+        return d
+    after = dataclasses.replace(call, screen=screen)
+    d.put(after)
+    _tell_everyone(d, s, after, expert.id)
+    d.reply = _view_of(s, after, expert.id)
+    return d
+
+
+# -- invitations
+
+
+def _closed_view(
+    call_id: str,
+    invitation_id: str,
+    department: str,
+    note: str | None,
+    created_at: float,
+    state: InvitationState,
+) -> InvitationView:
+    return InvitationView(
+        invitation_id=invitation_id,
+        consultation_id=call_id,
+        department=department,
+        state=state,
+        note=note,
+        created_at=created_at,
+    )
+
+
+def invite(
+    s: Snapshot,
+    expert: Account,
+    invitation_id: str,
+    department: str,
+    note: str,
+    remote: str,
+    *,
+    recorded: bool = False,
+    config: SignalingConfig = DEFAULTS,
+) -> Decision:
+    """An expert in the call invites a department (or an interpreting pool): the
+    invitation waits at the head of its queue and rings its staff like an offer. At
+    most one open invitation per department, and participants and open invitations
+    together at most four."""
+    call = call_for(s, expert, Right.INVITE, "invitations are made during the call")
+    if expert.department is None or call.seat_of(expert.id) is None:
+        raise InvalidState("you are not taking part in this call")
+    if not recorded:
+        if any(ref.department == department for ref in call.invitations):
+            raise InvalidState("an invitation to that department is open already")
+        if 1 + len(call.seats) + len(call.invitations) >= MAX_PARTICIPANTS:
+            raise CallFull("four take part in this call (or are invited) already")
+    invitation = LiveInvitation(
+        id=invitation_id,
+        call_id=call.id,
+        department=department,
+        note=note or None,
+        created_at=s.now,
+        by_id=expert.id,
+        by_username=expert.username,
+        by_name=expert.display_name,
+        by_department=expert.department,
+    )
+    d = Decision()
+    if not recorded:
+        d.record = AuditOnly(
+            _audit(
+                expert.username,
+                "consultation.invite",
+                call.id,
+                remote,
+                department=department,
+                invitation=invitation_id,
+            )
+        )
+    after = dataclasses.replace(call, invitations=(*call.invitations, invitation.ref()))
+    d.put(invitation)
+    d.put(after)
+    d.commit.queue_add.append((department, invitation_id, head_of_queue(s.now)))
+    d.commit.deadlines_set[deadline_key("iwait", invitation_id)] = s.now + config.no_expert_wait
+    view = invitation_view(call.id, invitation)
+    _tell_staff(d, after, view, None, expert.id)
+    # The inviter's acting socket too: its ack is the invitation, not the call.
+    _tell_everyone(d, _with(s, invitation), after)
+    _follow_ups(d, department)
+    d.reply = view
+    return d
+
+
+def _with(s: Snapshot, invitation: LiveInvitation) -> Snapshot:
+    """The snapshot as the call's views should show ``invitation`` now."""
+    return dataclasses.replace(s, invitations={**s.invitations, invitation.id: invitation})
+
+
+def _invitation_ends(
+    d: Decision,
+    s: Snapshot,
+    invitation: LiveInvitation,
+    state: InvitationState,
+    actor_id: str | None = None,
+) -> InvitationView:
+    """The invitation is over (cancelled, expired): gone from the queue and the call,
+    whoever it rang for told, the inviter and the call's staff told, everyone's view
+    updated."""
+    _close_invitation(d, s, invitation.id, invitation.department, invitation, "cancelled")
+    view = invitation_view(invitation.call_id, invitation, state)
+    call = s.call
+    if call is not None and call.id == invitation.call_id:
+        after = dataclasses.replace(
+            call, invitations=tuple(r for r in call.invitations if r.id != invitation.id)
+        )
+        d.put(after)
+        _tell_staff(d, after, view, invitation.by_id, actor_id)
+        _tell_everyone(d, s, after)
+    else:
+        d.notify(invitation.by_id, "invitation", view, not_actor=invitation.by_id == actor_id)
+    return view
+
+
+def cancel_invitation(s: Snapshot, expert: Account, invitation_id: str, remote: str) -> Decision:
+    """Its inviter takes an open invitation back."""
+    invitation = s.invitations.get(invitation_id)
+    if invitation is None or invitation.by_id != expert.id:
+        raise NotFound("no open invitation with this id of yours")
+    d = Decision(
+        record=AuditOnly(
+            _audit(
+                expert.username,
+                "consultation.invite_cancel",
+                invitation.call_id,
+                remote,
+                department=invitation.department,
+                invitation=invitation_id,
+            )
+        )
+    )
+    d.reply = _invitation_ends(d, s, invitation, "cancelled", expert.id)
+    return d
+
+
+def offer_invitation(
+    s: Snapshot, invitation_id: str, staff_id: str, config: SignalingConfig
+) -> Decision:
+    """Dispatch: ring the invitation for this staff member, if both are still as
+    planned (nobody already in the call, nobody rung for it before)."""
+    invitation = s.invitations.get(invitation_id)
+    call = s.call
+    presence = s.presence(staff_id)
+    d = Decision()
+    if (
+        invitation is None
+        or invitation.phase is not Phase.WAITING
+        or presence is None
+        or not presence.free
+        or presence.department != invitation.department
+        or call is None
+        or call.id != invitation.call_id
+        or call.phase is not Phase.ACTIVE
+        or staff_id in call.participant_ids
+        or staff_id in invitation.rung
+    ):
+        return d
+    offered = dataclasses.replace(
+        invitation, phase=Phase.OFFERED, expert_id=staff_id, offered_at=s.now
+    )
+    d.put(offered)
+    d.put(dataclasses.replace(presence, offer=invitation.id))
+    d.commit.deadlines_set[deadline_key("iring", invitation.id)] = s.now + config.ring_timeout
+    d.notify(staff_id, "offer", invitation_offer_view(offered, call, config.ring_timeout))
+    _tell_staff(d, call, invitation_view(call.id, offered), invitation.by_id)
+    d.effects.append(PublishQueue(invitation.department))
+    return d
+
+
+def accept_invitation(
+    s: Snapshot,
+    staff: Account,
+    invitation_id: str,
+    token: str,
+    remote: str,
+    *,
+    recorded: bool = False,
+    department_names: tuple[str, str] | None = None,
+) -> Decision:
+    """The staff member rung for an invitation takes it: they join the call at its
+    lowest free position, with a media token of their own; everyone is told."""
+    invitation = s.invitations.get(invitation_id)
+    call = s.call
+    if not recorded:
+        if invitation is None or invitation.department != staff.department:
+            raise NotFound("no invitation with this id for you")
+        if invitation.phase is not Phase.OFFERED or invitation.expert_id != staff.id:
+            raise InvalidState("this invitation is not ringing for you")
+    if call is None or call.phase is not Phase.ACTIVE or staff.department is None:
+        if recorded:
+            return Decision()
+        raise InvalidState("the call has ended")
+    if call.seat_of(staff.id) is not None:
+        return Decision(reply=_view_of(s, call, staff.id))  # the records' retry: done
+    position = call.free_position()
+    if position is None:
+        raise CallFull("four take part in this call already")
+    role = StaffRole.INTERPRETER if staff.role is Role.INTERPRETER else StaffRole.EXPERT
+    d = Decision()
+    by = invitation.by_username if invitation is not None else ""
+    note = invitation.note if invitation is not None else None
+    if not recorded:
+        d.record = JoinCall(
+            call.id,
+            staff.id,
+            staff.role,
+            staff.department,
+            position,
+            s.now,
+            invitation_id,
+            by,
+            note,
+            _audit(
+                staff.username,
+                "consultation.join",
+                call.id,
+                remote,
+                invitation=invitation_id,
+                position=position,
+                role=role.value,
+                department=staff.department,
+            ),
+        )
+    seat = Seat(
+        position,
+        staff.id,
+        staff.username,
+        role,
+        staff.department,
+        s.now,
+        staff.display_name,
+        department_names[0] if department_names else None,
+        department_names[1] if department_names else None,
+    )
+    tokens = dict(call.media_tokens)
+    tokens[seat_name(position)] = token
+    after = dataclasses.replace(
+        call,
+        seats=(*call.seats, seat),
+        invitations=tuple(r for r in call.invitations if r.id != invitation_id),
+        media_tokens=tuple(sorted(tokens.items())),
+    )
+    d.put(after)
+    d.put(OpenCall(staff.id, call.id))
+    if invitation is not None:
+        d.delete(invitation_key(invitation_id))
+        d.commit.queue_remove.append((invitation.department, invitation_id))
+        d.commit.deadlines_clear += [
+            deadline_key("iring", invitation_id),
+            deadline_key("iwait", invitation_id),
+        ]
+        if invitation.expert_id not in (None, staff.id):
+            # Ringing for a colleague meanwhile: the records say this one took it.
+            _close_invitation(d, s, invitation_id, invitation.department, invitation, "ended")
+        _tell_staff(d, after, invitation_view(call.id, invitation, "accepted"), invitation.by_id)
+        d.effects.append(PublishQueue(invitation.department))
+    presence = s.presence(staff.id)
+    if presence is not None:
+        busy = dataclasses.replace(
+            presence, offer=None, call=call.id, missed_in_a_row=0, status=PresenceStatus.BUSY
+        )
+        d.put(busy)
+        d.notify(staff.id, "presence", presence_view(busy))
+    _tell_everyone(d, s, after, staff.id)
+    d.reply = consultation_view(after, position)
+    return d
+
+
+def _invitation_back(
+    d: Decision,
+    s: Snapshot,
+    invitation: LiveInvitation,
+    reason: RevokeReason,
+    config: SignalingConfig,
+    *,
+    missed: bool = False,
+    declined: bool = False,
+    may_expire: bool = True,
+) -> None:
+    """An invitation whose ring was not answered: counted against whoever was rung
+    (as an offer), then rung to the next staff member, or over (expired) when every
+    one available has been rung, or its wait has run out."""
+    staff_id = invitation.expert_id
+    assert staff_id is not None
+    back = dataclasses.replace(
+        invitation,
+        phase=Phase.WAITING,
+        expert_id=None,
+        offered_at=None,
+        missed_by=(*invitation.missed_by, staff_id) if missed else invitation.missed_by,
+        declined_by=(*invitation.declined_by, staff_id) if declined else invitation.declined_by,
+    )
+    d.commit.deadlines_clear.append(deadline_key("iring", invitation.id))
+    d.notify(
+        staff_id,
+        "offer_revoked",
+        OfferRevoked(
+            consultation_id=invitation.call_id, reason=reason, invitation_id=invitation.id
+        ),
+        not_actor=declined,
+    )
+    presence = s.presence(staff_id)
+    if presence is not None and presence.offer == invitation.id:
+        changed = _missed_or_declined(d, s, presence, config, missed=missed, declined=declined)
+        if not changed.online:
+            d.effects.append(ArmNoExpert(presence.department))
+    call = s.call
+    in_call = set(call.participant_ids) if call is not None else set()
+    left = [
+        p
+        for p in s.department_staff
+        if p.free and p.expert_id not in back.rung and p.expert_id not in in_call
+    ]
+    waited_out = s.now >= invitation.created_at + config.no_expert_wait - 0.001
+    if may_expire and (not left or waited_out):
+        _invitation_ends(d, s, back, "expired")
+        return
+    d.put(back)
+    if call is not None:
+        state: InvitationState = "declined" if declined else "waiting"
+        _tell_staff(d, call, invitation_view(call.id, back, state), invitation.by_id)
+    _follow_ups(d, invitation.department)
+
+
+def decline_invitation(
+    s: Snapshot, staff: Account, invitation_id: str, config: SignalingConfig
+) -> Decision:
+    """The staff member rung declines: the next one is rung (or it expires)."""
+    invitation = s.invitations.get(invitation_id)
+    if invitation is None or invitation.department != staff.department:
+        raise NotFound("no invitation with this id for you")
+    if invitation.phase is not Phase.OFFERED or invitation.expert_id != staff.id:
+        raise InvalidState("this invitation is not ringing for you")
+    d = Decision()
+    _invitation_back(d, s, invitation, "declined", config, declined=True)
+    return d
+
+
+def invitation_ring_timeout(s: Snapshot, invitation_id: str, config: SignalingConfig) -> Decision:
+    """Nobody answered the invitation's ring in time."""
+    invitation = s.invitations.get(invitation_id)
+    d = Decision()
+    if (
+        invitation is None
+        or invitation.phase is not Phase.OFFERED
+        or invitation.offered_at is None
+        or s.now < invitation.offered_at + config.ring_timeout - 0.001
+    ):
+        return d
+    _invitation_back(d, s, invitation, "timeout", config, missed=True)
+    return d
+
+
+def invitation_wait_expired(s: Snapshot, invitation_id: str, config: SignalingConfig) -> Decision:
+    """Nobody took the invitation within ``no_expert_wait``: it expires (one ringing
+    now is decided by its ring)."""
+    invitation = s.invitations.get(invitation_id)
+    d = Decision()
+    if (
+        invitation is None
+        or invitation.phase is not Phase.WAITING
+        or s.now < invitation.created_at + config.no_expert_wait - 0.001
+    ):
+        return d
+    _invitation_ends(d, s, invitation, "expired")
+    return d
+
+
 # ---- connections, media, deadlines ----------------------------------------------------
 
 
+def _in_call(call: LiveCall) -> bool:
+    """Whether the call is going on for those in it: active, or being transferred."""
+    return call.phase is Phase.ACTIVE or call.in_transfer
+
+
+def _role_of(call: LiveCall, position: int) -> str:
+    if position == KIOSK_POSITION:
+        return "kiosk"
+    seat = call.seat_at(position)
+    return seat.role.value if seat is not None else "expert"
+
+
+def _tell_others(d: Decision, call: LiveCall, account_id: str, status: PeerStatus) -> None:
+    for other in call.participant_ids:
+        if other != account_id:
+            d.notify(other, "peer_status", status)
+
+
 def participant_left(s: Snapshot, account_id: str, key: str, config: SignalingConfig) -> Decision:
-    """A side's socket (``kiosk``/``expert``) or media (``media:kiosk``) went away: its
-    grace period starts, and the other side is told."""
+    """A participant's socket (``kiosk``/``expert``/``p2``...) or media
+    (``media:kiosk``...) went away: its grace period starts, and the others are told."""
     call = s.call
     d = Decision()
     if call is None or call.dropped_since(key) is not None:
         return d
-    side = Side(key.removeprefix("media:"))
-    if call.account_of(side) != account_id:
+    position = position_of_name(key.removeprefix("media:"))
+    if position is None or call.account_at(position) != account_id:
         return d
-    if (key.startswith("media:") or side is Side.EXPERT) and call.phase is not Phase.ACTIVE:
+    if (key.startswith("media:") or position != KIOSK_POSITION) and not _in_call(call):
         return d
     d.put(call.with_dropped(key, s.now))
     d.commit.deadlines_set[deadline_key("grace", call.id, key)] = s.now + config.grace_period
-    if call.phase is Phase.ACTIVE:
-        other = call.account_of(Side.EXPERT if side is Side.KIOSK else Side.KIOSK)
-        d.notify(
-            other,
-            "peer_status",
+    if _in_call(call):
+        _tell_others(
+            d,
+            call,
+            account_id,
             PeerStatus(
                 consultation_id=call.id,
-                side=side.value,
+                side=_role_of(call, position),
                 status="reconnecting",
                 grace_s=config.grace_period,
+                position=position,
             ),
         )
     return d
 
 
 def participant_returned(s: Snapshot, account_id: str, key: str) -> Decision:
-    """It came back within the grace period: the call goes on; both sides resync."""
+    """It came back within the grace period: the call goes on; everyone resyncs."""
     call = s.call
     d = Decision()
     if call is None:
         return d
-    side = Side(key.removeprefix("media:"))
-    if call.account_of(side) != account_id:
+    position = position_of_name(key.removeprefix("media:"))
+    if position is None or call.account_at(position) != account_id:
         return d
     if call.dropped_since(key) is not None:
         d.put(call.without_dropped(key))
         d.commit.deadlines_clear.append(deadline_key("grace", call.id, key))
-        if call.phase is Phase.ACTIVE:
-            other = call.account_of(Side.EXPERT if side is Side.KIOSK else Side.KIOSK)
-            d.notify(
-                other,
-                "peer_status",
-                PeerStatus(consultation_id=call.id, side=side.value, status="connected"),
+        if _in_call(call):
+            _tell_others(
+                d,
+                call,
+                account_id,
+                PeerStatus(
+                    consultation_id=call.id,
+                    side=_role_of(call, position),
+                    status="connected",
+                    position=position,
+                ),
             )
     if not key.startswith("media:"):
-        d.notify(account_id, "consultation", consultation_view(call, side.value))
+        d.notify(account_id, "consultation", _view_of(s, call, account_id))
     return d
 
 
@@ -703,14 +1555,24 @@ def grace_expired(
     s: Snapshot, key: str, *, recorded: bool = False, config: SignalingConfig = DEFAULTS
 ) -> Decision:
     """A socket or media that did not come back in time: a citizen who walks away from
-    the queue has abandoned it; a call that loses a participant has dropped."""
+    the queue has abandoned it; a call that loses its citizen or its last expert has
+    dropped; a staff member lost while an expert stays leaves the call (dropped)."""
     call = s.call
     if call is None or (call.dropped_since(key) is None and not recorded):
         return Decision()
+    position = position_of_name(key.removeprefix("media:"))
+    seat = call.seat_at(position) if position not in (None, KIOSK_POSITION) else None
+    gone = seat.account_id if seat is not None and not key.startswith("media:") else None
+    if seat is not None and (
+        seat.role is StaffRole.INTERPRETER
+        or call.phase is not Phase.ACTIVE
+        or any(e.account_id != seat.account_id for e in call.experts)
+    ):
+        return _part_ends(
+            s, call, seat, LegEnd.DROPPED, "system", "", recorded=recorded, gone=gone, config=config
+        )
     reason = EndReason.DROPPED if call.phase is Phase.ACTIVE else EndReason.ABANDONED
-    return finish(
-        s, reason, "system", recorded=recorded, expert_gone=key == "expert", config=config
-    )
+    return finish(s, reason, "system", recorded=recorded, gone=gone, config=config)
 
 
 def no_expert_expired(
@@ -730,7 +1592,7 @@ def place_relay(s: Snapshot, candidate: str, unreachable: str | None = None) -> 
     it has no place yet or its place (``unreachable``) is gone. Whoever commits first
     places it; the reply is the placement everyone then uses."""
     call = s.call
-    if call is None or call.phase is not Phase.ACTIVE:
+    if call is None or not _in_call(call):
         raise NotFound("no active consultation with this id")
     d = Decision()
     if call.relay is not None and call.relay != unreachable:
@@ -800,6 +1662,10 @@ def set_status(
     if status is PresenceStatus.AWAY and ringing is not None and ringing.phase is Phase.OFFERED:
         _take_back(d, s, ringing, "declined", config)
         presence = dataclasses.replace(presence, offer=None)
+    inviting = s.invitations.get(presence.offer or "")
+    if status is PresenceStatus.AWAY and inviting is not None:
+        _ring_stops(d, s, inviting, config)
+        presence = dataclasses.replace(presence, offer=None)
     _register(d, presence, existing is not None)
     d.reply = presence_view(presence)
     d.notify(expert.id, "presence", presence_view(presence), not_actor=True)
@@ -807,6 +1673,35 @@ def set_status(
         d.effects.append(ArmNoExpert(presence.department))
     _follow_ups(d, presence.department)
     return d
+
+
+def _ring_stops(
+    d: Decision, s: Snapshot, invitation: LiveInvitation, config: SignalingConfig
+) -> None:
+    """The staff member an invitation rings for went away or offline: it waits for the
+    next (its wait bounds how long); their presence is the caller's to change."""
+    if invitation.phase is not Phase.OFFERED or invitation.expert_id is None:
+        return
+    call = s.calls.get(invitation.call_id)
+    back = dataclasses.replace(
+        invitation,
+        phase=Phase.WAITING,
+        expert_id=None,
+        offered_at=None,
+        declined_by=(*invitation.declined_by, invitation.expert_id),
+    )
+    d.put(back)
+    d.commit.deadlines_clear.append(deadline_key("iring", invitation.id))
+    d.notify(
+        invitation.expert_id,
+        "offer_revoked",
+        OfferRevoked(
+            consultation_id=invitation.call_id, reason="declined", invitation_id=invitation.id
+        ),
+    )
+    if call is not None:
+        _tell_staff(d, call, invitation_view(call.id, back), invitation.by_id)
+    _follow_ups(d, invitation.department)
 
 
 def expert_connected(s: Snapshot, expert: Account) -> Decision:
@@ -842,6 +1737,9 @@ def expert_disconnected(s: Snapshot, expert: Account, config: SignalingConfig) -
     ringing = s.calls.get(presence.offer or "")
     if ringing is not None and ringing.phase is Phase.OFFERED:
         _take_back(d, s, ringing, "declined", config)
+    inviting = s.invitations.get(presence.offer or "")
+    if inviting is not None:
+        _ring_stops(d, s, inviting, config)
     was_online = presence.status in ONLINE
     presence = dataclasses.replace(
         presence,
@@ -879,10 +1777,11 @@ def offline_expired(s: Snapshot, expert_id: str) -> Decision:
 
 
 def plan_offers(
-    waiting: Sequence[LiveCall], presences: Sequence[ExpertPresence]
+    waiting: Sequence[LiveCall | LiveInvitation], presences: Sequence[ExpertPresence]
 ) -> list[tuple[str, str]]:
-    """(call, expert) pairs to ring: each waiting consultation, oldest first, to the
-    best free expert (``signaling.queue.pick_expert``)."""
+    """(queued, expert) pairs to ring: each waiting consultation or invitation, in the
+    queue's order (invitations and transfers first), to the best free staff member
+    (``signaling.queue.pick_expert``)."""
     free = [p for p in presences if p.free]
     plan: list[tuple[str, str]] = []
     for call in waiting:

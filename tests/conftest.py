@@ -185,7 +185,8 @@ async def connect() -> AsyncIterator[ClientFactory]:
         *,
         kind: type[KioskClient] | type[ExpertClient] | None = None,
     ) -> Any:
-        cls = kind or (ExpertClient if username.startswith("expert") else KioskClient)
+        desk = username.startswith(("expert", "interpreter"))
+        cls = kind or (ExpertClient if desk else KioskClient)
         client = cls(server.url)
         clients.append(client)
         await client.login(username, password)

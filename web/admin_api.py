@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from storage.password_policy import MESSAGES, weakness
-from storage.records import Role
+from storage.records import DESK_ROLES, DepartmentKind, Role
 from web.api import ANY_ACCOUNT, Api, account_of, audit_of, read_body, reply
 from web.errors import BadRequest
 from web.keys import SIGNALING, STORAGE
@@ -55,12 +55,17 @@ async def list_departments(request: web.Request) -> web.StreamResponse:
 )
 async def create_department(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, DepartmentCreate)
+    if body.kind == "interpreter" and body.transfers_to:
+        raise BadRequest("an interpreting pool transfers to nobody", code="invalid_body")
     department = await request.app[STORAGE].departments.create(
         body.code,
         body.name_zh,
         body.name_en,
         hours=body.hours,
-        audit=audit_of(request, "department.create", body.code),
+        kind=DepartmentKind(body.kind),
+        languages=body.languages,
+        transfers_to=body.transfers_to,
+        audit=audit_of(request, "department.create", body.code, kind=body.kind),
     )
     return reply(DepartmentView.of(department), status=201)
 
@@ -68,24 +73,34 @@ async def create_department(request: web.Request) -> web.StreamResponse:
 @api.route(
     "PATCH",
     "/api/v1/departments/{code}",
-    summary="Disable or enable a department, or set its usual hours.",
+    summary="Disable or enable a department, set its usual hours, make it an interpreting "
+    "pool with its languages, or set the departments its experts may transfer to (404: one "
+    "of them does not exist; 409: one is an interpreting pool, or itself).",
     roles=ADMIN,
     body=DepartmentPatch,
     response=DepartmentView,
     tag="admin",
+    errors=(404, 409),
 )
 async def patch_department(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, DepartmentPatch)
     code = request.match_info["code"]
-    values: dict[str, str | bool] = body.model_dump(exclude_none=True)
+    values: dict[str, str | bool | list[str]] = body.model_dump(exclude_none=True)
     if not values:
         raise BadRequest("nothing to change", code="invalid_body")
-    if body.disabled is None:
-        action = "department.hours"
-    else:
+    if body.kind == "interpreter" and body.transfers_to:
+        raise BadRequest("an interpreting pool transfers to nobody", code="invalid_body")
+    if body.disabled is not None:
         action = "department.disable" if body.disabled else "department.enable"
+    elif body.transfers_to is not None:
+        action = "department.transfers"
+    elif body.kind is not None or body.languages is not None:
+        action = "department.interpreting"
+    else:
+        action = "department.hours"
+    detail = {k: ",".join(v) if isinstance(v, list) else v for k, v in values.items()}
     department = await request.app[STORAGE].departments.change(
-        code, values, audit=audit_of(request, action, code, **values)
+        code, values, audit=audit_of(request, action, code, **detail)
     )
     return reply(DepartmentView.of(department))
 
@@ -120,8 +135,10 @@ async def list_accounts(request: web.Request) -> web.StreamResponse:
 async def create_account(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, AccountCreate)
     role = Role(body.role)
-    if (role is Role.EXPERT) != (body.department is not None):
-        raise BadRequest("experts, and only experts, have a department", code="invalid_body")
+    if (role in DESK_ROLES) != (body.department is not None):
+        raise BadRequest(
+            "experts and interpreters, and only they, have a department", code="invalid_body"
+        )
     if (role is Role.KIOSK) != (body.hall is not None):
         raise BadRequest("kiosks, and only kiosks, stand in a hall", code="invalid_body")
     if role is not Role.CLERK and body.halls is not None:

@@ -42,6 +42,8 @@ def _status(department: Department, snapshot: QueueUpdate, now: float) -> Depart
         name_zh=department.name_zh,
         name_en=department.name_en,
         hours=department.hours,
+        kind=department.kind.value,
+        languages=list(department.languages),
         experts_online=sum(
             1 for e in snapshot.experts if e.status in ("available", "busy", "wrap_up")
         ),

@@ -17,7 +17,7 @@ api = Api()
     "/api/v1/consultations/{consultation_id}/chat",
     summary="The active call's chat so far, oldest first (its newest 500 lines): for its "
     "participants, while it lasts.",
-    roles=frozenset({Role.KIOSK, Role.EXPERT}),
+    roles=frozenset({Role.KIOSK, Role.EXPERT, Role.INTERPRETER}),
     response=ChatList,
     tag="consultations",
     errors=(409,),

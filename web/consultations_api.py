@@ -19,7 +19,8 @@ STAFF = frozenset({Role.EXPERT, Role.CLERK, Role.ADMIN})
 @api.route(
     "GET",
     "/api/v1/consultations/{consultation_id}",
-    summary="One consultation record.",
+    summary="One consultation record (with its legs, each staff member's part, for clerks "
+    "and admins).",
     roles=frozenset(Role),
     response=ConsultationRecordView,
     tag="consultations",
@@ -31,10 +32,15 @@ async def get_consultation(request: web.Request) -> web.StreamResponse:
         raise NotFound("no such consultation") from None
     # Clerks and admins read every record, experts their department's and those they
     # answered, a kiosk its own while it is open (signaling.access).
-    if not await request.app[SIGNALING].may(account_of(request), record, Right.READ_RECORD):
+    account = account_of(request)
+    if not await request.app[SIGNALING].may(account, record, Right.READ_RECORD):
         # Same answer as a missing record: do not reveal that it exists.
         raise NotFound("no such consultation")
-    return reply(ConsultationRecordView.of(record))
+    # The office sees who took part, when, and each one's outcome (the legs).
+    legs = None
+    if account.role in (Role.CLERK, Role.ADMIN):
+        legs = await request.app[STORAGE].legs.of(record.id)
+    return reply(ConsultationRecordView.of(record, legs))
 
 
 @api.route(

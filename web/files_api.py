@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import StringConstraints
 
-from signaling.access import Right
+from signaling.access import Right, Verdict
 from signaling.messages import CaseNumber, FileView
 from storage.errors import DocumentDamaged, FileShredded, RecordConflict, RecordNotFound
 from storage.filestore import AttachRefused, Download, StoredFile, Upload, UploadError
@@ -23,6 +23,7 @@ from web.byte_ranges import Part, Unsatisfiable, Whole, answer_range
 from web.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     RequestTimeout,
     UnsupportedMediaType,
@@ -78,19 +79,7 @@ class CaseLink(Body):
 
 
 def file_view(record: StoredFile) -> FileView:
-    return FileView(
-        id=record.id,
-        consultation_id=record.consultation_id,
-        name=record.name,
-        media_type=record.media_type,
-        size=record.size,
-        uploaded_by="kiosk" if record.uploader_role == "kiosk" else "expert",
-        digest=record.digest,
-        digest_alg=record.digest_alg,
-        created_at=record.created_at,
-        url=f"/api/v1/files/{record.id}",
-        shredded_at=record.shredded_at,
-    )
+    return FileView.of(record)
 
 
 async def _participant_of_active(request: web.Request, consultation_id: str) -> None:
@@ -100,16 +89,31 @@ async def _participant_of_active(request: web.Request, consultation_id: str) -> 
         raise NotFound("no active consultation with this id for you")
 
 
-async def _may_read(request: web.Request, account: Account, consultation_id: str) -> None:
-    """The kiosk during its call; the call's expert, the department's experts, clerks
-    and admins (signaling.access). Anyone else gets the same 404 as for a missing
-    file."""
+async def _may_read(
+    request: web.Request, account: Account, consultation_id: str, file_id: str | None = None
+) -> frozenset[str] | None:
+    """The kiosk during its call; the call's experts, the department's experts, clerks
+    and admins (signaling.access); an interpreter taking part, the documents shared
+    with it (the ids returned; one not shared is 403). Anyone else gets the same 404
+    as for a missing file. None: every document of the consultation."""
     try:
         record = await request.app[STORAGE].consultations.get(consultation_id)
     except RecordNotFound:
         raise NotFound("no such file") from None
-    if not await request.app[SIGNALING].may(account, record, Right.READ_FILES):
-        raise NotFound("no such file")
+    signaling = request.app[SIGNALING]
+    if await signaling.may(account, record, Right.READ_FILES):
+        return None
+    if account.role is Role.INTERPRETER and file_id is not None:
+        verdict = await signaling.may_read_file(account, record, file_id)
+        if verdict is Verdict.NOT_NOW:
+            raise Forbidden("this document has not been shared with you")
+        if verdict is Verdict.ALLOWED:
+            return None
+    elif account.role is Role.INTERPRETER and await signaling.may(
+        account, record, Right.READ_SHARED_FILES
+    ):
+        return await signaling.shared_files(consultation_id)
+    raise NotFound("no such file")
 
 
 async def _own_upload(request: web.Request) -> Upload:
@@ -270,9 +274,11 @@ async def abandon_upload(request: web.Request) -> web.StreamResponse:
 )
 async def list_files(request: web.Request) -> web.StreamResponse:
     consultation_id = request.match_info["consultation_id"]
-    await _may_read(request, account_of(request), consultation_id)
+    shared = await _may_read(request, account_of(request), consultation_id)
     records = await request.app[FILES].of_consultation(consultation_id)
-    return reply(FileList(files=[file_view(r) for r in records]))
+    return reply(
+        FileList(files=[file_view(r) for r in records if shared is None or r.id in shared])
+    )
 
 
 def _content_disposition(name: str, inline: bool) -> str:
@@ -307,7 +313,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         record = await store.get(request.match_info["file_id"])
     except RecordNotFound:
         raise NotFound("no such file") from None
-    await _may_read(request, account, record.consultation_id)
+    await _may_read(request, account, record.consultation_id, record.id)
     if record.shredded_at is not None:
         raise FileShredded("the document was shredded at the end of its retention period")
     start, end, status = 0, record.size, 200

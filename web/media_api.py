@@ -6,7 +6,7 @@ import time
 from aiohttp import web
 
 from media.ice import ice_servers
-from signaling.live import LiveCall, Side
+from signaling.live import LiveCall, leg_name, position_of_name
 from storage.records import Role
 from web.api import Api, account_of, reply
 from web.errors import (
@@ -35,8 +35,9 @@ class IceServers(View):
     """When TURN credentials stop working (seconds since the epoch); null without TURN."""
 
 
-async def _call_and_side(request: web.Request) -> tuple[LiveCall, Side]:
-    """The active call, and which participant the bearer token belongs to."""
+async def _call_and_position(request: web.Request) -> tuple[LiveCall, int]:
+    """The call going on, and the position of the participant the bearer token
+    belongs to."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     bearer = token if scheme.lower() == "bearer" and token else None
@@ -58,7 +59,7 @@ async def _call_and_side(request: web.Request) -> tuple[LiveCall, Side]:
     errors=(400, 413, 415, 503),
 )
 async def connect_media(request: web.Request) -> web.StreamResponse:
-    call, side = await _call_and_side(request)
+    call, position = await _call_and_position(request)
     if request.content_type != "application/sdp":
         raise UnsupportedMediaType("send the offer as application/sdp")
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
@@ -70,8 +71,8 @@ async def connect_media(request: web.Request) -> web.StreamResponse:
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the offer is not UTF-8 text", code="bad_offer") from None
-    answer = await request.app[SIGNALING].connect_media(call, side, offer)
-    location = f"/api/v1/media/{call.id}/{side.value}"
+    answer = await request.app[SIGNALING].connect_media(call, position, offer)
+    location = f"/api/v1/media/{call.id}/{leg_name(position)}"
     return web.Response(
         status=201,
         text=answer,
@@ -83,17 +84,18 @@ async def connect_media(request: web.Request) -> web.StreamResponse:
 @api.route(
     "DELETE",
     "/api/v1/media/{consultation_id}/{side}",
-    summary="Leave: close your media session.",
+    summary="Leave: close your media session ({side}: your leg p0..p3 as the POST's "
+    "Location names it; kiosk and expert also name p0 and p1).",
     roles=None,
     status=204,
     tag="media",
     media_token=True,
 )
 async def disconnect_media(request: web.Request) -> web.StreamResponse:
-    call, side = await _call_and_side(request)
-    if side.value != request.match_info["side"]:
+    call, position = await _call_and_position(request)
+    if position_of_name(request.match_info["side"]) != position:
         raise Forbidden("this token does not open that media session")
-    if not await request.app[SIGNALING].disconnect_media(call, side):
+    if not await request.app[SIGNALING].disconnect_media(call, position):
         raise NotFound("no media session to close")
     return web.Response(status=204)
 
@@ -104,7 +106,7 @@ async def disconnect_media(request: web.Request) -> web.StreamResponse:
     summary="STUN/TURN servers for your media connection (the RTCPeerConnection's "
     "iceServers): TURN, with credentials that expire within minutes, only while you "
     "take part in an active call.",
-    roles=frozenset({Role.KIOSK, Role.EXPERT}),
+    roles=frozenset({Role.KIOSK, Role.EXPERT, Role.INTERPRETER}),
     response=IceServers,
     tag="media",
 )

@@ -5,7 +5,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from signaling.messages import CaseNumber, ChatView, DepartmentCode
-from storage.records import DEFAULT_HOURS, Account, ConsultationRecord, Department, Hall
+from storage.records import (
+    DEFAULT_HOURS,
+    Account,
+    ConsultationLeg,
+    ConsultationRecord,
+    Department,
+    Hall,
+)
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
@@ -15,7 +22,12 @@ HallCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
 PhoneToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22}$")]
 HallLevelName = Literal["city", "district", "street"]
 District = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
-RoleName = Literal["kiosk", "expert", "clerk", "admin"]
+RoleName = Literal["kiosk", "expert", "clerk", "admin", "interpreter"]
+DepartmentKindName = Literal["service", "interpreter"]
+# A language as people name it in the hall: "手语 / sign language".
+Language = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+Languages = Annotated[list[Language], Field(max_length=30)]
+TransferTargets = Annotated[list[DepartmentCode], Field(max_length=50)]
 # A local time of day, 00:00 to 24:00.
 _CLOCK = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 # ISO weekdays from-to and a time span: "1-5 09:00-17:00".
@@ -41,11 +53,21 @@ class DepartmentCreate(Body):
     name_zh: Name
     name_en: Name
     hours: Hours = DEFAULT_HOURS
+    kind: DepartmentKindName = "service"
+    """service: citizens call it; interpreter: an interpreting pool, invited into calls."""
+    languages: Languages = []
+    """An interpreting pool's languages."""
+    transfers_to: TransferTargets = []
+    """The departments its experts may hand a citizen to."""
 
 
 class DepartmentPatch(Body):
     disabled: bool | None = None
     hours: Hours | None = None
+    kind: DepartmentKindName | None = None
+    languages: Languages | None = None
+    transfers_to: TransferTargets | None = None
+    """Exactly these (an empty list: none)."""
 
 
 class AccountCreate(Body):
@@ -205,6 +227,9 @@ class DepartmentView(View):
     name_en: str
     disabled: bool
     hours: str
+    kind: DepartmentKindName = "service"
+    languages: list[str] = []
+    transfers_to: list[str] = []
 
     @classmethod
     def of(cls, department: Department) -> "DepartmentView":
@@ -214,11 +239,51 @@ class DepartmentView(View):
             name_en=department.name_en,
             disabled=department.disabled,
             hours=department.hours,
+            kind=department.kind.value,
+            languages=list(department.languages),
+            transfers_to=list(department.transfers_to),
         )
 
 
 class DepartmentList(View):
     departments: list[DepartmentView]
+
+
+class LegView(View):
+    """One staff member's part in a consultation (the clerk's and the admin's view)."""
+
+    seq: int
+    username: str
+    name: str
+    role: RoleName
+    department: str
+    position: int
+    joined_at: float
+    left_at: float | None
+    reason: Literal["left", "transferred", "ended", "dropped"] | None
+    invited_by: str | None
+    note: str | None
+    """The invitation's note, or the transfer's reason for whoever took it over."""
+    outcome: str | None
+    notes: str | None
+
+    @classmethod
+    def of(cls, leg: ConsultationLeg) -> "LegView":
+        return cls(
+            seq=leg.seq,
+            username=leg.username,
+            name=leg.name,
+            role=leg.role.value,
+            department=leg.department,
+            position=leg.position,
+            joined_at=leg.joined_at,
+            left_at=leg.left_at,
+            reason=leg.reason.value if leg.reason is not None else None,
+            invited_by=leg.invited_by,
+            note=leg.note,
+            outcome=leg.outcome.value if leg.outcome is not None else None,
+            notes=leg.notes,
+        )
 
 
 class ConsultationRecordView(View):
@@ -238,11 +303,15 @@ class ConsultationRecordView(View):
     expert_name: str | None
     reference: str | None
     """The short reference the kiosk showed the citizen."""
+    legs: list[LegView] | None = None
+    """Each staff member's part, in order (clerks and admins; null for others)."""
 
     @classmethod
-    def of(cls, record: ConsultationRecord) -> "ConsultationRecordView":
-        data = {k: getattr(record, k) for k in cls.model_fields}
-        return cls(**data)
+    def of(
+        cls, record: ConsultationRecord, legs: list[ConsultationLeg] | None = None
+    ) -> "ConsultationRecordView":
+        data = {k: getattr(record, k) for k in cls.model_fields if k != "legs"}
+        return cls(**data, legs=[LegView.of(leg) for leg in legs] if legs is not None else None)
 
 
 class ConsultationList(View):
@@ -268,6 +337,9 @@ class DepartmentStatus(View):
     name_zh: str
     name_en: str
     hours: str
+    kind: DepartmentKindName = "service"
+    """An interpreting pool is invited into calls: the kiosk shows no tile for it."""
+    languages: list[str] = []
     experts_online: int
     queue_length: int
     open_now: bool = False

@@ -7,67 +7,97 @@ standing and right, the verdict at each stage (waiting, offered, active, ended):
 role; ``tests/web/test_access_matrix.py`` checks the running server against it.
 """
 
+import dataclasses
+
 import pytest
 
 from signaling import access
 from signaling.access import Right, Stage, Standing, Verdict
-from signaling.live import LiveCall, Phase, Side
+from signaling.live import LiveCall, Phase, Seat, Side, StaffRole, Transfer
 from storage.records import Account, Role
 
-STAGES = (Stage.WAITING, Stage.OFFERED, Stage.ACTIVE, Stage.ENDED)
+STAGES = (Stage.WAITING, Stage.OFFERED, Stage.ACTIVE, Stage.TRANSFER, Stage.ENDED)
 LETTERS = {"A": Verdict.ALLOWED, "n": Verdict.NOT_NOW, "-": Verdict.HIDDEN}
 
-#                                  W O A E
+#                                       W O A T E
 EXPECTED: dict[Standing, dict[Right, str]] = {
     Standing.KIOSK: {
-        Right.FOLLOW: "A A A -",
-        Right.TAKE_PART: "n n A -",
-        Right.CANCEL: "A A n -",
-        Right.ANSWER: "n n n -",
-        Right.END: "A A A -",
-        Right.WITHDRAW: "n n n -",
-        Right.READ_RECORD: "A A A n",
-        Right.READ_FILES: "n n A n",
-        Right.RECORD_OUTCOME: "- - - -",
-        Right.RATE: "n n n A",
+        Right.FOLLOW: "A A A A -",
+        Right.TAKE_PART: "n n A A -",
+        Right.CANCEL: "A A n n -",
+        Right.ANSWER: "n n n n -",
+        Right.END: "A A A A -",
+        Right.WITHDRAW: "n n n n -",
+        Right.READ_RECORD: "A A A A n",
+        Right.READ_FILES: "n n A A n",
+        Right.RECORD_OUTCOME: "- - - - -",
+        Right.RATE: "n n n n A",
+        Right.LEAVE: "n n n n -",
+        Right.INVITE: "n n n n -",
+        Right.TRANSFER: "n n n n -",
+        Right.SHARE: "n n n n -",
+        Right.READ_SHARED_FILES: "- - - - -",
     },
     Standing.EXPERT: {
-        Right.FOLLOW: "A A A -",
-        Right.TAKE_PART: "n n A -",
-        Right.CANCEL: "n n n -",
-        Right.ANSWER: "n A n -",
-        Right.END: "n n A -",
-        Right.WITHDRAW: "n n n -",
-        Right.READ_RECORD: "A A A A",
-        Right.READ_FILES: "A A A A",
-        Right.RECORD_OUTCOME: "n n A A",
-        Right.RATE: "- - - -",
+        Right.FOLLOW: "A A A A -",
+        Right.TAKE_PART: "n n A n -",
+        Right.CANCEL: "n n n n -",
+        Right.ANSWER: "n A n A -",
+        Right.END: "n n A n -",
+        Right.WITHDRAW: "n n n n -",
+        Right.READ_RECORD: "A A A A A",
+        Right.READ_FILES: "A A A A A",
+        Right.RECORD_OUTCOME: "n n A n A",
+        Right.RATE: "- - - - -",
+        Right.LEAVE: "n n A n -",
+        Right.INVITE: "n n A n -",
+        Right.TRANSFER: "n n A n -",
+        Right.SHARE: "n n A n -",
+        Right.READ_SHARED_FILES: "- - - - -",
+    },
+    # Follows and takes part in the call (and its transfer) and may leave; reads a
+    # document only once shared with it, nothing once its part is over.
+    Standing.INTERPRETER: {
+        Right.FOLLOW: "- - A A -",
+        Right.TAKE_PART: "- - A A -",
+        Right.CANCEL: "- - n n -",
+        Right.ANSWER: "- - n n -",
+        Right.END: "- - n n -",
+        Right.WITHDRAW: "- - n n -",
+        Right.READ_RECORD: "- - - - -",
+        Right.READ_FILES: "- - - - -",
+        Right.RECORD_OUTCOME: "- - - - -",
+        Right.RATE: "- - - - -",
+        Right.LEAVE: "- - A A -",
+        Right.INVITE: "- - n n -",
+        Right.TRANSFER: "- - n n -",
+        Right.SHARE: "- - n n -",
+        Right.READ_SHARED_FILES: "n n A A n",
     },
     Standing.DEPARTMENT: {
-        Right.FOLLOW: "A A A -",
-        Right.TAKE_PART: "n n n -",
-        Right.CANCEL: "n n n -",
-        Right.ANSWER: "n n n -",
-        Right.END: "n n n -",
-        Right.WITHDRAW: "n n n -",
-        Right.READ_RECORD: "A A A A",
-        Right.READ_FILES: "A A A A",
-        Right.RECORD_OUTCOME: "- - - -",
-        Right.RATE: "- - - -",
+        Right.FOLLOW: "A A A A -",
+        Right.TAKE_PART: "n n n n -",
+        Right.CANCEL: "n n n n -",
+        Right.ANSWER: "n n n n -",
+        Right.END: "n n n n -",
+        Right.WITHDRAW: "n n n n -",
+        Right.READ_RECORD: "A A A A A",
+        Right.READ_FILES: "A A A A A",
+        Right.RECORD_OUTCOME: "- - - - -",
+        Right.RATE: "- - - - -",
+        Right.LEAVE: "n n n n -",
+        Right.INVITE: "n n n n -",
+        Right.TRANSFER: "n n n n -",
+        Right.SHARE: "n n n n -",
+        Right.READ_SHARED_FILES: "- - - - -",
     },
     Standing.OFFICE: {
-        Right.FOLLOW: "- - - -",
-        Right.TAKE_PART: "- - - -",
-        Right.CANCEL: "- - - -",
-        Right.ANSWER: "- - - -",
-        Right.END: "- - - -",
-        Right.WITHDRAW: "A A A -",
-        Right.READ_RECORD: "A A A A",
-        Right.READ_FILES: "A A A A",
-        Right.RECORD_OUTCOME: "- - - -",
-        Right.RATE: "- - - -",
+        **dict.fromkeys(Right, "- - - - -"),
+        Right.WITHDRAW: "A A A A -",
+        Right.READ_RECORD: "A A A A A",
+        Right.READ_FILES: "A A A A A",
     },
-    Standing.NONE: dict.fromkeys(Right, "- - - -"),
+    Standing.NONE: dict.fromkeys(Right, "- - - - -"),
 }
 
 CELLS = [
@@ -171,6 +201,82 @@ def test_participants_are_those_holding_a_side() -> None:
     ringing = call(Phase.OFFERED)
     assert access.side_of_participant(EXPERT.id, ringing) is Side.EXPERT
     assert access.side_of_participant(COLLEAGUE.id, ringing) is None
+
+
+INTERPRETER = account("interpreter01", Role.INTERPRETER, "interpret")
+OTHER_INTERPRETER = account("interpreter02", Role.INTERPRETER, "interpret")
+SECOND = account("expert_land2", Role.EXPERT, "land")
+
+
+def three_way(phase: Phase = Phase.ACTIVE) -> LiveCall:
+    """The kiosk, its expert, a second expert of another department, an interpreter."""
+    return dataclasses.replace(
+        call(phase),
+        active_at=2.0,
+        seats=(
+            Seat(1, EXPERT.id, EXPERT.username, StaffRole.EXPERT, "tax", 2.0),
+            Seat(2, SECOND.id, SECOND.username, StaffRole.EXPERT, "land", 3.0),
+            Seat(3, INTERPRETER.id, INTERPRETER.username, StaffRole.INTERPRETER, "interpret", 4.0),
+        ),
+    )
+
+
+STANDINGS_IN_A_THREE_WAY_CALL = [
+    (KIOSK, Standing.KIOSK),
+    (EXPERT, Standing.EXPERT),
+    (SECOND, Standing.EXPERT),
+    (INTERPRETER, Standing.INTERPRETER),
+    (OTHER_INTERPRETER, Standing.NONE),
+    (COLLEAGUE, Standing.DEPARTMENT),
+    (OUTSIDER, Standing.NONE),
+    (ADMIN, Standing.OFFICE),
+]
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    STANDINGS_IN_A_THREE_WAY_CALL,
+    ids=[a.username for a, _ in STANDINGS_IN_A_THREE_WAY_CALL],
+)
+def test_standing_in_a_call_of_more_than_two(who: Account, expected: Standing) -> None:
+    """A second expert stands as the first; an interpreter as one; their colleagues
+    of the pool not at all."""
+    assert access.standing_in_call(who, three_way()) is expected
+
+
+def test_after_the_end_every_expert_who_took_part_stands_as_its_expert_no_interpreter() -> None:
+    experts = {EXPERT.id, SECOND.id}
+    assert access.standing(SECOND, KIOSK.id, EXPERT.id, "tax", experts) is Standing.EXPERT
+    assert access.standing(INTERPRETER, KIOSK.id, EXPERT.id, "tax", experts) is Standing.NONE
+
+
+def test_positions_taken_in_a_call_of_more_than_two() -> None:
+    full = three_way()
+    assert [access.position_in_call(a, full) for a in (KIOSK, EXPERT, SECOND, INTERPRETER)] == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert access.position_in_call(COLLEAGUE, full) is None
+    # An interpreter takes part without sending documents (no side).
+    assert access.side_in_call(INTERPRETER, full) is None
+    assert access.side_in_call(SECOND, full) is Side.EXPERT
+    assert access.participants(full) == [KIOSK.id, EXPERT.id, SECOND.id, INTERPRETER.id]
+    assert access.interpreters(full) == [INTERPRETER.id]
+
+
+def test_a_transferred_call_keeps_the_citizen_and_the_interpreter_in_it() -> None:
+    moving = dataclasses.replace(
+        three_way(Phase.WAITING),
+        expert_id=None,
+        seats=(Seat(3, INTERPRETER.id, "interpreter01", StaffRole.INTERPRETER, "interpret", 4.0),),
+        transfer=Transfer("land", "土地问题", EXPERT.username, "税务专家", "tax", 5.0),
+    )
+    assert access.stage_of_call(moving) is Stage.TRANSFER
+    assert access.position_in_call(KIOSK, moving) == 0
+    assert access.position_in_call(INTERPRETER, moving) == 3
+    assert access.on_call(KIOSK, moving, Right.CANCEL) is Verdict.NOT_NOW
 
 
 def test_the_expert_who_answered_stays_its_expert_after_moving_department() -> None:

@@ -37,7 +37,8 @@ async def test_non_admins_get_403_on_every_admin_route(
             async with session.request(method, sqlite_server.url + path, json=body) as response:
                 assert response.status == 403, (method, path)
                 assert (await response.json())["error"]["code"] == "forbidden"
-    assert [d.disabled for d in await sqlite_server.storage.departments.list()] == [False] * 3
+    # The demo's three departments and its interpreting pool.
+    assert [d.disabled for d in await sqlite_server.storage.departments.list()] == [False] * 4
 
 
 async def test_anonymous_gets_401_on_every_admin_route(
@@ -151,6 +152,7 @@ async def test_bad_admin_bodies_are_refused_and_nothing_changes(
         "market",
         "housing",
         "social",
+        "interpret",
     }
 
 
@@ -195,7 +197,7 @@ async def test_disabled_department_cannot_be_requested_and_is_hidden_from_kiosks
     session = await login_session(sqlite_server, "kiosk01")
     async with session, session.get(f"{sqlite_server.url}/api/v1/departments") as response:
         codes = [d["code"] for d in (await response.json())["departments"]]
-    assert codes == ["housing", "market"]
+    assert codes == ["housing", "interpret", "market"]
 
 
 async def test_admin_withdraws_an_open_consultation_as_cancelled(
