@@ -148,3 +148,48 @@ async def test_a_draining_node_takes_no_new_calls_and_ends_none(deployment: Depl
     finally:
         for peer in peers:
             await peer.close()
+
+
+@pytest.mark.usefixtures("loopback_peers")
+async def test_a_third_participant_on_another_node_joins_the_call_where_its_relay_is(
+    deployment: Deployment,
+) -> None:
+    """Issue 21: the kiosk and the expert on A, a second department's expert on B.
+    Invited, it accepts on B and posts its offer to B's media URL, which hands it to
+    the worker holding the call: one relay, three legs, each gets the two others in
+    the slots of the rule (media/slots.py)."""
+    a, b = await deployment.start_nodes(2)
+    peers = [CallPeer(slots=3, screen=True, first_frame=n * 10_000) for n in range(3)]
+    try:
+        async with Clients() as clients:
+            call_id, kiosk_media, expert_media, expert = await active_call(
+                clients, a, "kiosk01", "expert_market", "market"
+            )
+            await join_media(a, kiosk_media, peers[0])
+            await join_media(a, expert_media, peers[1])
+            assert await wait_until(lambda: flowing(peers[0], peers[1]), timeout=60)
+            second = await clients.expert(b.url, "expert_housing")
+            await second.set_presence("available")
+            invitation = await expert.invite(call_id, "housing", "")
+            offer = await second.next_event(
+                "offer",
+                OfferView,
+                where=lambda o: o.invitation_id == invitation.invitation_id,
+                timeout=20,
+            )
+            joined = await second.accept_offer(offer)
+            assert joined.you == 2 and joined.media is not None
+            await join_media(b, joined.media, peers[2])
+            expected = {(0, 0): 1, (0, 1): 2, (1, 0): 0, (1, 1): 2, (2, 0): 0, (2, 1): 1}
+            assert await wait_until(
+                lambda: all(len(peers[r].slots[s].counters) > 20 for r, s in expected),
+                timeout=60,
+            )
+            for (receiver, slot), sender in expected.items():
+                counters = peers[receiver].slots[slot].counters
+                assert {c // 10_000 for c in counters} == {sender}, counters[:10]
+            # All three legs on the one worker that holds the call.
+            assert sorted([await relay_connections(a), await relay_connections(b)]) == [0, 3]
+    finally:
+        for peer in peers:
+            await peer.close()

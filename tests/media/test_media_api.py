@@ -1,6 +1,7 @@
 """Media through the app: tokens from the consultation, offers POSTed to the
 media URL, RTP through the relay, everything closed when the call ends."""
 
+import asyncio
 import re
 from typing import Any
 
@@ -50,7 +51,7 @@ async def run_call(server: RunningServer, connect: ClientFactory) -> None:
     kiosk_peer, expert_peer = CallPeer(), CallPeer()
     try:
         location = await join(server, kiosk, kiosk_peer)
-        assert location == f"/api/v1/media/{call_id}/kiosk"
+        assert location == f"/api/v1/media/{call_id}/p0"  # the kiosk's leg, by position
         await join(server, expert, expert_peer)
         assert await wait_until(
             lambda: (
@@ -232,7 +233,7 @@ async def test_delete_closes_only_that_sides_connection(
             async with http.delete(
                 sqlite_server.url + location, headers={"Authorization": f"Bearer {expert_token}"}
             ) as response:
-                assert response.status == 403
+                assert response.status == 403, await response.text()
             async with http.delete(
                 sqlite_server.url + location, headers={"Authorization": f"Bearer {kiosk_token}"}
             ) as response:
@@ -244,6 +245,16 @@ async def test_delete_closes_only_that_sides_connection(
         assert await sqlite_server.media.peer_connections() == 1
         record = await sqlite_server.storage.consultations.get(call_id)
         assert record.state.value == "active"
+        # A client from before legs were named by position leaves by its old name.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.delete(
+                f"{sqlite_server.url}/api/v1/media/{call_id}/expert",
+                headers={"Authorization": f"Bearer {expert_token}"},
+            ) as response,
+        ):
+            assert response.status == 204
+        assert await sqlite_server.media.peer_connections() == 0
     finally:
         await kiosk_peer.close()
         await expert_peer.close()
@@ -285,7 +296,7 @@ async def test_offers_never_go_to_an_address_that_is_no_relay_of_the_deployment(
             assert response.status == 404
         # The offer is answered by this deployment's own worker.
         location = await join(server, kiosk, peer)
-        assert location == f"/api/v1/media/{call_id}/kiosk"
+        assert location == f"/api/v1/media/{call_id}/p0"
         call = await server.hub.consultations.call(call_id)
         assert call is not None and call.relay in server.media.local_urls()
         assert await server.media.peer_connections() == 1
@@ -354,3 +365,66 @@ async def test_turn_credentials_only_for_a_participant_of_an_active_call_for_min
     )
     assert await given("kiosk01") == stun_only
     assert await given("expert_market") == stun_only
+
+
+async def test_a_second_expert_joins_through_the_media_url_and_leaves_without_a_gap(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    """Issue 21 through the app: the kiosk and the expert on the pages' seven m-lines,
+    a second department's expert invited in posts its offer to the media URL with its
+    own token (leg p2), everyone gets the two others in the slots of the rule; when it
+    leaves, signaling closes its leg and the first two never missed more than 200 ms
+    of each other's video."""
+    from signaling.messages import OfferView
+
+    kiosk, expert, call_id = await active_call(sqlite_server, connect)
+    peers = [CallPeer(slots=3, screen=True, first_frame=n * 10_000) for n in range(3)]
+    second_expert: ExpertClient = await connect(sqlite_server, "expert_housing")
+    try:
+        await join(sqlite_server, kiosk, peers[0])
+        await join(sqlite_server, expert, peers[1])
+        assert await wait_until(lambda: all(len(p.slots[0].counters) > 20 for p in peers[:2]))
+        before = [len(p.slots[0].video_pts) for p in peers[:2]]
+        await second_expert.set_presence("available")
+        invitation = await expert.invite(call_id, "housing", "土地证明")
+        offer = await second_expert.next_event(
+            "offer", OfferView, where=lambda o: o.invitation_id == invitation.invitation_id
+        )
+        view = await second_expert.accept_offer(offer)
+        assert view.you == 2 and view.media is not None
+        status, answer, headers = await post_offer(
+            sqlite_server, view.media.url, view.media.token, await peers[2].offer()
+        )
+        assert status == 201, answer
+        assert headers["Location"] == f"/api/v1/media/{call_id}/p2"
+        await peers[2].accept(answer)
+        # slot (receiver, slot) -> the sender's position, as media/slots.py has it.
+        expected = {(0, 0): 1, (0, 1): 2, (1, 0): 0, (1, 1): 2, (2, 0): 0, (2, 1): 1}
+        assert await wait_until(
+            lambda: all(len(peers[r].slots[s].counters) > 20 for r, s in expected), timeout=30
+        )
+        for (receiver, slot), sender in expected.items():
+            counters = peers[receiver].slots[slot].counters
+            assert {c // 10_000 for c in counters} == {sender}, counters[:10]
+            assert in_order(counters)
+            assert peers[receiver].slots[slot].loud_audio_frames > 0
+        assert await sqlite_server.media.peer_connections() == 3
+
+        await second_expert.leave(call_id)
+        for _ in range(100):  # signaling closes the leaver's leg (nobody re-offers)
+            if await sqlite_server.media.peer_connections() == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert await sqlite_server.media.peer_connections() == 2
+        after = [len(p.slots[0].video_pts) for p in peers[:2]]
+        assert await wait_until(
+            lambda: all(
+                len(p.slots[0].video_pts) > n + 45 for p, n in zip(peers[:2], after, strict=True)
+            )
+        )
+        # Joined and left: the first two never missed 200 ms of each other.
+        for peer, start in zip(peers[:2], before, strict=True):
+            assert peer.slots[0].largest_gap(start) <= 0.2, peer.slots[0].video_pts[start:]
+    finally:
+        for peer in peers:
+            await peer.close()
