@@ -14,6 +14,18 @@ FRAMES_DECODED = (
 AUDIO_PACKETS = (
     "Number(document.querySelector('[data-testid=remote-video]').dataset.audioPackets || 0)"
 )
+REMOTE_VIDEOS = """[...document.querySelectorAll('[data-testid=remote-video]')].map((v) => ({
+  participant: v.dataset.participant ?? null,
+  department: v.dataset.department ?? null,
+  frames: Number(v.dataset.framesDecoded || 0),
+  audio: Number(v.dataset.audioPackets || 0),
+  visible: v.checkVisibility(),
+}))"""
+"""Every ``remote-video`` of a page (one per other participant in a call of more
+than two): whose, and what its slot received."""
+SHARED_SCREEN_FRAMES = (
+    "Number(document.querySelector('[data-testid=shared-screen]')?.dataset.framesDecoded || 0)"
+)
 FAKE_PERMISSION_UI = "--use-fake-ui-for-media-stream"
 LOOPBACK_MEDIA = "--allow-loopback-in-peer-connection"
 CHROMIUM_ARGS = [
@@ -163,6 +175,20 @@ async def request_from_kiosk(kiosk: Any, department: str) -> None:
     await choose_department(kiosk, department)
     await kiosk.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await kiosk.get_by_test_id("device-check-continue").click()
+
+
+async def wait_remote_videos(
+    page: Any, count: int, *, more_than: int = 0, timeout: float = 30000
+) -> list[dict[str, Any]]:
+    """Until ``page`` shows exactly ``count`` remote videos, each visible with more
+    than ``more_than`` frames decoded and some audio; their figures (REMOTE_VIDEOS)."""
+    condition = (
+        f"(() => {{ const v = {REMOTE_VIDEOS}; return v.length === {count}"
+        f" && v.every((x) => x.visible && x.frames > {more_than} && x.audio > 0); }})()"
+    )
+    await wait_for_js(page, condition, timeout=timeout)
+    videos: list[dict[str, Any]] = await page.evaluate(REMOTE_VIDEOS)
+    return videos
 
 
 async def wait_media_both_ways(*pages: Any, more_than: int = 0) -> None:

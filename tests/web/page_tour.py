@@ -9,7 +9,11 @@ list with a consultation opened; a search result opened, one file attached),
 admin (each tab) and the login form; and where the journey goes wrong: the
 question before declining, a call without picture or sound on both sides, a
 large document on its way on both sides, the expert's wrap-up and records to
-complete, a ring-out on both sides, a locked login."""
+complete, a ring-out on both sides, a locked login; and calls of more than two
+(issue 21): an invitation's chooser and ringing offer, the kiosk with three remote
+tiles and a shared screen (and one tile made large), the other expert's, the
+interpreter's and the sharing expert's desks, a transfer's chooser, the kiosk
+while the transfer waits, the ringing transfer."""
 
 import dataclasses
 from collections.abc import Awaitable, Callable
@@ -336,3 +340,114 @@ async def login_locked(browser: Any, server: Served, visit: Visit) -> None:
     await page.wait_for_selector("#login-message[data-i18n='login.throttled_for']")
     await visit("login-locked", page)
     await context.close()
+
+
+# ---- more than two in a call (issue 21) -----------------------------------------------
+
+
+async def wait_remote_tiles(page: Any, count: int) -> None:
+    """Until ``page`` shows ``count`` remote videos, each with a picture."""
+    await wait_for_js(
+        page,
+        "(() => { const v = [...document.querySelectorAll('[data-testid=remote-video]')];"
+        f" return v.length === {count} && v.every((x) => x.checkVisibility()"
+        " && Number(x.dataset.framesDecoded || 0) > 0); })()",
+        timeout=30000,
+    )
+
+
+async def three_way(browser: Any, server: Served, visit: Visit) -> None:
+    """A call of four: the market expert invites housing (the chooser, the ringing
+    invitation) and the interpreting pool, whose interpreter answers at /expert; the
+    market expert shares a screen. The kiosk with three remote tiles and the screen,
+    then the interpreter's tile made large; the other expert's desk, the
+    interpreter's, the sharing expert's. The server's ring timeout must outlast the
+    visits to the ringing invitation."""
+    market = await open_logged_in(
+        browser, server, "expert", "expert_market", viewport=DESK_VIEWPORT
+    )
+    await go_available(market)
+    housing = await open_logged_in(
+        browser, server, "expert", "expert_housing", viewport=DESK_VIEWPORT
+    )
+    await go_available(housing)
+    interpreter = await open_logged_in(
+        browser, server, "expert", "interpreter01", viewport=DESK_VIEWPORT
+    )
+    await go_available(interpreter)
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=KIOSK_VIEWPORT)
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    await request_from_kiosk(kiosk, "market")
+    await market.get_by_test_id("accept-call").click()
+    await wait_media_both_ways(kiosk, market)
+    await chat_from(kiosk, market, "我想开一家餐馆，需要办哪些证？")
+
+    await market.get_by_test_id("invite-department").click()
+    await market.wait_for_selector("[data-testid=invite-interpret]")
+    await market.get_by_test_id("invite-note").fill("餐馆选址涉及住房，请协助")
+    await visit("expert-invite-chooser", market)
+    await market.get_by_test_id("invite-housing").click()
+    await housing.wait_for_selector("[data-testid=offer-panel][data-kind=invite]")
+    await visit("expert-invite-offer", housing)
+    await housing.get_by_test_id("accept-call").click()
+    await market.get_by_test_id("invite-department").click()
+    await market.get_by_test_id("invite-note").fill("市民使用手语")
+    await market.get_by_test_id("invite-interpret").click()
+    await interpreter.wait_for_selector("[data-testid=offer-panel][data-kind=invite]")
+    await interpreter.get_by_test_id("accept-call").click()
+    for page in (kiosk, market, housing, interpreter):
+        await wait_remote_tiles(page, 3)
+
+    await market.get_by_test_id("share-screen").click()
+    await wait_for_js(
+        kiosk,
+        "Number(document.querySelector('[data-testid=shared-screen]')"
+        "?.dataset.framesDecoded || 0) > 0",
+        timeout=30000,
+    )
+    await wait_for_js(
+        housing,
+        "Number(document.querySelector('[data-testid=shared-screen]')"
+        "?.dataset.framesDecoded || 0) > 0",
+        timeout=30000,
+    )
+    await visit("kiosk-three-way", kiosk)
+    await kiosk.locator(
+        ".tile:has(> [data-testid=remote-video][data-participant=interpreter])"
+    ).click()
+    await kiosk.wait_for_selector(".tile.featured > [data-participant=interpreter]")
+    await visit("kiosk-tile-large", kiosk)
+    await visit("expert-three-way", housing)
+    await visit("interpreter-call", interpreter)
+    await visit("expert-sharing", market)
+    for page in (interpreter, housing, market, kiosk):
+        await page.context.close()
+
+
+async def transfer(browser: Any, server: Served, visit: Visit) -> None:
+    """The market expert hands the citizen to housing: the chooser with its reason,
+    the kiosk while the transfer waits, the housing expert's ringing transfer."""
+    market = await open_logged_in(
+        browser, server, "expert", "expert_market", viewport=DESK_VIEWPORT
+    )
+    await go_available(market)
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=KIOSK_VIEWPORT)
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    await request_from_kiosk(kiosk, "market")
+    await market.get_by_test_id("accept-call").click()
+    await wait_media_both_ways(kiosk, market)
+    await market.get_by_test_id("transfer-department").click()
+    await market.get_by_test_id("transfer-reason").fill("住房补贴由住房保障局办理")
+    await market.wait_for_selector("[data-testid=transfer-housing]")
+    await visit("expert-transfer-chooser", market)
+    await market.get_by_test_id("transfer-housing").click()
+    await kiosk.wait_for_selector("[data-testid=transfer-note]:visible")
+    await visit("kiosk-transferring", kiosk)
+    housing = await open_logged_in(
+        browser, server, "expert", "expert_housing", viewport=DESK_VIEWPORT
+    )
+    await go_available(housing)
+    await housing.wait_for_selector("[data-testid=offer-panel][data-kind=transfer]")
+    await visit("expert-transfer-offer", housing)
+    for page in (housing, kiosk, market):
+        await page.context.close()

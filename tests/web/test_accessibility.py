@@ -1,7 +1,8 @@
 """axe-core (tests/vendor/axe-core) finds no WCAG 2.1 A or AA violation on any page
 in its main states: the login form, the kiosk from start to rating, the expert's
 ringing offer, call and after-call, the clerk with today's list and with a result,
-every admin tab."""
+every admin tab, and the states of calls of more than two (page_tour.three_way,
+page_tour.transfer)."""
 
 from pathlib import Path
 from typing import Any
@@ -116,5 +117,26 @@ async def test_the_desks_unhappy_states_have_no_wcag_violations(
         "login-locked",
         "kiosk-rang-out",
         "expert-away-notice",
+    ]
+    assert not visits.problems, "\n".join(visits.problems)
+
+
+async def test_calls_of_more_than_two_have_no_wcag_violations(
+    browser: Any, start_server: ServerFactory
+) -> None:
+    visits = AxeVisits()
+    await page_tour.three_way(browser, await start_server(ring_timeout=120.0), visits)
+    await page_tour.transfer(browser, await start_server(ring_timeout=120.0), visits)
+    assert visits.states == [
+        "expert-invite-chooser",
+        "expert-invite-offer",
+        "kiosk-three-way",
+        "kiosk-tile-large",
+        "expert-three-way",
+        "interpreter-call",
+        "expert-sharing",
+        "expert-transfer-chooser",
+        "kiosk-transferring",
+        "expert-transfer-offer",
     ]
     assert not visits.problems, "\n".join(visits.problems)

@@ -15,9 +15,7 @@ from tests.conftest import RunningServer
 pytestmark = pytest.mark.browser
 
 TABLE = json.loads(
-    (Path(__file__).resolve().parents[1] / "media" / "slot_table.json").read_text(
-        encoding="utf-8"
-    )
+    (Path(__file__).resolve().parents[1] / "media" / "slot_table.json").read_text(encoding="utf-8")
 )
 
 

@@ -52,6 +52,38 @@ CALL = [
     tid("show-document"),
     Control("newest file", "[data-testid=file-list] li:last-child", touch=False),
 ]
+# A call of four: every remote tile a touch target (one tap makes it large), the
+# screen beside them, nothing over anything.
+REMOTE_TILE = Control("remote tile", ".tile:has(> [data-testid=remote-video])")
+THREE_WAY_KIOSK = [
+    *KIOSK_HEADER,
+    REMOTE_TILE,
+    tid("remote-video", touch=False),
+    tid("shared-screen", touch=False),
+    tid("participant-list", touch=False),
+    tid("end-call", primary=True),
+    FILE_BUTTON,
+    tid("chat-input"),
+    tid("chat-send"),
+    tid("toggle-mic"),
+    tid("toggle-camera"),
+    tid("show-document"),
+    tid("phone-upload"),
+]
+THREE_WAY_DESK = [
+    tid("remote-video", touch=False),
+    tid("end-call"),
+    FILE_BUTTON,
+    tid("chat-input"),
+    tid("chat-send"),
+    tid("toggle-mic"),
+    tid("toggle-camera"),
+    tid("show-document"),
+    tid("invite-department"),
+    tid("transfer-department"),
+    tid("share-screen"),
+    tid("leave-call"),
+]
 KIOSK_START = [
     *KIOSK_HEADER,
     Control("department-*", "#departments > [data-testid^=department-]", primary=True),
@@ -165,6 +197,56 @@ CONTROLS: dict[str, list[Control]] = {
         tid("login-password"),
         tid("login-submit"),
         Control("login-message", "#login-message", touch=False),
+    ],
+    # -- more than two in a call (page_tour.three_way, transfer)
+    "expert-invite-chooser": [
+        tid("invite-department"),
+        tid("invite-note"),
+        Control("invite-*", "#invite-options [data-testid^=invite-]", touch=False),
+        Control("chooser-close", "#invite-chooser [data-testid=chooser-close]"),
+        tid("end-call"),
+    ],
+    "expert-invite-offer": [
+        tid("availability"),
+        tid("offer-by"),
+        tid("offer-note"),
+        tid("accept-call"),
+        tid("decline-call"),
+    ],
+    "kiosk-three-way": THREE_WAY_KIOSK,
+    "kiosk-tile-large": THREE_WAY_KIOSK,
+    "expert-three-way": [*THREE_WAY_DESK, tid("shared-screen", touch=False)],
+    "interpreter-call": [
+        tid("remote-video", touch=False),
+        tid("leave-call"),
+        tid("chat-input"),
+        tid("chat-send"),
+        tid("toggle-mic"),
+        tid("toggle-camera"),
+    ],
+    "expert-sharing": THREE_WAY_DESK,
+    "expert-transfer-chooser": [
+        tid("transfer-department"),
+        tid("transfer-reason"),
+        tid("transfer-housing"),
+        tid("transfer-social"),
+        Control("chooser-close", "#transfer-chooser [data-testid=chooser-close]"),
+        tid("end-call"),
+    ],
+    "kiosk-transferring": [
+        *KIOSK_HEADER,
+        tid("call-status", touch=False),
+        tid("transfer-note", touch=False),
+        tid("end-call", primary=True),
+        tid("chat-input"),
+        tid("chat-send"),
+    ],
+    "expert-transfer-offer": [
+        tid("availability"),
+        tid("offer-by"),
+        tid("offer-note"),
+        tid("accept-call"),
+        tid("decline-call"),
     ],
     "clerk-today": [
         tid("case-search"),
@@ -389,4 +471,22 @@ async def test_the_desks_unhappy_states_fit_their_screens(
     await page_tour.expert_desk(browser, server, tmp_path, visit)
     await page_tour.login_locked(browser, server, visit)
     await page_tour.ring_out(browser, await start_server(), visit)
+    assert not problems, "\n".join(problems)
+
+
+async def test_calls_of_more_than_two_fit_every_screen(
+    browser: Any, start_server: ServerFactory
+) -> None:
+    """Three remote tiles and a shared screen on the kiosk (one tile made large),
+    the desks of the other expert, the interpreter and the expert sharing; the
+    invitation's chooser and ringing offer; a transfer's chooser, the kiosk while it
+    waits, the ringing transfer: at every size of their screens."""
+    problems: list[str] = []
+
+    async def visit(state: str, page: Any) -> None:
+        await check_state(state, page, problems)
+
+    server = await start_server(ring_timeout=120.0)
+    await page_tour.three_way(browser, server, visit)
+    await page_tour.transfer(browser, await start_server(ring_timeout=120.0), visit)
     assert not problems, "\n".join(problems)

@@ -23,7 +23,7 @@ export class CallView {
   // expert's desk; the kiosk lists documents only, its screen goes to the face).
   // `departmentName`: a department's code -> its name ({zh, en}); `onScreenEnded`:
   // this side's screen sharing stopped from the browser's own control.
-  constructor({ mySide, send, consultation, download = true, latestDocument = false, departmentName, myName = null, onScreenEnded = () => {} }) {
+  constructor({ mySide, send, consultation, download = true, latestDocument = false, departmentName, myName = null, onScreenEnded = () => {}, rowActions = null }) {
     this.consultation = consultation; // () => the open consultation's id
     this.quality = new QualityIndicator(byTestId("connection-quality"));
     this.placeholder = document.getElementById("remote-placeholder");
@@ -46,6 +46,8 @@ export class CallView {
       download,
       latest: latestDocument ? byTestId("latest-document") : null,
       mySide,
+      rowActions,
+      myPosition: () => this.you,
     });
     this.chat = chatPanel({
       list: document.getElementById("chat-list"),
@@ -101,7 +103,10 @@ export class CallView {
   }
 
   onStats(figures) {
-    this.quality.update(figures);
+    // Nobody else in the call (a transfer waits): nothing is coming, which says
+    // nothing of the connection.
+    if (this.tiles.present > 0) this.quality.update(figures);
+    else this.quality.reset();
     this.framesDecoded = figures.framesDecoded;
     this.placeholder.hidden = figures.framesDecoded > 0 || !this.trouble.hidden || !this.transferNote.hidden;
     if (figures.progressed) {
@@ -118,7 +123,9 @@ export class CallView {
     this.troubleDismissed = false;
     clearInterval(this.watchTimer);
     this.watchTimer = setInterval(() => {
-      if (this.media.active && !this.troubleDismissed && Date.now() - this.lastMedia >= MEDIA_WAIT_MS) {
+      // Only while someone else is in the call: alone (a transfer waits) nothing comes.
+      if (this.tiles.present === 0) this.lastMedia = Date.now();
+      else if (this.media.active && !this.troubleDismissed && Date.now() - this.lastMedia >= MEDIA_WAIT_MS) {
         this.showTrouble(true);
       }
     }, MEDIA_CHECK_MS);
@@ -152,7 +159,10 @@ export class CallView {
   // Said over the pictures while the call waits for someone (a transfer): the key
   // and its values, or null for nothing.
   showNote(key, vars) {
-    if (key) setText(this.transferNote, key, vars);
+    if (key) {
+      setText(this.transferNote, key, vars);
+      this.showTrouble(false);
+    }
     this.transferNote.hidden = !key;
     this.placeholder.hidden = Boolean(key) || this.framesDecoded > 0 || !this.trouble.hidden;
   }

@@ -131,6 +131,9 @@ export class CallActions {
     const share = byTestId("share-screen");
     share.setAttribute("aria-pressed", this.sharing ? "true" : "false");
     setText(share, this.sharing ? "expert.stop_share" : "expert.share_screen");
+    const note = document.getElementById("sharing-note");
+    note.hidden = !this.sharing;
+    if (this.sharing) setText(note, "expert.sharing");
     if (full && !this.inviteChooser.hidden) this.closeChoosers();
     this.renderInvitations();
   }

@@ -26,6 +26,8 @@ let signal = null;
 let me = null;
 let interpreter = false;
 let actions = null;
+let callView = null; // the call's latest view
+const sharedDocuments = new Set(); // this call's documents shared with its interpreters
 let presence = "away";
 let presenceView = null;
 let offer = null;
@@ -210,9 +212,40 @@ function showCall(view) {
   } else {
     setText(byTestId("call-status"), "expert.in_call_with", { case: caseText(view.case_number) });
   }
+  const interpretersBefore = hasInterpreter(callView);
+  callView = view;
   call.start(view);
   actions.update(view);
+  if (hasInterpreter(view) !== interpretersBefore) call.files.refreshActions();
   renderUnfinished();
+}
+
+function hasInterpreter(view) {
+  return Boolean(view?.participants?.some((p) => p.role === "interpreter"));
+}
+
+// An interpreter reads a document of the call only once an expert shows it to them
+// (least privilege, enforced by the server): a button on each document's row while
+// an interpreter takes part.
+function documentActions(view) {
+  if (interpreter || !hasInterpreter(callView)) return [];
+  const shared = sharedDocuments.has(view.id) || view.shared_with_interpreters === true;
+  const button = textElement("button", shared ? "expert.document_shared" : "expert.share_document", null, "secondary small");
+  button.type = "button";
+  button.dataset.testid = "share-document";
+  button.disabled = shared;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await signal.send("share_document", { consultation_id: callId, file_id: view.id });
+      sharedDocuments.add(view.id);
+      setText(button, "expert.document_shared");
+    } catch {
+      button.disabled = false;
+      actions.say("error.generic");
+    }
+  });
+  return [button];
 }
 
 // Whether this desk takes part in the call the view describes. A view with
@@ -227,6 +260,8 @@ function takesPart(view) {
 function applyConsultation(view) {
   if (takesPart(view)) {
     if (callId !== view.consultation_id) {
+      callView = null;
+      sharedDocuments.clear();
       call.clear();
       actions.clear();
     }
@@ -240,6 +275,8 @@ function applyConsultation(view) {
 // expert's part (interpreters write none).
 function leftCall(view) {
   callId = null;
+  callView = null;
+  sharedDocuments.clear();
   call.clear();
   actions.clear();
   document.getElementById("call-view").hidden = true;
@@ -485,7 +522,11 @@ async function onLogin(account) {
   if (interpreter) {
     setText(document.querySelector(".topbar h1"), "page.interpreter");
     document.getElementById("unfinished-section").hidden = true;
+    // Interpreters end nothing for the others and send no documents (they read
+    // those an expert shows them).
     byTestId("end-call").hidden = true;
+    byTestId("show-document").hidden = true;
+    byTestId("file-input").closest("label").hidden = true;
   }
   call = new CallView({
     mySide: "expert",
@@ -495,6 +536,7 @@ async function onLogin(account) {
     departmentName: (code) => departmentNames(code) ?? code,
     myName: me.display_name,
     onScreenEnded: () => actions.stopScreen({ tell: true }),
+    rowActions: documentActions,
   });
   actions = new CallActions({
     send: (event, payload) => signal.send(event, payload),

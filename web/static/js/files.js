@@ -96,15 +96,20 @@ export function fileRow(view, { download = true, thumbnail = true } = {}) {
 
 export class FilePanel {
   // `latest` (optional): where the newest document from the other side (not
-  // `mySide`) is shown large, an image or a PDF, as it arrives.
-  constructor({ input, list, consultation, download = true, latest = null, mySide = null }) {
+  // `mySide`) is shown large, an image or a PDF, as it arrives. `rowActions(view)`
+  // (optional): more buttons for a document's row (an expert sharing it with the
+  // call's interpreter), asked again by refreshActions().
+  constructor({ input, list, consultation, download = true, latest = null, mySide = null, rowActions = null, myPosition = () => null }) {
     this.input = input;
     this.list = list;
     this.consultation = consultation; // () => current consultation id
     this.download = download;
     this.latest = latest;
     this.mySide = mySide;
+    this.rowActions = rowActions;
+    this.myPosition = myPosition; // this page's position in the call (null: a call of two)
     this.shown = new Set();
+    this.rows = new Map(); // file id -> [view, row]
     input.addEventListener("change", () => {
       for (const file of input.files) this.upload(file);
       input.value = "";
@@ -219,6 +224,8 @@ export class FilePanel {
     if (this.shown.has(view.id)) return;
     this.shown.add(view.id);
     const row = fileRow(view, { download: this.download });
+    this.rows.set(view.id, [view, row]);
+    this.decorate(view, row);
     this.list.append(row);
     // Where the list scrolls inside its box (a call's side panel), the newest is
     // shown, also once a thumbnail has loaded and made the list taller.
@@ -226,7 +233,28 @@ export class FilePanel {
     const showNewest = () => (box.scrollTop = box.scrollHeight);
     showNewest();
     for (const image of this.list.querySelectorAll("img")) image.addEventListener("load", showNewest, { once: true });
-    if (this.latest && view.uploaded_by !== this.mySide) this.showLatest(view);
+    if (this.latest && this.fromOthers(view)) this.showLatest(view);
+  }
+
+  fromOthers(view) {
+    const mine = this.myPosition();
+    if (Number.isInteger(view.uploaded_by_position) && Number.isInteger(mine)) return view.uploaded_by_position !== mine;
+    return view.uploaded_by !== this.mySide;
+  }
+
+  decorate(view, row) {
+    row.querySelector(".row-actions")?.remove();
+    const buttons = this.rowActions?.(view) ?? [];
+    if (buttons.length === 0) return;
+    const holder = document.createElement("span");
+    holder.className = "row-actions";
+    holder.append(...buttons);
+    row.append(holder);
+  }
+
+  // The rows' extra buttons again (who is in the call changed).
+  refreshActions() {
+    for (const [view, row] of this.rows.values()) this.decorate(view, row);
   }
 
   showLatest(view) {
@@ -267,6 +295,7 @@ export class FilePanel {
 
   clear() {
     this.shown.clear();
+    this.rows.clear();
     for (const image of this.list.querySelectorAll("img")) image.removeAttribute("src");
     this.list.replaceChildren();
     if (this.latest) {

@@ -119,10 +119,8 @@ export class TileBoard {
     if (sharing) {
       this.screenVideo.dataset.testid = "shared-screen";
       const label = this.screenTile.querySelector(".tile-label");
-      label.replaceChildren();
-      const whose = document.createElement("span");
-      describe(whose, this.sharer, { departmentName: this.departmentName });
-      label.append(textElement("span", "call.screen_of", null, "who-role"), whose);
+      describe(label, this.sharer, { departmentName: this.departmentName });
+      label.prepend(textElement("span", "call.screen_of", null, "who-screen"));
     } else {
       delete this.screenVideo.dataset.testid;
       if (this.focused === SCREEN) this.focused = null;
