@@ -18,6 +18,17 @@ const THANKS_MS = 3000;
 const NO_RATING_MS = 15000;
 // Idle time before the wipe, from the kiosk's start URL (/kiosk?idle=120).
 const IDLE_S = Math.min(3600, Math.max(10, Number(new URLSearchParams(location.search).get("idle")) || 120));
+// The page a wipe loads is marked (?fresh) as the next citizen's: a consultation the
+// server still holds open for this kiosk (the leaving citizen's cancel never arrived,
+// the network being down) is ended there, never taken over. The mark leaves the
+// address at once, so that a later reload (a crash during a call) resumes the call.
+const startParams = new URLSearchParams(location.search);
+let fresh = startParams.has("fresh");
+if (fresh) {
+  startParams.delete("fresh");
+  history.replaceState(null, "", `/kiosk${startParams.size ? `?${startParams}` : ""}`);
+}
+let leftBehind = null;
 const KEYPAD_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "-", "0"];
 const KEYPAD_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".split("");
 
@@ -267,6 +278,8 @@ function setStatus(key, vars) {
 }
 
 function applyConsultation(view) {
+  // A fresh page takes over nothing (its connection's resync may come first).
+  if (fresh || view.consultation_id === leftBehind) return;
   if (consultationId && view.consultation_id !== consultationId) return;
   consultationId = view.consultation_id;
   lastState = view.state;
@@ -469,7 +482,21 @@ function wipe() {
   }
   const cleared = window.caches ? caches.keys().then((keys) => Promise.all(keys.map((k) => caches.delete(k)))) : Promise.resolve();
   signal?.close();
-  cleared.catch(() => {}).finally(() => window.location.replace("/kiosk" + location.search));
+  const next = new URLSearchParams(location.search);
+  next.set("fresh", "1");
+  cleared.catch(() => {}).finally(() => window.location.replace(`/kiosk?${next}`));
+}
+
+// The previous citizen's consultation, still open on the server when this fresh
+// page connects: ended (abandoned in the queue, completed if an expert answered),
+// and nothing of it shown.
+async function endLeftBehind(open) {
+  if (!open || open.state === "ended") return;
+  leftBehind = open.consultation_id;
+  consultationId = null;
+  lastPosition = null;
+  lastState = null;
+  await signal.send("end_consultation", { consultation_id: leftBehind }).catch(() => {});
 }
 
 // ---- wiring -------------------------------------------------------------
@@ -522,6 +549,11 @@ async function onLogin(me) {
       if (wiping) return;
       const state = await signal.send("get_state").catch(() => null);
       if (!state) return;
+      if (fresh) {
+        fresh = false;
+        await endLeftBehind(state.consultation);
+        return;
+      }
       if (state.consultation) applyConsultation(state.consultation);
       else if (consultationId && (screen === "waiting-screen" || screen === "call-screen")) showEnded(null);
       if (screen === "call-screen") call.reconnectMedia();
@@ -532,6 +564,7 @@ async function onLogin(me) {
   });
   signal.on("consultation", applyConsultation);
   signal.on("queue_position", (position) => {
+    if (fresh || position.consultation_id === leftBehind) return;
     // The first position can arrive before the request's answer does.
     if (consultationId && position.consultation_id !== consultationId) return;
     consultationId = position.consultation_id;
