@@ -50,6 +50,7 @@ class Relation(StrEnum):
     NONE = "-"
     ANY = "any"
     OWN = "own"
+    SHARED = "shared"
     PEER = "peer"
     DEPT = "dept"
     OTHER = "other"
@@ -59,10 +60,13 @@ MEANING = {
     Relation.NONE: "the action names nobody's object",
     Relation.ANY: "the role has no objects of its own of this kind (or holds no media token)",
     Relation.OWN: "a kiosk's own consultation, upload or file; for an expert, the call it "
-    "is in (or the offer ringing for it), its own upload, a file of that call",
+    "is in (or the offer ringing for it), its own upload, a file of that call; for an "
+    "interpreter, the call it takes part in and (files) a document of it not shared with it",
+    Relation.SHARED: "for an interpreter, a document of its call an expert shared with it",
     Relation.PEER: "an upload of the other participant of one's own call",
     Relation.DEPT: "for an expert, a consultation of its department that is a colleague's",
-    Relation.OTHER: "another kiosk's; for an expert, another department's",
+    Relation.OTHER: "another kiosk's; for an expert, another department's; for an "
+    "interpreter, a call it is not in",
 }
 
 
@@ -78,7 +82,7 @@ class Subject(Enum):
     own: one's own token for one's own call, other: one's token for another call."""
 
 
-ROLES = ("anonymous", "kiosk", "expert", "clerk", "admin")
+ROLES = ("anonymous", "kiosk", "expert", "interpreter", "clerk", "admin")
 
 RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
     Subject.NONE: {role: (Relation.NONE,) for role in ROLES},
@@ -86,6 +90,7 @@ RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
         "anonymous": (Relation.ANY,),
         "kiosk": (Relation.OWN, Relation.OTHER),
         "expert": (Relation.OWN, Relation.DEPT, Relation.OTHER),
+        "interpreter": (Relation.OWN, Relation.OTHER),
         "clerk": (Relation.ANY,),
         "admin": (Relation.ANY,),
     },
@@ -93,6 +98,7 @@ RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
         "anonymous": (Relation.ANY,),
         "kiosk": (Relation.OWN, Relation.PEER, Relation.OTHER),
         "expert": (Relation.OWN, Relation.PEER, Relation.OTHER),
+        "interpreter": (Relation.ANY,),
         "clerk": (Relation.ANY,),
         "admin": (Relation.ANY,),
     },
@@ -100,11 +106,15 @@ RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
         "anonymous": (Relation.ANY,),
         "kiosk": (Relation.OWN, Relation.OTHER),
         "expert": (Relation.OWN, Relation.OTHER),
+        "interpreter": (Relation.OWN, Relation.OTHER),
         "clerk": (Relation.ANY,),
         "admin": (Relation.ANY,),
     },
 }
-RELATIONS[Subject.FILE] = RELATIONS[Subject.CONSULTATION]
+RELATIONS[Subject.FILE] = {
+    **RELATIONS[Subject.CONSULTATION],
+    "interpreter": (Relation.SHARED, Relation.OWN, Relation.OTHER),
+}
 
 Expected = Outcome | Mapping[Relation, Outcome]
 
@@ -147,25 +157,36 @@ def signed_in() -> dict[str, Expected]:
 
 
 # The participants of a call reach it; a colleague sees it but may not act in it.
+IN_IT = {Relation.OWN: ALLOW, Relation.OTHER: D404}
+"""An interpreter: the call it takes part in, not another."""
 PARTICIPANT: dict[str, Expected] = {
     "anonymous": D401,
     "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404},
     "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+    "interpreter": IN_IT,
     "clerk": D403,
     "admin": D403,
 }
-# Records: the kiosk while its consultation is open, the department, the window.
+# Records: the kiosk while its consultation is open, the department, the window; an
+# interpreter none (it follows the call through its events).
 READER: dict[str, Expected] = {
     "anonymous": D401,
     "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404},
     "expert": {Relation.OWN: ALLOW, Relation.DEPT: ALLOW, Relation.OTHER: D404},
+    "interpreter": D404,
     "clerk": ALLOW,
     "admin": ALLOW,
+}
+# Documents: as the records; an interpreter only those an expert of its call shared.
+FILE_READER: dict[str, Expected] = {
+    **READER,
+    "interpreter": {Relation.SHARED: ALLOW, Relation.OWN: D403, Relation.OTHER: D404},
 }
 UPLOADER: dict[str, Expected] = {
     "anonymous": D401,
     "kiosk": {Relation.OWN: ALLOW, Relation.PEER: D404, Relation.OTHER: D404},
     "expert": {Relation.OWN: ALLOW, Relation.PEER: D404, Relation.OTHER: D404},
+    "interpreter": D403,
     "clerk": D403,
     "admin": D403,
 }
@@ -173,11 +194,19 @@ TOKEN_HOLDER: dict[str, Expected] = {
     "anonymous": D401,
     "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D403},
     "expert": {Relation.OWN: ALLOW, Relation.OTHER: D403},
+    "interpreter": {Relation.OWN: ALLOW, Relation.OTHER: D403},
     "clerk": D401,
     "admin": D401,
 }
+# An expert's actions in its call (invite, transfer, share): a colleague follows it but
+# may not act in it (409), others do not see it; nobody else's role may send them.
+IN_CALL_EXPERT: dict[str, Expected] = {
+    **only("expert"),
+    "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+}
 KIOSK_ONLY = only("kiosk")
 EXPERT_ONLY = only("expert")
+DESK_ONLY = only("expert", "interpreter")
 
 C = Subject.CONSULTATION
 N = Subject.NONE
@@ -233,15 +262,19 @@ ACCESS: tuple[Rule, ...] = (
     Rule(
         "GET /api/v1/ice-servers",
         N,
-        only("kiosk", "expert"),
+        only("kiosk", "expert", "interpreter"),
         "TURN credentials that expire; the parties of calls only",
     ),
     # ---- documents
     Rule(
         "POST /api/v1/consultations/{consultation_id}/uploads",
         C,
-        {**PARTICIPANT, "expert": {Relation.OWN: ALLOW, Relation.DEPT: D404, Relation.OTHER: D404}},
-        "while the call is active",
+        {
+            **PARTICIPANT,
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D404, Relation.OTHER: D404},
+            "interpreter": D403,
+        },
+        "while the call is active; interpreters send no documents",
     ),
     Rule("HEAD /api/v1/uploads/{upload_id}", Subject.UPLOAD, UPLOADER),
     Rule("PATCH /api/v1/uploads/{upload_id}", Subject.UPLOAD, UPLOADER),
@@ -250,10 +283,15 @@ ACCESS: tuple[Rule, ...] = (
     Rule(
         "GET /api/v1/consultations/{consultation_id}/files",
         C,
-        READER,
-        "a kiosk only during its call",
+        {**READER, "interpreter": IN_IT},
+        "a kiosk only during its call; an interpreter sees those shared with it",
     ),
-    Rule("GET /api/v1/files/{file_id}", Subject.FILE, READER, "a kiosk only during its call"),
+    Rule(
+        "GET /api/v1/files/{file_id}",
+        Subject.FILE,
+        FILE_READER,
+        "a kiosk only during its call; an interpreter once an expert shared it",
+    ),
     Rule(
         "GET /api/v1/consultations/{consultation_id}/chat",
         C,
@@ -293,24 +331,26 @@ ACCESS: tuple[Rule, ...] = (
         {**only("kiosk"), "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404}},
         "once, after the end",
     ),
-    Rule("event set_presence", N, EXPERT_ONLY),
+    Rule("event set_presence", N, DESK_ONLY),
     Rule(
         "event accept_offer",
         C,
         {
-            **only("expert"),
+            **DESK_ONLY,
             "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+            "interpreter": {Relation.OWN: D409, Relation.OTHER: D404},
         },
-        "own: the offer ringing for this expert",
+        "own: the offer ringing for this expert (an interpreter: the call it is in)",
     ),
     Rule(
         "event decline_offer",
         C,
         {
-            **only("expert"),
+            **DESK_ONLY,
             "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+            "interpreter": {Relation.OWN: D409, Relation.OTHER: D404},
         },
-        "own: the offer ringing for this expert",
+        "own: the offer ringing for this expert (an interpreter: the call it is in)",
     ),
     Rule(
         "event save_outcome",
@@ -330,8 +370,47 @@ ACCESS: tuple[Rule, ...] = (
         },
         "own: a call this expert answered",
     ),
-    Rule("event get_queue", N, EXPERT_ONLY, "the expert's own department"),
-    Rule("event end_consultation", C, PARTICIPANT),
+    Rule("event get_queue", N, DESK_ONLY, "the staff member's own department"),
+    Rule(
+        "event end_consultation",
+        C,
+        {**PARTICIPANT, "interpreter": D403},
+        "any expert of the call ends it for everyone; an interpreter leaves instead",
+    ),
     Rule("event send_chat", C, PARTICIPANT, "during the call"),
     Rule("event get_state", N, signed_in()),
+    # ---- calls of more than two
+    Rule("event invite", C, IN_CALL_EXPERT, "own: the call this expert is in"),
+    Rule(
+        "event cancel_invite",
+        C,
+        {
+            **only("expert"),
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D404, Relation.OTHER: D404},
+        },
+        "own: an invitation this expert made",
+    ),
+    Rule(
+        "event transfer",
+        C,
+        IN_CALL_EXPERT,
+        "to a department its department may transfer to (else 403)",
+    ),
+    Rule(
+        "event leave_call",
+        C,
+        {
+            **DESK_ONLY,
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+            "interpreter": IN_IT,
+        },
+        "the last expert leaving ends the call",
+    ),
+    Rule("event share_screen", C, IN_CALL_EXPERT),
+    Rule(
+        "event share_document",
+        C,
+        IN_CALL_EXPERT,
+        "a document of the call, for its interpreters; audited",
+    ),
 )

@@ -54,6 +54,7 @@ EXTRA_ACCOUNTS = {
     "kiosk03": Role.KIOSK,
     "expert_market2": Role.EXPERT,
     "expert_social2": Role.EXPERT,
+    "interpreter02": Role.INTERPRETER,
 }
 EXTRA_PASSWORD = "Matrix-Pass-2026"
 
@@ -68,6 +69,8 @@ class Call:
     kiosk_upload: str
     expert_upload: str
     media_tokens: dict[str, str]
+    shared_file_id: str = ""
+    """A document shared with the call's interpreters (call A's)."""
 
 
 @dataclass
@@ -169,12 +172,35 @@ async def _open_call(m: Matrix, kiosk: str, expert: str, department: str, case: 
     )
 
 
+async def _interpreter_joins(m: Matrix, call: Call) -> None:
+    """interpreter01 joins call A (position 2), invited by its expert, who shares one
+    of the call's documents with it."""
+    interpreter = m.socket("interpreter01")
+    assert isinstance(interpreter, ExpertClient)
+    await interpreter.set_presence("available")
+    market = m.socket("expert_market")
+    assert isinstance(market, ExpertClient)
+    invitation = await market.invite(call.consultation_id, "interpret", "")
+    offer = await interpreter.next_event(
+        "offer", OfferView, where=lambda o: o.invitation_id == invitation.invitation_id
+    )
+    view = await interpreter.accept_offer(offer)
+    assert view.media is not None and view.you == 2
+    call.media_tokens[side("interpreter")] = view.media.token
+    upload = await _upload(m, "kiosk01", call.consultation_id, complete=True)
+    status, body = await m.request("POST", f"/api/v1/uploads/{upload}/finish", "kiosk01")
+    assert status == 201, body
+    call.shared_file_id = str(body["id"])
+    await market.share_document(call.consultation_id, call.shared_file_id)
+
+
 async def _build(server: RunningServer) -> Matrix:
     m = Matrix(server)
     accounts = server.storage.accounts
     await accounts.create("kiosk03", EXTRA_PASSWORD, Role.KIOSK, hall="city")
     await accounts.create("expert_market2", EXTRA_PASSWORD, Role.EXPERT, department="market")
     await accounts.create("expert_social2", EXTRA_PASSWORD, Role.EXPERT, department="social")
+    await accounts.create("interpreter02", EXTRA_PASSWORD, Role.INTERPRETER, department="interpret")
     for username in (
         "kiosk01",
         "kiosk02",
@@ -184,12 +210,15 @@ async def _build(server: RunningServer) -> Matrix:
         "expert_housing",
         "expert_social",
         "expert_social2",
+        "interpreter01",
+        "interpreter02",
         "clerk",
         "admin",
     ):
         await _connect(m, username)
     m.calls["A"] = await _open_call(m, "kiosk01", "expert_market", "market", "MX-A")
     m.calls["B"] = await _open_call(m, "kiosk02", "expert_housing", "housing", "MX-B")
+    await _interpreter_joins(m, m.calls["A"])
     for _ in ROLES:
         upload = await _upload(m, "kiosk01", m.calls["A"].consultation_id, complete=True)
         status, body = await m.request("POST", f"/api/v1/uploads/{upload}/finish", "kiosk01")
@@ -200,7 +229,13 @@ async def _build(server: RunningServer) -> Matrix:
 
 # ---- who acts on what, for a cell ---------------------------------------------------
 
-ROLE_ACCOUNT = {"kiosk": "kiosk01", "expert": "expert_market", "clerk": "clerk", "admin": "admin"}
+ROLE_ACCOUNT = {
+    "kiosk": "kiosk01",
+    "expert": "expert_market",
+    "interpreter": "interpreter01",
+    "clerk": "clerk",
+    "admin": "admin",
+}
 
 
 def actor(role: str, relation: Relation) -> str | None:
@@ -219,7 +254,8 @@ def target(m: Matrix, relation: Relation) -> Call:
 
 
 def side(role: str) -> str:
-    return "expert" if role == "expert" else "kiosk"
+    """The media leg of ``role``'s account in call A (by the names the DELETE takes)."""
+    return {"expert": "expert", "interpreter": "p2"}.get(role, "kiosk")
 
 
 def upload_of(m: Matrix, role: str, relation: Relation) -> str:
@@ -504,7 +540,7 @@ async def _delete_media(m: Matrix, role: str, relation: Relation) -> int:
 
 
 def _media_headers_of(m: Matrix, role: str) -> dict[str, str]:
-    if role in ("kiosk", "expert"):
+    if role in ("kiosk", "expert", "interpreter"):
         return {"Authorization": f"Bearer {m.calls['A'].media_tokens[side(role)]}"}
     return {}
 
@@ -580,8 +616,9 @@ async def _chat_history(m: Matrix, role: str, relation: Relation) -> int:
 
 @probe("GET /api/v1/files/{file_id}")
 async def _download(m: Matrix, role: str, relation: Relation) -> int:
-    path = f"/api/v1/files/{target(m, relation).file_id}"
-    return (await m.request("GET", path, actor(role, relation)))[0]
+    call = target(m, relation)
+    file_id = call.shared_file_id if relation is Relation.SHARED else call.file_id
+    return (await m.request("GET", f"/api/v1/files/{file_id}", actor(role, relation)))[0]
 
 
 @probe("POST /api/v1/cases/{case_number}/attachments")
@@ -680,7 +717,8 @@ def _offer_probe(event: str) -> Probe:
 
     async def run(m: Matrix, role: str, relation: Relation) -> str:
         if role != "expert":
-            return await emit(m, actor(role, relation), event, _ref(m.calls["A"].consultation_id))
+            call = target(m, relation)
+            return await emit(m, actor(role, relation), event, _ref(call.consultation_id))
         consultation_id = await ringing(m)
         sender = {
             Relation.OWN: "expert_social",
@@ -747,6 +785,115 @@ async def _end_call(m: Matrix, role: str, relation: Relation) -> int | str:
 
 _kiosk_end = PROBES["event end_consultation"]
 PROBES["event end_consultation"] = _end_call
+
+
+# ---- calls of more than two ----------------------------------------------------------
+
+SOCIAL_SENDERS = {
+    Relation.OWN: "expert_social",
+    Relation.DEPT: "expert_social2",
+    Relation.OTHER: "expert_market",
+}
+"""Experts acting on kiosk03's call with expert_social: it, its colleague, another
+department's."""
+
+
+@probe("event invite")
+async def _invite(m: Matrix, role: str, relation: Relation) -> str:
+    """Call A invites social (three take part: one invitation fits); taken back."""
+    username = actor(role, relation)
+    payload = {**_ref(target(m, relation).consultation_id), "department": "social", "note": "矩阵"}
+    if username is None:
+        return await emit(m, None, "invite", payload)
+    try:
+        invitation = await m.socket(username).emit("invite", payload)
+    except ClientError as error:
+        return error.code
+    market = m.socket("expert_market")
+    await market.emit("cancel_invite", {"invitation_id": invitation["invitation_id"]})
+    return "ok"
+
+
+@probe("event cancel_invite")
+async def _cancel_invite(m: Matrix, role: str, relation: Relation) -> str:
+    """expert_market's invitation from call A, taken back by it (own), its colleague
+    (dept), call B's expert (other), or another role."""
+    market = m.socket("expert_market")
+    assert isinstance(market, ExpertClient)
+    invitation = await market.invite(m.calls["A"].consultation_id, "social", "")
+    senders = {
+        Relation.OWN: "expert_market",
+        Relation.DEPT: "expert_market2",
+        Relation.OTHER: "expert_housing",
+    }
+    sender = senders[relation] if role == "expert" else actor(role, relation)
+    answer = await emit(m, sender, "cancel_invite", {"invitation_id": invitation.invitation_id})
+    if answer != "ok":
+        await market.cancel_invite(invitation.invitation_id)
+    return answer
+
+
+@probe("event transfer")
+async def _transfer(m: Matrix, role: str, relation: Relation) -> str:
+    """Experts transfer kiosk03's call with expert_social to market (which nobody
+    answers: kiosk03 then leaves); the other roles send it for call A or B."""
+    reason = {"department": "market", "reason": "矩阵"}
+    if role != "expert":
+        payload = {**_ref(target(m, relation).consultation_id), **reason}
+        return await emit(m, actor(role, relation), "transfer", payload)
+    consultation_id = await social_call(m)
+    answer = await emit(
+        m, SOCIAL_SENDERS[relation], "transfer", {**_ref(consultation_id), **reason}
+    )
+    await social_done(m, consultation_id)
+    return answer
+
+
+@probe("event leave_call")
+async def _leave_call(m: Matrix, role: str, relation: Relation) -> str:
+    """Experts leave kiosk03's call with expert_social (its last expert: it ends);
+    an interpreter (interpreter02) leaves that call after joining it; others send it for
+    call A or B."""
+    if role == "expert":
+        consultation_id = await social_call(m)
+        answer = await emit(m, SOCIAL_SENDERS[relation], "leave_call", _ref(consultation_id))
+        await social_done(m, consultation_id)
+        return answer
+    if role == "interpreter" and relation is Relation.OWN:
+        consultation_id = await social_call(m)
+        interpreter = m.socket("interpreter02")
+        social = m.socket("expert_social")
+        assert isinstance(interpreter, ExpertClient) and isinstance(social, ExpertClient)
+        await interpreter.set_presence("available")
+        invitation = await social.invite(consultation_id, "interpret", "")
+        offer = await interpreter.next_event(
+            "offer", OfferView, where=lambda o: o.invitation_id == invitation.invitation_id
+        )
+        await interpreter.accept_offer(offer)
+        answer = await emit(m, "interpreter02", "leave_call", _ref(consultation_id))
+        await interpreter.set_presence("away")
+        await social_done(m, consultation_id)
+        return answer
+    call = target(m, relation)
+    return await emit(m, actor(role, relation), "leave_call", _ref(call.consultation_id))
+
+
+@probe("event share_screen")
+async def _share_screen(m: Matrix, role: str, relation: Relation) -> str:
+    username = actor(role, relation)
+    payload = {**_ref(target(m, relation).consultation_id), "sharing": True}
+    answer = await emit(m, username, "share_screen", payload)
+    if answer == "ok":
+        await emit(m, username, "share_screen", {**payload, "sharing": False})
+    return answer
+
+
+@probe("event share_document")
+async def _share_document(m: Matrix, role: str, relation: Relation) -> str:
+    """Call A's shared document (shared again: no change), or call B's document."""
+    call = target(m, relation)
+    payload = {**_ref(call.consultation_id), "file_id": call.shared_file_id or call.file_id}
+    return await emit(m, actor(role, relation), "share_document", payload)
 
 
 # ---- the matrix ---------------------------------------------------------------------
