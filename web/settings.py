@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import ipaddress
 import itertools
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -473,6 +474,10 @@ def _number(name: str, raw: object, kind: type[int] | type[float], minimum: floa
         value = kind(str(raw))
     except (TypeError, ValueError):
         raise SettingsError(f"{_flag(name)} must be a number, not {raw!r}") from None
+    if not math.isfinite(value):
+        # float() reads "nan" and "inf": nan passes every bound, and either would
+        # become a deadline that never comes or a value no JSON can carry.
+        raise SettingsError(f"{_flag(name)} must be a number, not {raw!r}")
     if value < minimum:
         raise SettingsError(f"{_flag(name)} must be at least {minimum}, not {value}")
     return value

@@ -40,6 +40,10 @@ def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
         (["--port", "eighty"], {}, "--port must be a number"),
         (["--port", "70000"], {}, "at most 65535"),
         (["--ring-timeout", "0"], {}, "at least"),
+        # float() reads these, and nan compares false with every bound.
+        (["--wrap-up-limit", "nan"], {}, "--wrap-up-limit must be a number"),
+        (["--wrap-up-limit", "inf"], {}, "--wrap-up-limit must be a number"),
+        ([], {"WINDOWLINK_GRACE_PERIOD": "NaN"}, "--grace-period must be a number"),
         ([], {"WINDOWLINK_DEMO": "maybe"}, "true or false"),
         (["--host", "0.0.0.0"], {}, "refusing to serve plain HTTP"),
         (
