@@ -795,7 +795,8 @@ def _close_invitation(
     reason: RevokeReason,
 ) -> None:
     """An invitation is gone from the live state (and its department's queue); whoever
-    it rings for is told (the call's own value is the caller's to change)."""
+    it rings for is told (the call's own value is the caller's to change). Nobody's
+    queue view shows invitations, so there is no queue to publish."""
     d.delete(invitation_key(invitation_id))
     d.commit.queue_remove.append((department, invitation_id))
     d.commit.deadlines_clear += [
@@ -815,7 +816,6 @@ def _close_invitation(
     presence = s.presence(invitation.expert_id)
     if presence is not None and presence.offer == invitation_id:
         d.put(dataclasses.replace(presence, offer=None))
-    d.effects.append(PublishQueue(department))
 
 
 def _wrapping_up(
@@ -1268,7 +1268,6 @@ def offer_invitation(
     d.commit.deadlines_set[deadline_key("iring", invitation.id)] = s.now + config.ring_timeout
     d.notify(staff_id, "offer", invitation_offer_view(offered, call, config.ring_timeout))
     _tell_staff(d, call, invitation_view(call.id, offered), invitation.by_id)
-    d.effects.append(PublishQueue(invitation.department))
     return d
 
 
@@ -1357,8 +1356,8 @@ def accept_invitation(
         if invitation.expert_id not in (None, staff.id):
             # Ringing for a colleague meanwhile: the records say this one took it.
             _close_invitation(d, s, invitation_id, invitation.department, invitation, "ended")
-        _tell_staff(d, after, invitation_view(call.id, invitation, "accepted"), invitation.by_id)
-        d.effects.append(PublishQueue(invitation.department))
+        # The inviter and the staff who were in the call (the joiner has its ack).
+        _tell_staff(d, call, invitation_view(call.id, invitation, "accepted"), invitation.by_id)
     presence = s.presence(staff.id)
     if presence is not None:
         busy = dataclasses.replace(
