@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, bindparam, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.audit import append_audit, append_audit_if
@@ -24,7 +24,13 @@ from storage.records import (
     Role,
 )
 from storage.references import reference_of
-from storage.schema import accounts, chat_messages, consultations, departments
+from storage.schema import (
+    accounts,
+    chat_messages,
+    consultation_legs,
+    consultations,
+    departments,
+)
 
 # Records are read with the answering expert's display name for the staff pages.
 _experts = accounts.alias("experts")
@@ -431,19 +437,54 @@ class ConsultationRecords:
             query = query.where(consultations.c.expert_id == expert_id)
         return await self._select(query)
 
-    async def unfinished(self, expert_id: str, limit: int = 100) -> list[ConsultationRecord]:
-        """The calls this expert answered that ended without an outcome, newest first:
-        the records still to complete."""
-        return await self._select(
-            _RECORDS.where(
-                consultations.c.expert_id == expert_id,
-                consultations.c.state == ConsultationState.ENDED.value,
-                consultations.c.active_at.is_not(None),
-                consultations.c.outcome.is_(None),
+    async def of_expert(
+        self, expert_id: str, *, unfinished: bool = False, limit: int = 50
+    ) -> list[ConsultationRecord]:
+        """The consultations this expert took part in (answered, joined, took over after
+        a transfer), newest first, each with this expert's own outcome and notes (their
+        leg's); ``unfinished``: only those whose part ended without an outcome, the
+        records still to complete."""
+        latest = (
+            select(
+                consultation_legs.c.consultation_id,
+                func.max(consultation_legs.c.seq).label("seq"),
             )
-            .order_by(consultations.c.ended_at.desc())
+            .where(
+                consultation_legs.c.account_id == expert_id,
+                consultation_legs.c.role == Role.EXPERT.value,
+            )
+            .group_by(consultation_legs.c.consultation_id)
+            .subquery()
+        )
+        leg = consultation_legs.alias("own_leg")
+        columns = [c for c in consultations.c if c.name not in ("outcome", "notes")]
+        query = (
+            select(
+                *columns,
+                leg.c.outcome.label("outcome"),
+                leg.c.notes.label("notes"),
+                _experts.c.display_name.label("expert_name"),
+            )
+            .select_from(
+                latest.join(
+                    leg,
+                    and_(
+                        leg.c.consultation_id == latest.c.consultation_id,
+                        leg.c.seq == latest.c.seq,
+                    ),
+                )
+                .join(consultations, consultations.c.id == leg.c.consultation_id)
+                .outerjoin(_experts, _experts.c.id == consultations.c.expert_id)
+            )
             .limit(limit)
         )
+        if unfinished:
+            query = query.where(leg.c.left_at.is_not(None), leg.c.outcome.is_(None)).order_by(
+                leg.c.left_at.desc()
+            )
+        else:
+            query = query.order_by(leg.c.joined_at.desc())
+        return await self._select(query)
 
     async def of_halls(
         self,

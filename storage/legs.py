@@ -183,20 +183,3 @@ class ConsultationLegs:
             append_audit(conn, audit)
 
         await self._db.write(unit)
-
-    async def unfinished(self, account_id: str, limit: int = 100) -> list[str]:
-        """Consultations where this expert's ended leg has no outcome yet (newest
-        first): the records still to complete, the first expert's or not."""
-        query = (
-            select(consultation_legs.c.consultation_id)
-            .where(
-                consultation_legs.c.account_id == account_id,
-                consultation_legs.c.role == Role.EXPERT.value,
-                consultation_legs.c.left_at.is_not(None),
-                consultation_legs.c.outcome.is_(None),
-            )
-            .order_by(consultation_legs.c.left_at.desc())
-            .limit(limit)
-        )
-        rows = await self._db.read(lambda conn: conn.execute(query).all())
-        return list(dict.fromkeys(row.consultation_id for row in rows))

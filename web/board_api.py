@@ -140,8 +140,9 @@ async def board(request: web.Request) -> web.StreamResponse:
 @api.route(
     "GET",
     "/api/v1/me/consultations",
-    summary="The expert's own consultations, newest first (or only the unfinished: "
-    "answered, ended, without an outcome).",
+    summary="The expert's own consultations (answered, joined or taken over), newest "
+    "first, with the expert's own outcome and notes (or only the unfinished: the expert's "
+    "part ended without an outcome).",
     roles=frozenset({Role.EXPERT}),
     response=ConsultationList,
     tag="consultations",
@@ -155,8 +156,10 @@ async def my_consultations(request: web.Request) -> web.StreamResponse:
         raise BadRequest("unfinished is true or false", code="invalid_query") from None
     consultations = request.app[STORAGE].consultations
     expert_id = account_of(request).id
+    # Every call the expert took part in (answered, joined, took over), with their own
+    # part's outcome and notes.
     if query.unfinished == "true":
-        records = await consultations.unfinished(expert_id, limit=UNFINISHED_LIMIT)
+        records = await consultations.of_expert(expert_id, unfinished=True, limit=UNFINISHED_LIMIT)
     else:
-        records = await consultations.find(expert_id=expert_id, limit=HISTORY_LIMIT)
+        records = await consultations.of_expert(expert_id, limit=HISTORY_LIMIT)
     return reply(ConsultationList(consultations=[ConsultationRecordView.of(r) for r in records]))

@@ -480,3 +480,31 @@ async def test_a_kiosk_may_not_call_an_interpreting_pool_directly(
         raise AssertionError("a kiosk called the interpreting pool")
     except ClientError as error:
         assert error.code == "invalid_state"
+
+
+async def test_a_joined_expert_completes_their_own_record_of_the_call(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    """The second expert's record is theirs: listed among their unfinished ones once
+    their part ends, with their own draft; saving it leaves the first expert's alone."""
+    server = sqlite_server
+    _kiosk, market, call_id = await active_call(server, connect)
+    housing, _, _ = await _join(server, connect, market, call_id, "expert_housing", "housing")
+    await housing.leave(call_id)
+    await housing.defer_outcome(call_id, "草稿：补贴可叠加")
+    session = await login_session(server, "expert_housing")
+    async with session:
+        url = f"{server.url}/api/v1/me/consultations?unfinished=true"
+        async with session.get(url) as response:
+            rows = (await response.json())["consultations"]
+        assert [(r["id"], r["notes"], r["outcome"]) for r in rows] == [
+            (call_id, "草稿：补贴可叠加", None)
+        ]
+        await housing.save_outcome(call_id, "answered", "补贴可叠加")
+        async with session.get(url) as response:
+            assert (await response.json())["consultations"] == []
+        async with session.get(f"{server.url}/api/v1/me/consultations") as response:
+            mine = (await response.json())["consultations"]
+        assert [(r["id"], r["outcome"]) for r in mine] == [(call_id, "answered")]
+    record = await server.storage.consultations.get(call_id)
+    assert (record.outcome, record.notes) == (None, None)
