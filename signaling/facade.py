@@ -58,7 +58,18 @@ class SignalingFacade:
         if record.state is not ConsultationState.ENDED:
             call = await self._hub.consultations.call(record.id)
             if call is not None:
-                return access.on_call(account, call, right)
+                verdict = access.on_call(account, call, right)
+                if (
+                    verdict is Verdict.ALLOWED
+                    or account.role is not Role.EXPERT
+                    or right in access.LIVE_RIGHTS
+                ):
+                    return verdict
+                # An expert whose part has ended (left, transferred) while the call
+                # goes on still reads its record and documents, as after the end.
+                if account.id in await self._hub.storage.legs.experts(record.id):
+                    return access.verdict(access.Standing.EXPERT, right, access.stage_of_call(call))
+                return verdict
         experts: frozenset[str] = frozenset()
         if account.role is Role.EXPERT and account.id != record.expert_id:
             experts = await self._hub.storage.legs.experts(record.id)

@@ -488,12 +488,19 @@ async def test_a_joined_expert_completes_their_own_record_of_the_call(
     """The second expert's record is theirs: listed among their unfinished ones once
     their part ends, with their own draft; saving it leaves the first expert's alone."""
     server = sqlite_server
-    _kiosk, market, call_id = await active_call(server, connect)
+    kiosk, market, call_id = await active_call(server, connect)
+    kiosk_doc = await kiosk.upload(call_id, "合同.png", PNG)
     housing, _, _ = await _join(server, connect, market, call_id, "expert_housing", "housing")
     await housing.leave(call_id)
     await housing.defer_outcome(call_id, "草稿：补贴可叠加")
     session = await login_session(server, "expert_housing")
     async with session:
+        # While the call goes on without them, its record and documents stay theirs
+        # to read (as after its end).
+        async with session.get(f"{server.url}/api/v1/consultations/{call_id}") as response:
+            assert response.status == 200
+        async with session.get(f"{server.url}{kiosk_doc.url}") as response:
+            assert response.status == 200
         url = f"{server.url}/api/v1/me/consultations?unfinished=true"
         async with session.get(url) as response:
             rows = (await response.json())["consultations"]
