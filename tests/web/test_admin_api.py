@@ -301,3 +301,63 @@ async def test_a_kiosk_password_needs_only_the_structural_rules(
         ) as response,
     ):
         assert response.status == 201
+
+
+async def test_admin_sets_transfers_and_interpreting_pools_and_the_rules_hold(
+    sqlite_server: RunningServer,
+) -> None:
+    """Issue 21: where a department's experts may transfer to, and interpreting pools
+    with their languages and interpreters; what cannot be is refused, nothing changed."""
+    server = sqlite_server
+    admin = await login_session(server, "admin")
+    departments = f"{server.url}/api/v1/departments"
+    async with admin:
+        async with admin.patch(
+            f"{departments}/market", json={"transfers_to": ["housing"]}
+        ) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["transfers_to"] == ["housing"]
+        refusals = [
+            ({"transfers_to": ["nowhere"]}, 404),  # no such department
+            ({"transfers_to": ["interpret"]}, 409),  # a pool is invited, not transferred to
+            ({"transfers_to": ["market"]}, 409),  # itself
+            ({"transfers_to": ["housing"], "kind": "interpreter"}, 400),
+            ({"languages": ["x" * 61]}, 400),
+        ]
+        for body, status in refusals:
+            async with admin.patch(f"{departments}/market", json=body) as response:
+                assert response.status == status, (body, await response.text())
+        # A department others transfer to stays a service department.
+        async with admin.patch(f"{departments}/housing", json={"kind": "interpreter"}) as response:
+            assert response.status == 409
+        async with admin.post(
+            departments,
+            json={
+                "code": "signs",
+                "name_zh": "手语服务",
+                "name_en": "Sign language",
+                "kind": "interpreter",
+                "languages": ["手语 / sign language"],
+            },
+        ) as response:
+            assert response.status == 201, await response.text()
+            created = await response.json()
+        assert (created["kind"], created["languages"]) == ("interpreter", ["手语 / sign language"])
+        accounts = f"{server.url}/api/v1/accounts"
+        person = {"password": "Hall-desk-2026", "display_name": "译员"}
+        for body, status in (
+            ({"username": "signer1", "role": "interpreter", "department": "signs"}, 201),
+            ({"username": "signer2", "role": "interpreter", "department": "market"}, 409),
+            ({"username": "expert_signs", "role": "expert", "department": "signs"}, 409),
+            ({"username": "signer3", "role": "interpreter"}, 400),
+        ):
+            async with admin.post(accounts, json={**person, **body}) as response:
+                assert response.status == status, (body, await response.text())
+        async with admin.get(departments) as response:
+            listed = {d["code"]: d for d in (await response.json())["departments"]}
+    assert listed["market"]["transfers_to"] == ["housing"]
+    assert listed["housing"]["kind"] == "service"
+    assert (await server.storage.departments.get("market")).transfers_to == ("housing",)
+    by_admin = [e.action for e in await server.storage.audit.entries() if e.actor == "admin"]
+    assert by_admin.count("department.transfers") == 1
+    assert "signer2" not in {a.username for a in await server.storage.accounts.list()}
