@@ -310,7 +310,10 @@ class Executor:
             if isinstance(record, JoinCall):
                 raise InvalidState("this invitation has been taken up already") from None
             if isinstance(record, LeaveCall):
-                raise InvalidState("you are not taking part in this call") from None
+                raise InvalidState(
+                    "not taking part in this call any more, or the other expert has just "
+                    "left: end the call instead"
+                ) from None
             if isinstance(record, TransferCall):
                 raise InvalidState("only a call going on can be transferred") from None
             raise InvalidState("the consultation has already ended") from None

@@ -661,12 +661,21 @@ class ConsultationService:
             )
         elif kind == "grace":
             call_id, _, which = rest.partition("|")
-            await self._x.run(
-                Reads(call_id=call_id),
-                lambda s, recorded: transitions.grace_expired(
-                    s, which, recorded=recorded, config=self._config
-                ),
-            )
+            for attempt in range(2):
+                try:
+                    await self._x.run(
+                        Reads(call_id=call_id),
+                        lambda s, recorded: transitions.grace_expired(
+                            s, which, recorded=recorded, config=self._config
+                        ),
+                    )
+                    return
+                except InvalidState:
+                    # The records refused to end only this part (the other expert had
+                    # just left, on another node): decided again on what is now, the
+                    # call ends.
+                    if attempt:
+                        raise
         elif kind == "noexpert":
             await self._x.run(
                 Reads(call_id=rest, count_online=True),

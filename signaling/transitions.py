@@ -960,7 +960,9 @@ def leave(
     config: SignalingConfig = DEFAULTS,
 ) -> Decision:
     """A staff member leaves the call. It goes on while the citizen and an expert
-    remain; the last expert leaving ends it (completed), as ending it would."""
+    remain; the last expert leaving ends it (completed), as ending it would. (The
+    records refuse to end the last expert's part alone: whichever of two experts
+    leaving at once is second is told to end the call instead.)"""
     call = s.call
     if not recorded:
         call = call_for(s, staff, Right.LEAVE, "you are not taking part in this call")
@@ -1551,7 +1553,11 @@ def participant_returned(s: Snapshot, account_id: str, key: str) -> Decision:
 
 
 def grace_expired(
-    s: Snapshot, key: str, *, recorded: bool = False, config: SignalingConfig = DEFAULTS
+    s: Snapshot,
+    key: str,
+    *,
+    recorded: bool = False,
+    config: SignalingConfig = DEFAULTS,
 ) -> Decision:
     """A socket or media that did not come back in time: a citizen who walks away from
     the queue has abandoned it; a call that loses its citizen or its last expert has

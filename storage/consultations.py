@@ -12,7 +12,7 @@ from storage.audit import append_audit, append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
 from storage.ids import new_id
-from storage.legs import close_legs, lock_consultation, open_leg
+from storage.legs import close_legs, lock_consultation, open_leg, role_of
 from storage.records import (
     AuditEvent,
     ChatMessage,
@@ -280,9 +280,25 @@ class ConsultationRecords:
         the grace period). RecordConflict if they had no open leg."""
 
         def unit(conn: Connection) -> None:
-            lock_consultation(conn, consultation_id)
+            row = lock_consultation(conn, consultation_id)
             if close_legs(conn, consultation_id, at, reason, account_id) == 0:
                 raise RecordConflict("not taking part in this call")
+            # The last expert's part ends only with the call (another node's leave of
+            # the other expert came first: the caller decides again, on what is now).
+            experts_left = conn.execute(
+                select(consultation_legs.c.seq).where(
+                    consultation_legs.c.consultation_id == consultation_id,
+                    consultation_legs.c.role == Role.EXPERT.value,
+                    consultation_legs.c.left_at.is_(None),
+                )
+            ).first()
+            if (
+                row is not None
+                and row.state == ConsultationState.ACTIVE.value
+                and experts_left is None
+                and role_of(conn, consultation_id, account_id) == Role.EXPERT.value
+            ):
+                raise RecordConflict("the last expert ends the call")
             append_audit(conn, audit)
 
         await self._db.write(unit)
@@ -304,6 +320,17 @@ class ConsultationRecords:
             row = lock_consultation(conn, consultation_id)
             if row is None or row.state != ConsultationState.ACTIVE.value:
                 raise RecordConflict("consultation not found or not in a state for this change")
+            # Another expert who joined meanwhile (another node) stays the citizen's.
+            others = conn.execute(
+                select(consultation_legs.c.seq).where(
+                    consultation_legs.c.consultation_id == consultation_id,
+                    consultation_legs.c.role == Role.EXPERT.value,
+                    consultation_legs.c.left_at.is_(None),
+                    consultation_legs.c.account_id != account_id,
+                )
+            ).first()
+            if others is not None:
+                raise RecordConflict("another expert is in the call")
             if close_legs(conn, consultation_id, at, LegEnd.TRANSFERRED, account_id) == 0:
                 raise RecordConflict("not taking part in this call")
             conn.execute(

@@ -106,6 +106,20 @@ def lock_consultation(conn: Connection, consultation_id: str) -> Any:
     return conn.execute(query).first()
 
 
+def role_of(conn: Connection, consultation_id: str, account_id: str) -> str | None:
+    """The role the account had in its latest leg of the consultation."""
+    value = conn.execute(
+        select(consultation_legs.c.role)
+        .where(
+            consultation_legs.c.consultation_id == consultation_id,
+            consultation_legs.c.account_id == account_id,
+        )
+        .order_by(consultation_legs.c.seq.desc())
+        .limit(1)
+    ).scalar()
+    return None if value is None else str(value)
+
+
 def _own_leg(conn: Connection, consultation_id: str, account_id: str) -> Any:
     """The account's latest expert leg of the consultation, or None."""
     return conn.execute(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from signaling.effects import Decision, Notify
-from signaling.errors import SignalingError
+from signaling.errors import InvalidState, SignalingError
 from signaling.executor import Executor
 from signaling.live import (
     ExpertPresence,
@@ -34,10 +34,10 @@ from signaling.memory_store import InProcessStore
 from signaling.messages import ConsultationView, ServerPayload
 from signaling.redis_store import RedisStore
 from signaling.service import ConsultationService, PresenceService
-from signaling.store import LiveStore
+from signaling.store import Commit, LiveStore
 from signaling.transitions import GRACE_KEYS, deadline_key
-from storage.errors import RecordNotFound
-from storage.records import AuditEvent, DepartmentKind, Role
+from storage.errors import RecordConflict, RecordNotFound
+from storage.records import AuditEvent, DepartmentKind, LegEnd, Role
 from storage.sessions import SessionPolicy
 from storage.store import Storage
 from tests.signaling.multiparty_table import (
@@ -49,11 +49,13 @@ from tests.signaling.multiparty_table import (
     FIXED_CAST,
     INV,
     LAND,
+    NOW,
     POOL,
     ROWS,
     SAME,
     STATES,
     T_ACTIVE,
+    T_DROP,
     T_JOIN,
     T_TRANSFER,
     T_WAIT,
@@ -518,3 +520,93 @@ async def test_an_expert_going_away_while_an_invitation_rings_lets_it_ring_the_n
     assert invitation.phase is Phase.WAITING and outsider.id in invitation.rung
     presence = values[presence_key(outsider.id)]
     assert isinstance(presence, ExpertPresence) and presence.offer is None
+
+
+async def test_two_experts_leaving_at_once_leave_the_call_with_one_of_them(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both experts of a call of three leave at once (two nodes). The outsider's leave
+    is recorded; before its live commit, the expert's leave is decided on the call as
+    it still looks (two experts): the records refuse to end the last expert's part
+    alone, so the expert is told to end the call instead, and records and live state
+    agree: the call goes on with the expert. (Before: both parts ended in the records,
+    and the outsider's retry ended the live call without a record, or left a call with
+    no expert.)"""
+    world.clock.now = T_JOIN
+    await world.seed("three")
+    world.clock.now = T_JOIN + 1
+    consultations = world.services.consultations
+    commit = world.store.commit
+    refused: list[BaseException] = []
+
+    async def racing(change: Commit) -> bool:
+        if not refused:
+            refused.append(RuntimeError("not refused"))
+            try:
+                await consultations.leave(world.cast.named("expert"), CALL, "192.0.2.2")
+            except SignalingError as error:
+                refused[0] = error
+        return await commit(change)
+
+    monkeypatch.setattr(world.store, "commit", racing)
+    left = await consultations.leave(world.cast.named("outsider"), CALL, "192.0.2.1")
+    assert left.end_reason == "left"
+    assert isinstance(refused[0], InvalidState), refused
+    live = (await world.values())[call_key(CALL)]
+    assert isinstance(live, LiveCall)
+    assert call_label(live, world.cast) == "active 0,1"
+    legs = {leg.username: leg.left_at for leg in await world.storage.legs.of(CALL)}
+    assert legs["expert_tax"] is None and legs["expert_land"] is not None
+    record = await world.storage.consultations.get(CALL)
+    assert record.ended_at is None
+
+
+async def test_a_staff_members_grace_running_out_as_the_other_expert_leaves_ends_the_call(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outsider's grace runs out while the expert leaves on another node: the
+    outsider's part was to end alone, but by its records' turn the expert's part has
+    ended; the records refuse to leave a call without an expert, and the grace is
+    decided again: the call ends dropped, in the records and the live state alike.
+    (Before: the refusal lost the deadline, leaving a call of a citizen and a
+    staff member who is gone.)"""
+    world.clock.now = T_JOIN
+    await world.seed("three, outsider offline")
+    world.clock.now = T_DROP + CONFIG.grace_period
+    records = world.storage.consultations
+    real_leave = records.leave
+    expert, outsider = world.cast.named("expert"), world.cast.named("outsider")
+    raced: list[bool] = []
+
+    async def leave(
+        consultation_id: str, account_id: str, at: float, reason: LegEnd, *, audit: AuditEvent
+    ) -> None:
+        if account_id == outsider.id and not raced:
+            raced.append(True)
+            await world.services.consultations.leave(expert, CALL, "192.0.2.2")
+        await real_leave(consultation_id, account_id, at, reason, audit=audit)
+
+    monkeypatch.setattr(records, "leave", leave)
+    await world.services.consultations.on_deadline(deadline_key("grace", CALL, "p2"))
+    assert raced and await world.call_after() == "ended dropped"
+    assert the_call(await world.values()) is None
+
+
+async def test_a_transfer_is_refused_by_the_records_while_another_expert_is_in_the_call(
+    world: World,
+) -> None:
+    """Records first: another expert's join recorded (its live commit still on its
+    way) keeps the citizen in the call; the transfer of the one the live state still
+    shows alone is refused, and nothing changes."""
+    world.clock.now = T_JOIN
+    await world.seed("three")
+    with pytest.raises(RecordConflict):
+        await world.storage.consultations.transfer(
+            CALL,
+            world.cast.named("expert").id,
+            LAND,
+            NOW,
+            audit=AuditEvent("expert_tax", "consultation.transfer", CALL, {}),
+        )
+    record = await world.storage.consultations.get(CALL)
+    assert (record.state.value, record.department) == ("active", DEPT)
