@@ -3,13 +3,18 @@ and the expert on one node, the interpreter invited and the expert a transfer la
 with on another. Invitations and transferred calls are rung from the shared queues by
 whichever node routes them, every participant is told through the shared socket.io
 manager, and the records (legs, audit) are one. The media of a third participant on
-another node is tests/cluster/test_relay_cluster.py's."""
+another node is tests/cluster/test_relay_cluster.py's with aiortc peers, and here in
+real Chromium pages: the invited expert's page on the other node joins the relay that
+holds the call, everyone sees and hears the two others, and the call goes on for two
+when the invited expert leaves."""
+
+from typing import Any
 
 import pytest
 
 from signaling.messages import ChatView, ConsultationView, InvitationView, OfferView
-from tests.cluster.processes import Clients, Deployment
-from tests.cluster.test_cluster import audit_trail
+from tests.cluster.processes import Clients, Deployment, eventually
+from tests.cluster.test_cluster import as_server, audit_trail, relay_connections
 
 pytestmark = pytest.mark.postgres
 
@@ -116,3 +121,103 @@ async def test_an_interpreter_and_a_transfer_on_another_node_join_the_same_call(
     ):
         assert action in actions, actions
     assert actions.count("consultation.accept") == 2
+
+
+STEP_MS = 30000
+DESK = {"width": 1366, "height": 768}
+KIOSK = {"width": 1080, "height": 1920}
+
+
+def whose(videos: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    return [(v["participant"], v["department"]) for v in videos]
+
+
+@pytest.mark.browser
+async def test_the_invited_experts_page_on_another_node_sees_and_is_seen_by_both_others(
+    deployment: Deployment, browser: Any
+) -> None:
+    """The kiosk and the market expert on A, media flowing; the housing expert's page
+    on B takes the invitation. Its offer goes to B's media URL, which hands it to the
+    worker on whichever node holds the call: one relay, three connections, and every
+    page shows the two others with frames and sound. When the housing expert leaves,
+    the two on A go on with one remote video each, frames still coming."""
+    from playwright.async_api import expect
+
+    from harness.chromium import (
+        go_available,
+        open_logged_in,
+        request_from_kiosk,
+        wait_media_both_ways,
+        wait_remote_videos,
+    )
+
+    a, b = await deployment.start_nodes(2)
+    market = await open_logged_in(
+        browser, as_server(a), "expert", "expert_market", viewport=DESK, timeout_ms=STEP_MS
+    )
+    await go_available(market)
+    kiosk = await open_logged_in(
+        browser, as_server(a), "kiosk", "kiosk01", viewport=KIOSK, timeout_ms=STEP_MS
+    )
+    await request_from_kiosk(kiosk, "market")
+    await expect(market.get_by_test_id("offer-panel")).to_have_attribute(
+        "data-kind", "consultation", timeout=STEP_MS
+    )
+    await market.get_by_test_id("accept-call").click()
+    await wait_media_both_ways(kiosk, market)
+    # The relay the call was placed on holds both connections.
+    assert sorted([await relay_connections(a), await relay_connections(b)]) == [0, 2]
+
+    housing = await open_logged_in(
+        browser, as_server(b), "expert", "expert_housing", viewport=DESK, timeout_ms=STEP_MS
+    )
+    await go_available(housing)
+    await market.get_by_test_id("invite-department").click()
+    await market.get_by_test_id("invite-note").fill("请协助核实住房补贴条件")
+    await market.get_by_test_id("invite-housing").click()
+    await expect(market.locator("[data-testid=invitation][data-department=housing]")).to_be_visible(
+        timeout=STEP_MS
+    )
+
+    # Rung on B as an invitation, and taken there.
+    await expect(housing.get_by_test_id("offer-panel")).to_have_attribute(
+        "data-kind", "invite", timeout=STEP_MS
+    )
+    await expect(housing.get_by_test_id("offer-note")).to_contain_text("住房补贴")
+    await housing.get_by_test_id("accept-call").click()
+
+    kiosk_sees = await wait_remote_videos(kiosk, 2)
+    market_sees = await wait_remote_videos(market, 2)
+    housing_sees = await wait_remote_videos(housing, 2)
+    assert whose(kiosk_sees) == [("expert", "market"), ("expert", "housing")]
+    assert whose(market_sees) == [("kiosk", None), ("expert", "housing")]
+    assert whose(housing_sees) == [("kiosk", None), ("expert", "market")]
+    # Frames keep coming to everyone (not one frame and a frozen picture).
+    for page, seen in ((kiosk, kiosk_sees), (market, market_sees), (housing, housing_sees)):
+        await wait_remote_videos(page, 2, more_than=min(v["frames"] for v in seen) + 20)
+    # The page on B joined the relay that holds the call, wherever that is.
+    assert sorted([await relay_connections(a), await relay_connections(b)]) == [0, 3]
+
+    # The housing expert leaves (confirming, if the page asks): the call goes on.
+    await housing.get_by_test_id("leave-call").click()
+    asked = housing.locator("#confirm-dialog[open]")
+    outcome = housing.get_by_test_id("outcome")
+    await asked.or_(outcome).first.wait_for(state="visible", timeout=STEP_MS)
+    if await asked.count():
+        await asked.get_by_test_id("confirm-yes").click()
+    await expect(outcome).to_be_visible(timeout=STEP_MS)
+
+    kiosk_sees = await wait_remote_videos(kiosk, 1)
+    market_sees = await wait_remote_videos(market, 1)
+    assert whose(kiosk_sees) == [("expert", "market")]
+    assert whose(market_sees) == [("kiosk", None)]
+    for page, seen in ((kiosk, kiosk_sees), (market, market_sees)):
+        await wait_remote_videos(page, 1, more_than=seen[0]["frames"] + 20)
+    await expect(kiosk.locator("#call-screen")).to_be_visible()
+
+    async def two_connections_left() -> bool:
+        return sorted([await relay_connections(a), await relay_connections(b)]) == [0, 2]
+
+    await eventually(two_connections_left, 30, "the leaver's connection closed on the relay")
+    rows = await deployment.query("SELECT state FROM consultations")
+    assert [r["state"] for r in rows] == ["active"]
