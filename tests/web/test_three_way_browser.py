@@ -101,8 +101,12 @@ async def test_kiosk_and_two_experts_each_see_the_two_others(
     await invite(market, "housing", note)
     # The kiosk is told someone is being asked to join.
     await expect(kiosk.get_by_test_id("participant-list")).to_contain_text("住房保障")
+    await expect(housing.get_by_test_id("offer-panel")).to_be_visible(timeout=STEP_MS)
+    await assert_switches_language(housing)
     await answer_invitation(housing, "市场监管", note)
 
+    # The inviter is told at once (the line shows for a few seconds).
+    await expect(market.locator("[data-testid=invitation][data-state=accepted]")).to_be_visible()
     kiosk_sees = await wait_remote_videos(kiosk, 2)
     market_sees = await wait_remote_videos(market, 2)
     housing_sees = await wait_remote_videos(housing, 2)
@@ -117,7 +121,6 @@ async def test_kiosk_and_two_experts_each_see_the_two_others(
     await expect(participants.locator("li")).to_have_count(2)
     await expect(participants).to_contain_text("住房保障")
     await expect(participants).to_contain_text("市场监管")
-    await expect(market.locator("[data-testid=invitation][data-state=accepted]")).to_be_visible()
 
     # Chat reaches everyone, each line saying whose it is.
     await chat_from(housing, kiosk, "您好，我是住房保障局的专家")
@@ -243,12 +246,30 @@ async def test_a_transfer_takes_the_citizen_to_the_other_department_without_the_
     record = (await server.storage.consultations.find())[0]
     assert record.department == "housing" and record.state.value == "active"
 
+    # The clerk of the kiosk's hall sees both parts: who handed over, who took over.
+    clerk = await open_logged_in(browser, server, "clerk", "clerk", viewport=DESK)
+    await clerk.get_by_test_id("today-list").get_by_test_id("consultation-row").first.click()
+    await clerk.wait_for_selector("#consultation-panel[data-loaded]")
+    legs = clerk.get_by_test_id("consultation-leg")
+    await expect(legs).to_have_count(2)
+    await expect(legs.nth(0)).to_have_attribute("data-department", "market")
+    await expect(legs.nth(0)).to_have_attribute("data-reason", "transferred")
+    await expect(legs.nth(0)).to_contain_text("转接给其他部门")
+    await expect(legs.nth(1)).to_have_attribute("data-department", "housing")
+    await expect(legs.nth(1)).to_contain_text(reason)
+
 
 async def test_an_interpreter_joins_from_the_staff_desk_and_is_seen_large(
-    browser: Any, start_server: ServerFactory
+    browser: Any, start_server: ServerFactory, tmp_path: Path
 ) -> None:
     server = await start_server(ring_timeout=30.0)
     kiosk, market = await call_of_two(browser, server)
+    document = tmp_path / "身份证复印件.pdf"
+    document.write_bytes(b"%PDF-1.4\n" + b"% id card\n" * 200 + b"%%EOF\n")
+    await kiosk.get_by_test_id("file-input").set_input_files(str(document))
+    await expect(market.get_by_test_id("file-list")).to_contain_text("身份证复印件.pdf")
+    # Nobody to show it to yet.
+    await expect(market.get_by_test_id("share-document")).to_have_count(0)
     interpreter = await open_logged_in(browser, server, "expert", "interpreter01", viewport=DESK)
     # The interpreter's desk: taking calls, nothing of the experts' after-call work.
     await expect(interpreter.locator(".topbar h1")).to_have_text("翻译工作台")
@@ -257,6 +278,7 @@ async def test_an_interpreter_joins_from_the_staff_desk_and_is_seen_large(
     await market.get_by_test_id("invite-department").click()
     # An interpreting pool names its languages in the chooser.
     await expect(market.get_by_test_id("invite-interpret")).to_contain_text("手语")
+    await assert_switches_language(market)
     await market.get_by_test_id("invite-note").fill("市民需要手语翻译")
     await market.get_by_test_id("invite-interpret").click()
     await answer_invitation(interpreter, "市场监管", "市民需要手语翻译")
@@ -272,6 +294,15 @@ async def test_an_interpreter_joins_from_the_staff_desk_and_is_seen_large(
     for control in ("invite-department", "transfer-department", "share-screen", "end-call"):
         await expect(interpreter.get_by_test_id(control)).to_be_hidden()
     await expect(interpreter.get_by_test_id("leave-call")).to_be_visible()
+    # Documents reach the interpreter only when an expert shows them (least privilege).
+    await expect(interpreter.get_by_test_id("file-list")).not_to_contain_text("身份证复印件")
+    share = market.locator(
+        "[data-testid=file-list] li", has_text="身份证复印件.pdf"
+    ).get_by_test_id("share-document")
+    await share.click()
+    await expect(share).to_have_text("翻译可以看")
+    await expect(interpreter.get_by_test_id("file-list")).to_contain_text("身份证复印件.pdf")
+
     # The interpreter sees the chat, and their lines say who wrote them.
     await chat_from(kiosk, interpreter, "我需要手语翻译")
     await chat_from(interpreter, kiosk, "您好，我是手语翻译")
@@ -293,3 +324,63 @@ async def test_an_interpreter_joins_from_the_staff_desk_and_is_seen_large(
     await expect(interpreter.get_by_test_id("outcome-view")).to_be_hidden()
     assert whose(await wait_remote_videos(kiosk, 1)) == [("expert", "market")]
     assert await kiosk.locator(".videos").get_attribute("data-layout") == "single"
+
+    # The privacy wipe takes what the bigger call showed too: names, the note, chat.
+    await market.get_by_test_id("end-call").click()
+    await market.get_by_test_id("confirm-yes").click()
+    await kiosk.evaluate("window.beforeWipe = true")
+    await kiosk.get_by_test_id("rating-5").click()
+    await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    html = await kiosk.content()
+    for trace in ("手语翻译", "市场监管专家", "我需要手语翻译", "市民需要手语翻译"):
+        assert trace not in html
+    # An interpreting pool is no department a citizen queues for.
+    await expect(kiosk.get_by_test_id("department-interpret")).to_have_count(0)
+
+
+async def test_the_admin_sets_transfers_and_creates_an_interpreting_pool_with_its_interpreter(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    server = sqlite_server
+    admin = await open_logged_in(browser, server, "admin", "admin", viewport=DESK)
+    await admin.get_by_test_id("tab-departments").click()
+    market = admin.get_by_test_id("department-row-market")
+    await expect(market).to_contain_text("可转接到")
+    await market.get_by_test_id("department-transfers").click()
+    # The demo lets market hand citizens to housing and social; the admin keeps housing.
+    await expect(market.get_by_test_id("transfer-target-social")).to_be_checked()
+    await expect(market.get_by_test_id("transfer-target-interpret")).to_have_count(0)
+    await market.get_by_test_id("transfer-target-social").uncheck()
+    await market.get_by_test_id("department-save").click()
+    await expect(market.locator(".dept-editor")).to_have_count(0)
+    await expect(market).not_to_contain_text("人力资源和社会保障局")
+    assert (await server.storage.departments.get("market")).transfers_to == ("housing",)
+
+    await admin.get_by_test_id("department-code").fill("cantonese")
+    await admin.get_by_test_id("department-name-zh").fill("粤语翻译")
+    await admin.get_by_test_id("department-name-en").fill("Cantonese interpreting")
+    await admin.get_by_test_id("department-kind").select_option("interpreter")
+    await admin.get_by_test_id("department-languages").fill("粤语 / Cantonese、潮汕话")
+    await admin.get_by_test_id("department-create").click()
+    pool = admin.get_by_test_id("department-row-cantonese")
+    await expect(pool.get_by_test_id("department-languages-list")).to_have_text(
+        "粤语 / Cantonese、潮汕话"
+    )
+    created = await server.storage.departments.get("cantonese")
+    assert created.kind.value == "interpreter"
+    assert created.languages == ("粤语 / Cantonese", "潮汕话")
+
+    await admin.get_by_test_id("tab-accounts").click()
+    await admin.get_by_test_id("account-role").select_option("interpreter")
+    # An interpreter belongs to an interpreting pool: only pools are offered.
+    options = admin.get_by_test_id("account-department").locator("option")
+    await expect(options).to_have_count(2)
+    await admin.get_by_test_id("account-department").select_option("cantonese")
+    await admin.get_by_test_id("account-username").fill("interpreter02")
+    await admin.get_by_test_id("account-display-name").fill("粤语翻译员")
+    await admin.get_by_test_id("account-password").fill("Yue-speaking-2026")
+    await admin.get_by_test_id("account-create").click()
+    await expect(admin.get_by_test_id("account-row-interpreter02")).to_contain_text("翻译")
+    account = await server.storage.accounts.get_by_username("interpreter02")
+    assert account.role.value == "interpreter" and account.department == "cantonese"

@@ -117,6 +117,23 @@ function statusTag(disabled) {
   return textElement("span", disabled ? "admin.disabled" : "admin.enabled", null, disabled ? "tag off" : "tag on");
 }
 
+function departmentName(code) {
+  const dept = departments.find((d) => d.code === code);
+  return dept ? { zh: dept.name_zh, en: dept.name_en } : code;
+}
+
+// Languages as typed: one per comma, 、 or line ("手语 / sign language, 维吾尔语").
+function parseLanguages(text) {
+  return text
+    .split(/[,，、;\n]/)
+    .map((l) => l.trim())
+    .filter(Boolean);
+}
+
+// The department whose editor is open: the list is drawn again under it (the tab
+// reloads it, a toggle does), and the editor must stay open through that.
+let editing = null;
+
 async function loadDepartments() {
   departments = (await api("GET", "/api/v1/departments")).departments;
   const list = byTestId("department-list");
@@ -136,17 +153,126 @@ async function loadDepartments() {
       await api("PATCH", `/api/v1/departments/${dept.code}`, { disabled: !dept.disabled }).catch(() => {});
       loadDepartments();
     });
-    row.append(name, statusTag(dept.disabled), toggle);
+    row.append(name, statusTag(dept.disabled));
+    if (dept.kind === "interpreter") row.append(textElement("span", "admin.kind.interpreter", null, "tag"));
+    row.append(toggle, departmentDetails(dept));
     list.append(row);
   }
   fillDepartmentSelect();
 }
 
+// What the admin decides for calls of more than two: an interpreting pool's
+// languages; the departments a service's experts may hand a citizen to.
+function departmentDetails(dept) {
+  const details = document.createElement("div");
+  details.className = "members";
+  const line = document.createElement("p");
+  if (dept.kind === "interpreter") {
+    line.append(textElement("span", "admin.languages_line"));
+    const languages = document.createElement("span");
+    languages.translate = false;
+    languages.dataset.testid = "department-languages-list";
+    languages.textContent = (dept.languages ?? []).join("、") || "—";
+    line.append(languages);
+  } else {
+    const targets = dept.transfers_to ?? [];
+    line.append(textElement("span", targets.length ? "admin.transfers_to" : "admin.transfers_none"));
+    for (const code of targets) line.append(textElement("span", "admin.department_option", { name: departmentName(code) }, "tag"));
+  }
+  const edit = textElement("button", dept.kind === "interpreter" ? "admin.edit_languages" : "admin.edit_transfers", null, "secondary small");
+  edit.type = "button";
+  edit.dataset.testid = dept.kind === "interpreter" ? "department-languages-edit" : "department-transfers";
+  const open = () => {
+    editing = dept.code;
+    details.querySelector(".dept-editor")?.remove();
+    details.append(dept.kind === "interpreter" ? languagesEditor(dept) : transfersEditor(dept));
+  };
+  edit.addEventListener("click", open);
+  line.append(edit);
+  details.append(line);
+  if (editing === dept.code) open();
+  return details;
+}
+
+async function patchDepartment(dept, body, message) {
+  try {
+    await api("PATCH", `/api/v1/departments/${dept.code}`, body);
+    editing = null;
+    await loadDepartments();
+  } catch (err) {
+    message.className = "error";
+    setText(message, errorKey(err));
+  }
+}
+
+function editorButtons(onSave, editor) {
+  const buttons = document.createElement("p");
+  const save = textElement("button", "admin.save", null, "small");
+  save.type = "button";
+  save.dataset.testid = "department-save";
+  save.addEventListener("click", onSave);
+  const cancel = textElement("button", "admin.cancel_edit", null, "secondary small");
+  cancel.type = "button";
+  cancel.addEventListener("click", () => {
+    editing = null;
+    editor.remove();
+  });
+  const message = document.createElement("span");
+  message.setAttribute("role", "alert");
+  buttons.append(save, cancel, message);
+  return { buttons, message };
+}
+
+// Exactly the departments checked (none: no transfers from this department).
+function transfersEditor(dept) {
+  const editor = document.createElement("fieldset");
+  editor.className = "dept-editor";
+  editor.append(textElement("legend", "admin.transfers_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+  const current = new Set(dept.transfers_to ?? []);
+  const boxes = [];
+  for (const other of departments.filter((d) => d.code !== dept.code && d.kind !== "interpreter")) {
+    const label = document.createElement("label");
+    label.className = "check";
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = other.code;
+    box.checked = current.has(other.code);
+    box.dataset.testid = `transfer-target-${other.code}`;
+    boxes.push(box);
+    label.append(box, textElement("span", "admin.department_option", { name: { zh: other.name_zh, en: other.name_en } }));
+    editor.append(label);
+  }
+  const { buttons, message } = editorButtons(
+    () => patchDepartment(dept, { transfers_to: boxes.filter((b) => b.checked).map((b) => b.value) }, message),
+    editor,
+  );
+  editor.append(buttons);
+  return editor;
+}
+
+function languagesEditor(dept) {
+  const editor = document.createElement("fieldset");
+  editor.className = "dept-editor";
+  editor.append(textElement("legend", "admin.languages_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+  const label = document.createElement("label");
+  const input = document.createElement("input");
+  input.dataset.testid = "department-languages-input";
+  input.maxLength = 600;
+  input.value = (dept.languages ?? []).join("、");
+  label.append(textElement("span", "admin.languages"), input);
+  editor.append(label);
+  const { buttons, message } = editorButtons(() => patchDepartment(dept, { languages: parseLanguages(input.value) }, message), editor);
+  editor.append(buttons);
+  return editor;
+}
+
+// An expert belongs to a service department, an interpreter to an interpreting pool.
 function fillDepartmentSelect() {
   const select = byTestId("account-department");
   const chosen = select.value;
+  const kind = byTestId("account-role").value === "interpreter" ? "interpreter" : "service";
   select.replaceChildren();
-  for (const dept of departments.filter((d) => !d.disabled)) {
+  for (const dept of departments.filter((d) => !d.disabled && (d.kind ?? "service") === kind)) {
     const option = textElement("option", "admin.department_option", { name: { zh: dept.name_zh, en: dept.name_en } });
     option.value = dept.code;
     select.append(option);
@@ -166,13 +292,17 @@ async function createDepartment(event) {
   const message = document.getElementById("department-message");
   message.textContent = "";
   try {
-    await api("POST", "/api/v1/departments", {
+    const kind = byTestId("department-kind").value;
+    const body = {
       code: byTestId("department-code").value.trim(),
       name_zh: byTestId("department-name-zh").value.trim(),
       name_en: byTestId("department-name-en").value.trim(),
       hours: byTestId("department-hours").value.trim(),
-    });
-    for (const id of ["department-code", "department-name-zh", "department-name-en"]) byTestId(id).value = "";
+      kind,
+    };
+    if (kind === "interpreter") body.languages = parseLanguages(byTestId("department-languages").value);
+    await api("POST", "/api/v1/departments", body);
+    for (const id of ["department-code", "department-name-zh", "department-name-en", "department-languages"]) byTestId(id).value = "";
     setText(message, "admin.created");
     message.className = "ok";
   } catch (err) {
@@ -434,7 +564,8 @@ async function loadAccounts() {
 
 function roleChanged() {
   const role = byTestId("account-role").value;
-  document.getElementById("account-department-field").hidden = role !== "expert";
+  document.getElementById("account-department-field").hidden = role !== "expert" && role !== "interpreter";
+  fillDepartmentSelect();
   // A kiosk stands in one hall; a clerk starts at one (more on the halls tab).
   document.getElementById("account-hall-field").hidden = role !== "kiosk" && role !== "clerk";
 }
@@ -450,7 +581,7 @@ async function createAccount(event) {
     role,
     display_name: byTestId("account-display-name").value.trim(),
   };
-  if (role === "expert") body.department = byTestId("account-department").value;
+  if (role === "expert" || role === "interpreter") body.department = byTestId("account-department").value;
   const hall = byTestId("account-hall").value;
   if (role === "kiosk") body.hall = hall;
   if (role === "clerk" && hall) body.halls = [hall];
@@ -538,6 +669,9 @@ startPage({
     document.getElementById("hall-form").addEventListener("submit", saveHall);
     byTestId("hall-cancel-edit").addEventListener("click", () => editHall(null));
     byTestId("account-role").addEventListener("change", roleChanged);
+    byTestId("department-kind").addEventListener("change", () => {
+      document.getElementById("department-languages-field").hidden = byTestId("department-kind").value !== "interpreter";
+    });
     document.getElementById("audit-form").addEventListener("submit", (event) => {
       event.preventDefault();
       searchAudit(true);

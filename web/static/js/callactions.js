@@ -9,9 +9,10 @@ import { byTestId } from "./session.js";
 
 const ACCEPTED_SHOWN_MS = 5000;
 const MAX_PARTICIPANTS = 4;
-// An invitation still open: ringing someone, or waiting for someone of that
-// department to come online.
-const OPEN = new Set(["ringing", "waiting"]);
+// An invitation still open: ringing someone, waiting for someone of that department
+// to come online, or declined by one of them (it goes on to the next, or expires).
+export const OPEN_INVITATION = new Set(["ringing", "waiting", "declined"]);
+const OPEN = OPEN_INVITATION;
 
 function nameOf(department) {
   return department ? { zh: department.name_zh, en: department.name_en } : null;
@@ -154,7 +155,7 @@ export class CallActions {
         cancel.dataset.testid = "cancel-invite";
         cancel.addEventListener("click", () => this.cancel(invitation));
         item.append(cancel);
-      } else if (invitation.state === "declined" || invitation.state === "expired") {
+      } else if (invitation.state === "expired") {
         const dismiss = textElement("button", "expert.invitation_dismiss", null, "secondary small");
         dismiss.type = "button";
         dismiss.dataset.testid = "invitation-dismiss";

@@ -126,8 +126,53 @@ async function openConsultation(record) {
     row.append(textElement("span", `files.from.${file.uploaded_by}`, null, "tag"), attachControls(file));
     list.append(row);
   }
+  await showLegs(record.id);
   await showAttachments();
   panel.dataset.loaded = "true";
+}
+
+// Who took part, in order (issue 21): each staff member's part of the call, why it
+// ended (left, handed over to another department, the call's end), who invited
+// them and with what note, and the outcome each expert recorded.
+async function showLegs(id) {
+  const box = document.getElementById("legs-box");
+  const list = byTestId("consultation-legs");
+  list.replaceChildren();
+  const record = await api("GET", `/api/v1/consultations/${id}`).catch(() => null);
+  const legs = record?.legs ?? [];
+  box.hidden = legs.length === 0;
+  for (const leg of legs) {
+    const item = document.createElement("li");
+    item.dataset.testid = "consultation-leg";
+    item.dataset.department = leg.department;
+    item.dataset.reason = leg.reason ?? "";
+    const name = document.createElement("span");
+    name.translate = false;
+    name.className = "leg-name";
+    name.textContent = leg.name || leg.username;
+    item.append(
+      textElement("span", "clerk.department", { name: departmentName(leg.department) }),
+      name,
+      textElement("span", `role.${leg.role}`, null, "tag"),
+      textElement("span", "clerk.leg_time", { from: { time: leg.joined_at }, to: leg.left_at ? { time: leg.left_at } : "…" }),
+      textElement("span", `clerk.leg_reason.${leg.reason ?? "open"}`, null, "tag"),
+    );
+    if (leg.outcome) item.append(textElement("span", `outcome.${leg.outcome}`, null, "tag"));
+    if (leg.invited_by) {
+      const by = document.createElement("span");
+      by.translate = false;
+      by.textContent = leg.invited_by;
+      item.append(textElement("span", "clerk.leg_invited_by"), by);
+    }
+    if (leg.note) {
+      const note = document.createElement("span");
+      note.translate = false;
+      note.className = "leg-note";
+      note.textContent = leg.note;
+      item.append(textElement("span", "clerk.leg_note"), note);
+    }
+    list.append(item);
+  }
 }
 
 async function linkCase() {

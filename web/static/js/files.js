@@ -79,6 +79,8 @@ export function fileRow(view, { download = true, thumbnail = true } = {}) {
   }
   const size = document.createElement("span");
   size.className = "muted";
+  // "2 KB", "1.5 MB": the same in both languages.
+  size.translate = false;
   size.textContent = formatSize(view.size);
   row.append(name, size);
   if (thumbnail && view.media_type.startsWith("image/")) {

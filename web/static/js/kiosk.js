@@ -85,7 +85,8 @@ function tileStatus(dept) {
 function renderDepartments() {
   const holder = document.getElementById("departments");
   holder.replaceChildren();
-  for (const dept of departments) {
+  // An interpreting pool is invited into calls by experts: citizens do not queue for it.
+  for (const dept of departments.filter((d) => d.kind !== "interpreter")) {
     const tile = document.createElement("button");
     tile.type = "button";
     tile.className = dept.experts_online > 0 ? "tile" : "tile tile-offline";

@@ -64,7 +64,7 @@ export class TileBoard {
   update(view) {
     this.people = slotsOf(view, this.mySide);
     this.sharer = sharerOf(view);
-    this.invitations = (view.invitations ?? []).filter((i) => i.state === "ringing" || i.state === "waiting");
+    this.invitations = (view.invitations ?? []).filter((i) => ["ringing", "waiting", "declined"].includes(i.state));
     for (const person of view.participants ?? []) {
       if (person.connected) this.reconnecting.delete(person.position);
     }
