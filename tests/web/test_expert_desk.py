@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import expect
 
 from harness.chromium import go_available, open_logged_in, request_from_kiosk
 from signaling.client import KioskClient
@@ -197,6 +198,9 @@ async def test_a_ring_out_is_said_on_the_kiosk_and_the_expert_set_away_is_told_w
     await expert.wait_for_selector("[data-testid=presence-notice]:visible", timeout=30000)
     assert "连续 2 次没有接听" in await notice.inner_text()
     await kiosk.wait_for_selector("#waiting-state:has-text('没能接听')")
+    # The expert set away leaves nobody online: the kiosk says so (wait for it, or the
+    # language check reads the screen while it changes).
+    await kiosk.wait_for_selector("#waiting-state:has-text('现在没有专家在线')")
     await visit("kiosk", kiosk)
     await visit("expert", expert)
     # The way back is on the notice itself.
@@ -263,7 +267,7 @@ async def test_the_expert_has_the_calls_chat_after_a_reload(
     # New lines still come, once each.
     await kiosk.chat(call_id, "还有一个问题")
     await expert.wait_for_selector("[data-testid=chat-list] li:has-text('还有一个问题')")
-    assert len(await chat.locator(".chat-text").all_inner_texts()) == 4
+    await expect(chat.locator(".chat-text")).to_have_count(4)
     await expert.context.close()
 
 

@@ -466,7 +466,7 @@ async def test_kiosk_media_is_rebuilt_when_the_relay_loses_it(
     kiosk, expert = await call_in_browsers(browser, server)
     call_id = (await server.storage.consultations.find())[0].id
 
-    assert await server.media.disconnect(call_id, "kiosk")
+    assert await server.media.disconnect(call_id, "p0")  # the kiosk: position 0
     await kiosk.wait_for_selector(
         "[data-testid=connection-quality][data-level=poor]", timeout=20000
     )

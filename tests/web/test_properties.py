@@ -316,6 +316,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ring_timeout=3600.0,
         grace_period=3600.0,
         no_expert_wait=3600.0,
+        # The world's upload has received nothing: past the first-byte timeout (30 s,
+        # reached on a busy machine) the sweeper would discard it between snapshots.
+        upload_first_byte_timeout=3600.0,
+        upload_idle_timeout=3600.0,
         # The examples are many and fast: the limits on them are tested elsewhere.
         login_attempts=100_000,
         events_per_second=100_000.0,

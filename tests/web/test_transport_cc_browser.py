@@ -26,8 +26,8 @@ async def test_chromium_gets_transport_feedback_from_the_relay_on_both_legs(
     assert isinstance(pool, LocalRelayPool)
     (relay,) = pool.relays.values()
     assert {p: leg.transport_cc_id is not None for p, leg in relay.legs.items()} == {
-        "kiosk": True,
-        "expert": True,
+        "p0": True,  # the kiosk's leg (legs are named by position in the call)
+        "p1": True,  # the expert's
     }
     for _ in range(100):
         if pool.counters.transport_feedback > 10:
@@ -43,8 +43,8 @@ async def test_chromium_gets_transport_feedback_from_the_relay_on_both_legs(
             break
         await asyncio.sleep(0.1)
     assert {p: leg.feedback_packets > 10 for p, leg in relay.legs.items()} == {
-        "kiosk": True,
-        "expert": True,
+        "p0": True,  # the kiosk's leg (legs are named by position in the call)
+        "p1": True,  # the expert's
     }
     for leg in relay.legs.values():
         assert leg.downlink.acknowledged() is not None
