@@ -198,7 +198,6 @@ async def test_forged_packets_at_the_relay_port_change_nothing(
             for n in range(200)
             for pt in (96, 97)
         ]
-        known = pool.relays["c5"].legs["kiosk"].known_ssrcs
         forged += [pack("!BBH", 0x81, 201, 7) + os.urandom(28) for _ in range(20)]
         received = len(expert.received.counters)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
@@ -219,7 +218,11 @@ async def test_forged_packets_at_the_relay_port_change_nothing(
                 if stat.type == "outbound-rtp":
                     sent += stat.packetsSent
         assert 0 < taken_in <= sent, (taken_in, sent)
-        assert pool.relays["c5"].legs["kiosk"].known_ssrcs == known
+        # None of the forged SSRCs was learnt (the kiosk's own retransmissions may add
+        # its RTX SSRC meanwhile on a busy machine: that one is authenticated).
+        leg = pool.relays["c5"].legs["kiosk"]
+        assert [n for n in range(200) if leg.known(0x10000 + n) is not None] == []
+        assert leg.known(7) is None
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     finally:
         await kiosk.close()
