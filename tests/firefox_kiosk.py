@@ -7,10 +7,14 @@ this driver runs there too, as its own process:
         --kiosk-line TEXT --expert-line TEXT
 
 It walks the kiosk's side of one consultation and reports each step as one JSON
-object per line on stdout (``{"step": ...}``); the test drives the expert and
-waits for these steps. It exits 0 after the privacy wipe, 1 after reporting
-``{"step": "error", "message": ...}``. Firefox's profile and log live in
-``--workdir``, which the caller removes; Firefox is stopped on every exit.
+object per line on stdout (``{"step": ...}``); the test drives the experts and
+waits for these steps. After media flows with the first expert, the test brings
+in a second staff member (an invitation): the kiosk waits for two remote videos
+(``three``), then for one again once the second has left (``two_again``).
+
+It exits 0 after the privacy wipe, 1 after reporting ``{"step": "error",
+"message": ...}``. Firefox's profile and log live in ``--workdir``, which the
+caller removes; Firefox is stopped on every exit.
 """
 
 import argparse
@@ -34,6 +38,9 @@ PREFS: dict[str, object] = {
 }
 STEP_TIMEOUT = 30.0
 CALL_TIMEOUT = 60.0
+# From the first expert's picture to the second's: the test opens another desk,
+# makes it available, invites, and the invitation is accepted meanwhile.
+THREE_TIMEOUT = 120.0
 
 VISIBLE = "const el = document.querySelector(arguments[0]); return !!el && el.checkVisibility();"
 ATTRIBUTE = (
@@ -51,6 +58,24 @@ return {
   videoWidth: video.videoWidth,
 };
 """
+REMOTE_VIDEOS = """
+return [...document.querySelectorAll('[data-testid=remote-video]')].map((v) => ({
+  participant: v.getAttribute('data-participant'),
+  department: v.getAttribute('data-department'),
+  frames: Number(v.getAttribute('data-frames-decoded') || 0),
+  audio: Number(v.getAttribute('data-audio-packets') || 0),
+  visible: v.checkVisibility(),
+}));
+"""
+# Every remote-video once there are exactly arguments[0], each visible with more
+# frames decoded than arguments[1][its participant and department] (0 if absent)
+# and some audio; null until then.
+VIDEOS_FLOWING = (
+    "const v = (() => {" + REMOTE_VIDEOS + "})();"
+    " const seen = arguments[1];"
+    " return v.length === arguments[0] && v.every((x) => x.visible && x.audio > 0"
+    " && x.frames > (seen[`${x.participant}/${x.department ?? ''}`] ?? 0)) ? v : null;"
+)
 TEXT_OF = "const el = document.querySelector(arguments[0]); return el ? el.textContent : '';"
 
 
@@ -70,6 +95,21 @@ class Kiosk:
 
     def script(self, source: str, *args: object) -> Any:
         return self.client.execute_script(source, script_args=list(args))
+
+    def videos_flowing(self, what: str, count: int, timeout: float) -> list[dict[str, Any]]:
+        """Until exactly ``count`` remote videos, each decoding with audio; then
+        until each has decoded more frames again (a moving picture, not one frame)."""
+        try:
+            first: list[dict[str, Any]] = self.until(
+                what, VIDEOS_FLOWING, count, {}, timeout=timeout
+            )
+            seen = {f"{v['participant']}/{v['department'] or ''}": v["frames"] + 10 for v in first}
+            videos: list[dict[str, Any]] = self.until(
+                f"{what}, frames still coming", VIDEOS_FLOWING, count, seen
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; the remote videos: {self.script(REMOTE_VIDEOS)}") from None
+        return videos
 
     def until(self, what: str, source: str, *args: object, timeout: float = STEP_TIMEOUT) -> Any:
         """Poll ``source`` until it returns something truthy (bounded)."""
@@ -176,6 +216,13 @@ def journey(
         " return m && m.readyState >= 2 && m.currentTime > 0 ? m : null;",
     )
     report("playing", **playing)
+
+    # A second staff member joins (the test has the expert invite one): a picture
+    # and sound from each; then they leave and the first expert's stays.
+    three = page.videos_flowing("two remote videos", 2, timeout=THREE_TIMEOUT)
+    report("three", videos=three)
+    two = page.videos_flowing("one remote video again", 1, timeout=CALL_TIMEOUT)
+    report("two_again", videos=two)
 
     page.type(testid("chat-input"), kiosk_line)
     page.click(testid("chat-send"))

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from harness.chromium import CHROMIUM, chat_from, launch_chromium
+from harness.chromium import CHROMIUM, chat_from, launch_chromium, wait_remote_videos
 from harness.netns import Host, HostPair, host_pair, kill_everything_in, unavailable_reason
 from harness.servers import STOP_TIMEOUT, seed_demo_accounts, stop_server
 from storage.demo import DEMO_PASSWORD
@@ -86,6 +86,30 @@ SELECTED_PAIR = """async () => {
     localAddress: local.address,
     remoteAddress: remote.address,
   };
+}"""
+
+# What the page's last connection did, for a failure's message.
+PEER_STATE = """async () => {
+  const made = window.__testPeerConnections || [];
+  const pc = made[made.length - 1];
+  if (!pc) return { connections: 0 };
+  const state = {
+    connections: made.length,
+    connection: pc.connectionState,
+    ice: pc.iceConnectionState,
+    signaling: pc.signalingState,
+    streams: [],
+  };
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" || s.type === "outbound-rtp") {
+      state.streams.push(
+        `${s.type} ${s.kind} mid=${s.mid} packets=${s.packetsReceived ?? s.packetsSent}` +
+          (s.kind === "video" ? ` frames=${s.framesDecoded ?? s.framesEncoded}` : "") +
+          (s.type === "inbound-rtp" ? ` plis=${s.pliCount} nacks=${s.nackCount}` : ""),
+      );
+    }
+  });
+  return state;
 }"""
 
 REMOTE_MEDIA = """() => {
@@ -229,11 +253,13 @@ async def open_logged_in(browser: Browser, server: HttpsServer, page_name: str, 
     return page
 
 
-async def expert_goes_available(browser: Browser, server: HttpsServer) -> Page:
+async def expert_goes_available(
+    browser: Browser, server: HttpsServer, user: str = "expert_market"
+) -> Page:
     """The expert's desk, available. The button's text and ``aria-pressed`` come
     from the server's answers over socket.io (``get_state``, then ``set_presence``):
     when socket.io refuses the page's HTTPS origin they never arrive."""
-    expert = await open_logged_in(browser, server, "expert", "expert_market")
+    expert = await open_logged_in(browser, server, "expert", user)
     availability = expert.get_by_test_id("availability")
     await expect(
         availability, "socket.io never answered the expert page (origin refused?)"
@@ -267,17 +293,47 @@ async def kiosk_requests_market(kiosk: Page) -> None:
 async def media_flows_into(page: Page, server: HttpsServer, client: Host) -> dict[str, Any]:
     """The remote video decodes and plays, carried between the client's and the
     server's addresses (the veth pair, no loopback)."""
-    media: dict[str, Any] = await until(
-        page,
-        f"() => {{ const m = ({REMOTE_MEDIA})(); return m.framesDecoded > 0"
-        " && m.audioPackets > 0 && m.readyState >= 2 && m.currentTime > 0 ? m : null; }",
-        f"remote video and audio in the {page.url.rsplit('/', 1)[-1]} page",
-        timeout=MEDIA_TIMEOUT,
-    )
+    try:
+        media: dict[str, Any] = await until(
+            page,
+            f"() => {{ const m = ({REMOTE_MEDIA})(); return m.framesDecoded > 0"
+            " && m.audioPackets > 0 && m.readyState >= 2 && m.currentTime > 0 ? m : null; }",
+            f"remote video and audio in the {page.url.rsplit('/', 1)[-1]} page",
+            timeout=MEDIA_TIMEOUT,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{await page.evaluate(PEER_STATE)}") from None
     pair: dict[str, Any] = await until(page, SELECTED_PAIR, "a selected candidate pair")
     assert pair["remoteAddress"] == server.host.address, pair
     assert pair["localAddress"] == client.address, pair
     return {**media, **pair}
+
+
+async def second_expert_joins(inviter: Page, invited: Page, department: str) -> None:
+    """``inviter`` asks ``department`` in through the chooser; the invitation rings
+    on ``invited``'s desk (available), which accepts it."""
+    await inviter.get_by_test_id("invite-department").click()
+    await inviter.get_by_test_id("invite-note").fill("请协助核实住房补贴条件")
+    await inviter.get_by_test_id(f"invite-{department}").click()
+    offer = invited.get_by_test_id("offer-panel")
+    await expect(offer).to_have_attribute("data-kind", "invite", timeout=STEP_MS)
+    await invited.get_by_test_id("accept-call").click()
+
+
+async def expert_leaves_the_call(expert: Page) -> None:
+    """A staff member who is not the last expert leaves; the call goes on."""
+    await expert.get_by_test_id("leave-call").click()
+    outcome = expert.get_by_test_id("outcome")
+    asked = expert.locator("#confirm-dialog[open] [data-testid=confirm-yes]")
+    await expect(outcome.or_(asked).first).to_be_visible(timeout=STEP_MS)
+    if await asked.is_visible():
+        await asked.click()
+    await expect(outcome).to_be_visible(timeout=STEP_MS)
+
+
+def whose(videos: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Whose each remote video is (role, department), in a stable order."""
+    return sorted((v["participant"], v["department"] or "") for v in videos)
 
 
 async def expert_ends_the_call(expert: Page) -> None:
@@ -396,6 +452,8 @@ async def test_firefox_kiosk_and_chromium_expert_over_https_on_another_host(
     client_chromium: Browser,
     firefox_kiosk_factory: FirefoxKioskFactory,
 ) -> None:
+    """Firefox ESR as the kiosk, the experts in Chromium: a call of two, then of
+    three (the market expert invites housing, who leaves again), chat, end, wipe."""
     server = https_server
     expert = await expert_goes_available(client_chromium, server)
     kiosk_line, expert_line = "请问需要带原件吗", "需要带身份证原件"
@@ -410,6 +468,26 @@ async def test_firefox_kiosk_and_chromium_expert_over_https_on_another_host(
     kiosk_playing = await firefox.step("playing")
     expert_media = await media_flows_into(expert, server, hosts.client)
     print(f"firefox: {started}\nkiosk: {kiosk_media} {kiosk_playing}\nexpert: {expert_media}")
+
+    # A second department joins (issue 21): the kiosk in Firefox and each expert
+    # see and hear the two others, over the veth pair too.
+    housing = await expert_goes_available(client_chromium, server, "expert_housing")
+    await second_expert_joins(expert, housing, "housing")
+    wait_ms = MEDIA_TIMEOUT * 1000
+    market_sees = await wait_remote_videos(expert, 2, timeout=wait_ms)
+    assert whose(market_sees) == [("expert", "housing"), ("kiosk", "")], market_sees
+    housing_sees = await wait_remote_videos(housing, 2, timeout=wait_ms)
+    assert whose(housing_sees) == [("expert", "market"), ("kiosk", "")], housing_sees
+    three = await firefox.step("three", timeout=180.0)
+    assert whose(three["videos"]) == [("expert", "housing"), ("expert", "market")], three
+    housing_media = await media_flows_into(housing, server, hosts.client)
+    print(f"kiosk sees {three['videos']}\nhousing: {housing_media}")
+
+    # The second expert leaves; the kiosk and the first expert go on as two.
+    await expert_leaves_the_call(housing)
+    two_again = await firefox.step("two_again")
+    assert whose(two_again["videos"]) == [("expert", "market")], two_again
+    assert whose(await wait_remote_videos(expert, 1, timeout=wait_ms)) == [("kiosk", "")]
 
     await firefox.step("chat_sent")
     await expect(expert.get_by_test_id("chat-list")).to_contain_text(kiosk_line, timeout=STEP_MS)
