@@ -208,10 +208,16 @@ class Leg:
         except (ValueError, IndexError, KeyError, AttributeError) as exc:
             raise BadOffer(f"unreadable SDP: {exc}") from None
         media_lines = [m for m in offer.media if m.kind in ("audio", "video")]
+        # Firefox offers every m-line after the first of its kind as bundle-only
+        # (port 0, in the BUNDLE group): live, not rejected. aiortc's parser drops the
+        # a=bundle-only line itself, so the group says which port-0 lines are bundled.
+        bundled = {
+            mid for group in offer.group if group.semantic == "BUNDLE" for mid in group.items
+        }
         sections = [
             (media, place)
             for media, place in zip(media_lines, offer_places(offer), strict=True)
-            if media.port != 0
+            if media.port != 0 or (media.rtp.muxId and media.rtp.muxId in bundled)
         ]
         if not sections:
             raise BadOffer("the offer has no audio or video")

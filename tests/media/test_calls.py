@@ -367,3 +367,42 @@ async def test_feedback_on_a_slot_reaches_that_slot_s_sender_only(pool: LocalRel
     finally:
         for peer in peers:
             await peer.close()
+
+
+def bundle_only(offer: str) -> str:
+    """``offer`` as Firefox writes it: every m-line after the first of its kind with
+    port 0 and ``a=bundle-only`` (carried by the BUNDLE group's transport)."""
+    lines, seen = [], set()
+    for line in offer.split("\r\n"):
+        if line.startswith("m="):
+            kind, _port, rest = line[2:].split(" ", 2)
+            if kind in seen:
+                lines += [f"m={kind} 0 {rest}", "a=bundle-only"]
+                continue
+            seen.add(kind)
+        lines.append(line)
+    return "\r\n".join(lines)
+
+
+async def test_a_firefox_offer_s_bundle_only_m_lines_get_the_others(
+    pool: LocalRelayPool,
+) -> None:
+    """Firefox marks every m-line but the first audio and video bundle-only (port 0):
+    they are live, and the others' cameras come in them (a port-0 line was taken
+    for a rejected one: a Firefox kiosk saw only the first expert)."""
+    await pool.open_call("m6")
+    kiosk, expert, second = page(0), page(1), page(2)
+    try:
+        offer = bundle_only(await kiosk.offer())
+        assert offer.count("a=bundle-only") == 5
+        await kiosk.accept(await pool.connect("m6", "p0", offer, ["p0", "p1", "p2"]))
+        await join(pool, "m6", 1, expert, 3)
+        await join(pool, "m6", 2, second, 3)
+        assert await wait_until(lambda: flowing(kiosk.slots[0]) and flowing(kiosk.slots[1]))
+        assert_from(kiosk.slots[0], 1)
+        assert_from(kiosk.slots[1], 2)
+        assert await wait_until(lambda: flowing(expert.slots[0]) and flowing(second.slots[0]))
+        assert_from(expert.slots[0], 0)
+    finally:
+        for peer in (kiosk, expert, second):
+            await peer.close()
