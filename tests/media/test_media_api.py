@@ -24,7 +24,7 @@ async def post_offer(
     server: RunningServer,
     url: str,
     token: str | None,
-    body: bytes | str,
+    body: Any,
     content_type: str = "application/sdp",
 ) -> tuple[int, str, dict[str, str]]:
     headers = {"Content-Type": content_type}
@@ -428,3 +428,29 @@ async def test_a_second_expert_joins_through_the_media_url_and_leaves_without_a_
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_an_offer_that_arrives_in_pieces_is_answered_whole(
+    sqlite_server: RunningServer, connect: ClientFactory
+) -> None:
+    """A page's offer of seven m-lines is some 22 KB: over TLS it comes in 16 KB
+    records. The relay must answer all of it (it answered what had arrived first: six
+    m-lines, which the browser refused, or a cut line, 400)."""
+    kiosk, _expert, _call_id = await active_call(sqlite_server, connect)
+    peer = CallPeer(slots=3, screen=True)
+    try:
+        offer = (await peer.offer()).encode()
+        url, token = await media_of(kiosk)
+
+        async def in_pieces() -> Any:
+            middle = offer.rfind(b"m=video")
+            yield offer[:middle]
+            await asyncio.sleep(0.3)
+            yield offer[middle:]
+
+        status, answer, _ = await post_offer(sqlite_server, url, token, in_pieces())
+        assert status == 201, answer
+        assert answer.count("m=") == offer.count(b"m=") == 7
+        await peer.accept(answer)
+    finally:
+        await peer.close()
