@@ -31,6 +31,17 @@ DEMO_PASSWORD = "demo1234"
 HEAVY = ("browser", "cluster", "netns", "slow")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for ``-n auto`` (pyproject.toml's addopts). The fast tier (``-m fast``:
+    no browser, no namespace, no cluster) is CPU work and waits on loopback: a third
+    worker on two cores fills the waits (125 s instead of 149 here). With browsers,
+    one worker per core: three at once starved their cameras' media."""
+    cores = os.cpu_count() or 1
+    if config.option.markexpr.strip() == "fast":
+        return cores + 1
+    return cores
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by place (tests/cluster: cluster; *_netns.py: netns), and ``fast`` for
     every test with none of the heavy markers: the tier a developer runs between edits."""
