@@ -12,7 +12,6 @@ const MAX_PARTICIPANTS = 4;
 // An invitation still open: ringing someone, waiting for someone of that department
 // to come online, or declined by one of them (it goes on to the next, or expires).
 export const OPEN_INVITATION = new Set(["ringing", "waiting", "declined"]);
-const OPEN = OPEN_INVITATION;
 
 function nameOf(department) {
   return department ? { zh: department.name_zh, en: department.name_en } : null;
@@ -88,7 +87,7 @@ export class CallActions {
     }
     // One no longer open ended meanwhile; its `invitation` event says how.
     for (const [id, invitation] of this.invitations) {
-      if (OPEN.has(invitation.state) && Array.isArray(view.invitations) && !open.has(id)) this.invitations.delete(id);
+      if (OPEN_INVITATION.has(invitation.state) && Array.isArray(view.invitations) && !open.has(id)) this.invitations.delete(id);
     }
     // Another expert's screen took over from this one's (or the server ended it):
     // stop sending it. Not while the server has yet to answer this side's start.
@@ -120,7 +119,7 @@ export class CallActions {
   render() {
     const view = this.view;
     const transferring = Boolean(view?.transfer);
-    const pending = [...this.invitations.values()].filter((i) => OPEN.has(i.state)).length;
+    const pending = [...this.invitations.values()].filter((i) => OPEN_INVITATION.has(i.state)).length;
     const full = this.participants.length + pending >= MAX_PARTICIPANTS;
     const invite = byTestId("invite-department");
     invite.disabled = this.busy || transferring || full;
@@ -149,7 +148,7 @@ export class CallActions {
       item.dataset.kind = invitation.kind ?? "invite";
       item.append(textElement("span", `expert.invitation.${invitation.state}`, { department: this.departmentName(invitation.department) }));
       const inviter = this.mine.has(invitation.invitation_id) || (invitation.by && invitation.by === this.me.username);
-      if (OPEN.has(invitation.state) && inviter) {
+      if (OPEN_INVITATION.has(invitation.state) && inviter) {
         const cancel = textElement("button", "expert.invitation_cancel", null, "secondary small");
         cancel.type = "button";
         cancel.dataset.testid = "cancel-invite";

@@ -9,6 +9,7 @@
 // data-participant = role, data-department = department code for staff), and the
 // screen's <video> data-testid="shared-screen" only while one is shared: the test
 // ids count what is there (but for the first tile's, kept while nobody is there).
+import { OPEN_INVITATION } from "./callactions.js";
 import { textElement } from "./i18n.js";
 import { SLOTS, sharerOf, slotsOf } from "./slots.js";
 
@@ -64,7 +65,7 @@ export class TileBoard {
   update(view) {
     this.people = slotsOf(view, this.mySide);
     this.sharer = sharerOf(view);
-    this.invitations = (view.invitations ?? []).filter((i) => ["ringing", "waiting", "declined"].includes(i.state));
+    this.invitations = (view.invitations ?? []).filter((i) => OPEN_INVITATION.has(i.state));
     for (const person of view.participants ?? []) {
       if (person.connected) this.reconnecting.delete(person.position);
     }
