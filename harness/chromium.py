@@ -186,7 +186,11 @@ async def wait_remote_videos(
         f"(() => {{ const v = {REMOTE_VIDEOS}; return v.length === {count}"
         f" && v.every((x) => x.visible && x.frames > {more_than} && x.audio > 0); }})()"
     )
-    await wait_for_js(page, condition, timeout=timeout)
+    try:
+        await wait_for_js(page, condition, timeout=timeout)
+    except TimeoutError as exc:
+        # What the page shows instead: which tile is missing, frozen or silent.
+        raise TimeoutError(f"{exc}; the page shows {await page.evaluate(REMOTE_VIDEOS)}") from None
     videos: list[dict[str, Any]] = await page.evaluate(REMOTE_VIDEOS)
     return videos
 

@@ -42,6 +42,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return cores
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Playwright's ``expect`` waits 15 s instead of its 5 s: a page in a call of
+    three on two loaded cores (three browsers' cameras, the relay in the test's own
+    process) may take longer than 5 s to show what the server sent it. A wait bound,
+    not a timing claim: no test asserts how fast anything is."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=15_000)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by place (tests/cluster: cluster; *_netns.py: netns), and ``fast`` for
     every test with none of the heavy markers: the tier a developer runs between edits."""

@@ -432,6 +432,7 @@ async function deferForm() {
 }
 
 async function loadUnfinished() {
+  if (interpreter) return;
   const data = await api("GET", "/api/v1/me/consultations?unfinished=true").catch(() => null);
   if (!data) return;
   unfinished = data.consultations;
@@ -487,6 +488,7 @@ async function showHistoryFiles(record, row, button) {
 }
 
 async function loadHistory() {
+  if (interpreter) return;
   const list = byTestId("history-list");
   let records = [];
   try {
@@ -521,7 +523,10 @@ async function onLogin(account) {
   interpreter = me.role === "interpreter";
   if (interpreter) {
     setText(document.querySelector(".topbar h1"), "page.interpreter");
+    // An interpreter keeps no records of the calls (the experts' and the admin's
+    // records name them): nothing to complete and no list of their own.
     document.getElementById("unfinished-section").hidden = true;
+    document.getElementById("history-section").hidden = true;
     // Interpreters end nothing for the others and send no documents (they read
     // those an expert shows them).
     byTestId("end-call").hidden = true;
