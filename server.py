@@ -41,6 +41,7 @@ from storage.keyring import KeyringError, read_master_key
 from storage.ownership import claim
 from storage.password_policy import MESSAGES, weakness
 from storage.records import DESK_ROLES, AuditEvent, Role
+from storage.sensitive import SensitiveValues
 from storage.tidying import GRACE, tidy
 from web.app import create_app, crypto_suite, open_keyring, open_storage
 from web.processes import Supervisor, child_index, secrets_on_command_line
@@ -115,10 +116,18 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
             max_size=settings.max_file_size,
             blobs=open_blob_store(settings.blob_url, settings.data_dir, settings.s3_endpoint),
         )
+        sensitive = SensitiveValues(storage.db, keyring)
+        if action[0] == "rotate-lookup":
+            count = await sensitive.rotate_lookup()
+            await storage.audit.append(
+                AuditEvent("operator", "keys.rotate_lookup", "lookup", {"recomputed": count})
+            )
+            print(f"new lookup key of sensitive values; {count} stored lookups recomputed")
+            return 0
         if action[0] == "rotate":
             old = keyring.active_id
             new = await keyring.rotate()
-            count = await files.rewrap_all()
+            count = await files.rewrap_all() + await sensitive.rewrap_all()
             await storage.audit.append(
                 AuditEvent("operator", "keys.rotate", new.id, {"previous": old, "rewrapped": count})
             )
@@ -129,7 +138,9 @@ async def manage_keys(settings: Settings, action: tuple[str, ...]) -> int:
             return 0
         kek_id = action[1]
         try:
-            await keyring.retire(kek_id, await files.references(kek_id))
+            await keyring.retire(
+                kek_id, await files.references(kek_id) + await sensitive.references(kek_id)
+            )
         except KeyringError as exc:
             print(f"cannot retire: {exc}", file=sys.stderr)
             return 1

@@ -92,6 +92,11 @@ class Right(StrEnum):
     """Share one's screen, or a document with the call's interpreters."""
     READ_SHARED_FILES = "read_shared_files"
     """Read the documents an expert of the call shared (the caller checks which)."""
+    GIVE_IDENTITY = "give_identity"
+    """Give the citizen's identity number (and consent) for the consultation."""
+    READ_HISTORY = "read_history"
+    """See the citizen's earlier consultations with one's department (the caller
+    checks the citizen's consent)."""
 
 
 LIVE_RIGHTS = frozenset(
@@ -145,6 +150,7 @@ RIGHTS: Mapping[Standing, Rights] = {
             Right.READ_RECORD: OPEN,
             Right.READ_FILES: IN_CALL,
             Right.RATE: ENDED,
+            Right.GIVE_IDENTITY: OPEN,
         }
     ),
     Standing.EXPERT: Rights(
@@ -160,6 +166,8 @@ RIGHTS: Mapping[Standing, Rights] = {
             Right.INVITE: CALL,
             Right.TRANSFER: CALL,
             Right.SHARE: CALL,
+            # While the citizen is in the call with them: the consent was for that.
+            Right.READ_HISTORY: CALL,
         }
     ),
     Standing.INTERPRETER: Rights(

@@ -312,6 +312,18 @@ class WindowlinkClient:
     async def download(self, file: FileView | str, *, byte_range: str | None = None) -> bytes:
         return await self.documents.download(file, byte_range=byte_range)
 
+    async def api(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A JSON route under this client's login (``ClientError`` unless 2xx)."""
+        if self._http is None:
+            raise ClientError("not_logged_in", "log in first")
+        async with self._http.request(
+            method, self.base_url + path, json=body, ssl=self._ssl
+        ) as response:
+            await _raise_for(response, 200, 201)
+            return dict(await response.json())
+
 
 def _offer_ref(consultation_id: str | None, invitation_id: str | None) -> dict[str, str]:
     if invitation_id is not None:
@@ -335,6 +347,16 @@ class KioskClient(WindowlinkClient):
 
     async def rate(self, consultation_id: str, rating: int) -> None:
         await self.emit("rate_consultation", {"consultation_id": consultation_id, "rating": rating})
+
+    async def give_identity(
+        self, consultation_id: str, id_number: str, *, history_consent: bool
+    ) -> dict[str, Any]:
+        """The citizen's identity number, given after the kiosk asked consent."""
+        return await self.api(
+            "POST",
+            f"/api/v1/consultations/{consultation_id}/identity",
+            {"id_number": id_number, "history_consent": history_consent},
+        )
 
 
 class ExpertClient(WindowlinkClient):

@@ -14,7 +14,7 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.records import DEFAULT_HOURS, AuditEvent, Department, DepartmentKind
 from storage.schema import departments
 
-LISTS = ("languages", "transfers_to")
+LISTS = ("languages", "transfers_to", "materials")
 """Columns holding a JSON list of strings."""
 
 
@@ -31,6 +31,7 @@ def _columns(department: Department) -> dict[str, object]:
     values["kind"] = department.kind.value
     values["languages"] = json.dumps(list(department.languages), ensure_ascii=False)
     values["transfers_to"] = json.dumps(list(department.transfers_to), ensure_ascii=False)
+    values["materials"] = json.dumps(list(department.materials), ensure_ascii=False)
     return values
 
 

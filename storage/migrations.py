@@ -390,6 +390,110 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        15,
+        "identity numbers (lookup HMAC and sealed value only), their keys, materials",
+        (
+            """CREATE TABLE sensitive_keys (
+                purpose TEXT PRIMARY KEY,
+                kek_id TEXT NOT NULL,
+                wrapped TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE consultation_identities (
+                consultation_id TEXT PRIMARY KEY REFERENCES consultations(id),
+                lookup TEXT NOT NULL,
+                sealed TEXT NOT NULL,
+                history_consent BOOLEAN NOT NULL,
+                given_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX consultation_identities_lookup ON consultation_identities(lookup)",
+            "ALTER TABLE departments ADD COLUMN materials TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE consultation_legs ADD COLUMN materials TEXT",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        16,
+        "call-backs and appointments: each department's booking settings, its closed days, "
+        "appointments (a hash of the booking code), call-backs and their attempts",
+        (
+            """CREATE TABLE booking_settings (
+                department TEXT PRIMARY KEY REFERENCES departments(code),
+                availability TEXT NOT NULL,
+                slot_minutes INTEGER NOT NULL,
+                slot_capacity INTEGER NOT NULL,
+                wait_limit DOUBLE PRECISION NOT NULL,
+                callback_attempts INTEGER NOT NULL,
+                callback_expiry DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE appointment_closures (
+                department TEXT NOT NULL REFERENCES departments(code),
+                day TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                closed_by TEXT NOT NULL,
+                closed_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (department, day))""",
+            """CREATE TABLE appointments (
+                id TEXT PRIMARY KEY,
+                code_hash TEXT NOT NULL UNIQUE,
+                department TEXT NOT NULL REFERENCES departments(code),
+                slot_at DOUBLE PRECISION NOT NULL,
+                slot_minutes INTEGER NOT NULL,
+                day TEXT NOT NULL,
+                seat INTEGER,
+                state TEXT NOT NULL,
+                kiosk_id TEXT NOT NULL REFERENCES accounts(id),
+                hall TEXT,
+                phone_lookup TEXT,
+                phone_sealed TEXT,
+                id_lookup TEXT,
+                id_sealed TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                admitted_by TEXT,
+                admitted_at DOUBLE PRECISION,
+                consultation_id TEXT,
+                cancelled_at DOUBLE PRECISION,
+                reminded_at DOUBLE PRECISION,
+                UNIQUE (department, slot_at, seat))""",
+            "CREATE INDEX appointments_day ON appointments(department, day)",
+            "CREATE INDEX appointments_phone ON appointments(phone_lookup)",
+            "CREATE INDEX appointments_id_number ON appointments(id_lookup)",
+            """CREATE TABLE callbacks (
+                id TEXT PRIMARY KEY,
+                department TEXT NOT NULL REFERENCES departments(code),
+                kiosk_id TEXT NOT NULL REFERENCES accounts(id),
+                hall TEXT,
+                consultation_id TEXT,
+                case_number TEXT,
+                note TEXT NOT NULL,
+                phone_lookup TEXT NOT NULL,
+                phone_sealed TEXT NOT NULL,
+                queued_at DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                max_attempts INTEGER NOT NULL,
+                attempts INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                taken_by TEXT,
+                taken_at DOUBLE PRECISION,
+                closed_at DOUBLE PRECISION,
+                outcome TEXT)""",
+            "CREATE INDEX callbacks_open ON callbacks(department, state, queued_at)",
+            "CREATE INDEX callbacks_phone ON callbacks(phone_lookup)",
+            """CREATE TABLE callback_attempts (
+                callback_id TEXT NOT NULL REFERENCES callbacks(id),
+                seq INTEGER NOT NULL,
+                expert_id TEXT NOT NULL REFERENCES accounts(id),
+                at DOUBLE PRECISION NOT NULL,
+                result TEXT NOT NULL,
+                note TEXT NOT NULL,
+                PRIMARY KEY (callback_id, seq))""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

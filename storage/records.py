@@ -64,6 +64,9 @@ class Department:
     """An interpreting pool's languages, as people name them ("手语 / sign language")."""
     transfers_to: tuple[str, ...] = ()
     """The departments its experts may hand a citizen to (set by the admin)."""
+    materials: tuple[str, ...] = ()
+    """The checklist of materials its experts tick as still required after a call
+    (一次性告知), as the admin writes them ("户口簿原件 / household register")."""
 
 
 class HallLevel(StrEnum):

@@ -41,6 +41,9 @@ departments = Table(
     # JSON lists: an interpreting pool's languages; the codes its experts may transfer to.
     Column("languages", Text, nullable=False, server_default="[]"),
     Column("transfers_to", Text, nullable=False, server_default="[]"),
+    # JSON [{"zh": ..., "en": ...}, ...]: the checklist of materials the admin keeps,
+    # which the expert ticks as still required after a call (一次性告知).
+    Column("materials", Text, nullable=False, server_default="[]"),
 )
 
 # Service halls (the city's centre, district branches, street offices): kiosks stand
@@ -129,6 +132,8 @@ consultation_legs = Table(
     Column("note", Text, nullable=True),
     Column("outcome", Text, nullable=True),
     Column("notes", Text, nullable=True),
+    # JSON list of what this expert said the citizen must still bring (the slip).
+    Column("materials", Text, nullable=True),
     Column("invitation", Text, nullable=True, unique=True),
 )
 
@@ -307,4 +312,127 @@ phone_links = Table(
     Column("send_until", Float, nullable=True),
     # JSON [[name, size], ...]: the claim's files that have not arrived yet.
     Column("announced", Text, nullable=True),
+)
+
+# The keys of sensitive values (storage.sensitive): "lookup" (HMAC) and "seal",
+# each wrapped by a KEK of the key ring.
+sensitive_keys = Table(
+    "sensitive_keys",
+    metadata,
+    Column("purpose", Text, primary_key=True),
+    Column("kek_id", Text, nullable=False),
+    Column("wrapped", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# A citizen's identity number given at the kiosk for one consultation: only its
+# lookup HMAC and its sealed value; whether the citizen let experts of the same
+# department see their earlier consultations.
+consultation_identities = Table(
+    "consultation_identities",
+    metadata,
+    Column("consultation_id", Text, ForeignKey("consultations.id"), primary_key=True),
+    Column("lookup", Text, nullable=False, index=True),
+    Column("sealed", Text, nullable=False),
+    Column("history_consent", Boolean, nullable=False),
+    Column("given_at", Float, nullable=False),
+)
+
+# Call-backs and appointments (issue 22; storage.booking_settings, storage.appointments,
+# storage.callbacks). A phone number or identity number is kept only as its lookup
+# HMAC and its sealed value (storage.sensitive).
+
+# A department's weekly availability for appointments (JSON list of "1-5 09:00-12:00",
+# the deployment's local time), its slot length and bookings per slot, the wait beyond
+# which the kiosk offers a call-back or a booking, and its call-backs' attempts and
+# expiry (seconds).
+booking_settings = Table(
+    "booking_settings",
+    metadata,
+    Column("department", Text, ForeignKey("departments.code"), primary_key=True),
+    Column("availability", Text, nullable=False),
+    Column("slot_minutes", Integer, nullable=False),
+    Column("slot_capacity", Integer, nullable=False),
+    Column("wait_limit", Float, nullable=False),
+    Column("callback_attempts", Integer, nullable=False),
+    Column("callback_expiry", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Days a department cancelled (local date YYYY-MM-DD): no slots offered, bookings cancelled.
+appointment_closures = Table(
+    "appointment_closures",
+    metadata,
+    Column("department", Text, ForeignKey("departments.code"), primary_key=True),
+    Column("day", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("closed_by", Text, nullable=False),
+    Column("closed_at", Float, nullable=False),
+)
+
+# A booked slot. ``seat`` (0 .. capacity-1) is unique with (department, slot_at) in the
+# migration, so that of two bookings of a slot's last seat one fails; a cancelled
+# booking's seat is NULL (free again). The booking code is kept only as its hash.
+appointments = Table(
+    "appointments",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("code_hash", Text, nullable=False, unique=True),
+    Column("department", Text, ForeignKey("departments.code"), nullable=False),
+    Column("slot_at", Float, nullable=False),
+    Column("slot_minutes", Integer, nullable=False),
+    Column("day", Text, nullable=False),
+    Column("seat", Integer, nullable=True),
+    # booked | admitted | queued | cancelled (storage.appointments.BookingState)
+    Column("state", Text, nullable=False),
+    Column("kiosk_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("hall", Text, nullable=True),
+    Column("phone_lookup", Text, nullable=True),
+    Column("phone_sealed", Text, nullable=True),
+    Column("id_lookup", Text, nullable=True),
+    Column("id_sealed", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("admitted_by", Text, nullable=True),
+    Column("admitted_at", Float, nullable=True),
+    Column("consultation_id", Text, nullable=True),
+    Column("cancelled_at", Float, nullable=True),
+    Column("reminded_at", Float, nullable=True),
+)
+
+# A citizen's request to be called back; ``queued_at`` is when they first queued (their
+# place among the department's call-backs).
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("department", Text, ForeignKey("departments.code"), nullable=False),
+    Column("kiosk_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("hall", Text, nullable=True),
+    Column("consultation_id", Text, nullable=True),
+    Column("case_number", Text, nullable=True),
+    Column("note", Text, nullable=False),
+    Column("phone_lookup", Text, nullable=False),
+    Column("phone_sealed", Text, nullable=False),
+    Column("queued_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    # open | taken | done | unreached | expired (storage.callbacks.CallbackState)
+    Column("state", Text, nullable=False),
+    Column("taken_by", Text, nullable=True),
+    Column("taken_at", Float, nullable=True),
+    Column("closed_at", Float, nullable=True),
+    Column("outcome", Text, nullable=True),
+)
+
+callback_attempts = Table(
+    "callback_attempts",
+    metadata,
+    Column("callback_id", Text, ForeignKey("callbacks.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("expert_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("note", Text, nullable=False),
 )

@@ -9,13 +9,17 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from storage.accounts import Accounts
+from storage.appointments import Appointments
 from storage.audit import AuditLog, chain_anchor
 from storage.audit_keys import AuditKeys, directory_audit_keys, read_anchor, record_anchor
+from storage.booking_settings import BookingSettingsStore
+from storage.callbacks import Callbacks
 from storage.consultations import ConsultationRecords
 from storage.database import Database, database_url
 from storage.departments import Departments
 from storage.filecrypt import Suite
 from storage.halls import Halls
+from storage.identities import ConsultationIdentities
 from storage.legs import ConsultationLegs
 from storage.sessions import SessionPolicy, Sessions
 from storage.shares import DocumentShares
@@ -70,6 +74,10 @@ class Storage:
     statistics: ConsultationStatistics
     legs: ConsultationLegs
     shares: DocumentShares
+    booking_settings: BookingSettingsStore
+    appointments: Appointments
+    callbacks: Callbacks
+    identities: ConsultationIdentities
 
     @classmethod
     async def open(
@@ -100,6 +108,10 @@ class Storage:
             statistics=ConsultationStatistics(db),
             legs=ConsultationLegs(db),
             shares=DocumentShares(db),
+            booking_settings=BookingSettingsStore(db),
+            appointments=Appointments(db),
+            callbacks=Callbacks(db),
+            identities=ConsultationIdentities(db),
         )
 
     async def close(self) -> None:

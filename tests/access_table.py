@@ -204,6 +204,21 @@ IN_CALL_EXPERT: dict[str, Expected] = {
     **only("expert"),
     "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
 }
+# The citizen's identity number: the kiosk gives it for its own consultation; the
+# expert in the call sees the earlier ones (with consent); the records' readers
+# see it masked; only a clerk reveals it.
+IDENTITY_GIVER: dict[str, Expected] = {
+    **only("kiosk"),
+    "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404},
+}
+HISTORY_READER: dict[str, Expected] = {
+    **only("expert"),
+    "expert": {Relation.OWN: ALLOW, Relation.DEPT: D404, Relation.OTHER: D404},
+}
+MASKED_READER: dict[str, Expected] = {
+    **only("expert", "clerk", "admin"),
+    "expert": {Relation.OWN: ALLOW, Relation.DEPT: ALLOW, Relation.OTHER: D404},
+}
 KIOSK_ONLY = only("kiosk")
 EXPERT_ONLY = only("expert")
 DESK_ONLY = only("expert", "interpreter")
@@ -256,6 +271,22 @@ ACCESS: tuple[Rule, ...] = (
     Rule("GET /api/v1/consultations/{consultation_id}", C, READER, "a kiosk only while open"),
     Rule("POST /api/v1/consultations/{consultation_id}/withdraw", C, only("admin")),
     Rule("POST /api/v1/consultations/{consultation_id}/case", C, only("clerk", "admin")),
+    # ---- identity numbers (in bodies only; masked but for the clerk's reveal)
+    Rule("POST /api/v1/consultations/{consultation_id}/identity", C, IDENTITY_GIVER),
+    Rule("GET /api/v1/consultations/{consultation_id}/identity", C, MASKED_READER),
+    Rule(
+        "GET /api/v1/consultations/{consultation_id}/history",
+        C,
+        HISTORY_READER,
+        "the expert in the call; empty without the citizen's consent",
+    ),
+    Rule(
+        "POST /api/v1/consultations/{consultation_id}/identity/reveal",
+        C,
+        only("clerk"),
+        "with a reason; audited",
+    ),
+    Rule("POST /api/v1/identity/search", N, only("clerk", "admin"), "audited"),
     # ---- media (bearer token of the call)
     Rule("POST /api/v1/media/{consultation_id}", Subject.MEDIA, TOKEN_HOLDER),
     Rule("DELETE /api/v1/media/{consultation_id}/{side}", Subject.MEDIA, TOKEN_HOLDER),

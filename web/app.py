@@ -23,6 +23,7 @@ from storage.filecrypt import Suite
 from storage.filestore import FileStore, UploadLimits
 from storage.keyring import DatabaseKeks, DirectoryKeks, Keyring, read_master_key
 from storage.retention import run_retention
+from storage.sensitive import SensitiveValues
 from storage.sessions import SessionPolicy
 from storage.store import Storage
 from web import (
@@ -34,6 +35,7 @@ from web import (
     files_api,
     halls_api,
     health,
+    identity_api,
     media_api,
     openapi,
     pages,
@@ -53,6 +55,7 @@ from web.keys import (
     METRICS,
     OPENAPI,
     PROXY_TRUST,
+    SENSITIVE,
     SETTINGS,
     SIGNALING,
     SOCKETS,
@@ -76,6 +79,7 @@ API_TABLES = [
     board_api.api,
     audit_api.api,
     consultations_api.api,
+    identity_api.api,
     chat_api.api,
     media_api.api,
     files_api.api,
@@ -181,6 +185,7 @@ async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     store.start_sweeping(store.limits.sweep_interval)
     app[FILES] = store
+    app[SENSITIVE] = SensitiveValues(app[STORAGE].db, keyring)
     yield
     await app[STOP].step("closing the documents", store.close(), at_most=1.0)
 

@@ -9,6 +9,7 @@ from signaling.hub import SignalingHub
 from signaling.limits import EventRateLimit
 from storage.filestore import FileStore
 from storage.records import Account
+from storage.sensitive import SensitiveValues
 from storage.store import Storage
 from web.forwarded import ProxyTrust
 from web.login_gate import PasswordCheckGate
@@ -23,6 +24,7 @@ HUB = web.AppKey("hub", SignalingHub)
 SIGNALING = web.AppKey("signaling", SignalingFacade)
 MEDIA = web.AppKey("media", RelayPool)
 FILES = web.AppKey("files", FileStore)
+SENSITIVE = web.AppKey("sensitive", SensitiveValues)
 EVENT_LIMITS = web.AppKey("event_limits", EventRateLimit)
 METRICS = web.AppKey("metrics", Metrics)
 LOGIN_GATE = web.AppKey("login_gate", PasswordCheckGate)

@@ -256,6 +256,10 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     keys_sub.add_parser("rotate", help="make a new key-encryption key and re-wrap every data key")
     retire = keys_sub.add_parser("retire", help="delete an old key-encryption key nothing uses")
     retire.add_argument("kek_id")
+    keys_sub.add_parser(
+        "rotate-lookup",
+        help="new lookup key of identity and phone numbers; every stored lookup recomputed",
+    )
     backup = sub.add_parser(
         "backup", help="copy the database and the encrypted files into DEST (while serving)"
     )

@@ -510,6 +510,41 @@ async def _withdraw(m: Matrix, role: str, relation: Relation) -> int:
     return status
 
 
+VALID_ID_NUMBER = "11010519491231002X"
+
+
+@probe("POST /api/v1/consultations/{consultation_id}/identity")
+async def _give_identity(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/consultations/{target(m, relation).consultation_id}/identity"
+    body = {"id_number": VALID_ID_NUMBER, "history_consent": True}
+    return (await m.request("POST", path, actor(role, relation), json=body))[0]
+
+
+def _call_get(suffix: str) -> Probe:
+    async def run(m: Matrix, role: str, relation: Relation) -> int:
+        call = target(m, relation).consultation_id
+        path = f"/api/v1/consultations/{call}/{suffix}"
+        return (await m.request("GET", path, actor(role, relation)))[0]
+
+    return run
+
+
+PROBES["GET /api/v1/consultations/{consultation_id}/identity"] = _call_get("identity")
+PROBES["GET /api/v1/consultations/{consultation_id}/history"] = _call_get("history")
+
+
+@probe("POST /api/v1/consultations/{consultation_id}/identity/reveal")
+async def _reveal_identity(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/consultations/{target(m, relation).consultation_id}/identity/reveal"
+    return (await m.request("POST", path, actor(role, relation), json={"reason": "matrix"}))[0]
+
+
+@probe("POST /api/v1/identity/search")
+async def _search_identity(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"id_number": VALID_ID_NUMBER}
+    return (await m.request("POST", "/api/v1/identity/search", actor(role, relation), json=body))[0]
+
+
 @probe("POST /api/v1/consultations/{consultation_id}/case")
 async def _link_case(m: Matrix, role: str, relation: Relation) -> int:
     path = f"/api/v1/consultations/{await ended_consultation(m)}/case"
