@@ -1,0 +1,98 @@
+"""Call-backs and appointments in Chromium (issue 22): a citizen waiting with nobody
+online books a time and leaves with a booking code, which at the other hall's kiosk
+puts them at the head of the queue; another leaves a number for a call-back, which
+the department's expert takes from the desk, sees in full and closes."""
+
+from typing import Any
+
+import pytest
+
+from harness.chromium import go_available, open_logged_in, request_from_kiosk, wait_for_js
+from signaling.messages import OfferView
+from storage.booking_settings import BookingSettings
+from tests.conftest import ClientFactory, RunningServer, ServerFactory
+
+pytestmark = pytest.mark.browser
+
+PORTRAIT = {"width": 1080, "height": 1920}
+ALWAYS = BookingSettings(availability=("1-7 00:00-24:00",), slot_minutes=5, slot_capacity=1)
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> RunningServer:
+    server = await start_server(no_expert_wait=600.0)
+    await server.storage.booking_settings.put("market", ALWAYS)
+    return server
+
+
+async def test_a_citizen_books_a_time_and_uses_the_code_at_the_other_hall(
+    browser: Any, server: RunningServer, connect: ClientFactory
+) -> None:
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=PORTRAIT)
+    await request_from_kiosk(kiosk, "market")
+    # Nobody online: the offers come with the waiting.
+    await kiosk.get_by_test_id("book-appointment").click()
+    slots = kiosk.get_by_test_id("slot")
+    await slots.first.wait_for()
+    await slots.first.click()
+    phone = kiosk.get_by_test_id("booking-phone")
+    await phone.fill("12345")
+    await kiosk.get_by_test_id("booking-submit").click()
+    assert await kiosk.get_by_test_id("phone-error").is_visible()
+    await phone.fill("138 1234 5678")
+    await kiosk.get_by_test_id("booking-submit").click()
+    shown = kiosk.get_by_test_id("booking-code")
+    await shown.wait_for()
+    code = (await shown.inner_text()).strip()
+    assert len(code) == 8
+    await kiosk.get_by_test_id("booking-done").click()
+    # Leaving wipes the page: the code is gone from it, and the waiting ended.
+    await kiosk.wait_for_url("**/kiosk?fresh=1")
+    await wait_for_js(kiosk, "document.querySelector('[data-testid=booking-code-input]') !== null")
+    assert await kiosk.get_by_test_id("booking-code").count() == 0
+
+    walk_in = await connect(server, "kiosk01")
+    waiting = await walk_in.request("market")
+    other = await open_logged_in(browser, server, "kiosk", "kiosk02", viewport=PORTRAIT)
+    await other.get_by_test_id("booking-code-input").fill(code.lower())
+    await other.get_by_test_id("booking-code-submit").click()
+    await other.wait_for_selector("[data-testid=device-message][data-state=ok]")
+    await other.get_by_test_id("device-check-continue").click()
+    await other.wait_for_selector("#waiting-screen:not([hidden])")
+    expert = await connect(server, "expert_market")
+    await expert.set_presence("available")
+    offer = await expert.next_event("offer", OfferView)
+    assert offer.consultation_id != waiting.consultation_id
+    assert offer.hall == "district"
+
+
+async def test_a_citizen_asks_for_a_call_back_and_an_expert_takes_it(
+    browser: Any, server: RunningServer
+) -> None:
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=PORTRAIT)
+    await request_from_kiosk(kiosk, "market")
+    await kiosk.get_by_test_id("callback-request").click()
+    await kiosk.get_by_test_id("callback-phone").fill("13912345678")
+    await kiosk.get_by_test_id("callback-note").fill("营业执照变更")
+    await kiosk.get_by_test_id("callback-submit").click()
+    done = kiosk.get_by_test_id("callback-done")
+    await done.wait_for()
+    assert "139****5678" in await done.inner_text()
+    await kiosk.get_by_test_id("booking-done").click()
+    await kiosk.wait_for_url("**/kiosk?fresh=1")
+
+    expert = await open_logged_in(browser, server, "expert", "expert_market")
+    await go_available(expert)
+    row = expert.get_by_test_id("callback-list").get_by_test_id("callback")
+    await row.wait_for()
+    text = await row.inner_text()
+    assert "139****5678" in text and "营业执照变更" in text and "13912345678" not in text
+    await row.get_by_test_id("callback-take").click()
+    full = expert.get_by_test_id("callback-phone-full")
+    await full.wait_for()
+    assert await full.inner_text() == "13912345678"
+    await expert.get_by_test_id("callback-result-reached").click()
+    await expert.wait_for_selector(
+        "[data-testid=callback-list] [data-testid=callback]", state="detached"
+    )
+    await expert.get_by_test_id("appointments").wait_for()
