@@ -92,6 +92,8 @@ class Right(StrEnum):
     """Share one's screen, or a document with the call's interpreters."""
     READ_SHARED_FILES = "read_shared_files"
     """Read the documents an expert of the call shared (the caller checks which)."""
+    PRINT_SLIP = "print_slip"
+    """The citizen's slip of the ended consultation (the route adds a time limit)."""
     GIVE_IDENTITY = "give_identity"
     """Give the citizen's identity number (and consent) for the consultation."""
     READ_HISTORY = "read_history"
@@ -151,6 +153,7 @@ RIGHTS: Mapping[Standing, Rights] = {
             Right.READ_FILES: IN_CALL,
             Right.RATE: ENDED,
             Right.GIVE_IDENTITY: OPEN,
+            Right.PRINT_SLIP: ENDED,
         }
     ),
     Standing.EXPERT: Rights(

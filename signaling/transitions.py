@@ -302,9 +302,12 @@ def request(
     *,
     recorded: bool = False,
     hall_names: tuple[str, str] | None = None,
+    appointment: str | None = None,
 ) -> Decision:
     """A citizen joins a department's queue (the record is created first);
-    ``hall_names`` (zh, en) name the kiosk's hall in the expert's offer."""
+    ``hall_names`` (zh, en) name the kiosk's hall in the expert's offer. A citizen
+    who comes by ``appointment`` (the booking's id) waits at the head of the queue,
+    as an invitation or a transferred citizen does."""
     if not recorded and kiosk.id in s.open_calls:
         raise AlreadyInConsultation("this kiosk already has an open consultation")
     call = LiveCall(
@@ -335,11 +338,13 @@ def request(
             remote,
             department=department,
             case_number_given=case_number is not None,
+            appointment=appointment,
         ),
     )
     d.put(call)
     d.put(OpenCall(kiosk.id, call_id))
-    d.commit.queue_add.append((department, call_id, s.now))
+    queued_at = s.now if appointment is None else head_of_queue(s.now)
+    d.commit.queue_add.append((department, call_id, queued_at))
     # Fires only if nobody of the department is online by then (checked at the time).
     d.commit.deadlines_set[deadline_key("noexpert", call_id)] = s.now + config.no_expert_wait
     _follow_ups(d, department)

@@ -9,6 +9,8 @@ row keeps the first expert's outcome and notes, as before calls had more than tw
 participants; the legs hold everyone's.
 """
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, update
@@ -32,6 +34,7 @@ def _leg(row: Any) -> ConsultationLeg:
     data["role"] = Role(data["role"])
     data["reason"] = LegEnd(data["reason"]) if data["reason"] else None
     data["outcome"] = Outcome(data["outcome"]) if data["outcome"] else None
+    data["materials"] = tuple(str(m) for m in json.loads(data["materials"] or "[]"))
     return ConsultationLeg(**data)
 
 
@@ -164,8 +167,10 @@ class ConsultationLegs:
         notes: str,
         *,
         audit: AuditEvent,
+        materials: Sequence[str] | None = None,
     ) -> None:
-        """The expert's own outcome and notes on their leg (``outcome`` None: a draft,
+        """The expert's own outcome and notes (and the materials still required, when
+        given) on their leg (``outcome`` None: a draft,
         refused with RecordConflict once an outcome is saved). The consultation's row
         gets them too when this is its first expert (whose they have always been).
         RecordNotFound when the account had no expert leg in it."""
@@ -180,13 +185,16 @@ class ConsultationLegs:
             values: dict[str, object] = {"notes": notes}
             if outcome is not None:
                 values["outcome"] = outcome.value
+            leg_values = dict(values)
+            if materials is not None:
+                leg_values["materials"] = json.dumps(list(materials), ensure_ascii=False)
             conn.execute(
                 update(consultation_legs)
                 .where(
                     consultation_legs.c.consultation_id == consultation_id,
                     consultation_legs.c.seq == leg.seq,
                 )
-                .values(**values)
+                .values(**leg_values)
             )
             if row.expert_id == account_id and (outcome is not None or row.outcome is None):
                 conn.execute(

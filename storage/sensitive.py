@@ -36,7 +36,7 @@ from storage.database import Database
 from storage.errors import KeyringError
 from storage.filecrypt import DecryptionError, Suite, open_sealed, seal
 from storage.keyring import Keyring, WrappedKey
-from storage.schema import consultation_identities, sensitive_keys
+from storage.schema import appointments, callbacks, consultation_identities, sensitive_keys
 
 _NONCE = 12
 _KEY_SIZE = 32
@@ -59,6 +59,9 @@ class LookupColumns:
 
 LOOKUP_COLUMNS: list[LookupColumns] = [
     LookupColumns(consultation_identities, Kind.ID_NUMBER, "lookup", "sealed"),
+    LookupColumns(appointments, Kind.PHONE, "phone_lookup", "phone_sealed"),
+    LookupColumns(appointments, Kind.ID_NUMBER, "id_lookup", "id_sealed"),
+    LookupColumns(callbacks, Kind.PHONE, "phone_lookup", "phone_sealed"),
 ]
 """Every place a sensitive value is kept: a lookup-key rotation recomputes them all.
 A module storing one more appends its table here."""

@@ -287,6 +287,12 @@ ACCESS: tuple[Rule, ...] = (
         "with a reason; audited",
     ),
     Rule("POST /api/v1/identity/search", N, only("clerk", "admin"), "audited"),
+    Rule(
+        "GET /api/v1/consultations/{consultation_id}/slip",
+        C,
+        IDENTITY_GIVER,
+        "once ended, for 15 minutes: the citizen's printed slip",
+    ),
     # ---- media (bearer token of the call)
     Rule("POST /api/v1/media/{consultation_id}", Subject.MEDIA, TOKEN_HOLDER),
     Rule("DELETE /api/v1/media/{consultation_id}/{side}", Subject.MEDIA, TOKEN_HOLDER),
@@ -443,5 +449,32 @@ ACCESS: tuple[Rule, ...] = (
         C,
         IN_CALL_EXPERT,
         "a document of the call, for its interpreters; audited",
+    ),
+    # ---- call-backs and appointments (numbers in bodies only; masked in lists)
+    Rule("GET /api/v1/departments/{code}/booking-settings", N, signed_in()),
+    Rule("PUT /api/v1/departments/{code}/booking-settings", N, only("admin")),
+    Rule("GET /api/v1/departments/{code}/slots", N, KIOSK_ONLY),
+    Rule("POST /api/v1/appointments", N, KIOSK_ONLY, "2 open bookings per citizen"),
+    Rule(
+        "POST /api/v1/appointments/admit",
+        N,
+        KIOSK_ONLY,
+        "any hall's kiosk; wrong codes throttled per kiosk; every attempt audited",
+    ),
+    Rule("GET /api/v1/appointments/today", N, EXPERT_ONLY, "the expert's department"),
+    Rule("POST /api/v1/departments/{code}/closures", N, only("admin"), "notifies those booked"),
+    Rule("POST /api/v1/callbacks", N, KIOSK_ONLY),
+    Rule("GET /api/v1/callbacks", N, EXPERT_ONLY, "the expert's department, numbers masked"),
+    Rule(
+        "POST /api/v1/callbacks/{callback_id}/take",
+        N,
+        EXPERT_ONLY,
+        "of the expert's department (another's: 404); the number in full; audited",
+    ),
+    Rule(
+        "POST /api/v1/callbacks/{callback_id}/attempts",
+        N,
+        EXPERT_ONLY,
+        "by the expert who took it (else 409)",
     ),
 )

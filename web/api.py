@@ -33,6 +33,7 @@ PATH_PARAMETERS: dict[str, Any] = {
     "consultation_id": ConsultationId,
     "upload_id": ConsultationId,
     "file_id": ConsultationId,
+    "callback_id": ConsultationId,
     "username": Username,
     "code": DepartmentCode,
     "hall": HallCode,

@@ -1,5 +1,7 @@
 """Typed keys for the app-wide objects held on the aiohttp application and requests."""
 
+from collections.abc import Callable
+
 import socketio
 from aiohttp import web
 
@@ -11,9 +13,11 @@ from storage.filestore import FileStore
 from storage.records import Account
 from storage.sensitive import SensitiveValues
 from storage.store import Storage
+from web.code_attempts import CodeAttempts
 from web.forwarded import ProxyTrust
 from web.login_gate import PasswordCheckGate
 from web.metrics import Metrics
+from web.notices import Notices
 from web.settings import Settings
 from web.shutdown import StopBudget
 
@@ -31,6 +35,10 @@ LOGIN_GATE = web.AppKey("login_gate", PasswordCheckGate)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 OPENAPI = web.AppKey("openapi", dict[str, object])
 STOP = web.AppKey("stop", StopBudget)
+NOTICES = web.AppKey("notices", Notices)
+CODE_ATTEMPTS = web.AppKey("code_attempts", CodeAttempts)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+"""Seconds since the epoch: time.time, or a test's clock (a follow-up past its deadline)."""
 
 ACCOUNT = web.RequestKey("account", Account)
 SESSION_TOKEN = web.RequestKey("session_token", str)

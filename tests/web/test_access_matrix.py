@@ -545,6 +545,14 @@ async def _search_identity(m: Matrix, role: str, relation: Relation) -> int:
     return (await m.request("POST", "/api/v1/identity/search", actor(role, relation), json=body))[0]
 
 
+@probe("GET /api/v1/consultations/{consultation_id}/slip")
+async def _slip(m: Matrix, role: str, relation: Relation) -> int:
+    """kiosk03's ended consultation: its own slip, or another kiosk's (kiosk01)."""
+    path = f"/api/v1/consultations/{await ended_consultation(m)}/slip"
+    username = "kiosk03" if role == "kiosk" and relation is Relation.OWN else actor(role, relation)
+    return (await m.request("GET", path, username))[0]
+
+
 @probe("POST /api/v1/consultations/{consultation_id}/case")
 async def _link_case(m: Matrix, role: str, relation: Relation) -> int:
     path = f"/api/v1/consultations/{await ended_consultation(m)}/case"
@@ -929,6 +937,101 @@ async def _share_document(m: Matrix, role: str, relation: Relation) -> str:
     call = target(m, relation)
     payload = {**_ref(call.consultation_id), "file_id": call.shared_file_id or call.file_id}
     return await emit(m, actor(role, relation), "share_document", payload)
+
+
+# ---- call-backs and appointments ------------------------------------------------------
+
+BOOK_ALWAYS = {"availability": ["1-7 00:00-24:00"], "slot_minutes": 5, "slot_capacity": 50}
+
+
+async def _bookable(m: Matrix) -> None:
+    """Market takes bookings around the clock, many a slot (idempotent)."""
+    path = "/api/v1/departments/market/booking-settings"
+    status, body = await m.request("PUT", path, "admin", json=BOOK_ALWAYS)
+    assert status == 200, body
+
+
+def _phone(m: Matrix) -> str:
+    """A citizen of their own (2 open bookings each)."""
+    return f"138{next(m.counter):08d}"
+
+
+async def _booking_code(m: Matrix, *, first_slot: bool) -> str:
+    await _bookable(m)
+    status, body = await m.request("GET", "/api/v1/departments/market/slots", "kiosk01")
+    assert status == 200, body
+    slot = body["slots"][0 if first_slot else -1]["at"]
+    booking = {"department": "market", "slot_at": slot, "phone": _phone(m)}
+    status, body = await m.request("POST", "/api/v1/appointments", "kiosk01", json=booking)
+    assert status == 201, body
+    return str(body["booking_code"])
+
+
+async def _callback(m: Matrix) -> str:
+    body = {"department": "market", "phone": _phone(m), "note": "matrix"}
+    status, made = await m.request("POST", "/api/v1/callbacks", "kiosk01", json=body)
+    assert status == 201, made
+    return str(made["id"])
+
+
+@probe("PUT /api/v1/departments/{code}/booking-settings")
+async def _put_booking_settings(m: Matrix, role: str, relation: Relation) -> int:
+    path = "/api/v1/departments/market/booking-settings"
+    return (await m.request("PUT", path, actor(role, relation), json=BOOK_ALWAYS))[0]
+
+
+for _path in (
+    "/api/v1/departments/market/booking-settings",
+    "/api/v1/departments/market/slots",
+    "/api/v1/appointments/today",
+    "/api/v1/callbacks",
+):
+    PROBES[f"GET {_path.replace('/market/', '/{code}/')}"] = _get(_path)
+
+
+@probe("POST /api/v1/appointments")
+async def _book(m: Matrix, role: str, relation: Relation) -> int:
+    await _bookable(m)
+    status, body = await m.request("GET", "/api/v1/departments/market/slots", "kiosk01")
+    assert status == 200, body
+    booking = {"department": "market", "slot_at": body["slots"][-1]["at"], "phone": _phone(m)}
+    return (await m.request("POST", "/api/v1/appointments", actor(role, relation), json=booking))[0]
+
+
+@probe("POST /api/v1/appointments/admit")
+async def _admit(m: Matrix, role: str, relation: Relation) -> int:
+    code = await _booking_code(m, first_slot=True)
+    path = "/api/v1/appointments/admit"
+    return (await m.request("POST", path, actor(role, relation), json={"code": code}))[0]
+
+
+@probe("POST /api/v1/departments/{code}/closures")
+async def _close_day(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"day": "2030-01-02", "reason": "matrix"}
+    path = "/api/v1/departments/market/closures"
+    return (await m.request("POST", path, actor(role, relation), json=body))[0]
+
+
+@probe("POST /api/v1/callbacks")
+async def _request_callback(m: Matrix, role: str, relation: Relation) -> int:
+    body = {"department": "market", "phone": _phone(m), "note": "matrix"}
+    return (await m.request("POST", "/api/v1/callbacks", actor(role, relation), json=body))[0]
+
+
+@probe("POST /api/v1/callbacks/{callback_id}/take")
+async def _take_callback(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/callbacks/{await _callback(m)}/take"
+    return (await m.request("POST", path, actor(role, relation)))[0]
+
+
+@probe("POST /api/v1/callbacks/{callback_id}/attempts")
+async def _callback_attempt(m: Matrix, role: str, relation: Relation) -> int:
+    callback_id = await _callback(m)
+    status, body = await m.request("POST", f"/api/v1/callbacks/{callback_id}/take", "expert_market")
+    assert status == 200, body
+    path = f"/api/v1/callbacks/{callback_id}/attempts"
+    attempt = {"result": "reached", "note": ""}
+    return (await m.request("POST", path, actor(role, relation), json=attempt))[0]
 
 
 # ---- the matrix ---------------------------------------------------------------------

@@ -191,7 +191,43 @@ function departmentDetails(dept) {
   line.append(edit);
   details.append(line);
   if (editing === dept.code) open();
+  if (dept.kind !== "interpreter") details.append(materialsLine(dept, details));
   return details;
+}
+
+// The checklist its experts tick after a call as still required (一次性告知),
+// printed on the citizen's slip.
+function materialsLine(dept, details) {
+  const line = document.createElement("p");
+  const items = dept.materials ?? [];
+  line.append(textElement("span", "admin.materials_line", { n: items.length }));
+  const edit = textElement("button", "admin.edit_materials", null, "secondary small");
+  edit.type = "button";
+  edit.dataset.testid = "department-materials";
+  const key = `${dept.code}:materials`;
+  const open = () => {
+    editing = key;
+    details.querySelector(".dept-editor")?.remove();
+    const editor = document.createElement("fieldset");
+    editor.className = "dept-editor";
+    editor.append(textElement("legend", "admin.materials_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+    const label = document.createElement("label");
+    const input = document.createElement("textarea");
+    input.dataset.testid = "department-materials-input";
+    input.rows = 5;
+    input.maxLength = 6000;
+    input.value = items.join("\n");
+    label.append(textElement("span", "admin.materials_hint"), input);
+    editor.append(label);
+    const parse = () => [...new Set(input.value.split("\n").map((l) => l.trim()).filter(Boolean))].slice(0, 30);
+    const { buttons, message } = editorButtons(() => patchDepartment(dept, { materials: parse() }, message), editor);
+    editor.append(buttons);
+    details.append(editor);
+  };
+  edit.addEventListener("click", open);
+  line.append(edit);
+  if (editing === key) queueMicrotask(open);
+  return line;
 }
 
 async function patchDepartment(dept, body, message) {

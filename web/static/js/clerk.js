@@ -4,6 +4,8 @@
 // case record; the case's documents downloaded; a consultation that had no case
 // number linked to one.
 import { api } from "./api.js";
+import { confirmDialog } from "./confirm.js";
+import { idNumberProblem, normalizeIdNumber } from "./idnumber.js";
 import { fileRow } from "./files.js";
 import { setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
@@ -127,8 +129,36 @@ async function openConsultation(record) {
     list.append(row);
   }
   await showLegs(record.id);
+  await showIdentity(record.id);
   await showAttachments();
   panel.dataset.loaded = "true";
+}
+
+const REVEAL_MS = 30000;
+let revealTimer = null;
+
+// The identity number the citizen gave, masked; in full only for a reason the
+// clerk gives (audited), and masked again after half a minute.
+async function showIdentity(id) {
+  clearTimeout(revealTimer);
+  const box = document.getElementById("identity-box");
+  const shown = byTestId("id-number-masked");
+  const given = await api("GET", `/api/v1/consultations/${id}/identity`).catch(() => null);
+  box.hidden = !given?.masked;
+  if (!given?.masked) return;
+  setText(shown, "clerk.id_number", { number: given.masked });
+  byTestId("id-reveal").onclick = async () => {
+    const reason = await confirmDialog("clerk.id_reveal_question", {
+      field: { labelKey: "clerk.id_reveal_reason" },
+      validate: (value) => (value.trim().length < 2 ? "clerk.id_reveal_reason_needed" : null),
+      yesKey: "clerk.id_reveal",
+    });
+    if (!reason || current?.id !== id) return;
+    const revealed = await api("POST", `/api/v1/consultations/${id}/identity/reveal`, { reason: reason.trim() }).catch(() => null);
+    if (!revealed?.id_number || current?.id !== id) return;
+    setText(shown, "clerk.id_number", { number: revealed.id_number });
+    revealTimer = setTimeout(() => setText(shown, "clerk.id_number", { number: given.masked }), REVEAL_MS);
+  };
 }
 
 // Who took part, in order (issue 21): each staff member's part of the call, why it
@@ -284,6 +314,27 @@ async function search(query) {
   if (records.length === 0) setText(message, "clerk.none");
 }
 
+// Every consultation of a citizen, at every hall, by identity number (in the
+// request's body, never its address; the server audits the search).
+async function searchIdNumber(number) {
+  const list = byTestId("consultation-list");
+  const message = document.getElementById("search-message");
+  showSearch(true);
+  message.textContent = "";
+  closePanels();
+  const problem = idNumberProblem(number);
+  if (problem) {
+    setText(message, `kiosk.id_error.${problem}`, { n: normalizeIdNumber(number).length });
+    list.replaceChildren();
+    return;
+  }
+  const found = await api("POST", "/api/v1/identity/search", { id_number: normalizeIdNumber(number) }).catch(() => null);
+  const records = found ? found.consultations.map((entry) => entry.record) : [];
+  list.replaceChildren(...records.map(consultationRow));
+  if (records.length === 0) setText(message, "clerk.none");
+  else setText(message, "clerk.id_found", { masked: found.masked, n: records.length });
+}
+
 // The part of today the time filter names, as local clock times (HH:MM).
 function timeSpan(choice) {
   if (choice === "morning") return { until: "12:00" };
@@ -358,6 +409,15 @@ startPage({
       if (event.key === "Enter") go();
     });
     byTestId("search-button").addEventListener("click", go);
+    const idInput = byTestId("id-search");
+    idInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && idInput.value.trim()) {
+        const number = idInput.value;
+        // Not left on the screen of a window others walk past.
+        idInput.value = "";
+        searchIdNumber(number);
+      }
+    });
     byTestId("link-case").addEventListener("click", linkCase);
     byTestId("today-show").addEventListener("click", () => {
       input.value = "";

@@ -12,9 +12,12 @@
 // any offer. Interpreters use this desk too: they join and leave calls, nothing more
 // (no invitations, transfers, screen or after-call record).
 import { api } from "./api.js";
+import { CitizenHistory } from "./citizenhistory.js";
+import { chosenMaterials, renderMaterials } from "./materials.js";
 import { CallActions } from "./callactions.js";
 import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
+import { initDeskBookings } from "./deskbookings.js";
 import { fileRow } from "./files.js";
 import { onLanguageChange, setText, textElement } from "./i18n.js";
 import { Ringer } from "./ring.js";
@@ -26,6 +29,7 @@ let signal = null;
 let me = null;
 let interpreter = false;
 let actions = null;
+let citizenHistory = null;
 let callView = null; // the call's latest view
 const sharedDocuments = new Set(); // this call's documents shared with its interpreters
 let presence = "away";
@@ -264,6 +268,7 @@ function applyConsultation(view) {
       sharedDocuments.clear();
       call.clear();
       actions.clear();
+      if (!interpreter && view.state === "active") citizenHistory.show(view.consultation_id);
     }
     showCall(view);
   } else if (view.consultation_id === callId) {
@@ -274,6 +279,7 @@ function applyConsultation(view) {
 // The call ended, or this desk left it or handed it over: the record of this
 // expert's part (interpreters write none).
 function leftCall(view) {
+  citizenHistory.clear();
   callId = null;
   callView = null;
   sharedDocuments.clear();
@@ -333,6 +339,7 @@ function openForm(record) {
   const notes = byTestId("notes");
   notes.value = drafts.get(record.id) ?? record.notes ?? "";
   byTestId("outcome").value = record.outcome ?? "answered";
+  renderMaterials(byTestId("materials-required"), actions.departments.get(me.department)?.materials ?? []);
   const saved = byTestId("outcome-saved");
   saved.textContent = "";
   delete saved.dataset.i18n;
@@ -396,7 +403,8 @@ async function saveForm() {
   const saved = byTestId("outcome-saved");
   const notes = byTestId("notes").value;
   try {
-    await signal.send("save_outcome", { consultation_id: id, outcome: byTestId("outcome").value, notes });
+    const materials = chosenMaterials(byTestId("materials-required"));
+    await signal.send("save_outcome", { consultation_id: id, outcome: byTestId("outcome").value, notes, materials });
     drafts.delete(id);
     if (form?.id === id) {
       form.saved = true;
@@ -533,6 +541,8 @@ async function onLogin(account) {
     byTestId("show-document").hidden = true;
     byTestId("file-input").closest("label").hidden = true;
   }
+  initDeskBookings({ interpreter });
+  citizenHistory = new CitizenHistory({ hallName: (code) => halls.get(code) ?? code });
   call = new CallView({
     mySide: "expert",
     send: (event, payload) => signal.send(event, payload),

@@ -1,10 +1,13 @@
 // The citizen's kiosk: pick a department, check camera and microphone, wait,
 // talk, show documents, rate, and leave no trace for the next citizen.
 import { api } from "./api.js";
+import { initBookings, updateOffers } from "./bookings.js";
 import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
 import { openDevices, watchLevel } from "./devices.js";
+import { idNumberProblem, normalizeIdNumber } from "./idnumber.js";
 import { PhoneLinkPanel } from "./phonelink.js";
+import { printSlip } from "./slip.js";
 import { drawInPage } from "./preview.js";
 import { onLanguageChange, setText, textElement } from "./i18n.js";
 import { byTestId, startPage } from "./session.js";
@@ -43,6 +46,10 @@ let screen = "start-screen";
 let call = null;
 let phoneLink = null;
 let pendingDepartment = null;
+// The citizen's booking code was admitted here: the next request is by appointment.
+let byAppointment = false;
+// The identity number the citizen agreed to use for this consultation (null: none).
+let consentedIdNumber = null;
 let deviceStream = null;
 let stopLevel = () => {};
 let idleTimer = null;
@@ -103,7 +110,9 @@ function renderDepartments() {
 // the wait may last, and let the citizen choose. (Call-back and appointments of a
 // later issue are offered here too, as other answers to the same question.)
 async function chooseDepartment(code) {
+  byAppointment = false;
   hideKeypad();
+  if (!(await askIdNumberConsent())) return;
   const dept = departments.find((d) => d.code === code);
   if (dept && dept.experts_online === 0) {
     const key = dept.open_now ? "kiosk.offline_confirm_in_hours" : "kiosk.offline_confirm";
@@ -135,19 +144,30 @@ async function refreshDepartments() {
 
 // The keypad opens beside the field when the field is touched, and closes with
 // "done" or when a department is chosen.
-function showKeypad() {
+// While the keypad is open, only the field it types into stays (with its error):
+// the keypad must fit beside the departments on a 1366 x 768 screen too.
+function showKeypad(field = "case") {
   document.getElementById("keypad").hidden = false;
+  document.querySelector(".case-entry").dataset.field = field;
 }
 
 function hideKeypad() {
   document.getElementById("keypad").hidden = true;
+  delete document.querySelector(".case-entry").dataset.field;
 }
 
 function renderKeypad() {
   const pad = document.getElementById("keypad");
-  const input = byTestId("case-number");
-  input.addEventListener("focus", showKeypad);
-  input.addEventListener("click", showKeypad);
+  // The keys type into the field touched last: the case number or the identity number.
+  let input = byTestId("case-number");
+  for (const field of [byTestId("case-number"), byTestId("id-number")]) {
+    const use = () => {
+      input = field;
+      showKeypad(field === byTestId("id-number") ? "id" : "case");
+    };
+    field.addEventListener("focus", use);
+    field.addEventListener("click", use);
+  }
   let letters = false;
   const key = (label, action, extra = {}) => {
     const button = document.createElement("button");
@@ -163,7 +183,7 @@ function renderKeypad() {
     return button;
   };
   const type = (c) => () => {
-    if (input.value.length < 40) input.value += c;
+    if (input.value.length < input.maxLength) input.value += c;
   };
   const draw = () => {
     pad.replaceChildren(
@@ -182,6 +202,69 @@ function renderKeypad() {
     );
   };
   draw();
+}
+
+// ---- the identity number --------------------------------------------------
+
+// Shown while the typed number is wrong, saying which part (an ID-card reader types
+// into the field like a keyboard: the same check runs on what it types).
+function checkIdNumber() {
+  const field = byTestId("id-number");
+  const error = byTestId("id-number-error");
+  const problem = field.value.trim() ? idNumberProblem(field.value) : null;
+  error.hidden = !problem;
+  field.setAttribute("aria-invalid", String(Boolean(problem)));
+  if (problem) setText(error, `kiosk.id_error.${problem}`, { n: normalizeIdNumber(field.value).length });
+  return problem;
+}
+
+// Before a department is chosen with a number typed: a wrong number is pointed out;
+// a right one is used only if the citizen agrees (what for, who sees it, how long).
+// False: stay on the start screen.
+async function askIdNumberConsent() {
+  consentedIdNumber = null;
+  const field = byTestId("id-number");
+  if (!field.value.trim()) return true;
+  if (checkIdNumber()) {
+    field.focus();
+    return false;
+  }
+  const dialog = document.getElementById("id-consent");
+  const agreed = await new Promise((resolve) => {
+    const yes = byTestId("id-consent-yes");
+    const no = byTestId("id-consent-no");
+    const done = (value) => {
+      yes.removeEventListener("click", onYes);
+      no.removeEventListener("click", onNo);
+      dialog.removeEventListener("cancel", onNo);
+      dialog.close();
+      resolve(value);
+    };
+    const onYes = () => done(true);
+    const onNo = () => done(false);
+    yes.addEventListener("click", onYes);
+    no.addEventListener("click", onNo);
+    dialog.addEventListener("cancel", onNo);
+    dialog.showModal();
+  });
+  if (agreed) consentedIdNumber = normalizeIdNumber(field.value);
+  else {
+    // Declined: the number is not used, nor left on the screen.
+    field.value = "";
+    checkIdNumber();
+  }
+  return true;
+}
+
+async function giveIdNumber(id) {
+  if (!consentedIdNumber) return;
+  const number = consentedIdNumber;
+  consentedIdNumber = null;
+  try {
+    await api("POST", `/api/v1/consultations/${id}/identity`, { id_number: number, history_consent: true });
+  } catch {
+    showNotice("kiosk.id_not_kept");
+  }
 }
 
 // ---- device check ---------------------------------------------------------
@@ -229,11 +312,13 @@ async function requestConsultation() {
   const caseNumber = byTestId("case-number").value.trim();
   const payload = { department: code };
   if (caseNumber) payload.case_number = caseNumber;
+  if (byAppointment) payload.appointment = true;
   stopLevelMeter();
   document.getElementById("device-video").srcObject = null;
   try {
     const view = await signal.send("request_consultation", payload);
     applyConsultation(view);
+    await giveIdNumber(view.consultation_id);
   } catch (err) {
     releaseDevices();
     show("start-screen");
@@ -251,6 +336,7 @@ function showNotice(key) {
 // rings there is no place or wait to tell; with nobody online neither means
 // anything, and the wait may end without an expert.
 function renderPosition() {
+  updateOffers(lastState === "waiting" && consultationId ? { department: pendingDepartment, consultationId, caseNumber: byTestId("case-number").value.trim(), expertsOnline: lastPosition?.experts_online, estimatedWait: lastPosition?.estimated_wait_s } : null);
   const target = byTestId("queue-position");
   const wait = document.getElementById("wait-estimate");
   if (lastState === "offered") {
@@ -412,7 +498,7 @@ async function callStaff() {
 
 // Something of the citizen is on screen: on the start screen only once they typed.
 function holdsCitizenData() {
-  if (screen === "start-screen") return byTestId("case-number").value !== "";
+  if (screen === "start-screen") return byTestId("case-number").value !== "" || byTestId("id-number").value !== "";
   return screen !== "call-screen";
 }
 
@@ -536,7 +622,11 @@ async function onLogin(me) {
     if (screen === "start-screen") refreshDepartments();
   }, TILE_REFRESH_MS);
   renderKeypad();
-  onLanguageChange(() => armIdle());
+  byTestId("id-number").addEventListener("input", checkIdNumber);
+  onLanguageChange(() => {
+    armIdle();
+    checkIdNumber();
+  });
   call = new CallView({
     mySide: "kiosk",
     send: (event, payload) => signal.send(event, payload),
@@ -545,6 +635,13 @@ async function onLogin(me) {
     departmentName,
   });
   setUpDocuments(me);
+  initBookings({
+    onAdmitted: (admitted) => {
+      openDeviceCheck(admitted.department);
+      byAppointment = true;
+    },
+    onLeave: leave,
+  });
   signal = connectSignal({
     onConnect: async () => {
       if (wiping) return;
@@ -611,6 +708,9 @@ async function onLogin(me) {
     });
   }
   byTestId("finish").addEventListener("click", wipe);
+  byTestId("print-slip").addEventListener("click", () => {
+    if (consultationId) printSlip(consultationId);
+  });
   for (const kind of ["pointerdown", "keydown", "input"]) {
     document.addEventListener(kind, () => armIdle(), { capture: true, passive: true });
   }
