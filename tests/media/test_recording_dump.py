@@ -110,7 +110,7 @@ def write_call(path: Path, *, drop_one: bool = False, close: bool = True) -> Dum
 def decode(data: bytes) -> dict[str, list[float]]:
     """Per track (by index): each decoded video frame's mean brightness, or audio
     frames' dominant frequency."""
-    container = av.open(io.BytesIO(data))
+    container = av.open(io.BytesIO(data), mode="r")
     found: dict[str, list[float]] = {}
     for stream in container.streams:
         found[f"{stream.type}{stream.index}"] = []
@@ -119,7 +119,7 @@ def decode(data: bytes) -> dict[str, list[float]]:
             key = f"{packet.stream.type}{packet.stream.index}"
             if isinstance(frame, av.VideoFrame):
                 found[key].append(float(frame.to_ndarray(format="gray").mean()))
-            else:
+            elif isinstance(frame, av.AudioFrame):
                 samples = frame.to_ndarray()[0]
                 spectrum = np.abs(np.fft.rfft(samples[:960]))
                 found[key].append(float(np.argmax(spectrum) * 48000 / min(960, len(samples))))
