@@ -1,6 +1,7 @@
 """Where calls' relays live: one interface, two implementations chosen by
 ``--media-workers`` (0: in this process; N: N worker processes)."""
 
+import asyncio
 import resource
 import secrets
 import time
@@ -12,6 +13,7 @@ from media.config import MediaConfig
 from media.counters import RelayCounters
 from media.errors import RelayUnavailable, UnknownCall
 from media.ice import ice_servers
+from media.recording_dump import DumpTarget
 from media.relay import MediaListener, Relay
 
 
@@ -53,6 +55,15 @@ class RelayPool(ABC):
     @abstractmethod
     async def close_call(self, call_id: str) -> None:
         """Close the call's relay: every peer connection and task."""
+
+    @abstractmethod
+    async def start_recording(self, call_id: str, target: DumpTarget) -> None:
+        """The call's relay adds every packet it forwards to a new dump at ``target``
+        (``UnknownCall`` when the call has no relay yet)."""
+
+    @abstractmethod
+    async def stop_recording(self, call_id: str) -> bool:
+        """The call's dump closed properly; False when none was being written."""
 
     @abstractmethod
     async def peer_connections(self) -> int:
@@ -148,6 +159,14 @@ class LocalRelayPool(RelayPool):
         relay = self.relays.pop(call_id, None)
         if relay is not None:
             await relay.close()
+
+    async def start_recording(self, call_id: str, target: DumpTarget) -> None:
+        relay = self._relay(call_id)
+        await relay.start_recording(await asyncio.to_thread(target.writer))
+
+    async def stop_recording(self, call_id: str) -> bool:
+        relay = self.relays.get(call_id)
+        return relay is not None and relay.stop_recording() is not None
 
     async def peer_connections(self) -> int:
         return sum(relay.peer_connections for relay in self.relays.values())

@@ -42,6 +42,40 @@ MAX_STREAMS = 255
 
 
 @dataclass(frozen=True)
+class DumpTarget:
+    """Where a relay writes a recording's dump, and with which key (signaling keeps
+    the key wrapped beside it, so that the dump outlives the relay)."""
+
+    path: str
+    suite: int
+    key: bytes
+    file_id: bytes
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "path": self.path,
+                "suite": self.suite,
+                "key": self.key.hex(),
+                "file_id": self.file_id.hex(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> "DumpTarget":
+        data = json.loads(raw)
+        return cls(
+            str(data["path"]),
+            int(data["suite"]),
+            bytes.fromhex(data["key"]),
+            bytes.fromhex(data["file_id"]),
+        )
+
+    def writer(self) -> "DumpWriter":
+        return DumpWriter(Path(self.path), Suite(self.suite), self.key, self.file_id)
+
+
+@dataclass(frozen=True)
 class DumpStream:
     id: int
     participant: str

@@ -36,6 +36,8 @@ from media.fastpath import ExtensionPlan, HeaderPlan, plan_header, transport_seq
 from media.forwarding import OutboundStream, Source
 from media.ice import IceServer
 from media.leg import Leg
+from media.recording_dump import DumpWriter
+from media.session import CodecId
 from media.slots import (
     SCREEN,
     Place,
@@ -116,7 +118,40 @@ class Relay:
         self._last_remb: dict[tuple[str, int, str, int], int] = {}
         # (source, its generation) -> the last limit sent to it, and when (µs)
         self._limits_sent: dict[tuple[str, int], tuple[int, int]] = {}
+        self.recorder: DumpWriter | None = None
+        """While the call is recorded: the dump the packets it forwards are added to."""
         self.closed = False
+
+    # ---- recording ---------------------------------------------------------------
+
+    async def start_recording(self, writer: DumpWriter) -> None:
+        """From now on every packet forwarded is also added to ``writer`` (a new
+        recording replaces one still open, which is closed). Every video source is
+        asked for a keyframe: a recording's pictures start with one."""
+        self.stop_recording()
+        self.recorder = writer
+        for leg in list(self.legs.values()):
+            for place, ssrc in list(leg.primary_ssrc.items()):
+                if place.kind == "video":
+                    # Not held back by a request made for a receiver moments ago.
+                    self._last_keyframe_request.pop((leg.generation, ssrc), None)
+                    await self._request_keyframe(leg, ssrc)
+
+    def stop_recording(self) -> DumpWriter | None:
+        """The dump closed (its last chunk written); the one that was open, if any."""
+        writer, self.recorder = self.recorder, None
+        if writer is not None:
+            writer.close()
+        return writer
+
+    def _record(self, leg: Leg, place: Place, codec: CodecId, plain: bytes) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            return
+        kind = "screen" if place == SCREEN else place.kind
+        stream = recorder.stream(leg.participant, kind, codec.mime.split("/")[-1], codec.clock_rate)
+        if stream is not None:
+            recorder.packet(stream, time.time(), plain)
 
     # ---- legs ------------------------------------------------------------------
 
@@ -192,6 +227,8 @@ class Relay:
 
     async def close(self) -> None:
         self.closed = True
+        # A call closed while recorded: its dump ends properly (the last chunk marked).
+        self.stop_recording()
         for task in (self._monitor, self._feedback):
             if task is not None:
                 task.cancel()
@@ -400,6 +437,11 @@ class Relay:
         plain = leg.fast.unprotect(data)
         if plain is None:
             return True
+        if self.recorder is not None:
+            inbound = leg.known(ssrc)
+            codec = inbound.section.codecs.get(key[2]) if inbound is not None else None
+            if inbound is not None and codec is not None:
+                self._record(leg, inbound.section.place, codec, plain)
         leg.arrived(len(plain))
         if leg.transport_cc_id is not None:
             leg.transport_arrival(transport_sequence(data, leg.transport_cc_id))
@@ -447,6 +489,8 @@ class Relay:
         codec = section.codecs.get(packet.payload_type)
         if codec is None:
             return
+        if self.recorder is not None and not inbound.rtx:
+            self._record(leg, section.place, codec, data)
         source = Source(leg.participant, leg.generation, packet.ssrc, codec.clock_rate)
         # A leg still connecting gets nothing yet: its streams start with the first
         # packet after (on a keyframe), not on packets it never received.

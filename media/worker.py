@@ -31,6 +31,7 @@ from media.internal_auth import (
     signing_key,
 )
 from media.pool import LocalRelayPool
+from media.recording_dump import DumpTarget
 from observability.logs import configure as configure_logging
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,15 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
         )
         return web.Response(status=204 if found else 404)
 
+    async def start_recording(request: web.Request) -> web.StreamResponse:
+        target = DumpTarget.from_json(await request.text())
+        await pool.start_recording(request.match_info["call_id"], target)
+        return web.Response(status=204)
+
+    async def stop_recording(request: web.Request) -> web.StreamResponse:
+        found = await pool.stop_recording(request.match_info["call_id"])
+        return web.Response(status=204 if found else 404)
+
     async def stats(_request: web.Request) -> web.StreamResponse:
         return web.json_response(pool.figures())
 
@@ -186,6 +196,8 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
     app.router.add_delete("/calls/{call_id}", close_call)
     app.router.add_post("/calls/{call_id}/legs/{participant}", connect)
     app.router.add_delete("/calls/{call_id}/legs/{participant}", disconnect)
+    app.router.add_put("/calls/{call_id}/recording", start_recording)
+    app.router.add_delete("/calls/{call_id}/recording", stop_recording)
     app.router.add_get("/stats", stats)
     app.router.add_get("/events", events)
     return app

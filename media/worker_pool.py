@@ -23,6 +23,7 @@ from media.config import MediaConfig
 from media.errors import BadOffer, NotAParticipant, RelayUnavailable, UnknownCall
 from media.internal_auth import Signer, signing_key
 from media.pool import RelayPool
+from media.recording_dump import DumpTarget
 from media.worker import run_worker, worker_url
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,23 @@ class WorkerRelayPool(RelayPool):
         if status == 404:
             raise UnknownCall("no relay for this call")
         raise RelayUnavailable(f"relay worker {worker.index} failed ({status})")
+
+    async def start_recording(self, call_id: str, target: DumpTarget) -> None:
+        worker = self._worker_of(call_id)
+        status, _ = await self._request(
+            "PUT", worker, f"/calls/{call_id}/recording", target.to_json()
+        )
+        if status == 404:
+            raise UnknownCall("no relay for this call")
+        if status != 204:
+            raise RelayUnavailable(f"relay worker {worker.index} could not record ({status})")
+
+    async def stop_recording(self, call_id: str) -> bool:
+        worker = self._where.get(call_id)
+        if worker is None:
+            return False
+        status, _ = await self._request("DELETE", worker, f"/calls/{call_id}/recording")
+        return status == 204
 
     async def disconnect(self, call_id: str, participant: str) -> bool:
         worker = self._where.get(call_id)

@@ -312,6 +312,11 @@ class WindowlinkClient:
     async def download(self, file: FileView | str, *, byte_range: str | None = None) -> bytes:
         return await self.documents.download(file, byte_range=byte_range)
 
+    async def stop_recording(self, consultation_id: str) -> ConsultationView:
+        return ConsultationView.model_validate(
+            await self.emit("stop_recording", {"consultation_id": consultation_id})
+        )
+
     async def api(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -346,7 +351,38 @@ class KioskClient(WindowlinkClient):
         )
 
     async def rate(self, consultation_id: str, rating: int) -> None:
+        """The old pages' 1-5 rating (the server maps it onto the five grades)."""
         await self.emit("rate_consultation", {"consultation_id": consultation_id, "rating": rating})
+
+    async def grade(
+        self,
+        consultation_id: str,
+        grade: str,
+        *,
+        reason: str | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """好差评: one of the five grades; a bad one with an optional reason and comment."""
+        payload: dict[str, Any] = {"consultation_id": consultation_id, "grade": grade}
+        if reason is not None:
+            payload["reason"] = reason
+        if comment is not None:
+            payload["comment"] = comment
+        await self.emit("rate_consultation", payload)
+
+    async def answer_recording(
+        self, consultation_id: str, accept: bool, text_version: str = "v1"
+    ) -> ConsultationView:
+        return ConsultationView.model_validate(
+            await self.emit(
+                "answer_recording",
+                {
+                    "consultation_id": consultation_id,
+                    "accept": accept,
+                    "text_version": text_version,
+                },
+            )
+        )
 
     async def give_identity(
         self, consultation_id: str, id_number: str, *, history_consent: bool
@@ -420,6 +456,11 @@ class ExpertClient(WindowlinkClient):
             await self.emit(
                 "share_screen", {"consultation_id": consultation_id, "sharing": sharing}
             )
+        )
+
+    async def request_recording(self, consultation_id: str) -> ConsultationView:
+        return ConsultationView.model_validate(
+            await self.emit("request_recording", {"consultation_id": consultation_id})
         )
 
     async def share_document(self, consultation_id: str, file_id: str) -> None:

@@ -22,6 +22,8 @@ class SignalingConfig:
     """How many recent calls of a department the wait estimate averages."""
     rating_window: float = 600.0
     """Seconds after the end during which the kiosk may rate the consultation."""
+    complaint_days: float = 7.0
+    """Days a bad grade's follow-up has before it is overdue (--complaint-days)."""
     queue_update_delay: float = 1.0
     """Seconds a department's queue changes are gathered before kiosks and experts are told."""
     max_sockets_per_account: int = 8

@@ -149,6 +149,16 @@ class CloseLeg:
 
 
 @dataclass(frozen=True)
+class RecordMedia:
+    """The call's relay starts writing its recording (the citizen consented), or
+    stops (either side stopped it)."""
+
+    call_id: str
+    relay: str | None
+    on: bool
+
+
+@dataclass(frozen=True)
 class DiscardUploads:
     call_id: str
 
@@ -187,6 +197,7 @@ Effect = (
     Notify
     | CloseRelay
     | CloseLeg
+    | RecordMedia
     | DiscardUploads
     | Dispatch
     | PublishQueue

@@ -35,6 +35,7 @@ from signaling.effects import (
     Participant,
     PublishQueue,
     RecordChange,
+    RecordMedia,
     ResumeCall,
     TransferCall,
 )
@@ -101,6 +102,7 @@ class Executor:
         publish_queue: Callable[[str], None],
         participant_changed: Callable[[str, bool], Awaitable[None]],
         close_leg: Callable[[str, str | None, int], Awaitable[None]] | None = None,
+        record: Callable[[str, str | None, bool], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -112,6 +114,7 @@ class Executor:
         self._publish_queue = publish_queue
         self._participant_changed = participant_changed
         self._close_leg = close_leg
+        self._record = record
         self._dispatching: dict[str, bool] = {}
         self._background = BackgroundTasks("background step")
 
@@ -349,6 +352,9 @@ class Executor:
         elif isinstance(effect, CloseLeg):
             if self._close_leg is not None:
                 await self._close_leg(effect.call_id, effect.relay, effect.position)
+        elif isinstance(effect, RecordMedia):
+            if self._record is not None:
+                await self._record(effect.call_id, effect.relay, effect.on)
         elif isinstance(effect, DiscardUploads):
             await self._discard_uploads(effect.call_id)
         elif isinstance(effect, Participant):

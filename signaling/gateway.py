@@ -38,6 +38,7 @@ from signaling.messages import (
     InviteDepartment,
     OfferRef,
     RateConsultation,
+    RecordingAnswer,
     RequestConsultation,
     SaveOutcome,
     SendChat,
@@ -53,7 +54,7 @@ from signaling.service import ConsultationService, PresenceService
 from signaling.store import LiveStore, StoreUnavailable
 from signaling.views import presence_view
 from storage.errors import StorageUnavailable
-from storage.records import DESK_ROLES, Account, Outcome, Role
+from storage.records import DESK_ROLES, Account, GradeReason, Outcome, Role
 from storage.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -370,13 +371,22 @@ class SignalingGateway:
         p = self._presence
 
         async def request(a: Account, m: RequestConsultation, at: Caller) -> BaseModel:
-            return await c.request(a, m.department, m.case_number, at.remote, at.sid)
+            return await c.request(
+                a, m.department, m.case_number, at.remote, at.sid, appointment=m.appointment
+            )
 
         async def cancel(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
             return await c.cancel(a, m.consultation_id, at.remote, at.sid)
 
         async def rate(a: Account, m: RateConsultation, at: Caller) -> None:
-            await c.rate(a, m.consultation_id, m.rating, at.remote)
+            await c.rate(
+                a,
+                m.consultation_id,
+                m.given_grade,
+                at.remote,
+                reason=None if m.reason is None else GradeReason(m.reason),
+                comment=m.comment or None,
+            )
 
         async def set_presence(a: Account, m: SetPresence, at: Caller) -> BaseModel:
             return await p.set_status(a, PresenceStatus(m.status), at.sid)
@@ -409,11 +419,24 @@ class SignalingGateway:
         async def share_screen(a: Account, m: ShareScreen, at: Caller) -> BaseModel:
             return await c.share_screen(a, m.consultation_id, m.sharing, at.sid)
 
+        async def request_recording(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
+            return await c.request_recording(a, m.consultation_id, at.remote, at.sid)
+
+        async def answer_recording(a: Account, m: RecordingAnswer, at: Caller) -> BaseModel:
+            return await c.answer_recording(
+                a, m.consultation_id, m.accept, m.text_version, at.remote, at.sid
+            )
+
+        async def stop_recording(a: Account, m: ConsultationRef, at: Caller) -> BaseModel:
+            return await c.stop_recording(a, m.consultation_id, at.remote, at.sid)
+
         async def share_document(a: Account, m: ShareDocument, at: Caller) -> None:
             await c.share_document(a, m.consultation_id, m.file_id, at.remote)
 
         async def outcome(a: Account, m: SaveOutcome, at: Caller) -> None:
-            await c.save_outcome(a, m.consultation_id, Outcome(m.outcome), m.notes, at.remote)
+            await c.save_outcome(
+                a, m.consultation_id, Outcome(m.outcome), m.notes, at.remote, m.materials
+            )
 
         async def defer(a: Account, m: DeferOutcome, at: Caller) -> BaseModel:
             return await c.defer_outcome(a, m.consultation_id, m.notes, at.remote)
@@ -451,7 +474,8 @@ class SignalingGateway:
                 RateConsultation,
                 KIOSK,
                 rate,
-                "Rate an ended consultation 1-5, once.",
+                "Grade an ended consultation (好差评: one of five grades, a bad one with an "
+                "optional reason and comment; an old page's rating 1-5 is mapped), once.",
             ),
             EventSpec("set_presence", SetPresence, DESK, set_presence, "Become available or away."),
             EventSpec(
@@ -502,6 +526,27 @@ class SignalingGateway:
                 EXPERT,
                 share_screen,
                 "Start or stop sharing your screen in the call.",
+            ),
+            EventSpec(
+                "request_recording",
+                ConsultationRef,
+                EXPERT,
+                request_recording,
+                "Ask to record the call (departments that record): the kiosk asks the citizen.",
+            ),
+            EventSpec(
+                "answer_recording",
+                RecordingAnswer,
+                KIOSK,
+                answer_recording,
+                "The citizen accepts or declines the recording (and the text version shown).",
+            ),
+            EventSpec(
+                "stop_recording",
+                ConsultationRef,
+                KIOSK | EXPERT,
+                stop_recording,
+                "Stop the recording (either side), or withdraw the request.",
             ),
             EventSpec(
                 "share_document",

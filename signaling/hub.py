@@ -108,6 +108,7 @@ class SignalingHub:
         remote_of: Callable[[web.Request], str],
         limits: EventRateLimit,
         on_call_ended: Callable[[str], Awaitable[object]],
+        record: Callable[[str, str | None, bool], Awaitable[None]] | None = None,
         observe_event: Callable[[str, float, str | None], None] = lambda *_: None,
         shared: bool = False,
         clock: Callable[[], float] = time.time,
@@ -136,7 +137,9 @@ class SignalingHub:
                 account, up
             ),
             close_leg=self._close_leg,
+            record=self._record_media if record is not None else None,
         )
+        self._recorder = record
         self.publisher = QueuePublisher(store, notifier, config, self.executor.department_presences)
         self.consultations = ConsultationService(self.executor, storage, config, clock)
         self.presence = PresenceService(self.executor, config)
@@ -184,6 +187,14 @@ class SignalingHub:
             await self.media.disconnect(call_id, leg_name(position))
         except RelayUnavailable:
             return
+
+    async def _record_media(self, call_id: str, relay: str | None, on: bool) -> None:
+        """The call's recording starts or stops at its relay (one this node trusts)."""
+        if self._recorder is None or (
+            relay is not None and not await self.trusts_relay(call_id, relay)
+        ):
+            return
+        await self._recorder(call_id, relay, on)
 
     async def _on_deadline(self, key: str) -> None:
         if key.startswith(("offline|", "wrapup|")):

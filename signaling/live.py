@@ -204,6 +204,8 @@ class LiveCall(_Record):
     """Set while the call waits in the department it was transferred to."""
     screen: int | None = None
     """The position of whoever shares their screen now."""
+    recording: str = "off"
+    """"off", "asked" (an expert asked; the kiosk asks the citizen) or "on"."""
     version: int = 0
 
     def __post_init__(self) -> None:

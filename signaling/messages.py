@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from storage.documents import StoredFile
+from storage.records import BAD_GRADES, GRADE_OF_RATING, Grade
 
 ConsultationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 InvitationId = Annotated[str, StringConstraints(pattern=r"^i-[0-9a-f]{16}$")]
@@ -76,6 +77,10 @@ class EmptyPayload(ClientPayload):
 class RequestConsultation(ClientPayload):
     department: DepartmentCode
     case_number: CaseNumber | None = None
+    appointment: bool = False
+    """The citizen comes by the booking admitted at this kiosk (its code typed on the
+    start screen, POST /api/v1/appointments/admit): the consultation waits at the head
+    of the department's queue; refused (invalid_state) when no such booking is open."""
 
 
 class ConsultationRef(ClientPayload):
@@ -117,6 +122,15 @@ class ShareScreen(ClientPayload):
     sharing: bool
 
 
+class RecordingAnswer(ClientPayload):
+    """The citizen's answer to an expert's request to record, and the version of the
+    text the kiosk showed (kept on the record)."""
+
+    consultation_id: ConsultationId
+    accept: bool
+    text_version: Annotated[str, StringConstraints(pattern=r"^[a-z0-9._-]{1,32}$")]
+
+
 class ShareDocument(ClientPayload):
     consultation_id: ConsultationId
     file_id: FileId
@@ -126,10 +140,18 @@ class SetPresence(ClientPayload):
     status: Literal["available", "away"]
 
 
+MaterialItem = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
+
+
 class SaveOutcome(ClientPayload):
     consultation_id: ConsultationId
     outcome: OutcomeName
     notes: Notes = ""
+    materials: Annotated[list[MaterialItem], Field(max_length=30)] | None = None
+    """What the citizen must still bring (一次性告知): the department's checklist
+    items ticked and any written; printed on the citizen's slip."""
 
 
 class DeferOutcome(ClientPayload):
@@ -140,9 +162,42 @@ class DeferOutcome(ClientPayload):
     notes: Notes = ""
 
 
+GradeName = Literal[
+    "very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied"
+]
+GradeReasonName = Literal["waited_too_long", "not_solved", "attitude", "poor_audio_video", "other"]
+GradeComment = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_no_nul)
+]
+
+
 class RateConsultation(ClientPayload):
+    """好差评: one of the five grades, a bad one (dissatisfied, very dissatisfied) with
+    an optional reason from the kiosk's list and the citizen's own words. ``rating``
+    1-5 is what pages before the five grades send: mapped, 5 very satisfied to 1 very
+    dissatisfied."""
+
     consultation_id: ConsultationId
-    rating: Annotated[int, Field(ge=1, le=5)]
+    grade: GradeName | None = None
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+    reason: GradeReasonName | None = None
+    comment: GradeComment | None = None
+
+    @model_validator(mode="after")
+    def _one_bad_grade_explained(self) -> Self:
+        if (self.grade is None) == (self.rating is None):
+            raise ValueError("give a grade (or an old page's rating), one of them")
+        # A reason answers the question the kiosk asks after a bad grade only.
+        if (self.reason is not None or self.comment) and self.given_grade not in BAD_GRADES:
+            raise ValueError("a reason and a comment go with a bad grade only")
+        return self
+
+    @property
+    def given_grade(self) -> Grade:
+        if self.grade is not None:
+            return Grade(self.grade)
+        assert self.rating is not None
+        return GRADE_OF_RATING[self.rating]
 
 
 class SendChat(ClientPayload):
@@ -232,6 +287,8 @@ class ConsultationView(ServerPayload):
     """The recipient's position (None: not taking part, or no longer)."""
     screen: int | None = None
     """The position of whoever shares their screen now."""
+    recording: Literal["off", "asked", "on"] = "off"
+    """Whether the call is recorded: "asked" while the citizen is being asked."""
     invitations: list[InvitationView] = []
     """The call's open invitations."""
     transfer: TransferView | None = None
@@ -412,7 +469,7 @@ class SessionState(ServerPayload):
     """Ack of ``get_state``: who you are and what is open for you."""
 
     username: str
-    role: Literal["kiosk", "expert", "clerk", "admin", "interpreter"]
+    role: Literal["kiosk", "expert", "clerk", "admin", "interpreter", "supervisor"]
     department: str | None
     hall: str | None
     presence: PresenceView | None

@@ -8,7 +8,7 @@ outcome, rating) are written here directly, after the same checks.
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from signaling import access, transitions
 from signaling.access import Right, Verdict
@@ -48,12 +48,15 @@ from signaling.views import consultation_view, file_view, invitation_offer_view,
 from storage.errors import RecordConflict, RecordNotFound
 from storage.records import (
     DESK_ROLES,
+    RATING_OF_GRADE,
     Account,
     AuditEvent,
     ChatMessage,
     ConsultationRecord,
     Department,
     DepartmentKind,
+    Grade,
+    GradeReason,
     Outcome,
     Role,
 )
@@ -166,6 +169,8 @@ class ConsultationService:
         case_number: str | None,
         remote: str,
         sid: str | None = None,
+        *,
+        appointment: bool = False,
     ) -> ConsultationView:
         call_id = secrets.token_hex(8)
         hall_names = await self._hall_names(kiosk)
@@ -175,6 +180,15 @@ class ConsultationService:
                 "an interpreting service joins a call when the expert invites it; "
                 "choose a department"
             )
+        booking = None
+        if appointment:
+            # The booking admitted at this kiosk (its code checked, throttled and
+            # audited by the REST route) is taken once, by this consultation.
+            booking = await self._storage.appointments.take_admitted(
+                kiosk.id, department, call_id, self._clock()
+            )
+            if booking is None:
+                raise InvalidState("no booking of this department is admitted at this kiosk")
 
         async def attempt() -> object:
             return await self._x.run(
@@ -189,21 +203,28 @@ class ConsultationService:
                     self._config,
                     recorded=recorded,
                     hall_names=hall_names,
+                    appointment=None if booking is None else booking.id,
                 ),
                 sid,
             )
 
         try:
-            reply = await attempt()
-        except AlreadyInConsultation:
-            # Refused by the records while the live state shows nothing open: a
-            # consultation whose live commit never happened. Repaired now (once it
-            # is old enough not to be a request still on its way), then asked again.
-            if await self._x.open_call_of(kiosk.id) is not None or not await self._repair_kiosk(
-                kiosk.id
-            ):
-                raise
-            reply = await attempt()
+            try:
+                reply = await attempt()
+            except AlreadyInConsultation:
+                # Refused by the records while the live state shows nothing open: a
+                # consultation whose live commit never happened. Repaired now (once it
+                # is old enough not to be a request still on its way), then asked again.
+                if await self._x.open_call_of(kiosk.id) is not None or not await self._repair_kiosk(
+                    kiosk.id
+                ):
+                    raise
+                reply = await attempt()
+        except BaseException:
+            if booking is not None:
+                # Not queued: the citizen may ask again with the same admitted code.
+                await self._storage.appointments.give_back(booking.id)
+            raise
         log.info("consultation %s requested for %s", call_id, department)
         assert isinstance(reply, ConsultationView)
         return reply
@@ -221,7 +242,18 @@ class ConsultationService:
         assert isinstance(reply, ConsultationView)
         return reply
 
-    async def rate(self, kiosk: Account, call_id: str, rating: int, remote: str) -> None:
+    async def rate(
+        self,
+        kiosk: Account,
+        call_id: str,
+        grade: Grade,
+        remote: str,
+        *,
+        reason: GradeReason | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """The citizen's 好差评 grade, once, within the rating window; a bad grade
+        opens its follow-up with it (storage)."""
         now = self._clock()
         window = self._config.rating_window
 
@@ -237,16 +269,25 @@ class ConsultationService:
                 raise InvalidState("the consultation has not ended yet")
             if now - record.ended_at > window:
                 raise InvalidState("the time to rate this consultation has passed")
-            if record.rating is not None:
+            if record.rating is not None or record.grade is not None:
                 raise InvalidState("this consultation has already been rated")
 
+        # The citizen's words stay on the record; the audit entry says a comment exists.
+        detail: dict[str, str | int | float | bool | None] = {
+            "grade": grade.value,
+            "rating": RATING_OF_GRADE[grade],
+            "reason": None if reason is None else reason.value,
+            "comment": comment is not None,
+        }
         try:
-            await self._storage.consultations.set_rating(
+            await self._storage.consultations.set_grade(
                 call_id,
-                rating,
-                audit=AuditEvent(
-                    kiosk.username, "consultation.rate", call_id, {"rating": rating}, remote
-                ),
+                grade,
+                reason,
+                comment,
+                audit=AuditEvent(kiosk.username, "consultation.rate", call_id, detail, remote),
+                at=now,
+                follow_up_days=self._config.complaint_days,
                 check=check,
             )
         except RecordConflict:
@@ -411,6 +452,78 @@ class ConsultationService:
         assert isinstance(reply, ConsultationView)
         return reply
 
+    async def request_recording(
+        self, expert: Account, call_id: str, remote: str, sid: str | None = None
+    ) -> ConsultationView:
+        """An expert asks to record (their call's department must record calls); the
+        kiosk asks the citizen. Audited and kept on the record."""
+        call = await self.call(call_id)
+        # Only for one who may ask: anyone else learns nothing of the call (the
+        # transition answers them as for any call not theirs).
+        if call is not None and access.on_call(expert, call, Right.SHARE) is Verdict.ALLOWED:
+            department = await self._storage.departments.get(call.department)
+            if not department.recording:
+                raise Forbidden("this department does not record calls")
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, _r: transitions.request_recording(s, expert),
+            sid,
+        )
+        assert isinstance(reply, ConsultationView)
+        await self._storage.recording_consents.asked(
+            call_id,
+            expert.username,
+            self._clock(),
+            AuditEvent(expert.username, "recording.request", call_id, {}, remote),
+        )
+        return reply
+
+    async def answer_recording(
+        self,
+        kiosk: Account,
+        call_id: str,
+        accept: bool,
+        text_version: str,
+        remote: str,
+        sid: str | None = None,
+    ) -> ConsultationView:
+        """The citizen's answer, with the version of the text they were shown."""
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, _r: transitions.answer_recording(s, kiosk, accept),
+            sid,
+        )
+        assert isinstance(reply, ConsultationView)
+        action = "recording.consent" if accept else "recording.decline"
+        await self._storage.recording_consents.answered(
+            call_id,
+            accept,
+            text_version,
+            self._clock(),
+            AuditEvent(kiosk.username, action, call_id, {"text_version": text_version}, remote),
+        )
+        return reply
+
+    async def stop_recording(
+        self, account: Account, call_id: str, remote: str, sid: str | None = None
+    ) -> ConsultationView:
+        """Either side stops the recording (or withdraws the request); audited."""
+        before = await self.call(call_id)
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, _r: transitions.stop_recording(s, account),
+            sid,
+        )
+        assert isinstance(reply, ConsultationView)
+        if before is not None and before.recording != "off":
+            await self._storage.recording_consents.stopped(
+                call_id,
+                account.username,
+                self._clock(),
+                AuditEvent(account.username, "recording.stop", call_id, {}, remote),
+            )
+        return reply
+
     async def share_document(
         self, expert: Account, call_id: str, file_id: str, remote: str
     ) -> FileView:
@@ -439,7 +552,13 @@ class ConsultationService:
         return view
 
     async def save_outcome(
-        self, expert: Account, call_id: str, outcome: Outcome, notes: str, remote: str
+        self,
+        expert: Account,
+        call_id: str,
+        outcome: Outcome,
+        notes: str,
+        remote: str,
+        materials: Sequence[str] | None = None,
     ) -> None:
         """Write the outcome and notes of this expert's part in ``call_id`` (the
         consultation the form was opened for, whatever the expert did since): their
@@ -458,6 +577,7 @@ class ConsultationService:
                     {"outcome": outcome.value},
                     remote,
                 ),
+                materials=materials,
             )
         except RecordNotFound:
             raise NotFound("no consultation with this id for you") from None

@@ -35,6 +35,7 @@ from signaling.effects import (
     MarkEnded,
     Participant,
     PublishQueue,
+    RecordMedia,
     ResumeCall,
     TransferCall,
 )
@@ -1110,6 +1111,52 @@ def share_screen(s: Snapshot, expert: Account, sharing: bool) -> Decision:
     d.put(after)
     _tell_everyone(d, s, after, expert.id)
     d.reply = _view_of(s, after, expert.id)
+    return d
+
+
+# -- recording (with the citizen's consent)
+
+
+def request_recording(s: Snapshot, expert: Account) -> Decision:
+    """An expert asks to record the call (their department records: the service
+    checks): the kiosk asks the citizen; everyone's view says a request is open."""
+    call = call_for(s, expert, Right.SHARE, "a call is recorded while it is going on")
+    if call.recording != "off":
+        raise InvalidState("the call is recorded, or the citizen is being asked already")
+    return _set_recording(s, call, expert.id, "asked")
+
+
+def answer_recording(s: Snapshot, kiosk: Account, accept: bool) -> Decision:
+    """The citizen accepts (recording starts) or declines (nothing is written)."""
+    call = call_for(s, kiosk, Right.TAKE_PART, "a call is recorded while it is going on")
+    if call.position_of(kiosk.id) != KIOSK_POSITION:
+        raise Forbidden("only the citizen answers")
+    if call.recording != "asked":
+        raise InvalidState("nobody asked to record this call")
+    return _set_recording(s, call, kiosk.id, "on" if accept else "off")
+
+
+def stop_recording(s: Snapshot, account: Account) -> Decision:
+    """Either side stops the recording (or withdraws the request)."""
+    right = Right.TAKE_PART if account.role is Role.KIOSK else Right.SHARE
+    call = call_for(s, account, right, "a call is recorded while it is going on")
+    if call.recording == "off":
+        d = Decision()
+        d.reply = _view_of(s, call, account.id)
+        return d
+    return _set_recording(s, call, account.id, "off")
+
+
+def _set_recording(s: Snapshot, call: LiveCall, actor_id: str, state: str) -> Decision:
+    d = Decision()
+    after = dataclasses.replace(call, recording=state)
+    d.put(after)
+    if state == "on":
+        d.effects.append(RecordMedia(call.id, call.relay, True))
+    elif call.recording == "on":
+        d.effects.append(RecordMedia(call.id, call.relay, False))
+    _tell_everyone(d, s, after, actor_id)
+    d.reply = _view_of(s, after, actor_id)
     return d
 
 

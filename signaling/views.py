@@ -129,6 +129,7 @@ def consultation_view(
         participants=participant_views(call) if _in_call(call) or call.seats else [],
         you=position if _in_call(call) or position == KIOSK_POSITION else None,
         screen=call.screen if call.phase is Phase.ACTIVE else None,
+        recording=call.recording if call.phase is Phase.ACTIVE else "off",
         invitations=[
             invitation_view(call.id, found[ref.id], for_kiosk=for_kiosk)
             if ref.id in found

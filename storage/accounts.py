@@ -14,8 +14,9 @@ from storage.errors import RecordConflict, RecordNotFound
 from storage.halls import require_halls
 from storage.ids import new_id
 from storage.passwords import dummy_hash, hash_password, verify_password
-from storage.records import DESK_ROLES, Account, AuditEvent, DepartmentKind, Role
+from storage.records import DESK_ROLES, Account, AuditEvent, DepartmentKind, Role, Scope
 from storage.schema import accounts, clerk_halls, departments, sessions
+from storage.scopes import write_scope
 
 PUBLIC_COLUMNS = [c for c in accounts.c if c.name != "password_hash"]
 
@@ -65,6 +66,7 @@ class Accounts:
         display_name: str = "",
         password_hash: str | None = None,
         audit: AuditEvent | None = None,
+        scope: Scope | None = None,
     ) -> Account:
         """Create an account; ``password_hash`` lets a bulk seeder hash once for many.
         A kiosk stands in ``hall``, a clerk works at ``halls``; both must exist."""
@@ -76,6 +78,8 @@ class Accounts:
             raise RecordConflict("only kiosk accounts stand in a hall")
         if role is not Role.CLERK and halls:
             raise RecordConflict("only clerk accounts work at halls")
+        if role is not Role.SUPERVISOR and scope is not None:
+            raise RecordConflict("only supervisors oversee departments and halls")
         encoded = password_hash or await asyncio.to_thread(hash_password, password)
         account = Account(
             new_id(), username, role, department, hall, display_name or username, False, time.time()
@@ -98,6 +102,9 @@ class Accounts:
             conn.execute(accounts.insert().values(password_hash=encoded, **account.__dict__))
             for code in sorted(set(halls)):
                 conn.execute(clerk_halls.insert().values(account_id=account.id, hall=code))
+            if scope is not None:
+                # With the account: a supervisor never exists unscoped (= everything).
+                write_scope(conn, account.id, scope)
             append_audit_if(conn, audit)
 
         try:

@@ -11,14 +11,19 @@ from sqlalchemy.exc import IntegrityError
 from storage.audit import append_audit, append_audit_if
 from storage.database import Database
 from storage.errors import RecordConflict, RecordNotFound
+from storage.followups import DAY, open_follow_up
 from storage.ids import new_id
 from storage.legs import close_legs, lock_consultation, open_leg, role_of
 from storage.records import (
+    BAD_GRADES,
+    RATING_OF_GRADE,
     AuditEvent,
     ChatMessage,
     ConsultationRecord,
     ConsultationState,
     EndReason,
+    Grade,
+    GradeReason,
     LegEnd,
     Outcome,
     Role,
@@ -44,6 +49,7 @@ def _record(row: Any) -> ConsultationRecord:
     data["state"] = ConsultationState(data["state"])
     data["end_reason"] = EndReason(data["end_reason"]) if data["end_reason"] else None
     data["outcome"] = Outcome(data["outcome"]) if data["outcome"] else None
+    data["grade"] = Grade(data["grade"]) if data.get("grade") else None
     return ConsultationRecord(**data)
 
 
@@ -408,6 +414,62 @@ class ConsultationRecords:
     ) -> None:
         """As ``set_outcome``; a rating is given once (RecordConflict after that)."""
         await self._change(_SET_RATING, consultation_id, {"rating": rating}, audit, check)
+
+    async def set_grade(
+        self,
+        consultation_id: str,
+        grade: Grade,
+        reason: GradeReason | None,
+        comment: str | None,
+        *,
+        audit: AuditEvent,
+        at: float,
+        follow_up_days: float,
+        check: "Check | None" = None,
+    ) -> None:
+        """The citizen's 好差评 grade, with its 1-5 score in ``rating`` (so that the
+        averages read as before), given once (RecordConflict after that). A bad grade
+        opens its follow-up, due ``follow_up_days`` after ``at``, in the same unit of
+        work: a bad grade is never kept without the follow-up that answers it."""
+
+        def unit(conn: Connection) -> None:
+            row = conn.execute(_RECORD_BY_ID, {"b_id": consultation_id}).first()
+            record = None if row is None else _record(row)
+            if check is not None:
+                check(record)
+            if record is None:
+                raise RecordNotFound("no consultation with this id")
+            changed = conn.execute(
+                update(consultations)
+                .where(
+                    consultations.c.id == consultation_id,
+                    consultations.c.rating.is_(None),
+                    consultations.c.grade.is_(None),
+                )
+                .values(
+                    grade=grade.value,
+                    rating=RATING_OF_GRADE[grade],
+                    grade_reason=None if reason is None else reason.value,
+                    grade_comment=comment,
+                )
+            ).rowcount
+            if changed == 0:
+                raise RecordConflict("this consultation has already been rated")
+            append_audit(conn, audit)
+            if grade in BAD_GRADES:
+                open_follow_up(
+                    conn,
+                    record,
+                    grade,
+                    reason,
+                    comment,
+                    at=at,
+                    due_at=at + follow_up_days * DAY,
+                    actor=audit.actor,
+                    remote=audit.remote,
+                )
+
+        await self._db.write(unit)
 
     async def link_case(self, consultation_id: str, case_number: str, *, audit: AuditEvent) -> None:
         """Give a consultation that had none a case number (clerk)."""

@@ -5,6 +5,8 @@ first is kept)."""
 import asyncio
 import contextlib
 
+from storage.booking_settings import DEFAULT as BOOKING_DEFAULT
+from storage.booking_settings import BookingSettings
 from storage.errors import RecordConflict, RecordNotFound
 from storage.passwords import hash_password
 from storage.records import AuditEvent, DepartmentKind, HallLevel, Role
@@ -25,6 +27,36 @@ DEMO_TRANSFERS = {
     "social": ("market", "housing"),
 }
 
+# What each department's experts may tick as still required after a call (一次性告知).
+DEMO_MATERIALS = {
+    "market": (
+        "营业执照正本 / Business licence (original)",
+        "法定代表人身份证 / Legal representative's ID card",
+        "经营场所证明 / Proof of business premises",
+        "公司章程 / Articles of association",
+    ),
+    "housing": (
+        "户口簿原件 / Household register (original)",
+        "收入证明 / Proof of income",
+        "住房情况证明 / Proof of current housing",
+        "婚姻状况证明 / Proof of marital status",
+    ),
+    "social": (
+        "社保卡 / Social security card",
+        "劳动合同 / Employment contract",
+        "解除劳动关系证明 / Proof of end of employment",
+    ),
+}
+
+DEMO_BOOKING = BookingSettings(
+    availability=("1-5 09:00-12:00", "1-5 14:00-17:00"),
+    slot_minutes=15,
+    slot_capacity=2,
+    wait_limit=600.0,
+    callback_attempts=3,
+    callback_expiry=86400.0,
+)
+
 # An interpreting pool: invited into calls, never called directly.
 DEMO_POOL = ("interpret", "翻译服务", "Interpreting")
 DEMO_LANGUAGES = ("手语 / Sign language", "维吾尔语 / Uyghur", "藏语 / Tibetan", "英语 / English")
@@ -44,6 +76,8 @@ DEMO_ACCOUNTS: tuple[tuple[str, Role, str | None, str | None, str], ...] = (
     ("interpreter01", Role.INTERPRETER, "interpret", None, "手语翻译"),
     ("clerk", Role.CLERK, None, "city", "综合窗口"),
     ("admin", Role.ADMIN, None, None, "管理员"),
+    # No scope: the service centre's supervisor oversees every department and hall.
+    ("supervisor", Role.SUPERVISOR, None, None, "服务中心督查"),
     ("kiosk01", Role.KIOSK, None, "city", "市民中心 1 号终端"),
     ("kiosk02", Role.KIOSK, None, "district", "区分中心 2 号终端"),
 )
@@ -71,8 +105,15 @@ async def seed_demo(storage: Storage) -> None:
                 languages=DEMO_LANGUAGES,
                 audit=AuditEvent("system", "department.create", DEMO_POOL[0], {"demo": True}),
             )
-    # Also for a demo seeded before transfers: what is missing is added.
+    # Also for a demo seeded before transfers or checklists: what is missing is added.
     for seeded in await storage.departments.list():
+        materials = DEMO_MATERIALS.get(seeded.code)
+        if materials and not seeded.materials:
+            await storage.departments.change(
+                seeded.code,
+                {"materials": materials},
+                audit=AuditEvent("system", "department.materials", seeded.code, {"demo": True}),
+            )
         targets = DEMO_TRANSFERS.get(seeded.code)
         if targets and not seeded.transfers_to:
             await storage.departments.change(
@@ -84,6 +125,15 @@ async def seed_demo(storage: Storage) -> None:
                     seeded.code,
                     {"demo": True, "transfers_to": ",".join(targets)},
                 ),
+            )
+    # Appointments mornings and afternoons, two citizens a quarter of an hour; the
+    # kiosk offers a call-back or a booking beyond a 10-minute wait.
+    for code, _, _ in DEMO_DEPARTMENTS:
+        if await storage.booking_settings.get(code) == BOOKING_DEFAULT:
+            await storage.booking_settings.put(
+                code,
+                DEMO_BOOKING,
+                audit=AuditEvent("system", "department.booking_settings", code, {"demo": True}),
             )
     existing = {h.code for h in await storage.halls.list()}
     for code, name_zh, name_en, level, district in DEMO_HALLS:

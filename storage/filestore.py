@@ -27,6 +27,7 @@ from storage.database import Database
 from storage.datakeys import DataKeys
 from storage.documents import Documents, Download, Plaintext, StoredFile
 from storage.errors import DocumentDamaged, FileShredded
+from storage.filetypes import ALLOWED, FileType
 from storage.keyring import Keyring
 from storage.ownership import claim
 from storage.records import Account
@@ -154,8 +155,16 @@ class FileStore:
     ) -> int:
         return await self.uploads.append(upload, offset, body, sha256, length)
 
-    async def finish(self, upload: Upload, uploader: Account, remote: str) -> StoredFile:
-        return await self.uploads.finish(upload, uploader, remote)
+    async def finish(
+        self,
+        upload: Upload,
+        uploader: Account,
+        remote: str,
+        allowed: tuple[FileType, ...] = ALLOWED,
+    ) -> StoredFile:
+        """``allowed``: the types this file may be (a participant's documents; the
+        recorder's recordings)."""
+        return await self.uploads.finish(upload, uploader, remote, allowed)
 
     async def discard(self, upload: Upload) -> None:
         await self.uploads.discard(upload)

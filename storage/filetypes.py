@@ -16,6 +16,9 @@ JPEG = FileType("image/jpeg", (".jpg", ".jpeg"))
 PNG = FileType("image/png", (".png",))
 OFD = FileType("application/ofd", (".ofd",))
 ALLOWED = (PDF, JPEG, PNG, OFD)
+WEBM = FileType("video/webm", (".webm",))
+RECORDING = (WEBM,)
+"""What a recording is: never accepted from a participant's upload (ALLOWED)."""
 SNIFF_BYTES = 1024
 MAX_NAME_LENGTH = 255
 
@@ -28,8 +31,11 @@ class FileRejected(ValueError):
         self.code = code
 
 
-def sniff(head: bytes) -> FileType | None:
-    """The allowed type these first bytes start, if any."""
+def sniff(head: bytes, allowed: tuple[FileType, ...] = ALLOWED) -> FileType | None:
+    """The type of ``allowed`` these first bytes start, if any."""
+    if WEBM in allowed:
+        # EBML magic, and a Matroska document of the "webm" type.
+        return WEBM if head.startswith(b"\x1a\x45\xdf\xa3") and b"webm" in head[:64] else None
     if head.startswith(b"%PDF-"):
         return PDF
     if head.startswith(b"\xff\xd8\xff"):
@@ -53,9 +59,9 @@ def check_name(name: str) -> str:
     return unicodedata.normalize("NFC", name.strip())
 
 
-def check_type(name: str, head: bytes) -> FileType:
+def check_type(name: str, head: bytes, allowed: tuple[FileType, ...] = ALLOWED) -> FileType:
     """The type the content really has, if allowed and matching the name's extension."""
-    found = sniff(head[:SNIFF_BYTES])
+    found = sniff(head[:SNIFF_BYTES], allowed)
     if found is None:
         raise FileRejected("unsupported_type", "only PDF, JPEG, PNG and OFD documents are accepted")
     lowered = name.lower()

@@ -494,6 +494,91 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        17,
+        "好差评 and follow-ups: five grades on consultations (the old 1-5 ratings mapped), "
+        "follow-ups of bad grades with their notes, supervisors' departments and halls",
+        (
+            "ALTER TABLE consultations ADD COLUMN grade TEXT",
+            "ALTER TABLE consultations ADD COLUMN grade_reason TEXT",
+            "ALTER TABLE consultations ADD COLUMN grade_comment TEXT",
+            """UPDATE consultations SET grade = CASE rating
+                WHEN 5 THEN 'very_satisfied'
+                WHEN 4 THEN 'satisfied'
+                WHEN 3 THEN 'basically_satisfied'
+                WHEN 2 THEN 'dissatisfied'
+                WHEN 1 THEN 'very_dissatisfied' END
+               WHERE rating IS NOT NULL""",
+            """CREATE TABLE follow_ups (
+                consultation_id TEXT PRIMARY KEY REFERENCES consultations(id),
+                department TEXT NOT NULL REFERENCES departments(code),
+                hall TEXT,
+                grade TEXT NOT NULL,
+                reason TEXT,
+                comment TEXT,
+                state TEXT NOT NULL,
+                opened_at DOUBLE PRECISION NOT NULL,
+                due_at DOUBLE PRECISION NOT NULL,
+                contacted_at DOUBLE PRECISION,
+                closed_at DOUBLE PRECISION,
+                closed_by TEXT)""",
+            "CREATE INDEX follow_ups_state ON follow_ups(state, due_at)",
+            """CREATE TABLE follow_up_notes (
+                consultation_id TEXT NOT NULL REFERENCES follow_ups(consultation_id),
+                seq INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                text TEXT NOT NULL,
+                author TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (consultation_id, seq))""",
+            """CREATE TABLE supervisor_departments (
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                department TEXT NOT NULL REFERENCES departments(code),
+                PRIMARY KEY (account_id, department))""",
+            """CREATE TABLE supervisor_halls (
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                hall TEXT NOT NULL REFERENCES halls(code),
+                PRIMARY KEY (account_id, hall))""",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        18,
+        "recording: per department, and each request's consent",
+        (
+            "ALTER TABLE departments ADD COLUMN recording BOOLEAN NOT NULL DEFAULT FALSE",
+            """CREATE TABLE recording_consents (
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                seq INTEGER NOT NULL,
+                asked_by TEXT NOT NULL,
+                asked_at DOUBLE PRECISION NOT NULL,
+                text_version TEXT,
+                accepted BOOLEAN,
+                answered_at DOUBLE PRECISION,
+                stopped_by TEXT,
+                stopped_at DOUBLE PRECISION,
+                PRIMARY KEY (consultation_id, seq))""",
+            """CREATE TABLE recording_dumps (
+                path TEXT PRIMARY KEY,
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                kek_id TEXT NOT NULL,
+                wrapped_key TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION)""",
+            """CREATE TABLE recordings (
+                file_id TEXT PRIMARY KEY REFERENCES files(id),
+                consultation_id TEXT NOT NULL REFERENCES consultations(id),
+                started_at DOUBLE PRECISION NOT NULL,
+                tracks TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX recordings_consultation ON recordings(consultation_id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -12,6 +12,9 @@ class Role(StrEnum):
     INTERPRETER = "interpreter"
     """Belongs to an interpreting pool (a department of kind ``interpreter``); joins
     calls it is invited into, sees and hears everyone, reads only shared documents."""
+    SUPERVISOR = "supervisor"
+    """The service centre's: watches the calls, recordings and bad ratings of the
+    departments and halls in its scope (storage.scopes), and follows bad ratings up."""
 
 
 DESK_ROLES = frozenset({Role.EXPERT, Role.INTERPRETER})
@@ -67,6 +70,8 @@ class Department:
     materials: tuple[str, ...] = ()
     """The checklist of materials its experts tick as still required after a call
     (一次性告知), as the admin writes them ("户口簿原件 / household register")."""
+    recording: bool = False
+    """Whether its experts may ask to record a call (the citizen consents or not)."""
 
 
 class HallLevel(StrEnum):
@@ -127,6 +132,11 @@ class ConsultationRecord:
     expert_name: str | None = None
     # What the kiosk showed the citizen (storage.references); None before references.
     reference: str | None = None
+    # The citizen's 好差评 grade (``rating`` holds its 1-5 score), and for a bad one the
+    # reason chosen from the kiosk's list (storage.records.GradeReason) and a free text.
+    grade: "Grade | None" = None
+    grade_reason: str | None = None
+    grade_comment: str | None = None
 
 
 class LegEnd(StrEnum):
@@ -160,6 +170,8 @@ class ConsultationLeg:
     notes: str | None
     username: str = ""
     name: str = ""
+    materials: tuple[str, ...] = ()
+    """What this expert said the citizen must still bring (the slip lists them)."""
     """The account's username and display name (joined from accounts)."""
 
 
@@ -198,3 +210,107 @@ class AuditEvent:
     subject: str
     detail: dict[str, str | int | float | bool | None]
     remote: str = ""
+
+
+class Grade(StrEnum):
+    """The five grades of the national 好差评 system, best first."""
+
+    VERY_SATISFIED = "very_satisfied"
+    SATISFIED = "satisfied"
+    BASICALLY_SATISFIED = "basically_satisfied"
+    DISSATISFIED = "dissatisfied"
+    VERY_DISSATISFIED = "very_dissatisfied"
+
+
+GRADE_OF_RATING = {
+    5: Grade.VERY_SATISFIED,
+    4: Grade.SATISFIED,
+    3: Grade.BASICALLY_SATISFIED,
+    2: Grade.DISSATISFIED,
+    1: Grade.VERY_DISSATISFIED,
+}
+"""The old 1-5 rating as a grade (migration 17 maps stored ratings the same way)."""
+RATING_OF_GRADE = {grade: rating for rating, grade in GRADE_OF_RATING.items()}
+"""A grade's 1-5 score, still stored beside it so that averages read as before."""
+BAD_GRADES = frozenset({Grade.DISSATISFIED, Grade.VERY_DISSATISFIED})
+"""差评: each opens a follow-up for the department's supervisors."""
+
+
+class GradeReason(StrEnum):
+    """Why a citizen gave a bad grade, from the kiosk's short list."""
+
+    WAITED_TOO_LONG = "waited_too_long"
+    NOT_SOLVED = "not_solved"
+    ATTITUDE = "attitude"
+    POOR_AUDIO_VIDEO = "poor_audio_video"
+    OTHER = "other"
+
+
+class FollowUpState(StrEnum):
+    OPEN = "open"
+    CONTACTED = "contacted"
+    CLOSED = "closed"
+
+
+class FollowUpNoteKind(StrEnum):
+    """What a supervisor's note on a follow-up says."""
+
+    CONTACT = "contact"
+    """The citizen was contacted (moves an open follow-up to contacted)."""
+    FINDING = "finding"
+    """What was found."""
+    REMEDY = "remedy"
+    """What was put right."""
+    NOTE = "note"
+    CLOSE = "close"
+    """The closing word (closes it)."""
+
+
+@dataclass(frozen=True)
+class FollowUpNote:
+    seq: int
+    kind: FollowUpNoteKind
+    text: str
+    author: str
+    """The username of the supervisor (or admin) who wrote it."""
+    at: float
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The follow-up of one consultation's bad grade."""
+
+    consultation_id: str
+    department: str
+    hall: str | None
+    grade: Grade
+    reason: GradeReason | None
+    comment: str | None
+    state: FollowUpState
+    opened_at: float
+    due_at: float
+    """After this it is overdue (opened_at + --complaint-days)."""
+    contacted_at: float | None
+    closed_at: float | None
+    closed_by: str | None
+    reference: str | None = None
+    """The consultation's short reference, for finding it with the citizen."""
+    notes: tuple[FollowUpNote, ...] = ()
+
+    def overdue(self, now: float) -> bool:
+        """Still not closed after its deadline."""
+        return self.state is not FollowUpState.CLOSED and now > self.due_at
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The departments and halls a supervisor oversees; an empty list is all of them."""
+
+    departments: tuple[str, ...] = ()
+    halls: tuple[str, ...] = ()
+
+    def covers(self, department: str, hall: str | None) -> bool:
+        """Whether a consultation of ``department`` from ``hall`` is in this scope."""
+        if self.departments and department not in self.departments:
+            return False
+        return not self.halls or hall in self.halls

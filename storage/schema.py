@@ -44,6 +44,8 @@ departments = Table(
     # JSON [{"zh": ..., "en": ...}, ...]: the checklist of materials the admin keeps,
     # which the expert ticks as still required after a call (一次性告知).
     Column("materials", Text, nullable=False, server_default="[]"),
+    # Whether its experts may ask to record a call (with the citizen's consent).
+    Column("recording", Boolean, nullable=False, server_default="false"),
 )
 
 # Service halls (the city's centre, district branches, street offices): kiosks stand
@@ -112,6 +114,11 @@ consultations = Table(
     Column("rating", SmallInteger, nullable=True),
     # The short reference the kiosk shows the citizen (storage.references).
     Column("reference", Text, nullable=True),
+    # 好差评 (storage.records.Grade; ``rating`` keeps its 1-5 score), with a bad grade's
+    # reason from the kiosk's list and the citizen's own words.
+    Column("grade", Text, nullable=True),
+    Column("grade_reason", Text, nullable=True),
+    Column("grade_comment", Text, nullable=True),
 )
 
 # Each staff member's part in a consultation (storage.legs): the first expert's, each
@@ -435,4 +442,95 @@ callback_attempts = Table(
     Column("at", Float, nullable=False),
     Column("result", Text, nullable=False),
     Column("note", Text, nullable=False),
+)
+
+# 好差评 follow-ups (issue 23; storage.followups): every bad grade opens one for its
+# department's supervisors, open -> contacted -> closed, overdue after ``due_at``.
+follow_ups = Table(
+    "follow_ups",
+    metadata,
+    Column("consultation_id", Text, ForeignKey("consultations.id"), primary_key=True),
+    Column("department", Text, ForeignKey("departments.code"), nullable=False),
+    Column("hall", Text, nullable=True),
+    Column("grade", Text, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("comment", Text, nullable=True),
+    # open | contacted | closed (storage.records.FollowUpState)
+    Column("state", Text, nullable=False),
+    Column("opened_at", Float, nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("contacted_at", Float, nullable=True),
+    Column("closed_at", Float, nullable=True),
+    Column("closed_by", Text, nullable=True),
+)
+
+# What the supervisors wrote on a follow-up, in order (contact made, what was found,
+# what was put right, the closing word).
+follow_up_notes = Table(
+    "follow_up_notes",
+    metadata,
+    Column("consultation_id", Text, ForeignKey("follow_ups.consultation_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("kind", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", Text, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+# A supervisor's scope (storage.scopes): the departments and halls it oversees; none
+# of either means all of them.
+supervisor_departments = Table(
+    "supervisor_departments",
+    metadata,
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("department", Text, ForeignKey("departments.code"), primary_key=True),
+)
+
+supervisor_halls = Table(
+    "supervisor_halls",
+    metadata,
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("hall", Text, ForeignKey("halls.code"), primary_key=True),
+)
+
+# Each request to record a call, the citizen's answer and the text version they
+# were shown (storage.recordings).
+recording_consents = Table(
+    "recording_consents",
+    metadata,
+    Column("consultation_id", Text, ForeignKey("consultations.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("asked_by", Text, nullable=False),
+    Column("asked_at", Float, nullable=False),
+    Column("text_version", Text, nullable=True),
+    Column("accepted", Boolean, nullable=True),
+    Column("answered_at", Float, nullable=True),
+    Column("stopped_by", Text, nullable=True),
+    Column("stopped_at", Float, nullable=True),
+)
+
+# A recording's dump while the call goes on (media.recording_dump): where, and its
+# key wrapped as a document's is, so that a dump outlives the relay that wrote it.
+recording_dumps = Table(
+    "recording_dumps",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("consultation_id", Text, ForeignKey("consultations.id"), nullable=False),
+    Column("kek_id", Text, nullable=False),
+    Column("wrapped_key", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+)
+
+# The recordings made of a consultation: each a document (files) of its own, read
+# only by those ``signaling.access`` lets play recordings.
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("file_id", Text, ForeignKey("files.id"), primary_key=True),
+    Column("consultation_id", Text, ForeignKey("consultations.id"), nullable=False),
+    Column("started_at", Float, nullable=False),
+    # JSON [{"participant", "place", "codec", "frames"}, ...]
+    Column("tracks", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
 )

@@ -18,9 +18,12 @@ from storage.consultations import ConsultationRecords
 from storage.database import Database, database_url
 from storage.departments import Departments
 from storage.filecrypt import Suite
+from storage.followups import FollowUps
 from storage.halls import Halls
 from storage.identities import ConsultationIdentities
 from storage.legs import ConsultationLegs
+from storage.recordings import RecordingConsents, RecordingFiles
+from storage.scopes import SupervisorScopes
 from storage.sessions import SessionPolicy, Sessions
 from storage.shares import DocumentShares
 from storage.statistics import ConsultationStatistics
@@ -78,6 +81,10 @@ class Storage:
     appointments: Appointments
     callbacks: Callbacks
     identities: ConsultationIdentities
+    recording_consents: RecordingConsents
+    recordings: RecordingFiles
+    followups: FollowUps
+    scopes: SupervisorScopes
 
     @classmethod
     async def open(
@@ -112,6 +119,10 @@ class Storage:
             appointments=Appointments(db),
             callbacks=Callbacks(db),
             identities=ConsultationIdentities(db),
+            recording_consents=RecordingConsents(db),
+            recordings=RecordingFiles(db),
+            followups=FollowUps(db),
+            scopes=SupervisorScopes(db),
         )
 
     async def close(self) -> None:

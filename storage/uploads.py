@@ -46,7 +46,14 @@ from storage.filecrypt import (
     open_sealed,
     seal,
 )
-from storage.filetypes import SNIFF_BYTES, FileRejected, check_name, check_type
+from storage.filetypes import (
+    ALLOWED,
+    SNIFF_BYTES,
+    FileRejected,
+    FileType,
+    check_name,
+    check_type,
+)
 from storage.ids import new_id
 from storage.intents import BlobKind, intend, settle
 from storage.periodkeys import lock_live
@@ -670,12 +677,18 @@ class Uploads:
         )
         return int(row[0]), int(row[1] or 0)
 
-    async def finish(self, upload: Upload, uploader: Account, remote: str) -> StoredFile:
+    async def finish(
+        self,
+        upload: Upload,
+        uploader: Account,
+        remote: str,
+        allowed: tuple[FileType, ...] = ALLOWED,
+    ) -> StoredFile:
         """Assemble the parts, check the content's type against the name, store the
         sealed file in the blob store and record it (and its audit entry)."""
         await self._db.write(_claim_for_finishing(upload.id))
         try:
-            return await self._finish_claimed(await self._row(upload.id), uploader, remote)
+            return await self._finish_claimed(await self._row(upload.id), uploader, remote, allowed)
         except BaseException:
             # Not finished: the upload can be finished again (if it still exists).
             with contextlib.suppress(Exception):
@@ -688,7 +701,9 @@ class Uploads:
                 )
             raise
 
-    async def _finish_claimed(self, row: Any, uploader: Account, remote: str) -> StoredFile:
+    async def _finish_claimed(
+        self, row: Any, uploader: Account, remote: str, allowed: tuple[FileType, ...]
+    ) -> StoredFile:
         warm = self._warm.pop(row.id, None)
         if warm is None or not warm.matches(row):
             encryptor, key = await self._encryptor_of(row)
@@ -723,7 +738,7 @@ class Uploads:
             if size != row.declared_size:
                 raise UploadError("incomplete", "the upload has fewer bytes than declared", size)
             try:
-                file_type = check_type(row.name, head)
+                file_type = check_type(row.name, head, allowed)
             except FileRejected as exc:
                 await self.discard(_upload(row))
                 raise UploadError(exc.code, str(exc)) from None

@@ -61,12 +61,13 @@ MEANING = {
     Relation.ANY: "the role has no objects of its own of this kind (or holds no media token)",
     Relation.OWN: "a kiosk's own consultation, upload or file; for an expert, the call it "
     "is in (or the offer ringing for it), its own upload, a file of that call; for an "
-    "interpreter, the call it takes part in and (files) a document of it not shared with it",
+    "interpreter, the call it takes part in and (files) a document of it not shared with it; "
+    "for a supervisor, a consultation in its scope (its departments and halls)",
     Relation.SHARED: "for an interpreter, a document of its call an expert shared with it",
     Relation.PEER: "an upload of the other participant of one's own call",
     Relation.DEPT: "for an expert, a consultation of its department that is a colleague's",
     Relation.OTHER: "another kiosk's; for an expert, another department's; for an "
-    "interpreter, a call it is not in",
+    "interpreter, a call it is not in; for a supervisor, one outside its scope",
 }
 
 
@@ -82,7 +83,7 @@ class Subject(Enum):
     own: one's own token for one's own call, other: one's token for another call."""
 
 
-ROLES = ("anonymous", "kiosk", "expert", "interpreter", "clerk", "admin")
+ROLES = ("anonymous", "kiosk", "expert", "interpreter", "clerk", "admin", "supervisor")
 
 RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
     Subject.NONE: {role: (Relation.NONE,) for role in ROLES},
@@ -93,6 +94,7 @@ RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
         "interpreter": (Relation.OWN, Relation.OTHER),
         "clerk": (Relation.ANY,),
         "admin": (Relation.ANY,),
+        "supervisor": (Relation.OWN, Relation.OTHER),
     },
     Subject.UPLOAD: {
         "anonymous": (Relation.ANY,),
@@ -101,6 +103,7 @@ RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
         "interpreter": (Relation.ANY,),
         "clerk": (Relation.ANY,),
         "admin": (Relation.ANY,),
+        "supervisor": (Relation.ANY,),
     },
     Subject.MEDIA: {
         "anonymous": (Relation.ANY,),
@@ -109,6 +112,7 @@ RELATIONS: dict[Subject, dict[str, tuple[Relation, ...]]] = {
         "interpreter": (Relation.OWN, Relation.OTHER),
         "clerk": (Relation.ANY,),
         "admin": (Relation.ANY,),
+        "supervisor": (Relation.ANY,),
     },
 }
 RELATIONS[Subject.FILE] = {
@@ -166,6 +170,7 @@ PARTICIPANT: dict[str, Expected] = {
     "interpreter": IN_IT,
     "clerk": D403,
     "admin": D403,
+    "supervisor": D403,
 }
 # Records: the kiosk while its consultation is open, the department, the window; an
 # interpreter none (it follows the call through its events).
@@ -176,6 +181,9 @@ READER: dict[str, Expected] = {
     "interpreter": D404,
     "clerk": ALLOW,
     "admin": ALLOW,
+    # Not the records' reader (its page reads follow-ups and live calls): as to a
+    # stranger, a consultation is not there.
+    "supervisor": D404,
 }
 # Documents: as the records; an interpreter only those an expert of its call shared.
 FILE_READER: dict[str, Expected] = {
@@ -189,6 +197,7 @@ UPLOADER: dict[str, Expected] = {
     "interpreter": D403,
     "clerk": D403,
     "admin": D403,
+    "supervisor": D403,
 }
 TOKEN_HOLDER: dict[str, Expected] = {
     "anonymous": D401,
@@ -197,6 +206,7 @@ TOKEN_HOLDER: dict[str, Expected] = {
     "interpreter": {Relation.OWN: ALLOW, Relation.OTHER: D403},
     "clerk": D401,
     "admin": D401,
+    "supervisor": D401,
 }
 # An expert's actions in its call (invite, transfer, share): a colleague follows it but
 # may not act in it (409), others do not see it; nobody else's role may send them.
@@ -219,6 +229,11 @@ MASKED_READER: dict[str, Expected] = {
     **only("expert", "clerk", "admin"),
     "expert": {Relation.OWN: ALLOW, Relation.DEPT: ALLOW, Relation.OTHER: D404},
 }
+# A follow-up of a bad grade: its department's or hall's supervisors and the admin.
+OVERSEER: dict[str, Expected] = {
+    **only("supervisor", "admin"),
+    "supervisor": {Relation.OWN: ALLOW, Relation.OTHER: D404},
+}
 KIOSK_ONLY = only("kiosk")
 EXPERT_ONLY = only("expert")
 DESK_ONLY = only("expert", "interpreter")
@@ -233,6 +248,7 @@ ACCESS: tuple[Rule, ...] = (
     Rule("GET /expert", N, everyone()),
     Rule("GET /clerk", N, everyone()),
     Rule("GET /admin", N, everyone()),
+    Rule("GET /supervisor", N, everyone()),
     Rule("GET /healthz", N, everyone()),
     Rule("GET /metrics", N, everyone(), "from loopback; elsewhere only with the metrics token"),
     Rule("GET /api/v1/openapi.json", N, everyone()),
@@ -287,6 +303,12 @@ ACCESS: tuple[Rule, ...] = (
         "with a reason; audited",
     ),
     Rule("POST /api/v1/identity/search", N, only("clerk", "admin"), "audited"),
+    Rule(
+        "GET /api/v1/recordings",
+        N,
+        only("expert", "supervisor", "admin"),
+        "each sees those they may play",
+    ),
     Rule(
         "GET /api/v1/consultations/{consultation_id}/slip",
         C,
@@ -445,6 +467,23 @@ ACCESS: tuple[Rule, ...] = (
     ),
     Rule("event share_screen", C, IN_CALL_EXPERT),
     Rule(
+        "event request_recording",
+        C,
+        IN_CALL_EXPERT,
+        "where the department records; the citizen is asked",
+    ),
+    Rule("event answer_recording", C, IDENTITY_GIVER, "the citizen, when asked"),
+    Rule(
+        "event stop_recording",
+        C,
+        {
+            **only("kiosk", "expert"),
+            "kiosk": {Relation.OWN: ALLOW, Relation.OTHER: D404},
+            "expert": {Relation.OWN: ALLOW, Relation.DEPT: D409, Relation.OTHER: D404},
+        },
+        "either side of the call",
+    ),
+    Rule(
         "event share_document",
         C,
         IN_CALL_EXPERT,
@@ -476,5 +515,20 @@ ACCESS: tuple[Rule, ...] = (
         N,
         EXPERT_ONLY,
         "by the expert who took it (else 409)",
+    ),
+    # ---- supervision (issue 23): a supervisor within its scope, the admin everywhere
+    Rule("GET /api/v1/live-calls", N, only("supervisor", "admin"), "in the supervisor's scope"),
+    Rule("GET /api/v1/follow-ups", N, only("supervisor", "admin"), "in the supervisor's scope"),
+    Rule(
+        "POST /api/v1/follow-ups/{consultation_id}/notes",
+        C,
+        OVERSEER,
+        "of a bad grade in the supervisor's scope (outside it: 404); audited",
+    ),
+    Rule(
+        "POST /api/v1/follow-ups/{consultation_id}/close",
+        C,
+        OVERSEER,
+        "with what was found and put right; audited",
     ),
 )

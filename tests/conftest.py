@@ -4,6 +4,7 @@ import dataclasses
 import gc
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     runners: list[web.AppRunner] = []
 
     async def start(**overrides: Any) -> RunningServer:
+        # Not a setting: a test's own clock (web.keys.CLOCK), e.g. past a deadline.
+        clock = overrides.pop("clock", time.time)
         values: dict[str, Any] = {
             "host": "127.0.0.1",
             "port": 0,
@@ -166,7 +169,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         }
         values.update(overrides)
         settings = Settings(**values)
-        app = create_app(settings)
+        app = create_app(settings, clock=clock)
         # As server.py does (SHUTDOWN_SECONDS): a stop waits 3 s for open sockets.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()

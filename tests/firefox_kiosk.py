@@ -199,7 +199,7 @@ def journey(
         report("told", text=told)
         page.click(testid("end-call"))
         page.click(testid("confirm-yes"))
-        page.visible(testid("rating-5"), timeout=CALL_TIMEOUT)
+        page.visible(testid("rating-very-satisfied"), timeout=CALL_TIMEOUT)
         report("ended")
         return
 
@@ -234,9 +234,9 @@ def journey(
     )
     report("chat_received")
 
-    page.visible(testid("rating-5"), timeout=CALL_TIMEOUT)
+    page.visible(testid("rating-very-satisfied"), timeout=CALL_TIMEOUT)
     report("ended")
-    page.click(testid("rating-5"))
+    page.click(testid("rating-very-satisfied"))
     page.until(
         "start screen after the wipe",
         "return !document.querySelector('#chat-list')?.textContent.trim()"

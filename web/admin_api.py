@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from storage.password_policy import MESSAGES, weakness
-from storage.records import DESK_ROLES, DepartmentKind, Role
+from storage.records import DESK_ROLES, Account, DepartmentKind, Role, Scope
 from web.api import ANY_ACCOUNT, Api, account_of, audit_of, read_body, reply
 from web.errors import BadRequest
 from web.keys import SIGNALING, STORAGE
@@ -94,6 +94,10 @@ async def patch_department(request: web.Request) -> web.StreamResponse:
         action = "department.disable" if body.disabled else "department.enable"
     elif body.transfers_to is not None:
         action = "department.transfers"
+    elif body.materials is not None:
+        action = "department.materials"
+    elif body.recording is not None:
+        action = "department.recording"
     elif body.kind is not None or body.languages is not None:
         action = "department.interpreting"
     else:
@@ -117,7 +121,19 @@ async def list_accounts(request: web.Request) -> web.StreamResponse:
     storage = request.app[STORAGE]
     accounts = await storage.accounts.list()
     clerk_halls = await storage.halls.clerks()
-    return reply(AccountList(accounts=[AccountView.of(a, clerk_halls.get(a.id)) for a in accounts]))
+    scopes = await storage.scopes.all()
+    return reply(
+        AccountList(
+            accounts=[
+                AccountView.of(a, clerk_halls.get(a.id), _scope_view(a, scopes)) for a in accounts
+            ]
+        )
+    )
+
+
+def _scope_view(account: Account, scopes: dict[str, Scope]) -> Scope | None:
+    """A supervisor's scope for its view (the empty one: everything); None for others."""
+    return scopes.get(account.id, Scope()) if account.role is Role.SUPERVISOR else None
 
 
 @api.route(
@@ -141,24 +157,33 @@ async def create_account(request: web.Request) -> web.StreamResponse:
         )
     if (role is Role.KIOSK) != (body.hall is not None):
         raise BadRequest("kiosks, and only kiosks, stand in a hall", code="invalid_body")
-    if role is not Role.CLERK and body.halls is not None:
-        raise BadRequest("only clerks work at halls", code="invalid_body")
+    supervisor = role is Role.SUPERVISOR
+    if role is not Role.CLERK and not supervisor and body.halls is not None:
+        raise BadRequest(
+            "only clerks work at halls and supervisors oversee them", code="invalid_body"
+        )
+    if not supervisor and body.departments is not None:
+        raise BadRequest("only supervisors oversee departments", code="invalid_body")
     _check_password(body.password, body.username, role)
     halls = sorted(set(body.halls or []))
+    scope = Scope(tuple(sorted(set(body.departments or []))), tuple(halls)) if supervisor else None
     detail: dict[str, str | bool] = {"role": role.value}
     if body.hall is not None or halls:
         detail["halls"] = ",".join(halls or [body.hall or ""])
+    if scope is not None:
+        detail["departments"] = ",".join(scope.departments)
     account = await request.app[STORAGE].accounts.create(
         body.username,
         body.password,
         role,
         department=body.department,
         hall=body.hall,
-        halls=halls,
+        halls=[] if supervisor else halls,
         display_name=body.display_name,
         audit=audit_of(request, "account.create", body.username, **detail),
+        scope=scope,
     )
-    return reply(AccountView.of(account, halls), status=201)
+    return reply(AccountView.of(account, halls, scope), status=201)
 
 
 @api.route(
@@ -182,13 +207,36 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
     account = await storage.accounts.get_by_username(username)
     if body.hall is not None and account.role is not Role.KIOSK:
         raise BadRequest("only kiosks stand in a hall", code="invalid_body")
-    if body.halls is not None and account.role is not Role.CLERK:
-        raise BadRequest("only clerks work at halls", code="invalid_body")
+    supervisor = account.role is Role.SUPERVISOR
+    if body.halls is not None and account.role is not Role.CLERK and not supervisor:
+        raise BadRequest(
+            "only clerks work at halls and supervisors oversee them", code="invalid_body"
+        )
+    if body.departments is not None and not supervisor:
+        raise BadRequest("only supervisors oversee departments", code="invalid_body")
     if body.hall is not None:
         account = await storage.accounts.set_hall(
             username, body.hall, audit=audit_of(request, "account.hall", username, halls=body.hall)
         )
-    if body.halls is not None:
+    if supervisor and (body.halls is not None or body.departments is not None):
+        # What is not given stays as it was: the scope is replaced as one.
+        current = await storage.scopes.of(account.id)
+        wanted = Scope(
+            tuple(body.departments) if body.departments is not None else current.departments,
+            tuple(body.halls) if body.halls is not None else current.halls,
+        )
+        await storage.scopes.set(
+            username,
+            wanted,
+            audit=audit_of(
+                request,
+                "account.scope",
+                username,
+                departments=",".join(sorted(set(wanted.departments))),
+                halls=",".join(sorted(set(wanted.halls))),
+            ),
+        )
+    elif body.halls is not None:
         await storage.halls.set_clerk_halls(
             username,
             body.halls,
@@ -212,4 +260,5 @@ async def patch_account(request: web.Request) -> web.StreamResponse:
     if body.disabled or body.password is not None:
         await request.app[SIGNALING].disconnect_account(account.id)
     clerk_halls = await storage.halls.clerks()
-    return reply(AccountView.of(account, clerk_halls.get(account.id)))
+    scope = await storage.scopes.of(account.id) if supervisor else None
+    return reply(AccountView.of(account, clerk_halls.get(account.id), scope))

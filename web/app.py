@@ -6,7 +6,8 @@ import dataclasses
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -28,11 +29,14 @@ from storage.sessions import SessionPolicy
 from storage.store import Storage
 from web import (
     admin_api,
+    appointments_api,
     audit_api,
     board_api,
+    callbacks_api,
     chat_api,
     consultations_api,
     files_api,
+    followups_api,
     halls_api,
     health,
     identity_api,
@@ -40,19 +44,28 @@ from web import (
     openapi,
     pages,
     phone_upload_api,
+    recordings_api,
     session_api,
+    slip_api,
     staff_call_api,
+    supervisor_api,
 )
 from web.auth import SESSION_COOKIE, remote_address, socket_origin_allowed
+from web.booking_upkeep import run_booking_upkeep
+from web.call_recorder import CallRecorder
+from web.code_attempts import CodeAttempts
 from web.errors import error_middleware, quiet_malformed_requests
 from web.forwarded import ProxyTrust
 from web.keys import (
+    CLOCK,
+    CODE_ATTEMPTS,
     EVENT_LIMITS,
     FILES,
     HUB,
     LOGIN_GATE,
     MEDIA,
     METRICS,
+    NOTICES,
     OPENAPI,
     PROXY_TRUST,
     SENSITIVE,
@@ -64,6 +77,7 @@ from web.keys import (
 )
 from web.login_gate import PasswordCheckGate
 from web.metrics import Metrics, metrics_middleware
+from web.notices import Notices, create_sender, parse_templates
 from web.processes import DRAINING_ENV, child_index, watch_lifeline
 from web.request_context import request_context
 from web.settings import Settings
@@ -80,11 +94,17 @@ API_TABLES = [
     audit_api.api,
     consultations_api.api,
     identity_api.api,
+    recordings_api.api,
+    slip_api.api,
     chat_api.api,
     media_api.api,
     files_api.api,
     phone_upload_api.api,
     staff_call_api.api,
+    appointments_api.api,
+    callbacks_api.api,
+    followups_api.api,
+    supervisor_api.api,
     health.api,
     openapi.api,
     pages.api,
@@ -102,6 +122,7 @@ def signaling_config(settings: Settings) -> SignalingConfig:
         wrap_up_limit=settings.wrap_up_limit,
         max_sockets_per_account=settings.max_sockets_per_account,
         chat_per_minute=settings.chat_per_minute,
+        complaint_days=settings.complaint_days,
     )
 
 
@@ -219,6 +240,12 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    recorder = CallRecorder(app[STORAGE], app[FILES], app[MEDIA], settings.data_dir / "recordings")
+
+    async def ended(call_id: str) -> None:
+        await app[FILES].discard_consultation(call_id)
+        await recorder.call_ended(call_id)
+
     hub = SignalingHub(
         app[SOCKETS],
         create_live_store(settings.redis_url, settings.redis_prefix),
@@ -228,7 +255,8 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
         session_cookie=SESSION_COOKIE,
         remote_of=remote_address,
         limits=app[EVENT_LIMITS],
-        on_call_ended=app[FILES].discard_consultation,
+        on_call_ended=ended,
+        record=recorder.on_media,
         observe_event=app[METRICS].observe_event,
         shared=settings.redis_url is not None,
     )
@@ -250,6 +278,7 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
         loop.remove_signal_handler(signum)
     budget = app[STOP]
     await budget.step("stopping signaling", hub.stop(within=budget.left(3.0)), at_most=3.5)
+    await budget.step("finishing recordings", recorder.close(budget.left(1.0)), at_most=1.5)
 
 
 async def _begin_stop(app: web.Application) -> None:
@@ -295,7 +324,24 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
         await app[STOP].step("stopping retention", _cancelled(task), at_most=0.5)
 
 
-def create_app(settings: Settings) -> web.Application:
+async def _notices_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Citizens' notices (--notice-sender), and the periodic task that closes expired
+    call-backs and sends the day-before reminders of appointments."""
+    settings = app[SETTINGS]
+    sender = create_sender(
+        settings.notice_sender, settings.notice_http_url, parse_templates(settings.notice_template)
+    )
+    app[NOTICES] = Notices(sender, app[STORAGE].audit)
+    app[CODE_ATTEMPTS] = CodeAttempts()
+    task = asyncio.create_task(run_booking_upkeep(app[STORAGE], app[SENSITIVE], app[NOTICES]))
+    yield
+    await app[STOP].step("stopping the notices", _cancelled(task), at_most=0.5)
+    await app[STOP].step("closing the notice sender", app[NOTICES].close(), at_most=0.5)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The application; ``clock`` is what the follow-ups' deadlines are read against
+    (a test passes its own to stand after a deadline)."""
     quiet_malformed_requests()
     app = web.Application(
         middlewares=[
@@ -311,6 +357,7 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"keepalive_timeout": settings.header_timeout},
     )
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app[STOP] = StopBudget()
     app.on_shutdown.append(_begin_stop)
     # Also before the clean-up steps, for a stop that skipped the shutdown hooks.
@@ -333,6 +380,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_signaling_ctx)
     app.cleanup_ctx.append(_process_figures_ctx)
     app.cleanup_ctx.append(_retention_ctx)
+    app.cleanup_ctx.append(_notices_ctx)
     for table in API_TABLES:
         table.add_to(app)
     pages.add_static(app)

@@ -9,11 +9,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from signaling.messages import QueueUpdate
+from storage.followups import FollowUpCounts
 from storage.opening_hours import next_opening, open_at, parse_hours
 from storage.records import Department, Role
 from web.api import ANY_ACCOUNT, Api, account_of, reply
 from web.errors import BadRequest
-from web.keys import SETTINGS, SIGNALING, STORAGE
+from web.keys import CLOCK, SETTINGS, SIGNALING, STORAGE
 from web.schemas import (
     BoardDepartment,
     BoardHall,
@@ -29,6 +30,8 @@ from web.schemas import (
 
 api = Api()
 HISTORY_DAYS = 7
+GRADE_DAYS = 30
+"""The board's 好差评 counts cover the consultations ended in these last days."""
 HISTORY_LIMIT = 50
 UNFINISHED_LIMIT = 100
 """An expert's records still to complete, listed at most (the newest)."""
@@ -78,7 +81,8 @@ def _local_midnight(now: datetime) -> datetime:
     "GET",
     "/api/v1/board",
     summary="Live figures per department and per hall, today's summary, hourly volume "
-    "and wait of the last 7 days (server's local time).",
+    "and wait of the last 7 days (server's local time); per department and hall the "
+    "好差评 grades of the last 30 days and the follow-ups open and overdue.",
     roles=frozenset({Role.ADMIN}),
     response=BoardView,
     tag="board",
@@ -92,6 +96,10 @@ async def board(request: web.Request) -> web.StreamResponse:
     first_hour = local_now.replace(minute=0, second=0, microsecond=0) - timedelta(
         hours=HISTORY_DAYS * 24 - 1
     )
+    # 好差评 of the last 30 days and follow-ups still open, by the app's clock (what
+    # the supervisor page calls overdue is overdue here too).
+    grades = await storage.followups.board(now=request.app[CLOCK](), since=now - GRADE_DAYS * 86400)
+    none = FollowUpCounts()
     live = []
     waiting_by_hall: dict[str, int] = {}
     for department in await storage.departments.list(include_disabled=False):
@@ -108,6 +116,11 @@ async def board(request: web.Request) -> web.StreamResponse:
                 longest_wait_s=None if oldest is None else max(0.0, now - oldest),
                 experts_busy=busy,
                 active_calls=busy,
+                grades=grades.grades_by_department.get(department.code, {}),
+                follow_ups_open=grades.follow_ups_by_department.get(department.code, none).open,
+                follow_ups_overdue=grades.follow_ups_by_department.get(
+                    department.code, none
+                ).overdue,
             )
         )
     summary, hours = await storage.statistics.board(
@@ -123,6 +136,9 @@ async def board(request: web.Request) -> web.StreamResponse:
             waiting=waiting_by_hall.get(hall.code, 0),
             consultations_today=today_by_hall.get(hall.code, (0, 0))[0],
             answered_today=today_by_hall.get(hall.code, (0, 0))[1],
+            grades=grades.grades_by_hall.get(hall.code, {}),
+            follow_ups_open=grades.follow_ups_by_hall.get(hall.code, none).open,
+            follow_ups_overdue=grades.follow_ups_by_hall.get(hall.code, none).overdue,
         )
         for hall in await storage.halls.list()
     ]

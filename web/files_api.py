@@ -14,9 +14,9 @@ from signaling.access import Right, Verdict
 from signaling.messages import CaseNumber, FileView
 from storage.errors import DocumentDamaged, FileShredded, RecordConflict, RecordNotFound
 from storage.filestore import AttachRefused, Download, StoredFile, Upload, UploadError
-from storage.filetypes import ALLOWED
+from storage.filetypes import ALLOWED, WEBM
 from storage.records import Account, AuditEvent, Role
-from web.api import ANY_ACCOUNT, Api, Header, account_of, read_body, reply
+from web.api import ANY_ACCOUNT, Api, Header, account_of, audit_of, read_body, reply
 from web.auth import remote_address
 from web.body_pacing import BodyTooSlow, Pace, paced
 from web.byte_ranges import Part, Unsatisfiable, Whole, answer_range
@@ -30,6 +30,7 @@ from web.errors import (
     upload_refusal,
 )
 from web.keys import FILES, METRICS, SIGNALING, STORAGE
+from web.recordings_api import may_play
 from web.schemas import Body, CaseQuery, View
 
 api = Api()
@@ -276,8 +277,16 @@ async def list_files(request: web.Request) -> web.StreamResponse:
     consultation_id = request.match_info["consultation_id"]
     shared = await _may_read(request, account_of(request), consultation_id)
     records = await request.app[FILES].of_consultation(consultation_id)
+    # Recordings are no documents of the call: GET /api/v1/recordings lists them.
+    recordings = await request.app[STORAGE].recordings.file_ids(consultation_id)
     return reply(
-        FileList(files=[file_view(r) for r in records if shared is None or r.id in shared])
+        FileList(
+            files=[
+                file_view(r)
+                for r in records
+                if (shared is None or r.id in shared) and r.id not in recordings
+            ]
+        )
     )
 
 
@@ -299,7 +308,7 @@ def _content_disposition(name: str, inline: bool) -> str:
     summary="Download (decrypted as it streams). Range requests work; ?inline=1 for previews.",
     roles=ANY_ACCOUNT,
     tag="files",
-    content_type=tuple(kind.media_type for kind in ALLOWED),
+    content_type=(*(kind.media_type for kind in ALLOWED), WEBM.media_type),
     query=(("inline", "1: Content-Disposition inline (previews); otherwise attachment"),),
     ranges=True,
     headers=(Header("Range", "bytes=<first>-<last>, or bytes=-<suffix>", required=False),),
@@ -313,7 +322,17 @@ async def download(request: web.Request) -> web.StreamResponse:
         record = await store.get(request.match_info["file_id"])
     except RecordNotFound:
         raise NotFound("no such file") from None
-    await _may_read(request, account, record.consultation_id, record.id)
+    storage = request.app[STORAGE]
+    if await storage.recordings.is_recording(record.id):
+        # A recording: its own rule (web.recordings_api), every play audited (a
+        # player's further ranges of the same play are not).
+        consultation = await storage.consultations.get(record.consultation_id)
+        if not await may_play(request, account, consultation):
+            raise NotFound("no such file")
+        if request.headers.get("Range", "bytes=0-").replace(" ", "").startswith("bytes=0-"):
+            await storage.audit.append(audit_of(request, "recording.play", record.id))
+    else:
+        await _may_read(request, account, record.consultation_id, record.id)
     if record.shredded_at is not None:
         raise FileShredded("the document was shredded at the end of its retention period")
     start, end, status = 0, record.size, 200

@@ -10,7 +10,7 @@ from web.api import Api
 api = Api()
 PAGES_DIR = Path(__file__).parent / "pages"
 STATIC_DIR = Path(__file__).parent / "static"
-PAGES = ("kiosk", "expert", "clerk", "admin")
+PAGES = ("kiosk", "expert", "clerk", "admin", "supervisor")
 
 # No inline script or style and no eval anywhere: the pages run under this policy
 # (browser automation evaluates through the debugging protocol, which the policy

@@ -12,6 +12,7 @@ from storage.records import (
     ConsultationRecord,
     Department,
     Hall,
+    Scope,
 )
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$")]
@@ -22,12 +23,14 @@ HallCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
 PhoneToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22}$")]
 HallLevelName = Literal["city", "district", "street"]
 District = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
-RoleName = Literal["kiosk", "expert", "clerk", "admin", "interpreter"]
+RoleName = Literal["kiosk", "expert", "clerk", "admin", "interpreter", "supervisor"]
 DepartmentKindName = Literal["service", "interpreter"]
 # A language as people name it in the hall: "手语 / sign language".
 Language = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 Languages = Annotated[list[Language], Field(max_length=30)]
 TransferTargets = Annotated[list[DepartmentCode], Field(max_length=50)]
+Material = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Materials = Annotated[list[Material], Field(max_length=30)]
 # A local time of day, 00:00 to 24:00.
 _CLOCK = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 # ISO weekdays from-to and a time span: "1-5 09:00-17:00".
@@ -68,6 +71,10 @@ class DepartmentPatch(Body):
     languages: Languages | None = None
     transfers_to: TransferTargets | None = None
     """Exactly these (an empty list: none)."""
+    materials: Materials | None = None
+    """The checklist of materials its experts tick after a call (exactly these)."""
+    recording: bool | None = None
+    """Whether its experts may ask to record a call (with the citizen's consent)."""
 
 
 class AccountCreate(Body):
@@ -78,7 +85,9 @@ class AccountCreate(Body):
     hall: HallCode | None = None
     """The hall a kiosk stands in (kiosks only, required for them)."""
     halls: Annotated[list[HallCode], Field(max_length=50)] | None = None
-    """The halls a clerk works at (clerks only)."""
+    """The halls a clerk works at, or a supervisor oversees (none: every hall)."""
+    departments: Annotated[list[DepartmentCode], Field(max_length=50)] | None = None
+    """The departments a supervisor oversees (supervisors only; none: every department)."""
     display_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
 
 
@@ -88,7 +97,10 @@ class AccountPatch(Body):
     hall: HallCode | None = None
     """Move a kiosk to this hall."""
     halls: Annotated[list[HallCode], Field(max_length=50)] | None = None
-    """A clerk now works at exactly these halls."""
+    """A clerk now works at exactly these halls; a supervisor oversees exactly these
+    (empty: every hall)."""
+    departments: Annotated[list[DepartmentCode], Field(max_length=50)] | None = None
+    """A supervisor now oversees exactly these departments (empty: every department)."""
 
 
 class HallCreate(Body):
@@ -199,12 +211,18 @@ class AccountView(View):
     hall: str | None
     """The hall code a kiosk stands in."""
     halls: list[str]
-    """The hall codes a clerk works at."""
+    """The hall codes a clerk works at, or a supervisor oversees (none: every hall)."""
+    departments: list[str] = []
+    """The department codes a supervisor oversees (none: every department)."""
     disabled: bool
     created_at: float
 
     @classmethod
-    def of(cls, account: Account, halls: list[str] | None = None) -> "AccountView":
+    def of(
+        cls, account: Account, halls: list[str] | None = None, scope: Scope | None = None
+    ) -> "AccountView":
+        if scope is not None:
+            halls = list(scope.halls)
         return cls(
             username=account.username,
             role=account.role.value,
@@ -212,6 +230,7 @@ class AccountView(View):
             department=account.department,
             hall=account.hall,
             halls=halls or [],
+            departments=list(scope.departments) if scope is not None else [],
             disabled=account.disabled,
             created_at=account.created_at,
         )
@@ -230,6 +249,9 @@ class DepartmentView(View):
     kind: DepartmentKindName = "service"
     languages: list[str] = []
     transfers_to: list[str] = []
+    materials: list[str] = []
+    """The checklist of materials its experts tick after a call."""
+    recording: bool = False
 
     @classmethod
     def of(cls, department: Department) -> "DepartmentView":
@@ -242,6 +264,8 @@ class DepartmentView(View):
             kind=department.kind.value,
             languages=list(department.languages),
             transfers_to=list(department.transfers_to),
+            materials=list(department.materials),
+            recording=department.recording,
         )
 
 
@@ -266,6 +290,8 @@ class LegView(View):
     """The invitation's note, or the transfer's reason for whoever took it over."""
     outcome: str | None
     notes: str | None
+    materials: list[str] = []
+    """What this expert said the citizen must still bring."""
 
     @classmethod
     def of(cls, leg: ConsultationLeg) -> "LegView":
@@ -283,6 +309,7 @@ class LegView(View):
             note=leg.note,
             outcome=leg.outcome.value if leg.outcome is not None else None,
             notes=leg.notes,
+            materials=list(leg.materials),
         )
 
 
@@ -300,6 +327,9 @@ class ConsultationRecordView(View):
     outcome: str | None
     notes: str | None
     rating: int | None
+    grade: str | None = None
+    """The citizen's 好差评 grade (very_satisfied .. very_dissatisfied); ``rating`` is its
+    1-5 score."""
     expert_name: str | None
     reference: str | None
     """The short reference the kiosk showed the citizen."""
@@ -359,6 +389,12 @@ class BoardDepartment(DepartmentStatus):
     longest_wait_s: float | None
     experts_busy: int
     active_calls: int
+    grades: dict[str, int] = {}
+    """好差评 grades given in the last 30 days, by grade name."""
+    follow_ups_open: int = 0
+    """Follow-ups of bad grades not closed yet."""
+    follow_ups_overdue: int = 0
+    """Of those, the ones past their deadline (--complaint-days)."""
 
 
 class SummaryView(View):
@@ -387,6 +423,10 @@ class BoardHall(View):
     """Citizens of the hall waiting or being rung now."""
     consultations_today: int
     answered_today: int
+    grades: dict[str, int] = {}
+    """好差评 grades its citizens gave in the last 30 days, by grade name."""
+    follow_ups_open: int = 0
+    follow_ups_overdue: int = 0
 
 
 class BoardView(View):

@@ -98,6 +98,8 @@ class Settings:
     """Seconds a consultation waits with nobody of its department online."""
     wrap_up_limit: float = 180.0
     """Seconds after a call to complete its record, offered nobody, before set away (0: off)."""
+    complaint_days: float = 7.0
+    """Days a bad 好差评 grade's follow-up has before it shows as overdue."""
     session_idle: float = 8 * 3600.0
     """Seconds of inactivity after which a login session expires."""
     session_max: float = 24 * 3600.0
@@ -144,6 +146,14 @@ class Settings:
     """Chat lines one account may send per minute."""
     events_per_second: float = 20.0
     """socket.io events one connection may send per second (bursts of twice that)."""
+    notice_sender: str = "log"
+    """How citizens' text notices (bookings, reminders, call-backs) go out: log (written
+    to the log, number masked) or http (POSTed to --notice-http-url)."""
+    notice_http_url: str | None = None
+    """The SMS gateway's URL the http notice sender POSTs each notice to (JSON)."""
+    notice_template: tuple[str, ...] = ()
+    """A notice's text, TYPE=TEXT (repeatable; types booking_confirmed, reminder,
+    cancelled, callback_scheduled; fields in braces such as {department} {date} {time} {code})."""
 
     @property
     def upload_bytes_per_account(self) -> int:
@@ -315,6 +325,7 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 BOOLEAN_FLAGS = frozenset({"demo", "tls_self_signed", "behind_proxy"})
 REPEATABLE_FLAGS = {
     "media_address": "ADDR",
+    "notice_template": "TYPE=TEXT",
     "extra_hosts": "HOST",
     "trusted_proxies": "PROXY",
     "ice_servers": "URL",
@@ -367,7 +378,14 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "consultations",
-        ("ring_timeout", "grace_period", "no_expert_wait", "wrap_up_limit", "demo"),
+        (
+            "ring_timeout",
+            "grace_period",
+            "no_expert_wait",
+            "wrap_up_limit",
+            "complaint_days",
+            "demo",
+        ),
     ),
     (
         "security",
@@ -395,6 +413,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("logging", ("log_level", "log_format")),
+    ("notices to citizens", ("notice_sender", "notice_http_url", "notice_template")),
 )
 """Every flag in the group ``--help`` lists it under (a test checks each setting is in
 exactly one)."""
@@ -582,6 +601,25 @@ def _internal_address(value: str) -> str:
     return value
 
 
+def _notice_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"--notice-http-url must be an http(s):// URL, not {value!r}")
+    return value
+
+
+def _notice_templates(values: Sequence[str]) -> tuple[str, ...]:
+    # Checked here so that a template naming an unknown field fails at start, not at
+    # the first booking; web.notices parses them again into templates by type.
+    from web.notices import parse_templates
+
+    try:
+        parse_templates(values)
+    except ValueError as exc:
+        raise SettingsError(f"--notice-template: {exc}") from None
+    return tuple(values)
+
+
 @dataclass(frozen=True)
 class Invocation:
     settings: Settings
@@ -629,6 +667,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         grace_period=_number("grace_period", args.grace_period, float, 1),
         no_expert_wait=_number("no_expert_wait", args.no_expert_wait, float, 1),
         wrap_up_limit=_number("wrap_up_limit", args.wrap_up_limit, float, 0),
+        complaint_days=_number("complaint_days", args.complaint_days, float, 1),
         session_idle=_number("session_idle", args.session_idle, float, 60),
         session_max=_number("session_max", args.session_max, float, 60),
         kiosk_session_max=_number("kiosk_session_max", args.kiosk_session_max, float, 60),
@@ -660,6 +699,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         ),
         chat_per_minute=int(_number("chat_per_minute", args.chat_per_minute, int, 1)),
         events_per_second=_number("events_per_second", args.events_per_second, float, 1),
+        notice_sender=_choice("notice_sender", str(args.notice_sender).lower(), ("log", "http")),
+        notice_http_url=_notice_url(str(args.notice_http_url)) if args.notice_http_url else None,
+        notice_template=_notice_templates(args.notice_template or args.notice_template_env),
     )
     command: tuple[str, ...] = ()
     if args.command == "audit":
@@ -744,6 +786,8 @@ def check_serving(settings: Settings) -> None:
         raise SettingsError(
             "--metrics-token must be at least 16 characters (head -c 24 /dev/urandom | base64)"
         )
+    if settings.notice_sender == "http" and settings.notice_http_url is None:
+        raise SettingsError("--notice-sender http needs --notice-http-url (the SMS gateway)")
     if settings.session_max < settings.session_idle:
         raise SettingsError("--session-max must not be shorter than --session-idle")
     if shares_documents(settings) and settings.master_key_file is None:

@@ -780,7 +780,7 @@ async def test_browser_journey_with_kiosk_and_expert_pages_on_two_processes(
     await expert.get_by_test_id("save-outcome").click()
     await expert.wait_for_selector("[data-testid=outcome-saved]:has-text('已保存')")
     await kiosk.evaluate("window.beforeWipe = true")
-    await kiosk.get_by_test_id("rating-5").click()
+    await kiosk.get_by_test_id("rating-very-satisfied").click()
     await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")
 

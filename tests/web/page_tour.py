@@ -127,7 +127,7 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
 
     await expert.get_by_test_id("end-call").click()
     await expert.get_by_test_id("confirm-yes").click()
-    await kiosk.wait_for_selector("[data-testid=rating-5]:visible")
+    await kiosk.wait_for_selector("[data-testid=rating-very-satisfied]:visible")
     await expert.wait_for_selector("[data-testid=save-outcome]:visible")
     await visit("kiosk-rating", kiosk)
     await visit("expert-after-call", expert)
@@ -185,7 +185,7 @@ async def admin_tabs(browser: Any, server: Served, visit: Visit) -> None:
 async def wait_for_wipe(kiosk: Any) -> None:
     """After the rating: the kiosk's page is loaded anew on its start screen."""
     await kiosk.evaluate("window.beforeWipe = true")
-    await kiosk.get_by_test_id("rating-5").click()
+    await kiosk.get_by_test_id("rating-very-satisfied").click()
     await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")
 

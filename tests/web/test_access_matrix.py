@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from signaling.client import (
     part_headers,
 )
 from signaling.messages import ConsultationView, OfferView
-from storage.records import Role
+from storage.records import AuditEvent, EndReason, Grade, Role, Scope
 from tests.access_table import (
     ACCESS,
     EVENT_CODES,
@@ -55,6 +56,7 @@ EXTRA_ACCOUNTS = {
     "expert_market2": Role.EXPERT,
     "expert_social2": Role.EXPERT,
     "interpreter02": Role.INTERPRETER,
+    "supervisor_market": Role.SUPERVISOR,
 }
 EXTRA_PASSWORD = "Matrix-Pass-2026"
 
@@ -201,6 +203,12 @@ async def _build(server: RunningServer) -> Matrix:
     await accounts.create("expert_market2", EXTRA_PASSWORD, Role.EXPERT, department="market")
     await accounts.create("expert_social2", EXTRA_PASSWORD, Role.EXPERT, department="social")
     await accounts.create("interpreter02", EXTRA_PASSWORD, Role.INTERPRETER, department="interpret")
+    # Oversees market (call A's department), not housing (call B's).
+    await accounts.create(
+        "supervisor_market", EXTRA_PASSWORD, Role.SUPERVISOR, scope=Scope(("market",))
+    )
+    # Graded consultations of its own, so that follow-ups never touch the calls' kiosks.
+    await accounts.create("kiosk04", EXTRA_PASSWORD, Role.KIOSK, hall="city")
     for username in (
         "kiosk01",
         "kiosk02",
@@ -214,6 +222,7 @@ async def _build(server: RunningServer) -> Matrix:
         "interpreter02",
         "clerk",
         "admin",
+        "supervisor_market",
     ):
         await _connect(m, username)
     m.calls["A"] = await _open_call(m, "kiosk01", "expert_market", "market", "MX-A")
@@ -235,6 +244,7 @@ ROLE_ACCOUNT = {
     "interpreter": "interpreter01",
     "clerk": "clerk",
     "admin": "admin",
+    "supervisor": "supervisor_market",
 }
 
 
@@ -348,6 +358,7 @@ for _path in (
     "/expert",
     "/clerk",
     "/admin",
+    "/supervisor",
     "/healthz",
     "/metrics",
     "/api/v1/openapi.json",
@@ -364,6 +375,9 @@ for _path in (
     "/api/v1/consultations?case_number=MX-A",
     "/api/v1/cases/MX-A/attachments",
     "/api/v1/ice-servers",
+    "/api/v1/live-calls",
+    "/api/v1/follow-ups",
+    "/api/v1/recordings",
 ):
     PROBES[f"GET {_path.split('?')[0].replace('MX-A', '{case_number}')}"] = _get(_path)
 
@@ -931,6 +945,36 @@ async def _share_screen(m: Matrix, role: str, relation: Relation) -> str:
     return answer
 
 
+async def _recording_state(m: Matrix, state: str) -> None:
+    """Call A's recording brought to ``state`` ("off" or "asked") by its own parties."""
+    call = m.calls["A"].consultation_id
+    await m.server.storage.departments.change("market", {"recording": True})
+    view = await m.socket("expert_market").emit("stop_recording", _ref(call))
+    if state == "asked" and view["recording"] == "off":
+        await m.socket("expert_market").emit("request_recording", _ref(call))
+
+
+@probe("event request_recording")
+async def _request_recording(m: Matrix, role: str, relation: Relation) -> str:
+    await _recording_state(m, "off")
+    call = target(m, relation).consultation_id
+    return await emit(m, actor(role, relation), "request_recording", _ref(call))
+
+
+@probe("event answer_recording")
+async def _answer_recording(m: Matrix, role: str, relation: Relation) -> str:
+    await _recording_state(m, "asked")
+    payload = {**_ref(target(m, relation).consultation_id), "accept": False, "text_version": "v1"}
+    return await emit(m, actor(role, relation), "answer_recording", payload)
+
+
+@probe("event stop_recording")
+async def _stop_recording(m: Matrix, role: str, relation: Relation) -> str:
+    await _recording_state(m, "asked")
+    call = target(m, relation).consultation_id
+    return await emit(m, actor(role, relation), "stop_recording", _ref(call))
+
+
 @probe("event share_document")
 async def _share_document(m: Matrix, role: str, relation: Relation) -> str:
     """Call A's shared document (shared again: no change), or call B's document."""
@@ -1032,6 +1076,45 @@ async def _callback_attempt(m: Matrix, role: str, relation: Relation) -> int:
     path = f"/api/v1/callbacks/{callback_id}/attempts"
     attempt = {"result": "reached", "note": ""}
     return (await m.request("POST", path, actor(role, relation), json=attempt))[0]
+
+
+async def _follow_up(m: Matrix, relation: Relation) -> str:
+    """A fresh follow-up: of a very dissatisfied market consultation (in
+    supervisor_market's scope), or a housing one for ``other``; its consultation id."""
+    storage = m.server.storage
+    consultation_id = f"{next(m.counter):016x}"
+    kiosk = await storage.accounts.get_by_username("kiosk04")
+    department = "housing" if relation is Relation.OTHER else "market"
+    audit = AuditEvent("kiosk04", "consultation.request", "", {})
+    now = time.time()
+    records = storage.consultations
+    await records.create(
+        kiosk.id, "city", department, None, audit=audit, consultation_id=consultation_id
+    )
+    await records.mark_ended(consultation_id, EndReason.COMPLETED, "kiosk04", now, audit=audit)
+    await records.set_grade(
+        consultation_id,
+        Grade.VERY_DISSATISFIED,
+        None,
+        None,
+        audit=AuditEvent("kiosk04", "consultation.rate", consultation_id, {}),
+        at=now,
+        follow_up_days=7,
+    )
+    return consultation_id
+
+
+@probe("POST /api/v1/follow-ups/{consultation_id}/notes")
+async def _note_follow_up(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/follow-ups/{await _follow_up(m, relation)}/notes"
+    body = {"kind": "contact", "text": "matrix"}
+    return (await m.request("POST", path, actor(role, relation), json=body))[0]
+
+
+@probe("POST /api/v1/follow-ups/{consultation_id}/close")
+async def _close_follow_up(m: Matrix, role: str, relation: Relation) -> int:
+    path = f"/api/v1/follow-ups/{await _follow_up(m, relation)}/close"
+    return (await m.request("POST", path, actor(role, relation), json={"text": "matrix"}))[0]
 
 
 # ---- the matrix ---------------------------------------------------------------------

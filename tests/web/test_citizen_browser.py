@@ -87,7 +87,7 @@ async def test_a_citizen_s_second_visit_at_the_other_hall_starts_from_the_first(
     assert NUMBER not in await kiosk.content()
     # Then the rating, and the wipe takes the slip and the number with the page.
     await kiosk.evaluate("window.beforeWipe = true")
-    await kiosk.get_by_test_id("rating-5").click()
+    await kiosk.get_by_test_id("rating-very-satisfied").click()
     await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")
     await expect(kiosk.get_by_test_id("slip")).to_be_hidden()

@@ -360,7 +360,7 @@ async def test_chromium_kiosk_and_expert_over_https_on_another_host(
     await chat_from(expert, kiosk, "需要带身份证原件")
 
     await expert_ends_the_call(expert)
-    await kiosk.get_by_test_id("rating-5").click()
+    await kiosk.get_by_test_id("rating-very-satisfied").click()
     # The privacy wipe: the start screen again, the chat gone.
     await expect(kiosk.get_by_test_id("department-market")).to_be_visible(timeout=15000)
     await expect(kiosk.get_by_test_id("chat-list")).to_be_empty(timeout=STEP_MS)

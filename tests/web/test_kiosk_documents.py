@@ -214,7 +214,7 @@ async def test_the_wipe_leaves_no_preview_no_phone_code_and_no_reference(
         assert (await response.json())["state"] == "expired"
 
     await kiosk.evaluate("window.beforeWipe = true")
-    await kiosk.get_by_test_id("rating-5").click()
+    await kiosk.get_by_test_id("rating-very-satisfied").click()
     await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")
     html = await kiosk.content()

@@ -24,6 +24,8 @@ DESK_SIZES = [(1366, 768), (1920, 1080)]
 PHONE_SIZES = [(390, 844), (360, 640)]
 PORTRAIT_KIOSK = (1080, 1920)
 TOUCH_MIN = 72
+# The kiosk's five 好差评 grades, as their buttons are named.
+GRADES = ("very-satisfied", "satisfied", "basically-satisfied", "dissatisfied", "very-dissatisfied")
 KIOSK_TEXT_MIN = 24
 
 
@@ -137,7 +139,7 @@ CONTROLS: dict[str, list[Control]] = {
     "kiosk-rating": [
         *KIOSK_HEADER,
         tid("reference", touch=False),
-        *[tid(f"rating-{n}", primary=True) for n in range(1, 6)],
+        *[tid(f"rating-{grade}", primary=True) for grade in GRADES],
         tid("finish"),
     ],
     "phone-ready": [

@@ -153,7 +153,7 @@ async def test_the_whole_consultation_and_the_wipe_after_it(
 
     await kiosk.evaluate("localStorage.setItem('wl_lang', 'zh-CN')")
     await kiosk.evaluate("window.beforeWipe = true")
-    await kiosk.get_by_test_id("rating-4").click()
+    await kiosk.get_by_test_id("rating-satisfied").click()
     # The wipe loads the page anew on the start screen, still logged in.
     await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")

@@ -366,7 +366,7 @@ async def test_an_interpreter_joins_from_the_staff_desk_and_is_seen_large(
     await market.get_by_test_id("end-call").click()
     await market.get_by_test_id("confirm-yes").click()
     await kiosk.evaluate("window.beforeWipe = true")
-    await kiosk.get_by_test_id("rating-5").click()
+    await kiosk.get_by_test_id("rating-very-satisfied").click()
     await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=15000)
     await kiosk.wait_for_selector("[data-testid=department-market]")
     html = await kiosk.content()

@@ -47,6 +47,27 @@ function duration(seconds) {
     : textElement("span", "board.duration", { d: { duration: seconds } });
 }
 
+// 好差评 of the last 30 days, best grade first, those given at least once.
+const GRADES = ["very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied"];
+function gradeCounts(grades) {
+  const given = GRADES.filter((grade) => grades?.[grade]);
+  if (given.length === 0) return textElement("span", "board.none");
+  const box = document.createElement("span");
+  for (const grade of given) {
+    const item = textElement("span", "board.grade_count", { grade: { key: `grade.${grade}` }, n: grades[grade] }, "tag");
+    item.dataset.grade = grade;
+    box.append(item, " ");
+  }
+  return box;
+}
+
+// Open follow-ups of bad grades, overdue ones marked.
+function followUpCounts(row) {
+  const text = textElement("span", "board.follow_up_counts", { open: row.follow_ups_open ?? 0, overdue: row.follow_ups_overdue ?? 0 });
+  if (row.follow_ups_overdue) text.className = "overdue";
+  return text;
+}
+
 function renderBoard() {
   if (!lastBoard) return;
   const body = byTestId("board-live");
@@ -61,6 +82,8 @@ function renderBoard() {
       td(String(dept.experts_online), "experts-online"),
       td(String(dept.experts_busy), "experts-busy"),
       td(String(dept.active_calls), "active-calls"),
+      td(gradeCounts(dept.grades), "grades"),
+      td(followUpCounts(dept), "follow-ups"),
     );
     body.append(row);
   }
@@ -75,6 +98,8 @@ function renderBoard() {
       td(String(hall.waiting), "hall-waiting"),
       td(String(hall.consultations_today), "hall-today"),
       td(String(hall.answered_today), "hall-answered"),
+      td(gradeCounts(hall.grades), "grades"),
+      td(followUpCounts(hall), "follow-ups"),
     );
     hallRows.append(row);
   }
@@ -191,8 +216,23 @@ function departmentDetails(dept) {
   line.append(edit);
   details.append(line);
   if (editing === dept.code) open();
-  if (dept.kind !== "interpreter") details.append(materialsLine(dept, details));
+  if (dept.kind !== "interpreter") details.append(materialsLine(dept, details), recordingSwitch(dept));
   return details;
+}
+
+// Whether its experts may ask to record a call (each time with the citizen's consent).
+function recordingSwitch(dept) {
+  const label = document.createElement("label");
+  label.className = "check";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.checked = Boolean(dept.recording);
+  box.dataset.testid = `department-recording-${dept.code}`;
+  const message = document.createElement("span");
+  message.setAttribute("role", "alert");
+  box.addEventListener("change", () => patchDepartment(dept, { recording: box.checked }, message));
+  label.append(box, textElement("span", "admin.recording"), message);
+  return label;
 }
 
 // The checklist its experts tick after a call as still required (一次性告知),
@@ -308,6 +348,8 @@ function fillDepartmentSelect() {
   const chosen = select.value;
   const kind = byTestId("account-role").value === "interpreter" ? "interpreter" : "service";
   select.replaceChildren();
+  // A supervisor may oversee every department (the empty scope).
+  if (byTestId("account-role").value === "supervisor") select.append(Object.assign(textElement("option", "admin.scope_all"), { value: "" }));
   for (const dept of departments.filter((d) => !d.disabled && (d.kind ?? "service") === kind)) {
     const option = textElement("option", "admin.department_option", { name: { zh: dept.name_zh, en: dept.name_en } });
     option.value = dept.code;
@@ -538,6 +580,7 @@ function fillHallSelect() {
   const select = byTestId("account-hall");
   const chosen = select.value;
   select.replaceChildren();
+  if (byTestId("account-role").value === "supervisor") select.append(Object.assign(textElement("option", "admin.scope_all"), { value: "" }));
   for (const hall of halls) {
     const item = textElement("option", "admin.hall_option", { name: { zh: hall.name_zh, en: hall.name_en } });
     item.value = hall.code;
@@ -563,6 +606,7 @@ async function loadAccounts() {
     const role = textElement("span", `role.${account.role}`, null, "tag");
     row.append(name, role);
     if (account.department) row.append(textElement("span", "admin.in_department", { code: account.department }, "muted"));
+    for (const code of account.departments ?? []) row.append(textElement("span", "admin.in_department", { code }, "muted"));
     for (const code of account.hall ? [account.hall] : account.halls) {
       row.append(textElement("span", "admin.in_hall", { name: hallName(code) }, "muted"));
     }
@@ -600,10 +644,13 @@ async function loadAccounts() {
 
 function roleChanged() {
   const role = byTestId("account-role").value;
-  document.getElementById("account-department-field").hidden = role !== "expert" && role !== "interpreter";
+  const supervisor = role === "supervisor";
+  document.getElementById("account-department-field").hidden = role !== "expert" && role !== "interpreter" && !supervisor;
   fillDepartmentSelect();
-  // A kiosk stands in one hall; a clerk starts at one (more on the halls tab).
-  document.getElementById("account-hall-field").hidden = role !== "kiosk" && role !== "clerk";
+  fillHallSelect();
+  // A kiosk stands in one hall; a clerk starts at one (more on the halls tab); a
+  // supervisor oversees one department and/or hall, or all of them.
+  document.getElementById("account-hall-field").hidden = role !== "kiosk" && role !== "clerk" && !supervisor;
 }
 
 async function createAccount(event) {
@@ -621,6 +668,11 @@ async function createAccount(event) {
   const hall = byTestId("account-hall").value;
   if (role === "kiosk") body.hall = hall;
   if (role === "clerk" && hall) body.halls = [hall];
+  if (role === "supervisor") {
+    const department = byTestId("account-department").value;
+    body.departments = department ? [department] : [];
+    body.halls = hall ? [hall] : [];
+  }
   try {
     await api("POST", "/api/v1/accounts", body);
     for (const id of ["account-username", "account-password", "account-display-name"]) byTestId(id).value = "";

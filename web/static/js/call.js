@@ -23,7 +23,7 @@ export class CallView {
   // expert's desk; the kiosk lists documents only, its screen goes to the face).
   // `departmentName`: a department's code -> its name ({zh, en}); `onScreenEnded`:
   // this side's screen sharing stopped from the browser's own control.
-  constructor({ mySide, send, consultation, download = true, latestDocument = false, departmentName, myName = null, onScreenEnded = () => {}, rowActions = null }) {
+  constructor({ mySide, send, consultation, download = true, latestDocument = false, departmentName, myName = null, onScreenEnded = () => {}, rowActions = null, onView = null }) {
     this.consultation = consultation; // () => the open consultation's id
     this.quality = new QualityIndicator(byTestId("connection-quality"));
     this.placeholder = document.getElementById("remote-placeholder");
@@ -38,6 +38,17 @@ export class CallView {
       onScreenEnded,
     });
     this.loaded = null; // the consultation whose files and chat were loaded
+    // Shown on every page while the call is recorded; either side may stop it.
+    this.recording = byTestId("recording-indicator");
+    // The answer is this page's new view of the call (``onView``: the page applies it).
+    byTestId("record-stop").addEventListener("click", async () => {
+      const id = consultation();
+      if (!id) return;
+      const view = await send("stop_recording", { consultation_id: id }).catch(() => null);
+      if (!view) return;
+      if (onView) onView(view);
+      else this.recording.hidden = view.recording !== "on";
+    });
     this.you = null; // this page's position in the call
     this.files = new FilePanel({
       input: byTestId("file-input"),
@@ -144,6 +155,7 @@ export class CallView {
     if (stream !== undefined && !this.media.stream) this.media.useStream(stream);
     this.watchMedia(view.consultation_id);
     this.you = Number.isInteger(view.you) ? view.you : null;
+    this.recording.hidden = view.recording !== "on";
     this.tiles.update(view);
     const load = this.loaded !== view.consultation_id;
     this.loaded = view.consultation_id;
@@ -206,6 +218,7 @@ export class CallView {
     this.showTrouble(false);
     this.showNote(null);
     this.tiles.clear();
+    this.recording.hidden = true;
   }
 
   // Nothing of the last call left on screen.

@@ -51,6 +51,7 @@ export class CallActions {
     }
     byTestId("leave-call").addEventListener("click", () => this.leave());
     byTestId("share-screen").addEventListener("click", () => this.toggleScreen());
+    byTestId("record-request").addEventListener("click", () => this.requestRecording());
     byTestId("transfer-reason").addEventListener("input", () => this.say(null));
     this.loadDepartments();
   }
@@ -135,7 +136,24 @@ export class CallActions {
     note.hidden = !this.sharing;
     if (this.sharing) setText(note, "expert.sharing");
     if (full && !this.inviteChooser.hidden) this.closeChoosers();
+    // Where the department records: asking the citizen, then waiting for the answer.
+    const record = byTestId("record-request");
+    const records = Boolean(this.departments.get(this.me.department)?.recording);
+    record.hidden = !this.expert || !records || !view || view.recording === "on";
+    record.disabled = view?.recording === "asked";
+    setText(record, view?.recording === "asked" ? "recording.asking" : "recording.request");
     this.renderInvitations();
+  }
+
+  async requestRecording() {
+    const id = this.callId();
+    if (!id) return;
+    try {
+      const view = await this.send("request_recording", { consultation_id: id });
+      this.onView(view);
+    } catch {
+      this.say("recording.request_failed");
+    }
   }
 
   renderInvitations() {

@@ -538,6 +538,8 @@ async function onLogin(account) {
     // Interpreters end nothing for the others and send no documents (they read
     // those an expert shows them).
     byTestId("end-call").hidden = true;
+    // Stopping a recording is the citizen's and the experts'.
+    byTestId("record-stop").hidden = true;
     byTestId("show-document").hidden = true;
     byTestId("file-input").closest("label").hidden = true;
   }
@@ -551,6 +553,7 @@ async function onLogin(account) {
     departmentName: (code) => departmentNames(code) ?? code,
     myName: me.display_name,
     onScreenEnded: () => actions.stopScreen({ tell: true }),
+    onView: (view) => applyConsultation(view),
     rowActions: documentActions,
   });
   actions = new CallActions({

@@ -204,6 +204,38 @@ function renderKeypad() {
   draw();
 }
 
+// ---- recording ------------------------------------------------------------
+
+// The version of the words the citizen is shown before a recording (kept with
+// their answer on the record): a new text is a new version.
+const RECORDING_TEXT_VERSION = "rec-2026-12";
+
+// An expert asked to record: the citizen reads what, why, who may watch it and for
+// how long, and answers with one tap; the question goes away if the request does.
+function askRecordingConsent(view) {
+  const dialog = document.getElementById("record-consent");
+  if (view.recording !== "asked") {
+    if (dialog.open) dialog.close();
+    return;
+  }
+  if (dialog.open) return;
+  const id = view.consultation_id;
+  const answer = async (accept) => {
+    dialog.close();
+    const after = await signal
+      .send("answer_recording", { consultation_id: id, accept, text_version: RECORDING_TEXT_VERSION })
+      .catch(() => null);
+    if (after) applyConsultation(after);
+  };
+  byTestId("record-consent-yes").onclick = () => answer(true);
+  byTestId("record-consent-no").onclick = () => answer(false);
+  dialog.oncancel = (event) => {
+    event.preventDefault();
+    answer(false);
+  };
+  dialog.showModal();
+}
+
 // ---- the identity number --------------------------------------------------
 
 // Shown while the typed number is wrong, saying which part (an ID-card reader types
@@ -394,6 +426,7 @@ function applyConsultation(view) {
     deviceStream = null;
     call.start(view, stream);
     watchForNoPicture();
+    askRecordingConsent(view);
   } else if (view.state === "ended") {
     showEnded(view.end_reason);
   }
@@ -428,6 +461,62 @@ function showEnded(reason) {
   showReference();
   // Nothing to rate: the message stays long enough to be read, then the wipe.
   if (rating.hidden) setTimeout(wipe, NO_RATING_MS);
+}
+
+// 好差评: five grades, one tap each. A good grade is sent at once; a bad one asks,
+// optionally, why (a short list) and for the citizen's own words, then is sent with
+// them, or alone on "skip", on "finish", or when nobody answers within
+// REASON_WAIT_MS (the grade must not be lost to a citizen who walks away).
+const BAD_GRADES = new Set(["dissatisfied", "very_dissatisfied"]);
+const REASON_WAIT_MS = 45000;
+let pendingGrade = null;
+let pendingTimer = null;
+let gradeSent = false;
+
+async function sendGrade({ reason = null, comment = "" }) {
+  if (gradeSent || !pendingGrade) return;
+  gradeSent = true;
+  clearTimeout(pendingTimer);
+  for (const button of document.querySelectorAll("#rating button")) button.disabled = true;
+  const payload = { consultation_id: consultationId, grade: pendingGrade };
+  if (reason) payload.reason = reason;
+  if (comment.trim()) payload.comment = comment.trim().slice(0, 500);
+  pendingGrade = null;
+  await signal.send("rate_consultation", payload).catch(() => {});
+  document.getElementById("grade-reason").hidden = true;
+  setText(document.getElementById("after-message"), "kiosk.thanks");
+  setTimeout(wipe, THANKS_MS);
+}
+
+function wireGrades() {
+  const panel = document.getElementById("grade-reason");
+  let reason = null;
+  for (const button of document.querySelectorAll("#rating [data-grade]")) {
+    button.addEventListener("click", () => {
+      if (gradeSent || pendingGrade) return;
+      pendingGrade = button.dataset.grade;
+      for (const other of document.querySelectorAll("#rating [data-grade]")) {
+        other.disabled = other !== button;
+        other.setAttribute("aria-pressed", String(other === button));
+      }
+      if (!BAD_GRADES.has(pendingGrade)) {
+        sendGrade({});
+        return;
+      }
+      panel.hidden = false;
+      pendingTimer = setTimeout(() => sendGrade({ reason }), REASON_WAIT_MS);
+    });
+  }
+  for (const button of panel.querySelectorAll("[data-reason]")) {
+    button.addEventListener("click", () => {
+      reason = reason === button.dataset.reason ? null : button.dataset.reason;
+      for (const other of panel.querySelectorAll("[data-reason]")) {
+        other.setAttribute("aria-pressed", String(other.dataset.reason === reason));
+      }
+    });
+  }
+  byTestId("grade-send").addEventListener("click", () => sendGrade({ reason, comment: byTestId("grade-comment").value }));
+  byTestId("grade-skip").addEventListener("click", () => sendGrade({}));
 }
 
 // The consultation's short reference (from the view; the clerk types it), grouped
@@ -633,6 +722,7 @@ async function onLogin(me) {
     consultation: () => consultationId,
     download: false,
     departmentName,
+    onView: (view) => applyConsultation(view),
   });
   setUpDocuments(me);
   initBookings({
@@ -699,15 +789,12 @@ async function onLogin(me) {
       if (view) applyConsultation(view);
     }
   });
-  for (let score = 1; score <= 5; score += 1) {
-    byTestId(`rating-${score}`).addEventListener("click", async () => {
-      for (const button of document.querySelectorAll("#rating button")) button.disabled = true;
-      await signal.send("rate_consultation", { consultation_id: consultationId, rating: score }).catch(() => {});
-      setText(document.getElementById("after-message"), "kiosk.thanks");
-      setTimeout(wipe, THANKS_MS);
-    });
-  }
-  byTestId("finish").addEventListener("click", wipe);
+  wireGrades();
+  byTestId("finish").addEventListener("click", async () => {
+    // A bad grade chosen but not yet sent is sent as it is before the wipe.
+    if (pendingGrade) await sendGrade({});
+    wipe();
+  });
   byTestId("print-slip").addEventListener("click", () => {
     if (consultationId) printSlip(consultationId);
   });

@@ -1,0 +1,164 @@
+"""A call recorded through the real server and relay (issue 23), with aiortc peers
+sending real RTP (a frame counter and a 440 Hz tone): the citizen consents, the
+relay writes the dump as it forwards, the expert stops, and within seconds the
+recording is a document that decodes (PyAV) to each side's counter, in order, and
+their sound; the dump is gone, nothing of it was ever in clear under the data
+directory. Only the experts of the call (and supervisors, the admin) may play it,
+every play audited; the kiosk and the clerk get 404 and the call's document list
+does not show it. A declined request writes nothing at all."""
+
+import asyncio
+import io
+import itertools
+from pathlib import Path
+
+import aiohttp
+import av
+import pytest
+
+from harness.peers import CallPeer, read_counter, wait_until
+from signaling.client import ExpertClient, KioskClient
+from storage.recordings import Recording
+from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call, login_session
+
+
+async def connect_media(
+    server: RunningServer, *clients: KioskClient | ExpertClient
+) -> list[CallPeer]:
+    peers = []
+    for client in clients:
+        state = await client.state()
+        assert state.consultation is not None and state.consultation.media is not None
+        media = state.consultation.media
+        peer = CallPeer()
+        peers.append(peer)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                server.url + media.url,
+                data=await peer.offer(),
+                headers={
+                    "Content-Type": "application/sdp",
+                    "Authorization": f"Bearer {media.token}",
+                },
+            ) as response,
+        ):
+            assert response.status == 201, await response.text()
+            await peer.accept(await response.text())
+    return peers
+
+
+def grew(peers: list[CallPeer], seen: list[int], frames: int) -> bool:
+    """Each peer received ``frames`` more than it had."""
+    return all(len(p.received.counters) > n + frames for p, n in zip(peers, seen, strict=True))
+
+
+def everything_under(directory: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in directory.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker"])
+async def test_a_consented_recording_decodes_to_what_each_side_sent(
+    start_server: ServerFactory, connect: ClientFactory, workers: int
+) -> None:
+    server = await start_server(grace_period=30.0, media_workers=workers)
+    await server.storage.departments.change("market", {"recording": True})
+    kiosk, expert, call_id = await active_call(server, connect)
+    peers = await connect_media(server, kiosk, expert)
+    try:
+        assert await wait_until(lambda: all(len(p.received.counters) > 5 for p in peers), 30)
+        await expert.request_recording(call_id)
+        await kiosk.answer_recording(call_id, True)
+        seen = [len(p.received.counters) for p in peers]
+        # Some seconds of the call recorded.
+        assert await wait_until(
+            lambda: all(
+                len(p.received.counters) > n + 60 for p, n in zip(peers, seen, strict=True)
+            ),
+            40,
+        )
+        await expert.stop_recording(call_id)
+        found: list[Recording] = []
+
+        async def listed() -> bool:
+            found[:] = await server.storage.recordings.of(call_id)
+            return bool(found)
+
+        for _ in range(100):
+            if await listed():
+                break
+            await asyncio.sleep(0.2)
+        assert found, "no recording was made within 20 s"
+    finally:
+        for peer in peers:
+            await peer.close()
+    recording = found[0]
+    data_dir = Path(server.settings.data_dir)
+    assert list((data_dir / "recordings").glob("*.dump")) == []
+
+    session = await login_session(server, "expert_market")
+    async with session, session.get(f"{server.url}/api/v1/files/{recording.file_id}") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("video/webm")
+        webm = await response.read()
+    container = av.open(io.BytesIO(webm), mode="r")
+    counters: dict[int, list[int]] = {}
+    audio_frames = 0
+    for packet in container.demux():
+        for frame in packet.decode():
+            if isinstance(frame, av.VideoFrame):
+                counters.setdefault(packet.stream.index, []).append(read_counter(frame))
+            elif isinstance(frame, av.AudioFrame):
+                audio_frames += 1
+    assert len(counters) == 2, counters.keys()
+    for values in counters.values():
+        assert len(values) > 30
+        # The counter each side sent, in order (frames may be missing, never swapped).
+        assert all(b > a for a, b in itertools.pairwise(values)), values[:20]
+    assert audio_frames > 100
+    # Nothing of it in clear anywhere under the data directory (dumps, blobs, database).
+    stored = everything_under(data_dir)
+    assert webm[200:264] not in stored
+
+    # Not for the kiosk or the clerk; not among the call's documents; every play audited.
+    for username in ("kiosk01", "clerk"):
+        other = await login_session(server, username)
+        async with other, other.get(f"{server.url}/api/v1/files/{recording.file_id}") as response:
+            assert response.status == 404
+    clerk = await login_session(server, "clerk")
+    async with clerk, clerk.get(f"{server.url}/api/v1/consultations/{call_id}/files") as response:
+        assert recording.file_id not in {f["id"] for f in (await response.json())["files"]}
+    admin = await login_session(server, "admin")
+    async with admin, admin.get(f"{server.url}/api/v1/recordings") as response:
+        listed_ids = [r["id"] for r in (await response.json())["recordings"]]
+    assert listed_ids == [recording.file_id]
+    actions = [e.action for e in await server.storage.audit.entries()]
+    assert actions.count("recording.play") == 1
+
+
+async def test_a_declined_recording_writes_nothing(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    server = await start_server(grace_period=30.0)
+    await server.storage.departments.change("market", {"recording": True})
+    kiosk, expert, call_id = await active_call(server, connect)
+    peers = await connect_media(server, kiosk, expert)
+    try:
+        assert await wait_until(lambda: all(len(p.received.counters) > 5 for p in peers), 30)
+        await expert.request_recording(call_id)
+        await kiosk.answer_recording(call_id, False)
+        seen = [len(p.received.counters) for p in peers]
+        assert await wait_until(
+            lambda: all(
+                len(p.received.counters) > n + 20 for p, n in zip(peers, seen, strict=True)
+            ),
+            30,
+        )
+        await expert.end(call_id)
+    finally:
+        for peer in peers:
+            await peer.close()
+    data_dir = Path(server.settings.data_dir)
+    assert not (data_dir / "recordings").exists() or not any((data_dir / "recordings").iterdir())
+    assert await server.storage.recordings.of(call_id) == []
+    assert await server.storage.recordings.unfinished_dumps(call_id) == []
