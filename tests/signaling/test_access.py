@@ -37,6 +37,10 @@ EXPECTED: dict[Standing, dict[Right, str]] = {
         Right.TRANSFER: "n n n n -",
         Right.SHARE: "n n n n -",
         Right.READ_SHARED_FILES: "- - - - -",
+        # Its own consultation's identity number while open; the slip once ended.
+        Right.GIVE_IDENTITY: "A A A A n",
+        Right.PRINT_SLIP: "n n n n A",
+        Right.READ_HISTORY: "- - - - -",
     },
     Standing.EXPERT: {
         Right.FOLLOW: "A A A A -",
@@ -54,6 +58,10 @@ EXPECTED: dict[Standing, dict[Right, str]] = {
         Right.TRANSFER: "n n A n -",
         Right.SHARE: "n n A n -",
         Right.READ_SHARED_FILES: "- - - - -",
+        # The citizen's earlier consultations, while the citizen is in the call.
+        Right.READ_HISTORY: "n n A n n",
+        Right.GIVE_IDENTITY: "- - - - -",
+        Right.PRINT_SLIP: "- - - - -",
     },
     # Follows and takes part in the call (and its transfer) and may leave; reads a
     # document only once shared with it, nothing once its part is over.
@@ -73,6 +81,9 @@ EXPECTED: dict[Standing, dict[Right, str]] = {
         Right.TRANSFER: "- - n n -",
         Right.SHARE: "- - n n -",
         Right.READ_SHARED_FILES: "n n A A n",
+        Right.GIVE_IDENTITY: "- - - - -",
+        Right.PRINT_SLIP: "- - - - -",
+        Right.READ_HISTORY: "- - - - -",
     },
     Standing.DEPARTMENT: {
         Right.FOLLOW: "A A A A -",
@@ -90,6 +101,9 @@ EXPECTED: dict[Standing, dict[Right, str]] = {
         Right.TRANSFER: "n n n n -",
         Right.SHARE: "n n n n -",
         Right.READ_SHARED_FILES: "- - - - -",
+        Right.GIVE_IDENTITY: "- - - - -",
+        Right.PRINT_SLIP: "- - - - -",
+        Right.READ_HISTORY: "- - - - -",
     },
     Standing.OFFICE: {
         **dict.fromkeys(Right, "- - - - -"),

@@ -276,6 +276,10 @@ async def test_the_board_shows_each_hall_by_name_with_its_figures(
             "waiting": 0,
             "consultations_today": 1,
             "answered_today": 1,
+            # Nobody rated: no grades, no follow-ups (issue 23).
+            "grades": {},
+            "follow_ups_open": 0,
+            "follow_ups_overdue": 0,
         },
         {
             "code": "district",
@@ -285,6 +289,9 @@ async def test_the_board_shows_each_hall_by_name_with_its_figures(
             "waiting": 1,
             "consultations_today": 1,
             "answered_today": 0,
+            "grades": {},
+            "follow_ups_open": 0,
+            "follow_ups_overdue": 0,
         },
     ]
 

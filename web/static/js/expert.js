@@ -571,7 +571,9 @@ async function onLogin(account) {
     renderQueue();
     renderUnfinished();
   });
-  const known = await api("GET", "/api/v1/halls").catch(() => ({ halls: [] }));
+  // Hall names for the records' lists (an interpreter has none; its offers carry
+  // the hall's names themselves).
+  const known = interpreter ? { halls: [] } : await api("GET", "/api/v1/halls").catch(() => ({ halls: [] }));
   for (const hall of known.halls) halls.set(hall.code, { zh: hall.name_zh, en: hall.name_en });
   signal = connectSignal({
     onConnect: async () => {

@@ -16,7 +16,11 @@ export function renderMaterials(fieldset, checklist, chosen = []) {
     box.value = item;
     box.dataset.testid = "material";
     box.checked = chosen.includes(item);
-    label.append(box, " ", item);
+    // The admin's words, as written (in whichever languages they wrote them).
+    const text = document.createElement("span");
+    text.translate = false;
+    text.textContent = item;
+    label.append(box, " ", text);
     list.append(label);
   }
   const other = fieldset.querySelector("textarea");

@@ -52,6 +52,7 @@ export async function printSlip(consultationId, extra = {}) {
     list.dataset.testid = "slip-materials";
     for (const item of slip.materials) {
       const li = document.createElement("li");
+      li.translate = false;
       li.textContent = item;
       list.append(li);
     }
