@@ -33,7 +33,7 @@ from storage.audit import append_audit
 from storage.database import Database
 from storage.filestore import FileStore
 from storage.records import AuditEvent, ConsultationState
-from storage.schema import consultations, files
+from storage.schema import consultations, files, recordings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def shred_record(conn: Connection, file_id: str, now: float, event: AuditEvent) 
     return True
 
 
-def _candidates(conn: Connection, cutoff: float, after: str) -> list[Candidate]:
+def _candidates(
+    conn: Connection, cutoff: float, after: str, recordings_only: bool = False
+) -> list[Candidate]:
     query = (
         select(files.c.id, files.c.consultation_id, consultations.c.state, consultations.c.ended_at)
         .join(consultations, consultations.c.id == files.c.consultation_id)
@@ -97,6 +99,8 @@ def _candidates(conn: Connection, cutoff: float, after: str) -> list[Candidate]:
         .order_by(files.c.id)
         .limit(BATCH)
     )
+    if recordings_only:
+        query = query.where(files.c.id.in_(select(recordings.c.file_id)))
     return [Candidate(r.id, r.consultation_id, r.state, r.ended_at) for r in conn.execute(query)]
 
 
@@ -118,13 +122,43 @@ async def shred_expired(db: Database, store: FileStore, *, days: float, now: flo
     return shredded
 
 
+def recording_days(documents: float, recordings_: float) -> float:
+    """The recordings' retention: their own, never longer than the documents' (0: as
+    the documents)."""
+    if recordings_ <= 0:
+        return documents
+    return recordings_ if documents <= 0 else min(recordings_, documents)
+
+
+async def shred_expired_recordings(
+    db: Database, store: FileStore, *, days: float, now: float
+) -> list[str]:
+    """Shred every recording whose call ended more than ``days`` days ago (audited as
+    ``recording.shred``); the ids shredded."""
+    cutoff = retention_cutoff(now, days)
+    if cutoff is None:
+        return []
+    shredded = await _shred_due(db, store, cutoff, days, now, action="recording.shred")
+    if shredded:
+        await db.erase_freed()
+    return shredded
+
+
 async def _shred_due(
-    db: Database, store: FileStore, cutoff: float, days: float, now: float
+    db: Database,
+    store: FileStore,
+    cutoff: float,
+    days: float,
+    now: float,
+    action: str = "file.shred",
 ) -> list[str]:
     shredded: list[str] = []
     after = ""
+    recordings_only = action == "recording.shred"
     while True:
-        batch = await db.read(partial(_candidates, cutoff=cutoff, after=after))
+        batch = await db.read(
+            partial(_candidates, cutoff=cutoff, after=after, recordings_only=recordings_only)
+        )
         if not batch:
             return shredded
         after = batch[-1].file_id
@@ -140,7 +174,7 @@ async def _shred_due(
                     now,
                     AuditEvent(
                         "system",
-                        "file.shred",
+                        action,
                         c.file_id,
                         {
                             "consultation": c.consultation_id,
@@ -165,10 +199,18 @@ async def run_retention(
     *,
     interval: float = SWEEP_INTERVAL,
     clock: Callable[[], float] = time.time,
+    recording_retention: float = 0.0,
 ) -> None:
-    """Sweep at once and then every ``interval`` seconds until cancelled."""
+    """Sweep at once and then every ``interval`` seconds until cancelled (recordings
+    first, by ``recording_retention``, then every document by ``days``)."""
     while True:
         try:
+            if recording_retention > 0:
+                gone = await shred_expired_recordings(
+                    db, store, days=recording_retention, now=clock()
+                )
+                if gone:
+                    log.info("retention: %d recordings shredded", len(gone))
             done = await shred_expired(db, store, days=days, now=clock())
         except Exception:
             log.exception("retention sweep failed; trying again in %.0f s", interval)

@@ -23,7 +23,7 @@ from storage.demo import seed_demo
 from storage.filecrypt import Suite
 from storage.filestore import FileStore, UploadLimits
 from storage.keyring import DatabaseKeks, DirectoryKeks, Keyring, read_master_key
-from storage.retention import run_retention
+from storage.retention import recording_days, run_retention
 from storage.sensitive import SensitiveValues
 from storage.sessions import SessionPolicy
 from storage.store import Storage
@@ -263,6 +263,7 @@ async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub
     app[SIGNALING] = hub.facade
     await hub.start()
+    recorder.resume()
     # Draining (before maintenance): SIGUSR1 and this node's relay workers take no
     # new calls (the calls they hold go on) and /healthz says so; SIGUSR2 undoes it.
     loop = asyncio.get_running_loop()
@@ -316,8 +317,13 @@ async def _process_figures_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     """Crypto-shred expired documents at start and hourly (--retention-days; 0 = never)."""
     days = app[SETTINGS].retention_days
+    recordings = recording_days(days, app[SETTINGS].recording_retention_days)
     task = (
-        asyncio.create_task(run_retention(app[STORAGE].db, app[FILES], days)) if days > 0 else None
+        asyncio.create_task(
+            run_retention(app[STORAGE].db, app[FILES], days, recording_retention=recordings)
+        )
+        if days > 0 or recordings > 0
+        else None
     )
     yield
     if task is not None:

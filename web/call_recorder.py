@@ -37,6 +37,7 @@ from storage.errors import RecordNotFound
 from storage.filestore import FileStore
 from storage.filetypes import RECORDING
 from storage.recordings import OpenDump, Recording
+from storage.records import ConsultationState
 from storage.store import Storage
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,22 @@ class CallRecorder:
         """The relay closed with the call (and its dump with it)."""
         if await self._storage.recordings.unfinished_dumps(call_id):
             self._spawn(self.finish(call_id))
+
+    def resume(self) -> None:
+        """At start: the dumps left by a process or node that went down are made
+        into recordings once their calls have ended (the others at their end)."""
+        self._spawn(self._resume())
+
+    async def _resume(self) -> None:
+        for call_id in {
+            d.consultation_id for d in await self._storage.recordings.unfinished_dumps()
+        }:
+            try:
+                record = await self._storage.consultations.get(call_id)
+            except RecordNotFound:
+                continue
+            if record.state is ConsultationState.ENDED:
+                await self.finish(call_id)
 
     async def finish(self, call_id: str) -> None:
         """Every closed dump of the call made into a recording."""

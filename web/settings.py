@@ -126,6 +126,9 @@ class Settings:
     """text, or json: one JSON object per line on stdout and stderr."""
     retention_days: float = 0.0
     """Crypto-shred documents of consultations ended more than this many days ago (0: keep)."""
+    recording_retention_days: float = 0.0
+    """Crypto-shred recordings this many days after their call ended (0: as documents;
+    never longer than --retention-days when that is set)."""
     header_timeout: float = 15.0
     """Seconds a connection may take to send a request's headers (and idle between requests)."""
     upload_idle_timeout: float = 600.0
@@ -359,6 +362,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "crypto_suite",
             "max_file_size",
             "retention_days",
+            "recording_retention_days",
         ),
     ),
     (
@@ -679,6 +683,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         metrics_token=str(args.metrics_token) if args.metrics_token else None,
         log_format=_choice("log_format", str(args.log_format).lower(), ("text", "json")),
         retention_days=_number("retention_days", args.retention_days, float, 0),
+        recording_retention_days=_number(
+            "recording_retention_days", args.recording_retention_days, float, 0
+        ),
         header_timeout=_number("header_timeout", args.header_timeout, float, 1),
         upload_idle_timeout=_number("upload_idle_timeout", args.upload_idle_timeout, float, 10),
         upload_first_byte_timeout=_number(

@@ -10,6 +10,9 @@ does not show it. A declined request writes nothing at all."""
 import asyncio
 import io
 import itertools
+import json
+import os
+import time
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +22,10 @@ import pytest
 from harness.peers import CallPeer, read_counter, wait_until
 from signaling.client import ExpertClient, KioskClient
 from storage.recordings import Recording
+from storage.retention import shred_expired_recordings
 from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call, login_session
+from tests.web.documents import png
+from web.keys import FILES, MEDIA
 
 
 async def connect_media(
@@ -162,3 +168,84 @@ async def test_a_declined_recording_writes_nothing(
     assert not (data_dir / "recordings").exists() or not any((data_dir / "recordings").iterdir())
     assert await server.storage.recordings.of(call_id) == []
     assert await server.storage.recordings.unfinished_dumps(call_id) == []
+
+
+async def recorded_call(
+    server: RunningServer, connect: ClientFactory
+) -> tuple[str, list[CallPeer]]:
+    """A call of kiosk01 and expert_market being recorded, media flowing for a while."""
+    await server.storage.departments.change("market", {"recording": True})
+    kiosk, expert, call_id = await active_call(server, connect)
+    peers = await connect_media(server, kiosk, expert)
+    assert await wait_until(lambda: all(len(p.received.counters) > 5 for p in peers), 30)
+    await expert.request_recording(call_id)
+    await kiosk.answer_recording(call_id, True)
+    seen = [len(p.received.counters) for p in peers]
+    assert await wait_until(lambda: grew(peers, seen, 45), 40)
+    return call_id, peers
+
+
+async def made(server: RunningServer, call_id: str) -> list[Recording]:
+    for _ in range(100):
+        found: list[Recording] = await server.storage.recordings.of(call_id)
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    return []
+
+
+async def test_a_relay_lost_mid_recording_leaves_a_recording_up_to_its_last_chunk(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    server = await start_server(grace_period=30.0)
+    call_id, peers = await recorded_call(server, connect)
+    try:
+        relay = server.app[MEDIA].relays[call_id]  # type: ignore[attr-defined]
+        writer = relay.recorder
+        assert writer is not None and writer.packets > 100
+        # The relay's process dies: its dump is neither finished nor closed.
+        relay.recorder = None
+        os.close(writer._fd)
+        writer.closed = True
+        expert = await connect(server, "expert_market")
+        await expert.end(call_id)
+    finally:
+        for peer in peers:
+            await peer.close()
+    found = await made(server, call_id)
+    assert found, "no recording was made of the dump left behind"
+    tracks = json.loads(found[0].tracks)
+    assert {t["place"] for t in tracks} == {"audio", "video"}
+    assert all(t["frames"] > 0 for t in tracks)
+
+
+async def test_recordings_are_shredded_after_their_retention_and_the_rest_stays(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    server = await start_server(grace_period=30.0)
+    call_id, peers = await recorded_call(server, connect)
+    try:
+        kiosk = await connect(server, "kiosk01")
+        await kiosk.upload(call_id, "户口簿.png", png(8, 8, (10, 120, 200)))
+        kiosk_docs = await server.app[FILES].of_consultation(call_id)
+        assert len(kiosk_docs) == 1
+        expert = await connect(server, "expert_market")
+        await expert.stop_recording(call_id)
+        found = await made(server, call_id)
+        assert found
+        await expert.end(call_id)
+    finally:
+        for peer in peers:
+            await peer.close()
+    later = time.time() + 3 * 86400
+    shredded = await shred_expired_recordings(
+        server.storage.db, server.app[FILES], days=2, now=later
+    )
+    assert shredded == [found[0].file_id]
+    stored = await server.app[FILES].get(found[0].file_id)
+    assert stored.shredded_at is not None
+    # Only recordings: the call's other documents are the documents' retention's.
+    for document in kiosk_docs:
+        assert (await server.app[FILES].get(document.id)).shredded_at is None
+    actions = [e.action for e in await server.storage.audit.entries()]
+    assert actions.count("recording.shred") == 1
