@@ -138,8 +138,15 @@ class FileStore:
 
     # ---- uploads -------------------------------------------------------------------
 
-    async def begin(self, consultation_id: str, uploader: Account, name: str, size: int) -> Upload:
-        return await self.uploads.begin(consultation_id, uploader, name, size)
+    async def begin(
+        self,
+        consultation_id: str,
+        uploader: Account,
+        name: str,
+        size: int,
+        max_size: int | None = None,
+    ) -> Upload:
+        return await self.uploads.begin(consultation_id, uploader, name, size, max_size)
 
     async def upload(self, upload_id: str) -> Upload:
         """An unfinished upload, whichever process or node began it."""

@@ -372,13 +372,22 @@ class Uploads:
         self._warm: dict[str, _Warm] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def begin(self, consultation_id: str, uploader: Account, name: str, size: int) -> Upload:
+    async def begin(
+        self,
+        consultation_id: str,
+        uploader: Account,
+        name: str,
+        size: int,
+        max_size: int | None = None,
+    ) -> Upload:
+        """``max_size``: this file's own limit (a recording's), else the documents'."""
         try:
             clean = check_name(name)
         except FileRejected as exc:
             raise UploadError(exc.code, str(exc)) from None
-        if size < 0 or size > self.max_size:
-            raise UploadError("too_large", f"files may be at most {self.max_size} bytes")
+        limit = self.max_size if max_size is None else max_size
+        if size < 0 or size > limit:
+            raise UploadError("too_large", f"files may be at most {limit} bytes")
         for _ in range(3):
             upload = await self._begin_under(
                 await self._keys.new(), consultation_id, uploader, clean, size

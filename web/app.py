@@ -68,6 +68,7 @@ from web.keys import (
     NOTICES,
     OPENAPI,
     PROXY_TRUST,
+    RECORDER,
     SENSITIVE,
     SETTINGS,
     SIGNALING,
@@ -241,6 +242,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _signaling_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     recorder = CallRecorder(app[STORAGE], app[FILES], app[MEDIA], settings.data_dir / "recordings")
+    app[RECORDER] = recorder
 
     async def ended(call_id: str) -> None:
         await app[FILES].discard_consultation(call_id)

@@ -42,6 +42,11 @@ from storage.store import Storage
 
 log = logging.getLogger(__name__)
 PART = 1 << 20
+SEGMENT_SECONDS = 300.0
+"""A long recording is made of segments of this length, each its own document: what
+one job holds in memory (a few tens of MB of camera-like video) stays bounded."""
+RECORDING_MAX = 1 << 30
+"""A segment's limit, not the participants' documents' (--max-file-size)."""
 
 
 class CallRecorder:
@@ -60,6 +65,8 @@ class CallRecorder:
         self._clock = clock
         self._finishing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._segments: dict[str, asyncio.Task[None]] = {}
+        self.segment_seconds = SEGMENT_SECONDS
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work, name="recording")
@@ -76,6 +83,10 @@ class CallRecorder:
     async def close(self, within: float) -> None:
         """Recordings being made get ``within`` seconds; the rest are made at the
         next call's end or start (their dumps stay, with their keys)."""
+        for segment in self._segments.values():
+            segment.cancel()
+        await asyncio.gather(*self._segments.values(), return_exceptions=True)
+        self._segments.clear()
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=within)
             for task in pending:
@@ -98,8 +109,22 @@ class CallRecorder:
             )
         except (RelayUnavailable, UnknownCall):
             log.warning("the relay of consultation %s could not start recording", call_id)
+            return
+        self._segments[call_id] = asyncio.create_task(
+            self._next_segment(call_id, relay), name="recording-segment"
+        )
+
+    async def _next_segment(self, call_id: str, relay: str) -> None:
+        """After a segment's length, the dump closes and a new one starts."""
+        await asyncio.sleep(self.segment_seconds)
+        self._segments.pop(call_id, None)
+        await self.stop(call_id, relay)
+        await self.start(call_id, relay)
 
     async def stop(self, call_id: str, relay: str | None) -> None:
+        segment = self._segments.pop(call_id, None)
+        if segment is not None and segment is not asyncio.current_task():
+            segment.cancel()
         if relay is not None:
             try:
                 self._media.adopt(call_id, relay)
@@ -110,6 +135,9 @@ class CallRecorder:
 
     async def call_ended(self, call_id: str) -> None:
         """The relay closed with the call (and its dump with it)."""
+        segment = self._segments.pop(call_id, None)
+        if segment is not None:
+            segment.cancel()
         if await self._storage.recordings.unfinished_dumps(call_id):
             self._spawn(self.finish(call_id))
 
@@ -185,7 +213,9 @@ class CallRecorder:
         expert = await self._storage.accounts.get(record.expert_id)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(dump.started_at))
         name = f"录像-{stamp}.webm"
-        upload = await self._files.begin(dump.consultation_id, expert, name, len(content))
+        upload = await self._files.begin(
+            dump.consultation_id, expert, name, len(content), RECORDING_MAX
+        )
 
         async def parts() -> AsyncIterator[bytes]:
             for start in range(0, len(content), PART):

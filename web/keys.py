@@ -12,6 +12,7 @@ from signaling.limits import EventRateLimit
 from storage.filestore import FileStore
 from storage.records import Account
 from storage.sensitive import SensitiveValues
+from web.call_recorder import CallRecorder
 from storage.store import Storage
 from web.code_attempts import CodeAttempts
 from web.forwarded import ProxyTrust
@@ -29,6 +30,7 @@ SIGNALING = web.AppKey("signaling", SignalingFacade)
 MEDIA = web.AppKey("media", RelayPool)
 FILES = web.AppKey("files", FileStore)
 SENSITIVE = web.AppKey("sensitive", SensitiveValues)
+RECORDER = web.AppKey("recorder", CallRecorder)
 EVENT_LIMITS = web.AppKey("event_limits", EventRateLimit)
 METRICS = web.AppKey("metrics", Metrics)
 LOGIN_GATE = web.AppKey("login_gate", PasswordCheckGate)

@@ -25,7 +25,7 @@ from storage.recordings import Recording
 from storage.retention import shred_expired_recordings
 from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call, login_session
 from tests.web.documents import png
-from web.keys import FILES, MEDIA
+from web.keys import FILES, MEDIA, RECORDER
 
 
 async def connect_media(
@@ -249,3 +249,29 @@ async def test_recordings_are_shredded_after_their_retention_and_the_rest_stays(
         assert (await server.app[FILES].get(document.id)).shredded_at is None
     actions = [e.action for e in await server.storage.audit.entries()]
     assert actions.count("recording.shred") == 1
+
+
+async def test_a_long_recording_is_kept_in_segments_larger_than_a_document_may_be(
+    start_server: ServerFactory, connect: ClientFactory
+) -> None:
+    # Documents of at most 64 KiB: recordings have their own limit.
+    server = await start_server(grace_period=30.0, max_file_size=64 * 1024)
+    server.app[RECORDER].segment_seconds = 3.0
+    call_id, peers = await recorded_call(server, connect)
+    try:
+        # Past the first segment's end (recorded_call waited some 3 s already).
+        assert await wait_until(lambda: False, 4.0) is False
+        expert = await connect(server, "expert_market")
+        await expert.stop_recording(call_id)
+    finally:
+        for peer in peers:
+            await peer.close()
+    found: list[Recording] = []
+    for _ in range(100):
+        found = await server.storage.recordings.of(call_id)
+        if len(found) >= 2 and not await server.storage.recordings.unfinished_dumps(call_id):
+            break
+        await asyncio.sleep(0.2)
+    assert len(found) >= 2
+    sizes = [(await server.app[FILES].get(r.file_id)).size for r in found]
+    assert max(sizes) > 64 * 1024, sizes
