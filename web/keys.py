@@ -12,8 +12,8 @@ from signaling.limits import EventRateLimit
 from storage.filestore import FileStore
 from storage.records import Account
 from storage.sensitive import SensitiveValues
-from web.call_recorder import CallRecorder
 from storage.store import Storage
+from web.call_recorder import CallRecorder
 from web.code_attempts import CodeAttempts
 from web.forwarded import ProxyTrust
 from web.login_gate import PasswordCheckGate
