@@ -203,8 +203,8 @@ async function loadFollowUps() {
 
 // ---- recordings -------------------------------------------------------------------
 
-// GET /api/v1/recordings: {recordings: [{id, url, department, hall, created_at}]}.
-// Until that route exists (404) the list is simply empty.
+// GET /api/v1/recordings: {recordings: [{id, url, department, hall, created_at}]},
+// those in the supervisor's scope; each played in the page (every play audited).
 async function loadRecordings() {
   let recordings = [];
   try {
