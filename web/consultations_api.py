@@ -2,18 +2,37 @@
 
 from aiohttp import web
 
-from signaling.access import Right
+from signaling.access import Right, Verdict
 from signaling.messages import ConsultationView
 from storage.errors import RecordNotFound
-from storage.records import Role
+from storage.records import ConsultationRecord, Role
 from web.api import Api, account_of, reply
 from web.auth import remote_address
-from web.errors import BadRequest, NotFound
+from web.errors import BadRequest, Conflict, NotFound
 from web.keys import SIGNALING, STORAGE
 from web.schemas import CaseQuery, ConsultationList, ConsultationRecordView
 
 api = Api()
 STAFF = frozenset({Role.EXPERT, Role.CLERK, Role.ADMIN})
+
+
+async def consultation_for(
+    request: web.Request, right: Right, *, not_now: str | None = None
+) -> ConsultationRecord:
+    """The record of the route's ``{consultation_id}``, if the caller has ``right`` on
+    it now (signaling.access). Otherwise the same 404 as for a missing one, so that
+    nobody learns another's consultation exists; with ``not_now``, one who stands in
+    it but may not do this at this stage gets 409 ``invalid_state`` saying so."""
+    try:
+        record = await request.app[STORAGE].consultations.get(request.match_info["consultation_id"])
+    except RecordNotFound:
+        raise NotFound("no such consultation") from None
+    verdict = await request.app[SIGNALING].verdict(account_of(request), record, right)
+    if verdict is Verdict.NOT_NOW and not_now is not None:
+        raise Conflict(not_now, code="invalid_state")
+    if verdict is not Verdict.ALLOWED:
+        raise NotFound("no such consultation")
+    return record
 
 
 @api.route(
@@ -26,16 +45,10 @@ STAFF = frozenset({Role.EXPERT, Role.CLERK, Role.ADMIN})
     tag="consultations",
 )
 async def get_consultation(request: web.Request) -> web.StreamResponse:
-    try:
-        record = await request.app[STORAGE].consultations.get(request.match_info["consultation_id"])
-    except RecordNotFound:
-        raise NotFound("no such consultation") from None
     # Clerks and admins read every record, experts their department's and those they
     # answered, a kiosk its own while it is open (signaling.access).
+    record = await consultation_for(request, Right.READ_RECORD)
     account = account_of(request)
-    if not await request.app[SIGNALING].may(account, record, Right.READ_RECORD):
-        # Same answer as a missing record: do not reveal that it exists.
-        raise NotFound("no such consultation")
     # The office sees who took part, when, and each one's outcome (the legs).
     legs = None
     if account.role in (Role.CLERK, Role.ADMIN):

@@ -16,13 +16,13 @@ from pydantic import StringConstraints
 
 from signaling.access import Right
 from signaling.messages import FileView
-from storage.errors import RecordNotFound
 from storage.identity_numbers import Problem, problem
-from storage.records import ConsultationRecord, Role
+from storage.records import Role
 from storage.sensitive import Kind, mask
 from web.api import Api, account_of, audit_of, read_body, reply
-from web.errors import BadRequest, NotFound
-from web.keys import FILES, SENSITIVE, SIGNALING, STORAGE
+from web.consultations_api import consultation_for
+from web.errors import BadRequest
+from web.keys import FILES, SENSITIVE, STORAGE
 from web.schemas import Body, ConsultationRecordView, View
 
 api = Api()
@@ -98,16 +98,6 @@ def _checked(value: str) -> str:
     return value
 
 
-async def _record(request: web.Request, right: Right) -> ConsultationRecord:
-    try:
-        record = await request.app[STORAGE].consultations.get(request.match_info["consultation_id"])
-    except RecordNotFound:
-        raise NotFound("no such consultation") from None
-    if not await request.app[SIGNALING].may(account_of(request), record, right):
-        raise NotFound("no such consultation")
-    return record
-
-
 @api.route(
     "POST",
     "/api/v1/consultations/{consultation_id}/identity",
@@ -121,7 +111,7 @@ async def _record(request: web.Request, right: Right) -> ConsultationRecord:
     tag="identity",
 )
 async def give_identity(request: web.Request) -> web.StreamResponse:
-    record = await _record(request, Right.GIVE_IDENTITY)
+    record = await consultation_for(request, Right.GIVE_IDENTITY)
     body = await read_body(request, IdentityGive)
     number = _checked(body.id_number)
     sealed = await request.app[SENSITIVE].seal(Kind.ID_NUMBER, number)
@@ -144,7 +134,7 @@ async def give_identity(request: web.Request) -> web.StreamResponse:
     tag="identity",
 )
 async def history(request: web.Request) -> web.StreamResponse:
-    record = await _record(request, Right.READ_HISTORY)
+    record = await consultation_for(request, Right.READ_HISTORY)
     storage = request.app[STORAGE]
     given = await storage.identities.of(record.id)
     if given is None or not given.history_consent:
@@ -209,7 +199,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     tag="identity",
 )
 async def masked_identity(request: web.Request) -> web.StreamResponse:
-    record = await _record(request, Right.READ_RECORD)
+    record = await consultation_for(request, Right.READ_RECORD)
     given = await request.app[STORAGE].identities.of(record.id)
     if given is None:
         return reply(IdentityView(masked=None, history_consent=False))
@@ -228,7 +218,7 @@ async def masked_identity(request: web.Request) -> web.StreamResponse:
     tag="identity",
 )
 async def reveal(request: web.Request) -> web.StreamResponse:
-    record = await _record(request, Right.READ_RECORD)
+    record = await consultation_for(request, Right.READ_RECORD)
     body = await read_body(request, RevealBody)
     storage = request.app[STORAGE]
     given = await storage.identities.of(record.id)

@@ -13,13 +13,14 @@ import time
 
 from aiohttp import web
 
-from signaling.access import Right, Verdict
+from signaling.access import Right
 from storage.errors import RecordNotFound
 from storage.records import ConsultationRecord, Role
 from storage.sensitive import Kind, mask
-from web.api import Api, account_of, reply
-from web.errors import Conflict, NotFound
-from web.keys import SENSITIVE, SIGNALING, STORAGE
+from web.api import Api, reply
+from web.consultations_api import consultation_for
+from web.errors import NotFound
+from web.keys import SENSITIVE, STORAGE
 from web.phone_upload_api import QrView, qr_of
 from web.schemas import View
 
@@ -99,16 +100,12 @@ async def _names(
 )
 async def slip(request: web.Request) -> web.StreamResponse:
     storage = request.app[STORAGE]
-    try:
-        record = await storage.consultations.get(request.match_info["consultation_id"])
-    except RecordNotFound:
-        raise NotFound("no such consultation") from None
-    verdict = await request.app[SIGNALING].verdict(account_of(request), record, Right.PRINT_SLIP)
-    if verdict is Verdict.NOT_NOW:
-        raise Conflict("the slip is printed once the consultation has ended", code="invalid_state")
-    if verdict is not Verdict.ALLOWED or (
-        record.ended_at is not None and time.time() - record.ended_at > SLIP_WINDOW
-    ):
+    record = await consultation_for(
+        request,
+        Right.PRINT_SLIP,
+        not_now="the slip is printed once the consultation has ended",
+    )
+    if record.ended_at is not None and time.time() - record.ended_at > SLIP_WINDOW:
         raise NotFound("no such consultation")
     legs = await storage.legs.of(record.id)
     department, hall = await _names(request, record)
