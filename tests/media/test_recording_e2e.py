@@ -59,6 +59,36 @@ def grew(peers: list[CallPeer], seen: list[int], frames: int) -> bool:
     return all(len(p.received.counters) > n + frames for p, n in zip(peers, seen, strict=True))
 
 
+async def recorded_call(
+    server: RunningServer,
+    connect: ClientFactory,
+    *,
+    frames: int = 45,
+    accept: bool = True,
+    within: float = 40,
+) -> tuple[str, list[CallPeer]]:
+    """A call of kiosk01 and expert_market whose citizen was asked to record it and
+    answered ``accept``, each side then receiving ``frames`` more frames."""
+    await server.storage.departments.change("market", {"recording": True})
+    kiosk, expert, call_id = await active_call(server, connect)
+    peers = await connect_media(server, kiosk, expert)
+    assert await wait_until(lambda: all(len(p.received.counters) > 5 for p in peers), 30)
+    await expert.request_recording(call_id)
+    await kiosk.answer_recording(call_id, accept)
+    seen = [len(p.received.counters) for p in peers]
+    assert await wait_until(lambda: grew(peers, seen, frames), within)
+    return call_id, peers
+
+
+async def made(server: RunningServer, call_id: str) -> list[Recording]:
+    for _ in range(100):
+        found: list[Recording] = await server.storage.recordings.of(call_id)
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    return []
+
+
 def everything_under(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in directory.rglob("*") if p.is_file())
 
@@ -68,32 +98,12 @@ async def test_a_consented_recording_decodes_to_what_each_side_sent(
     start_server: ServerFactory, connect: ClientFactory, workers: int
 ) -> None:
     server = await start_server(grace_period=30.0, media_workers=workers)
-    await server.storage.departments.change("market", {"recording": True})
-    kiosk, expert, call_id = await active_call(server, connect)
-    peers = await connect_media(server, kiosk, expert)
+    # Some seconds of the call recorded.
+    call_id, peers = await recorded_call(server, connect, frames=60)
     try:
-        assert await wait_until(lambda: all(len(p.received.counters) > 5 for p in peers), 30)
-        await expert.request_recording(call_id)
-        await kiosk.answer_recording(call_id, True)
-        seen = [len(p.received.counters) for p in peers]
-        # Some seconds of the call recorded.
-        assert await wait_until(
-            lambda: all(
-                len(p.received.counters) > n + 60 for p, n in zip(peers, seen, strict=True)
-            ),
-            40,
-        )
+        expert = await connect(server, "expert_market")
         await expert.stop_recording(call_id)
-        found: list[Recording] = []
-
-        async def listed() -> bool:
-            found[:] = await server.storage.recordings.of(call_id)
-            return bool(found)
-
-        for _ in range(100):
-            if await listed():
-                break
-            await asyncio.sleep(0.2)
+        found = await made(server, call_id)
         assert found, "no recording was made within 20 s"
     finally:
         for peer in peers:
@@ -146,20 +156,9 @@ async def test_a_declined_recording_writes_nothing(
     start_server: ServerFactory, connect: ClientFactory
 ) -> None:
     server = await start_server(grace_period=30.0)
-    await server.storage.departments.change("market", {"recording": True})
-    kiosk, expert, call_id = await active_call(server, connect)
-    peers = await connect_media(server, kiosk, expert)
+    call_id, peers = await recorded_call(server, connect, frames=20, accept=False, within=30)
     try:
-        assert await wait_until(lambda: all(len(p.received.counters) > 5 for p in peers), 30)
-        await expert.request_recording(call_id)
-        await kiosk.answer_recording(call_id, False)
-        seen = [len(p.received.counters) for p in peers]
-        assert await wait_until(
-            lambda: all(
-                len(p.received.counters) > n + 20 for p, n in zip(peers, seen, strict=True)
-            ),
-            30,
-        )
+        expert = await connect(server, "expert_market")
         await expert.end(call_id)
     finally:
         for peer in peers:
@@ -168,30 +167,6 @@ async def test_a_declined_recording_writes_nothing(
     assert not (data_dir / "recordings").exists() or not any((data_dir / "recordings").iterdir())
     assert await server.storage.recordings.of(call_id) == []
     assert await server.storage.recordings.unfinished_dumps(call_id) == []
-
-
-async def recorded_call(
-    server: RunningServer, connect: ClientFactory
-) -> tuple[str, list[CallPeer]]:
-    """A call of kiosk01 and expert_market being recorded, media flowing for a while."""
-    await server.storage.departments.change("market", {"recording": True})
-    kiosk, expert, call_id = await active_call(server, connect)
-    peers = await connect_media(server, kiosk, expert)
-    assert await wait_until(lambda: all(len(p.received.counters) > 5 for p in peers), 30)
-    await expert.request_recording(call_id)
-    await kiosk.answer_recording(call_id, True)
-    seen = [len(p.received.counters) for p in peers]
-    assert await wait_until(lambda: grew(peers, seen, 45), 40)
-    return call_id, peers
-
-
-async def made(server: RunningServer, call_id: str) -> list[Recording]:
-    for _ in range(100):
-        found: list[Recording] = await server.storage.recordings.of(call_id)
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    return []
 
 
 async def test_a_relay_lost_mid_recording_leaves_a_recording_up_to_its_last_chunk(
