@@ -261,6 +261,25 @@ async def login_session(
     return session
 
 
+async def call_json(
+    session: aiohttp.ClientSession, method: str, url: str, body: Any = None
+) -> tuple[int, Any]:
+    """One JSON request under ``session``'s login: the status and the JSON answer."""
+    async with session.request(method, url, json=body) as response:
+        return response.status, await response.json()
+
+
+async def call_route(
+    session: aiohttp.ClientSession,
+    server: RunningServer,
+    method: str,
+    path: str,
+    body: Any = None,
+) -> tuple[int, Any]:
+    """``call_json`` on one of ``server``'s routes (``path``: /api/v1/...)."""
+    return await call_json(session, method, server.url + path, body)
+
+
 @pytest.fixture
 async def browser(start_server: ServerFactory) -> AsyncIterator[Any]:
     """Debian's headless Chromium with fake camera and microphone (never a downloaded one).

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from signaling.messages import ConsultationView, OfferView
-from tests.conftest import ClientFactory, RunningServer, login_session
+from tests.conftest import ClientFactory, RunningServer, call_route, login_session
 from web.code_attempts import FAILURES
 from web.keys import SENSITIVE
 
@@ -23,24 +23,13 @@ OTHER_PHONE = "15987654321"
 ALWAYS = {"availability": ["1-7 00:00-24:00"], "slot_minutes": 5, "slot_capacity": 1}
 
 
-async def call(
-    session: aiohttp.ClientSession,
-    server: RunningServer,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-) -> tuple[int, Any]:
-    async with session.request(method, server.url + path, json=body) as response:
-        return response.status, await response.json()
-
-
 @pytest.fixture
 async def sessions(server: RunningServer) -> Any:
     made = {
         name: await login_session(server, name)
         for name in ("admin", "kiosk01", "kiosk02", "expert_market")
     }
-    status, _ = await call(
+    status, _ = await call_route(
         made["admin"], server, "PUT", "/api/v1/departments/market/booking-settings", ALWAYS
     )
     assert status == 200
@@ -50,7 +39,7 @@ async def sessions(server: RunningServer) -> Any:
 
 
 async def slots(session: aiohttp.ClientSession, server: RunningServer) -> list[float]:
-    status, body = await call(session, server, "GET", "/api/v1/departments/market/slots")
+    status, body = await call_route(session, server, "GET", "/api/v1/departments/market/slots")
     assert status == 200, body
     return [s["at"] for s in body["slots"]]
 
@@ -59,7 +48,7 @@ async def book(
     session: aiohttp.ClientSession, server: RunningServer, slot: float, phone: str = PHONE
 ) -> tuple[int, Any]:
     body = {"department": "market", "slot_at": slot, "phone": phone}
-    return await call(session, server, "POST", "/api/v1/appointments", body)
+    return await call_route(session, server, "POST", "/api/v1/appointments", body)
 
 
 async def audit_text(server: RunningServer) -> str:
@@ -68,7 +57,7 @@ async def audit_text(server: RunningServer) -> str:
 
 
 async def test_settings_and_slots(server: RunningServer, sessions: Any) -> None:
-    status, body = await call(
+    status, body = await call_route(
         sessions["kiosk01"], server, "GET", "/api/v1/departments/market/booking-settings"
     )
     assert status == 200 and body["slot_minutes"] == 5
@@ -76,7 +65,7 @@ async def test_settings_and_slots(server: RunningServer, sessions: Any) -> None:
     now = time.time()
     assert found and now < found[0] <= now + 300
     assert found[-1] - now < 14 * 86400
-    status, body = await call(
+    status, body = await call_route(
         sessions["admin"],
         server,
         "PUT",
@@ -103,7 +92,7 @@ async def test_a_booked_citizen_is_admitted_at_another_hall_and_goes_before_walk
     walk_in = await connect(server, "kiosk01")
     waiting = await walk_in.request("market")
     # kiosk02 stands in another hall: the code is admitted there, inside its window.
-    status, admitted = await call(
+    status, admitted = await call_route(
         sessions["kiosk02"], server, "POST", "/api/v1/appointments/admit", {"code": code.lower()}
     )
     assert status == 200, admitted
@@ -117,12 +106,12 @@ async def test_a_booked_citizen_is_admitted_at_another_hall_and_goes_before_walk
     offer = await expert.next_event("offer", OfferView)
     assert offer.consultation_id == view.consultation_id != waiting.consultation_id
     # Used: neither the code nor a second request by appointment admits again.
-    status, body = await call(
+    status, body = await call_route(
         sessions["kiosk02"], server, "POST", "/api/v1/appointments/admit", {"code": code}
     )
     assert (status, body["error"]["code"]) == (409, "used")
     # The expert desk lists it among today's appointments (when the slot is today).
-    status, today = await call(
+    status, today = await call_route(
         sessions["expert_market"], server, "GET", "/api/v1/appointments/today"
     )
     assert status == 200
@@ -152,21 +141,21 @@ async def test_a_code_outside_its_window_or_unknown_is_refused_and_wrong_ones_th
     status, body = await book(sessions["kiosk01"], server, last)
     assert status == 201
     code = body["booking_code"]
-    status, body = await call(
+    status, body = await call_route(
         sessions["kiosk02"], server, "POST", "/api/v1/appointments/admit", {"code": code}
     )
     assert (status, body["error"]["code"]) == (409, "too_early")
     for _ in range(FAILURES):
-        status, body = await call(
+        status, body = await call_route(
             sessions["kiosk02"], server, "POST", "/api/v1/appointments/admit", {"code": "ACDEFHJK"}
         )
         assert (status, body["error"]["code"]) == (404, "unknown_code")
-    status, _ = await call(
+    status, _ = await call_route(
         sessions["kiosk02"], server, "POST", "/api/v1/appointments/admit", {"code": code}
     )
     assert status == 429
     # Another kiosk is not held up by this one's guesses.
-    status, _ = await call(
+    status, _ = await call_route(
         sessions["kiosk01"], server, "POST", "/api/v1/appointments/admit", {"code": code}
     )
     assert status == 409
@@ -217,7 +206,7 @@ async def test_a_cancelled_day_notifies_everyone_booked_without_their_numbers(
     assert (await book(sessions["kiosk01"], server, same_day[-1], PHONE))[0] == 201
     assert (await book(sessions["kiosk02"], server, same_day[-2], OTHER_PHONE))[0] == 201
     caplog.clear()
-    status, body = await call(
+    status, body = await call_route(
         sessions["admin"],
         server,
         "POST",

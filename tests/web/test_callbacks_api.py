@@ -9,23 +9,11 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.conftest import ClientFactory, RunningServer, login_session
+from tests.conftest import ClientFactory, RunningServer, call_route, login_session
 
 PHONE = "13912345678"
-
-
-async def call(
-    session: aiohttp.ClientSession,
-    server: RunningServer,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-) -> tuple[int, Any]:
-    async with session.request(method, server.url + path, json=body) as response:
-        return response.status, await response.json()
 
 
 @pytest.fixture
@@ -40,7 +28,7 @@ async def sessions(server: RunningServer) -> Any:
         "role": "expert",
         "department": "market",
     }
-    status, _ = await call(made["admin"], server, "POST", "/api/v1/accounts", colleague)
+    status, _ = await call_route(made["admin"], server, "POST", "/api/v1/accounts", colleague)
     assert status == 201
     made["expert_market2"] = await login_session(server, "expert_market2", "Wide-Open-Callback-26")
     yield made
@@ -63,7 +51,7 @@ async def test_a_waiting_citizen_is_called_back_by_one_expert(
         "note": "营业执照变更，需要咨询材料",
         "consultation_id": waiting.consultation_id,
     }
-    status, made = await call(sessions["kiosk01"], server, "POST", "/api/v1/callbacks", body)
+    status, made = await call_route(sessions["kiosk01"], server, "POST", "/api/v1/callbacks", body)
     assert status == 201, made
     assert made["phone_masked"] == "139****5678" and made["case_number"] == "SC-2026-001"
     record = await server.storage.consultations.get(waiting.consultation_id)
@@ -71,20 +59,22 @@ async def test_a_waiting_citizen_is_called_back_by_one_expert(
     assert "notice callback_scheduled to 139****5678" in caplog.text
 
     # Another department's expert neither lists nor takes it.
-    status, listed = await call(sessions["expert_housing"], server, "GET", "/api/v1/callbacks")
+    status, listed = await call_route(
+        sessions["expert_housing"], server, "GET", "/api/v1/callbacks"
+    )
     assert (status, listed["callbacks"]) == (200, [])
     path = f"/api/v1/callbacks/{made['id']}"
-    assert (await call(sessions["expert_housing"], server, "POST", f"{path}/take"))[0] == 404
+    assert (await call_route(sessions["expert_housing"], server, "POST", f"{path}/take"))[0] == 404
 
-    status, listed = await call(sessions["expert_market"], server, "GET", "/api/v1/callbacks")
+    status, listed = await call_route(sessions["expert_market"], server, "GET", "/api/v1/callbacks")
     assert status == 200
     (row,) = listed["callbacks"]
     assert row["phone_masked"] == "139****5678" and row["note"] == body["note"]
     assert PHONE not in json.dumps(listed)
 
     results = await asyncio.gather(
-        call(sessions["expert_market"], server, "POST", f"{path}/take"),
-        call(sessions["expert_market2"], server, "POST", f"{path}/take"),
+        call_route(sessions["expert_market"], server, "POST", f"{path}/take"),
+        call_route(sessions["expert_market2"], server, "POST", f"{path}/take"),
     )
     assert sorted(status for status, _ in results) == [200, 409]
     winner = "expert_market" if results[0][0] == 200 else "expert_market2"
@@ -94,14 +84,16 @@ async def test_a_waiting_citizen_is_called_back_by_one_expert(
     # Only the expert holding it records a call.
     loser = "expert_market2" if winner == "expert_market" else "expert_market"
     attempt = {"result": "no_answer", "note": "无人接听"}
-    assert (await call(sessions[loser], server, "POST", f"{path}/attempts", attempt))[0] == 409
-    status, after = await call(sessions[winner], server, "POST", f"{path}/attempts", attempt)
+    assert (await call_route(sessions[loser], server, "POST", f"{path}/attempts", attempt))[
+        0
+    ] == 409
+    status, after = await call_route(sessions[winner], server, "POST", f"{path}/attempts", attempt)
     assert (status, after["state"], after["attempts"]) == (200, "open", 1)
-    assert (await call(sessions[loser], server, "POST", f"{path}/take"))[0] == 200
+    assert (await call_route(sessions[loser], server, "POST", f"{path}/take"))[0] == 200
     reached = {"result": "reached", "note": "已告知所需材料"}
-    status, after = await call(sessions[loser], server, "POST", f"{path}/attempts", reached)
+    status, after = await call_route(sessions[loser], server, "POST", f"{path}/attempts", reached)
     assert (status, after["state"]) == (200, "done")
-    status, listed = await call(sessions["expert_market"], server, "GET", "/api/v1/callbacks")
+    status, listed = await call_route(sessions["expert_market"], server, "GET", "/api/v1/callbacks")
     assert listed["callbacks"] == []
 
     entries = await server.storage.audit.entries(limit=100_000)
@@ -116,18 +108,20 @@ async def test_a_request_without_a_valid_mobile_number_is_refused(
 ) -> None:
     for phone in ("12912345678", "1391234567", "0139123456789", "+1 3912345678"):
         body = {"department": "market", "phone": phone}
-        status, answer = await call(sessions["kiosk01"], server, "POST", "/api/v1/callbacks", body)
+        status, answer = await call_route(
+            sessions["kiosk01"], server, "POST", "/api/v1/callbacks", body
+        )
         assert status == 400, phone
         assert "mainland mobile number" in answer["error"]["message"]
 
 
 async def test_expired_requests_leave_the_list(server: RunningServer, sessions: Any) -> None:
     body = {"department": "market", "phone": PHONE, "note": ""}
-    status, made = await call(sessions["kiosk01"], server, "POST", "/api/v1/callbacks", body)
+    status, made = await call_route(sessions["kiosk01"], server, "POST", "/api/v1/callbacks", body)
     assert status == 201 and made["expires_at"] - made["created_at"] == pytest.approx(86400)
     # The upkeep task's round, a day and a bit later.
     assert await server.storage.callbacks.expire(time.time() + 86400 + 60) == 1
-    status, listed = await call(sessions["expert_market"], server, "GET", "/api/v1/callbacks")
+    status, listed = await call_route(sessions["expert_market"], server, "GET", "/api/v1/callbacks")
     assert listed["callbacks"] == []
     path = f"/api/v1/callbacks/{made['id']}/take"
-    assert (await call(sessions["expert_market"], server, "POST", path))[0] == 409
+    assert (await call_route(sessions["expert_market"], server, "POST", path))[0] == 409

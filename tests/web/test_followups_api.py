@@ -11,7 +11,14 @@ import aiohttp
 import pytest
 
 from signaling.client import ClientError
-from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_call, login_session
+from tests.conftest import (
+    ClientFactory,
+    RunningServer,
+    ServerFactory,
+    active_call,
+    call_json,
+    login_session,
+)
 
 PASSWORD = "Supervise-2026-ok"
 DAY = 86400.0
@@ -25,16 +32,9 @@ async def ended_call(server: RunningServer, connect: ClientFactory) -> tuple[Any
     return kiosk, call_id
 
 
-async def call(
-    session: aiohttp.ClientSession, method: str, url: str, body: Any = None
-) -> tuple[int, Any]:
-    async with session.request(method, url, json=body) as response:
-        return response.status, await response.json()
-
-
 async def follow_ups(server: RunningServer, session: aiohttp.ClientSession, state: str = "") -> Any:
     query = f"?state={state}" if state else ""
-    status, body = await call(session, "GET", f"{server.url}/api/v1/follow-ups{query}")
+    status, body = await call_json(session, "GET", f"{server.url}/api/v1/follow-ups{query}")
     assert status == 200, body
     return body
 
@@ -44,7 +44,7 @@ async def make_supervisor(
 ) -> aiohttp.ClientSession:
     admin = await login_session(server, "admin")
     async with admin:
-        status, body = await call(
+        status, body = await call_json(
             admin,
             "POST",
             f"{server.url}/api/v1/accounts",
@@ -81,18 +81,18 @@ async def test_a_very_dissatisfied_grade_opens_a_follow_up_the_supervisor_closes
         assert item["reference"] == record.reference and not item["overdue"]
         assert item["due_at"] == pytest.approx(item["opened_at"] + 7 * DAY)
         base = f"{server.url}/api/v1/follow-ups/{call_id}"
-        status, body = await call(
+        status, body = await call_json(
             supervisor, "POST", f"{base}/notes", {"kind": "contact", "text": "已电话联系"}
         )
         assert status == 200 and body["state"] == "contacted", body
-        status, body = await call(supervisor, "POST", f"{base}/close", {"text": ""})
+        status, body = await call_json(supervisor, "POST", f"{base}/close", {"text": ""})
         assert status == 400, body
-        status, body = await call(
+        status, body = await call_json(
             supervisor, "POST", f"{base}/close", {"text": "补发告知单，专家已培训"}
         )
         assert status == 200 and body["state"] == "closed" and body["closed_by"] == "supervisor"
         assert [n["kind"] for n in body["notes"]] == ["contact", "close"]
-        status, body = await call(supervisor, "POST", f"{base}/close", {"text": "again"})
+        status, body = await call_json(supervisor, "POST", f"{base}/close", {"text": "again"})
         assert status == 409, body
         assert (await follow_ups(server, supervisor))["follow_ups"] == []
         assert [
@@ -161,7 +161,7 @@ async def test_a_follow_up_shows_overdue_after_its_deadline_by_the_app_s_clock(
         offset[0] = 3 * DAY + 60
         (item,) = (await follow_ups(server, supervisor))["follow_ups"]
         assert item["overdue"]
-        status, board = await call(admin, "GET", f"{server.url}/api/v1/board")
+        status, board = await call_json(admin, "GET", f"{server.url}/api/v1/board")
         assert status == 200
         market = next(d for d in board["departments"] if d["code"] == "market")
         assert (market["follow_ups_open"], market["follow_ups_overdue"]) == (1, 1)
@@ -172,7 +172,7 @@ async def test_a_follow_up_shows_overdue_after_its_deadline_by_the_app_s_clock(
             1,
             {"dissatisfied": 1},
         )
-        status, _ = await call(
+        status, _ = await call_json(
             supervisor,
             "POST",
             f"{server.url}/api/v1/follow-ups/{call_id}/close",
@@ -197,9 +197,9 @@ async def test_a_supervisor_of_another_scope_sees_and_touches_none_of_it(
     other = await make_supervisor(server, "sup_other", departments, halls)
     market = await make_supervisor(server, "sup_market", ["market"], ["city"])
     async with other, market:
-        status, body = await call(other, "GET", f"{server.url}/api/v1/live-calls")
+        status, body = await call_json(other, "GET", f"{server.url}/api/v1/live-calls")
         assert status == 200 and body["calls"] == []
-        status, body = await call(market, "GET", f"{server.url}/api/v1/live-calls")
+        status, body = await call_json(market, "GET", f"{server.url}/api/v1/live-calls")
         (live,) = body["calls"]
         assert (live["consultation_id"], live["department"], live["hall"]) == (
             call_id,
@@ -215,7 +215,7 @@ async def test_a_supervisor_of_another_scope_sees_and_touches_none_of_it(
             ("notes", {"kind": "note", "text": "看一看"}),
             ("close", {"text": "关掉"}),
         ):
-            status, answer = await call(
+            status, answer = await call_json(
                 other, "POST", f"{server.url}/api/v1/follow-ups/{call_id}/{action}", body
             )
             assert status == 404, answer
@@ -232,17 +232,19 @@ async def test_the_admin_keeps_a_supervisor_s_scope(sqlite_server: RunningServer
     admin = await login_session(server, "admin")
     accounts = f"{server.url}/api/v1/accounts"
     async with admin:
-        status, body = await call(admin, "PATCH", f"{accounts}/sup_scope", {"halls": ["city"]})
+        status, body = await call_json(admin, "PATCH", f"{accounts}/sup_scope", {"halls": ["city"]})
         assert status == 200 and (body["departments"], body["halls"]) == (["market"], ["city"])
-        status, body = await call(admin, "PATCH", f"{accounts}/sup_scope", {"departments": []})
+        status, body = await call_json(admin, "PATCH", f"{accounts}/sup_scope", {"departments": []})
         assert status == 200 and (body["departments"], body["halls"]) == ([], ["city"])
-        status, body = await call(
+        status, body = await call_json(
             admin, "PATCH", f"{accounts}/sup_scope", {"departments": ["nope"]}
         )
         assert status == 404, body
-        status, body = await call(admin, "PATCH", f"{accounts}/clerk", {"departments": ["market"]})
+        status, body = await call_json(
+            admin, "PATCH", f"{accounts}/clerk", {"departments": ["market"]}
+        )
         assert status == 400, body
-        status, body = await call(
+        status, body = await call_json(
             admin,
             "POST",
             accounts,
@@ -250,7 +252,7 @@ async def test_the_admin_keeps_a_supervisor_s_scope(sqlite_server: RunningServer
              "departments": ["market"]},
         )  # fmt: skip
         assert status == 400, body
-        status, body = await call(admin, "GET", accounts)
+        status, body = await call_json(admin, "GET", accounts)
         listed = {a["username"]: a for a in body["accounts"]}
         assert (listed["sup_scope"]["departments"], listed["sup_scope"]["halls"]) == ([], ["city"])
         assert (listed["supervisor"]["departments"], listed["supervisor"]["halls"]) == ([], [])
