@@ -29,8 +29,8 @@ from web.errors import (
     UnsupportedMediaType,
     upload_refusal,
 )
-from web.keys import FILES, METRICS, SIGNALING, STORAGE
-from web.recordings_api import may_play
+from web.keys import FILES, METRICS, SETTINGS, SIGNALING, STORAGE
+from web.recordings_api import may_play, refused_download
 from web.schemas import Body, CaseQuery, View
 
 api = Api()
@@ -305,15 +305,25 @@ def _content_disposition(name: str, inline: bool) -> str:
 @api.route(
     "GET",
     "/api/v1/files/{file_id}",
-    summary="Download (decrypted as it streams). Range requests work; ?inline=1 for previews.",
+    summary="Download (decrypted as it streams). Range requests work; ?inline=1 for previews. "
+    "A recording, with --recordings-play-only: only to a video or audio element "
+    "(Sec-Fetch-Dest), always inline; anything else 403 play_only.",
     roles=ANY_ACCOUNT,
     tag="files",
     content_type=(*(kind.media_type for kind in ALLOWED), WEBM.media_type),
     query=(("inline", "1: Content-Disposition inline (previews); otherwise attachment"),),
     ranges=True,
-    headers=(Header("Range", "bytes=<first>-<last>, or bytes=-<suffix>", required=False),),
+    headers=(
+        Header("Range", "bytes=<first>-<last>, or bytes=-<suffix>", required=False),
+        Header(
+            "Sec-Fetch-Dest",
+            "sent by browsers; a recording under --recordings-play-only needs video or audio",
+            required=False,
+        ),
+    ),
+    # 403 play_only (a recording under --recordings-play-only, not for a player);
     # 410 shredded; 500 damaged (the stored file fails its integrity check).
-    errors=(410, 500),
+    errors=(403, 410, 500),
 )
 async def download(request: web.Request) -> web.StreamResponse:
     account = account_of(request)
@@ -323,12 +333,25 @@ async def download(request: web.Request) -> web.StreamResponse:
     except RecordNotFound:
         raise NotFound("no such file") from None
     storage = request.app[STORAGE]
+    inline = request.query.get("inline") == "1"
+    play_only = False
     if await storage.recordings.is_recording(record.id):
         # A recording: its own rule (web.recordings_api), every play audited (a
         # player's further ranges of the same play are not).
         consultation = await storage.consultations.get(record.consultation_id)
         if not await may_play(request, account, consultation):
             raise NotFound("no such file")
+        refused = refused_download(request)
+        if refused is not None:
+            await storage.audit.append(
+                audit_of(request, "recording.download_refused", record.id, destination=refused)
+            )
+            raise Forbidden(
+                "this deployment plays recordings in the page only: they cannot be "
+                "downloaded or opened on their own",
+                code="play_only",
+            )
+        play_only = request.app[SETTINGS].recordings_play_only
         if request.headers.get("Range", "bytes=0-").replace(" ", "").startswith("bytes=0-"):
             await storage.audit.append(audit_of(request, "recording.play", record.id))
     else:
@@ -361,9 +384,10 @@ async def download(request: web.Request) -> web.StreamResponse:
         headers={
             "Content-Type": record.media_type,
             "Content-Length": str(end - start),
-            "Content-Disposition": _content_disposition(
-                record.name, request.query.get("inline") == "1"
-            ),
+            # Play-only: no file name either, nothing that suggests saving it.
+            "Content-Disposition": "inline"
+            if play_only
+            else _content_disposition(record.name, inline),
             "X-Content-Type-Options": "nosniff",
             # A document is data, never a page of this origin: should a browser ever
             # render one as HTML, it runs sandboxed, without our cookies or scripts.

@@ -129,6 +129,12 @@ class Settings:
     recording_retention_days: float = 0.0
     """Crypto-shred recordings this many days after their call ended (0: as documents;
     never longer than --retention-days when that is set)."""
+    hide_listening: bool = False
+    """Do not show the staff in a call that a supervisor listens to it (the kiosk's
+    standing notice that calls may be listened to shows regardless)."""
+    recordings_play_only: bool = False
+    """Serve a recording only to a page's video or audio player (Sec-Fetch-Dest), never
+    as a download: a speed bump against saving and passing links, not copy protection."""
     header_timeout: float = 15.0
     """Seconds a connection may take to send a request's headers (and idle between requests)."""
     upload_idle_timeout: float = 600.0
@@ -325,7 +331,9 @@ def _build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
-BOOLEAN_FLAGS = frozenset({"demo", "tls_self_signed", "behind_proxy"})
+BOOLEAN_FLAGS = frozenset(
+    {"demo", "tls_self_signed", "behind_proxy", "recordings_play_only", "hide_listening"}
+)
 REPEATABLE_FLAGS = {
     "media_address": "ADDR",
     "notice_template": "TYPE=TEXT",
@@ -388,6 +396,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "no_expert_wait",
             "wrap_up_limit",
             "complaint_days",
+            "hide_listening",
             "demo",
         ),
     ),
@@ -400,6 +409,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "login_attempts",
             "login_window",
             "metrics_token",
+            "recordings_play_only",
         ),
     ),
     (
@@ -686,6 +696,8 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         recording_retention_days=_number(
             "recording_retention_days", args.recording_retention_days, float, 0
         ),
+        recordings_play_only=bool(args.recordings_play_only),
+        hide_listening=bool(args.hide_listening),
         header_timeout=_number("header_timeout", args.header_timeout, float, 1),
         upload_idle_timeout=_number("upload_idle_timeout", args.upload_idle_timeout, float, 10),
         upload_first_byte_timeout=_number(

@@ -147,6 +147,13 @@ def test_a_metrics_token_of_sixteen_characters_is_enough() -> None:
     assert settings.metrics_token == "sixteen-chars!!!"
 
 
+def test_recordings_play_only_is_off_unless_its_flag_or_variable_says_so() -> None:
+    assert parse_settings([], {}).settings.recordings_play_only is False
+    assert parse_settings(["--recordings-play-only"], {}).settings.recordings_play_only
+    env = {"WINDOWLINK_RECORDINGS_PLAY_ONLY": "yes"}
+    assert parse_settings([], env).settings.recordings_play_only
+
+
 def test_audit_verify_is_a_subcommand_after_the_flags() -> None:
     invocation = parse_settings(["--data-dir", "/tmp/x", "audit", "verify"], {})
     assert invocation.command == ("audit", "verify")
