@@ -160,6 +160,25 @@ def _sections(sdp: str) -> tuple[list[str], list[list[str]]]:
     return head, sections
 
 
+_DIRECTIONS = frozenset({"a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"})
+
+
+def offer_sends(offer_sdp: str) -> bool:
+    """Whether an offer would send on any audio or video m-line: its own direction,
+    else the session's, else sendrecv (RFC 4566's default). Rejected m-lines (port
+    0) count too: a receiver has no reason to offer one that sends."""
+    head, sections = _sections(offer_sdp)
+    default = next((line.strip() for line in head if line.strip() in _DIRECTIONS), "a=sendrecv")
+    for lines in sections:
+        kind = lines[0][2:].split(" ", 1)[0]
+        if kind not in ("audio", "video"):
+            continue
+        direction = next((line.strip() for line in lines if line.strip() in _DIRECTIONS), default)
+        if direction in ("a=sendrecv", "a=sendonly"):
+            return True
+    return False
+
+
 def with_transport_cc(offer_sdp: str, answer_sdp: str) -> str:
     """The answer, accepting transport-wide congestion control wherever the offer
     asks for it: the sequence-number header extension (the offer's id) and the

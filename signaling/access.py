@@ -15,7 +15,8 @@ admins: the records, never the call), or nobody. What each standing may do, and
 in which stages of the consultation, is the table ``RIGHTS``: one row per
 standing, so that a new kind of participant is one more row.
 
-An interpreter follows and takes part in the call (media, chat) and may leave
+A supervisor who stepped into a call takes part in it (media) and may leave it,
+nothing more. An interpreter follows and takes part in the call (media, chat) and may leave
 it; it reads no document unless an expert of the call shared that one with it
 (``READ_SHARED_FILES``: the caller checks the share), and nothing of the
 consultation once its part has ended.
@@ -46,6 +47,8 @@ class Standing(StrEnum):
     expert who took part."""
     INTERPRETER = "interpreter"
     """An interpreter taking part in the call now."""
+    SUPERVISOR = "supervisor"
+    """A service-centre supervisor who stepped into the call and is in it now."""
     DEPARTMENT = "department"
     """An expert of its department who is not its own."""
     OFFICE = "office"
@@ -181,6 +184,15 @@ RIGHTS: Mapping[Standing, Rights] = {
             Right.READ_SHARED_FILES: IN_CALL,
         }
     ),
+    # Stepped in: a participant like an interpreter, by voice and picture (no
+    # documents, no chat: its page is the supervisor's); its part ends as it leaves.
+    Standing.SUPERVISOR: Rights(
+        {
+            Right.FOLLOW: IN_CALL,
+            Right.TAKE_PART: IN_CALL,
+            Right.LEAVE: IN_CALL,
+        }
+    ),
     Standing.DEPARTMENT: Rights(
         {
             Right.FOLLOW: OPEN,
@@ -214,6 +226,7 @@ def standing(
     department: str,
     experts: Collection[str] = (),
     interpreters: Collection[str] = (),
+    supervisors: Collection[str] = (),
 ) -> Standing:
     """How ``account`` stands to a consultation of ``kiosk_id`` in ``department``
     answered by (or ringing for) ``expert_id``, with the other ``experts`` and the
@@ -226,6 +239,8 @@ def standing(
         return Standing.EXPERT
     if account.role is Role.INTERPRETER and account.id in interpreters:
         return Standing.INTERPRETER
+    if account.role is Role.SUPERVISOR and account.id in supervisors:
+        return Standing.SUPERVISOR
     if account.role is Role.EXPERT and account.department == department:
         return Standing.DEPARTMENT
     if account.role in (Role.CLERK, Role.ADMIN):
@@ -241,6 +256,7 @@ def standing_in_call(account: Account, call: LiveCall) -> Standing:
         call.department,
         [s.account_id for s in call.seats if s.role is StaffRole.EXPERT],
         [s.account_id for s in call.seats if s.role is StaffRole.INTERPRETER],
+        [s.account_id for s in call.seats if s.role is StaffRole.SUPERVISOR],
     )
 
 

@@ -61,7 +61,8 @@ class JoinCall:
     department: str
     position: int
     at: float
-    invitation: str
+    invitation: str | None
+    """None for a supervisor who stepped in (nobody invited them)."""
     invited_by: str
     note: str | None
     audit: AuditEvent

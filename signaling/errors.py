@@ -7,7 +7,8 @@ SignalingError                 code "signaling_error"
  ├── NotFound                  "not_found"          no such consultation or department (for you)
  ├── InvalidState              "invalid_state"      not possible in the consultation's state
  │   ├── AlreadyInConsultation "already_in_consultation"
- │   └── CallFull              "call_full"          four take part (or are invited) already
+ │   ├── CallFull              "call_full"          four take part (or are invited) already
+ │   └── ListenedAlready       "listened_already"   another supervisor listens to the call
  ├── RateLimited               "rate_limited"       too much too fast (chat lines, events)
  └── Unavailable               "unavailable"        the live state or the records cannot be
                                                     reached now (Redis or the database down)
@@ -50,6 +51,10 @@ class AlreadyInConsultation(InvalidState):
 
 class CallFull(InvalidState):
     code = "call_full"
+
+
+class ListenedAlready(InvalidState):
+    code = "listened_already"
 
 
 class RateLimited(SignalingError):

@@ -62,6 +62,7 @@ from signaling.live import (
 )
 from signaling.notifier import Notifier
 from signaling.store import Commit, LiveStore, StoreUnavailable
+from signaling.supervision import listen_closed
 from signaling.transitions import Snapshot, no_expert_deadlines, plan_offers
 from storage.errors import RecordConflict, RecordNotFound, StorageUnavailable
 from storage.store import Storage
@@ -70,6 +71,23 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
 Decide = Callable[[Snapshot, bool], Decision]
+
+
+def _with_listen_closed(snapshot: Snapshot, decision: Decision) -> list[Effect]:
+    """The decision's effects, the listening leg's close first where the commit ended
+    a listen by the call's shape (``signaling.supervision``): whatever transition it
+    was, nobody goes on hearing a call they no longer listen to."""
+    before = snapshot.call
+    if before is None or before.listener is None:
+        return decision.effects
+    key = call_key(before.id)
+    if key not in decision.commit.put:
+        return decision.effects
+    after = decision.commit.put[key]
+    closing = listen_closed(before, after if isinstance(after, LiveCall) else None)
+    if closing is None or closing in decision.effects:
+        return decision.effects
+    return [closing, *decision.effects]
 
 
 @dataclass
@@ -225,7 +243,7 @@ class Executor:
                     recorded = True
                 decision.commit.expect = dict(seen)
                 if await self.store.commit(decision.commit):
-                    await self.apply(decision.effects, actor_sid)
+                    await self.apply(_with_listen_closed(snapshot, decision), actor_sid)
                     return decision.reply
         except StoreUnavailable as exc:
             if recorded:

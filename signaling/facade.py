@@ -7,7 +7,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from media.errors import RelayUnavailable
+from media.errors import BadOffer, RelayUnavailable
+from media.session import offer_sends
 from signaling import access
 from signaling.access import Right, Verdict
 from signaling.errors import Forbidden, NotAuthenticated, NotFound, Unavailable
@@ -112,6 +113,9 @@ class SignalingFacade:
                 and hmac.compare_digest(token.encode(), expected.encode())
             ):
                 return call, position
+        listener = call.listener
+        if listener is not None and hmac.compare_digest(token.encode(), listener.token.encode()):
+            return call, listener.position
         raise Forbidden("this token does not open media for this consultation")
 
     # ---- media ---------------------------------------------------------------------
@@ -129,6 +133,13 @@ class SignalingFacade:
             for p in (position_of_name(name) for name, _ in call.media_tokens)
             if p is not None and call.account_at(p) is not None
         )
+        listener = call.listener
+        if listener is not None and call.account_at(listener.position) is None:
+            # A listener receives and sends nothing: an offer to send is refused
+            # here, before the relay would take a single packet of it.
+            if position == listener.position and offer_sends(offer_sdp):
+                raise BadOffer("a listener's offer receives only (every m-line recvonly)")
+            legs |= {leg_name(listener.position)}
         leg = leg_name(position)
         placement = await self._placement(call.id, call.relay, None)
         try:
@@ -152,6 +163,31 @@ class SignalingFacade:
         if placement != candidate and not await self._hub.trusts_relay(call_id, placement):
             raise RelayUnavailable("the call's media is placed where no relay of ours is")
         return placement
+
+    # ---- listening in -----------------------------------------------------------------
+
+    async def listen(
+        self, supervisor: Account, consultation_id: str, remote: str, *, notice: bool
+    ) -> LiveCall:
+        """The supervisor listens to the call (its scope checked by the caller): the
+        call with its listener, whose media token opens the listening leg."""
+        return await self._hub.consultations.listen(supervisor, consultation_id, remote, notice)
+
+    async def step_in(self, supervisor: Account, consultation_id: str, remote: str) -> LiveCall:
+        """The supervisor joins the call as a participant (its scope checked by the
+        caller): the call with their seat, whose media token opens their leg."""
+        return await self._hub.consultations.step_in(supervisor, consultation_id, remote)
+
+    async def leave_call(self, account: Account, consultation_id: str, remote: str) -> None:
+        """The account's part in the call ends (the call goes on for the others)."""
+        await self._hub.consultations.leave(account, consultation_id, remote)
+
+    async def stop_listening(self, supervisor: Account, consultation_id: str, remote: str) -> None:
+        await self._hub.consultations.stop_listening(supervisor, consultation_id, remote)
+
+    async def live_call(self, consultation_id: str) -> LiveCall | None:
+        """The call's live state as it is now (None once it has ended)."""
+        return await self._hub.consultations.call(consultation_id)
 
     async def disconnect_media(self, call: LiveCall, position: int) -> bool:
         if call.relay is None or not await self._hub.trusts_relay(call.id, call.relay):

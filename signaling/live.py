@@ -65,9 +65,16 @@ def leg_name(position: int) -> str:
     return f"p{position}"
 
 
+def media_url(call_id: str) -> str:
+    """Where a call's participants (and its listener) POST their offers."""
+    return f"/api/v1/media/{call_id}"
+
+
 class StaffRole(StrEnum):
     EXPERT = "expert"
     INTERPRETER = "interpreter"
+    SUPERVISOR = "supervisor"
+    """A service-centre supervisor who stepped into the call (issue 23)."""
 
 
 class PresenceStatus(StrEnum):
@@ -160,6 +167,36 @@ class Transfer:
     at: float
 
 
+LISTEN_CLAIM_SECONDS = 30.0
+"""How long a supervisor's claim to listen holds before its media connects: then
+another supervisor may take the call over (a page closed before it connected
+does not keep everyone else out)."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A supervisor receiving the call's media without sending any (issue 23): at a
+    position nobody holds, so that the relay gives them everyone's slots; shown to
+    nobody as a participant. One per call."""
+
+    account_id: str
+    username: str
+    position: int
+    token: str
+    """Their media token (the listening leg's, ``p{position}``)."""
+    since: float
+    notice: bool = True
+    """Whether the staff in the call are shown that it is listened to (the
+    deployment may turn that notice off)."""
+    connected: bool = False
+    """Their media reached the relay."""
+
+    def holds_claim(self, now: float) -> bool:
+        """Whether a second supervisor is refused: the listener's media is up, or
+        their claim is young enough to be on its way."""
+        return self.connected or now - self.since < LISTEN_CLAIM_SECONDS
+
+
 def _seats(value: Any) -> tuple[Seat, ...]:
     return tuple(
         sorted((v if isinstance(v, Seat) else Seat(**v) for v in value), key=lambda s: s.position)
@@ -206,6 +243,9 @@ class LiveCall(_Record):
     """The position of whoever shares their screen now."""
     recording: str = "off"
     """"off", "asked" (an expert asked; the kiosk asks the citizen) or "on"."""
+    listener: Listener | None = None
+    """A supervisor listening in, while the call is active (gone as soon as it is
+    not, or when someone takes the listener's position)."""
     version: int = 0
 
     def __post_init__(self) -> None:
@@ -246,6 +286,18 @@ class LiveCall(_Record):
         )
         if isinstance(self.transfer, Mapping):
             object.__setattr__(self, "transfer", Transfer(**self.transfer))
+        listener = self.listener
+        if isinstance(listener, Mapping):
+            listener = Listener(**listener)
+        if listener is not None and (
+            self.phase is not Phase.ACTIVE
+            or self.in_transfer
+            or any(s.position == listener.position for s in seats)
+        ):
+            # One rule for every way a listen ends with the call's shape: the call
+            # stopped being an active one, or a participant took the position.
+            listener = None
+        object.__setattr__(self, "listener", listener)
 
     # ---- who sits where --------------------------------------------------------------
 
@@ -267,6 +319,15 @@ class LiveCall(_Record):
             return self.kiosk_id
         seat = self.seat_at(position)
         return seat.account_id if seat is not None else None
+
+    def listen_position(self) -> int | None:
+        """Where a listener goes: the highest position nobody holds (joiners take the
+        lowest, so a listener is moved out last), or None in a call of four."""
+        taken = {s.position for s in self.seats}
+        return next(
+            (p for p in range(MAX_PARTICIPANTS - 1, LEAD_POSITION - 1, -1) if p not in taken),
+            None,
+        )
 
     def free_position(self) -> int | None:
         """The lowest position nobody holds, or None when the call is full."""

@@ -61,7 +61,7 @@ EndReasonName = Literal[
 ]
 """Why it ended; "left" and "transferred" only in the view of the staff member whose
 own part ended so (the call goes on for the others)."""
-ParticipantRole = Literal["kiosk", "expert", "interpreter"]
+ParticipantRole = Literal["kiosk", "expert", "interpreter", "supervisor"]
 OfferKind = Literal["consultation", "invite", "transfer"]
 InvitationState = Literal["ringing", "waiting", "accepted", "declined", "expired", "cancelled"]
 
@@ -289,6 +289,10 @@ class ConsultationView(ServerPayload):
     """The position of whoever shares their screen now."""
     recording: Literal["off", "asked", "on"] = "off"
     """Whether the call is recorded: "asked" while the citizen is being asked."""
+    listened: bool = False
+    """A supervisor of the service centre listens to the call now (in the staff's
+    views, unless the deployment turned that notice off; never in the kiosk's,
+    which always shows that calls may be listened to)."""
     invitations: list[InvitationView] = []
     """The call's open invitations."""
     transfer: TransferView | None = None

@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 
-from signaling import access, transitions
+from signaling import access, supervision, transitions
 from signaling.access import Right, Verdict
 from signaling.config import SignalingConfig
 from signaling.errors import (
@@ -441,6 +441,39 @@ class ConsultationService:
             raise InvalidState("you are not taking part in this call")
         return reply
 
+    async def listen(
+        self, supervisor: Account, call_id: str, remote: str, notice: bool
+    ) -> LiveCall:
+        """A supervisor listens in (``signaling.supervision``; audited): the call with
+        its listener."""
+        token = secrets.token_urlsafe(32)
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, _r: supervision.listen(s, supervisor, token, remote, notice=notice),
+        )
+        assert isinstance(reply, LiveCall)
+        return reply
+
+    async def step_in(self, supervisor: Account, call_id: str, remote: str) -> LiveCall:
+        """A supervisor joins the call as a participant (``signaling.supervision``;
+        on the record as a leg of theirs, audited): the call with their seat."""
+        token = secrets.token_urlsafe(24)
+        reply = await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, recorded: supervision.step_in(
+                s, supervisor, token, remote, recorded=recorded
+            ),
+        )
+        if not isinstance(reply, LiveCall):
+            raise InvalidState("the call has ended")
+        return reply
+
+    async def stop_listening(self, supervisor: Account, call_id: str, remote: str) -> None:
+        await self._x.run(
+            Reads(call_id=call_id),
+            lambda s, _r: supervision.stop_listening(s, supervisor, remote),
+        )
+
     async def share_screen(
         self, expert: Account, call_id: str, sharing: bool, sid: str | None = None
     ) -> ConsultationView:
@@ -745,6 +778,11 @@ class ConsultationService:
             return
         account_id = call.account_at(position)
         if account_id is None:
+            if call.listener is not None and call.listener.position == position:
+                await self._x.run(
+                    Reads(call_id=call_id),
+                    lambda s, _r: supervision.listener_media(s, position, status),
+                )
             return
         key = f"media:{seat_name(position)}"
         await self._participant(call_id, account_id, key, status != "lost")

@@ -1079,9 +1079,10 @@ def transfer(
             s.now,
         ),
     )
-    # The experts left are those who are not staying: with the lead gone, nobody.
+    # The experts left are those who are not staying: with the lead gone, nobody
+    # (an interpreter and a supervisor who stepped in stay with the citizen).
     after = dataclasses.replace(
-        after, seats=tuple(x for x in after.seats if x.role is StaffRole.INTERPRETER)
+        after, seats=tuple(x for x in after.seats if x.role is not StaffRole.EXPERT)
     )
     d.put(after)
     d.commit.queue_add.append((department, call.id, head_of_queue(s.now)))
@@ -1621,7 +1622,7 @@ def grace_expired(
     seat = call.seat_at(position) if position not in (None, KIOSK_POSITION) else None
     gone = seat.account_id if seat is not None and not key.startswith("media:") else None
     if seat is not None and (
-        seat.role is StaffRole.INTERPRETER
+        seat.role is not StaffRole.EXPERT
         or call.phase is not Phase.ACTIVE
         or any(e.account_id != seat.account_id for e in call.experts)
     ):

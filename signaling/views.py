@@ -10,6 +10,8 @@ from signaling.live import (
     LiveInvitation,
     Phase,
     Seat,
+    StaffRole,
+    media_url,
     position_of_name,
     seat_name,
 )
@@ -33,22 +35,21 @@ from storage.records import ConsultationRecord
 from storage.references import reference_of
 
 
-def media_url(call_id: str) -> str:
-    return f"/api/v1/media/{call_id}"
-
-
 def _connected(call: LiveCall, position: int) -> bool:
     name = seat_name(position)
     return call.dropped_since(name) is None and call.dropped_since(f"media:{name}") is None
 
 
 def _seat_view(call: LiveCall, seat: Seat) -> ParticipantView:
+    # A supervisor who stepped in speaks for the service centre, not for the
+    # department whose call it is (their seat's department is only the record's).
+    supervisor = seat.role is StaffRole.SUPERVISOR
     return ParticipantView(
         position=seat.position,
         role=seat.role.value,
         username=seat.username,
         name=seat.name or seat.username,
-        department=seat.department,
+        department=None if supervisor else seat.department,
         department_name_zh=seat.department_name_zh,
         department_name_en=seat.department_name_en,
         joined_at=seat.joined_at,
@@ -130,6 +131,7 @@ def consultation_view(
         you=position if _in_call(call) or position == KIOSK_POSITION else None,
         screen=call.screen if call.phase is Phase.ACTIVE else None,
         recording=call.recording if call.phase is Phase.ACTIVE else "off",
+        listened=call.listener is not None and call.listener.notice and not for_kiosk,
         invitations=[
             invitation_view(call.id, found[ref.id], for_kiosk=for_kiosk)
             if ref.id in found

@@ -246,12 +246,13 @@ class ConsultationRecords:
         position: int,
         at: float,
         *,
-        invitation: str,
+        invitation: str | None,
         invited_by: str,
         note: str | None,
         audit: AuditEvent,
     ) -> None:
-        """An invited expert or interpreter joins the active call (once per invitation)."""
+        """An invited expert or interpreter joins the active call (once per invitation),
+        or a supervisor steps in (no invitation)."""
 
         def unit(conn: Connection) -> None:
             row = lock_consultation(conn, consultation_id)

@@ -234,6 +234,12 @@ OVERSEER: dict[str, Expected] = {
     **only("supervisor", "admin"),
     "supervisor": {Relation.OWN: ALLOW, Relation.OTHER: D404},
 }
+# Listening in and stepping in: a supervisor, on a call in its scope (the admin
+# configures, it does not supervise calls).
+LISTENER: dict[str, Expected] = {
+    **only("supervisor"),
+    "supervisor": {Relation.OWN: ALLOW, Relation.OTHER: D404},
+}
 KIOSK_ONLY = only("kiosk")
 EXPERT_ONLY = only("expert")
 DESK_ONLY = only("expert", "interpreter")
@@ -519,6 +525,22 @@ ACCESS: tuple[Rule, ...] = (
     # ---- supervision (issue 23): a supervisor within its scope, the admin everywhere
     Rule("GET /api/v1/live-calls", N, only("supervisor", "admin"), "in the supervisor's scope"),
     Rule("GET /api/v1/follow-ups", N, only("supervisor", "admin"), "in the supervisor's scope"),
+    Rule(
+        "POST /api/v1/supervision/{consultation_id}/listen",
+        C,
+        LISTENER,
+        "a call going on in the supervisor's scope (outside it: 404); one listener; audited",
+    ),
+    Rule("GET /api/v1/supervision/{consultation_id}/listen", C, LISTENER, "one's own listening"),
+    Rule("DELETE /api/v1/supervision/{consultation_id}/listen", C, LISTENER, "audited"),
+    Rule(
+        "POST /api/v1/supervision/{consultation_id}/join",
+        C,
+        LISTENER,
+        "a call going on in the supervisor's scope: a participant from then on; audited",
+    ),
+    Rule("GET /api/v1/supervision/{consultation_id}/join", C, LISTENER, "one's own part"),
+    Rule("DELETE /api/v1/supervision/{consultation_id}/join", C, LISTENER, "audited"),
     Rule(
         "POST /api/v1/follow-ups/{consultation_id}/notes",
         C,

@@ -48,6 +48,7 @@ from web import (
     session_api,
     slip_api,
     staff_call_api,
+    supervision_api,
     supervisor_api,
 )
 from web.auth import SESSION_COOKIE, remote_address, socket_origin_allowed
@@ -95,6 +96,7 @@ API_TABLES = [
     audit_api.api,
     consultations_api.api,
     identity_api.api,
+    supervision_api.api,
     recordings_api.api,
     slip_api.api,
     chat_api.api,

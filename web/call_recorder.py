@@ -183,6 +183,13 @@ class CallRecorder:
                 return []
             with path.open("rb") as source:
                 report = remux(read_dump(source, key), out)
+            if report.skipped_streams:
+                # WebM holds no H.264: that video is left out (docs/DECISIONS.md).
+                log.warning(
+                    "recording of %s: %d stream(s) of a codec not remuxed left out",
+                    dump.consultation_id,
+                    report.skipped_streams,
+                )
             return [
                 {
                     "participant": t.participant,

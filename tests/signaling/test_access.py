@@ -85,6 +85,28 @@ EXPECTED: dict[Standing, dict[Right, str]] = {
         Right.PRINT_SLIP: "- - - - -",
         Right.READ_HISTORY: "- - - - -",
     },
+    # Stepped in (issue 23): takes part by voice and picture and may leave, as an
+    # interpreter, and reads nothing of the consultation.
+    Standing.SUPERVISOR: {
+        Right.FOLLOW: "- - A A -",
+        Right.TAKE_PART: "- - A A -",
+        Right.CANCEL: "- - n n -",
+        Right.ANSWER: "- - n n -",
+        Right.END: "- - n n -",
+        Right.WITHDRAW: "- - n n -",
+        Right.READ_RECORD: "- - - - -",
+        Right.READ_FILES: "- - - - -",
+        Right.RECORD_OUTCOME: "- - - - -",
+        Right.RATE: "- - - - -",
+        Right.LEAVE: "- - A A -",
+        Right.INVITE: "- - n n -",
+        Right.TRANSFER: "- - n n -",
+        Right.SHARE: "- - n n -",
+        Right.READ_SHARED_FILES: "- - - - -",
+        Right.GIVE_IDENTITY: "- - - - -",
+        Right.PRINT_SLIP: "- - - - -",
+        Right.READ_HISTORY: "- - - - -",
+    },
     Standing.DEPARTMENT: {
         Right.FOLLOW: "A A A A -",
         Right.TAKE_PART: "n n n n -",

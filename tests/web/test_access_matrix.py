@@ -1117,6 +1117,91 @@ async def _close_follow_up(m: Matrix, role: str, relation: Relation) -> int:
     return (await m.request("POST", path, actor(role, relation), json={"text": "matrix"}))[0]
 
 
+def _listen_path(m: Matrix, relation: Relation) -> str:
+    return f"/api/v1/supervision/{target(m, relation).consultation_id}/listen"
+
+
+async def _stop_listening(m: Matrix, path: str) -> None:
+    """Whatever a probe started ends with it: the calls stay free of a listener."""
+    status, body = await m.request("DELETE", path, "supervisor_market")
+    assert status == 204, body
+
+
+@probe("POST /api/v1/supervision/{consultation_id}/listen")
+async def _listen(m: Matrix, role: str, relation: Relation) -> int:
+    path = _listen_path(m, relation)
+    status = (await m.request("POST", path, actor(role, relation)))[0]
+    if status == 201:
+        await _stop_listening(m, path)
+    return status
+
+
+@probe("GET /api/v1/supervision/{consultation_id}/listen")
+async def _read_listening(m: Matrix, role: str, relation: Relation) -> int:
+    path = _listen_path(m, relation)
+    if relation is not Relation.OTHER:
+        status, body = await m.request("POST", path, "supervisor_market")
+        assert status == 201, body
+    try:
+        return (await m.request("GET", path, actor(role, relation)))[0]
+    finally:
+        if relation is not Relation.OTHER:
+            await _stop_listening(m, path)
+
+
+@probe("DELETE /api/v1/supervision/{consultation_id}/listen")
+async def _end_listening(m: Matrix, role: str, relation: Relation) -> int:
+    return (await m.request("DELETE", _listen_path(m, relation), actor(role, relation)))[0]
+
+
+def _join_path(m: Matrix, relation: Relation) -> str:
+    return f"/api/v1/supervision/{target(m, relation).consultation_id}/join"
+
+
+async def _step_in_first(m: Matrix, relation: Relation) -> str:
+    """supervisor_market in call A (for ``own``); the path either way."""
+    path = _join_path(m, relation)
+    if relation is not Relation.OTHER:
+        status, body = await m.request("POST", path, "supervisor_market")
+        assert status == 201, body
+    return path
+
+
+async def _step_out(m: Matrix, path: str) -> None:
+    """Whatever a probe started ends with it: call A goes on without the supervisor."""
+    status, body = await m.request("DELETE", path, "supervisor_market")
+    assert status in (204, 404), body
+
+
+@probe("POST /api/v1/supervision/{consultation_id}/join")
+async def _step_in(m: Matrix, role: str, relation: Relation) -> int:
+    path = _join_path(m, relation)
+    status = (await m.request("POST", path, actor(role, relation)))[0]
+    if status == 201:
+        await _step_out(m, path)
+    return status
+
+
+@probe("GET /api/v1/supervision/{consultation_id}/join")
+async def _read_step_in(m: Matrix, role: str, relation: Relation) -> int:
+    path = await _step_in_first(m, relation)
+    try:
+        return (await m.request("GET", path, actor(role, relation)))[0]
+    finally:
+        if relation is not Relation.OTHER:
+            await _step_out(m, path)
+
+
+@probe("DELETE /api/v1/supervision/{consultation_id}/join")
+async def _leave_step_in(m: Matrix, role: str, relation: Relation) -> int:
+    path = await _step_in_first(m, relation)
+    try:
+        return (await m.request("DELETE", path, actor(role, relation)))[0]
+    finally:
+        if relation is not Relation.OTHER:
+            await _step_out(m, path)
+
+
 # ---- the matrix ---------------------------------------------------------------------
 
 

@@ -40,6 +40,10 @@ export class CallView {
     this.loaded = null; // the consultation whose files and chat were loaded
     // Shown on every page while the call is recorded; either side may stop it.
     this.recording = byTestId("recording-indicator");
+    // A supervisor listening now (the staff's views say so, unless the deployment
+    // hides it); the kiosk instead always shows that calls may be listened to.
+    this.listened = byTestId("being-listened");
+    this.monitorNotice = byTestId("monitor-notice");
     // The answer is this page's new view of the call (``onView``: the page applies it).
     byTestId("record-stop").addEventListener("click", async () => {
       const id = consultation();
@@ -156,6 +160,8 @@ export class CallView {
     this.watchMedia(view.consultation_id);
     this.you = Number.isInteger(view.you) ? view.you : null;
     this.recording.hidden = view.recording !== "on";
+    this.listened.hidden = !view.listened;
+    this.monitorNotice.hidden = this.you !== 0;
     this.tiles.update(view);
     const load = this.loaded !== view.consultation_id;
     this.loaded = view.consultation_id;
@@ -219,6 +225,8 @@ export class CallView {
     this.showNote(null);
     this.tiles.clear();
     this.recording.hidden = true;
+    this.listened.hidden = true;
+    this.monitorNotice.hidden = true;
   }
 
   // Nothing of the last call left on screen.

@@ -32,7 +32,7 @@ export async function localMedia() {
   return null;
 }
 
-function gatheringComplete(pc) {
+export function gatheringComplete(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);

@@ -3,11 +3,14 @@
 // and the recordings to play back.
 import { api } from "./api.js";
 import { applyTranslations, setText, textElement } from "./i18n.js";
+import { ListenLink } from "./listen.js";
+import { localMedia } from "./peer.js";
 import { byTestId, startPage } from "./session.js";
 
 const LIVE_REFRESH_MS = 10000;
 const NOTE_KINDS = ["contact", "finding", "remedy", "note"];
 let departments = new Map();
+let supervises = false;
 
 function departmentName(code) {
   const dept = departments.get(code);
@@ -27,15 +30,120 @@ function say(key, vars) {
 
 // ---- calls going on -----------------------------------------------------------
 
-// Listening in and stepping in arrive later: a route that is not there yet (404) or
-// not implemented (501) is said politely, not shown as a failure.
-async function supervise(call, action) {
-  try {
-    await api("POST", `/api/v1/supervision/${call.consultation_id}/${action}`);
-    say(action === "listen" ? "supervisor.listening" : "supervisor.joined");
-  } catch (err) {
-    say(err.status === 404 || err.status === 501 ? "supervisor.not_available" : "error.generic");
+// ---- listening in, stepping in -------------------------------------------------
+
+// One call at a time: listened to (receive only) or stepped into (camera and
+// microphone sent, everyone in the call sees the supervisor).
+const POLL_MS = 3000;
+let session = null; // { id, mode: "listen" | "join", link, timer }
+
+function tiles() {
+  return [...document.querySelectorAll(".listen-tile")];
+}
+
+function showSlots(view) {
+  for (const tile of tiles()) {
+    if (tile.dataset.slot === "screen") continue;
+    const slot = view.slots.find((s) => String(s.slot) === tile.dataset.slot);
+    tile.hidden = !slot;
+    const caption = tile.querySelector("figcaption");
+    caption.textContent = slot ? slot.name : "";
+    caption.setAttribute("translate", "no");
   }
+}
+
+function sessionStatus(key) {
+  setText(byTestId("listen-status"), key);
+}
+
+function pathOf(current) {
+  return `/api/v1/supervision/${current.id}/${current.mode}`;
+}
+
+// Ends this page's listening or part in a call: by the supervisor (told to the
+// server), or because the server says it has ended (the call ended, was
+// transferred, took a fourth person; the supervisor's media was lost).
+async function endSession(key, tellServer) {
+  const current = session;
+  if (!current) return;
+  session = null;
+  clearInterval(current.timer);
+  current.link.close();
+  if (tellServer) await api("DELETE", pathOf(current)).catch(() => {});
+  for (const tile of tiles()) tile.hidden = true;
+  byTestId("listen-panel").hidden = key === null;
+  byTestId("listen-stop").hidden = true;
+  byTestId("step-out").hidden = true;
+  if (key) sessionStatus(key);
+}
+
+async function poll() {
+  const current = session;
+  if (!current) return;
+  try {
+    const view = await api("GET", pathOf(current));
+    if (session === current) showSlots(view);
+  } catch (err) {
+    if (err.status === 404 && session === current) {
+      await endSession(current.mode === "listen" ? "listen.ended" : "step_in.ended", false);
+    }
+  }
+}
+
+const REFUSALS = {
+  listened_already: "listen.taken",
+  call_full: "listen.full",
+  invalid_state: "listen.not_active",
+};
+
+async function begin(call, mode) {
+  // Stepping into the call one listens to ends the listening (the server does).
+  await endSession(null, !(mode === "join" && session?.id === call.consultation_id));
+  let stream = null;
+  if (mode === "join") {
+    stream = await localMedia();
+    if (!stream) {
+      say("step_in.no_camera");
+      return;
+    }
+  }
+  let view;
+  try {
+    view = await api("POST", `/api/v1/supervision/${call.consultation_id}/${mode}`);
+  } catch (err) {
+    for (const track of stream?.getTracks() ?? []) track.stop();
+    say(REFUSALS[err.code] ?? (err.status === 404 ? "listen.not_active" : "error.generic"));
+    return;
+  }
+  byTestId("listen-panel").hidden = false;
+  setText(document.getElementById("listen-title"), mode === "listen" ? "listen.title" : "step_in.title");
+  byTestId("listen-stop").hidden = mode !== "listen";
+  byTestId("step-out").hidden = mode !== "join";
+  const videos = tiles()
+    .filter((t) => t.dataset.slot !== "screen")
+    .map((t) => t.querySelector("video"));
+  const screenTile = tiles().find((t) => t.dataset.slot === "screen");
+  const connected = mode === "listen" ? "listen.connected" : "step_in.connected";
+  const link = new ListenLink({
+    videos,
+    screenVideo: screenTile.querySelector("video"),
+    stream,
+    onState: (state) => {
+      if (state === "connected") sessionStatus(connected);
+      else if (state === "failed") sessionStatus("listen.failed");
+      else if (state === "connecting") sessionStatus("listen.connecting");
+    },
+  });
+  const current = { id: call.consultation_id, mode, link, timer: null };
+  session = current;
+  showSlots(view);
+  current.timer = setInterval(poll, POLL_MS);
+  try {
+    await link.connect(view);
+  } catch {
+    sessionStatus("listen.failed");
+  }
+  say(mode === "listen" ? "supervisor.listening" : "supervisor.joined");
 }
 
 function actionButton(testid, key, onClick) {
@@ -62,10 +170,12 @@ async function loadLiveCalls() {
     const hall = call.hall ? textElement("span", "board.hall_name", { name: { zh: call.hall_zh ?? call.hall, en: call.hall_en ?? call.hall } }) : textElement("span", "supervisor.no_hall");
     const actions = document.createElement("span");
     actions.className = "row-actions";
-    actions.append(
-      actionButton("listen-call", "supervisor.listen", () => supervise(call, "listen")),
-      actionButton("join-call", "supervisor.join", () => supervise(call, "join")),
-    );
+    if (supervises) {
+      actions.append(
+        actionButton("listen-call", "supervisor.listen", () => begin(call, "listen")),
+        actionButton("join-call", "supervisor.join", () => begin(call, "join")),
+      );
+    }
     row.append(
       cell(textElement("span", "board.department_name", { name: { zh: call.department_zh, en: call.department_en } })),
       cell(hall),
@@ -240,7 +350,9 @@ async function refresh() {
   await Promise.all([loadLiveCalls(), loadFollowUps(), loadRecordings()]);
 }
 
-async function onLogin() {
+async function onLogin(me) {
+  // The admin oversees everything here but supervises no call (docs/DECISIONS.md).
+  supervises = me?.role === "supervisor";
   try {
     const data = await api("GET", "/api/v1/departments");
     departments = new Map(data.departments.map((d) => [d.code, d]));
@@ -248,6 +360,13 @@ async function onLogin() {
     departments = new Map();
   }
   byTestId("supervisor-refresh").addEventListener("click", refresh);
+  byTestId("listen-stop").addEventListener("click", () => endSession("listen.stopped", true));
+  byTestId("step-out").addEventListener("click", () => endSession("step_in.left", true));
+  // A page closed while listening or in a call ends that at once (the lost media
+  // would too, later).
+  window.addEventListener("pagehide", () => {
+    if (session) fetch(pathOf(session), { method: "DELETE", keepalive: true, credentials: "same-origin" });
+  });
   await refresh();
   // Only the calls move by themselves; the follow-ups are drawn again after each
   // change or on refresh, so that a note being typed is never wiped.
