@@ -26,7 +26,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtp import is_rtcp
 
-from media.aiortc_private import dtls_transports, tap_outgoing
+from media.aiortc_private import dtls_transports, restrict_host_addresses, tap_outgoing
 
 WIDTH, HEIGHT = 320, 240
 BITS = 16
@@ -146,6 +146,11 @@ class CallPeer:
         screen: bool = False,
         first_frame: int = 0,
     ) -> None:
+        # Tests and benchmarks talk to the relay on loopback only: a relay there
+        # ignores checks from any other address, so a peer gathering on the
+        # machine's other interfaces (as aioice does by default) never connects to a
+        # relay in a worker process. An in-process relay sets the same (process-wide).
+        restrict_host_addresses(["127.0.0.1"])
         # One transport for every m-line, as a browser bundles them (aiortc's default
         # leaves a second m-line of a kind on a transport that BUNDLE stops).
         self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))

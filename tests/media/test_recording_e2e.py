@@ -27,6 +27,9 @@ from tests.conftest import ClientFactory, RunningServer, ServerFactory, active_c
 from tests.web.documents import png
 from web.keys import FILES, MEDIA, RECORDER
 
+# Real media for tens of seconds each: not the tier run between edits.
+pytestmark = pytest.mark.slow
+
 
 async def connect_media(
     server: RunningServer, *clients: KioskClient | ExpertClient
