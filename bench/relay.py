@@ -33,12 +33,27 @@ each call is placed on a worker of the first, the kiosk side offers to the first
 and the expert side to the second, which hands its offer to the first's worker
 over the internal API (``WorkerRelayPool.adopt``); the CPU of both hosts counts.
     python bench/relay.py --calls 10,20,30,40 --seconds 15 --workers 2 --modes rtp
+
+``--recording`` (issue 23) runs the same two-party calls (camera-like video and
+Opus, each side answering keyframe requests as a camera does) for
+``2 x --rounds`` phases of ``--seconds``, recording off and on in turn (off, on,
+off, on, ...): at an "on" phase's start the bench asks the relay host to record
+every call into a dump of its own (a fresh data key, as web/call_recorder.py
+makes one; ``RelayPool.start_recording``), at its end to stop (the dump's last
+chunk sealed and synced), both counted in the phase. Per phase: relay CPU per
+forwarded A/V stream (one side's audio and video to the other: 2 per call), per
+forwarded packet, the video bitrate each camera really sent, frames and audio
+packets delivered per sent, and dump bytes per call-minute; then on against off
+(target at most 1.3x) and, last, one of the relay's dumps remuxed (bench/remux.py's
+timing) as a check on the synthetic ten-minute dump there.
+    python bench/relay.py --recording --calls 5 --seconds 60 --rounds 3
 """
 
 import argparse
 import asyncio
 import fractions
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -84,7 +99,9 @@ from harness.ports import free_port  # noqa: E402
 from media.aiortc_private import dtls_transports, intercept, restrict_host_addresses  # noqa: E402
 from media.config import MediaConfig  # noqa: E402
 from media.pool import create_relay_pool  # noqa: E402
+from media.recording_dump import DumpTarget  # noqa: E402
 from media.slots import MAX_PARTICIPANTS, SLOTS, Place, leg_name, places, sender_in  # noqa: E402
+from storage.filecrypt import Suite  # noqa: E402
 
 LEGS = ("kiosk", "expert")
 """The legs of every two-party call the bench makes (the relay opens no other)."""
@@ -638,6 +655,15 @@ async def serve(
     async def placement(request: web.Request) -> web.Response:
         return web.Response(text=await place(request.match_info["call"]))
 
+    async def recording(request: web.Request) -> web.Response:
+        """Start (POST, a DumpTarget's JSON) or stop (DELETE) recording a call."""
+        call_id = request.match_info["call"]
+        if request.method == "POST":
+            await pool.start_recording(call_id, DumpTarget.from_json(await request.text()))
+        else:
+            await pool.stop_recording(call_id)
+        return web.Response(status=204)
+
     async def forwarded(_request: web.Request) -> web.Response:
         figures = await pool.stats()
         return web.Response(text=str(sum(f.get("packets_forwarded", 0) for f in figures.values())))
@@ -646,6 +672,8 @@ async def serve(
     app.router.add_post("/calls/{call}/{side}", connect)
     app.router.add_get("/placement/{call}", placement)
     app.router.add_get("/forwarded", forwarded)
+    app.router.add_post("/recording/{call}", recording)
+    app.router.add_delete("/recording/{call}", recording)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -888,6 +916,359 @@ async def loss_run(seconds: float, loss: float) -> dict[str, Any]:
     }
 
 
+# ---- recording on and off in one run (issue 23) --------------------------------
+
+RECORDING_WARMUP = 3.0
+"""Seconds from the callers' start (all connected) to the first phase."""
+RECORDING_TARGET = 1.3
+"""A recorded call's relay CPU at most this many times an unrecorded one's."""
+
+
+def _looped(n: int, warm: int, clip: int) -> int:
+    """The media payload sent as number ``n``: the first ``warm`` once, then the next
+    ``clip`` over and over, so that every phase sends the same."""
+    return n if n < warm else warm + (n - warm) % clip
+
+
+async def run_recorded_calls(
+    url: str,
+    call_ids: list[str],
+    media_file: str,
+    keyframes_file: str,
+    start: float,
+    end: float,
+    phase_seconds: float,
+) -> list[dict[str, Any]]:
+    """Both sides of each call, through the relay, from ``start`` to ``end``: each side
+    sends the camera-like video (a keyframe of the next frame when asked for one, as a
+    camera's encoder does) and Opus, the same ``phase_seconds`` of it in every phase
+    after the warm-up; per side, what it sent (when, how many bytes) and which of the
+    other side's frames and audio packets arrived (by number in the schedule)."""
+    restrict_host_addresses(["127.0.0.1"])
+    media = pickle.loads(Path(media_file).read_bytes())  # noqa: S301 - our file, once
+    keyframes = pickle.loads(Path(keyframes_file).read_bytes())  # noqa: S301 - ours
+    period = {VIDEO_PT: 1 / FPS, AUDIO_PT: AUDIO_PERIOD}
+    ticks = {VIDEO_PT: 90000 // FPS, AUDIO_PT: round(48000 * AUDIO_PERIOD)}
+    warm = {pt: round(RECORDING_WARMUP / period[pt]) for pt in period}
+    clip = {pt: round(phase_seconds / period[pt]) for pt in period}
+    total = {pt: int((end - start) / period[pt]) + 2 * FPS for pt in period}
+    video = [
+        media["video"][_looped(n, warm[VIDEO_PT], clip[VIDEO_PT])] for n in range(total[VIDEO_PT])
+    ]
+    video_keyframes = [
+        keyframes[_looped(n, warm[VIDEO_PT], clip[VIDEO_PT])] for n in range(total[VIDEO_PT])
+    ]
+    audio = [
+        media["audio"][_looped(n, warm[AUDIO_PT], clip[AUDIO_PT])] for n in range(total[AUDIO_PT])
+    ]
+    # A payload's tail tells which media payload it is (not yet which repetition).
+    index = {
+        VIDEO_PT: {fingerprint(p): i for i, p in enumerate(media["video"])},
+        AUDIO_PT: {fingerprint(p): i for i, p in enumerate(media["audio"])},
+    }
+    index[VIDEO_PT].update({fingerprint(p): i for i, p in enumerate(keyframes)})
+    sides: list[dict[str, Any]] = []
+    counting = True
+
+    def on_rtp(side: dict[str, Any]) -> Any:
+        origins: dict[int, int] = {}
+        """Per payload type: the RTP time of payload number 0."""
+
+        async def handle(data: bytes, _arrival: int) -> None:
+            if not counting:
+                return
+            packet = RtpPacket.parse(data)
+            pt = packet.payload_type
+            if pt not in index or (pt == VIDEO_PT and not packet.marker):
+                return  # a frame counts once it is whole
+            if pt not in origins:
+                found = index[pt].get(fingerprint(packet.payload))
+                if found is None:
+                    return
+                if found >= warm[pt]:
+                    # Which repetition: the last one scheduled before it arrived.
+                    first = start + found * period[pt]
+                    repeat = max(0, int((time.time() - first) // (clip[pt] * period[pt])))
+                    found += repeat * clip[pt]
+                origins[pt] = (packet.timestamp - found * ticks[pt]) % (1 << 32)
+            # The RTP time tells the number from then on (the sender's clock is ours).
+            number = ((packet.timestamp - origins[pt]) % (1 << 32)) // ticks[pt]
+            side["video_received" if pt == VIDEO_PT else "audio_received"].add(number)
+
+        return handle
+
+    def on_rtcp(video: PacketTrack, side: dict[str, Any]) -> Any:
+        async def handle(data: bytes) -> None:
+            try:
+                packets = RtcpPacket.parse(data)
+            except ValueError:
+                return
+            for packet in packets:
+                if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (
+                    RTCP_PSFB_PLI,
+                    RTCP_PSFB_FIR,
+                ):
+                    video.keyframe_wanted = True
+                    side["keyframe_requests"] += 1
+
+        return handle
+
+    peers: list[tuple[RTCPeerConnection, PacketTrack, PacketTrack, dict[str, Any]]] = []
+    async with ClientSession() as http:
+        for call_id in call_ids:
+            for name in LEGS:
+                pc = RTCPeerConnection()
+                audio_track = PacketTrack("audio", audio, start)
+                video_track = PacketTrack("video", video, start, video_keyframes)
+                pc.addTrack(audio_track)
+                pc.addTrack(video_track)
+                side: dict[str, Any] = {
+                    "call": call_id,
+                    "side": name,
+                    "video_received": set(),
+                    "audio_received": set(),
+                    "keyframe_requests": 0,
+                }
+                await pc.setLocalDescription(await pc.createOffer())
+                async with http.post(
+                    f"{url}/calls/{call_id}/{name}", data=pc.localDescription.sdp
+                ) as response:
+                    answer = await response.text()
+                await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+                for transport in dtls_transports(pc):
+                    intercept(transport, on_rtp(side), on_rtcp(video_track, side))
+                peers.append((pc, audio_track, video_track, side))
+                sides.append(side)
+        await asyncio.sleep(max(0.0, end - time.time()))
+        counting = False
+        for pc, audio_track, video_track, side in peers:
+            side["start"] = start
+            side["video_sent"] = video_track.sent
+            side["audio_sent"] = audio_track.sent
+            side["video_sizes"] = video_track.sizes
+            side["video_received"] = sorted(side["video_received"])
+            side["audio_received"] = sorted(side["audio_received"])
+            await pc.close()
+    return sides
+
+
+def recorded_caller(args: tuple[str, list[str], str, str, float, float, float], out: Any) -> None:
+    out.put(asyncio.run(run_recorded_calls(*args)))
+
+
+def _numbers_in(start: float, period: float, sent: int, window: tuple[float, float]) -> range:
+    """The numbers of the payloads a track scheduled from ``start`` sent within ``window``."""
+    first = max(0, int(-(-(window[0] - start) // period)))
+    last = min(sent - 1, int((window[1] - start) // period))
+    return range(first, last + 1)
+
+
+def _phase_figures(
+    sides: list[dict[str, Any]], window: tuple[float, float]
+) -> dict[str, float | None]:
+    """What the cameras sent within ``window`` and what of it the other sides got."""
+    by_call: dict[str, dict[str, dict[str, Any]]] = {}
+    for side in sides:
+        by_call.setdefault(side["call"], {})[side["side"]] = side
+    seconds = window[1] - window[0]
+    video_sent = video_got = audio_sent = audio_got = video_bytes = cameras = 0
+    for pair in by_call.values():
+        for name, side in pair.items():
+            other = pair.get(LEGS[1] if name == LEGS[0] else LEGS[0])
+            cameras += 1
+            video_bytes += sum(s for at, s in side["video_sizes"] if window[0] <= at <= window[1])
+            videos = _numbers_in(side["start"], 1 / FPS, side["video_sent"], window)
+            audios = _numbers_in(side["start"], AUDIO_PERIOD, side["audio_sent"], window)
+            video_sent += len(videos)
+            audio_sent += len(audios)
+            if other is not None:
+                video_got += sum(1 for n in other["video_received"] if n in videos)
+                audio_got += sum(1 for n in other["audio_received"] if n in audios)
+    return {
+        "video_kbit_s_sent_per_camera": (
+            round(video_bytes * 8 / seconds / cameras / 1000, 1) if cameras else None
+        ),
+        "video_frames_sent": video_sent,
+        "video_frames_delivered": video_got,
+        "video_frames_delivered_per_sent": round(video_got / video_sent, 4) if video_sent else None,
+        "audio_packets_delivered_per_sent": (
+            round(audio_got / audio_sent, 4) if audio_sent else None
+        ),
+    }
+
+
+def run_recording(
+    calls: int, seconds: float, rounds: int, workers: int, processes: int
+) -> list[dict[str, Any]]:
+    """The same two-party calls, recording off and on in turn (``rounds`` times each,
+    ``seconds`` each): one line per phase, then one comparing them; last, one of the
+    dumps remuxed (bench/remux.py's timing, on a dump the relay wrote)."""
+    from bench.remux import new_target, time_remux_apart
+
+    phases = ["off", "on"] * rounds
+    length = RECORDING_WARMUP + len(phases) * seconds + 2.0
+    # The callers send the warm-up, then the same phase's worth of media over and over.
+    media_file = str(prepare_media(RECORDING_WARMUP + seconds))
+    frames = int((RECORDING_WARMUP + seconds) * FPS) + FPS * 5  # as prepare_media's
+    keyframes_file = str(prepare_keyframes(frames))
+    emit({"mode": "media", **media_bitrates(media_file)})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    host = start_host("rtp", port, workers, os.urandom(16).hex())
+    directory = Path(tempfile.mkdtemp(prefix="wl-bench-recording-"))
+    rows: list[dict[str, Any]] = []
+    dumps: list[tuple[int, Path, DumpTarget]] = []
+    try:
+        time.sleep(2.0 if workers else 0.2)
+        start = time.time() + 3.0 + 0.4 * calls
+        end = start + length
+        ids = [f"rec{i}" for i in range(calls)]
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        procs = []
+        for p in range(min(processes, calls)):
+            args = (url, ids[p::processes], media_file, keyframes_file, start, end, seconds)
+            proc = ctx.Process(target=recorded_caller, args=(args, out))
+            proc.start()
+            procs.append(proc)
+        windows: list[tuple[float, float]] = []
+        for number, phase in enumerate(phases):
+            boundary = start + RECORDING_WARMUP + number * seconds
+            time.sleep(max(0.0, boundary - time.time()))
+            packets0 = forwarded_packets(url)
+            cpu0, t0 = cpu_seconds(host.pid, children=True), time.time()
+            # Starting and stopping count in the phase recorded (opening the dump, the
+            # keyframe requests; the last chunk, the fsync).
+            if phase == "on":
+                for call_id in ids:
+                    target = new_target(directory / f"{call_id}-{number}.dump", Suite.AES_256_GCM)
+                    dumps.append((number, Path(target.path), target))
+                    set_recording(url, call_id, target)
+            time.sleep(max(0.0, boundary + seconds - time.time()))
+            if phase == "on":
+                for call_id in ids:
+                    set_recording(url, call_id, None)
+            cpu = cpu_seconds(host.pid, children=True) - cpu0
+            t1 = time.time()
+            packets = forwarded_packets(url) - packets0
+            windows.append((t0, t1))
+            streams = calls * len(LEGS)  # one side's audio and video to the other
+            written = sum(p.stat().st_size for n, p, _ in dumps if n == number)
+            rows.append(
+                {
+                    "mode": "recording",
+                    "recording": phase,
+                    "phase": number,
+                    "calls": calls,
+                    "workers": workers,
+                    "seconds": round(t1 - t0, 2),
+                    "forwarded_streams": streams,
+                    "relay_cpu_s_per_s": round(cpu / (t1 - t0), 4),
+                    "cpu_s_per_forwarded_stream_s": round(cpu / (t1 - t0) / streams, 6),
+                    "packets_forwarded_per_s": round(packets / (t1 - t0)),
+                    "relay_us_per_packet": round(cpu / packets * 1e6, 1) if packets else None,
+                    "dump_bytes": written if phase == "on" else 0,
+                    "dump_bytes_per_call_minute": (
+                        round(written / calls / (t1 - t0) * 60) if phase == "on" else 0
+                    ),
+                }
+            )
+        sides = [side for _ in procs for side in out.get(timeout=180)]
+        for proc in procs:
+            proc.join(timeout=30)
+        for row, window in zip(rows, windows, strict=True):
+            row.update(_phase_figures(sides, window))
+            emit(row)
+        answered = sum(s["keyframe_requests"] for s in sides)
+    finally:
+        host.terminate()
+        host.wait(timeout=30)
+    try:
+        summary = {**_compare_recording(rows), "keyframe_requests_answered": answered}
+        emit(summary)
+        if dumps:
+            # One call's last dump, as the relay wrote it: what its remux costs.
+            _number, path, target = dumps[-1]
+            made = time_remux_apart(path, target)
+            recorded = made["recorded_seconds"]
+            emit(
+                {
+                    "mode": "recording_remux",
+                    "dump_bytes": made["dump_bytes"],
+                    "dump_complete": made["dump_complete"],
+                    "recorded_seconds": recorded,
+                    "cpu_s": made["cpu_s"],
+                    "wall_s": made["wall_s"],
+                    "cpu_s_per_recorded_minute": (
+                        round(made["cpu_s"] / recorded * 60, 3) if recorded else None
+                    ),
+                    "webm_bytes": made["webm_bytes"],
+                    "webm_bytes_per_recorded_minute": (
+                        round(made["webm_bytes"] / recorded * 60) if recorded else None
+                    ),
+                    "tracks": made["tracks"],
+                }
+            )
+        return [*rows, summary]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def set_recording(url: str, call_id: str, target: DumpTarget | None) -> None:
+    """The host's relay records the call into ``target`` (None: stops)."""
+    request = urllib.request.Request(  # noqa: S310 - ours
+        f"{url}/recording/{call_id}",
+        data=None if target is None else target.to_json().encode(),
+        method="DELETE" if target is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - ours
+        response.read()
+
+
+def _compare_recording(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recording on against off: the means' ratio and each on phase against the off
+    phase before it."""
+    phases = [r for r in rows if r["mode"] == "recording"]
+    on = [r["cpu_s_per_forwarded_stream_s"] for r in phases if r["recording"] == "on"]
+    off = [r["cpu_s_per_forwarded_stream_s"] for r in phases if r["recording"] == "off"]
+    pairs = [
+        round(b["cpu_s_per_forwarded_stream_s"] / a["cpu_s_per_forwarded_stream_s"], 3)
+        for a, b in itertools.pairwise(phases)
+        if a["recording"] == "off" and b["recording"] == "on" and a["cpu_s_per_forwarded_stream_s"]
+    ]
+    ratio = (sum(on) / len(on)) / (sum(off) / len(off)) if on and off and sum(off) else None
+    dumped = [r["dump_bytes_per_call_minute"] for r in phases if r["recording"] == "on"]
+    delivered = [r["video_frames_delivered_per_sent"] or 0 for r in phases]
+
+    def on_per_off(field: str) -> float | None:
+        """The mean of ``field`` over the phases recorded against the others."""
+        values = {
+            state: [r[field] for r in phases if r["recording"] == state and r[field] is not None]
+            for state in ("on", "off")
+        }
+        if not values["on"] or not values["off"] or not sum(values["off"]):
+            return None
+        mean_on = sum(values["on"]) / len(values["on"])
+        return round(float(mean_on / (sum(values["off"]) / len(values["off"]))), 3)
+
+    return {
+        "mode": "compare_recording",
+        "calls": phases[0]["calls"] if phases else None,
+        "cpu_per_stream_off": round(sum(off) / len(off), 6) if off else None,
+        "cpu_per_stream_on": round(sum(on) / len(on), 6) if on else None,
+        "on_per_off": round(ratio, 3) if ratio is not None else None,
+        "on_per_off_pairwise": pairs,
+        # The same load in both (each phase sends the same media): these stay near 1.
+        "video_kbit_s_on_per_off": on_per_off("video_kbit_s_sent_per_camera"),
+        "packets_forwarded_on_per_off": on_per_off("packets_forwarded_per_s"),
+        "us_per_packet_on_per_off": on_per_off("relay_us_per_packet"),
+        "dump_bytes_per_call_minute": round(sum(dumped) / len(dumped)) if dumped else None,
+        "frames_delivered_per_sent_min": min(delivered, default=None),
+        "target_on_per_off": RECORDING_TARGET,
+        "target_met": ratio is not None and ratio <= RECORDING_TARGET,
+    }
+
+
 def run_anchor(target: str, calls: str, reps: int, seconds: float) -> None:
     """The relay and Janus VideoRoom under the same load in one run, each server in
     a network namespace this creates and removes (bench/anchor, as root)."""
@@ -1018,6 +1399,14 @@ def main() -> None:
         help="janus: Janus VideoRoom and the relay side by side in network namespaces (root)",
     )
     parser.add_argument("--reps", type=int, default=2, help="repetitions per point (--anchor)")
+    parser.add_argument(
+        "--recording",
+        action="store_true",
+        help="recording off and on in turn over the same calls, per --calls point",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="off/on pairs of --seconds each (--recording)"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--secret", help=argparse.SUPPRESS)
@@ -1028,6 +1417,10 @@ def main() -> None:
         return
     if args.serve:
         asyncio.run(serve(args.serve, args.port, args.workers, args.secret, args.peer))
+        return
+    if args.recording:
+        for calls in [int(c) for c in args.calls.split(",")]:
+            run_recording(calls, args.seconds, args.rounds, args.workers, args.processes)
         return
     media_file = str(prepare_media(args.seconds + 10))
     emit({"mode": "media", **media_bitrates(media_file)})
