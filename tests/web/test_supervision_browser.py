@@ -32,6 +32,7 @@ async def test_a_supervisor_listens_then_steps_in_and_leaves(
     await expect(expert.get_by_test_id("monitor-notice")).to_be_hidden()
     await expect(expert.get_by_test_id("being-listened")).to_be_hidden()
 
+    call = (await server.storage.consultations.find(department="market"))[0]
     supervisor = await open_logged_in(browser, server, "supervisor", "supervisor")
     row = supervisor.get_by_test_id("live-calls").get_by_test_id("live-call")
     await expect(row).to_have_count(1)
@@ -49,7 +50,13 @@ async def test_a_supervisor_listens_then_steps_in_and_leaves(
     await row.get_by_test_id("join-call").click()
     await expect(supervisor.get_by_test_id("step-out")).to_be_visible()
     await expect(expert.get_by_test_id("being-listened")).to_be_hidden()
-    await expect(listed).to_have_count(1)
+    try:
+        await expect(listed).to_have_count(1, timeout=30_000)
+    except AssertionError as exc:
+        # What the kiosk shows instead, and what the server holds.
+        shown = await kiosk.get_by_test_id("participant-list").inner_html()
+        live = await server.hub.consultations.call(call.id)
+        raise AssertionError(f"{exc}\nkiosk list: {shown}\nseats: {live}") from None
     await expect(listed).to_contain_text("服务中心督查")
     # The kiosk gets the supervisor's picture and sound (Chromium's fake devices) too.
     shown = await wait_remote_videos(kiosk, 2)
@@ -58,7 +65,6 @@ async def test_a_supervisor_listens_then_steps_in_and_leaves(
     await expect(listed).to_have_count(0)
     await expect(supervisor.get_by_test_id("step-out")).to_be_hidden()
 
-    call = (await server.storage.consultations.find(department="market"))[0]
     actions = [e.action for e in await server.storage.audit.entries() if e.subject == call.id]
     for action in ("consultation.listen", "consultation.step_in", "consultation.leave"):
         assert action in actions, actions

@@ -38,9 +38,13 @@ async def test_a_very_dissatisfied_rating_opens_a_follow_up_the_supervisor_close
     await live.wait_for()
     assert "市场监管" in await live.inner_text()
     assert "市民中心" in await live.inner_text()
+    # Listening in opens the listening panel (tests/web/test_supervision_browser.py
+    # follows it through); stopped here.
     await live.get_by_test_id("listen-call").click()
-    await supervisor.wait_for_selector("[data-testid=supervisor-message]:has-text('尚未开通')")
-    # No recordings yet (their route may not exist): an empty list, no error.
+    await supervisor.wait_for_selector("[data-testid=listen-panel]:visible")
+    await supervisor.get_by_test_id("listen-stop").click()
+    await supervisor.wait_for_selector("[data-testid=listen-status]:has-text('已停止旁听')")
+    # No recordings yet: an empty list, no error.
     await supervisor.wait_for_selector("#recordings-empty:visible")
     assert await supervisor.get_by_test_id("recording").count() == 0
 
