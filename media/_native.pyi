@@ -1,0 +1,99 @@
+"""Types of media._native (media/native/module.c): the relay's per-packet work in C.
+
+Import it through media.datapath, which says whether it was built.
+"""
+
+import pylibsrtp
+
+DECLINED: int
+"""forward's answer when a Plan sends the packet to the general path (nothing done)."""
+REFUSED: int
+"""forward's answer when SRTP refused the packet (dropped and counted)."""
+MAX_DESTINATIONS: int
+MAX_BATCH: int
+SLOT_SIZE: int
+EXT_DROP: int
+EXT_ABS_SEND_TIME: int
+EXT_AUDIO_LEVEL: int
+EXT_SLOW: int
+
+class Error(pylibsrtp.Error):
+    """An SRTP operation refused a packet, with libsrtp's message (as pylibsrtp)."""
+
+class Session:
+    """An SRTP session for one master key and salt, matching any SSRC:
+    pylibsrtp.Session's methods, bytes and errors."""
+
+    def __init__(
+        self,
+        key: bytes,
+        profile: int = 1,
+        window_size: int = 128,
+        allow_repeat_tx: bool = False,
+    ) -> None: ...
+    def protect(self, packet: bytes) -> bytes: ...
+    def protect_rtcp(self, packet: bytes) -> bytes: ...
+    def unprotect(self, packet: bytes) -> bytes: ...
+    def unprotect_rtcp(self, packet: bytes) -> bytes: ...
+    @property
+    def profile(self) -> int: ...
+    @property
+    def rtp_overhead(self) -> int: ...
+    @property
+    def rtcp_overhead(self) -> int: ...
+    @property
+    def streams(self) -> int: ...
+
+class Address:
+    """A peer's UDP address (numeric IPv4 or IPv6), parsed once."""
+
+    def __init__(self, host: str, port: int) -> None: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+class Plan:
+    """fastpath.plan_header for one source stream and one destination."""
+
+    def __init__(
+        self,
+        kinds: bytes,
+        abs_send_time_id: int,
+        audio_level_id: int,
+        transport_id: int,
+        payload_type: int,
+        ssrc: int,
+        mid_element: bytes,
+    ) -> None: ...
+    def header(self, data: bytes) -> tuple[bytes, int, int] | None: ...
+    @property
+    def transport_id(self) -> int: ...
+
+HeadDestination = tuple[
+    Session, int, Address | tuple[str, int], bytes | bytearray, int, int, int, int, int
+]
+"""(tx, fd, address, head, payload_at, transport_at, seq_offset, ts_offset, transport_sequence)"""
+PlanDestination = tuple[Session, int, Address | tuple[str, int], Plan, int, int, int]
+"""(tx, fd, address, plan, seq_offset, ts_offset, transport_sequence)"""
+Destination = HeadDestination | PlanDestination
+Destinations = list[Destination] | tuple[Destination, ...]
+"""A list or a tuple (exactly), at most MAX_DESTINATIONS."""
+
+class Forwarder:
+    """Steady packets forwarded in C, datagrams sent and received in batches."""
+
+    def __init__(self, batch: int = 64, datagram_size: int = 2048) -> None: ...
+    def forward(self, rx: Session, data: bytes, destinations: Destinations) -> int: ...
+    def forward_keep(
+        self, rx: Session, data: bytes, destinations: Destinations
+    ) -> tuple[bytes, list[bytes | None]] | int: ...
+    def flush(self) -> int: ...
+    def drain(
+        self, fd: int, max_datagrams: int
+    ) -> list[tuple[bytes, tuple[str, int] | tuple[str, int, int, int]]]: ...
+    def stats(self) -> dict[str, int]: ...
+    @property
+    def pending(self) -> int: ...
+
+def openssl_version() -> str: ...
