@@ -18,6 +18,7 @@ from web.errors import (
 )
 from web.keys import SETTINGS, SIGNALING
 from web.schemas import View
+from web.settings import Settings
 
 api = Api()
 MAX_SDP_BYTES = 64 * 1024
@@ -33,6 +34,21 @@ class IceServers(View):
     ice_servers: list[IceServerView]
     expires_at: float | None
     """When TURN credentials stop working (seconds since the epoch); null without TURN."""
+
+
+def ice_view(settings: Settings, secret: str | None, account_id: str, now: float) -> IceServers:
+    """The deployment's ICE servers for one account, TURN credentials (valid for
+    --turn-ttl) when ``secret`` is given: the ICE servers route's answer, and the
+    supervisor's listening and stepping in (web/supervision_api.py)."""
+    servers = ice_servers(settings.ice_servers, secret, account_id, now, settings.turn_ttl)
+    with_turn = any(s.credential for s in servers)
+    return IceServers(
+        ice_servers=[
+            IceServerView(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in servers
+        ],
+        expires_at=now + settings.turn_ttl if with_turn else None,
+    )
 
 
 async def _call_and_position(request: web.Request) -> tuple[LiveCall, int]:
@@ -131,14 +147,4 @@ async def get_ice_servers(request: web.Request) -> web.StreamResponse:
     secret = settings.turn_secret
     if secret is not None and not await request.app[SIGNALING].in_active_call(account):
         secret = None
-    servers = ice_servers(settings.ice_servers, secret, account.id, now, settings.turn_ttl)
-    with_turn = any(s.credential for s in servers)
-    return reply(
-        IceServers(
-            ice_servers=[
-                IceServerView(urls=list(s.urls), username=s.username, credential=s.credential)
-                for s in servers
-            ],
-            expires_at=now + settings.turn_ttl if with_turn else None,
-        )
-    )
+    return reply(ice_view(settings, secret, account.id, now))

@@ -8,7 +8,6 @@ import time
 
 from aiohttp import web
 
-from media.ice import ice_servers
 from media.slots import slot_of
 from signaling.live import KIOSK_POSITION, LiveCall, media_url, seat_name
 from storage.errors import RecordNotFound
@@ -18,7 +17,7 @@ from web.auth import remote_address
 from web.errors import NotFound
 from web.followups_api import covers, scope_of
 from web.keys import SETTINGS, SIGNALING, STORAGE
-from web.media_api import IceServers, IceServerView
+from web.media_api import IceServers, ice_view
 from web.schemas import View
 
 api = Api()
@@ -107,21 +106,10 @@ def _slots(call: LiveCall, position: int) -> list[ListenSlot]:
 
 
 def _ice(request: web.Request, account_id: str) -> IceServers:
-    """The supervisor's own TURN credentials: the ICE servers route is for the
-    participants of kiosks' and desks' pages."""
+    """The supervisor's own TURN credentials: the ICE servers route gives them to
+    the participants of kiosks' and desks' pages only."""
     settings = request.app[SETTINGS]
-    now = time.time()
-    servers = ice_servers(
-        settings.ice_servers, settings.turn_secret, account_id, now, settings.turn_ttl
-    )
-    with_turn = any(s.credential for s in servers)
-    return IceServers(
-        ice_servers=[
-            IceServerView(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in servers
-        ],
-        expires_at=now + settings.turn_ttl if with_turn else None,
-    )
+    return ice_view(settings, settings.turn_secret, account_id, time.time())
 
 
 def _view(request: web.Request, call: LiveCall) -> ListenView:
