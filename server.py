@@ -18,14 +18,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from observability.logs import banner
 from observability.logs import configure as configure_logging
 from storage.audit import ChainReport
-from storage.backup import Installation, create_backup, restore_backup
 from storage.blobs import BlobError, open_blob_store
 from storage.database import database_url
 from storage.errors import (
@@ -43,15 +42,13 @@ from storage.password_policy import MESSAGES, weakness
 from storage.records import DESK_ROLES, AuditEvent, Role
 from storage.sensitive import SensitiveValues
 from storage.tidying import GRACE, tidy
-from web.app import create_app, crypto_suite, open_keyring, open_storage
 from web.processes import Supervisor, child_index, secrets_on_command_line
-from web.schemas import Username
 from web.settings import Settings, SettingsError, parse_settings, secret_environment
 from web.shutdown import ExitWatchdog
-from web.tls import ssl_context
+from web.stores import crypto_suite, open_keyring, open_storage
 
-USERNAME: TypeAdapter[str] = TypeAdapter(Username)
-"""What the admin page accepts as a user name."""
+if TYPE_CHECKING:
+    from storage.backup import Installation
 
 SHUTDOWN_SECONDS = 1.0
 """At a stop, what open requests (uploads, media offers) are given to finish, and then
@@ -220,13 +217,17 @@ async def create_account(settings: Settings, command: tuple[str, ...]) -> int:
     """``accounts create --role ROLE --username NAME [--department D] [--hall H]``:
     an account made without a server (the first admin of a new installation), its
     password read from standard input and held to the admin page's rules; audited."""
+    # Here, not at the top: every REST body's model, which no other command needs.
+    from web.schemas import Username
+
     options = account_options(command)
     role = Role(options["role"][0])
     username = options["username"][0]
     department = options.get("department", [None])[0]
     halls = options.get("hall", [])
     try:
-        USERNAME.validate_python(username)
+        # What the admin page accepts as a user name.
+        TypeAdapter(Username).validate_python(username)
     except ValidationError:
         print(
             f"windowlink: {username!r} is not a user name: 3 to 32 of a-z, 0-9, _ . - "
@@ -281,7 +282,9 @@ async def create_account(settings: Settings, command: tuple[str, ...]) -> int:
     return 0
 
 
-def installation(settings: Settings) -> Installation:
+def installation(settings: Settings) -> "Installation":
+    from storage.backup import Installation
+
     return Installation(
         settings.data_dir,
         database_url(settings.database_url, settings.data_dir),
@@ -304,6 +307,9 @@ async def backup_or_restore(settings: Settings, command: tuple[str, ...]) -> int
             file=sys.stderr,
         )
         return 1
+    # Here, not at the top: backups are the only users of storage.backup's imports.
+    from storage.backup import create_backup, restore_backup
+
     keys = Path(command[3]) if len(command) > 3 else None
     try:
         if action == "backup":
@@ -384,6 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyringError as exc:
             print(f"windowlink: {exc}", file=sys.stderr)
             return 2
+    return serve(settings, argv)
+
+
+def serve(settings: Settings, argv: Sequence[str] | None) -> int:
+    """Run the server (or, with --processes, the supervisor of its processes)."""
     url = f"{settings.scheme}://{settings.host}:{settings.port}"
     # SIGUSR1/SIGUSR2 drain and undrain a serving node (web.app); until its handler
     # is installed they must not end the process, as their default action would.
@@ -413,6 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             secret_env=secret_environment(settings),
         )
         return supervisor.run()
+    # Imported here, not at the top: the web application (aiohttp, socket.io, the
+    # relay's aiortc and PyAV, every API module) is two seconds of imports that
+    # neither the commands nor the supervisor of --processes needs.
+    from aiohttp import web
+
+    from web.app import create_app
+    from web.tls import ssl_context
+
     context = ssl_context(settings)
     if index is None:
         banner(f"windowlink serving {url}/kiosk /expert /clerk /admin", settings.log_format)

@@ -11,8 +11,8 @@ from contextlib import suppress
 from pathlib import Path
 
 from storage.demo import seed_demo
-from web.app import open_storage
 from web.settings import Settings
+from web.stores import open_storage
 
 STOP_TIMEOUT = 15.0
 """Seconds a server gets after SIGTERM (it promises 10), and its process group after

@@ -2,12 +2,13 @@
 
 import asyncio
 import contextlib
-import dataclasses
+import functools
 import logging
 import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -16,17 +17,11 @@ from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
 from signaling.hub import SignalingHub, create_live_store, create_socket_server
 from signaling.limits import EventRateLimit
-from storage.audit_keys import AuditKeys, directory_audit_keys, master_audit_keys
 from storage.blobs import open_blob_store
-from storage.database import Database
 from storage.demo import seed_demo
-from storage.filecrypt import Suite
 from storage.filestore import FileStore, UploadLimits
-from storage.keyring import DatabaseKeks, DirectoryKeks, Keyring, read_master_key
 from storage.retention import recording_days, run_retention
 from storage.sensitive import SensitiveValues
-from storage.sessions import SessionPolicy
-from storage.store import Storage
 from web import (
     admin_api,
     appointments_api,
@@ -84,6 +79,7 @@ from web.processes import DRAINING_ENV, child_index, watch_lifeline
 from web.request_context import request_context
 from web.settings import Settings
 from web.shutdown import StopBudget
+from web.stores import open_keyring, open_storage
 
 log = logging.getLogger(__name__)
 PROCESS_FIGURES_EVERY = 5.0
@@ -129,35 +125,12 @@ def signaling_config(settings: Settings) -> SignalingConfig:
     )
 
 
-def crypto_suite(settings: Settings) -> Suite:
-    return Suite.SM4_GCM if settings.crypto_suite == "sm4-gcm" else Suite.AES_256_GCM
-
-
-def audit_keys(settings: Settings, *, sign: bool = True) -> AuditKeys:
-    """The audit chain's keys: derived from the master key, or in the key directory
-    (made there at the first start). ``sign=False``: only verify, make nothing."""
-    suite = crypto_suite(settings)
-    if settings.master_key_file is None:
-        keys = directory_audit_keys(settings.keys_directory, suite, create=sign)
-    else:
-        master = read_master_key(settings.master_key_file)
-        keys = master_audit_keys(master, suite, settings.keys_directory)
-    return keys if sign else dataclasses.replace(keys, active=None)
-
-
-async def open_storage(settings: Settings, *, sign: bool = True) -> Storage:
-    """The records, as configured (the server and the ``audit``/``keys`` commands);
-    ``sign=False`` for a process that only reads and verifies."""
-    return await Storage.open(
-        settings.database_url,
-        settings.data_dir,
-        SessionPolicy(
-            idle_timeout=settings.session_idle,
-            max_age=settings.session_max,
-            kiosk_max_age=settings.kiosk_session_max,
-        ),
-        await asyncio.to_thread(audit_keys, settings, sign=sign),
-    )
+@functools.cache
+def _openapi_document() -> dict[str, Any]:
+    """The OpenAPI document, built once a process: it comes from the module-level
+    tables alone, and building it costs a test server start 0.3 s of CPU (the
+    answer serializes it; nothing changes it)."""
+    return openapi.build_openapi(API_TABLES)
 
 
 async def _lifeline_ctx(_app: web.Application) -> AsyncIterator[None]:
@@ -174,17 +147,6 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
         await seed_demo(storage)
     yield
     await app[STOP].step("closing the records", storage.close(), at_most=1.5)
-
-
-async def open_keyring(settings: Settings, db: Database) -> Keyring:
-    """The KEKs: in the key directory, or with a master key in the shared database
-    (taking the key directory's KEKs the first time)."""
-    suite = crypto_suite(settings)
-    directory = DirectoryKeks(settings.keys_directory)
-    if settings.master_key_file is None:
-        return await Keyring.open(directory, suite)
-    master = await asyncio.to_thread(read_master_key, settings.master_key_file)
-    return await Keyring.open(DatabaseKeks(db, master, suite), suite, seed=directory)
 
 
 async def _files_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -394,5 +356,5 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     for table in API_TABLES:
         table.add_to(app)
     pages.add_static(app)
-    app[OPENAPI] = openapi.build_openapi(API_TABLES)
+    app[OPENAPI] = _openapi_document()
     return app

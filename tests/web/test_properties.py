@@ -61,6 +61,10 @@ from web.settings import Settings
 pytestmark = pytest.mark.filterwarnings(
     "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
 )
+# The fuzzing (every route, event and raw frame: some 1,750 examples against the live
+# server, about a fifth of the fast tier's CPU) is a slow-tier run, in CI as before;
+# the regressions at the end of this module stay in the fast tier.
+FUZZING = pytest.mark.slow
 T = TypeVar("T")
 PASSWORD = "demo1234"
 PDF = b"%PDF-1.7\n" + b"1" * 3000 + b"\n%%EOF\n"
@@ -715,6 +719,7 @@ async def _cookie_for(world: World, role: str, endpoint: Endpoint) -> str | None
     return world.tokens[role]
 
 
+@FUZZING
 @pytest.mark.parametrize("endpoint", ROUTES, ids=[f"{e.method} {e.path}" for e in ROUTES])
 @settings(
     max_examples=ROUTE_EXAMPLES,
@@ -821,6 +826,7 @@ def test_the_event_table_is_the_servers(world: World) -> None:
     assert served == [spec.name for spec in EVENTS]
 
 
+@FUZZING
 @pytest.mark.parametrize("spec", EVENTS, ids=[spec.name for spec in EVENTS])
 @settings(
     max_examples=EVENT_EXAMPLES,
@@ -944,6 +950,7 @@ async def _acks_until(
     raise AssertionError("no ack among 100 frames")
 
 
+@FUZZING
 @settings(
     max_examples=FRAME_EXAMPLES,
     deadline=None,
