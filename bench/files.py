@@ -1,16 +1,28 @@
 """Document store benchmark: upload and download throughput of documents of the
 sizes a hall really sees (10 MiB, and the 50 MiB maximum), through the product's
 resumable API with encryption, on the local store and on an S3-compatible store
-(moto's server, a process of its own), against a minimal aiohttp handler in the
-same run that streams the body to disk and fsyncs it, and serves it back by
-sendfile: the floor of what aiohttp on this machine can do.
+(moto's server, a process of its own), against two minimal aiohttp handlers in
+the same run, each streaming the body to disk, fsyncing it and serving it back by
+sendfile:
+
+- the same-protocol reference: the product's upload protocol (create, parts with
+  their SHA-256 checksum, which it verifies, finish), the yardstick of the
+  targets;
+- the bare reference: one PUT of the whole document written to disk as it
+  arrives, no parts and no hashing: the floor of what aiohttp on this machine
+  can do.
 
     python bench/files.py --sizes-mib 10,50 --samples 5
 
-Every figure is the median of ``--samples`` transfers; the product and the
-reference alternate, so both see the same machine. Parts are 1 MiB, as the pages
-send them. The product's peak RSS growth over its idle size is reported. The
-data directories are removed at the end.
+The client's own work is kept out of the timed windows: the parts and their
+checksums are prepared before the upload begins (the pages' part sizes on a
+fast link: 1, 2, 4, then 8 MiB, the rule of web/static/js/files.js; a part slow
+enough to change the rule is counted in ``off_schedule``), and a download is
+compared with the document after it was timed. Each server's CPU (all its
+threads, from /proc's schedstat) is read around every transfer and printed per
+MiB moved. Every throughput is the median of ``--samples`` transfers; the
+servers alternate, so they see the same machine. The product's peak RSS growth
+over its idle size is reported. The data directories are removed at the end.
 """
 
 import argparse
@@ -26,6 +38,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +65,57 @@ def next_part_size(current: int, sent: int, seconds: float) -> int:
     return max(PART_MIN, min(2 * current, PART_MAX, int(fits // PART_MIN) * PART_MIN))
 
 
-Transfer = Callable[[bytes], Awaitable[tuple[float, float]]]
+@dataclass(frozen=True)
+class Part:
+    offset: int
+    size: int
+    """The part size the rule chose (the last part may carry less)."""
+    data: bytes
+    headers: dict[str, str]
+
+
+def plan(content: bytes) -> list[Part]:
+    """The parts the pages send on a fast link, with their headers (and so their
+    checksums) made before any clock starts."""
+    parts, offset, size = [], 0, PART_MIN
+    while offset < len(content):
+        data = content[offset : offset + size]
+        parts.append(Part(offset, size, data, part_headers(offset, data)))
+        size = next_part_size(size, len(data), 0.0)
+        offset += len(data)
+    return parts
+
+
+@dataclass
+class Sample:
+    """One transfer: seconds and the server's CPU seconds, each way."""
+
+    upload: float
+    download: float
+    upload_cpu: float
+    download_cpu: float
+    off_schedule: int = 0
+
+
+Transfer = Callable[[bytes, list[Part]], Awaitable[Sample]]
 
 
 def emit(record: dict[str, Any]) -> None:
     measure.emit("files", record)
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds of a server and every process below it, summed over all their
+    threads at nanosecond resolution (/proc/<pid>/task/<tid>/schedstat: the clock
+    ticks of /proc/<pid>/stat are 10 ms, as long as a small transfer)."""
+    total = 0
+    for process in measure.process_tree(pid):
+        for schedstat in Path(f"/proc/{process}/task").glob("*/schedstat"):
+            try:
+                total += int(schedstat.read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+    return total / 1e9
 
 
 def rss(pid: int, field: str = "VmHWM:") -> int:
@@ -94,6 +153,16 @@ def reference_server(directory: Path, port: int) -> None:
             os.fsync(handle.fileno())
         return web.json_response({"url": f"/f/{request.match_info['id']}"}, status=201)
 
+    async def bare(request: web.Request) -> web.Response:
+        # The floor: the body to disk as it arrives and flushed, nothing else.
+        upload_id = os.urandom(8).hex()
+        with (directory / upload_id).open("wb") as out:
+            async for data in request.content.iter_chunked(256 * 1024):
+                out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return web.json_response({"url": f"/f/{upload_id}"}, status=201)
+
     async def get(request: web.Request) -> web.FileResponse:
         return web.FileResponse(directory / request.match_info["id"])
 
@@ -101,6 +170,7 @@ def reference_server(directory: Path, port: int) -> None:
     app.router.add_post("/uploads", create)
     app.router.add_patch("/u/{id}", patch)
     app.router.add_post("/u/{id}/finish", finish)
+    app.router.add_put("/bare", bare)
     app.router.add_get("/f/{id}", get)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
@@ -108,39 +178,57 @@ def reference_server(directory: Path, port: int) -> None:
 # ---- the client: the pages' upload protocol -----------------------------------------
 
 
+async def download(
+    http: aiohttp.ClientSession, url: str, content: bytes, pid: int
+) -> tuple[float, float]:
+    """Seconds and server CPU seconds to download ``content`` from ``url``; the
+    bytes are compared once the clock has stopped."""
+    pieces: list[bytes] = []
+    cpu = server_cpu(pid)
+    started = time.perf_counter()
+    async with http.get(url) as response:
+        assert response.status == 200, await response.text()
+        async for piece in response.content.iter_chunked(MiB):
+            pieces.append(piece)
+    seconds = time.perf_counter() - started
+    cpu = server_cpu(pid) - cpu
+    assert b"".join(pieces) == content, "download differs"
+    return seconds, cpu
+
+
 async def transfer(
     base: str,
     create_url: str,
     content: bytes,
+    parts: list[Part],
     upload_http: aiohttp.ClientSession,
     download_http: aiohttp.ClientSession,
-) -> tuple[float, float]:
-    """Seconds to upload (create, 1 MiB parts, finish) and to download ``content``."""
+    pid: int,
+) -> Sample:
+    """Upload ``content`` as the pages do (create, the planned parts, finish) and
+    download it."""
+    off_schedule = 0
+    cpu = server_cpu(pid)
     started = time.perf_counter()
     async with upload_http.post(
         create_url, json={"name": "scan.pdf", "size": len(content)}
     ) as response:
         assert response.status == 201, await response.text()
         url = base + (await response.json())["url"]
-    offset, part_size = 0, PART_MIN
-    while offset < len(content):
-        part = content[offset : offset + part_size]
+    for number, part in enumerate(parts):
         sent_at = time.perf_counter()
-        async with upload_http.patch(url, data=part, headers=part_headers(offset, part)) as r:
+        async with upload_http.patch(url, data=part.data, headers=part.headers) as r:
             assert r.status == 204, await r.text()
-        part_size = next_part_size(part_size, len(part), time.perf_counter() - sent_at)
-        offset += len(part)
+        if number + 1 < len(parts):
+            wanted = next_part_size(part.size, len(part.data), time.perf_counter() - sent_at)
+            off_schedule += wanted != parts[number + 1].size
     async with upload_http.post(f"{url}/finish") as response:
         assert response.status == 201, await response.text()
         file_url = base + (await response.json())["url"]
     upload_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    digest = hashlib.sha256()
-    async with download_http.get(file_url) as response:
-        async for piece in response.content.iter_chunked(MiB):
-            digest.update(piece)
-    assert digest.digest() == hashlib.sha256(content).digest(), "download differs"
-    return upload_seconds, time.perf_counter() - started
+    upload_cpu = server_cpu(pid) - cpu
+    download_seconds, download_cpu = await download(download_http, file_url, content, pid)
+    return Sample(upload_seconds, download_seconds, upload_cpu, download_cpu, off_schedule)
 
 
 @asynccontextmanager
@@ -159,16 +247,28 @@ async def process(args: list[str], health: str) -> AsyncIterator[subprocess.Pope
 
 
 @asynccontextmanager
-async def reference(directory: Path) -> AsyncIterator[Transfer]:
+async def reference(directory: Path) -> AsyncIterator[tuple[Transfer, Transfer]]:
+    """The same-protocol reference and the bare one (one server, both routes)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = [sys.executable, __file__, "--reference-server", str(directory), "--port", str(port)]
-    async with process(args, f"{base}/f/none"), aiohttp.ClientSession() as http:
+    async with process(args, f"{base}/f/none") as server, aiohttp.ClientSession() as http:
 
-        async def run(content: bytes) -> tuple[float, float]:
-            return await transfer(base, f"{base}/uploads", content, http, http)
+        async def same_protocol(content: bytes, parts: list[Part]) -> Sample:
+            return await transfer(base, f"{base}/uploads", content, parts, http, http, server.pid)
 
-        yield run
+        async def bare(content: bytes, _parts: list[Part]) -> Sample:
+            cpu = server_cpu(server.pid)
+            started = time.perf_counter()
+            async with http.put(f"{base}/bare", data=content) as response:
+                assert response.status == 201, await response.text()
+                url = base + (await response.json())["url"]
+            seconds = time.perf_counter() - started
+            cpu = server_cpu(server.pid) - cpu
+            down, down_cpu = await download(http, url, content, server.pid)
+            return Sample(seconds, down, cpu, down_cpu)
+
+        yield same_protocol, bare
 
 
 @asynccontextmanager
@@ -214,8 +314,8 @@ async def product(
         )
         create = f"{base}/api/v1/consultations/{view.consultation_id}/uploads"
 
-        async def run(content: bytes) -> tuple[float, float]:
-            return await transfer(base, create, content, up, down)
+        async def run(content: bytes, parts: list[Part]) -> Sample:
+            return await transfer(base, create, content, parts, up, down, server.pid)
 
         yield run, server
 
@@ -223,6 +323,30 @@ async def product(
 def document(size: int) -> bytes:
     """A scan-like PDF: incompressible bytes behind a PDF header."""
     return b"%PDF-1.7\n" + os.urandom(size - 16) + b"\n%%EOF\n"
+
+
+def summary(runs: dict[str, list[Sample]], size: int) -> dict[str, Any]:
+    """Medians of throughput, and server CPU per MiB over all samples, for each
+    server; the product's ratios to both references."""
+    mib = size / MiB
+    figures: dict[str, Any] = {"samples": len(runs["product"])}
+    for name, samples in runs.items():
+        for way in ("upload", "download"):
+            rate = statistics.median(mib / getattr(s, way) for s in samples)
+            cpu = sum(getattr(s, f"{way}_cpu") for s in samples) / (mib * len(samples))
+            figures[f"{name}_{way}_mib_s"] = round(rate, 1)
+            figures[f"{name}_{way}_cpu_ms_per_mib"] = round(cpu * 1000, 2)
+    for way in ("upload", "download"):
+        mine = figures[f"product_{way}_mib_s"]
+        figures[f"{way}_ratio"] = round(mine / figures[f"reference_{way}_mib_s"], 3)
+        figures[f"{way}_ratio_to_bare"] = round(mine / figures[f"bare_{way}_mib_s"], 3)
+        figures[f"{way}_cpu_ratio"] = round(
+            figures[f"product_{way}_cpu_ms_per_mib"]
+            / max(figures[f"reference_{way}_cpu_ms_per_mib"], 0.001),
+            2,
+        )
+    figures["off_schedule"] = sum(s.off_schedule for s in runs["product"] + runs["reference"])
+    return figures
 
 
 async def bench(sizes: list[int], samples: int, stores: list[str]) -> None:
@@ -242,7 +366,7 @@ async def bench(sizes: list[int], samples: int, stores: list[str]) -> None:
                     objects.endpoint,
                 ]
             (root / "reference").mkdir()
-            floor = await stack.enter_async_context(reference(root / "reference"))
+            floor, bare = await stack.enter_async_context(reference(root / "reference"))
             for store in stores:
                 run, server = await stack.enter_async_context(
                     product(root / store, environment[store], max(sizes) + MiB)
@@ -250,29 +374,13 @@ async def bench(sizes: list[int], samples: int, stores: list[str]) -> None:
                 idle = rss(server.pid, "VmRSS:")
                 for size in sizes:
                     content = document(size)
-                    mine: list[tuple[float, float]] = []
-                    theirs: list[tuple[float, float]] = []
+                    parts = plan(content)
+                    runs: dict[str, list[Sample]] = {"product": [], "reference": [], "bare": []}
                     for _ in range(samples):
-                        theirs.append(await floor(content))
-                        mine.append(await run(content))
-                    mib = size / MiB
-                    up = statistics.median(mib / s[0] for s in mine)
-                    down = statistics.median(mib / s[1] for s in mine)
-                    ref_up = statistics.median(mib / s[0] for s in theirs)
-                    ref_down = statistics.median(mib / s[1] for s in theirs)
-                    emit(
-                        {
-                            "store": store,
-                            "size_mib": round(mib),
-                            "samples": samples,
-                            "upload_mib_s": round(up, 1),
-                            "download_mib_s": round(down, 1),
-                            "reference_upload_mib_s": round(ref_up, 1),
-                            "reference_download_mib_s": round(ref_down, 1),
-                            "upload_ratio": round(up / ref_up, 3),
-                            "download_ratio": round(down / ref_down, 3),
-                        }
-                    )
+                        runs["bare"].append(await bare(content, parts))
+                        runs["reference"].append(await floor(content, parts))
+                        runs["product"].append(await run(content, parts))
+                    emit({"store": store, "size_mib": round(size / MiB), **summary(runs, size)})
                 emit(
                     {
                         "store": store,

@@ -2,8 +2,9 @@
 object the web layer and the commands hold, put together from modules with one
 job each.
 
-- storage.uploads: uploads part by part, shared by every process and node, until
-  they become documents;
+- storage.uploads: uploads part by part, shared by every process and node, each
+  part written where its document will live (storage.blobs' assemblies) until
+  the finish seals it into the document without a copy;
 - storage.documents: the records of documents and their content as
   authenticated plaintext for a byte range (each download audited there);
 - storage.attachments: the clerk's case record;

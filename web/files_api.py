@@ -190,9 +190,10 @@ async def upload_offset(request: web.Request) -> web.StreamResponse:
         Header("Upload-Offset", "where the part starts: the upload's offset", r"^[0-9]{1,15}$"),
         Header("Upload-Checksum", "sha256 <base64 of the part's digest>", r"^[Ss][Hh][Aa]256 \S+$"),
     ),
-    # 400 bad_part/checksum_mismatch, 408 too_slow, 409 wrong_offset, 413 too_large,
+    # 400 bad_part/checksum_mismatch, 408 too_slow, 409 wrong_offset (also: the same
+    # part sent again, or another part of this upload still arriving), 413 too_large,
     # 415 not application/offset+octet-stream, 429 account_upload_limit/call_upload_limit,
-    # 503 uploads_busy.
+    # 503 uploads_busy (also: the server's storage is full).
     errors=(400, 408, 409, 413, 415, 429, 503),
 )
 async def upload_part(request: web.Request) -> web.StreamResponse:
@@ -238,7 +239,9 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
     response=FileView,
     status=201,
     tag="files",
-    # 409 incomplete; 415 unsupported_type/type_mismatch.
+    # 404 gone (discarded, or a part was lost: send the file again); 409 incomplete,
+    # or wrong_offset (a part still arriving); 415 unsupported_type/type_mismatch;
+    # 503 uploads_busy (the server's storage is full).
     errors=(409, 415),
 )
 async def finish_upload(request: web.Request) -> web.StreamResponse:

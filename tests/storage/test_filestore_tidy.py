@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+import storage.blobs
 import storage.uploads
 from storage.blobs import OWNER_SUFFIX, PART_SUFFIX, SUFFIX, BlobError, LocalBlobStore
 from storage.demo import seed_demo
@@ -270,10 +271,14 @@ async def test_a_crash_between_put_and_commit_is_tidied_after_the_grace_period(
         def crash(*_args: object, **_kwargs: object) -> None:
             raise RuntimeError("the process died here")
 
-        # The document is put, its record never committed, and the clean-up that
-        # would delete it fails too (as when the process is killed at that point).
+        async def killed(*_args: object, **_kwargs: object) -> bool:
+            raise BlobError("the process died before it took the document back")
+
+        # The document is sealed, its record never committed, and the clean-up that
+        # would take it back fails too (as when the process is killed at that point).
         at.blobs.failing_deletes = True
         monkeypatch.setattr(storage.uploads, "append_audit", crash)
+        monkeypatch.setattr(storage.blobs._LocalRegion, "unseal", killed)
         with pytest.raises(RuntimeError):
             await upload(at, pdf(), "lost.pdf")
         monkeypatch.undo()
@@ -299,7 +304,11 @@ async def test_a_crash_between_put_and_commit_is_tidied_after_the_grace_period(
         assert [r.name for r in done.removed] == [r.name for r in seen] == [lost]
         assert blobs_in(store) == {kept.id}
         assert await intents_of(at) == set()
-        (line,) = [r.getMessage() for r in caplog.records if lost in r.getMessage()]
+        (line,) = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "storage.tidying" and lost in r.getMessage()
+        ]
         assert "removed document" in line and "unrecorded" in line
 
 
