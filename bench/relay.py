@@ -96,6 +96,7 @@ from aiortc.sdp import SessionDescription  # noqa: E402
 from bench import measure  # noqa: E402
 from bench.measure import cpu_seconds, percentile  # noqa: E402
 from harness.ports import free_port  # noqa: E402
+from media import datapath  # noqa: E402
 from media.aiortc_private import dtls_transports, intercept, restrict_host_addresses  # noqa: E402
 from media.config import MediaConfig  # noqa: E402
 from media.pool import create_relay_pool  # noqa: E402
@@ -622,7 +623,12 @@ async def serve(
     mode: str, port: int, workers: int, secret: str | None = None, peer: str | None = None
 ) -> None:
     restrict_host_addresses(["127.0.0.1"])
-    pool = create_relay_pool(MediaConfig(("127.0.0.1",), None, workers), secret=secret)
+    path = os.environ.get("WINDOWLINK_RELAY_DATAPATH", "auto")
+    datapath.select(path)
+    print(datapath.describe(prefer_native=path != "python"), file=sys.stderr)
+    pool = create_relay_pool(
+        MediaConfig(("127.0.0.1",), None, workers, datapath=path), secret=secret
+    )
     await pool.start()
     baseline = BaselineRelay()
     placed: dict[str, str] = {}
@@ -1282,14 +1288,31 @@ def run_anchor(target: str, calls: str, reps: int, seconds: float) -> None:
     work = Path(tempfile.mkdtemp(prefix="wl-anchor-"))
     env = {**os.environ, "ANCHOR_CACHE": str(work / "cache")}
     out = work / "results.jsonl"
+
     # Plain HTTP on a namespace address: --behind-proxy, with no proxy (none on
     # loopback there) whose forwarded headers would count.
-    server = (
-        f'sh -c "rm -rf {work}/data-run && cp -a {work}/seed {work}/data-run && '
-        f"exec {{py}} {ROOT}/server.py --host {{ip}} --port {{port}} --behind-proxy "
-        f"--trusted-proxies 127.0.0.1 "
-        f'--data-dir {work}/data-run --media-address {{ip}}"'
-    )
+    def server(path: str) -> str:
+        return (
+            f'sh -c "rm -rf {work}/data-run && cp -a {work}/seed {work}/data-run && '
+            f"exec {{py}} {ROOT}/server.py --host {{ip}} --port {{port}} --behind-proxy "
+            f"--trusted-proxies 127.0.0.1 --relay-datapath {path} "
+            f'--data-dir {work}/data-run --media-address {{ip}}"'
+        )
+
+    # Each data path is a target of its own in the same run (Janus, native, Python:
+    # the same load, alternating), unless --datapath names one.
+    chosen = os.environ.get("WINDOWLINK_RELAY_DATAPATH")
+    paths = [chosen] if chosen else ["native", "python"]
+    targets = [
+        arg
+        for path in paths
+        for arg in (
+            "--target",
+            f"windowlink-{path}",
+            f"{here}/windowlink_adapter.py:setup_call",
+            server(path),
+        )
+    ]
     try:
         seed = [sys.executable, str(here / "seed_windowlink.py"), str(ROOT), str(work / "seed")]
         subprocess.run([*seed, "10"], check=True, env=env)
@@ -1308,10 +1331,7 @@ def run_anchor(target: str, calls: str, reps: int, seconds: float) -> None:
                     str(out),
                     "--targets",
                     "janus",
-                    "--target",
-                    "windowlink",
-                    f"{here}/windowlink_adapter.py:setup_call",
-                    server,
+                    *targets,
                     "--ns",
                     calls,
                     "--reps",
@@ -1407,11 +1427,20 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=2, help="off/on pairs of --seconds each (--recording)"
     )
+    parser.add_argument(
+        "--datapath",
+        choices=("auto", "native", "python"),
+        help="the relay's data path (the product's --relay-datapath; it reaches every "
+        "server and worker this bench starts, the --anchor one too, as "
+        "WINDOWLINK_RELAY_DATAPATH)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--secret", help=argparse.SUPPRESS)
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.datapath:
+        os.environ["WINDOWLINK_RELAY_DATAPATH"] = args.datapath
     if args.anchor:
         run_anchor(args.anchor, args.calls, args.reps, args.seconds)
         return

@@ -11,7 +11,7 @@ aiortc 1.16.0, aioice 0.13.0.
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioice.ice
 import pylibsrtp
@@ -24,7 +24,11 @@ from aiortc import (
 )
 from aiortc.rtcdtlstransport import State as DtlsState
 
+from media import datapath
 from media.addresses import is_loopback
+
+if TYPE_CHECKING:
+    from media import _native
 
 RtpHandler = Callable[[bytes, int], Awaitable[None]]
 RtcpHandler = Callable[[bytes], Awaitable[None]]
@@ -83,6 +87,36 @@ def tap_outgoing(transport: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> 
     transport._send_rtp = filtered  # type: ignore[method-assign]
 
 
+def native_srtp(transport: RTCDtlsTransport) -> None:
+    """Key this transport's SRTP with native sessions (media._native) instead of
+    pylibsrtp's, from the same exported keys, as soon as aiortc sets them up: its
+    own path (RTCP, retransmissions, what the native forwarder declines) and the
+    native one then share one replay window and rollover counter per direction."""
+    setup = transport._setup_srtp
+
+    def setup_native() -> None:
+        setup()
+        if transport._rx_srtp is None:
+            return  # no profile negotiated: aiortc failed the transport
+        ssl = transport._ssl
+        assert ssl is not None  # set up before the handshake that led here
+        profile = next(
+            p
+            for p in transport._srtp_profiles
+            if p.openssl_profile == ssl.get_selected_srtp_profile()
+        )
+        # The same export aiortc just made (RFC 5705: the same bytes every time).
+        keys = ssl.export_keying_material(
+            b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
+        )
+        rx, tx = datapath.session_pair(
+            profile.openssl_profile, keys, is_server=transport._role == "server"
+        )
+        transport._rx_srtp, transport._tx_srtp = rx, tx  # type: ignore[assignment]
+
+    transport._setup_srtp = setup_native  # type: ignore[method-assign]
+
+
 class SrtpPath:
     """A bundled transport's SRTP sessions and selected UDP path, to handle media
     where the datagram arrives: unprotect, and protect + ``sendto`` at once,
@@ -93,6 +127,8 @@ class SrtpPath:
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._dtls = transport
         self._connection: aioice.ice.Connection = transport.transport._connection
+        self._target_of: tuple[object, object] | None = None
+        self._target: tuple[_native.Session, int, _native.Address] | None = None
 
     def unprotect(self, data: bytes) -> bytes | None:
         """The packet decrypted and authenticated, or None (damaged or replayed:
@@ -126,6 +162,29 @@ class SrtpPath:
         except pylibsrtp.Error:
             return
         pair.protocol.transport.sendto(protected, pair.remote_addr)
+
+    def native_rx(self) -> "_native.Session | None":
+        """The receiving SRTP session when it is a native one (see native_srtp)."""
+        session: Any = self._dtls._rx_srtp
+        return session if type(session).__module__ == "media._native" else None
+
+    def native_target(self) -> "tuple[_native.Session, int, _native.Address] | None":
+        """(tx session, socket fd, remote address) of the nominated pair for the native
+        forwarder (call ``can_send`` first), or None when the sessions are not native.
+        Worked out again only when the pair or the session changes."""
+        pair = self._connection._nominated[1]
+        session: Any = self._dtls._tx_srtp
+        known = self._target_of
+        if known is None or known[0] is not pair or known[1] is not session:
+            if type(session).__module__ != "media._native":
+                return None
+            from media import _native
+
+            sock = pair.protocol.transport.get_extra_info("socket")
+            host, port = pair.remote_addr[:2]
+            self._target = (session, sock.fileno(), _native.Address(host, port))
+            self._target_of = (pair, session)
+        return self._target
 
 
 def take_rtp_early(transport: RTCDtlsTransport, handle: Callable[[bytes], bool]) -> SrtpPath:
@@ -236,6 +295,7 @@ def check_private_names() -> list[str]:
         (RTCDtlsTransport, "_handle_rtp_data", ["self", "data", "arrival_time_ms"]),
         (RTCDtlsTransport, "_handle_rtcp_data", ["self", "data"]),
         (RTCDtlsTransport, "_send_rtp", ["self", "data"]),
+        (RTCDtlsTransport, "_setup_srtp", ["self"]),
         (RTCRtpSender, "_send_rtcp", ["self", "packets"]),
         (RTCRtpReceiver, "_send_rtcp", ["self", "packet"]),
         (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder", ["self"]),
@@ -274,7 +334,7 @@ def check_private_names() -> list[str]:
         problems.append("RTCIceTransport._connection is gone")
     if not hasattr(DtlsState, "CONNECTED"):
         problems.append("aiortc's DTLS State.CONNECTED is gone")
-    for attribute in ("_rx_srtp", "_tx_srtp", "_state"):
+    for attribute in ("_rx_srtp", "_tx_srtp", "_state", "_srtp_profiles", "_ssl", "_role"):
         if attribute not in RTCDtlsTransport.__init__.__code__.co_names:
             problems.append(f"RTCDtlsTransport.{attribute} is gone")
     received = list(inspect.signature(_original_request_received).parameters)

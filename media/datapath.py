@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from media import _native
 
 Datapath = Literal["native", "python"]
+Setting = Literal["auto", "native", "python"]
+"""``--relay-datapath``: auto takes the native path where it loads; native
+insists on it (a start fails without it); python never takes it."""
+SETTINGS: tuple[Setting, ...] = ("auto", "native", "python")
 
 AIORTC_WINDOW = 1024
 """The replay window aiortc gives both SRTP sessions of a transport (and
@@ -64,12 +68,41 @@ def describe(prefer_native: bool = True) -> str:
     return f"relay data path: python (media._native unavailable: {_UNAVAILABLE})"
 
 
+class NativeUnavailable(RuntimeError):
+    """``--relay-datapath native`` on a machine where media._native does not load."""
+
+
+_selected: Datapath | None = None
+
+
+def select(setting: str) -> Datapath:
+    """The path this process's relays forward on from now on (``current``), from the
+    setting (``SETTINGS``); NativeUnavailable when the native one is demanded and does
+    not load. Process-wide, like the ICE gathering addresses: each process chooses
+    once at start, and a relay made without a path of its own takes this one."""
+    global _selected
+    if setting not in SETTINGS:
+        raise ValueError(f"--relay-datapath must be auto, native or python, not {setting!r}")
+    if setting == "native" and not native_available():
+        raise NativeUnavailable(
+            f"--relay-datapath native: media._native unavailable: {_UNAVAILABLE}"
+        )
+    _selected = chosen(prefer_native=setting != "python")
+    return _selected
+
+
+def current() -> Datapath:
+    """The path this process's relays forward on: the one ``select`` chose (at
+    start, from the setting), else the native one where it loads."""
+    return _selected if _selected is not None else chosen()
+
+
 class DatapathCollector(Collector):
     """``windowlink_relay_datapath_info{path="native"|"python"} 1``: the path the
     relay forwards on (``path`` says it when scraped: the workers' own answer where
     they report one)."""
 
-    def __init__(self, path: Callable[[], Datapath] = chosen) -> None:
+    def __init__(self, path: Callable[[], Datapath] = current) -> None:
         self._path = path
 
     def collect(self) -> Iterator[Metric]:

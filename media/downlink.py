@@ -89,6 +89,11 @@ class SentLog:
         self._sent.pop(unwrapped - HISTORY, None)
         return unwrapped % SEQ_MOD
 
+    def peek(self) -> int:
+        """The number (16 bits) ``assign`` gives next, not taken: written into a
+        packet that may still be refused (media/forwarding.py sent_steady)."""
+        return self._next % SEQ_MOD
+
     def unwrap(self, sequence_number: int) -> int:
         """The sent packet a 16-bit number from feedback refers to (the nearest)."""
         latest = self._next - 1

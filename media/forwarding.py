@@ -150,6 +150,27 @@ class OutboundStream:
         self._sent(sequence_number, timestamp, out)
         return out
 
+    def next_transport_sequence(self) -> int:
+        """The transport-wide number the next packet sent on the leg takes (0 without
+        transport-cc), not yet taken: the native forwarder writes it into a packet
+        that may still be refused, and ``sent_steady`` takes it once it is sent."""
+        if self.transport is None:
+            return 0
+        # The relay is one thread: nothing takes a number between this and sent_steady.
+        return self.transport.peek()
+
+    def sent_steady(self, plain: bytes, out: bytes, numbered: bool) -> None:
+        """``out``, the steady packet ``plain`` rewritten elsewhere (the native
+        forwarder) for this stream, as ``forward_steady`` would have made it: its
+        transport-wide number taken when ``numbered`` (its header carries one), with
+        the source payload's size as there; its numbers and bytes kept for NACKs."""
+        if numbered:
+            # Where plain's payload starts (plan_header's payload_at: a planned
+            # packet has no CSRC, and one-byte extensions if any).
+            payload_at = 16 + 4 * ((plain[14] << 8) | plain[15]) if plain[0] & 0x10 else 12
+            self._transport_sequence(len(plain) - payload_at)
+        self._sent(unpack_from("!H", out, 2)[0], unpack_from("!L", out, 4)[0], out)
+
     def _sent(self, sequence_number: int, timestamp: int, data: bytes) -> None:
         if self.last_seq is None or seq_newer(sequence_number, self.last_seq):
             self.last_seq = sequence_number

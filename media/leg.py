@@ -26,6 +26,7 @@ from media.aiortc_private import (
     dtls_transports,
     gathering_addresses,
     intercept,
+    native_srtp,
     send_protected,
     silence,
     take_rtp_early,
@@ -138,6 +139,7 @@ class Leg:
         *,
         forward_now: Callable[["Leg", bytes], bool] | None = None,
         ice_servers: Sequence[IceServer] = (),
+        native_srtp: bool = False,
     ) -> None:
         self.participant = participant
         self.position = position
@@ -159,6 +161,8 @@ class Leg:
         self._on_rtcp = on_rtcp
         self._on_state = on_state
         self._forward_now = forward_now
+        self._native_srtp = native_srtp
+        """Key SRTP with native sessions (the native data path forwards with them)."""
         self.fast: SrtpPath | None = None
         """Where this leg's media is taken as it arrives and sent at once (bundled
         legs, when the relay gives ``forward_now``)."""
@@ -234,6 +238,8 @@ class Leg:
             await self.pc.setRemoteDescription(RTCSessionDescription(reachable, "offer"))
             for transport in dtls_transports(self.pc):
                 intercept(transport, self._rtp, self._rtcp)
+                if self._native_srtp:
+                    native_srtp(transport)
                 self._transports.append(transport)
             if len(self._transports) == 1 and self._forward_now is not None:
                 self.fast = take_rtp_early(self._transports[0], self._rtp_now)

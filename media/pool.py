@@ -8,6 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 
+from media import datapath
 from media.aiortc_private import accept_hidden_candidates, restrict_host_addresses
 from media.config import MediaConfig
 from media.counters import RelayCounters
@@ -136,6 +137,7 @@ class LocalRelayPool(RelayPool):
                     time.time(),
                     config.turn_ttl,
                 ),
+                path=datapath.chosen(prefer_native=config.datapath != "python"),
             )
 
     def _relay(self, call_id: str) -> Relay:

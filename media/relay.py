@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from struct import unpack
+from typing import TYPE_CHECKING
 
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -29,6 +30,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from media import datapath
 from media.counters import RelayCounters
 from media.downlink import remb_to_send, source_limits
 from media.errors import NotAParticipant, UnknownCall
@@ -48,6 +50,9 @@ from media.slots import (
     screen_sharer,
 )
 from media.twcc import split_feedback
+
+if TYPE_CHECKING:
+    from media import _native
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,8 @@ class _Destination:
     stream: OutboundStream
     plan: ExtensionPlan
     payload_type: int
+    native: "_native.Plan | None" = None
+    """``plan`` for the native forwarder (on the native data path)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,19 @@ class Relay:
         public_address: str | None,
         counters: RelayCounters | None = None,
         ice: Callable[[], list[IceServer]] = list,
+        path: datapath.Datapath | None = None,
     ) -> None:
         self.call_id = call_id
+        self.datapath: datapath.Datapath = path or datapath.current()
+        """Where steady packets are forwarded: in C (media._native) or in Python."""
+        self._forwarder: _native.Forwarder | None = None
+        self._declined = 0
+        if self.datapath == "native":
+            from media import _native as native
+
+            # Sent at once (see _forward_native): a batch holds one packet's copies.
+            self._forwarder = native.Forwarder(batch=8, datagram_size=64)
+            self._declined = native.DECLINED
         self._ice = ice
         self.counters = counters or RelayCounters()
         # (leg generation, source ssrc) -> the receiver's last cumulative loss count
@@ -181,6 +199,7 @@ class Relay:
             self._on_state,
             forward_now=self._forward_now,
             ice_servers=self._ice(),
+            native_srtp=self._forwarder is not None,
         )
         try:
             answer = await leg.answer(offer_sdp, self._public_address)
@@ -397,7 +416,10 @@ class Relay:
                 other.negotiated.extension_ids,
                 stream.section.mid,
             )
-            destinations.append(_Destination(other, stream, plan, pt))
+            native = (
+                None if self._forwarder is None else datapath.native_plan(plan, pt, stream.ssrc)
+            )
+            destinations.append(_Destination(other, stream, plan, pt, native))
         if not destinations:
             return None
         source = Source(leg.participant, leg.generation, ssrc, codec.clock_rate)
@@ -418,6 +440,10 @@ class Relay:
             if route is None:
                 return False
             self._routes[key] = route
+        if self._forwarder is not None and not route.screen:
+            rx = leg.fast.native_rx()
+            if rx is not None:
+                return self._forward_native(self._forwarder, rx, leg, data, key[2], route)
         headers: list[HeaderPlan | None] = []
         for destination in route.destinations:
             fast = destination.leg.fast
@@ -455,6 +481,75 @@ class Relay:
                 continue
             out = destination.stream.forward_steady(header, plain)
             destination.leg.send_now(out)
+            self.counters.packets_forwarded += 1
+            self.counters.packets_forwarded_at_once += 1
+            self.counters.bytes_forwarded += len(out)
+        return True
+
+    def _forward_native(
+        self,
+        forwarder: "_native.Forwarder",
+        rx: "_native.Session",
+        leg: Leg,
+        data: bytes,
+        payload_type: int,
+        route: _Route,
+    ) -> bool:
+        """``_forward_now`` on the native data path: the same checks and bookkeeping
+        in Python, and one native call that unprotects, rewrites for each
+        destination, protects and sends. A screen's packets stay on the Python path:
+        who shares is decided from an authenticated packet, before it is sent."""
+        sending: list[_Destination] = []
+        targets: list[_native.Destination] = []
+        for destination in route.destinations:
+            fast = destination.leg.fast
+            if fast is None or destination.leg.closed:
+                return False
+            if not fast.connected():
+                continue  # a leg still connecting gets nothing yet
+            stream = destination.stream
+            if not stream.steady(route.source) or not fast.can_send():
+                return False
+            target = fast.native_target()
+            if target is None or destination.native is None:
+                return False
+            tx, fd, address = target
+            targets.append(
+                (
+                    tx,
+                    fd,
+                    address,
+                    destination.native,
+                    stream.seq_offset,
+                    stream.ts_offset,
+                    # Taken only once the packet is sent (see sent_steady).
+                    stream.next_transport_sequence() if destination.plan.transport_id else 0,
+                )
+            )
+            sending.append(destination)
+        kept = forwarder.forward_keep(rx, data, targets)
+        # Sent at once: a leg closed later in this wake-up of the loop closes its
+        # socket, and a queued datagram would go to whatever reuses that fd.
+        forwarder.flush()
+        if isinstance(kept, int):
+            # DECLINED: a header the plans leave to the general path (untouched);
+            # REFUSED: damaged or replayed (aiortc drops those too).
+            return kept != self._declined
+        plain, outs = kept
+        if self.recorder is not None:
+            inbound = leg.known(route.source.ssrc)
+            codec = inbound.section.codecs.get(payload_type) if inbound is not None else None
+            if inbound is not None and codec is not None:
+                self._record(leg, inbound.section.place, codec, plain)
+        leg.arrived(len(plain))
+        if leg.transport_cc_id is not None:
+            leg.transport_arrival(transport_sequence(data, leg.transport_cc_id))
+        leg.packets_at_once += 1
+        for destination, out in zip(sending, outs, strict=True):
+            if out is None:
+                continue  # out of bounds (counted in the forwarder's stats)
+            destination.stream.sent_steady(plain, out, bool(destination.plan.transport_id))
+            destination.leg.packets_out += 1
             self.counters.packets_forwarded += 1
             self.counters.packets_forwarded_at_once += 1
             self.counters.bytes_forwarded += len(out)
@@ -707,6 +802,8 @@ class Relay:
     def stats(self) -> dict[str, object]:
         return {
             "call_id": self.call_id,
+            "datapath": self.datapath,
+            "native": {} if self._forwarder is None else self._forwarder.stats(),
             "legs": {
                 p: {
                     "state": leg.pc.connectionState,

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from media import datapath
 from media.config import MediaConfig
 from media.counters import RelayCounters
 from media.errors import BadOffer, NotAParticipant, UnknownCall
@@ -242,6 +243,9 @@ def run_worker(
     """Entry point of a worker process: it logs like its parent (JSON lines with
     ``--log-format json``)."""
     configure_logging(log_level, log_format)
+    # Where this process's relays forward (the parent checked the setting already).
+    datapath.select(config.datapath)
+    log.info("%s", datapath.describe(prefer_native=config.datapath != "python"))
     run_loop(_serve(config, secret, report, lifeline, port))
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from media import datapath
 from media.config import MediaConfig
 from media.pool import create_relay_pool
 from signaling.config import SignalingConfig
@@ -182,11 +183,15 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     if port:
         # Under --processes each child's workers take their own run of ports.
         port += (child_index() or 0) * settings.media_workers
+    # Fails the start if --relay-datapath native cannot be had; workers choose alike.
+    datapath.select(settings.relay_datapath)
+    log.info("%s", datapath.describe(prefer_native=settings.relay_datapath != "python"))
     pool = create_relay_pool(
         MediaConfig(
             addresses=settings.media_address,
             public_address=settings.media_public_address,
             workers=settings.media_workers,
+            datapath=settings.relay_datapath,
             internal_host=host,
             internal_port=port,
             ice_servers=settings.ice_servers,

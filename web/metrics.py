@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from media.datapath import DatapathCollector
 from signaling.figures import DepartmentFigures
 from storage.tidying import Removal
 from web.errors import ERROR_CODE
@@ -217,11 +218,16 @@ class Metrics:
         self.relay = RelaySnapshot()
         relay = _RelayCollector(self.relay)
         r.register(relay)
+        # The path this process chose at start (its workers chose alike, from the
+        # same setting on the same build).
+        path = DatapathCollector()
+        r.register(path)
         self._exposed = r
         if self.multiprocess:
             self._exposed = CollectorRegistry()
             MultiProcessCollector(self._exposed)  # type: ignore[no-untyped-call]
             self._exposed.register(relay)
+            self._exposed.register(path)
 
     # ---- what happens -------------------------------------------------------------
 

@@ -72,6 +72,9 @@ class Settings:
     new allocation (at most 48 h; an allocation made in time lasts as long as its call)."""
     media_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Relay worker processes (default: one per core); 0 runs the relay in this process."""
+    relay_datapath: str = "auto"
+    """Where the relay forwards steady packets: auto (in C, media._native, where it was
+    built and loads), native (a start fails without it) or python."""
     tls_cert: Path | None = None
     """PEM certificate chain to serve HTTPS with (with --tls-key)."""
     tls_key: Path | None = None
@@ -383,6 +386,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "media_address",
             "media_public_address",
             "media_workers",
+            "relay_datapath",
             "ice_servers",
             "turn_secret",
             "turn_ttl",
@@ -669,6 +673,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         turn_secret=str(args.turn_secret) if args.turn_secret else None,
         turn_ttl=_turn_ttl(_number("turn_ttl", args.turn_ttl, float, 60)),
         media_workers=int(_number("media_workers", args.media_workers, int, 0)),
+        relay_datapath=_choice(
+            "relay_datapath", str(args.relay_datapath).lower(), ("auto", "native", "python")
+        ),
         max_file_size=int(_number("max_file_size", args.max_file_size, int, 1)),
         key_dir=Path(str(args.key_dir)) if args.key_dir else None,
         master_key_file=Path(str(args.master_key_file)) if args.master_key_file else None,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from media import datapath
@@ -57,3 +58,37 @@ def test_a_machine_without_a_compiler_builds_without_the_extension(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("WARNING: media._native not built") == 1, done.stderr
     assert not list((tmp_path / "lib").glob("**/_native*"))
+
+
+def test_the_setting_chooses_the_path_and_native_is_not_taken_where_it_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(datapath, "_selected", None)
+    assert datapath.current() == datapath.chosen()
+    assert datapath.select("python") == datapath.current() == "python"
+    registry = CollectorRegistry()
+    registry.register(datapath.DatapathCollector())
+    assert 'windowlink_relay_datapath_info{path="python"} 1.0' in generate_latest(registry).decode()
+    assert datapath.select("auto") == datapath.chosen()
+    with pytest.raises(ValueError, match="auto, native or python"):
+        datapath.select("fast")
+    if datapath.native_available():
+        assert datapath.select("native") == "native"
+    else:
+        with pytest.raises(datapath.NativeUnavailable, match=r"media\._native unavailable"):
+            datapath.select("native")
+    monkeypatch.setattr(datapath, "_UNAVAILABLE", "ImportError: not built")
+    with pytest.raises(datapath.NativeUnavailable, match="not built"):
+        datapath.select("native")
+    assert datapath.select("auto") == "python"
+
+
+def test_the_servers_metrics_say_the_path_chosen_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from web.metrics import Metrics
+
+    monkeypatch.setattr(datapath, "_selected", None)
+    metrics = Metrics()
+    for setting in ("python", "auto"):
+        path = datapath.select(setting)
+        line = f'windowlink_relay_datapath_info{{path="{path}"}} 1.0'
+        assert line in metrics.exposition().decode()

@@ -59,6 +59,8 @@ def test_every_flag_has_an_environment_variable_and_flags_win() -> None:
         (["--tls-cert", "/nonexistent.pem"], {}, "go together"),
         (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "does not exist"),
         (["--log-level", "loud"], {}, "--log-level"),
+        (["--relay-datapath", "fast"], {}, "--relay-datapath"),
+        ([], {"WINDOWLINK_RELAY_DATAPATH": "C"}, "--relay-datapath"),
         (["--processes", "2"], {}, "needs --redis-url"),
         (["--processes", "0"], {}, "at least 1"),
         (["--processes", "2", "--redis-url", "redis://r", "--port", "0"], {}, "fixed --port"),

@@ -21,8 +21,10 @@ from harness.chromium import (
     wait_media_both_ways,
     wait_remote_videos,
 )
+from media.pool import LocalRelayPool
 from tests.conftest import RunningServer, ServerFactory
 from tests.web.test_pages_browser import assert_switches_language
+from web.keys import MEDIA
 
 pytestmark = pytest.mark.browser
 
@@ -102,10 +104,13 @@ def whose(videos: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
     return [(v["participant"], v["department"]) for v in videos]
 
 
+# On both data paths of the relay: steady packets forwarded in C (media._native,
+# the default where it is built) and in Python (--relay-datapath python).
+@pytest.mark.parametrize("relay_datapath", ["native", "python"])
 async def test_kiosk_and_two_experts_each_see_the_two_others(
-    browser: Any, start_server: ServerFactory
+    browser: Any, start_server: ServerFactory, relay_datapath: str
 ) -> None:
-    server = await start_server(ring_timeout=30.0)
+    server = await start_server(ring_timeout=30.0, relay_datapath=relay_datapath)
     kiosk, market = await call_of_two(browser, server)
     housing = await open_logged_in(browser, server, "expert", "expert_housing", viewport=DESK)
     await go_available(housing)
@@ -129,6 +134,14 @@ async def test_kiosk_and_two_experts_each_see_the_two_others(
     # Frames keep coming to everyone (not one frame and a frozen picture).
     for page, seen in ((kiosk, kiosk_sees), (market, market_sees), (housing, housing_sees)):
         await wait_remote_videos(page, 2, more_than=min(v["frames"] for v in seen) + 20)
+    # ... forwarded on the data path asked for (in C: the forwarder's own count).
+    pool = server.app[MEDIA]
+    assert isinstance(pool, LocalRelayPool)
+    (relay,) = pool.relays.values()
+    assert relay.datapath == relay_datapath
+    native = relay.stats()["native"]
+    assert isinstance(native, dict)
+    assert (native.get("queued", 0) > 0) == (relay_datapath == "native"), native
     # Each tile says whose picture it is; the kiosk lists who is in the call.
     participants = kiosk.get_by_test_id("participant-list")
     await expect(participants.locator("li")).to_have_count(2)
