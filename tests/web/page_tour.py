@@ -346,14 +346,25 @@ async def login_locked(browser: Any, server: Served, visit: Visit) -> None:
 
 
 async def wait_remote_tiles(page: Any, count: int) -> None:
-    """Until ``page`` shows ``count`` remote videos, each with a picture."""
-    await wait_for_js(
-        page,
-        "(() => { const v = [...document.querySelectorAll('[data-testid=remote-video]')];"
-        f" return v.length === {count} && v.every((x) => x.checkVisibility()"
-        " && Number(x.dataset.framesDecoded || 0) > 0); })()",
-        timeout=30000,
-    )
+    """Until ``page`` shows ``count`` remote videos, each with a picture. Bounded at
+    60 s (a hang, not a timing claim: four Chromium pages encode and decode on two
+    cores beside the rest of the suite); a timeout says what each tile had."""
+    try:
+        await wait_for_js(
+            page,
+            "(() => { const v = [...document.querySelectorAll('[data-testid=remote-video]')];"
+            f" return v.length === {count} && v.every((x) => x.checkVisibility()"
+            " && Number(x.dataset.framesDecoded || 0) > 0); })()",
+            timeout=60000,
+        )
+    except TimeoutError as error:
+        tiles = await page.evaluate(
+            "[...document.querySelectorAll('[data-testid=remote-video]')].map((x) => ({"
+            "participant: x.dataset.participant, department: x.dataset.department,"
+            " frames: x.dataset.framesDecoded, visible: x.checkVisibility(),"
+            " ready: x.readyState}))"
+        )
+        raise AssertionError(f"{page.url}: {count} remote tiles with a picture? {tiles}") from error
 
 
 async def three_way(browser: Any, server: Served, visit: Visit) -> None:
