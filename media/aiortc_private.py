@@ -127,6 +127,8 @@ class SrtpPath:
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._dtls = transport
         self._connection: aioice.ice.Connection = transport.transport._connection
+        self.connection = self._connection
+        """The ICE connection the transport's datagrams come through."""
         self._target_of: tuple[object, object] | None = None
         self._target: tuple[_native.Session, int, _native.Address] | None = None
 
@@ -204,6 +206,82 @@ def take_rtp_early(transport: RTCDtlsTransport, handle: Callable[[bytes], bool])
 
     connection.data_received = data_received  # type: ignore[method-assign]
     return path
+
+
+Drain = Callable[[int, int], list[tuple[bytes, tuple[Any, ...]]]]
+"""``media._native.Forwarder.drain``: (fd, at most) -> [(datagram, address)] by one
+recvmmsg, without blocking."""
+READ_BATCH = 32
+"""Datagrams read by one wake-up of a socket at most (a video frame's burst)."""
+
+
+def read_in_batches(connection: aioice.ice.Connection, drain: Drain) -> int:
+    """Read the connection's host sockets (not TURN allocations) with ``drain``, a
+    batch of datagrams per wake-up instead of asyncio's one ``recvfrom`` each, and
+    hand media (first byte 128-191, RFC 7983: never STUN) straight to the
+    connection, past aioice's attempt to parse every datagram as STUN first (an
+    exception per media packet). STUN still goes to aioice's protocol as before.
+    Returns how many sockets it took over. Call after gathering (the answer).
+
+    Under uvloop (the relay workers) a transport's reader is C and cannot be
+    replaced: its datagrams keep coming one by one, and only the shortcut past the
+    STUN parse is taken (on the protocol object, which uvloop calls)."""
+    loop = asyncio.get_running_loop()
+    add_reader = getattr(loop, "_add_reader", None)
+    taken = 0
+    for protocol in connection._protocols:
+        if type(protocol) is not aioice.ice.StunProtocol:
+            continue
+        if add_reader is None:
+            _media_past_stun(connection, protocol)
+            continue
+        transport = protocol.transport
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            continue
+        fd = sock.fileno()
+        component = protocol.local_candidate.component
+
+        def ready(
+            fd: int = fd,
+            protocol: aioice.ice.StunProtocol = protocol,
+            transport: asyncio.DatagramTransport = transport,
+            component: int = component,
+        ) -> None:
+            if transport.is_closing():
+                return
+            try:
+                datagrams = drain(fd, READ_BATCH)
+            except OSError as error:
+                protocol.error_received(error)
+                return
+            for data, address in datagrams:
+                if data and 127 < data[0] < 192:
+                    # Looked up each time: take_rtp_early's handler is an attribute.
+                    connection.data_received(data, component)
+                else:
+                    protocol.datagram_received(data, address)
+
+        # The transport's own reader (its _read_ready) is replaced: asyncio's public
+        # add_reader refuses a transport's fd. Closing the transport removes this one.
+        add_reader(fd, ready)
+        taken += 1
+    return taken
+
+
+def _media_past_stun(connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol) -> None:
+    """Media datagrams of ``protocol`` go straight to the connection; the rest (STUN)
+    to aioice's own ``datagram_received`` as before."""
+    component = protocol.local_candidate.component
+    original = protocol.datagram_received
+
+    def datagram_received(data: bytes | str, address: tuple[Any, ...]) -> None:
+        if isinstance(data, bytes) and data and 127 < data[0] < 192:
+            connection.data_received(data, component)
+        else:
+            original(data, address)
+
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
 
 
 def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
@@ -315,8 +393,14 @@ def check_private_names() -> list[str]:
         member = getattr(aioice.ice.Connection, name, None)
         if member is None or list(inspect.signature(member).parameters) != params:
             problems.append(f"aioice Connection.{name} is gone or changed")
+    if not hasattr(asyncio.SelectorEventLoop, "_add_reader"):
+        problems.append("asyncio's selector loop _add_reader is gone")
+    for name, params in (("datagram_received", ["self", "data", "addr"]),):
+        member = getattr(aioice.ice.StunProtocol, name, None)
+        if member is None or list(inspect.signature(member).parameters) != params:
+            problems.append(f"aioice StunProtocol.{name} is gone or changed")
     assigned = aioice.ice.Connection.__init__.__code__.co_names
-    for attribute in ("_remote_candidates", "_early_checks", "_closing"):
+    for attribute in ("_remote_candidates", "_early_checks", "_closing", "_protocols"):
         if attribute not in assigned:
             problems.append(f"aioice Connection.{attribute} is gone")
     if "_nominated" not in assigned:

@@ -69,10 +69,16 @@ class OutboundStream:
         return self.section.relay_ssrc
 
     def _switch_source(self, source: Source) -> None:
-        """A new source: video waits for its keyframe; offsets are set at the first
-        packet actually forwarded, so that no gap appears in the sequence."""
+        """A new source: offsets are set at the first packet actually forwarded, so
+        that no gap appears in the sequence. Video that replaces another source waits
+        for the new one's keyframe (its delta frames, decoded against the old
+        source's pictures, would smear them); a stream's first source starts at
+        once, as a C SFU's new subscriber does: a decoder that has nothing yet drops
+        what it cannot decode and asks for a keyframe (the relay passes that on to
+        the source), and a source that cannot make one on demand is not held back
+        to its next."""
+        self.waiting_for_keyframe = self.kind == "video" and self.source is not None
         self.source = source
-        self.waiting_for_keyframe = self.kind == "video"
         self._offsets_pending = True
 
     def _continue_from(self, packet: RtpPacket, source: Source) -> None:

@@ -22,11 +22,13 @@ from aiortc.sdp import SessionDescription
 
 from media.addresses import reachable_candidates
 from media.aiortc_private import (
+    Drain,
     SrtpPath,
     dtls_transports,
     gathering_addresses,
     intercept,
     native_srtp,
+    read_in_batches,
     send_protected,
     silence,
     take_rtp_early,
@@ -140,6 +142,7 @@ class Leg:
         forward_now: Callable[["Leg", bytes], bool] | None = None,
         ice_servers: Sequence[IceServer] = (),
         native_srtp: bool = False,
+        drain: Drain | None = None,
     ) -> None:
         self.participant = participant
         self.position = position
@@ -163,6 +166,8 @@ class Leg:
         self._forward_now = forward_now
         self._native_srtp = native_srtp
         """Key SRTP with native sessions (the native data path forwards with them)."""
+        self._drain = drain
+        """Read the host sockets in batches with this (the native data path)."""
         self.fast: SrtpPath | None = None
         """Where this leg's media is taken as it arrives and sent at once (bundled
         legs, when the relay gives ``forward_now``)."""
@@ -245,6 +250,9 @@ class Leg:
                 self.fast = take_rtp_early(self._transports[0], self._rtp_now)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
+            if self.fast is not None and self._drain is not None:
+                # Gathered by now: every host socket of the leg is there.
+                read_in_batches(self.fast.connection, self._drain)
         except BadOffer:
             raise
         except Exception as exc:

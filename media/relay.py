@@ -31,6 +31,7 @@ from aiortc.rtp import (
 )
 
 from media import datapath
+from media.aiortc_private import READ_BATCH
 from media.counters import RelayCounters
 from media.downlink import remb_to_send, source_limits
 from media.errors import NotAParticipant, UnknownCall
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+READ_SIZE = 2048
+"""Bytes a datagram read in a batch may have (larger ones are dropped and counted:
+media and DTLS records fit a path MTU, STUN far less)."""
 KEYFRAME_REQUEST_INTERVAL = 0.3
 """Seconds between keyframe requests to one source: decoders ask often."""
 MEDIA_TIMEOUT = 5.0
@@ -108,6 +112,7 @@ class Relay:
         self.datapath: datapath.Datapath = path or datapath.current()
         """Where steady packets are forwarded: in C (media._native) or in Python."""
         self._forwarder: _native.Forwarder | None = None
+        self._reader: _native.Forwarder | None = None
         self._declined = 0
         if self.datapath == "native":
             from media import _native as native
@@ -115,6 +120,8 @@ class Relay:
             # Sent at once (see _forward_native): a batch holds one packet's copies.
             self._forwarder = native.Forwarder(batch=8, datagram_size=64)
             self._declined = native.DECLINED
+            # Its own buffers for reading the legs' sockets (recvmmsg): full datagrams.
+            self._reader = native.Forwarder(batch=READ_BATCH, datagram_size=READ_SIZE)
         self._ice = ice
         self.counters = counters or RelayCounters()
         # (leg generation, source ssrc) -> the receiver's last cumulative loss count
@@ -200,6 +207,7 @@ class Relay:
             forward_now=self._forward_now,
             ice_servers=self._ice(),
             native_srtp=self._forwarder is not None,
+            drain=None if self._reader is None else self._reader.drain,
         )
         try:
             answer = await leg.answer(offer_sdp, self._public_address)
@@ -804,6 +812,7 @@ class Relay:
             "call_id": self.call_id,
             "datapath": self.datapath,
             "native": {} if self._forwarder is None else self._forwarder.stats(),
+            "read": {} if self._reader is None else self._reader.stats(),
             "legs": {
                 p: {
                     "state": leg.pc.connectionState,

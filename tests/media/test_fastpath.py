@@ -317,3 +317,59 @@ def test_a_source_ssrc_change_is_not_steady() -> None:
     assert s.steady(source)
     assert not s.steady(replace(source, ssrc=5))
     assert not s.steady(replace(source, generation=2))
+
+
+VP8 = CodecId("video/vp8", 90000, None)
+VP8_KEYFRAME = bytes([0x10, 0x00]) + b"key"
+"""S=1, PID=0, and the frame header's P bit clear: a keyframe's first packet."""
+VP8_DELTA = bytes([0x10, 0x01]) + b"delta"
+
+
+def video_stream() -> OutboundStream:
+    section = Section("video", "1", True, True, codecs={96: VP8}, relay_ssrc=0xAABBCCDD)
+    return OutboundStream("video", section, extension_map(TARGET_IDS))
+
+
+def video_packet(sequence_number: int, payload: bytes, ssrc: int = 0x01020304) -> RtpPacket:
+    packet = RtpPacket(
+        payload_type=96,
+        sequence_number=sequence_number,
+        timestamp=3000 * sequence_number,
+        ssrc=ssrc,
+        payload=payload,
+    )
+    return RtpPacket.parse(packet.serialize(), extension_map(SOURCE_IDS))
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "forwarded"),
+    [
+        # A stream's first source starts at once, keyframe or not (the receiver's
+        # decoder asks for a keyframe itself; a source that cannot make one on
+        # demand, as the comparator's pre-encoded one, is not held back to its next).
+        ([VP8_DELTA], [], [True]),
+        ([VP8_KEYFRAME, VP8_DELTA], [], [True, True]),
+        # Another source taking the stream over waits for its keyframe: its deltas,
+        # decoded against the first source's pictures, would smear them.
+        (
+            [VP8_DELTA],
+            [VP8_DELTA, VP8_DELTA, VP8_KEYFRAME, VP8_DELTA],
+            [True, False, False, True, True],
+        ),
+    ],
+)
+def test_a_video_stream_s_first_source_starts_at_once_a_new_one_on_its_keyframe(
+    first: list[bytes], then: list[bytes], forwarded: list[bool]
+) -> None:
+    s = video_stream()
+    one, two = Source("kiosk", 1, 0x01020304, 90000), Source("kiosk", 2, 0x0A0B0C0D, 90000)
+    sent = [
+        s.rewrite(video_packet(100 + i, payload), VP8, one, retransmission=False) is not None
+        for i, payload in enumerate(first)
+    ]
+    sent += [
+        s.rewrite(video_packet(500 + i, payload, two.ssrc), VP8, two, retransmission=False)
+        is not None
+        for i, payload in enumerate(then)
+    ]
+    assert sent == forwarded

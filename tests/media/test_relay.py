@@ -31,6 +31,9 @@ def assert_mostly_at_once(pool: LocalRelayPool) -> None:
             # Forwarded in C, with the SRTP sessions aiortc's own path uses.
             native = stats["native"]
             assert isinstance(native, dict) and native["queued"] > 0, native
+            # Read in batches (recvmmsg) from the legs' sockets.
+            read = stats["read"]
+            assert isinstance(read, dict) and read["drained"] > 0, read
             for leg in relay.legs.values():
                 assert leg.fast is not None and leg.fast.native_rx() is not None
 
