@@ -430,6 +430,16 @@ def _gone() -> "UploadError":
     return UploadError("gone", "a part of this upload was lost; send the file again")
 
 
+def _told(exc: BaseException) -> "UploadError | None":
+    """What a failed write tells the client, or None to raise it as it is: a full
+    disk is 503 uploads_busy (the upload stays at its offset), a lost region gone."""
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        return UploadError("uploads_busy", "the server's storage is full; try again later")
+    if isinstance(exc, BlobMissing):
+        return _gone()
+    return None
+
+
 def _seal_into(encryptor: FileEncryptor, region: Region, pieces: list[bytes]) -> None:
     """Seal ``pieces`` and write the chunks they complete. The encryptor is fed one
     chunk at a time, cut from the pieces without a copy (a memoryview, which it
@@ -1013,12 +1023,9 @@ class Uploads:
                 await region.abandon()
             if not committed:
                 await self._let_go(lease, False)
-            if isinstance(exc, OSError) and exc.errno in _FULL:
-                raise UploadError(
-                    "uploads_busy", "the server's storage is full; try again later"
-                ) from exc
-            if isinstance(exc, BlobMissing):
-                raise _gone() from exc
+            told = _told(exc)
+            if told is not None:
+                raise told from exc
             raise
         await self._delete_parts(superseded)
         warm.received, warm.segments = encryptor.size, segments
@@ -1235,12 +1242,9 @@ class Uploads:
             await region.seal(row.id)
         except BaseException as exc:
             await region.abandon()
-            if isinstance(exc, OSError) and exc.errno in _FULL:
-                raise UploadError(
-                    "uploads_busy", "the server's storage is full; try again later"
-                ) from exc
-            if isinstance(exc, BlobMissing):
-                raise _gone() from exc
+            told = _told(exc)
+            if told is not None:
+                raise told from exc
             raise
         return region, warm
 
