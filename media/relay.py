@@ -471,14 +471,7 @@ class Relay:
         plain = leg.fast.unprotect(data)
         if plain is None:
             return True
-        if self.recorder is not None:
-            inbound = leg.known(ssrc)
-            codec = inbound.section.codecs.get(key[2]) if inbound is not None else None
-            if inbound is not None and codec is not None:
-                self._record(leg, inbound.section.place, codec, plain)
-        leg.arrived(len(plain))
-        if leg.transport_cc_id is not None:
-            leg.transport_arrival(transport_sequence(data, leg.transport_cc_id))
+        self._arrived_steady(leg, ssrc, key[2], data, plain)
         if route.screen:
             self._screen_seen(leg)
             if self._sharer != leg.participant:
@@ -493,6 +486,20 @@ class Relay:
             self.counters.packets_forwarded_at_once += 1
             self.counters.bytes_forwarded += len(out)
         return True
+
+    def _arrived_steady(
+        self, leg: Leg, ssrc: int, payload_type: int, data: bytes, plain: bytes
+    ) -> None:
+        """A steady packet authenticated on either data path: recorded when the call
+        is, counted in, and its transport-wide number noted for the sender's feedback."""
+        if self.recorder is not None:
+            inbound = leg.known(ssrc)
+            codec = inbound.section.codecs.get(payload_type) if inbound is not None else None
+            if inbound is not None and codec is not None:
+                self._record(leg, inbound.section.place, codec, plain)
+        leg.arrived(len(plain))
+        if leg.transport_cc_id is not None:
+            leg.transport_arrival(transport_sequence(data, leg.transport_cc_id))
 
     def _forward_native(
         self,
@@ -544,14 +551,7 @@ class Relay:
             # REFUSED: damaged or replayed (aiortc drops those too).
             return kept != self._declined
         plain, outs = kept
-        if self.recorder is not None:
-            inbound = leg.known(route.source.ssrc)
-            codec = inbound.section.codecs.get(payload_type) if inbound is not None else None
-            if inbound is not None and codec is not None:
-                self._record(leg, inbound.section.place, codec, plain)
-        leg.arrived(len(plain))
-        if leg.transport_cc_id is not None:
-            leg.transport_arrival(transport_sequence(data, leg.transport_cc_id))
+        self._arrived_steady(leg, route.source.ssrc, payload_type, data, plain)
         leg.packets_at_once += 1
         for destination, out in zip(sending, outs, strict=True):
             if out is None:
