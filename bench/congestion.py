@@ -27,7 +27,8 @@ kiosk's sending rate (the selected candidate pair's bytes, every packet
 included) and its video alone (the bitrate actually sent), its round-trip time
 (queue build-up shows there), and at the expert the received rate, video
 freezes (the longest too) and concealed audio. A call that never connects is a
-row marked ``failed`` with why, and the bench goes on. Last, one summary row a
+row marked ``failed`` with why, and the bench goes on. ``--datapath`` starts
+the server with that ``--relay-datapath`` (to compare the two data paths). Last, one summary row a
 scenario: relay against direct, and the issue's targets met or not.
 """
 
@@ -704,7 +705,8 @@ async def bench(args: argparse.Namespace) -> None:
     camera = camera_file()
     emit({"camera": str(camera), "camera_mb": round(camera.stat().st_size / 1e6)})
     summaries = []
-    with four_namespaces() as hosts, server_in(hosts) as base:
+    extra = ("--relay-datapath", args.datapath)
+    with four_namespaces() as hosts, server_in(hosts, *extra) as base:
         scratch = Path(tempfile.mkdtemp(prefix="wl-bench-chromium-"))
         try:
             async with async_playwright() as playwright:
@@ -732,6 +734,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument(
+        "--datapath",
+        choices=("auto", "native", "python"),
+        default="auto",
+        help="the server's --relay-datapath (its default: auto)",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = parser.parse_args()
     args.scenarios = args.scenarios.split(",")

@@ -12,10 +12,8 @@ class MediaConfig:
     """Address to advertise instead of the local one (1:1 NAT in front of the relay)."""
     workers: int = os.cpu_count() or 1
     """Relay worker processes; 0 runs the relay inside the main process."""
-    datapath: str = "python"
-    """Where relays forward steady packets: auto, native or python (python by
-    default until the native path's congestion collapse is understood:
-    docs/DECISIONS.md). Chosen per process
+    datapath: str = "auto"
+    """Where relays forward steady packets: auto, native or python. Chosen per process
     with media/datapath.py ``select``, which the app's start and each worker process
     call with it (a LocalRelayPool made directly takes the process's choice)."""
     internal_host: str = "127.0.0.1"

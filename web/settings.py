@@ -72,7 +72,7 @@ class Settings:
     new allocation (at most 48 h; an allocation made in time lasts as long as its call)."""
     media_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """Relay worker processes (default: one per core); 0 runs the relay in this process."""
-    relay_datapath: str = "python"
+    relay_datapath: str = "auto"
     """Where the relay forwards steady packets: auto (in C, media._native, where it was
     built and loads), native (a start fails without it) or python."""
     tls_cert: Path | None = None
