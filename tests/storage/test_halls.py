@@ -67,6 +67,7 @@ def older_data(conn: Connection) -> None:
     )
 
 
+@pytest.mark.empty_database
 async def test_each_free_text_hall_becomes_one_record_when_migrated(
     tmp_path: Path, database_url: str | None
 ) -> None:

@@ -11,6 +11,7 @@ from storage.migrations import LATEST_VERSION, migrate
 from storage.schema import metadata
 
 
+@pytest.mark.empty_database
 async def test_migrated_schema_matches_the_table_definitions(
     tmp_path: Path, database_url: str | None
 ) -> None:
