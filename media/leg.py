@@ -36,6 +36,7 @@ from media.aiortc_private import (
 )
 from media.downlink import LinkEstimate, SentLog, results
 from media.errors import BadOffer
+from media.fastpath import transport_sequence
 from media.forwarding import OutboundStream
 from media.ice import IceServer
 from media.session import (
@@ -47,7 +48,7 @@ from media.session import (
     with_transport_cc,
 )
 from media.slots import CAMERA, MICROPHONE, OWN, Place
-from media.twcc import ArrivalRecorder, Feedback, StatusBudget, spend_statuses
+from media.twcc import ArrivalRecorder, Feedback, ReadTimes, StatusBudget, spend_statuses
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ class Leg:
         self.transport_cc_id: int | None = None
         """The transport-wide sequence number's extension id, when negotiated."""
         self.arrivals: ArrivalRecorder | None = None
+        self._read_times = ReadTimes()
+        """When the packets the fast path left to aiortc's path were read (_rtp_now)."""
         self.sent: SentLog | None = None
         """The relay's own transport-wide sequence numbers on what it sends here."""
         self.downlink = LinkEstimate()
@@ -275,10 +278,16 @@ class Leg:
             self.arrivals = ArrivalRecorder(self.relay_ssrc("video"), 0)
         return advertise_public_address(local, public_address)
 
-    def transport_arrival(self, sequence_number: int | None) -> None:
-        """A packet of this leg carrying a transport-wide sequence number arrived."""
-        if sequence_number is not None and self.arrivals is not None:
-            self.arrivals.record(sequence_number, time.monotonic_ns() // 1000)
+    def transport_arrival(self, sequence_number: int | None, *, read_earlier: bool = False) -> None:
+        """A packet of this leg carrying a transport-wide sequence number arrived
+        (authenticated). ``read_earlier``: it came the general way (``_on_rtp``),
+        which reaches here a loop turn or more after the datagram was read; the time
+        it was read, when ``_rtp_now`` noted it, is its arrival."""
+        if sequence_number is None or self.arrivals is None:
+            return
+        now_us = time.monotonic_ns() // 1000
+        at_us = self._read_times.arrival(sequence_number, now_us) if read_earlier else now_us
+        self.arrivals.record(sequence_number, at_us)
 
     def transport_feedback(self) -> list[bytes]:
         """Feedback on what arrived since the last call (none without transport-cc)."""
@@ -343,7 +352,20 @@ class Leg:
         await self._on_rtp(self, data)
 
     def _rtp_now(self, data: bytes) -> bool:
-        return not self.closed and self._forward_now is not None and self._forward_now(self, data)
+        if self.closed or self._forward_now is None:
+            return False
+        if self._forward_now(self, data):
+            return True
+        if self.transport_cc_id is not None:
+            # Left to aiortc's path (RTX and probes, a stream's first packets), whose
+            # queue delays it by a loop turn or more: the sender's estimate wants the
+            # time it arrived, as a browser's receiver stamps it. Not trusted yet
+            # (unauthenticated): used only if the packet authenticates (_on_rtp),
+            # and only while fresh.
+            number = transport_sequence(data, self.transport_cc_id)
+            if number is not None:
+                self._read_times.note(number, time.monotonic_ns() // 1000)
+        return False
 
     def arrived(self, size: int) -> None:
         """A packet of this leg's media arrived (on either path)."""

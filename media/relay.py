@@ -571,7 +571,7 @@ class Relay:
         except ValueError:
             return
         # Every packet counts for the sender's estimate, its probes (RTX padding) too.
-        leg.transport_arrival(packet.extensions.transport_sequence_number)
+        leg.transport_arrival(packet.extensions.transport_sequence_number, read_earlier=True)
         inbound = leg.classify(packet.ssrc, packet.payload_type, packet.extensions.mid)
         if inbound is None:
             return

@@ -236,6 +236,38 @@ class ArrivalRecorder:
         return packets
 
 
+READ_TIMES_KEPT = 256
+"""Read times kept (a probe burst is some dozens of packets)."""
+READ_TIME_MAX_AGE_US = 500_000
+"""A read time older than this is not this packet's (its number reused, or forged)."""
+
+
+@dataclass
+class ReadTimes:
+    """When the datagrams the fast path left to aiortc's path were read, by their
+    transport-wide number. aiortc's path reaches the relay a loop turn or more
+    later (a queue, a task): stamped then, a burst of probes would arrive bunched
+    or spread by the relay's own scheduling, not the link's, and the sender's
+    estimate would take that for the link. Noted before authentication, so a
+    time is only taken for a packet that then authenticates, and only while fresh."""
+
+    _at: dict[int, int] = field(default_factory=dict)
+    """Number -> read time (µs); insertion order is age."""
+
+    def note(self, number: int, read_us: int) -> None:
+        self._at[number] = read_us
+        if len(self._at) > READ_TIMES_KEPT:
+            del self._at[next(iter(self._at))]
+
+    def arrival(self, number: int, now_us: int) -> int:
+        """The arrival time of the authenticated packet ``number`` seen ``now_us``:
+        when it was read, if that was noted and is fresh, else now."""
+        read_us = self._at.pop(number, None)
+        if read_us is not None and 0 <= now_us - read_us <= READ_TIME_MAX_AGE_US:
+            return read_us
+        return now_us
+
+
 FEEDBACK_PER_COMPOUND = 2
 """Feedback packets read from one compound packet (a browser sends one)."""
 FEEDBACK_STATUSES = 8192

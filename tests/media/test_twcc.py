@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 
 from media.twcc import (
     DELTA_UNIT_US,
+    READ_TIME_MAX_AGE_US,
+    READ_TIMES_KEPT,
     REFERENCE_UNIT_US,
     ArrivalRecorder,
+    ReadTimes,
     build,
     parse,
 )
@@ -167,3 +170,33 @@ def test_arrivals_seconds_apart_go_in_separate_packets() -> None:
     recorder.record(11, 1_000_000 + 20_000_000)  # 20 s later: beyond a large delta
     packets = recorder.take()
     assert len(packets) == 2 and reported(packets) == {10: True, 11: True}
+
+
+@pytest.mark.parametrize(
+    ("noted", "asked", "now_us", "expected"),
+    [
+        ({7: 1_000}, 7, 3_000, 1_000),  # read earlier: that is its arrival
+        ({}, 7, 3_000, 3_000),  # never noted: now
+        ({8: 1_000}, 7, 3_000, 3_000),  # another packet's time is not taken
+        ({7: 1_000}, 7, 1_000 + READ_TIME_MAX_AGE_US + 1, 1_000 + READ_TIME_MAX_AGE_US + 1),
+        ({7: 5_000}, 7, 3_000, 3_000),  # "read" after now: not this packet's
+    ],
+)
+def test_a_packet_on_aiortcs_path_arrives_when_it_was_read(
+    noted: dict[int, int], asked: int, now_us: int, expected: int
+) -> None:
+    times = ReadTimes()
+    for number, at in noted.items():
+        times.note(number, at)
+    assert times.arrival(asked, now_us) == expected
+    assert times.arrival(asked, now_us + 1) == now_us + 1  # taken once
+
+
+def test_read_times_are_bounded_and_the_oldest_go_first() -> None:
+    times = ReadTimes()
+    for number in range(READ_TIMES_KEPT + 10):
+        times.note(number, 100)
+    assert times.arrival(0, 200) == 200  # dropped
+    assert times.arrival(9, 200) == 200
+    assert times.arrival(10, 200) == 100
+    assert times.arrival(READ_TIMES_KEPT + 9, 200) == 100
