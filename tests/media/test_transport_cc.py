@@ -3,6 +3,8 @@ accepts it where the offer asks, the sequence number is read from the header,
 and a receiver's REMB reaches a source that measures its own link only once it
 drops (its downlink overuses) and for a while after."""
 
+import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -135,3 +137,35 @@ def test_a_drop_holds_the_source_for_the_hold_time() -> None:
     leg = source(transport_cc=True)
     assert Relay._passes_remb(cast(Leg, leg), 500_000, 800_000, 100.0)
     assert leg.remb_held_until == 100.0 + REMB_HOLD
+
+
+def packet_numbered(number: int) -> bytes:
+    """An RTP packet carrying transport-wide ``number`` under extension id 3."""
+    header = bytes([0x90, 96, 0, 1]) + (1000).to_bytes(4, "big") + (42).to_bytes(4, "big")
+    extension = b"\xbe\xde\x00\x01" + bytes([0x31]) + number.to_bytes(2, "big") + b"\x00"
+    return header + extension + b"payload"
+
+
+async def test_a_packet_left_to_aiortcs_path_arrives_when_its_datagram_was_read() -> None:
+    """The leg notes when each datagram the fast path declined was read; the relay's
+    general path, reached later, records that time for the sender's feedback (and
+    a steady packet, recorded where it is read, the time it is recorded)."""
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    leg = Leg("p0", 0, 1, nothing, nothing, lambda *_: None, forward_now=lambda *_: False)
+    try:
+        leg.transport_cc_id = 3
+        leg.arrivals = ArrivalRecorder(1, 2)
+        assert leg._rtp_now(packet_numbered(7)) is False  # declined: aiortc's path
+        read_after = time.monotonic_ns() // 1000
+        await asyncio.sleep(0.05)  # aiortc's queue and task, slow
+        leg.transport_arrival(7, read_earlier=True)
+        leg.transport_arrival(8, read_earlier=True)  # never read by _rtp_now: now
+        leg.transport_arrival(9)
+        recorded = dict(leg.arrivals._arrivals)
+        assert recorded[7] <= read_after
+        assert recorded[8] > read_after and recorded[9] > read_after
+    finally:
+        await leg.pc.close()
