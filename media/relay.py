@@ -452,16 +452,14 @@ class Relay:
             rx = leg.fast.native_rx()
             if rx is not None:
                 return self._forward_native(self._forwarder, rx, leg, data, key[2], route)
+        takers = self._steady_takers(route)
+        if takers is None:
+            return False
         headers: list[HeaderPlan | None] = []
-        for destination in route.destinations:
-            fast = destination.leg.fast
-            if fast is None or destination.leg.closed:
-                return False
-            if not fast.connected():
-                headers.append(None)  # a leg still connecting gets nothing yet
+        for destination in takers:
+            if destination is None:
+                headers.append(None)
                 continue
-            if not destination.stream.steady(route.source) or not fast.can_send():
-                return False
             header = plan_header(
                 data, destination.plan, destination.payload_type, destination.stream.ssrc
             )
@@ -486,6 +484,26 @@ class Relay:
             self.counters.packets_forwarded_at_once += 1
             self.counters.bytes_forwarded += len(out)
         return True
+
+    @staticmethod
+    def _steady_takers(route: _Route) -> list[_Destination | None] | None:
+        """Who takes a steady packet of ``route`` now, for either data path: each
+        destination in order, None for one whose leg still connects (it gets
+        nothing yet); None altogether when the packet must take the general path
+        (a leg closed or without the fast path, a stream not steady on this
+        source, a leg that cannot send at once)."""
+        takers: list[_Destination | None] = []
+        for destination in route.destinations:
+            fast = destination.leg.fast
+            if fast is None or destination.leg.closed:
+                return None
+            if not fast.connected():
+                takers.append(None)
+                continue
+            if not destination.stream.steady(route.source) or not fast.can_send():
+                return None
+            takers.append(destination)
+        return takers
 
     def _arrived_steady(
         self, leg: Leg, ssrc: int, payload_type: int, data: bytes, plain: bytes
@@ -514,18 +532,17 @@ class Relay:
         in Python, and one native call that unprotects, rewrites for each
         destination, protects and sends. A screen's packets stay on the Python path:
         who shares is decided from an authenticated packet, before it is sent."""
+        takers = self._steady_takers(route)
+        if takers is None:
+            return False
         sending: list[_Destination] = []
         targets: list[_native.Destination] = []
-        for destination in route.destinations:
-            fast = destination.leg.fast
-            if fast is None or destination.leg.closed:
-                return False
-            if not fast.connected():
-                continue  # a leg still connecting gets nothing yet
+        for destination in takers:
+            if destination is None:
+                continue
             stream = destination.stream
-            if not stream.steady(route.source) or not fast.can_send():
-                return False
-            target = fast.native_target()
+            assert destination.leg.fast is not None  # checked by _steady_takers
+            target = destination.leg.fast.native_target()
             if target is None or destination.native is None:
                 return False
             tx, fd, address = target
