@@ -126,8 +126,7 @@ class SrtpPath:
 
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._dtls = transport
-        self._connection: aioice.ice.Connection = transport.transport._connection
-        self.connection = self._connection
+        self.connection: aioice.ice.Connection = transport.transport._connection
         """The ICE connection the transport's datagrams come through."""
         self._target_of: tuple[object, object] | None = None
         self._target: tuple[_native.Session, int, _native.Address] | None = None
@@ -153,12 +152,12 @@ class SrtpPath:
         Per packet: the private state, not the public ``state`` string."""
         if self._dtls._state is not DtlsState.CONNECTED:
             return False
-        pair = self._connection._nominated.get(1)
+        pair = self.connection._nominated.get(1)
         return pair is not None and type(pair.protocol) is aioice.ice.StunProtocol
 
     def send(self, plain: bytes) -> None:
         """Protect and send now (call ``can_send`` first)."""
-        pair = self._connection._nominated[1]
+        pair = self.connection._nominated[1]
         try:
             protected = self._dtls._tx_srtp.protect(plain)
         except pylibsrtp.Error:
@@ -174,7 +173,7 @@ class SrtpPath:
         """(tx session, socket fd, remote address) of the nominated pair for the native
         forwarder (call ``can_send`` first), or None when the sessions are not native.
         Worked out again only when the pair or the session changes."""
-        pair = self._connection._nominated[1]
+        pair = self.connection._nominated[1]
         session: Any = self._dtls._tx_srtp
         known = self._target_of
         if known is None or known[0] is not pair or known[1] is not session:
@@ -194,7 +193,7 @@ def take_rtp_early(transport: RTCDtlsTransport, handle: Callable[[bytes], bool])
     arrives from the socket, before aiortc's queue; what ``handle`` declines
     (returns False for) goes on to aiortc untouched."""
     path = SrtpPath(transport)
-    connection = path._connection
+    connection = path.connection
     original = connection.data_received
 
     def data_received(data: bytes, component: int) -> None:
