@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -28,6 +28,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "WINDOWLINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 DEMO_PASSWORD = "demo1234"
+T = TypeVar("T")
 
 
 HEAVY = ("browser", "cluster", "netns", "slow")
@@ -128,18 +129,12 @@ def migrated_template() -> Iterator[str]:
         db = await Database.open(database_url(url, Path()))
         await db.close()
 
-    def run(work: Coroutine[Any, Any, None]) -> None:
+    def run(work: Coroutine[Any, Any, T]) -> T:
         # A thread of its own: this runs inside the event loop of the test asking.
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, work).result()
+            return pool.submit(asyncio.run, work).result()
 
-    url = ""
-
-    async def make() -> None:
-        nonlocal url
-        url = await create_database("wl_template")
-
-    run(make())
+    url = run(create_database("wl_template"))
     try:
         run(migrate(url))
         yield url.rsplit("/", 1)[1]
