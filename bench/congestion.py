@@ -28,8 +28,9 @@ included) and its video alone (the bitrate actually sent), its round-trip time
 (queue build-up shows there), and at the expert the received rate, video
 freezes (the longest too) and concealed audio. A call that never connects is a
 row marked ``failed`` with why, and the bench goes on. ``--datapath`` starts
-the server with that ``--relay-datapath`` (to compare the two data paths). Last, one summary row a
-scenario: relay against direct, and the issue's targets met or not.
+the server with that ``--relay-datapath`` (to compare the two data paths).
+Last, one summary row a scenario: relay against direct, and the issue's targets
+met or not.
 """
 
 import argparse
