@@ -18,13 +18,15 @@ NATIVE = Extension(
         "media/native/wl_srtp.c",
         "media/native/wl_rtp.c",
         "media/native/wl_batch.c",
+        "media/native/pump.c",
     ],
     depends=[
         "media/native/wl_srtp.h",
         "media/native/wl_rtp.h",
         "media/native/wl_batch.h",
+        "media/native/objects.h",
     ],
-    libraries=["crypto"],
+    libraries=["crypto", "pthread"],
     extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"],
 )
 

@@ -21,5 +21,7 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc
 # CPython and OpenSSL keep memory to the end of the process: no leak report.
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 python -c 'import media._native as n, sys; print("ASan build:", n.__file__); sys.exit(not n.__file__.startswith(sys.argv[1]))' "$work"
+# (the pump's thread with its own tests, and under real peers: the relay's)
 python -m pytest -p no:cacheprovider -n 0 -q tests/media/test_native_srtp.py \
-  tests/media/test_native_forward.py tests/media/test_native_fuzz.py "$@"
+  tests/media/test_native_forward.py tests/media/test_native_fuzz.py \
+  tests/media/test_native_pump.py tests/media/test_relay.py tests/media/test_calls.py "$@"

@@ -24,9 +24,8 @@
 
 #include <openssl/crypto.h>
 
+#include "objects.h"
 #include "wl_batch.h"
-#include "wl_rtp.h"
-#include "wl_srtp.h"
 
 /* pylibsrtp's own buffer: 1500 octets, less the room protect may need. */
 #define PYLIBSRTP_BUFFER 1500
@@ -43,13 +42,6 @@ static PyObject *NativeError;
 
 /* ---- Session ------------------------------------------------------------------ */
 
-typedef struct {
-    PyObject_HEAD
-    wl_srtp *srtp;
-    int profile;
-} SessionObject;
-
-static PyTypeObject SessionType;
 
 static PyObject *raise_status(int status)
 {
@@ -125,6 +117,7 @@ static PyObject *session_process(SessionObject *self, PyObject *packet, int what
     }
     size = (size_t)length;
     memcpy(buffer, PyBytes_AS_STRING(packet), size);
+    WL_LOCK(); /* the pump's thread may use the same session */
     switch (what) {
     case PROTECT:
         status = wl_srtp_protect(self->srtp, buffer, &size, sizeof buffer);
@@ -139,6 +132,7 @@ static PyObject *session_process(SessionObject *self, PyObject *packet, int what
         status = wl_srtp_unprotect_rtcp(self->srtp, buffer, &size);
         break;
     }
+    WL_UNLOCK();
     if (status != WL_OK) {
         OPENSSL_cleanse(buffer, sizeof buffer);
         return raise_status(status);
@@ -186,7 +180,11 @@ static PyObject *Session_get_rtcp_overhead(SessionObject *self, void *Py_UNUSED(
 
 static PyObject *Session_get_streams(SessionObject *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromSize_t(wl_srtp_stream_count(self->srtp));
+    size_t count;
+    WL_LOCK();
+    count = wl_srtp_stream_count(self->srtp);
+    WL_UNLOCK();
+    return PyLong_FromSize_t(count);
 }
 
 static PyMethodDef Session_methods[] = {
@@ -209,7 +207,7 @@ static PyGetSetDef Session_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject SessionType = {
+PyTypeObject SessionType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "media._native.Session",
     .tp_basicsize = sizeof(SessionObject),
@@ -225,15 +223,6 @@ static PyTypeObject SessionType = {
 
 /* ---- Address ------------------------------------------------------------------ */
 
-typedef struct {
-    PyObject_HEAD
-    struct sockaddr_storage address;
-    socklen_t length;
-    PyObject *host;
-    int port;
-} AddressObject;
-
-static PyTypeObject AddressType;
 
 /* A numeric host and a port as a socket address; 0 with an exception set. */
 static int parse_address(PyObject *host, int port, struct sockaddr_storage *out, socklen_t *length)
@@ -323,7 +312,7 @@ static PyGetSetDef Address_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject AddressType = {
+PyTypeObject AddressType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "media._native.Address",
     .tp_basicsize = sizeof(AddressObject),
@@ -338,12 +327,6 @@ static PyTypeObject AddressType = {
 
 /* ---- Plan --------------------------------------------------------------------- */
 
-typedef struct {
-    PyObject_HEAD
-    wl_plan plan;
-} PlanObject;
-
-static PyTypeObject PlanType;
 
 static PyObject *Plan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -428,7 +411,7 @@ static PyGetSetDef Plan_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject PlanType = {
+PyTypeObject PlanType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "media._native.Plan",
     .tp_basicsize = sizeof(PlanObject),
@@ -684,7 +667,9 @@ static PyObject *forward(ForwarderObject *self, PyObject *const *args, Py_ssize_
         goto done;
     }
     memcpy(self->plain, PyBytes_AS_STRING(data), length);
+    WL_LOCK();
     status = wl_srtp_unprotect(((SessionObject *)rx)->srtp, self->plain, &length);
+    WL_UNLOCK();
     if (status != WL_OK) {
         self->refused++;
         if (status == WL_REPLAY_FAIL || status == WL_REPLAY_OLD)
@@ -730,7 +715,10 @@ static PyObject *forward(ForwarderObject *self, PyObject *const *args, Py_ssize_
                 goto done;
             PyList_SET_ITEM(outs, i, out);
         }
-        if (wl_srtp_protect(d->tx->srtp, slot, &out_length, SLOT_SIZE) != WL_OK) {
+        WL_LOCK();
+        status = wl_srtp_protect(d->tx->srtp, slot, &out_length, SLOT_SIZE);
+        WL_UNLOCK();
+        if (status != WL_OK) {
             self->protect_failed++;
             continue;
         }
@@ -771,7 +759,7 @@ static PyObject *Forwarder_flush(ForwarderObject *self, PyObject *Py_UNUSED(igno
 }
 
 /* Python's own tuple for a socket address (socket.recvfrom's). */
-static PyObject *address_tuple(const struct sockaddr_storage *address, socklen_t length)
+PyObject *wl_address_tuple(const struct sockaddr_storage *address, socklen_t length)
 {
     char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
     if (address->ss_family == AF_INET && length >= (socklen_t)sizeof(struct sockaddr_in)) {
@@ -831,7 +819,7 @@ static PyObject *Forwarder_drain(ForwarderObject *self, PyObject *const *args, P
         if (last == NULL || h->msg_namelen != last_length ||
             memcmp(address, last_address, h->msg_namelen) != 0) {
             Py_XDECREF(last);
-            last = address_tuple(address, h->msg_namelen);
+            last = wl_address_tuple(address, h->msg_namelen);
             if (last == NULL)
                 goto failed;
             last_address = address;
@@ -968,6 +956,7 @@ PyMODINIT_FUNC PyInit__native(void)
         PyModule_AddObjectRef(m, "Address", (PyObject *)&AddressType) < 0 ||
         PyModule_AddObjectRef(m, "Plan", (PyObject *)&PlanType) < 0 ||
         PyModule_AddObjectRef(m, "Forwarder", (PyObject *)&ForwarderType) < 0 ||
+        !wl_pump_add_types(m) ||
         PyModule_AddIntConstant(m, "DECLINED", FORWARD_DECLINED) < 0 ||
         PyModule_AddIntConstant(m, "REFUSED", FORWARD_REFUSED) < 0 ||
         PyModule_AddIntConstant(m, "MAX_DESTINATIONS", MAX_DESTINATIONS) < 0 ||
