@@ -11,7 +11,7 @@ aiortc 1.16.0, aioice 0.13.0.
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aioice.ice
 import pylibsrtp
@@ -207,24 +207,36 @@ def take_rtp_early(transport: RTCDtlsTransport, handle: Callable[[bytes], bool])
     return path
 
 
-Drain = Callable[[int, int], list[tuple[bytes, tuple[Any, ...]]]]
-"""``media._native.Forwarder.drain``: (fd, at most) -> [(datagram, address)] by one
-recvmmsg, without blocking."""
+class BatchReader(Protocol):
+    """Reads a socket a batch at a time (the native data path's recvmmsg), and is
+    told when the batch has been handled: what the batch's packets queued to send
+    goes out then, in one ``sendmmsg`` per socket, not one system call a packet."""
+
+    def drain(self, fd: int, max_datagrams: int) -> Sequence[tuple[bytes, tuple[Any, ...]]]:
+        """[(datagram, address)] by one recvmmsg, without blocking."""
+        ...
+
+    def handled(self) -> None:
+        """Every datagram of the last ``drain`` has been handed on."""
+        ...
+
+
 READ_BATCH = 32
 """Datagrams read by one wake-up of a socket at most (a video frame's burst)."""
 
 
-def read_in_batches(connection: aioice.ice.Connection, drain: Drain) -> int:
-    """Read the connection's host sockets (not TURN allocations) with ``drain``, a
+def read_in_batches(connection: aioice.ice.Connection, reader: BatchReader) -> int:
+    """Read the connection's host sockets (not TURN allocations) with ``reader``, a
     batch of datagrams per wake-up instead of asyncio's one ``recvfrom`` each, and
     hand media (first byte 128-191, RFC 7983: never STUN) straight to the
     connection, past aioice's attempt to parse every datagram as STUN first (an
     exception per media packet). STUN still goes to aioice's protocol as before.
     Returns how many sockets it took over. Call after gathering (the answer).
 
-    Under uvloop (the relay workers) a transport's reader is C and cannot be
-    replaced: its datagrams keep coming one by one, and only the shortcut past the
-    STUN parse is taken (on the protocol object, which uvloop calls)."""
+    Under uvloop a transport's reader is C and cannot be replaced: its datagrams
+    keep coming one by one, and only the shortcut past the STUN parse is taken (on
+    the protocol object, which uvloop calls). The relay workers run on asyncio's
+    loop where the native path runs for that reason (media/worker.py)."""
     loop = asyncio.get_running_loop()
     add_reader = getattr(loop, "_add_reader", None)
     taken = 0
@@ -250,22 +262,39 @@ def read_in_batches(connection: aioice.ice.Connection, drain: Drain) -> int:
             if transport.is_closing():
                 return
             try:
-                datagrams = drain(fd, READ_BATCH)
+                datagrams = reader.drain(fd, READ_BATCH)
             except OSError as error:
+                reader.handled()
                 protocol.error_received(error)
                 return
-            for data, address in datagrams:
-                if data and 127 < data[0] < 192:
-                    # Looked up each time: take_rtp_early's handler is an attribute.
-                    connection.data_received(data, component)
-                else:
-                    protocol.datagram_received(data, address)
+            try:
+                for data, address in datagrams:
+                    if data and 127 < data[0] < 192:
+                        # Looked up each time: take_rtp_early's handler is an attribute.
+                        connection.data_received(data, component)
+                    else:
+                        protocol.datagram_received(data, address)
+            finally:
+                # Nothing in the loop above closes a socket (a leg closes in a task of
+                # its own): what it queued is sent before the loop runs anything else.
+                reader.handled()
 
         # The transport's own reader (its _read_ready) is replaced: asyncio's public
         # add_reader refuses a transport's fd. Closing the transport removes this one.
         add_reader(fd, ready)
         taken += 1
     return taken
+
+
+def host_protocols(connection: aioice.ice.Connection) -> list[aioice.ice.StunProtocol]:
+    """The connection's host sockets' protocols (not TURN allocations), gathered."""
+    found = []
+    for protocol in connection._protocols:
+        if type(protocol) is not aioice.ice.StunProtocol or protocol.transport is None:
+            continue
+        if protocol.transport.get_extra_info("socket") is not None:
+            found.append(protocol)
+    return found
 
 
 def _media_past_stun(connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol) -> None:

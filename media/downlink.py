@@ -28,9 +28,12 @@ tests/media/test_downlink.py drives it as a table.
 from collections import Counter, deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from media.twcc import REFERENCE_UNIT_US, SEQ_MOD, Feedback
+
+if TYPE_CHECKING:
+    from media import _native
 
 HISTORY = 8192
 """Sent packets remembered (about 8 s of a 1 Mbit/s video and its audio)."""
@@ -75,37 +78,68 @@ class _Sent:
 
 @dataclass
 class SentLog:
-    """The relay's transport-wide sequence numbers on one leg, and what each was."""
+    """The relay's transport-wide sequence numbers on one leg, and what each was.
+
+    Kept here, or (``store``) in the native pump's memory, where the pump takes
+    numbers for the packets it sends itself: then what a packet was is read from
+    there, and only what feedback said of it (``reported``) is kept here."""
 
     _next: int = 0
     _sent: dict[int, _Sent] = field(default_factory=dict)
     _reference: int | None = None
+    store: "_native.SentLog | None" = None
+
+    @classmethod
+    def native(cls) -> "SentLog":
+        """A log kept in a ``media._native.SentLog`` (for the pump)."""
+        from media import _native
+
+        return cls(store=_native.SentLog(HISTORY, OVERHEAD_BYTES))
 
     def assign(self, size: int, now_us: int) -> int:
         """The next sequence number (16 bits) for a packet of ``size`` bytes sent now."""
+        if self.store is not None:
+            return self.store.assign(size, now_us)
         unwrapped = self._next
         self._next += 1
         self._sent[unwrapped] = _Sent(now_us, size + OVERHEAD_BYTES)
         self._sent.pop(unwrapped - HISTORY, None)
         return unwrapped % SEQ_MOD
 
+    @property
+    def next(self) -> int:
+        """The unwrapped number ``assign`` gives next."""
+        return self._next if self.store is None else self.store.next
+
     def peek(self) -> int:
         """The number (16 bits) ``assign`` gives next, not taken: written into a
         packet that may still be refused (media/forwarding.py sent_steady)."""
-        return self._next % SEQ_MOD
+        return self.next % SEQ_MOD
 
     def unwrap(self, sequence_number: int) -> int:
         """The sent packet a 16-bit number from feedback refers to (the nearest)."""
-        latest = self._next - 1
+        latest = self.next - 1
         step = (sequence_number - latest) % SEQ_MOD
         return latest + (step if step < SEQ_MOD // 2 else step - SEQ_MOD)
 
     def get(self, unwrapped: int) -> _Sent | None:
-        return self._sent.get(unwrapped)
+        if self.store is None:
+            return self._sent.get(unwrapped)
+        found = self.store.get(unwrapped)
+        if found is None:
+            return None
+        known = self._sent.get(unwrapped)
+        if known is None or (known.at_us, known.size) != found:
+            # What feedback says of it is kept with it, while the store holds it.
+            known = self._sent[unwrapped] = _Sent(*found)
+            if len(self._sent) > 2 * HISTORY:
+                oldest = self.next - HISTORY
+                self._sent = {k: v for k, v in self._sent.items() if k >= oldest}
+        return known
 
     def window(self) -> range:
         """The unwrapped numbers the log can still hold."""
-        return range(max(0, self._next - HISTORY), self._next)
+        return range(max(0, self.next - HISTORY), self.next)
 
     def reference_us(self, feedback: Feedback) -> int:
         """The feedback's reference time in µs on the receiver's clock, unwrapped

@@ -11,6 +11,7 @@ counter, and a new SSRC would need renegotiation.
 import time
 from dataclasses import dataclass, field
 from struct import pack, unpack, unpack_from
+from typing import TYPE_CHECKING, Protocol
 
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
@@ -18,6 +19,9 @@ from media.downlink import SentLog
 from media.fastpath import HeaderPlan, stamp
 from media.keyframes import is_keyframe_start
 from media.session import CodecId, Section
+
+if TYPE_CHECKING:
+    from media import _native
 
 HISTORY_SIZE = 512
 SEQ_MOD = 1 << 16
@@ -40,6 +44,44 @@ class Source:
     clock_rate: int
 
 
+def source_key(source: Source) -> int:
+    """A source as the native pump knows it (never 0): its leg's generation, unique
+    within a relay, and its SSRC."""
+    return (source.generation << 32) | source.ssrc
+
+
+class History(Protocol):
+    """Packets sent on a stream by sequence number % HISTORY_SIZE (to answer NACKs)."""
+
+    def __setitem__(self, index: int, data: bytes) -> None: ...
+
+    def get(self, index: int) -> bytes | None: ...
+
+
+@dataclass
+class StreamState:
+    """A forwarded stream's sequence state and history, kept in Python (the native
+    pump keeps the same in a ``media._native.Stream``)."""
+
+    seq_offset: int = 0
+    ts_offset: int = 0
+    last_seq: int | None = None
+    last_ts: int | None = None
+    last_sent_at: float = 0.0
+    forwarded: int = 0
+    steady_key: int = 0
+    """The source whose packets need nothing but a header rewrite (0: none)."""
+    history: dict[int, bytes] = field(default_factory=dict)
+
+    def sent(self, sequence_number: int, timestamp: int) -> None:
+        """A packet with these numbers left."""
+        if self.last_seq is None or seq_newer(sequence_number, self.last_seq):
+            self.last_seq = sequence_number
+            self.last_ts = timestamp
+            self.last_sent_at = time.monotonic()
+        self.forwarded += 1
+
+
 @dataclass
 class OutboundStream:
     """The relay's sender of one kind on the destination leg."""
@@ -50,23 +92,82 @@ class OutboundStream:
     transport: SentLog | None = None
     """The leg's transport-wide sequence numbers, when it negotiated transport-cc:
     every packet sent on the stream takes the next one."""
-    source: Source | None = None
-    seq_offset: int = 0
-    ts_offset: int = 0
-    last_seq: int | None = None
-    last_ts: int | None = None
-    last_sent_at: float = 0.0
+    state: "StreamState | _native.Stream" = field(default_factory=lambda: StreamState())
+    """Where the sequence state and the history live: here, or in the native pump's
+    memory when it forwards this stream's steady packets (media/pump.py)."""
+    _source: Source | None = None
     rtx_seq: int = 0
-    waiting_for_keyframe: bool = False
+    _waiting_for_keyframe: bool = False
     _offsets_pending: bool = False
-    history: dict[int, bytes] = field(default_factory=dict)
-    forwarded: int = 0
     dropped_no_codec: int = 0
 
     @property
     def ssrc(self) -> int:
         assert self.section.relay_ssrc is not None
         return self.section.relay_ssrc
+
+    # The state, wherever it lives.
+    @property
+    def seq_offset(self) -> int:
+        return self.state.seq_offset
+
+    @seq_offset.setter
+    def seq_offset(self, value: int) -> None:
+        self.state.seq_offset = value
+
+    @property
+    def ts_offset(self) -> int:
+        return self.state.ts_offset
+
+    @ts_offset.setter
+    def ts_offset(self, value: int) -> None:
+        self.state.ts_offset = value
+
+    @property
+    def last_seq(self) -> int | None:
+        return self.state.last_seq
+
+    @property
+    def last_ts(self) -> int | None:
+        return self.state.last_ts
+
+    @property
+    def last_sent_at(self) -> float:
+        return self.state.last_sent_at
+
+    @property
+    def forwarded(self) -> int:
+        return self.state.forwarded
+
+    @property
+    def history(self) -> "History":
+        return self.state.history if isinstance(self.state, StreamState) else self.state
+
+    # What makes the stream steady: each change says so to the state (steady_key).
+    @property
+    def source(self) -> Source | None:
+        return self._source
+
+    @source.setter
+    def source(self, value: Source | None) -> None:
+        self._source = value
+        self._steadiness_changed()
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        return self._waiting_for_keyframe
+
+    @waiting_for_keyframe.setter
+    def waiting_for_keyframe(self, value: bool) -> None:
+        self._waiting_for_keyframe = value
+        self._steadiness_changed()
+
+    def _steadiness_changed(self) -> None:
+        source = self._source
+        steady = source is not None and not self._waiting_for_keyframe
+        self.state.steady_key = (
+            source_key(source) if steady and not self._offsets_pending and source else 0
+        )
 
     def _switch_source(self, source: Source) -> None:
         """A new source: offsets are set at the first packet actually forwarded, so
@@ -77,21 +178,24 @@ class OutboundStream:
         what it cannot decode and asks for a keyframe (the relay passes that on to
         the source), and a source that cannot make one on demand is not held back
         to its next."""
-        self.waiting_for_keyframe = self.kind == "video" and self.source is not None
-        self.source = source
+        self._waiting_for_keyframe = self.kind == "video" and self.source is not None
         self._offsets_pending = True
+        self.source = source  # (and says the stream is not steady)
 
     def _continue_from(self, packet: RtpPacket, source: Source) -> None:
         """The new source continues the stream where the last one stopped."""
-        self._offsets_pending = False
-        if self.last_seq is None or self.last_ts is None:
+        last_seq, last_ts = self.last_seq, self.last_ts
+        if last_seq is None or last_ts is None:
             self.seq_offset = 0
             self.ts_offset = 0
-            return
-        elapsed = max(0.0, time.monotonic() - self.last_sent_at)
-        next_ts = self.last_ts + max(1, int(elapsed * source.clock_rate))
-        self.seq_offset = (self.last_seq + 1 - packet.sequence_number) % SEQ_MOD
-        self.ts_offset = (next_ts - packet.timestamp) % TS_MOD
+        else:
+            elapsed = max(0.0, time.monotonic() - self.last_sent_at)
+            next_ts = last_ts + max(1, int(elapsed * source.clock_rate))
+            self.seq_offset = (last_seq + 1 - packet.sequence_number) % SEQ_MOD
+            self.ts_offset = (next_ts - packet.timestamp) % TS_MOD
+        # Steady from here: the offsets are set before the pump may use them.
+        self._offsets_pending = False
+        self._steadiness_changed()
 
     def rewrite(
         self, packet: RtpPacket, codec: CodecId, source: Source, *, retransmission: bool
@@ -178,11 +282,7 @@ class OutboundStream:
         self._sent(unpack_from("!H", out, 2)[0], unpack_from("!L", out, 4)[0], out)
 
     def _sent(self, sequence_number: int, timestamp: int, data: bytes) -> None:
-        if self.last_seq is None or seq_newer(sequence_number, self.last_seq):
-            self.last_seq = sequence_number
-            self.last_ts = timestamp
-            self.last_sent_at = time.monotonic()
-        self.forwarded += 1
+        self.state.sent(sequence_number, timestamp)
         self.history[sequence_number % HISTORY_SIZE] = data
 
     def _transport_sequence(self, payload_size: int) -> int | None:

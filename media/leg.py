@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import (
     MediaStreamTrack,
@@ -22,10 +22,11 @@ from aiortc.sdp import SessionDescription
 
 from media.addresses import reachable_candidates
 from media.aiortc_private import (
-    Drain,
+    BatchReader,
     SrtpPath,
     dtls_transports,
     gathering_addresses,
+    host_protocols,
     intercept,
     native_srtp,
     read_in_batches,
@@ -37,7 +38,7 @@ from media.aiortc_private import (
 from media.downlink import LinkEstimate, SentLog, results
 from media.errors import BadOffer
 from media.fastpath import transport_sequence
-from media.forwarding import OutboundStream
+from media.forwarding import OutboundStream, StreamState
 from media.ice import IceServer
 from media.session import (
     TRANSPORT_CC_URI,
@@ -49,6 +50,10 @@ from media.session import (
 )
 from media.slots import CAMERA, MICROPHONE, OWN, Place
 from media.twcc import ArrivalRecorder, Feedback, ReadTimes, StatusBudget, spend_statuses
+
+if TYPE_CHECKING:
+    from media import _native
+    from media.pump import PumpIO
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +148,8 @@ class Leg:
         forward_now: Callable[["Leg", bytes], bool] | None = None,
         ice_servers: Sequence[IceServer] = (),
         native_srtp: bool = False,
-        drain: Drain | None = None,
+        reader: BatchReader | None = None,
+        pump: "PumpIO | None" = None,
     ) -> None:
         self.participant = participant
         self.position = position
@@ -167,13 +173,21 @@ class Leg:
         self._forward_now = forward_now
         self._native_srtp = native_srtp
         """Key SRTP with native sessions (the native data path forwards with them)."""
-        self._drain = drain
+        self._reader = reader
         """Read the host sockets in batches with this (the native data path)."""
+        self._pump = pump if native_srtp else None
+        """The native pump that reads this leg's sockets (media/pump.py), if any."""
+        self.pump_in: _native.Inbound | None = None
+        """This leg's receiving side in the pump: its counters, arrivals and routes."""
+        self.pump_out: _native.Outbound | None = None
+        """Its sending side in the pump: socket, SRTP session, peer, state."""
+        self._pump_tags: dict[int, int] = {}
+        """The pump's tag of each host socket it reads for this leg (by fd)."""
         self.fast: SrtpPath | None = None
         """Where this leg's media is taken as it arrives and sent at once (bundled
         legs, when the relay gives ``forward_now``)."""
-        self.packets_at_once = 0
-        """RTP packets of this leg forwarded where they arrived."""
+        self._packets_at_once = 0
+        """RTP packets of this leg forwarded where they arrived, by Python."""
         self.transport_cc_id: int | None = None
         """The transport-wide sequence number's extension id, when negotiated."""
         self.arrivals: ArrivalRecorder | None = None
@@ -188,8 +202,8 @@ class Leg:
         self.feedback_dropped = 0
         """Of those, left unread: beyond this leg's budget of statuses per second."""
         self._status_budget = StatusBudget()
-        self.bytes_in = 0
-        """RTP bytes this participant sent that the relay took in (both paths)."""
+        self._bytes_in = 0
+        """RTP bytes this participant sent that Python took in (both paths)."""
         self.remb_held_until = 0.0
         """Until when receivers' estimates are passed to this source (see Relay)."""
         self.negotiated: Negotiated | None = None
@@ -202,9 +216,9 @@ class Leg:
         self.screen_last = 0.0
         """The current run of this participant's screen (media/slots.py)."""
         self._transports: list[Any] = []
-        self.last_rtp_at = 0.0
-        self.packets_in = 0
-        self.packets_out = 0
+        self._last_rtp_at = 0.0
+        self._packets_in = 0
+        self._packets_out = 0
         self.closed = False
         self.pc.on("connectionstatechange", self._state_changed)
 
@@ -253,9 +267,11 @@ class Leg:
                 self.fast = take_rtp_early(self._transports[0], self._rtp_now)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
-            if self.fast is not None and self._drain is not None:
+            if self.fast is None:
+                self._pump = None  # (several transports: aiortc's path alone)
+            if self.fast is not None and self._reader is not None and self._pump is None:
                 # Gathered by now: every host socket of the leg is there.
-                read_in_batches(self.fast.connection, self._drain)
+                read_in_batches(self.fast.connection, self._reader)
         except BadOffer:
             raise
         except Exception as exc:
@@ -267,16 +283,69 @@ class Leg:
         local = with_transport_cc(offer_sdp, self.pc.localDescription.sdp)
         self.negotiated = negotiated(offer_sdp, local)
         self.transport_cc_id = self.negotiated.extension_ids.get(TRANSPORT_CC_URI)
+        pump = self._pump
         if self.transport_cc_id is not None:
-            self.sent = SentLog()
+            self.sent = SentLog() if pump is None else SentLog.native()
         for section in self.negotiated.sections:
             if section.relay_sends and section.relay_ssrc is not None:
                 self.outbound[section.place] = OutboundStream(
-                    section.kind, section, self.negotiated.extensions, self.sent
+                    section.kind,
+                    section,
+                    self.negotiated.extensions,
+                    self.sent,
+                    state=StreamState() if pump is None else _native_stream(),
                 )
         if self.transport_cc_id is not None:
             self.arrivals = ArrivalRecorder(self.relay_ssrc("video"), 0)
+        if pump is not None and self.fast is not None:
+            self._give_to_pump(pump, self.fast)
         return advertise_public_address(local, public_address)
+
+    def _give_to_pump(self, pump: "PumpIO", fast: SrtpPath) -> None:
+        """The pump reads the leg's host sockets from now on: what it leaves goes on
+        as asyncio would have handed it (media to the ICE connection, past aioice's
+        STUN parse; the rest to aioice's protocol)."""
+        from media import _native
+
+        self.pump_in = _native.Inbound(pump.tally, self.transport_cc_id or 0)
+        self.pump_out = _native.Outbound(None if self.sent is None else self.sent.store)
+        connection = fast.connection
+        for protocol in host_protocols(connection):
+            sock = protocol.transport.get_extra_info("socket")
+            component = protocol.local_candidate.component
+
+            def handle(
+                data: bytes,
+                address: Any,
+                protocol: Any = protocol,
+                component: int = component,
+            ) -> None:
+                if protocol.transport is None or protocol.transport.is_closing():
+                    return
+                if data and 127 < data[0] < 192:
+                    # Looked up each time: take_rtp_early's handler is an attribute.
+                    connection.data_received(data, component)
+                else:
+                    protocol.datagram_received(data, address)
+
+            self._pump_tags[sock.fileno()] = pump.take_over(sock.fileno(), self.pump_in, handle)
+
+    def pump_tag(self, fd: int) -> int | None:
+        """The pump's tag of this leg's socket ``fd``, if the pump reads it."""
+        return self._pump_tags.get(fd)
+
+    def _leave_pump(self) -> None:
+        """Nothing of this leg in the pump any more (before its sockets close)."""
+        if self.pump_out is not None:
+            from media import _native
+
+            self.pump_out.state = _native.DECLINE
+        if self.pump_in is not None:
+            self.pump_in.clear_routes()
+        if self._pump is not None:
+            for tag in self._pump_tags.values():
+                self._pump.release(tag)
+        self._pump_tags.clear()
 
     def transport_arrival(self, sequence_number: int | None, *, read_earlier: bool = False) -> None:
         """A packet of this leg carrying a transport-wide sequence number arrived
@@ -287,12 +356,19 @@ class Leg:
             return
         now_us = time.monotonic_ns() // 1000
         at_us = self._read_times.arrival(sequence_number, now_us) if read_earlier else now_us
-        self.arrivals.record(sequence_number, at_us)
+        if self.pump_in is not None:
+            # In line with what the pump records of the packets it forwards.
+            self.pump_in.record(sequence_number, at_us)
+        else:
+            self.arrivals.record(sequence_number, at_us)
 
     def transport_feedback(self) -> list[bytes]:
         """Feedback on what arrived since the last call (none without transport-cc)."""
         if self.arrivals is None:
             return []
+        if self.pump_in is not None:
+            for number, at_us in self.pump_in.take_arrivals():
+                self.arrivals.record(number, at_us)
         ssrcs = self.primary_ssrc
         self.arrivals.media_ssrc = ssrcs.get(CAMERA) or ssrcs.get(MICROPHONE) or 0
         return self.arrivals.take()
@@ -368,10 +444,42 @@ class Leg:
         return False
 
     def arrived(self, size: int) -> None:
-        """A packet of this leg's media arrived (on either path)."""
-        self.last_rtp_at = time.monotonic()
-        self.packets_in += 1
-        self.bytes_in += size
+        """A packet of this leg's media arrived (on Python's paths; the pump counts
+        what it forwards itself)."""
+        self._last_rtp_at = time.monotonic()
+        self._packets_in += 1
+        self._bytes_in += size
+
+    def forwarded_at_once(self) -> None:
+        """One of this leg's packets was forwarded where it arrived, by Python."""
+        self._packets_at_once += 1
+
+    def sent_one(self) -> None:
+        """Python sent a packet on this leg."""
+        self._packets_out += 1
+
+    # Counted by Python and by the pump.
+    @property
+    def packets_in(self) -> int:
+        return self._packets_in + (0 if self.pump_in is None else self.pump_in.packets_in)
+
+    @property
+    def bytes_in(self) -> int:
+        return self._bytes_in + (0 if self.pump_in is None else self.pump_in.bytes_in)
+
+    @property
+    def last_rtp_at(self) -> float:
+        pumped = 0.0 if self.pump_in is None else self.pump_in.last_rtp_at
+        return max(self._last_rtp_at, pumped)
+
+    @property
+    def packets_at_once(self) -> int:
+        pumped = 0 if self.pump_in is None else self.pump_in.packets_at_once
+        return self._packets_at_once + pumped
+
+    @property
+    def packets_out(self) -> int:
+        return self._packets_out + (0 if self.pump_out is None else self.pump_out.packets_out)
 
     @property
     def receiving(self) -> bool:
@@ -384,7 +492,7 @@ class Leg:
         """Send a rewritten RTP packet at once (the relay checked ``fast.can_send``)."""
         assert self.fast is not None
         self.fast.send(data)
-        self.packets_out += 1
+        self._packets_out += 1
 
     async def _rtcp(self, data: bytes) -> None:
         await self._on_rtcp(self, data)
@@ -394,7 +502,7 @@ class Leg:
             return
         try:
             await send_protected(self._transports[0], data)
-            self.packets_out += 1
+            self._packets_out += 1
         except ConnectionError:
             pass
 
@@ -410,8 +518,16 @@ class Leg:
         if self.closed:
             return
         self.closed = True
+        self._leave_pump()
         # Bounded: closing gives up TURN allocations, and with the TURN server gone
         # each waits for its retransmissions to run out (about 40 s); a cancelled
         # deletion still closes its socket and the allocation expires by itself.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.pc.close(), CLOSE_SECONDS)
+
+
+def _native_stream() -> "_native.Stream":
+    """A stream's state in the pump's memory."""
+    from media import _native
+
+    return _native.Stream()

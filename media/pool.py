@@ -2,6 +2,7 @@
 ``--media-workers`` (0: in this process; N: N worker processes)."""
 
 import asyncio
+import dataclasses
 import resource
 import secrets
 import time
@@ -14,6 +15,7 @@ from media.config import MediaConfig
 from media.counters import RelayCounters
 from media.errors import RelayUnavailable, UnknownCall
 from media.ice import ice_servers
+from media.pump import PumpIO
 from media.recording_dump import DumpTarget
 from media.relay import MediaListener, Relay
 
@@ -95,7 +97,11 @@ class LocalRelayPool(RelayPool):
     def __init__(self, config: MediaConfig) -> None:
         self._config = config
         self.relays: dict[str, Relay] = {}
-        self.counters = RelayCounters()
+        self.live_counters = RelayCounters()
+        """What the relays (and a worker's request gate) count into; ``counters`` adds
+        what the pump forwarded."""
+        self._pump: PumpIO | None = None
+        """The native pump of this process's relays, made with the first (media/pump.py)."""
         self.name = f"in-process:{secrets.token_hex(6)}"
         """This process's placement: no other process can reach relays held here."""
         restrict_host_addresses(config.addresses)
@@ -104,6 +110,17 @@ class LocalRelayPool(RelayPool):
     async def close(self) -> None:
         for call_id in list(self.relays):
             await self.close_call(call_id)
+        if self._pump is not None:
+            self._pump.close()
+            self._pump = None
+
+    def _pump_for(self, path: datapath.Datapath) -> PumpIO | None:
+        """The pump, on the native path where this loop lets it read the sockets."""
+        if self._pump is None and path == "native":
+            loop = asyncio.get_running_loop()
+            if PumpIO.usable(loop):
+                self._pump = PumpIO(loop)
+        return self._pump
 
     async def place(self, call_id: str) -> str:
         await self.open_call(call_id)
@@ -123,11 +140,12 @@ class LocalRelayPool(RelayPool):
     def _open(self, call_id: str) -> None:
         if call_id not in self.relays:
             config = self._config
+            path = datapath.chosen(prefer_native=config.datapath != "python")
             self.relays[call_id] = Relay(
                 call_id,
                 self._notify,
                 config.public_address,
-                self.counters,
+                self.live_counters,
                 # A user name of its own per leg: coturn counts allocations per
                 # user name (user-quota), and legs start in the same second.
                 ice=lambda: ice_servers(
@@ -137,7 +155,8 @@ class LocalRelayPool(RelayPool):
                     time.time(),
                     config.turn_ttl,
                 ),
-                path=datapath.chosen(prefer_native=config.datapath != "python"),
+                path=path,
+                pump=self._pump_for(path),
             )
 
     def _relay(self, call_id: str) -> Relay:
@@ -186,6 +205,20 @@ class LocalRelayPool(RelayPool):
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             **self.counters.as_dict(),
         }
+
+    @property
+    def counters(self) -> RelayCounters:
+        """The relays' counters, with what the pump forwarded (it counts its own)."""
+        if self._pump is None:
+            return self.live_counters
+        tally = self._pump.tally
+        live = self.live_counters
+        return dataclasses.replace(
+            live,
+            packets_forwarded=live.packets_forwarded + tally.packets,
+            packets_forwarded_at_once=live.packets_forwarded_at_once + tally.packets,
+            bytes_forwarded=live.bytes_forwarded + tally.bytes,
+        )
 
     async def stats(self) -> dict[str, dict[str, float]]:
         return {"local": self.figures()}

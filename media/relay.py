@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from struct import unpack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -36,9 +36,10 @@ from media.counters import RelayCounters
 from media.downlink import remb_to_send, source_limits
 from media.errors import NotAParticipant, UnknownCall
 from media.fastpath import ExtensionPlan, HeaderPlan, plan_header, transport_sequence
-from media.forwarding import OutboundStream, Source
+from media.forwarding import OutboundStream, Source, StreamState, source_key
 from media.ice import IceServer
 from media.leg import Leg
+from media.pump import PumpIO
 from media.recording_dump import DumpWriter
 from media.session import CodecId
 from media.slots import (
@@ -78,6 +79,31 @@ MediaListener = Callable[[str, str, str], None]
 """(call_id, participant, status) with status "connected" or "lost"."""
 
 
+class _NativeBatches:
+    """The native data path's reading and sending (media.aiortc_private.BatchReader):
+    the legs' sockets read a batch at a time, and what a batch's packets queued sent
+    once the batch is handled; a packet forwarded outside a batch (uvloop's one
+    datagram at a time, a TURN allocation) is sent at once."""
+
+    def __init__(self, reader: "_native.Forwarder", sender: "_native.Forwarder") -> None:
+        self._reader = reader
+        self._sender = sender
+        self.reading = False
+        """A batch is being handed on: its packets wait in the sender's queue."""
+
+    def drain(self, fd: int, max_datagrams: int) -> Sequence[tuple[bytes, tuple[Any, ...]]]:
+        self.reading = True
+        return self._reader.drain(fd, max_datagrams)
+
+    def handled(self) -> None:
+        self.reading = False
+        self._sender.flush()
+
+    def stats(self) -> dict[str, int]:
+        """What the reading did (datagrams read, truncated ones dropped)."""
+        return self._reader.stats()
+
+
 @dataclass(frozen=True)
 class _Destination:
     leg: Leg
@@ -107,21 +133,29 @@ class Relay:
         counters: RelayCounters | None = None,
         ice: Callable[[], list[IceServer]] = list,
         path: datapath.Datapath | None = None,
+        pump: PumpIO | None = None,
     ) -> None:
         self.call_id = call_id
         self.datapath: datapath.Datapath = path or datapath.current()
         """Where steady packets are forwarded: in C (media._native) or in Python."""
         self._forwarder: _native.Forwarder | None = None
-        self._reader: _native.Forwarder | None = None
+        self._batches: _NativeBatches | None = None
         self._declined = 0
         if self.datapath == "native":
             from media import _native as native
 
-            # Sent at once (see _forward_native): a batch holds one packet's copies.
-            self._forwarder = native.Forwarder(batch=8, datagram_size=64)
+            # Its queue holds a read batch's copies (flushed sooner when full); its
+            # receive buffers are never used (datagram_size: the smallest).
+            self._forwarder = native.Forwarder(batch=2 * READ_BATCH, datagram_size=64)
             self._declined = native.DECLINED
             # Its own buffers for reading the legs' sockets (recvmmsg): full datagrams.
-            self._reader = native.Forwarder(batch=READ_BATCH, datagram_size=READ_SIZE)
+            self._batches = _NativeBatches(
+                native.Forwarder(batch=READ_BATCH, datagram_size=READ_SIZE), self._forwarder
+            )
+        self._pump = pump if self._forwarder is not None else None
+        """The native pump that forwards steady packets without Python (media/pump.py)."""
+        self._pumped: set[tuple[int, int, int]] = set()
+        """The routes (as ``_routes``' keys) the pump was given since they were cleared."""
         self._ice = ice
         self.counters = counters or RelayCounters()
         # (leg generation, source ssrc) -> the receiver's last cumulative loss count
@@ -155,6 +189,9 @@ class Relay:
         asked for a keyframe: a recording's pictures start with one."""
         self.stop_recording()
         self.recorder = writer
+        # A recorded packet is kept as it is forwarded: the pump's routes go, and
+        # none is given while the call is recorded (see _give_route).
+        self._clear_routes()
         for leg in list(self.legs.values()):
             for place, ssrc in list(leg.primary_ssrc.items()):
                 if place.kind == "video":
@@ -207,7 +244,8 @@ class Relay:
             forward_now=self._forward_now,
             ice_servers=self._ice(),
             native_srtp=self._forwarder is not None,
-            drain=None if self._reader is None else self._reader.drain,
+            reader=self._batches,
+            pump=self._pump,
         )
         try:
             answer = await leg.answer(offer_sdp, self._public_address)
@@ -228,7 +266,7 @@ class Relay:
                 await self.disconnect(name)
         old = self.legs.get(participant)
         self.legs[participant] = leg
-        self._routes.clear()
+        self._clear_routes()
         if old is not None:
             self._limits_sent.pop((participant, old.generation), None)
             await old.close()
@@ -247,7 +285,7 @@ class Relay:
         if leg is None or (generation is not None and leg.generation != generation):
             return False
         del self.legs[participant]
-        self._routes.clear()
+        self._clear_routes()
         self._limits_sent.pop((participant, leg.generation), None)
         await leg.close()
         return True
@@ -311,7 +349,7 @@ class Relay:
         sharer = screen_sharer(screens, now)
         if sharer != self._sharer:
             self._sharer = sharer
-            self._routes.clear()
+            self._clear_routes()
 
     # ---- media state -----------------------------------------------------------
 
@@ -322,6 +360,7 @@ class Relay:
         self._listener(self.call_id, participant, status)
 
     def _on_state(self, leg: Leg, state: str) -> None:
+        self._pump_state(leg)
         if self.legs.get(leg.participant) is not leg:
             return
         if state == "connected":
@@ -389,6 +428,9 @@ class Relay:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for leg in list(self.legs.values()):
+                # What the pump knows of each leg's sending side, checked again (its
+                # changes are said as they happen; this catches any that is not).
+                self._pump_state(leg)
                 sends = leg.negotiated is not None and any(
                     s.relay_receives for s in leg.negotiated.sections
                 )
@@ -398,6 +440,63 @@ class Relay:
                     self._report(leg.participant, "lost")
                 elif leg.last_rtp_at:
                     self._report(leg.participant, "connected")
+
+    # ---- the pump ----------------------------------------------------------------
+
+    def _clear_routes(self) -> None:
+        """Every route is worked out again, the pump's too."""
+        self._routes.clear()
+        if self._pumped:
+            self._pumped.clear()
+            for leg in self.legs.values():
+                if leg.pump_in is not None:
+                    leg.pump_in.clear_routes()
+
+    def _pump_state(self, leg: Leg) -> None:
+        """Tell the pump how a leg takes packets now, as ``_steady_takers`` sees it:
+        SEND (connected, a host socket the pump reads, native SRTP), WAIT (still
+        connecting: skipped) or DECLINE (the packet goes up to Python)."""
+        out = leg.pump_out
+        if out is None:
+            return
+        from media import _native
+
+        fast = leg.fast
+        state = _native.DECLINE
+        if fast is not None and not leg.closed and self.legs.get(leg.participant) is leg:
+            if not fast.connected():
+                state = _native.WAIT
+            elif fast.can_send():
+                target = fast.native_target()
+                tag = None if target is None else leg.pump_tag(target[1])
+                if target is not None and tag is not None:
+                    out.target(tag, target[0], target[2])
+                    state = _native.SEND
+        out.state = state
+
+    def _give_route(self, leg: Leg, key: tuple[int, int, int], route: _Route) -> None:
+        """A steady stream just forwarded by Python: the pump forwards its next
+        packets itself. Not a screen (who shares is decided per packet), nor while
+        the call is recorded; again only after the routes were cleared, or to tell
+        the pump its destinations' states when it left a packet of the route."""
+        pump_in = leg.pump_in
+        if pump_in is None or route.screen or self.recorder is not None or leg.fast is None:
+            return
+        for destination in route.destinations:
+            self._pump_state(destination.leg)
+        if key in self._pumped:
+            return
+        rx = leg.fast.native_rx()
+        destinations: list[tuple[_native.Stream, _native.Outbound, _native.Plan]] = []
+        for destination in route.destinations:
+            state, out = destination.stream.state, destination.leg.pump_out
+            if out is None or destination.native is None or isinstance(state, StreamState):
+                return
+            destinations.append((state, out, destination.native))
+        if rx is None:
+            return
+        pump_in.route(route.source.ssrc, key[2], source_key(route.source), rx, destinations)
+        self._pumped.add(key)
 
     # ---- RTP -------------------------------------------------------------------
 
@@ -451,7 +550,10 @@ class Relay:
         if self._forwarder is not None and not route.screen:
             rx = leg.fast.native_rx()
             if rx is not None:
-                return self._forward_native(self._forwarder, rx, leg, data, key[2], route)
+                forwarded = self._forward_native(self._forwarder, rx, leg, data, key[2], route)
+                if forwarded and self._pump is not None:
+                    self._give_route(leg, key, route)
+                return forwarded
         takers = self._steady_takers(route)
         if takers is None:
             return False
@@ -474,7 +576,7 @@ class Relay:
             self._screen_seen(leg)
             if self._sharer != leg.participant:
                 return True  # another participant's screen took over just now
-        leg.packets_at_once += 1
+        leg.forwarded_at_once()
         for destination, header in zip(route.destinations, headers, strict=True):
             if header is None:
                 continue
@@ -560,21 +662,24 @@ class Relay:
             )
             sending.append(destination)
         kept = forwarder.forward_keep(rx, data, targets)
-        # Sent at once: a leg closed later in this wake-up of the loop closes its
-        # socket, and a queued datagram would go to whatever reuses that fd.
-        forwarder.flush()
+        if self._batches is None or not self._batches.reading:
+            # Outside a read batch, sent at once: a leg closed later in this wake-up
+            # of the loop closes its socket, and a queued datagram would go to
+            # whatever reuses that fd. Within one, when the batch is handled (before
+            # the loop runs anything else).
+            forwarder.flush()
         if isinstance(kept, int):
             # DECLINED: a header the plans leave to the general path (untouched);
             # REFUSED: damaged or replayed (aiortc drops those too).
             return kept != self._declined
         plain, outs = kept
         self._arrived_steady(leg, route.source.ssrc, payload_type, data, plain)
-        leg.packets_at_once += 1
+        leg.forwarded_at_once()
         for destination, out in zip(sending, outs, strict=True):
             if out is None:
                 continue  # out of bounds (counted in the forwarder's stats)
             destination.stream.sent_steady(plain, out, bool(destination.plan.transport_id))
-            destination.leg.packets_out += 1
+            destination.leg.sent_one()
             self.counters.packets_forwarded += 1
             self.counters.packets_forwarded_at_once += 1
             self.counters.bytes_forwarded += len(out)
@@ -829,7 +934,8 @@ class Relay:
             "call_id": self.call_id,
             "datapath": self.datapath,
             "native": {} if self._forwarder is None else self._forwarder.stats(),
-            "read": {} if self._reader is None else self._reader.stats(),
+            "read": {} if self._batches is None else self._batches.stats(),
+            "pump": {} if self._pump is None else self._pump.stats(),
             "legs": {
                 p: {
                     "state": leg.pc.connectionState,

@@ -110,7 +110,7 @@ def declared_legs(request: web.Request) -> frozenset[str]:
 
 def _app(config: MediaConfig, secret: str) -> web.Application:
     pool = LocalRelayPool(config)
-    gate = RequestGate(signing_key(secret), pool.counters)
+    gate = RequestGate(signing_key(secret), pool.live_counters)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -246,21 +246,26 @@ def run_worker(
     # Where this process's relays forward (the parent checked the setting already).
     datapath.select(config.datapath)
     log.info("%s", datapath.describe(prefer_native=config.datapath != "python"))
-    run_loop(_serve(config, secret, report, lifeline, port))
+    # The pump reads the sockets on asyncio's own loop only (media/pump.py).
+    run_loop(_serve(config, secret, report, lifeline, port), pump=datapath.current() == "native")
 
 
 STOP_REQUESTS = 0.5
 """Seconds a stopping worker gives its open requests (its node stops within 10 s)."""
 
 LOOP_VARIABLE = "WINDOWLINK_MEDIA_LOOP"
-"""``asyncio`` runs a relay worker on the stock event loop instead of uvloop."""
+"""``asyncio`` or ``uvloop``: a relay worker's event loop, whatever the data path."""
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """A relay worker's loop: uvloop where it is installed (a declared dependency
-    on Linux: its datagram path costs less per packet, see docs/PERFORMANCE.md),
-    else, or when ``WINDOWLINK_MEDIA_LOOP=asyncio``, the stock one."""
-    if os.environ.get(LOOP_VARIABLE, "uvloop") != "asyncio":
+def run_loop(main: Coroutine[Any, Any, None], pump: bool = False) -> None:
+    """A relay worker's loop. On the native data path (``pump``) asyncio's own: the
+    pump's thread reads the sockets and forwards the steady packets, and it can take
+    a socket over from asyncio's loop, not from uvloop's. On the Python path uvloop
+    where it is installed (a declared dependency on Linux: its datagram path costs
+    less per packet, see docs/PERFORMANCE.md). ``WINDOWLINK_MEDIA_LOOP`` overrides
+    either (uvloop on the native path: forwarded in C, without the pump)."""
+    chosen = os.environ.get(LOOP_VARIABLE) or ("asyncio" if pump else "uvloop")
+    if chosen != "asyncio":
         try:
             import uvloop
         except ImportError:
