@@ -57,8 +57,22 @@ async def _discard(*_args: Any) -> None:
 
 def silence(party: RTCRtpSender | RTCRtpReceiver) -> None:
     """Stop aiortc's own sender/receiver reports (zero counts, empty RRs) and BYE:
-    the relay forwards the real endpoints' RTCP instead."""
+    the relay forwards the real endpoints' RTCP instead. Its report task does not
+    even run: one wake-up a second for each of a leg's seven senders and seven
+    receivers, each building a report to discard, is most of an idle call's CPU."""
     party._send_rtcp = _discard  # type: ignore[method-assign,assignment]
+    name = type(party).__name__  # the private events aiortc's stop() waits for
+    started: asyncio.Event = getattr(party, f"_{name}__rtcp_started")
+    exited: asyncio.Event = getattr(party, f"_{name}__rtcp_exited")
+
+    async def run_rtcp() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # until stop() cancels it
+        finally:
+            exited.set()
+
+    party._run_rtcp = run_rtcp  # type: ignore[method-assign]
 
 
 def without_decoder(receiver: RTCRtpReceiver) -> None:

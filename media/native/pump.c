@@ -1443,6 +1443,7 @@ static PyObject *Pump_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     self->running = 1;
+    pthread_setname_np(self->thread, "wl-pump"); /* as top -H and /proc show it */
     return (PyObject *)self;
 }
 
