@@ -674,7 +674,12 @@ async def serve(
         figures = await pool.stats()
         return web.Response(text=str(sum(f.get("packets_forwarded", 0) for f in figures.values())))
 
+    async def dropped(_request: web.Request) -> web.Response:
+        figures = await pool.stats()
+        return web.Response(text=str(sum(f.get("pump_dropped", 0) for f in figures.values())))
+
     app = web.Application()
+    app.router.add_get("/dropped", dropped)
     app.router.add_post("/calls/{call}/{side}", connect)
     app.router.add_get("/placement/{call}", placement)
     app.router.add_get("/forwarded", forwarded)
@@ -715,6 +720,12 @@ def forwarded_packets(url: str) -> int:
         return int(float(response.read()))
 
 
+def pump_dropped(url: str) -> int:
+    """Datagrams the relay's native pumps dropped so far (media/pump.py)."""
+    with urllib.request.urlopen(f"{url}/dropped", timeout=10) as response:  # noqa: S310 - ours
+        return int(float(response.read()))
+
+
 def run_mode(
     mode: str, calls: int, seconds: float, workers: int, media_file: str, processes: int
 ) -> dict[str, Any]:
@@ -746,6 +757,7 @@ def run_mode(
             procs.append(proc)
         time.sleep(max(0.0, start + 2.0 - time.time()))
         cpu = packet_rate = None
+        dropped: int | None = None
         if hosts and url is not None:
             packets0 = forwarded_packets(url)
             cpu0, t0 = sum(cpu_seconds(h.pid, children=True) for h in hosts), time.time()
@@ -757,6 +769,7 @@ def run_mode(
         parts = [out.get(timeout=180) for _ in procs]
         for proc in procs:
             proc.join(timeout=30)
+        dropped = pump_dropped(url) if hosts and url is not None else None
     finally:
         for host in hosts:
             host.terminate()
@@ -791,6 +804,7 @@ def run_mode(
         "audio_one_way_ms_p50": ms(audio_delay, 50),
         "audio_one_way_ms_p99": ms(audio_delay, 99),
         "identified": {"video": len(video_delay), "audio": len(audio_delay)},
+        "pump_dropped": dropped,
     }
 
 

@@ -204,7 +204,17 @@ class LocalRelayPool(RelayPool):
             "peer_connections": float(sum(r.peer_connections for r in self.relays.values())),
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             **self.counters.as_dict(),
+            **self._pump_figures(),
         }
+
+    def _pump_figures(self) -> dict[str, float]:
+        """What the pump dropped: datagrams beyond its queue for Python, sends the
+        sockets refused (full buffers, errors)."""
+        if self._pump is None:
+            return {}
+        stats = self._pump.stats()
+        dropped = stats["queue_dropped"] + stats["send_dropped"] + stats["send_failed"]
+        return {"pump_dropped": float(dropped), "pump_refused": float(stats["refused"])}
 
     @property
     def counters(self) -> RelayCounters:

@@ -87,6 +87,18 @@ class _RelayCollector(Collector):
             "Transport-wide feedback left unread: beyond the leg's budget of statuses.",
         ),
         (
+            "pump_dropped",
+            "windowlink_relay_pump_dropped",
+            "Datagrams the native pump dropped: beyond its queue for Python, or refused by "
+            "a full socket buffer.",
+        ),
+        (
+            "pump_refused",
+            "windowlink_relay_pump_refused",
+            "Packets of a steady stream the native pump refused (failed SRTP "
+            "authentication or replay).",
+        ),
+        (
             "internal_auth_failures",
             "windowlink_relay_internal_auth_failures",
             "Requests to the relay worker's internal API refused: unsigned, forged, "

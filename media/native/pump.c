@@ -43,7 +43,7 @@ pthread_mutex_t wl_state_lock = PTHREAD_MUTEX_INITIALIZER;
 #define PUMP_SOCKETS 1024      /* sockets one pump reads */
 #define PUMP_READ_BATCH 32     /* datagrams per recvmmsg */
 #define PUMP_SEND_BATCH 128    /* datagrams queued before a sendmmsg */
-#define PUMP_QUEUE 1024        /* datagrams waiting for Python */
+#define PUMP_QUEUE 4096        /* datagrams waiting for Python (a backlog of DTLS handshakes) */
 #define HISTORY 512            /* media/forwarding.py HISTORY_SIZE */
 #define ROUTES 16              /* source streams of one leg with a route */
 #define ROUTE_DESTINATIONS 4   /* a call of four, and a listener */
@@ -1567,7 +1567,7 @@ static PyObject *Pump_take(PumpObject *self, PyObject *arg)
     if (max == -1 && PyErr_Occurred())
         return NULL;
     if (max < 1 || max > PUMP_QUEUE) {
-        PyErr_SetString(PyExc_ValueError, "take 1-1024 at most");
+        PyErr_SetString(PyExc_ValueError, "take 1-4096 at most");
         return NULL;
     }
     got = read(self->wake_fd, &counter, sizeof counter);

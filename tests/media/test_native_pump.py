@@ -345,3 +345,23 @@ def test_any_datagram_is_forwarded_refused_or_left_to_python(
     assert stats["forwarded"] == before["forwarded"]
     bench.pump.take(8)
     assert not wait(bench.receiver, 0)
+
+
+def test_a_busy_moment_s_backlog_waits_for_python(bench: Bench) -> None:
+    """Calls starting together: Python busy with DTLS handshakes while every leg's
+    first packets and handshakes queue up for it. The queue holds what the sockets'
+    own buffers held before the pump (thousands of datagrams), not a thousand."""
+    bench.browser.setblocking(True)
+    datagrams = [b"\x00\x01" + n.to_bytes(4, "big") + bytes(100) for n in range(3000)]
+    deadline = time.monotonic() + 20  # (a bound for a loaded machine, not a claim)
+    for at in range(0, len(datagrams), 100):
+        for datagram in datagrams[at : at + 100]:
+            bench.send(datagram)
+        # As fast as the pump reads (not the socket's buffer's limit: the pump's).
+        while bench.pump.stats()["read"] < at + 100 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    taken: list[bytes] = []
+    while len(taken) < len(datagrams) and wait(bench.pump.fileno(), 1.0):
+        taken += [data for _, data, _ in bench.pump.take(1000)]
+    assert bench.pump.stats()["queue_dropped"] == 0
+    assert taken == datagrams
