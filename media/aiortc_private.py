@@ -131,6 +131,15 @@ def native_srtp(transport: RTCDtlsTransport) -> None:
     transport._setup_srtp = setup_native  # type: ignore[method-assign]
 
 
+def on_host_socket(protocol: object) -> bool:
+    """An ICE candidate's protocol that reads and writes a plain UDP socket of this
+    host. A TURN allocation's is a StunProtocol too, over aioice's TurnTransport
+    (no socket of its own: its datagrams go through the TURN client)."""
+    if type(protocol) is not aioice.ice.StunProtocol or protocol.transport is None:
+        return False
+    return protocol.transport.get_extra_info("socket") is not None
+
+
 class SrtpPath:
     """A bundled transport's SRTP sessions and selected UDP path, to handle media
     where the datagram arrives: unprotect, and protect + ``sendto`` at once,
@@ -167,7 +176,7 @@ class SrtpPath:
         if self._dtls._state is not DtlsState.CONNECTED:
             return False
         pair = self.connection._nominated.get(1)
-        return pair is not None and type(pair.protocol) is aioice.ice.StunProtocol
+        return pair is not None and on_host_socket(pair.protocol)
 
     def send(self, plain: bytes) -> None:
         """Protect and send now (call ``can_send`` first)."""
@@ -196,6 +205,8 @@ class SrtpPath:
             from media import _native
 
             sock = pair.protocol.transport.get_extra_info("socket")
+            if sock is None:
+                return None  # (a TURN allocation: can_send says so first)
             host, port = pair.remote_addr[:2]
             self._target = (session, sock.fileno(), _native.Address(host, port))
             self._target_of = (pair, session)
@@ -302,13 +313,7 @@ def read_in_batches(connection: aioice.ice.Connection, reader: BatchReader) -> i
 
 def host_protocols(connection: aioice.ice.Connection) -> list[aioice.ice.StunProtocol]:
     """The connection's host sockets' protocols (not TURN allocations), gathered."""
-    found = []
-    for protocol in connection._protocols:
-        if type(protocol) is not aioice.ice.StunProtocol or protocol.transport is None:
-            continue
-        if protocol.transport.get_extra_info("socket") is not None:
-            found.append(protocol)
-    return found
+    return [p for p in connection._protocols if on_host_socket(p)]
 
 
 def _media_past_stun(connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol) -> None:

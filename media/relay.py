@@ -360,7 +360,12 @@ class Relay:
         self._listener(self.call_id, participant, status)
 
     def _on_state(self, leg: Leg, state: str) -> None:
-        self._pump_state(leg)
+        try:
+            self._pump_state(leg)
+        except Exception:
+            # Raised here, it would end aiortc's connection task (this runs inside
+            # its state change): the pump just goes on declining to Python.
+            log.exception("the pump could not be told %s's state", leg.participant)
         if self.legs.get(leg.participant) is not leg:
             return
         if state == "connected":

@@ -46,3 +46,29 @@ def test_a_loopback_relay_ignores_checks_from_other_addresses() -> None:
     finally:
         restrict_host_addresses([])
     assert aioice.ice.Connection.request_received is original
+
+
+async def test_a_turn_allocation_is_not_a_host_socket() -> None:
+    """A relayed candidate's protocol is aioice's StunProtocol too, over a
+    TurnTransport with no socket of its own: the fast path and the pump must never
+    take it for a host socket (the native path asked it for its socket's number
+    and failed inside aiortc's connection task when the relay's own TURN
+    allocation was the nominated pair)."""
+    import asyncio
+
+    import aioice.turn
+
+    connection = aioice.ice.Connection(ice_controlling=False)
+    relayed = aioice.ice.StunProtocol(connection)
+    relayed.connection_made(aioice.turn.TurnTransport(None))  # type: ignore[arg-type]
+    host = aioice.ice.StunProtocol(connection)
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: host, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        assert not aiortc_private.on_host_socket(relayed)
+        assert aiortc_private.on_host_socket(host)
+        connection._protocols = [relayed, host]
+        assert aiortc_private.host_protocols(connection) == [host]
+    finally:
+        transport.close()
