@@ -11,7 +11,7 @@ aiortc 1.16.0, aioice 0.13.0.
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aioice.ice
 import pylibsrtp
@@ -232,93 +232,17 @@ def take_rtp_early(transport: RTCDtlsTransport, handle: Callable[[bytes], bool])
     return path
 
 
-class BatchReader(Protocol):
-    """Reads a socket a batch at a time (the native data path's recvmmsg), and is
-    told when the batch has been handled: what the batch's packets queued to send
-    goes out then, in one ``sendmmsg`` per socket, not one system call a packet."""
-
-    def drain(self, fd: int, max_datagrams: int) -> Sequence[tuple[bytes, tuple[Any, ...]]]:
-        """[(datagram, address)] by one recvmmsg, without blocking."""
-        ...
-
-    def handled(self) -> None:
-        """Every datagram of the last ``drain`` has been handed on."""
-        ...
-
-
-READ_BATCH = 32
-"""Datagrams read by one wake-up of a socket at most (a video frame's burst)."""
-
-
-def read_in_batches(connection: aioice.ice.Connection, reader: BatchReader) -> int:
-    """Read the connection's host sockets (not TURN allocations) with ``reader``, a
-    batch of datagrams per wake-up instead of asyncio's one ``recvfrom`` each, and
-    hand media (first byte 128-191, RFC 7983: never STUN) straight to the
-    connection, past aioice's attempt to parse every datagram as STUN first (an
-    exception per media packet). STUN still goes to aioice's protocol as before.
-    Returns how many sockets it took over. Call after gathering (the answer).
-
-    Under uvloop a transport's reader is C and cannot be replaced: its datagrams
-    keep coming one by one, and only the shortcut past the STUN parse is taken (on
-    the protocol object, which uvloop calls). The relay workers run on asyncio's
-    loop where the native path runs for that reason (media/worker.py)."""
-    loop = asyncio.get_running_loop()
-    add_reader = getattr(loop, "_add_reader", None)
-    taken = 0
-    for protocol in connection._protocols:
-        if type(protocol) is not aioice.ice.StunProtocol:
-            continue
-        if add_reader is None:
-            _media_past_stun(connection, protocol)
-            continue
-        transport = protocol.transport
-        sock = transport.get_extra_info("socket")
-        if sock is None:
-            continue
-        fd = sock.fileno()
-        component = protocol.local_candidate.component
-
-        def ready(
-            fd: int = fd,
-            protocol: aioice.ice.StunProtocol = protocol,
-            transport: asyncio.DatagramTransport = transport,
-            component: int = component,
-        ) -> None:
-            if transport.is_closing():
-                return
-            try:
-                datagrams = reader.drain(fd, READ_BATCH)
-            except OSError as error:
-                reader.handled()
-                protocol.error_received(error)
-                return
-            try:
-                for data, address in datagrams:
-                    if data and 127 < data[0] < 192:
-                        # Looked up each time: take_rtp_early's handler is an attribute.
-                        connection.data_received(data, component)
-                    else:
-                        protocol.datagram_received(data, address)
-            finally:
-                # Nothing in the loop above closes a socket (a leg closes in a task of
-                # its own): what it queued is sent before the loop runs anything else.
-                reader.handled()
-
-        # The transport's own reader (its _read_ready) is replaced: asyncio's public
-        # add_reader refuses a transport's fd. Closing the transport removes this one.
-        add_reader(fd, ready)
-        taken += 1
-    return taken
-
-
 def host_protocols(connection: aioice.ice.Connection) -> list[aioice.ice.StunProtocol]:
     """The connection's host sockets' protocols (not TURN allocations), gathered."""
     return [p for p in connection._protocols if on_host_socket(p)]
 
 
-def _media_past_stun(connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol) -> None:
-    """Media datagrams of ``protocol`` go straight to the connection; the rest (STUN)
-    to aioice's own ``datagram_received`` as before."""
+def media_past_stun(connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol) -> None:
+    """Media datagrams of ``protocol`` (first byte 128-191, RFC 7983: never STUN) go
+    straight to the connection, past aioice's attempt to parse every datagram as
+    STUN first (an exception per media packet); the rest (STUN) to aioice's own
+    ``datagram_received`` as before. Whoever reads the socket (the loop, uvloop's C
+    reader, the pump) hands every datagram to ``datagram_received``."""
     component = protocol.local_candidate.component
     original = protocol.datagram_received
 
@@ -440,8 +364,8 @@ def check_private_names() -> list[str]:
         member = getattr(aioice.ice.Connection, name, None)
         if member is None or list(inspect.signature(member).parameters) != params:
             problems.append(f"aioice Connection.{name} is gone or changed")
-    if not hasattr(asyncio.SelectorEventLoop, "_add_reader"):
-        problems.append("asyncio's selector loop _add_reader is gone")
+    if not hasattr(asyncio.SelectorEventLoop, "_remove_reader"):
+        problems.append("asyncio's selector loop _remove_reader is gone")
     for name, params in (("datagram_received", ["self", "data", "addr"]),):
         member = getattr(aioice.ice.StunProtocol, name, None)
         if member is None or list(inspect.signature(member).parameters) != params:

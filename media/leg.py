@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aioice.ice
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
@@ -22,14 +23,13 @@ from aiortc.sdp import SessionDescription
 
 from media.addresses import reachable_candidates
 from media.aiortc_private import (
-    BatchReader,
     SrtpPath,
     dtls_transports,
     gathering_addresses,
     host_protocols,
     intercept,
+    media_past_stun,
     native_srtp,
-    read_in_batches,
     send_protected,
     silence,
     take_rtp_early,
@@ -148,7 +148,6 @@ class Leg:
         forward_now: Callable[["Leg", bytes], bool] | None = None,
         ice_servers: Sequence[IceServer] = (),
         native_srtp: bool = False,
-        reader: BatchReader | None = None,
         pump: "PumpIO | None" = None,
     ) -> None:
         self.participant = participant
@@ -173,8 +172,6 @@ class Leg:
         self._forward_now = forward_now
         self._native_srtp = native_srtp
         """Key SRTP with native sessions (the native data path forwards with them)."""
-        self._reader = reader
-        """Read the host sockets in batches with this (the native data path)."""
         self._pump = pump if native_srtp else None
         """The native pump that reads this leg's sockets (media/pump.py), if any."""
         self.pump_in: _native.Inbound | None = None
@@ -269,9 +266,12 @@ class Leg:
             await self.pc.setLocalDescription(answer)
             if self.fast is None:
                 self._pump = None  # (several transports: aiortc's path alone)
-            if self.fast is not None and self._reader is not None and self._pump is None:
-                # Gathered by now: every host socket of the leg is there.
-                read_in_batches(self.fast.connection, self._reader)
+            elif self._native_srtp and self._pump is None:
+                # uvloop reads the sockets (gathered by now): its reader hands each
+                # datagram to the protocols, media past their STUN parse.
+                for protocol in self.fast.connection._protocols:
+                    if type(protocol) is aioice.ice.StunProtocol:
+                        media_past_stun(self.fast.connection, protocol)
         except BadOffer:
             raise
         except Exception as exc:
@@ -312,21 +312,12 @@ class Leg:
         connection = fast.connection
         for protocol in host_protocols(connection):
             sock = protocol.transport.get_extra_info("socket")
-            component = protocol.local_candidate.component
+            media_past_stun(connection, protocol)
 
-            def handle(
-                data: bytes,
-                address: Any,
-                protocol: Any = protocol,
-                component: int = component,
-            ) -> None:
+            def handle(data: bytes, address: Any, protocol: Any = protocol) -> None:
                 if protocol.transport is None or protocol.transport.is_closing():
                     return
-                if data and 127 < data[0] < 192:
-                    # Looked up each time: take_rtp_early's handler is an attribute.
-                    connection.data_received(data, component)
-                else:
-                    protocol.datagram_received(data, address)
+                protocol.datagram_received(data, address)
 
             self._pump_tags[sock.fileno()] = pump.take_over(sock.fileno(), self.pump_in, handle)
 

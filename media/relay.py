@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from struct import unpack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -31,7 +31,6 @@ from aiortc.rtp import (
 )
 
 from media import datapath
-from media.aiortc_private import READ_BATCH
 from media.counters import RelayCounters
 from media.downlink import remb_to_send, source_limits
 from media.errors import NotAParticipant, UnknownCall
@@ -58,9 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 2048
-"""Bytes a datagram read in a batch may have (larger ones are dropped and counted:
-media and DTLS records fit a path MTU, STUN far less)."""
 KEYFRAME_REQUEST_INTERVAL = 0.3
 """Seconds between keyframe requests to one source: decoders ask often."""
 MEDIA_TIMEOUT = 5.0
@@ -77,31 +73,6 @@ taking a share of its receiver's link (see _send_limits)."""
 
 MediaListener = Callable[[str, str, str], None]
 """(call_id, participant, status) with status "connected" or "lost"."""
-
-
-class _NativeBatches:
-    """The native data path's reading and sending (media.aiortc_private.BatchReader):
-    the legs' sockets read a batch at a time, and what a batch's packets queued sent
-    once the batch is handled; a packet forwarded outside a batch (uvloop's one
-    datagram at a time, a TURN allocation) is sent at once."""
-
-    def __init__(self, reader: "_native.Forwarder", sender: "_native.Forwarder") -> None:
-        self._reader = reader
-        self._sender = sender
-        self.reading = False
-        """A batch is being handed on: its packets wait in the sender's queue."""
-
-    def drain(self, fd: int, max_datagrams: int) -> Sequence[tuple[bytes, tuple[Any, ...]]]:
-        self.reading = True
-        return self._reader.drain(fd, max_datagrams)
-
-    def handled(self) -> None:
-        self.reading = False
-        self._sender.flush()
-
-    def stats(self) -> dict[str, int]:
-        """What the reading did (datagrams read, truncated ones dropped)."""
-        return self._reader.stats()
 
 
 @dataclass(frozen=True)
@@ -139,19 +110,13 @@ class Relay:
         self.datapath: datapath.Datapath = path or datapath.current()
         """Where steady packets are forwarded: in C (media._native) or in Python."""
         self._forwarder: _native.Forwarder | None = None
-        self._batches: _NativeBatches | None = None
         self._declined = 0
         if self.datapath == "native":
             from media import _native as native
 
-            # Its queue holds a read batch's copies (flushed sooner when full); its
-            # receive buffers are never used (datagram_size: the smallest).
-            self._forwarder = native.Forwarder(batch=2 * READ_BATCH, datagram_size=64)
+            # Sent at once (see _forward_native): a batch holds one packet's copies.
+            self._forwarder = native.Forwarder(batch=8, datagram_size=64)
             self._declined = native.DECLINED
-            # Its own buffers for reading the legs' sockets (recvmmsg): full datagrams.
-            self._batches = _NativeBatches(
-                native.Forwarder(batch=READ_BATCH, datagram_size=READ_SIZE), self._forwarder
-            )
         self._pump = pump if self._forwarder is not None else None
         """The native pump that forwards steady packets without Python (media/pump.py)."""
         self._pumped: set[tuple[int, int, int]] = set()
@@ -244,7 +209,6 @@ class Relay:
             forward_now=self._forward_now,
             ice_servers=self._ice(),
             native_srtp=self._forwarder is not None,
-            reader=self._batches,
             pump=self._pump,
         )
         try:
@@ -667,12 +631,9 @@ class Relay:
             )
             sending.append(destination)
         kept = forwarder.forward_keep(rx, data, targets)
-        if self._batches is None or not self._batches.reading:
-            # Outside a read batch, sent at once: a leg closed later in this wake-up
-            # of the loop closes its socket, and a queued datagram would go to
-            # whatever reuses that fd. Within one, when the batch is handled (before
-            # the loop runs anything else).
-            forwarder.flush()
+        # Sent at once: a leg closed later in this wake-up of the loop closes its
+        # socket, and a queued datagram would go to whatever reuses that fd.
+        forwarder.flush()
         if isinstance(kept, int):
             # DECLINED: a header the plans leave to the general path (untouched);
             # REFUSED: damaged or replayed (aiortc drops those too).
@@ -939,7 +900,6 @@ class Relay:
             "call_id": self.call_id,
             "datapath": self.datapath,
             "native": {} if self._forwarder is None else self._forwarder.stats(),
-            "read": {} if self._batches is None else self._batches.stats(),
             "pump": {} if self._pump is None else self._pump.stats(),
             "legs": {
                 p: {
