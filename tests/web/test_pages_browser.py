@@ -2,13 +2,16 @@
 real server: the whole consultation, the clerk's window, administration, a
 network drop, and both languages."""
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import expect
 
 from harness.chromium import (
+    DEMO_PASSWORD,
     FRAMES_DECODED,
     chat_from,
     choose_department,
@@ -231,6 +234,41 @@ async def test_clerk_links_a_consultation_without_case_number(
     await clerk.get_by_test_id("link-case").click()
     await clerk.wait_for_selector("[data-testid=consultation-row]:has-text('LK-100')")
     assert (await sqlite_server.storage.consultations.get(call_id)).case_number == "LK-100"
+
+
+async def test_a_tab_the_admin_picks_while_the_lists_load_stays_chosen(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    """Once in CI the admin's departments tab, chosen while the page still loaded
+    its lists after login, was taken back to the board when the loading ended.
+    The halls' list is held here until the admin has chosen a tab."""
+    context = await browser.new_context()
+    context.set_default_timeout(15000)
+    page = await context.new_page()
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/halls", hold)
+    await page.goto(f"{sqlite_server.url}/admin")
+    await page.wait_for_selector("body[data-ready]")
+    await page.get_by_test_id("login-username").fill("admin")
+    await page.get_by_test_id("login-password").fill(DEMO_PASSWORD)
+    await page.get_by_test_id("login-submit").click()
+    await asyncio.wait_for(held.wait(), 15)
+    await page.get_by_test_id("tab-departments").click()
+    release.set()
+    await page.wait_for_selector("[data-testid^=hall-row-]", state="attached")
+    await expect(page.locator("#panel-departments")).to_be_visible()
+    await (
+        page.get_by_test_id("department-row-market").get_by_test_id("department-transfers").click()
+    )
+    await expect(page.get_by_test_id("transfer-target-social")).to_be_visible()
+    await context.close()
 
 
 async def test_admin_creates_a_department_and_an_expert_who_takes_a_call(

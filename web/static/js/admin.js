@@ -768,9 +768,11 @@ startPage({
     byTestId("audit-verify").addEventListener("click", verifyAudit);
     onLanguageChange(() => renderBoard());
     roleChanged();
+    // The board first, before anything is loaded: a tab the admin picks while the
+    // lists load is not taken away from them when the loading ends.
+    showTab("board");
     await loadDepartments();
     await loadHalls();
-    showTab("board");
     setInterval(() => {
       if (!document.getElementById("panel-board").hidden) loadBoard();
     }, BOARD_REFRESH_MS);
