@@ -12,7 +12,8 @@ large document on its way on both sides, the expert's wrap-up and records to
 complete, a ring-out on both sides, a locked login; and calls of more than two
 (issue 21): an invitation's chooser and ringing offer, the kiosk with three remote
 tiles and a shared screen (and one tile made large), the other expert's, the
-interpreter's and the sharing expert's desks, a transfer's chooser, the kiosk
+interpreter's and the sharing expert's desks, a participant reconnecting on the
+kiosk's and an expert's list, a transfer's chooser, the kiosk
 while the transfer waits, the ringing transfer."""
 
 import dataclasses
@@ -31,6 +32,20 @@ from harness.chromium import (
 )
 from tests.conftest import ClientFactory, RunningServer, active_call, login_session, upload_file
 from tests.web.documents import pdf_with_pages, png
+
+# Before a page's own scripts: its WebSockets kept in window.__sockets, and while
+# window.__cutOff is set every new one refused (a desk off the network for a while).
+CUT_OFF = """(() => {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.__cutOff = false;
+  window.WebSocket = class extends Native {
+    constructor(url, ...rest) {
+      super(window.__cutOff ? "ws://127.0.0.1:9/" : url, ...rest);
+      window.__sockets.push(this);
+    }
+  };
+})();"""
 
 # (state, page): the page shows that state, nothing scrolled or resized yet.
 Visit = Callable[[str, Any], Awaitable[None]]
@@ -373,7 +388,7 @@ async def three_way(browser: Any, server: Served, visit: Visit) -> None:
     market expert shares a screen. The kiosk with three remote tiles and the screen,
     then the interpreter's tile made large; the other expert's desk, the
     interpreter's, the sharing expert's. The server's ring timeout must outlast the
-    visits to the ringing invitation."""
+    visits to the ringing invitation, its grace period the interpreter's time cut off."""
     market = await open_logged_in(
         browser, server, "expert", "expert_market", viewport=DESK_VIEWPORT
     )
@@ -383,7 +398,7 @@ async def three_way(browser: Any, server: Served, visit: Visit) -> None:
     )
     await go_available(housing)
     interpreter = await open_logged_in(
-        browser, server, "expert", "interpreter01", viewport=DESK_VIEWPORT
+        browser, server, "expert", "interpreter01", viewport=DESK_VIEWPORT, init_script=CUT_OFF
     )
     await go_available(interpreter)
     kiosk = await open_logged_in(browser, server, "kiosk", "kiosk01", viewport=KIOSK_VIEWPORT)
@@ -430,6 +445,17 @@ async def three_way(browser: Any, server: Served, visit: Visit) -> None:
     ).click()
     await kiosk.wait_for_selector(".tile.featured > [data-participant=interpreter]")
     await visit("kiosk-tile-large", kiosk)
+    # The interpreter's connection drops and stays away a while: the others' lists
+    # say so (once in CI, starved, it read yellow on light blue).
+    await interpreter.evaluate("window.__cutOff = true; window.__sockets.at(-1).close()")
+    reconnecting = "[data-testid=participant-list] [data-position='3'] .who-state"
+    await kiosk.wait_for_selector(reconnecting)
+    await housing.wait_for_selector(reconnecting)
+    await visit("kiosk-peer-reconnecting", kiosk)
+    await visit("expert-peer-reconnecting", housing)
+    await interpreter.evaluate("window.__cutOff = false")
+    await kiosk.wait_for_selector(reconnecting, state="detached", timeout=30000)
+    await interpreter.wait_for_selector("[data-testid=connection-banner]", state="hidden")
     await visit("expert-three-way", housing)
     await visit("interpreter-call", interpreter)
     await visit("expert-sharing", market)

@@ -125,13 +125,17 @@ async def test_calls_of_more_than_two_have_no_wcag_violations(
     browser: Any, start_server: ServerFactory
 ) -> None:
     visits = AxeVisits()
-    await page_tour.three_way(browser, await start_server(ring_timeout=120.0), visits)
+    await page_tour.three_way(
+        browser, await start_server(ring_timeout=120.0, grace_period=30.0), visits
+    )
     await page_tour.transfer(browser, await start_server(ring_timeout=120.0), visits)
     assert visits.states == [
         "expert-invite-chooser",
         "expert-invite-offer",
         "kiosk-three-way",
         "kiosk-tile-large",
+        "kiosk-peer-reconnecting",
+        "expert-peer-reconnecting",
         "expert-three-way",
         "interpreter-call",
         "expert-sharing",

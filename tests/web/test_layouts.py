@@ -217,6 +217,8 @@ CONTROLS: dict[str, list[Control]] = {
     ],
     "kiosk-three-way": THREE_WAY_KIOSK,
     "kiosk-tile-large": THREE_WAY_KIOSK,
+    "kiosk-peer-reconnecting": THREE_WAY_KIOSK,
+    "expert-peer-reconnecting": [*THREE_WAY_DESK, tid("shared-screen", touch=False)],
     "expert-three-way": [*THREE_WAY_DESK, tid("shared-screen", touch=False)],
     "interpreter-call": [
         tid("remote-video", touch=False),
@@ -488,7 +490,7 @@ async def test_calls_of_more_than_two_fit_every_screen(
     async def visit(state: str, page: Any) -> None:
         await check_state(state, page, problems)
 
-    server = await start_server(ring_timeout=120.0)
+    server = await start_server(ring_timeout=120.0, grace_period=30.0)
     await page_tour.three_way(browser, server, visit)
     await page_tour.transfer(browser, await start_server(ring_timeout=120.0), visit)
     assert not problems, "\n".join(problems)

@@ -110,7 +110,7 @@ def whose(videos: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
 async def test_kiosk_and_two_experts_each_see_the_two_others(
     browser: Any, start_server: ServerFactory, relay_datapath: str
 ) -> None:
-    server = await start_server(ring_timeout=30.0, relay_datapath=relay_datapath)
+    server = await start_server(ring_timeout=30.0, grace_period=30.0, relay_datapath=relay_datapath)
     kiosk, market = await call_of_two(browser, server)
     housing = await open_logged_in(browser, server, "expert", "expert_housing", viewport=DESK)
     await go_available(housing)
@@ -220,7 +220,7 @@ async def test_a_shared_screen_shows_large_on_the_kiosk_until_it_is_stopped(
 async def test_a_transfer_takes_the_citizen_to_the_other_department_without_the_start_screen(
     browser: Any, start_server: ServerFactory, tmp_path: Path
 ) -> None:
-    server = await start_server(ring_timeout=30.0)
+    server = await start_server(ring_timeout=30.0, grace_period=30.0)
     kiosk, market = await call_of_two(browser, server, kiosk_init=WATCH_START_SCREEN)
     document = tmp_path / "租赁合同.pdf"
     document.write_bytes(b"%PDF-1.4\n" + b"% lease\n" * 200 + b"%%EOF\n")
