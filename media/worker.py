@@ -11,7 +11,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -136,14 +136,40 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
 
     sending: set[asyncio.Task[None]] = set()
 
-    def forward(call_id: str, participant: str, status: str) -> None:
-        message = json.dumps({"call_id": call_id, "participant": participant, "status": status})
-        for ws in list(listeners):
+    def send(message: str, to: Iterable[web.WebSocketResponse]) -> None:
+        for ws in list(to):
             task = asyncio.ensure_future(ws.send_str(message))
             sending.add(task)
             task.add_done_callback(sending.discard)
 
+    def forward(call_id: str, participant: str, status: str) -> None:
+        send(
+            json.dumps({"call_id": call_id, "participant": participant, "status": status}),
+            listeners,
+        )
+
     pool.listener = forward
+
+    def figures_message() -> str:
+        return json.dumps({"figures": pool.figures()})
+
+    async def push_figures(_app: web.Application) -> AsyncIterator[None]:
+        # The node's heartbeat reads these (placement's load) without asking: a
+        # signed HTTP request per worker every 2 s cost an idle node more than
+        # anything else it did.
+        async def every() -> None:
+            while True:
+                await asyncio.sleep(FIGURES_EVERY)
+                if listeners:
+                    send(figures_message(), listeners)
+
+        task = asyncio.create_task(every(), name="push-figures")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(push_figures)
 
     async def close_call(request: web.Request) -> web.StreamResponse:
         await pool.close_call(request.match_info["call_id"])
@@ -183,6 +209,7 @@ def _app(config: MediaConfig, secret: str) -> web.Application:
         ws = web.WebSocketResponse(heartbeat=10)
         await ws.prepare(request)
         listeners.add(ws)
+        send(figures_message(), [ws])
         try:
             async for _message in ws:
                 pass
@@ -249,6 +276,10 @@ def run_worker(
     # The pump reads the sockets on asyncio's own loop only (media/pump.py).
     run_loop(_serve(config, secret, report, lifeline, port), pump=datapath.current() == "native")
 
+
+FIGURES_EVERY = 2.0
+"""Seconds between the figures a worker pushes over /events (its calls, its CPU
+time: what the node's heartbeat reports for placement, every 2 s as well)."""
 
 STOP_REQUESTS = 0.5
 """Seconds a stopping worker gives its open requests (its node stops within 10 s)."""

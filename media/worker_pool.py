@@ -61,6 +61,8 @@ class _Worker:
     calls: set[str] = field(default_factory=set)
     alive: bool = True
     events: asyncio.Task[None] | None = None
+    figures: dict[str, float] | None = None
+    """What the worker last pushed over /events (media/worker.py, FIGURES_EVERY)."""
 
 
 class WorkerRelayPool(RelayPool):
@@ -135,7 +137,10 @@ class WorkerRelayPool(RelayPool):
                 async for message in ws:
                     if message.type is aiohttp.WSMsgType.TEXT:
                         event = json.loads(message.data)
-                        self._notify(event["call_id"], event["participant"], event["status"])
+                        if "figures" in event:
+                            worker.figures = {k: float(v) for k, v in event["figures"].items()}
+                        else:
+                            self._notify(event["call_id"], event["participant"], event["status"])
         except (aiohttp.ClientError, OSError):
             pass
         except asyncio.CancelledError:
@@ -293,6 +298,11 @@ class WorkerRelayPool(RelayPool):
         return frozenset(w.url for w in self._workers)
 
     async def worker_figures(self) -> dict[str, dict[str, float]]:
+        """What each live worker pushed last; asked over HTTP of one that has not
+        pushed yet (just started)."""
+        pushed = {w.url: w.figures for w in self._workers if w.alive and w.figures is not None}
+        if len(pushed) == sum(1 for w in self._workers if w.alive):
+            return pushed
         return {worker.url: figures for worker, figures in await self._live_figures()}
 
     async def peer_connections(self) -> int:

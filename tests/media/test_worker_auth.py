@@ -2,10 +2,12 @@
 deployment's key, fresh, unaltered and seen once are served; refusals are counted
 and logged; a call's legs are the ones signaling declares, no other."""
 
+import asyncio
 import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -130,3 +132,40 @@ async def test_a_worker_opens_no_leg_outside_the_legs_signaling_declares(
     finally:
         await kiosk.close()
         await eavesdropper.close()
+
+
+async def test_a_worker_pushes_its_figures_and_the_heartbeat_asks_for_none(
+    pool: WorkerRelayPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's heartbeat (every 2 s) reads what each worker pushes over /events
+    instead of a signed HTTP request to each: an idle node's largest cost."""
+    asked: list[str] = []
+    request = pool._request
+
+    async def counted(method: str, worker: Any, path: str, body: str | None = None) -> Any:
+        asked.append(path)
+        return await request(method, worker, path, body)
+
+    monkeypatch.setattr(pool, "_request", counted)
+    (url,) = pool.local_urls()
+    figures: dict[str, dict[str, float]] = {}
+    for _ in range(100):  # pushed when the parent listens, then every 2 s
+        figures = await pool.worker_figures()
+        if not asked:
+            break
+        asked.clear()
+        await asyncio.sleep(0.1)
+    assert asked == [] and figures[url]["calls"] == 0 and figures[url]["cpu_seconds"] > 0
+    await pool.place("c1")
+    kiosk = CallPeer()
+    try:
+        await kiosk.accept(await pool.connect("c1", "kiosk", await kiosk.offer(), LEGS))
+        asked.clear()
+        for _ in range(60):  # within the next push (2 s)
+            if (await pool.worker_figures())[url]["calls"] == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert (await pool.worker_figures())[url]["calls"] == 1
+        assert "/stats" not in asked
+    finally:
+        await kiosk.close()
