@@ -121,8 +121,12 @@ class Executor:
         participant_changed: Callable[[str, bool], Awaitable[None]],
         close_leg: Callable[[str, str | None, int], Awaitable[None]] | None = None,
         record: Callable[[str, str | None, bool], Awaitable[None]] | None = None,
+        deadline_set: Callable[[float], None] = lambda _at: None,
     ) -> None:
         self.store = store
+        self._deadline_set = deadline_set
+        """Told the earliest time of the deadlines each commit sets (the scheduler
+        wakes for it)."""
         self.storage = storage
         self.notifier = notifier
         self.config = config
@@ -137,6 +141,10 @@ class Executor:
         self._background = BackgroundTasks("background step")
 
     # ---- snapshots -----------------------------------------------------------------
+
+    def _deadlines_committed(self, commit: Commit) -> None:
+        if commit.deadlines_set:
+            self._deadline_set(min(commit.deadlines_set.values()))
 
     async def snapshot(self, reads: Reads) -> tuple[Snapshot, dict[str, int]]:
         """Read what a transition needs; the versions seen, for the commit to compare."""
@@ -243,6 +251,7 @@ class Executor:
                     recorded = True
                 decision.commit.expect = dict(seen)
                 if await self.store.commit(decision.commit):
+                    self._deadlines_committed(decision.commit)
                     await self.apply(_with_listen_closed(snapshot, decision), actor_sid)
                     return decision.reply
         except StoreUnavailable as exc:
@@ -456,4 +465,6 @@ class Executor:
         waiting = [c for c in found.values() if isinstance(c, LiveCall)]
         deadlines = no_expert_deadlines(waiting, online, self.clock(), self.config)
         if deadlines:
-            await self.store.commit(Commit(deadlines_set=deadlines))
+            commit = Commit(deadlines_set=deadlines)
+            await self.store.commit(commit)
+            self._deadlines_committed(commit)

@@ -124,6 +124,7 @@ class SignalingHub:
         everything the records hold open), and dead nodes are swept."""
         self.node = new_node_id()
         notifier = SocketNotifier(sio)
+        self.scheduler = DeadlineScheduler(store, self._on_deadline, clock)
         self.executor = Executor(
             store,
             storage,
@@ -138,6 +139,7 @@ class SignalingHub:
             ),
             close_leg=self._close_leg,
             record=self._record_media if record is not None else None,
+            deadline_set=self.scheduler.soon,
         )
         self._recorder = record
         self.publisher = QueuePublisher(store, notifier, config, self.executor.department_presences)
@@ -158,7 +160,6 @@ class SignalingHub:
             limits=limits,
             observe=observe_event,
         )
-        self.scheduler = DeadlineScheduler(store, self._on_deadline, clock)
         self.facade = SignalingFacade(self)
         self._background: list[asyncio.Task[None]] = []
         self.draining = False

@@ -7,6 +7,7 @@ node's memory: a deadline set by a process that died still fires.
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,13 @@ from storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 0.05
+BACKSTOP_SECONDS = 1.0
+"""Longest sleep between two looks at the store: deadlines another node set (and
+fires itself, unless it died) and leases that ran out are found within it. A
+deadline this node sets wakes it at its time (``DeadlineScheduler.soon``)."""
+MAX_TIMES = 100_000
+EARLIEST_SECONDS = 0.05
+"""Shortest sleep: a burst of deadlines due together is claimed in a few looks."""
 RETRY_AFTER = 2.0
 
 
@@ -34,6 +41,29 @@ class DeadlineScheduler:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        # Instead of looking at the store 20 times a second, idle or not (an idle
+        # node's largest cost): the times of the deadlines this node set, earliest
+        # first, and an event that cuts the sleep short when an earlier one comes.
+        self._times: list[float] = []
+        self._earlier = asyncio.Event()
+
+    def soon(self, at: float) -> None:
+        """A deadline due at ``at`` (this scheduler's clock) was just set."""
+        if len(self._times) >= MAX_TIMES:
+            # Only ever this many outstanding by a flood of calls: the backstop's look
+            # every second finds the rest.
+            return
+        earlier = not self._times or at < self._times[0]
+        heapq.heappush(self._times, at)
+        if earlier:
+            self._earlier.set()
+
+    def _sleep_for(self, now: float) -> float:
+        while self._times and self._times[0] <= now:
+            heapq.heappop(self._times)
+        if not self._times:
+            return BACKSTOP_SECONDS
+        return min(BACKSTOP_SECONDS, max(EARLIEST_SECONDS, self._times[0] - now))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="deadline-scheduler")
@@ -50,8 +80,10 @@ class DeadlineScheduler:
 
     async def _run(self) -> None:
         while True:
+            self._earlier.clear()
+            now = self._clock()
             try:
-                for key in await self._store.claim_due(self._clock()):
+                for key in await self._store.claim_due(now):
                     task = asyncio.create_task(
                         self._fire_one(key), name=f"deadline {key.split('|', 1)[0]}"
                     )
@@ -63,7 +95,8 @@ class DeadlineScheduler:
                 await asyncio.sleep(1.0)
             except Exception:
                 log.exception("deadline scheduler tick failed")
-            await asyncio.sleep(TICK_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._earlier.wait(), self._sleep_for(self._clock()))
 
     async def _fire_one(self, key: str) -> None:
         try:
@@ -74,7 +107,9 @@ class DeadlineScheduler:
             # again shortly, so that it is not lost.
             log.warning("deadline %s postponed: %s", key.split("|", 1)[0], exc)
             try:
-                await self._store.commit(Commit(deadlines_set={key: self._clock() + RETRY_AFTER}))
+                at = self._clock() + RETRY_AFTER
+                await self._store.commit(Commit(deadlines_set={key: at}))
+                self.soon(at)
             except StoreUnavailable:
                 log.error("deadline %s lost: the store is unreachable", key.split("|", 1)[0])
         except Exception:
