@@ -236,12 +236,9 @@ async def test_clerk_links_a_consultation_without_case_number(
     assert (await sqlite_server.storage.consultations.get(call_id)).case_number == "LK-100"
 
 
-async def test_a_tab_the_admin_picks_while_the_lists_load_stays_chosen(
-    browser: Any, sqlite_server: RunningServer
-) -> None:
-    """Once in CI the admin's departments tab, chosen while the page still loaded
-    its lists after login, was taken back to the board when the loading ended.
-    The halls' list is held here until the admin has chosen a tab."""
+async def log_in_holding(browser: Any, server: RunningServer, page_name: str, username: str) -> Any:
+    """A page logged in while its request for the halls is held: (page, release)
+    once the page has asked for them."""
     context = await browser.new_context()
     context.set_default_timeout(15000)
     page = await context.new_page()
@@ -254,12 +251,35 @@ async def test_a_tab_the_admin_picks_while_the_lists_load_stays_chosen(
         await route.continue_()
 
     await page.route("**/api/v1/halls", hold)
-    await page.goto(f"{sqlite_server.url}/admin")
+    await page.goto(f"{server.url}/{page_name}")
     await page.wait_for_selector("body[data-ready]")
-    await page.get_by_test_id("login-username").fill("admin")
+    await page.get_by_test_id("login-username").fill(username)
     await page.get_by_test_id("login-password").fill(DEMO_PASSWORD)
     await page.get_by_test_id("login-submit").click()
     await asyncio.wait_for(held.wait(), 15)
+    return page, release
+
+
+async def test_what_the_clerk_types_while_the_page_loads_its_names_is_not_lost(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    """The clerk's page is on screen while it loads departments and halls; a search
+    typed then (Enter) was lost, its listener not there yet."""
+    page, release = await log_in_holding(browser, sqlite_server, "clerk", "clerk")
+    await page.get_by_test_id("case-search").fill("？？")
+    await page.get_by_test_id("case-search").press("Enter")
+    release.set()
+    await expect(page.locator("#search-message")).not_to_be_empty()
+    await page.context.close()
+
+
+async def test_a_tab_the_admin_picks_while_the_lists_load_stays_chosen(
+    browser: Any, sqlite_server: RunningServer
+) -> None:
+    """Once in CI the admin's departments tab, chosen while the page still loaded
+    its lists after login, was taken back to the board when the loading ended.
+    The halls' list is held here until the admin has chosen a tab."""
+    page, release = await log_in_holding(browser, sqlite_server, "admin", "admin")
     await page.get_by_test_id("tab-departments").click()
     release.set()
     await page.wait_for_selector("[data-testid^=hall-row-]", state="attached")
@@ -268,7 +288,7 @@ async def test_a_tab_the_admin_picks_while_the_lists_load_stays_chosen(
         page.get_by_test_id("department-row-market").get_by_test_id("department-transfers").click()
     )
     await expect(page.get_by_test_id("transfer-target-social")).to_be_visible()
-    await context.close()
+    await page.context.close()
 
 
 async def test_admin_creates_a_department_and_an_expert_who_takes_a_call(

@@ -395,36 +395,51 @@ startPage({
   onLogin: async (me) => {
     // Kiosks of the clerk's halls calling for staff (an alert on top of the page).
     if (me.role === "clerk") watchStaffCalls();
-    const data = await api("GET", "/api/v1/departments").catch(() => ({ departments: [] }));
-    departments = new Map(data.departments.map((d) => [d.code, d]));
-    // Names of every hall (a consultation found by case number may be of another
-    // hall); the filter offers the clerk's own.
-    const all = await api("GET", "/api/v1/halls").catch(() => ({ halls: [] }));
-    halls = new Map([...me.halls, ...all.halls].map((h) => [h.code, h]));
-    ownHalls = me.role === "admin" ? [...halls.keys()] : me.halls.map((h) => h.code);
-    fillFilters(me);
+    // The names the page shows (departments; every hall, as a consultation found
+    // by case number may be of another; the filter offers the clerk's own). The
+    // page is on screen while they load: what the clerk types meanwhile waits for
+    // them rather than being lost (its listeners are there from the start).
+    const named = (async () => {
+      const data = await api("GET", "/api/v1/departments").catch(() => ({ departments: [] }));
+      departments = new Map(data.departments.map((d) => [d.code, d]));
+      const all = await api("GET", "/api/v1/halls").catch(() => ({ halls: [] }));
+      halls = new Map([...me.halls, ...all.halls].map((h) => [h.code, h]));
+      ownHalls = me.role === "admin" ? [...halls.keys()] : me.halls.map((h) => h.code);
+      fillFilters(me);
+    })();
     const input = byTestId("case-search");
-    const go = () => input.value.trim() && search(input.value.trim());
+    const go = async () => {
+      const query = input.value.trim();
+      if (!query) return;
+      await named;
+      search(query);
+    };
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter") go();
     });
     byTestId("search-button").addEventListener("click", go);
     const idInput = byTestId("id-search");
-    idInput.addEventListener("keydown", (event) => {
+    idInput.addEventListener("keydown", async (event) => {
       if (event.key === "Enter" && idInput.value.trim()) {
         const number = idInput.value;
         // Not left on the screen of a window others walk past.
         idInput.value = "";
+        await named;
         searchIdNumber(number);
       }
     });
-    byTestId("link-case").addEventListener("click", linkCase);
-    byTestId("today-show").addEventListener("click", () => {
+    byTestId("link-case").addEventListener("click", async () => {
+      await named;
+      linkCase();
+    });
+    byTestId("today-show").addEventListener("click", async () => {
       input.value = "";
       closePanels();
       showSearch(false);
+      await named;
       loadToday();
     });
+    await named;
     for (const id of ["today-hall", "today-department", "today-time"]) byTestId(id).addEventListener("change", loadToday);
     byTestId("today-refresh").addEventListener("click", loadToday);
     setInterval(() => {
