@@ -24,9 +24,13 @@ from media.errors import BadOffer, NotAParticipant, RelayUnavailable, UnknownCal
 from media.internal_auth import Signer, signing_key
 from media.pool import RelayPool
 from media.recording_dump import DumpTarget
-from media.worker import run_worker, worker_url
+from media.worker import FIGURES_EVERY, run_worker, worker_url
 
 log = logging.getLogger(__name__)
+
+FIGURES_FRESH = 2 * FIGURES_EVERY + 1.0
+"""A worker's pushed figures older than this are not taken: it is asked instead
+(one that is stuck does not answer, and is left out of what the node reports)."""
 
 
 def config_port(config: MediaConfig, index: int) -> int:
@@ -63,6 +67,8 @@ class _Worker:
     events: asyncio.Task[None] | None = None
     figures: dict[str, float] | None = None
     """What the worker last pushed over /events (media/worker.py, FIGURES_EVERY)."""
+    figures_at: float = 0.0
+    """When they arrived (this process's monotonic clock)."""
 
 
 class WorkerRelayPool(RelayPool):
@@ -136,11 +142,7 @@ class WorkerRelayPool(RelayPool):
             ) as ws:
                 async for message in ws:
                     if message.type is aiohttp.WSMsgType.TEXT:
-                        event = json.loads(message.data)
-                        if "figures" in event:
-                            worker.figures = {k: float(v) for k, v in event["figures"].items()}
-                        else:
-                            self._notify(event["call_id"], event["participant"], event["status"])
+                        self._take_event(worker, message.data)
         except (aiohttp.ClientError, OSError):
             pass
         except asyncio.CancelledError:
@@ -150,6 +152,27 @@ class WorkerRelayPool(RelayPool):
         for call_id in list(worker.calls):
             for participant in sorted(self._legs.get(call_id, ())):
                 self._notify(call_id, participant, "lost")
+
+    def _take_event(self, worker: _Worker, data: str) -> None:
+        """One message of the worker's /events: its figures, or a leg's media
+        status. One it cannot read is logged and skipped, never the end of the
+        worker's events."""
+        try:
+            event = json.loads(data)
+            if "figures" in event:
+                worker.figures = {k: float(v) for k, v in event["figures"].items()}
+                worker.figures_at = time.monotonic()
+            else:
+                call_id, participant, status = (
+                    event["call_id"],
+                    event["participant"],
+                    event["status"],
+                )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("relay worker %d sent an event this process cannot read", worker.index)
+            return
+        if "figures" not in event:
+            self._notify(call_id, participant, status)
 
     async def close(self) -> None:
         for worker in self._workers:
@@ -298,12 +321,22 @@ class WorkerRelayPool(RelayPool):
         return frozenset(w.url for w in self._workers)
 
     async def worker_figures(self) -> dict[str, dict[str, float]]:
-        """What each live worker pushed last; asked over HTTP of one that has not
-        pushed yet (just started)."""
-        pushed = {w.url: w.figures for w in self._workers if w.alive and w.figures is not None}
-        if len(pushed) == sum(1 for w in self._workers if w.alive):
-            return pushed
-        return {worker.url: figures for worker, figures in await self._live_figures()}
+        """What each live worker pushed last, with when it came (``measured_at``,
+        this process's monotonic clock); asked over HTTP of one whose last push
+        is not fresh (just started, or stuck: then it does not answer either and
+        is left out)."""
+        now = time.monotonic()
+        found: dict[str, dict[str, float]] = {}
+        for worker in self._workers:
+            if not worker.alive:
+                continue
+            if worker.figures is not None and now - worker.figures_at <= FIGURES_FRESH:
+                found[worker.url] = {**worker.figures, "measured_at": worker.figures_at}
+                continue
+            figures = await self._figures_of(worker)
+            if figures is not None:
+                found[worker.url] = {**figures, "measured_at": time.monotonic()}
+        return found
 
     async def peer_connections(self) -> int:
         return int(sum(f.get("peer_connections", 0) for f in (await self.stats()).values()))
@@ -315,15 +348,20 @@ class WorkerRelayPool(RelayPool):
         """Each live own worker's /stats (those that do not answer are left out)."""
         found = []
         for worker in self._workers:
-            if not worker.alive:
-                continue
-            try:
-                status, text = await self._request("GET", worker, "/stats")
-            except RelayUnavailable:
-                continue
-            if status == 200:
-                found.append((worker, {k: float(v) for k, v in json.loads(text).items()}))
+            if worker.alive:
+                figures = await self._figures_of(worker)
+                if figures is not None:
+                    found.append((worker, figures))
         return found
+
+    async def _figures_of(self, worker: _Worker) -> dict[str, float] | None:
+        try:
+            status, text = await self._request("GET", worker, "/stats")
+        except RelayUnavailable:
+            return None
+        if status != 200:
+            return None
+        return {k: float(v) for k, v in json.loads(text).items()}
 
 
 def _error_code(text: str) -> str | None:

@@ -125,8 +125,8 @@ class Executor:
     ) -> None:
         self.store = store
         self._deadline_set = deadline_set
-        """Told the earliest time of the deadlines each commit sets (the scheduler
-        wakes for it)."""
+        """Told the time of each deadline a commit sets (the scheduler wakes for
+        them)."""
         self.storage = storage
         self.notifier = notifier
         self.config = config
@@ -143,8 +143,8 @@ class Executor:
     # ---- snapshots -----------------------------------------------------------------
 
     def _deadlines_committed(self, commit: Commit) -> None:
-        if commit.deadlines_set:
-            self._deadline_set(min(commit.deadlines_set.values()))
+        for at in set(commit.deadlines_set.values()):
+            self._deadline_set(at)
 
     async def snapshot(self, reads: Reads) -> tuple[Snapshot, dict[str, int]]:
         """Read what a transition needs; the versions seen, for the commit to compare."""

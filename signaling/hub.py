@@ -163,8 +163,8 @@ class SignalingHub:
         self.facade = SignalingFacade(self)
         self._background: list[asyncio.Task[None]] = []
         self.draining = False
-        self._relay_cpu: dict[str, tuple[float, float]] = {}
-        """Each own worker's CPU seconds and when, at the previous report."""
+        self._relay_cpu: dict[str, relays.CpuSample] = {}
+        """Each own worker's figures at the previous report."""
 
     def _on_media_event(self, call_id: str, participant: str, status: str) -> None:
         """From the relay: a participant's media connected, or was lost."""
@@ -299,12 +299,12 @@ class SignalingHub:
         now = time.monotonic()
         for url, figures in (await self.media.worker_figures()).items():
             spent = figures.get("cpu_seconds", 0.0)
-            previous = self._relay_cpu.get(url)
-            self._relay_cpu[url] = (spent, now)
-            cpu = 0.0
-            if previous is not None and now > previous[1]:
-                cpu = max(0.0, (spent - previous[0]) / (now - previous[1]))
-            load = relays.RelayLoad(int(figures.get("calls", 0)), cpu, self.draining)
+            # When the figures were taken (a worker pushes them every 2 s, read by
+            # this heartbeat every 2 s: the same push may be read twice).
+            at = figures.get("measured_at", now)
+            sample = relays.cpu_rate(self._relay_cpu.get(url), spent, at)
+            self._relay_cpu[url] = sample
+            load = relays.RelayLoad(int(figures.get("calls", 0)), sample.rate, self.draining)
             await self.store.heartbeat(relays.GROUP, url, load.to_json(), relays.TTL)
 
     async def choose_relay(self, call_id: str, unreachable: str | None) -> str:

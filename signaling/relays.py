@@ -44,6 +44,26 @@ class RelayLoad:
 BUSY_CPU = 0.8
 
 
+@dataclass(frozen=True)
+class CpuSample:
+    """A worker's CPU seconds, when they were taken, and the rate reported then."""
+
+    spent: float
+    at: float
+    rate: float
+
+
+def cpu_rate(previous: CpuSample | None, spent: float, at: float) -> CpuSample:
+    """The CPU rate to report from a worker's figures taken at ``at``: the same
+    figures read again (a worker pushes every 2 s and the heartbeat reads every
+    2 s, so one push may be read twice) keep the rate reported for them, never 0."""
+    if previous is None or at < previous.at:
+        return CpuSample(spent, at, 0.0)
+    if at == previous.at:
+        return CpuSample(spent, at, previous.rate)
+    return CpuSample(spent, at, max(0.0, (spent - previous.spent) / (at - previous.at)))
+
+
 def choose_relay(
     reports: Mapping[str, RelayLoad], local: frozenset[str], exclude: frozenset[str] = frozenset()
 ) -> str | None:

@@ -23,6 +23,9 @@ BACKSTOP_SECONDS = 1.0
 """Longest sleep between two looks at the store: deadlines another node set (and
 fires itself, unless it died) and leases that ran out are found within it. A
 deadline this node sets wakes it at its time (``DeadlineScheduler.soon``)."""
+CLAIM_LIMIT = 100
+"""Deadlines claimed in one look (a burst of more is claimed in the next looks,
+EARLIEST_SECONDS apart)."""
 MAX_TIMES = 100_000
 EARLIEST_SECONDS = 0.05
 """Shortest sleep: a burst of deadlines due together is claimed in a few looks."""
@@ -82,8 +85,12 @@ class DeadlineScheduler:
         while True:
             self._earlier.clear()
             now = self._clock()
+            full = False
             try:
-                for key in await self._store.claim_due(now):
+                due = await self._store.claim_due(now, CLAIM_LIMIT)
+                # A look that took as many as it may leaves more due: look again soon.
+                full = len(due) >= CLAIM_LIMIT
+                for key in due:
                     task = asyncio.create_task(
                         self._fire_one(key), name=f"deadline {key.split('|', 1)[0]}"
                     )
@@ -95,8 +102,12 @@ class DeadlineScheduler:
                 await asyncio.sleep(1.0)
             except Exception:
                 log.exception("deadline scheduler tick failed")
+            delay = EARLIEST_SECONDS if full else self._sleep_for(now)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancel (stop) that comes as the event is set, and stop would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._earlier.wait(), self._sleep_for(self._clock()))
+                async with asyncio.timeout(delay):
+                    await self._earlier.wait()
 
     async def _fire_one(self, key: str) -> None:
         try:

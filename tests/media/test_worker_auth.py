@@ -169,3 +169,24 @@ async def test_a_worker_pushes_its_figures_and_the_heartbeat_asks_for_none(
         assert "/stats" not in asked
     finally:
         await kiosk.close()
+
+
+async def test_a_message_the_parent_cannot_read_ends_neither_events_nor_figures(
+    pool: WorkerRelayPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed /events message ended the parent's reading of the worker's
+    events (its media statuses and figures with it) while the worker stayed
+    registered with its last figures; figures gone stale are asked for instead."""
+    (worker,) = pool._workers
+    (url,) = pool.local_urls()
+    heard: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(pool, "_notify", lambda *event: heard.append(event))
+    for bad in ("not json", "[]", '{"figures": {"calls": "many"}}', '{"call_id": "c1"}'):
+        pool._take_event(worker, bad)
+    pool._take_event(worker, '{"call_id": "c1", "participant": "kiosk", "status": "up"}')
+    assert heard == [("c1", "kiosk", "up")]
+    # Figures that stopped coming (a stuck worker) are not reported as fresh.
+    pool._take_event(worker, '{"figures": {"calls": 7, "cpu_seconds": 1.0}}')
+    assert (await pool.worker_figures())[url]["calls"] == 7
+    worker.figures_at -= 60
+    assert (await pool.worker_figures())[url]["calls"] == 0  # asked: it holds none

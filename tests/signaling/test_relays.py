@@ -2,7 +2,14 @@
 
 import pytest
 
-from signaling.relays import RelayLoad, choose_relay, parse_reports, trusted_placement
+from signaling.relays import (
+    CpuSample,
+    RelayLoad,
+    choose_relay,
+    cpu_rate,
+    parse_reports,
+    trusted_placement,
+)
 
 A, B, C = "http://10.0.0.1:9100", "http://10.0.0.2:9100", "http://10.0.0.3:9100"
 
@@ -61,3 +68,24 @@ def test_offers_go_only_to_relay_workers_of_this_deployment(
     placement: str, local: set[str], registered: set[str], trusted: bool
 ) -> None:
     assert trusted_placement(placement, frozenset(local), registered) is trusted
+
+
+@pytest.mark.parametrize(
+    ("previous", "spent", "at", "rate"),
+    [
+        (None, 5.0, 10.0, 0.0),  # the first report: no rate yet
+        (CpuSample(5.0, 10.0, 0.0), 6.0, 12.0, 0.5),  # a core's half over 2 s
+        # The same push read again by the next heartbeat: the rate stays; it was
+        # reported as 0 (a busy worker taken for an idle one), then as double.
+        (CpuSample(6.0, 12.0, 0.5), 6.0, 12.0, 0.5),
+        (CpuSample(6.0, 12.0, 0.5), 7.0, 14.0, 0.5),
+        (CpuSample(6.0, 12.0, 0.5), 1.0, 14.0, 0.0),  # a restarted worker: never negative
+        (CpuSample(6.0, 12.0, 0.5), 7.0, 11.0, 0.0),  # figures older than the last
+    ],
+)
+def test_a_worker_s_cpu_rate_is_from_when_its_figures_were_taken(
+    previous: CpuSample | None, spent: float, at: float, rate: float
+) -> None:
+    sample = cpu_rate(previous, spent, at)
+    assert sample.rate == pytest.approx(rate)
+    assert (sample.spent, sample.at) == (spent, at)

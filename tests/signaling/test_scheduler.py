@@ -96,3 +96,41 @@ async def test_a_deadline_this_node_sets_wakes_it_and_fires_once() -> None:
         await chosen.stop(1.0)
     assert fired == ["ring|c1|expert"]
     assert await store.deadline("ring|c1|expert") is None
+
+
+async def test_a_burst_of_more_deadlines_than_one_look_claims_is_claimed_in_a_few_looks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every waiting call's no-expert deadline falls due in one commit: 250 due at
+    once took a backstop's sleep per 100 beyond the first look (here a minute)."""
+    monkeypatch.setattr(scheduler_module, "BACKSTOP_SECONDS", 60.0)
+    store = CountingStore()
+    fired: list[str] = []
+    every = asyncio.Event()
+
+    async def fire(key: str) -> None:
+        fired.append(key)
+        if len(fired) == 250:
+            every.set()
+
+    at = time.time() - 1
+    await store.commit(Commit(deadlines_set={f"noexpert|c{i}|": at for i in range(250)}))
+    chosen = DeadlineScheduler(store, fire, time.time)
+    chosen.start()
+    try:
+        await asyncio.wait_for(every.wait(), 10)  # a hang bound
+    finally:
+        await chosen.stop(1.0)
+    assert sorted(fired) == sorted(f"noexpert|c{i}|" for i in range(250))
+
+
+async def test_stop_ends_the_scheduler_even_as_a_deadline_is_set() -> None:
+    """wait_for on Python 3.11 swallowed a cancel that came as the event was set:
+    stop() then waited forever."""
+    for _ in range(20):
+        chosen = DeadlineScheduler(InProcessStore(), nothing, time.time)
+        chosen.start()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        chosen.soon(time.time() + 0.5)
+        await asyncio.wait_for(chosen.stop(1.0), 5)  # a hang bound
