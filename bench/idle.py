@@ -6,24 +6,19 @@ process's threads wake. One JSON line.
 """
 
 import argparse
-import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bench import measure  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 
 
 def wakeups(pid: int) -> int:
@@ -34,21 +29,6 @@ def wakeups(pid: int) -> int:
             if line.startswith("voluntary_ctxt_switches:"):
                 total += int(line.split()[1])
     return total
-
-
-def cpu(pid: int) -> float:
-    """User and system seconds of ``pid`` (all its threads)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += [int(child), *descendants(int(child))]
-    return found
 
 
 def main() -> None:
@@ -77,26 +57,23 @@ def main() -> None:
     try:
         time.sleep(args.settle)
         web = server.pid
-        processes = [web, *descendants(web)]
-        before = {pid: cpu(pid) for pid in processes}
+        processes = measure.process_tree(web)
+        before = {pid: measure.cpu_seconds(pid) for pid in processes}
         woke = wakeups(web)
         time.sleep(args.seconds)
-        spent = {pid: (cpu(pid) - before[pid]) / args.seconds for pid in processes}
+        spent = {pid: (measure.cpu_seconds(pid) - before[pid]) / args.seconds for pid in processes}
         woke = wakeups(web) - woke
         children = sorted(round(v, 5) for pid, v in spent.items() if pid != web)
-        print(
-            json.dumps(
-                {
-                    "bench": "idle",
-                    "seconds": args.seconds,
-                    "workers": args.workers,
-                    "total_core": round(sum(spent.values()), 5),
-                    "web_core": round(spent[web], 5),
-                    "web_wakeups_per_s": round(woke / args.seconds, 1),
-                    "other_processes_core": children,
-                }
-            ),
-            flush=True,
+        measure.emit(
+            "idle",
+            {
+                "seconds": args.seconds,
+                "workers": args.workers,
+                "total_core": round(sum(spent.values()), 5),
+                "web_core": round(spent[web], 5),
+                "web_wakeups_per_s": round(woke / args.seconds, 1),
+                "other_processes_core": children,
+            },
         )
     finally:
         server.send_signal(signal.SIGTERM)

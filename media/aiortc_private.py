@@ -255,6 +255,15 @@ def media_past_stun(connection: aioice.ice.Connection, protocol: aioice.ice.Stun
     protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
 
 
+def every_media_past_stun(connection: aioice.ice.Connection) -> None:
+    """``media_past_stun`` for every protocol of the connection, TURN allocations
+    included (their client hands relayed datagrams to the same method). Call after
+    gathering (the answer)."""
+    for protocol in connection._protocols:
+        if type(protocol) is aioice.ice.StunProtocol:
+            media_past_stun(connection, protocol)
+
+
 def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
     """The distinct DTLS transports of a peer connection (one when bundled)."""
     seen: list[RTCDtlsTransport] = []

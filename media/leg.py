@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aioice.ice
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
@@ -25,6 +24,7 @@ from media.addresses import reachable_candidates
 from media.aiortc_private import (
     SrtpPath,
     dtls_transports,
+    every_media_past_stun,
     gathering_addresses,
     host_protocols,
     intercept,
@@ -269,9 +269,7 @@ class Leg:
             elif self._native_srtp and self._pump is None:
                 # uvloop reads the sockets (gathered by now): its reader hands each
                 # datagram to the protocols, media past their STUN parse.
-                for protocol in self.fast.connection._protocols:
-                    if type(protocol) is aioice.ice.StunProtocol:
-                        media_past_stun(self.fast.connection, protocol)
+                every_media_past_stun(self.fast.connection)
         except BadOffer:
             raise
         except Exception as exc:

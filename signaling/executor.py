@@ -140,11 +140,15 @@ class Executor:
         self._dispatching: dict[str, bool] = {}
         self._background = BackgroundTasks("background step")
 
-    # ---- snapshots -----------------------------------------------------------------
-
-    def _deadlines_committed(self, commit: Commit) -> None:
+    async def _commit(self, commit: Commit) -> bool:
+        """The store's commit; the scheduler told each deadline it set."""
+        if not await self.store.commit(commit):
+            return False
         for at in set(commit.deadlines_set.values()):
             self._deadline_set(at)
+        return True
+
+    # ---- snapshots -----------------------------------------------------------------
 
     async def snapshot(self, reads: Reads) -> tuple[Snapshot, dict[str, int]]:
         """Read what a transition needs; the versions seen, for the commit to compare."""
@@ -250,8 +254,7 @@ class Executor:
                     await self._write(decision.record)
                     recorded = True
                 decision.commit.expect = dict(seen)
-                if await self.store.commit(decision.commit):
-                    self._deadlines_committed(decision.commit)
+                if await self._commit(decision.commit):
                     await self.apply(_with_listen_closed(snapshot, decision), actor_sid)
                     return decision.reply
         except StoreUnavailable as exc:
@@ -465,6 +468,4 @@ class Executor:
         waiting = [c for c in found.values() if isinstance(c, LiveCall)]
         deadlines = no_expert_deadlines(waiting, online, self.clock(), self.config)
         if deadlines:
-            commit = Commit(deadlines_set=deadlines)
-            await self.store.commit(commit)
-            self._deadlines_committed(commit)
+            await self._commit(Commit(deadlines_set=deadlines))
