@@ -178,11 +178,23 @@ class SrtpPath:
         pair = self.connection._nominated.get(1)
         return pair is not None and on_host_socket(pair.protocol)
 
-    def send(self, plain: bytes) -> None:
-        """Protect and send now (call ``can_send`` first)."""
-        pair = self.connection._nominated[1]
+    def unprotect_rtcp(self, data: bytes) -> bytes | None:
+        """An SRTCP packet decrypted and authenticated, or None (as ``unprotect``)."""
+        session = self._dtls._rx_srtp
+        if session is None:
+            return None
         try:
-            protected = self._dtls._tx_srtp.protect(plain)
+            return bytes(session.unprotect_rtcp(data))
+        except pylibsrtp.Error:
+            return None
+
+    def send(self, plain: bytes) -> None:
+        """Protect (SRTP, or SRTCP for RTCP) and send now (call ``can_send`` first)."""
+        pair = self.connection._nominated[1]
+        session = self._dtls._tx_srtp
+        try:
+            protect = session.protect_rtcp if is_rtcp(plain) else session.protect
+            protected = protect(plain)
         except pylibsrtp.Error:
             return
         pair.protocol.transport.sendto(protected, pair.remote_addr)
@@ -213,18 +225,29 @@ class SrtpPath:
         return self._target
 
 
-def take_rtp_early(transport: RTCDtlsTransport, handle: Callable[[bytes], bool]) -> SrtpPath:
-    """Offer every SRTP packet (not SRTCP) of this transport to ``handle`` as it
-    arrives from the socket, before aiortc's queue; what ``handle`` declines
-    (returns False for) goes on to aiortc untouched."""
+def is_rtcp(data: bytes) -> bool:
+    """RTCP, not RTP, as aiortc tells them apart (second octet 192-208, RFC 5761)."""
+    return len(data) > 1 and 191 < data[1] < 209
+
+
+def take_rtp_early(
+    transport: RTCDtlsTransport,
+    handle: Callable[[bytes], bool],
+    handle_rtcp: Callable[[bytes], bool],
+) -> SrtpPath:
+    """Offer every SRTP packet of this transport to ``handle``, and every SRTCP
+    packet to ``handle_rtcp``, as it arrives from the socket, before aiortc's
+    queue and receive task; what they decline (return False for) goes on to aiortc
+    untouched."""
     path = SrtpPath(transport)
     connection = path.connection
     original = connection.data_received
 
     def data_received(data: bytes, component: int) -> None:
-        # RTP and RTCP start with 128-191 (RFC 7983); RTCP's second byte is 192-208
-        # (aiortc's is_rtcp): RTCP, DTLS and STUN are not offered.
-        if 127 < data[0] < 192 and not 191 < data[1] < 209 and handle(data):
+        # RTP and RTCP start with 128-191 (RFC 7983): DTLS and STUN are not offered,
+        # nor a datagram too short to be either (aiortc drops it).
+        offered = 127 < data[0] < 192 and len(data) > 1
+        if offered and (handle_rtcp(data) if is_rtcp(data) else handle(data)):
             return
         original(data, component)
 

@@ -142,7 +142,7 @@ class Leg:
         position: int,
         generation: int,
         on_rtp: Callable[["Leg", bytes], Awaitable[None]],
-        on_rtcp: Callable[["Leg", bytes], Awaitable[None]],
+        on_rtcp: Callable[["Leg", bytes], None],
         on_state: Callable[["Leg", str], None],
         *,
         forward_now: Callable[["Leg", bytes], bool] | None = None,
@@ -180,6 +180,8 @@ class Leg:
         """Its sending side in the pump: socket, SRTP session, peer, state."""
         self._pump_tags: dict[int, int] = {}
         """The pump's tag of each host socket it reads for this leg (by fd)."""
+        self._sending: set[asyncio.Task[None]] = set()
+        """Sends through aiortc's path under way (send_soon): held until done."""
         self.fast: SrtpPath | None = None
         """Where this leg's media is taken as it arrives and sent at once (bundled
         legs, when the relay gives ``forward_now``)."""
@@ -261,7 +263,7 @@ class Leg:
                     native_srtp(transport)
                 self._transports.append(transport)
             if len(self._transports) == 1 and self._forward_now is not None:
-                self.fast = take_rtp_early(self._transports[0], self._rtp_now)
+                self.fast = take_rtp_early(self._transports[0], self._rtp_now, self._rtcp_now)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
             if self.fast is None:
@@ -484,7 +486,44 @@ class Leg:
         self._packets_out += 1
 
     async def _rtcp(self, data: bytes) -> None:
-        await self._on_rtcp(self, data)
+        """aiortc's path: RTCP of a leg without ``fast``, or before DTLS was up."""
+        self._handle_rtcp(data)
+
+    def _rtcp_now(self, data: bytes) -> bool:
+        """An SRTCP datagram as it arrives (``fast``): unprotected and handled here,
+        without aiortc's queue and receive task (most of what the worker's Python
+        did in a steady call: every endpoint reports a few times a second). Left to
+        aiortc (False) only before DTLS is up, where it drops it too."""
+        fast = self.fast
+        if self.closed or fast is None or not fast.connected():
+            return False
+        plain = fast.unprotect_rtcp(data)
+        if plain is not None:  # (damaged or replayed: dropped, as aiortc does)
+            self._handle_rtcp(plain)
+        return True
+
+    def _handle_rtcp(self, plain: bytes) -> None:
+        try:
+            self._on_rtcp(self, plain)
+        except Exception:
+            # Whatever an endpoint reports must never end its transport (aiortc
+            # closes it on an exception from its handler) nor the pump's batch.
+            log.exception("RTCP from %s not understood", self.participant)
+
+    def send_soon(self, data: bytes) -> None:
+        """Send a packet the relay made (RTCP, a retransmission): at once where the
+        leg sends by itself (``fast``, a host socket), else through aiortc's path in
+        a task (a TURN allocation's client awaits its sends)."""
+        if not self._transports or self.closed:
+            return
+        fast = self.fast
+        if fast is not None and fast.can_send():
+            fast.send(data)
+            self._packets_out += 1
+            return
+        task = asyncio.get_running_loop().create_task(self.send(data))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def send(self, data: bytes) -> None:
         if not self._transports or self.closed:

@@ -162,7 +162,7 @@ class Relay:
                 if place.kind == "video":
                     # Not held back by a request made for a receiver moments ago.
                     self._last_keyframe_request.pop((leg.generation, ssrc), None)
-                    await self._request_keyframe(leg, ssrc)
+                    self._request_keyframe(leg, ssrc)
 
     def stop_recording(self) -> DumpWriter | None:
         """The dump closed (its last chunk written); the one that was open, if any."""
@@ -344,11 +344,11 @@ class Relay:
             await asyncio.sleep(FEEDBACK_INTERVAL)
             for leg in list(self.legs.values()):
                 for packet in leg.transport_feedback():
-                    await leg.send(packet)
+                    leg.send_soon(packet)
                     self.counters.transport_feedback += 1
-            await self._send_limits(time.monotonic_ns() // 1000)
+            self._send_limits(time.monotonic_ns() // 1000)
 
-    async def _send_limits(self, now_us: int) -> None:
+    def _send_limits(self, now_us: int) -> None:
         """Each source is told (REMB) the lowest estimate among the receivers whose
         links the relay measures itself (media/downlink.py), each receiver's split
         among the video streams it gets now (media/downlink.source_limits): a poor
@@ -388,7 +388,7 @@ class Relay:
                 media_ssrc=0,
                 fci=pack_remb_fci(bitrate, videos),
             )
-            await source.send(bytes(remb))
+            source.send_soon(bytes(remb))
             self.counters.downlink_limits += 1
 
     async def _watch(self) -> None:
@@ -700,11 +700,11 @@ class Relay:
                 self.counters.packets_forwarded += 1
                 self.counters.bytes_forwarded += len(out)
             elif stream.waiting_for_keyframe:
-                await self._request_keyframe(leg, source.ssrc)
+                self._request_keyframe(leg, source.ssrc)
 
     # ---- RTCP ------------------------------------------------------------------
 
-    async def _on_rtcp(self, leg: Leg, data: bytes) -> None:
+    def _on_rtcp(self, leg: Leg, data: bytes) -> None:
         if self.legs.get(leg.participant) is not leg:
             return
         dropped = leg.feedback_dropped
@@ -724,16 +724,16 @@ class Relay:
             return
         for packet in packets:
             if isinstance(packet, RtcpSrPacket):
-                await self._translate_sender_report(leg, packet)
-                await self._translate_report_blocks(leg, packet.reports)
+                self._translate_sender_report(leg, packet)
+                self._translate_report_blocks(leg, packet.reports)
             elif isinstance(packet, RtcpRrPacket):
-                await self._translate_report_blocks(leg, packet.reports)
+                self._translate_report_blocks(leg, packet.reports)
             elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-                await self._answer_nack(leg, packet)
+                self._answer_nack(leg, packet)
             elif isinstance(packet, RtcpPsfbPacket):
-                await self._payload_feedback(leg, packet)
+                self._payload_feedback(leg, packet)
 
-    async def _translate_sender_report(self, leg: Leg, report: RtcpSrPacket) -> None:
+    def _translate_sender_report(self, leg: Leg, report: RtcpSrPacket) -> None:
         """A source's SR, restated for each stream it feeds (SSRC and RTP time)."""
         for other in self._others(leg):
             for stream in other.outbound.values():
@@ -752,9 +752,9 @@ class Relay:
                         octet_count=info.octet_count,
                     ),
                 )
-                await other.send(bytes(restated))
+                other.send_soon(bytes(restated))
 
-    async def _translate_report_blocks(self, leg: Leg, blocks: list[RtcpReceiverInfo]) -> None:
+    def _translate_report_blocks(self, leg: Leg, blocks: list[RtcpReceiverInfo]) -> None:
         """A receiver's reports on the relay's streams, passed to each stream's source."""
         for block in blocks:
             stream = leg.outbound_by_ssrc(block.ssrc)
@@ -780,9 +780,9 @@ class Relay:
                 dlsr=block.dlsr,
             )
             rr = RtcpRrPacket(ssrc=source_leg.relay_ssrc(stream.kind), reports=[translated])
-            await source_leg.send(bytes(rr))
+            source_leg.send_soon(bytes(rr))
 
-    async def _answer_nack(self, leg: Leg, nack: RtcpRtpfbPacket) -> None:
+    def _answer_nack(self, leg: Leg, nack: RtcpRtpfbPacket) -> None:
         """Resend what the relay still holds; ask the source for the rest."""
         self.counters.nacks += 1
         stream = leg.outbound_by_ssrc(nack.media_ssrc)
@@ -792,7 +792,7 @@ class Relay:
         for sequence_number in nack.lost:
             stored = stream.stored(sequence_number % 65536)
             if stored is not None:
-                await leg.send(stream.as_retransmission(stored))
+                leg.send_soon(stream.as_retransmission(stored))
             else:
                 missing.append(stream.to_source_seq(sequence_number % 65536))
         if not missing or stream.source is None:
@@ -805,9 +805,9 @@ class Relay:
                 media_ssrc=stream.source.ssrc,
                 lost=sorted(set(missing)),
             )
-            await source_leg.send(bytes(upstream))
+            source_leg.send_soon(bytes(upstream))
 
-    async def _payload_feedback(self, leg: Leg, packet: RtcpPsfbPacket) -> None:
+    def _payload_feedback(self, leg: Leg, packet: RtcpPsfbPacket) -> None:
         if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             media_ssrc = packet.media_ssrc
             if packet.fmt == RTCP_PSFB_FIR and len(packet.fci) >= 4:
@@ -816,11 +816,11 @@ class Relay:
             if stream is not None and stream.source is not None:
                 source_leg = self._leg_of(stream.source)
                 if source_leg is not None:
-                    await self._request_keyframe(source_leg, stream.source.ssrc)
+                    self._request_keyframe(source_leg, stream.source.ssrc)
         elif packet.fmt == RTCP_PSFB_APP and packet.fci[:4] == b"REMB":
-            await self._translate_remb(leg, packet)
+            self._translate_remb(leg, packet)
 
-    async def _translate_remb(self, leg: Leg, packet: RtcpPsfbPacket) -> None:
+    def _translate_remb(self, leg: Leg, packet: RtcpPsfbPacket) -> None:
         """A receiver's bandwidth estimate, passed to the sources it concerns; not
         from a receiver that sends transport feedback (the relay measures its link
         itself, see _send_limits)."""
@@ -865,7 +865,7 @@ class Relay:
                 media_ssrc=0,
                 fci=pack_remb_fci(lowest, sorted(set(source_ssrcs))),
             )
-            await source_leg.send(bytes(remb))
+            source_leg.send_soon(bytes(remb))
 
     @staticmethod
     def _passes_remb(source: Leg, bitrate: int, previous: int | None, now: float) -> bool:
@@ -883,7 +883,7 @@ class Relay:
             source.remb_held_until = now + REMB_HOLD
         return now < source.remb_held_until
 
-    async def _request_keyframe(self, source_leg: Leg, ssrc: int) -> None:
+    def _request_keyframe(self, source_leg: Leg, ssrc: int) -> None:
         key = (source_leg.generation, ssrc)
         now = time.monotonic()
         if now - self._last_keyframe_request.get(key, 0.0) < KEYFRAME_REQUEST_INTERVAL:
@@ -893,7 +893,7 @@ class Relay:
         pli = RtcpPsfbPacket(
             fmt=RTCP_PSFB_PLI, ssrc=source_leg.relay_ssrc("video"), media_ssrc=ssrc
         )
-        await source_leg.send(bytes(pli))
+        source_leg.send_soon(bytes(pli))
 
     def stats(self) -> dict[str, object]:
         return {

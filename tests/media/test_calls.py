@@ -307,12 +307,12 @@ async def test_feedback_on_a_slot_reaches_that_slot_s_sender_only(pool: LocalRel
         for name in sent:
             leg = relay.legs[name]
 
-            async def spy(data: bytes, name: str = name, original: Any = leg.send) -> None:
+            def spy(data: bytes, name: str = name, original: Any = leg.send_soon) -> None:
                 if data[1] in range(192, 224):
                     sent[name] += RtcpPacket.parse(data)
-                await original(data)
+                original(data)
 
-            leg.send = spy  # type: ignore[method-assign]
+            leg.send_soon = spy  # type: ignore[method-assign]
         kiosk = relay.legs["p0"]
         slot1 = kiosk.outbound[Place(1, "video")]
         assert slot1.last_seq is not None
@@ -344,7 +344,7 @@ async def test_feedback_on_a_slot_reaches_that_slot_s_sender_only(pool: LocalRel
                 ),
             ]
         )
-        await relay._on_rtcp(kiosk, feedback)
+        relay._on_rtcp(kiosk, feedback)
 
         # The calls' own feedback goes on meanwhile: look for what was injected.
         def nacks(name: str) -> list[tuple[int, list[int]]]:

@@ -373,7 +373,7 @@ async def test_feedback_beyond_a_legs_budget_is_dropped_and_counted() -> None:
     relay.legs = {"expert": receiver}  # type: ignore[dict-item]
     large = build(1, 2, 0, 0, [1_000] * FEEDBACK_STATUSES)
     for _ in range(5):
-        await relay._on_rtcp(receiver, large)  # type: ignore[arg-type]
+        relay._on_rtcp(receiver, large)  # type: ignore[arg-type]
     assert len(receiver.feedback) == STATUS_BURST // FEEDBACK_STATUSES
     assert relay.counters.feedback_dropped == 5 - STATUS_BURST // FEEDBACK_STATUSES
     assert relay.counters.feedback_received == STATUS_BURST // FEEDBACK_STATUSES
@@ -398,7 +398,7 @@ class _FakeLeg:
     def relay_ssrc(self, kind: str) -> int:
         return 1
 
-    async def send(self, data: bytes) -> None:
+    def send_soon(self, data: bytes) -> None:
         self.sent.append(data)
 
 
@@ -410,10 +410,10 @@ async def test_a_camera_is_unlimited_again_when_its_limited_receiver_leaves() ->
     relay = Relay("c", lambda *_: None, None)
     kiosk, expert = _FakeLeg("kiosk", 5, None), _FakeLeg("expert", None, 300_000)
     relay.legs = {"kiosk": kiosk, "expert": expert}  # type: ignore[dict-item]
-    await relay._send_limits(1_000_000)
+    relay._send_limits(1_000_000)
     del relay.legs["expert"]
     for second in range(2, 6):
-        await relay._send_limits(second * MBIT)
+        relay._send_limits(second * MBIT)
 
     def bitrate(data: bytes) -> int:
         (packet,) = RtcpPacket.parse(data)
@@ -469,7 +469,7 @@ class _Receiver:
     def relay_ssrc(self, kind: str) -> int:
         return 1
 
-    async def send(self, data: bytes) -> None:
+    def send_soon(self, data: bytes) -> None:
         self.sent.append(data)
 
 
@@ -488,7 +488,7 @@ async def test_in_a_call_of_three_each_camera_hears_its_poorest_receivers_share(
     }
     legs["p1"].primary_ssrc[SCREEN] = 21
     relay.legs = legs  # type: ignore[assignment]
-    await relay._send_limits(1_000_000)
+    relay._send_limits(1_000_000)
 
     def told(name: str) -> tuple[int, list[int]]:
         (data,) = legs[name].sent

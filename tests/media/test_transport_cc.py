@@ -154,7 +154,7 @@ async def test_a_packet_left_to_aiortcs_path_arrives_when_its_datagram_was_read(
     async def nothing(*_: Any) -> None:
         return None
 
-    leg = Leg("p0", 0, 1, nothing, nothing, lambda *_: None, forward_now=lambda *_: False)
+    leg = Leg("p0", 0, 1, nothing, lambda *_: None, lambda *_: None, forward_now=lambda *_: False)
     try:
         leg.transport_cc_id = 3
         leg.arrivals = ArrivalRecorder(1, 2)
