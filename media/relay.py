@@ -70,6 +70,20 @@ said the source sends more than it can take (see _translate_remb)."""
 STREAM_ACTIVE = 1.0
 """Seconds since its last packet during which a forwarded video stream counts as
 taking a share of its receiver's link (see _send_limits)."""
+WATCH_INTERVAL = 1.0
+"""How often a relay looks for media that stopped (_watch)."""
+
+
+def until_tick(now: float, interval: float) -> float:
+    """Seconds from ``now`` to the next multiple of ``interval`` on the loop's clock.
+    Every relay of a process ticks on the same instants: one wake-up of the process
+    serves them all, instead of one per call at its own phase (ten calls' feedback
+    woke a relay worker a hundred times a second). A wake-up a hair before its
+    instant (the loop's clock resolution), or late by most of an interval, goes on
+    to the instant after: never two ticks at once."""
+    delay = interval - now % interval
+    return delay if delay > interval / 10 else delay + interval
+
 
 MediaListener = Callable[[str, str, str], None]
 """(call_id, participant, status) with status "connected" or "lost"."""
@@ -341,7 +355,7 @@ class Relay:
         """Tell each sender which of its packets arrived when (transport-cc), and
         how much its receivers' links take."""
         while True:
-            await asyncio.sleep(FEEDBACK_INTERVAL)
+            await asyncio.sleep(until_tick(asyncio.get_running_loop().time(), FEEDBACK_INTERVAL))
             for leg in list(self.legs.values()):
                 for packet in leg.transport_feedback():
                     leg.send_soon(packet)
@@ -394,7 +408,7 @@ class Relay:
     async def _watch(self) -> None:
         """Media that stops without ICE noticing (a frozen client) counts as lost."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(until_tick(asyncio.get_running_loop().time(), WATCH_INTERVAL))
             now = time.monotonic()
             for leg in list(self.legs.values()):
                 # What the pump knows of each leg's sending side, checked again (its
