@@ -104,8 +104,9 @@ def tap_outgoing(transport: RTCDtlsTransport, keep: Callable[[bytes], bool]) -> 
 def native_srtp(transport: RTCDtlsTransport) -> None:
     """Key this transport's SRTP with native sessions (media._native) instead of
     pylibsrtp's, from the same exported keys, as soon as aiortc sets them up: its
-    own path (RTCP, retransmissions, what the native forwarder declines) and the
-    native one then share one replay window and rollover counter per direction."""
+    own path (what arrives before DTLS is up, what the native forwarder declines,
+    a TURN allocation's sends), ours (RTCP, retransmissions) and the native one then
+    share one replay window and rollover counter per direction."""
     setup = transport._setup_srtp
 
     def setup_native() -> None:
@@ -142,10 +143,11 @@ def on_host_socket(protocol: object) -> bool:
 
 class SrtpPath:
     """A bundled transport's SRTP sessions and selected UDP path, to handle media
-    where the datagram arrives: unprotect, and protect + ``sendto`` at once,
-    without aiortc's queue, receive coroutine and awaited sends. It shares the
-    SRTP sessions with aiortc's own path (RTCP, DTLS and anything unexpected
-    still go there), so replay windows and rollover counters stay one."""
+    and RTCP where the datagram arrives: unprotect, and protect + ``sendto`` at
+    once, without aiortc's queue, receive coroutine and awaited sends. It shares
+    the SRTP sessions with aiortc's own path (DTLS, anything before DTLS is up,
+    a TURN allocation's sends still go there), so replay windows and rollover
+    counters stay one."""
 
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._dtls = transport
@@ -162,7 +164,7 @@ class SrtpPath:
             return None  # before DTLS completes aiortc drops SRTP too
         try:
             return bytes(session.unprotect(data))
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):  # (ValueError: longer than SRTP takes)
             return None
 
     def connected(self) -> bool:
@@ -185,7 +187,7 @@ class SrtpPath:
             return None
         try:
             return bytes(session.unprotect_rtcp(data))
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):  # (ValueError: longer than SRTP takes)
             return None
 
     def send(self, plain: bytes) -> None:
@@ -195,7 +197,7 @@ class SrtpPath:
         try:
             protect = session.protect_rtcp if is_rtcp(plain) else session.protect
             protected = protect(plain)
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):  # (ValueError: longer than SRTP takes)
             return
         pair.protocol.transport.sendto(protected, pair.remote_addr)
 
@@ -244,6 +246,8 @@ def take_rtp_early(
     original = connection.data_received
 
     def data_received(data: bytes, component: int) -> None:
+        if not data:
+            return  # (an empty datagram: aiortc's receive task would end on it)
         # RTP and RTCP start with 128-191 (RFC 7983): DTLS and STUN are not offered,
         # nor a datagram too short to be either (aiortc drops it).
         offered = 127 < data[0] < 192 and len(data) > 1

@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+OUTBOX_LIMIT = 256
+"""Packets waiting for aiortc's path at most (send_soon's fallback): a second or
+two of a leg's RTCP and retransmissions; beyond, dropped and counted."""
+
 MAX_OFFER_BYTES = 64 * 1024
 CLOSE_SECONDS = 2.0
 """Longest a leg's close waits (see Leg.close)."""
@@ -180,8 +184,11 @@ class Leg:
         """Its sending side in the pump: socket, SRTP session, peer, state."""
         self._pump_tags: dict[int, int] = {}
         """The pump's tag of each host socket it reads for this leg (by fd)."""
-        self._sending: set[asyncio.Task[None]] = set()
-        """Sends through aiortc's path under way (send_soon): held until done."""
+        self._outbox: asyncio.Queue[bytes] | None = None
+        """What send_soon sends through aiortc's path (a TURN allocation), in order."""
+        self._outbox_task: asyncio.Task[None] | None = None
+        self.outbox_dropped = 0
+        """Packets send_soon dropped with OUTBOX_LIMIT waiting."""
         self.fast: SrtpPath | None = None
         """Where this leg's media is taken as it arrives and sent at once (bundled
         legs, when the relay gives ``forward_now``)."""
@@ -521,9 +528,24 @@ class Leg:
             fast.send(data)
             self._packets_out += 1
             return
-        task = asyncio.get_running_loop().create_task(self.send(data))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        if self._outbox is None:
+            self._outbox = asyncio.Queue(OUTBOX_LIMIT)
+            self._outbox_task = asyncio.get_running_loop().create_task(self._send_outbox())
+        try:
+            self._outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            self.outbox_dropped += 1  # (a TURN server that stalls: dropped, not piled up)
+
+    async def _send_outbox(self) -> None:
+        """One sender through aiortc's path, in order (send_soon's fallback)."""
+        assert self._outbox is not None
+        while True:
+            data = await self._outbox.get()
+            try:
+                await self.send(data)
+            except Exception:
+                # (a TURN channel that could not be bound: this packet is lost, not the sender)
+                log.exception("a packet to %s could not be sent", self.participant)
 
     async def send(self, data: bytes) -> None:
         if not self._transports or self.closed:
@@ -547,6 +569,10 @@ class Leg:
             return
         self.closed = True
         self._leave_pump()
+        if self._outbox_task is not None:
+            self._outbox_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._outbox_task
         # Bounded: closing gives up TURN allocations, and with the TURN server gone
         # each waits for its retransmissions to run out (about 40 s); a cancelled
         # deletion still closes its socket and the allocation expires by itself.

@@ -5,7 +5,6 @@ RTCP that makes that work translated between them (keyframe requests, NACKs,
 bandwidth estimates, reports)."""
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -275,8 +274,13 @@ class Relay:
         for task in (self._monitor, self._feedback):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    # Ended by an error earlier: the legs are closed all the same.
+                    log.exception("a task of call %s had failed", self.call_id)
         legs = list(self.legs.values())
         self.legs.clear()
         await asyncio.gather(*(leg.close() for leg in legs), return_exceptions=True)
@@ -356,11 +360,15 @@ class Relay:
         how much its receivers' links take."""
         while True:
             await asyncio.sleep(until_tick(asyncio.get_running_loop().time(), FEEDBACK_INTERVAL))
-            for leg in list(self.legs.values()):
-                for packet in leg.transport_feedback():
-                    leg.send_soon(packet)
-                    self.counters.transport_feedback += 1
-            self._send_limits(time.monotonic_ns() // 1000)
+            try:
+                for leg in list(self.legs.values()):
+                    for packet in leg.transport_feedback():
+                        leg.send_soon(packet)
+                        self.counters.transport_feedback += 1
+                self._send_limits(time.monotonic_ns() // 1000)
+            except Exception:
+                # One bad interval must not end the call's feedback for good.
+                log.exception("transport feedback of call %s", self.call_id)
 
     def _send_limits(self, now_us: int) -> None:
         """Each source is told (REMB) the lowest estimate among the receivers whose

@@ -278,8 +278,9 @@ async def test_forged_packets_at_the_relay_port_change_nothing(
             if line.startswith("a=ssrc:")
         )
         forged = [pack("!BBHLL", 0x80, 96, n, n * 3000, ssrc) + os.urandom(900) for n in range(300)]
-        # (a single octet that looks like RTP once raised in the fast path's check)
-        forged += [b"\x80", b"\xa0"]
+        # (a single octet that looks like RTP, an empty datagram and RTCP longer than
+        # SRTP takes each raised in the fast path)
+        forged += [b"\x80", b"\xa0", b"", b"\x81\xc9" + os.urandom(1598)]
         forged += [b"\x80\x60\x00", b"\x90\x60\x00\x01" + b"\0" * 8 + b"\xbe\xde\xff\xff"]
         # New SSRCs with the payload types the legs use: nothing may be learnt from
         # a packet before it is authenticated.

@@ -169,3 +169,46 @@ async def test_a_packet_left_to_aiortcs_path_arrives_when_its_datagram_was_read(
         assert recorded[8] > read_after and recorded[9] > read_after
     finally:
         await leg.pc.close()
+
+
+async def test_what_a_leg_without_its_own_socket_sends_goes_in_order_bounded_and_stops() -> None:
+    """send_soon's fallback (a TURN allocation: aiortc's path, which awaits): one
+    sender in order, never more than OUTBOX_LIMIT waiting (a stalled TURN server
+    drops and counts the rest), an error costs that packet only, and closing the
+    leg ends the sender."""
+    from media.leg import OUTBOX_LIMIT
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    leg = Leg("p0", 0, 1, nothing, lambda *_: None, lambda *_: None, forward_now=lambda *_: False)
+    sent: list[bytes] = []
+    stalled = asyncio.Event()
+
+    async def send(data: bytes) -> None:
+        if data == b"bad":
+            raise RuntimeError("channel bind failed")
+        await stalled.wait()
+        sent.append(data)
+
+    leg.send = send  # type: ignore[method-assign]
+    leg._transports = [object()]
+    try:
+        leg.send_soon(b"bad")
+        for n in range(OUTBOX_LIMIT + 10):
+            leg.send_soon(n.to_bytes(2, "big"))
+        await asyncio.sleep(0.05)
+        assert leg.outbox_dropped > 0
+        stalled.set()
+        for _ in range(100):
+            if len(sent) >= OUTBOX_LIMIT + 10 - leg.outbox_dropped:
+                break
+            await asyncio.sleep(0.01)
+        assert sent == [n.to_bytes(2, "big") for n in range(len(sent))]
+        assert len(sent) + leg.outbox_dropped == OUTBOX_LIMIT + 10
+        task = leg._outbox_task
+        assert task is not None and not task.done()
+    finally:
+        leg._transports = []
+        await leg.close()
+    assert task.done()
