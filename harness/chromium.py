@@ -2,6 +2,7 @@
 fake camera and microphone, media allowed on loopback. Used by the browser
 tests, bench/pages.py and docs/screenshots/take.py alike."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from harness.debian_tools import debian_tool
@@ -126,23 +127,30 @@ async def open_logged_in(
     *,
     init_script: str | None = None,
     timeout_ms: float = 15000,
+    prepare: Callable[[Any], Awaitable[None]] | None = None,
+    wait_for_app: bool = True,
     **context_options: Any,
 ) -> Any:
     """A page of a new browser context (``server``: what serves the pages, or their
     base URL), logged in through the page's own form; ``init_script`` runs in it
-    before any of the page's own."""
+    before any of the page's own, ``prepare(page)`` before it opens (a request
+    route, say). Returns once the page shows its app (``wait_for_app``) or once
+    the login is sent."""
     context = await browser.new_context(**context_options)
     context.set_default_timeout(timeout_ms)
     page = await context.new_page()
     if init_script is not None:
         await page.add_init_script(init_script)
+    if prepare is not None:
+        await prepare(page)
     base = server if isinstance(server, str) else server.url
     await page.goto(f"{base}/{page_name}")
     await page.wait_for_selector("body[data-ready]")
     await page.get_by_test_id("login-username").fill(username)
     await page.get_by_test_id("login-password").fill(password)
     await page.get_by_test_id("login-submit").click()
-    await page.wait_for_selector("#app-view:not([hidden])")
+    if wait_for_app:
+        await page.wait_for_selector("#app-view:not([hidden])")
     return page
 
 

@@ -11,7 +11,6 @@ import pytest
 from playwright.async_api import expect
 
 from harness.chromium import (
-    DEMO_PASSWORD,
     FRAMES_DECODED,
     chat_from,
     choose_department,
@@ -239,9 +238,6 @@ async def test_clerk_links_a_consultation_without_case_number(
 async def log_in_holding(browser: Any, server: RunningServer, page_name: str, username: str) -> Any:
     """A page logged in while its request for the halls is held: (page, release)
     once the page has asked for them."""
-    context = await browser.new_context()
-    context.set_default_timeout(15000)
-    page = await context.new_page()
     held = asyncio.Event()
     release = asyncio.Event()
 
@@ -250,12 +246,12 @@ async def log_in_holding(browser: Any, server: RunningServer, page_name: str, us
         await release.wait()
         await route.continue_()
 
-    await page.route("**/api/v1/halls", hold)
-    await page.goto(f"{server.url}/{page_name}")
-    await page.wait_for_selector("body[data-ready]")
-    await page.get_by_test_id("login-username").fill(username)
-    await page.get_by_test_id("login-password").fill(DEMO_PASSWORD)
-    await page.get_by_test_id("login-submit").click()
+    async def route_halls(page: Any) -> None:
+        await page.route("**/api/v1/halls", hold)
+
+    page = await open_logged_in(
+        browser, server, page_name, username, prepare=route_halls, wait_for_app=False
+    )
     await asyncio.wait_for(held.wait(), 15)
     return page, release
 
