@@ -30,6 +30,11 @@ from media.addresses import is_loopback
 if TYPE_CHECKING:
     from media import _native
 
+SRTP_ERRORS = (pylibsrtp.Error, ValueError)
+"""What protecting or unprotecting a datagram raises, with either library's
+sessions: damaged or replayed (pylibsrtp.Error, which the native one raises too),
+or longer than SRTP takes (ValueError). Such a datagram is dropped."""
+
 RtpHandler = Callable[[bytes, int], Awaitable[None]]
 RtcpHandler = Callable[[bytes], Awaitable[None]]
 
@@ -164,7 +169,7 @@ class SrtpPath:
             return None  # before DTLS completes aiortc drops SRTP too
         try:
             return bytes(session.unprotect(data))
-        except (pylibsrtp.Error, ValueError):  # (ValueError: longer than SRTP takes)
+        except SRTP_ERRORS:
             return None
 
     def connected(self) -> bool:
@@ -187,7 +192,7 @@ class SrtpPath:
             return None
         try:
             return bytes(session.unprotect_rtcp(data))
-        except (pylibsrtp.Error, ValueError):  # (ValueError: longer than SRTP takes)
+        except SRTP_ERRORS:
             return None
 
     def send(self, plain: bytes) -> None:
@@ -197,7 +202,7 @@ class SrtpPath:
         try:
             protect = session.protect_rtcp if is_rtcp(plain) else session.protect
             protected = protect(plain)
-        except (pylibsrtp.Error, ValueError):  # (ValueError: longer than SRTP takes)
+        except SRTP_ERRORS:
             return
         pair.protocol.transport.sendto(protected, pair.remote_addr)
 

@@ -82,7 +82,8 @@ class RelayPool(ABC):
         return frozenset()
 
     async def worker_figures(self) -> dict[str, dict[str, float]]:
-        """Each own worker's figures (``calls``, ``cpu_seconds``), by its URL: what
+        """Each own worker's figures (``calls``, ``cpu_seconds``, and when they were
+        taken, ``measured_at`` on this process's monotonic clock), by its URL: what
         this node reports for the cluster's placement (none in-process)."""
         return {}
 
