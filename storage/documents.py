@@ -22,15 +22,11 @@ from storage.blobs import BlobMissing, BlobStore
 from storage.database import Database
 from storage.datakeys import DataKeys
 from storage.errors import DocumentDamaged, RecordNotFound
-from storage.filecrypt import DecryptionError, decrypt_range
+from storage.filecrypt import DecryptionError, decrypt_batches
 from storage.records import Account, AuditEvent
 from storage.schema import files
 
 log = logging.getLogger(__name__)
-
-BATCH = 1024 * 1024
-"""Plaintext handed out at once: one thread hop per batch; the first batch is
-read (and authenticated) before the reader is returned."""
 
 
 @dataclass(frozen=True)
@@ -64,40 +60,40 @@ class Download:
     """The Range header as sent ('' for the whole document)."""
 
 
-def _next_batch(pieces: Iterator[bytes], size: int = BATCH) -> bytes:
-    """Up to ``size`` bytes of authenticated plaintext."""
-    batch: list[bytes] = []
-    length = 0
-    for piece in pieces:
-        batch.append(piece)
-        length += len(piece)
-        if length >= size:
-            break
-    return b"".join(batch)
+def _next_batch(batches: Iterator[memoryview]) -> memoryview | None:
+    """The next batch of authenticated plaintext (filecrypt.BATCH_CHUNKS chunks,
+    1 MiB: one thread hop per batch), or None at the end."""
+    return next(batches, None)
 
 
 class Plaintext:
-    """The authenticated plaintext of a byte range, as batches of up to ``BATCH``
-    bytes; ``DocumentDamaged`` when a later chunk fails its authentication
-    (nothing of that chunk is handed out). ``close`` when done, read to the end or
-    not."""
+    """The authenticated plaintext of a byte range, as batches of up to 1 MiB
+    (read-only views, each of a buffer of its own); ``DocumentDamaged`` when a
+    later chunk fails its authentication (nothing of its batch is handed out).
+    ``close`` when done, read to the end or not."""
 
-    def __init__(self, source: BinaryIO, pieces: Iterator[bytes], first: bytes) -> None:
+    def __init__(
+        self, source: BinaryIO, batches: Iterator[memoryview], first: memoryview | None
+    ) -> None:
         self._source = source
-        self._pieces = pieces
-        self._next: bytes | None = first
+        self._batches = batches
+        self._next = first
+        self._ended = first is None
 
     def __aiter__(self) -> "Plaintext":
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> memoryview:
+        if self._ended:
+            raise StopAsyncIteration
         if self._next is None:
             try:
-                self._next = await asyncio.to_thread(_next_batch, self._pieces)
+                self._next = await asyncio.to_thread(_next_batch, self._batches)
             except DecryptionError:
                 raise DocumentDamaged("the stored file is damaged") from None
         batch, self._next = self._next, None
-        if not batch:
+        if batch is None:
+            self._ended = True
             raise StopAsyncIteration
         return batch
 
@@ -146,8 +142,8 @@ class Documents:
         except BlobMissing:
             raise DocumentDamaged("the stored file is missing") from None
         try:
-            pieces = decrypt_range(source, key, start, end)
-            first = await asyncio.to_thread(_next_batch, pieces)
+            batches = decrypt_batches(source, key, start, end)
+            first = await asyncio.to_thread(_next_batch, batches)
             await self._db.write(
                 lambda conn: append_audit(
                     conn,
@@ -166,7 +162,7 @@ class Documents:
         except BaseException:
             source.close()
             raise
-        return Plaintext(source, pieces, first)
+        return Plaintext(source, batches, first)
 
     async def remove_content(self, file_id: str) -> None:
         """Delete a document's stored bytes (after its key was destroyed)."""

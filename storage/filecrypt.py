@@ -5,7 +5,7 @@ associated data bind the file, the chunk's index and whether it is the last.
 Reordered, dropped, duplicated, truncated or extended chunks and flipped bits
 all fail authentication; a chunk's plaintext is released only after its tag
 has been checked. Every failure is the same opaque ``DecryptionError``.
-Memory use is one chunk, whatever the file size.
+Memory use is one batch of chunks (1 MiB), whatever the file size.
 """
 
 import hashlib
@@ -49,7 +49,7 @@ class Suite(IntEnum):
 
 
 class Digest(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
     def hexdigest(self) -> str: ...
 
@@ -60,7 +60,7 @@ class _Sm3:
     def __init__(self, state: hashes.Hash | None = None) -> None:
         self._hash = state or hashes.Hash(hashes.SM3())
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         self._hash.update(data)
 
     def hexdigest(self) -> str:
@@ -283,48 +283,113 @@ def _layout(source: BinaryIO, key: bytes) -> tuple[Header, int, int]:
     return header, total, last_index
 
 
-def _chunk(source: BinaryIO, key: bytes, header: Header, index: int, last_index: int) -> bytes:
-    source.seek(HEADER_SIZE + index * header.sealed_chunk_size)
-    sealed = source.read(header.sealed_chunk_size)
-    is_last = index == last_index
-    plaintext = open_sealed(
-        header.suite, key, header.nonce(index, is_last), sealed, header.aad(index, is_last)
-    )
-    if not is_last and len(plaintext) != header.chunk_size:
-        raise DecryptionError("cannot decrypt")
-    return plaintext
+BATCH_CHUNKS = 16
+"""Chunks a download decrypts at once (1 MiB of plaintext): one read and one
+buffer for them all, instead of a read, a cipher object and a copy per chunk."""
+
+
+class _Opener:
+    """Opens a run of consecutive sealed chunks into one plaintext buffer. A
+    chunk's tag is checked before anything of it may leave: the buffer is handed
+    out only when every chunk in it was authenticated."""
+
+    def __init__(self, header: Header, key: bytes, last_index: int) -> None:
+        self._header = header
+        self._key = key
+        self._last = last_index
+        # One key schedule for the whole file, not one per chunk.
+        self._aead = AESGCM(key) if header.suite is Suite.AES_256_GCM else None
+
+    def open_into(self, index: int, sealed: memoryview, out: memoryview) -> int:
+        """Chunks ``index``... held in ``sealed`` (whole sealed chunks, the file's
+        last one possibly shorter) opened into ``out``; returns the plaintext
+        length. A chunk that is short but not the file's last, or that fails its
+        tag, is ``DecryptionError``."""
+        header = self._header
+        size = header.sealed_chunk_size
+        written = 0
+        for at in range(0, len(sealed), size):
+            piece = sealed[at : at + size]
+            last = index == self._last
+            if len(piece) < TAG_SIZE or (not last and len(piece) != size):
+                raise DecryptionError("cannot decrypt")
+            length = len(piece) - TAG_SIZE
+            nonce, aad = header.nonce(index, last), header.aad(index, last)
+            target = out[written : written + length]
+            if self._aead is not None:
+                try:
+                    self._aead.decrypt_into(nonce, piece, aad, target)
+                except (InvalidTag, ValueError):
+                    raise DecryptionError("cannot decrypt") from None
+            else:
+                target[:] = open_sealed(header.suite, self._key, nonce, bytes(piece), aad)
+            written += length
+            index += 1
+        return written
+
+
+def _read_at(source: BinaryIO, position: int, length: int) -> memoryview:
+    """Up to ``length`` bytes from ``position`` (fewer only at the end of the file)."""
+    source.seek(position)
+    data = source.read(length)
+    # A file object may return less than asked before its end: read on (rare).
+    while len(data) < length and (more := source.read(length - len(data))):
+        data += more
+    return memoryview(data)
+
+
+def decrypt_batches(
+    source: BinaryIO,
+    key: bytes,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    chunks: int = BATCH_CHUNKS,
+) -> Iterator[memoryview]:
+    """Plaintext bytes ``start`` up to ``end`` (exclusive) in batches of up to
+    ``chunks`` chunks, decrypting only the chunks they lie in (and the last one
+    first, which proves the file is whole). Nothing of a batch is yielded before
+    the tag of every chunk in it has been checked. Each batch is a read-only view
+    of a buffer of its own, never reused: a consumer may keep it."""
+    header, total, last_index = _layout(source, key)
+    end = total if end is None else min(end, total)
+    chunk_size, sealed_size = header.chunk_size, header.sealed_chunk_size
+    first = start // chunk_size
+    final = min(last_index, max(first, (end - 1) // chunk_size)) if end > start else -1
+    opener = _Opener(header, key, last_index)
+    if final < last_index:
+        sealed = _read_at(source, HEADER_SIZE + last_index * sealed_size, sealed_size)
+        opener.open_into(last_index, sealed, memoryview(bytearray(max(len(sealed) - TAG_SIZE, 0))))
+    index = first
+    while index <= final:
+        count = min(chunks, final + 1 - index)
+        sealed = _read_at(source, HEADER_SIZE + index * sealed_size, count * sealed_size)
+        if -(-len(sealed) // sealed_size) != count:
+            # The file ended before the chunks its size promised (it shrank).
+            raise DecryptionError("cannot decrypt")
+        plaintext = bytearray(count * chunk_size)
+        length = opener.open_into(index, sealed, memoryview(plaintext))
+        offset = index * chunk_size
+        lo, hi = max(start, offset) - offset, min(end, offset + length) - offset
+        index += count
+        if hi > lo:
+            yield memoryview(plaintext)[lo:hi].toreadonly()
 
 
 def verify(source: BinaryIO, key: bytes) -> int:
     """Authenticate every chunk without keeping any plaintext; return the plaintext size."""
-    header, total, last_index = _layout(source, key)
-    for index in range(last_index + 1):
-        _chunk(source, key, header, index, last_index)
-    return total
+    return sum(len(batch) for batch in decrypt_batches(source, key))
 
 
 def decrypt_range(
     source: BinaryIO, key: bytes, start: int = 0, end: int | None = None
-) -> Iterator[bytes]:
-    """Plaintext bytes ``start`` up to ``end`` (exclusive), decrypting only the
-    chunks they lie in (and the last one, which proves the file is whole).
-    Nothing of a chunk is yielded before its tag has been checked."""
-    header, total, last_index = _layout(source, key)
-    end = total if end is None else min(end, total)
-    chunk_size = header.chunk_size
-    first = start // chunk_size
-    final = min(last_index, max(first, (end - 1) // chunk_size)) if end > start else -1
-    if final < last_index:
-        _chunk(source, key, header, last_index, last_index)
-    for index in range(first, final + 1):
-        plaintext = _chunk(source, key, header, index, last_index)
-        offset = index * chunk_size
-        lo, hi = max(start, offset) - offset, min(end, offset + len(plaintext)) - offset
-        if hi > lo:
-            yield plaintext[lo:hi]
+) -> Iterator[memoryview]:
+    """Plaintext bytes ``start`` up to ``end`` (exclusive), a chunk at a time
+    (``decrypt_batches`` of one chunk)."""
+    return decrypt_batches(source, key, start, end, chunks=1)
 
 
-def decrypt_all(source: BinaryIO, key: bytes) -> Iterator[bytes]:
+def decrypt_all(source: BinaryIO, key: bytes) -> Iterator[memoryview]:
     """The whole plaintext, chunk by chunk, after every chunk has been verified:
     an altered file yields nothing at all."""
     verify(source, key)

@@ -20,6 +20,7 @@ from storage.filecrypt import (
     FileEncryptor,
     Suite,
     decrypt_all,
+    decrypt_batches,
     decrypt_range,
 )
 from storage.keyring import DirectoryKeks, Keyring, KeyringError
@@ -70,6 +71,84 @@ def test_range_reads_decrypt_only_what_is_asked() -> None:
     ]:
         got = b"".join(decrypt_range(io.BytesIO(stored), key, start, end))
         assert got == plaintext[start:end]
+
+
+SMALL = 64
+"""A chunk size that makes files of many chunks cheap to generate."""
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    suite=st.sampled_from(list(Suite)),
+    size=st.integers(0, 23 * SMALL),
+    bounds=st.tuples(st.integers(0, 24 * SMALL), st.integers(0, 24 * SMALL)),
+    per_batch=st.integers(1, 6),
+)
+def test_batches_hand_out_exactly_the_range_asked(
+    suite: Suite, size: int, bounds: tuple[int, int], per_batch: int
+) -> None:
+    plaintext = os.urandom(size)
+    stored, key = encrypt(plaintext, suite, chunk_size=SMALL, feed=37)
+    start, end = min(bounds), max(bounds)
+    batches = list(decrypt_batches(io.BytesIO(stored), key, start, end, chunks=per_batch))
+    assert b"".join(batches) == plaintext[start:end]
+    assert all(0 < len(batch) <= per_batch * SMALL for batch in batches)
+    # Each its own buffer, not to be written to: a consumer may keep them all.
+    assert all(batch.readonly for batch in batches)
+    assert len({id(batch.obj) for batch in batches}) == len(batches)
+
+
+class Trickle(io.BytesIO):
+    """A file object that returns less than asked: at most 1,000 bytes a read."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(1000 if size is None or size < 0 else min(size, 1000))
+
+
+class EndsEarly(io.BytesIO):
+    """A file that claims its full size but whose bytes end at ``cut`` (it shrank
+    while being read)."""
+
+    def __init__(self, data: bytes, cut: int) -> None:
+        super().__init__(data)
+        self.cut = cut
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(self.cut - self.tell(), 0)
+        return super().read(left if size is None or size < 0 else min(size, left))
+
+
+def test_a_file_object_that_returns_less_than_asked_is_read_on() -> None:
+    plaintext = os.urandom(40 * SMALL + 5)
+    stored, key = encrypt(plaintext, chunk_size=SMALL)
+    assert b"".join(decrypt_batches(Trickle(stored), key, chunks=16)) == plaintext
+
+
+@pytest.mark.parametrize("at_boundary", [True, False])
+def test_a_file_that_ends_before_its_size_is_damaged_not_short(at_boundary: bool) -> None:
+    plaintext = os.urandom(40 * SMALL + 5)
+    stored, key = encrypt(plaintext, chunk_size=SMALL)
+    sealed = SMALL + TAG_SIZE
+    cut = HEADER_SIZE + 10 * sealed + (0 if at_boundary else 7)
+    received: list[memoryview] = []
+    with pytest.raises(DecryptionError):
+        for batch in decrypt_batches(EndsEarly(stored, cut), key, chunks=4):
+            received.append(batch)
+    # Chunks 8-11 are the batch the file ends in.
+    assert b"".join(received) == plaintext[: 8 * SMALL]
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_nothing_of_a_batch_with_a_damaged_chunk_is_handed_out(suite: Suite) -> None:
+    plaintext = os.urandom(40 * SMALL + 5)
+    stored, key = encrypt(plaintext, suite, chunk_size=SMALL)
+    damaged = flip(stored, HEADER_SIZE + 6 * (SMALL + TAG_SIZE) + 3)  # chunk 6
+    received: list[memoryview] = []
+    with pytest.raises(DecryptionError):
+        for batch in decrypt_batches(io.BytesIO(damaged), key, chunks=4):
+            received.append(batch)
+    # Chunks 0-3 were whole; 4 and 5, though authentic, share a batch with 6.
+    assert b"".join(received) == plaintext[: 4 * SMALL]
 
 
 def chunks(stored: bytes) -> tuple[bytes, list[bytes]]:
