@@ -30,7 +30,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.audit import append_audit_if
@@ -234,6 +234,25 @@ class Citizen:
     id_sealed: str | None = None
 
 
+def _hold_citizen(conn: Connection, citizen: Citizen) -> None:
+    """Serialise the bookings of one citizen across nodes until this transaction
+    ends. On PostgreSQL (READ COMMITTED) two nodes booking for the same citizen at
+    once each counted the open bookings before the other's insert was committed,
+    and both inserted: a third. One advisory lock per lookup the booking carries,
+    taken in one order. SQLite has one writer: nothing to do."""
+    if conn.dialect.name != "postgresql":
+        return
+    names = sorted(
+        f"windowlink.booking.{kind}:{lookup}"
+        for kind, lookup in (("phone", citizen.phone_lookup), ("id", citizen.id_lookup))
+        if lookup is not None
+    )
+    for name in names:
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name}
+        )
+
+
 class Appointments:
     def __init__(self, db: Database, tz: tzinfo | None = None) -> None:
         self._db = db
@@ -331,6 +350,7 @@ class Appointments:
             ).first()
             if closed is not None:
                 raise RecordConflict("the department cancelled its appointments that day")
+            _hold_citizen(conn, citizen)
             mine = []
             if citizen.phone_lookup is not None:
                 mine.append(appointments.c.phone_lookup == citizen.phone_lookup)

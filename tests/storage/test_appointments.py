@@ -244,6 +244,40 @@ async def test_a_citizen_holds_two_open_bookings_at_most(db: Database) -> None:
     await book.book("market", fresh[0], PHONE_A, kiosk_id=k1, hall=None, now=later)
 
 
+async def test_one_citizen_booking_through_two_nodes_at_once_holds_two_at_most(
+    db: Database, tmp_path: Path, database_url: str | None
+) -> None:
+    """Each node counts the citizen's open bookings and inserts in one unit; on
+    PostgreSQL, without a lock per citizen, two nodes each count before the
+    other's insert is committed and both insert: a third open booking."""
+    keys = directory_audit_keys(tmp_path / "keys", Suite.AES_256_GCM, create=False)
+    other = await Database.open(database_url_for(tmp_path, database_url), keys)
+    try:
+        nodes = [Appointments(db, CST), Appointments(other, CST)]
+        # Seats enough for every round: only the limit per citizen may refuse.
+        await BookingSettingsStore(db).put(
+            "market",
+            BookingSettings(availability=("1-5 09:00-11:00",), slot_minutes=30, slot_capacity=5),
+        )
+        k1 = await kiosk_id(db, "kiosk1")
+        slots = [s.at.timestamp() for s in await nodes[0].free_slots("market", NOW)]
+        assert len(slots) >= 4
+        for round_ in range(5):
+            citizen = Citizen(f"lookup-{round_}", "sealed")
+            results = await asyncio.gather(
+                *(
+                    nodes[n % 2].book("market", slots[n], citizen, kiosk_id=k1, hall=None, now=NOW)
+                    for n in range(4)
+                ),
+                return_exceptions=True,
+            )
+            booked = [r for r in results if isinstance(r, tuple)]
+            assert len(booked) == 2, results
+            assert all(isinstance(r, (tuple, RecordConflict)) for r in results), results
+    finally:
+        await other.close()
+
+
 async def test_of_two_bookings_of_the_last_seat_at_once_one_wins(db: Database) -> None:
     book = Appointments(db, CST)
     k1, k2 = await kiosk_id(db, "kiosk1"), await kiosk_id(db, "kiosk2")
