@@ -50,12 +50,10 @@ from web import (
 from web.auth import SESSION_COOKIE, remote_address, socket_origin_allowed
 from web.booking_upkeep import run_booking_upkeep
 from web.call_recorder import CallRecorder
-from web.code_attempts import CodeAttempts
 from web.errors import error_middleware, quiet_malformed_requests
 from web.forwarded import ProxyTrust
 from web.keys import (
     CLOCK,
-    CODE_ATTEMPTS,
     EVENT_LIMITS,
     FILES,
     HUB,
@@ -309,7 +307,6 @@ async def _notices_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.notice_sender, settings.notice_http_url, parse_templates(settings.notice_template)
     )
     app[NOTICES] = Notices(sender, app[STORAGE].audit)
-    app[CODE_ATTEMPTS] = CodeAttempts()
     task = asyncio.create_task(run_booking_upkeep(app[STORAGE], app[SENSITIVE], app[NOTICES]))
     yield
     await app[STOP].step("stopping the notices", _cancelled(task), at_most=0.5)

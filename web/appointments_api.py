@@ -14,7 +14,7 @@ from storage.identity_numbers import problem
 from storage.records import Department, Role
 from storage.sensitive import Kind, mask
 from web.api import ANY_ACCOUNT, Api, account_of, audit_of, read_body, reply
-from web.auth import remote_address
+from web.auth import BookingCodeThrottle, remote_address
 from web.booking_schemas import (
     AdmissionView,
     AdmitRequest,
@@ -31,7 +31,7 @@ from web.booking_schemas import (
 )
 from web.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from web.identity_api import PROBLEM_MESSAGES
-from web.keys import CODE_ATTEMPTS, NOTICES, SENSITIVE, STORAGE
+from web.keys import NOTICES, SENSITIVE, STORAGE
 from web.notices import Notice, NoticeType, local_date_time
 
 api = Api()
@@ -259,30 +259,36 @@ async def book(request: web.Request) -> web.StreamResponse:
 async def admit(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, AdmitRequest)
     kiosk = account_of(request)
-    attempts = request.app[CODE_ATTEMPTS]
-    wait = attempts.retry_after(kiosk.id)
     storage = request.app[STORAGE]
-    if wait is not None:
+    throttle = BookingCodeThrottle(request, kiosk.id)
+    try:
+        await throttle.admit()
+    except TooManyRequests:
         await storage.audit.append(
             audit_of(request, "appointment.admit", "appointments", result="throttled")
         )
-        raise TooManyRequests("too many wrong codes: wait a moment", retry_after=wait)
+        raise
     code = typed_code(body.code)
     if code is None:
-        attempts.failed(kiosk.id)
         await storage.audit.append(
             audit_of(request, "appointment.admit", "appointments", result="malformed")
         )
         raise NotFound("no booking has this code", code="unknown_code")
-    verdict, booking = await storage.appointments.admit(
-        code,
-        kiosk.id,
-        time.time(),
-        audit=audit_of(request, "appointment.admit", "appointments"),
-    )
+    try:
+        verdict, booking = await storage.appointments.admit(
+            code,
+            kiosk.id,
+            time.time(),
+            audit=audit_of(request, "appointment.admit", "appointments"),
+        )
+    except Exception:
+        # Never checked: the attempt does not count.
+        await throttle.take_back()
+        raise
     if verdict is Admission.UNKNOWN or booking is None:
-        attempts.failed(kiosk.id)
         raise NotFound("no booking has this code", code="unknown_code")
+    # A code that exists is no guess, whatever its window says.
+    await throttle.take_back()
     if verdict is not Admission.ADMITTED:
         raise Conflict(REFUSALS[verdict], code=verdict.value)
     department = await _department(request, booking.department)

@@ -98,9 +98,14 @@ class AttemptThrottle:
 
     MESSAGE = "too many failed attempts; wait and try again"
 
-    def __init__(self, request: web.Request, keys: tuple[tuple[str, int], ...]) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        keys: tuple[tuple[str, int], ...],
+        window: float | None = None,
+    ) -> None:
         self._store = request.app[SIGNALING]
-        self._window = request.app[SETTINGS].login_window
+        self._window = request.app[SETTINGS].login_window if window is None else window
         self._keys = keys
         self._counted: list[tuple[str, float]] = []
 
@@ -135,6 +140,21 @@ class LoginThrottle(AttemptThrottle):
             (f"login-address:{remote}", limit * self.PER_ADDRESS_FACTOR),
         )
         super().__init__(request, keys)
+
+
+class BookingCodeThrottle(AttemptThrottle):
+    """Booking codes typed at one kiosk: a few wrong ones in ten minutes, then 429.
+    Guessing a code (24^8 of them) at that rate takes centuries; a citizen who
+    mistypes twice is not held up. Counted before the code is looked up and in the
+    live store every node shares: a burst of guesses sent at once, or spread over
+    the processes and nodes of a deployment, gets no more than one kiosk's budget."""
+
+    MESSAGE = "too many wrong codes: wait a moment"
+    FAILURES = 5
+    WINDOW = 600.0
+
+    def __init__(self, request: web.Request, kiosk_id: str) -> None:
+        super().__init__(request, ((f"booking-code:{kiosk_id}", self.FAILURES),), self.WINDOW)
 
 
 class MetricsTokenThrottle(AttemptThrottle):

@@ -14,7 +14,6 @@ from storage.records import Account
 from storage.sensitive import SensitiveValues
 from storage.store import Storage
 from web.call_recorder import CallRecorder
-from web.code_attempts import CodeAttempts
 from web.forwarded import ProxyTrust
 from web.login_gate import PasswordCheckGate
 from web.metrics import Metrics
@@ -38,7 +37,6 @@ PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 OPENAPI = web.AppKey("openapi", dict[str, object])
 STOP = web.AppKey("stop", StopBudget)
 NOTICES = web.AppKey("notices", Notices)
-CODE_ATTEMPTS = web.AppKey("code_attempts", CodeAttempts)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 """Seconds since the epoch: time.time, or a test's clock (a follow-up past its deadline)."""
 

@@ -8,14 +8,22 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from harness.redis import PrivateRedis
 from signaling.messages import ConsultationView, OfferView
-from tests.conftest import ClientFactory, RunningServer, call_route, login_session
-from web.code_attempts import FAILURES
+from tests.conftest import (
+    ClientFactory,
+    RunningServer,
+    ServerFactory,
+    call_route,
+    login_session,
+)
+from web.auth import BookingCodeThrottle
 from web.keys import SENSITIVE
 
 PHONE = "13812345678"
@@ -150,7 +158,7 @@ async def test_a_code_outside_its_window_or_unknown_is_refused_and_wrong_ones_th
         sessions["kiosk02"], server, "POST", "/api/v1/appointments/admit", {"code": code}
     )
     assert (status, body["error"]["code"]) == (409, "too_early")
-    for _ in range(FAILURES):
+    for _ in range(BookingCodeThrottle.FAILURES):
         status, body = await call_route(
             sessions["kiosk02"], server, "POST", "/api/v1/appointments/admit", {"code": "ACDEFHJK"}
         )
@@ -168,7 +176,64 @@ async def test_a_code_outside_its_window_or_unknown_is_refused_and_wrong_ones_th
         json.loads(e.detail)["result"]
         for e in await server.storage.audit.entries(action="appointment.admit", limit=100)
     ]
-    assert results == ["too_early", *["unknown"] * FAILURES, "throttled", "too_early"]
+    assert results == [
+        "too_early",
+        *["unknown"] * BookingCodeThrottle.FAILURES,
+        "throttled",
+        "too_early",
+    ]
+
+
+async def test_wrong_codes_sent_at_once_get_no_more_than_the_kiosks_budget(
+    server: RunningServer, sessions: Any
+) -> None:
+    """Counted before the code is looked up: a burst of guesses all in flight
+    before the first is refused is held to the same budget as guesses in a row."""
+    burst = 4 * BookingCodeThrottle.FAILURES
+    answers = await asyncio.gather(
+        *(
+            call_route(
+                sessions["kiosk02"],
+                server,
+                "POST",
+                "/api/v1/appointments/admit",
+                {"code": "ACDEFHJK"},
+            )
+            for _ in range(burst)
+        )
+    )
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [404] * BookingCodeThrottle.FAILURES + [429] * (
+        burst - BookingCodeThrottle.FAILURES
+    )
+
+
+async def test_a_kiosks_wrong_codes_count_on_every_node(
+    start_server: ServerFactory, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """Two nodes behind one load balancer: the budget is the kiosk's, not each
+    node's (the store every node shares counts it)."""
+    shared = {
+        "database_url": f"sqlite:///{tmp_path / 'shared.db'}",
+        "blob_url": f"file://{tmp_path / 'blobs'}",
+        "redis_url": private_redis.url,
+    }
+    nodes = [
+        await start_server(data_dir=tmp_path / "first", **shared),
+        await start_server(data_dir=tmp_path / "second", **shared),
+    ]
+    kiosk = await login_session(nodes[0], "kiosk02")
+    async with kiosk:
+        for n in range(BookingCodeThrottle.FAILURES):
+            status, _ = await call_route(
+                kiosk, nodes[n % 2], "POST", "/api/v1/appointments/admit", {"code": "ACDEFHJK"}
+            )
+            assert status == 404
+        for node in nodes:
+            status, _ = await call_route(
+                kiosk, node, "POST", "/api/v1/appointments/admit", {"code": "ACDEFHJK"}
+            )
+            assert status == 429
 
 
 async def test_a_citizen_holds_two_open_bookings_at_most(
