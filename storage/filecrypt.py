@@ -96,9 +96,14 @@ def open_sealed(suite: Suite, key: bytes, nonce: bytes, sealed: bytes, aad: byte
         body, tag = sealed[:-TAG_SIZE], sealed[-TAG_SIZE:]
         decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, tag)).decryptor()
         decryptor.authenticate_additional_data(aad)
-        # Held back until finalize() has checked the tag.
+        # Held back until finalize() has checked the tag, and dropped if it fails
+        # (the error's traceback keeps this frame and its variables).
         plaintext = decryptor.update(body)
-        decryptor.finalize()
+        try:
+            decryptor.finalize()
+        except InvalidTag:
+            del plaintext
+            raise
         return plaintext
     except (InvalidTag, ValueError):
         raise DecryptionError("cannot decrypt") from None
@@ -300,11 +305,26 @@ class _Opener:
         # One key schedule for the whole file, not one per chunk.
         self._aead = AESGCM(key) if header.suite is Suite.AES_256_GCM else None
 
-    def open_into(self, index: int, sealed: memoryview, out: memoryview) -> int:
-        """Chunks ``index``... held in ``sealed`` (whole sealed chunks, the file's
-        last one possibly shorter) opened into ``out``; returns the plaintext
-        length. A chunk that is short but not the file's last, or that fails its
-        tag, is ``DecryptionError``."""
+    def open_into(self, index: int, count: int, sealed: memoryview) -> bytearray:
+        """The plaintext of the ``count`` chunks from ``index`` held in ``sealed``
+        (whole sealed chunks, the file's last one possibly shorter), in a buffer
+        of its own sized from the bytes read (never from the unauthenticated
+        header alone). Fewer than ``count`` chunks (the file shrank while being
+        read), a chunk that is short but not the file's last, or a failing tag is
+        ``DecryptionError``, the buffer (which decrypt_into fills before the tag
+        is checked) wiped first: an error's traceback keeps this frame."""
+        size = self._header.sealed_chunk_size
+        if -(-len(sealed) // size) != count:
+            raise DecryptionError("cannot decrypt")
+        out = bytearray(max(len(sealed) - count * TAG_SIZE, 0))
+        try:
+            self._open(index, sealed, memoryview(out))
+        except DecryptionError:
+            out[:] = bytes(len(out))
+            raise
+        return out
+
+    def _open(self, index: int, sealed: memoryview, out: memoryview) -> None:
         header = self._header
         size = header.sealed_chunk_size
         written = 0
@@ -325,7 +345,6 @@ class _Opener:
                 target[:] = open_sealed(header.suite, self._key, nonce, bytes(piece), aad)
             written += length
             index += 1
-        return written
 
 
 def _read_at(source: BinaryIO, position: int, length: int) -> memoryview:
@@ -359,16 +378,13 @@ def decrypt_batches(
     opener = _Opener(header, key, last_index)
     if final < last_index:
         sealed = _read_at(source, HEADER_SIZE + last_index * sealed_size, sealed_size)
-        opener.open_into(last_index, sealed, memoryview(bytearray(max(len(sealed) - TAG_SIZE, 0))))
+        opener.open_into(last_index, 1, sealed)
     index = first
     while index <= final:
         count = min(chunks, final + 1 - index)
         sealed = _read_at(source, HEADER_SIZE + index * sealed_size, count * sealed_size)
-        if -(-len(sealed) // sealed_size) != count:
-            # The file ended before the chunks its size promised (it shrank).
-            raise DecryptionError("cannot decrypt")
-        plaintext = bytearray(count * chunk_size)
-        length = opener.open_into(index, sealed, memoryview(plaintext))
+        plaintext = opener.open_into(index, count, sealed)
+        length = len(plaintext)
         offset = index * chunk_size
         lo, hi = max(start, offset) - offset, min(end, offset + length) - offset
         index += count

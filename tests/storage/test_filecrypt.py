@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import struct
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from storage import filecrypt
 from storage.filecrypt import (
     CHUNK_SIZE,
     HEADER_SIZE,
@@ -149,6 +151,57 @@ def test_nothing_of_a_batch_with_a_damaged_chunk_is_handed_out(suite: Suite) -> 
             received.append(batch)
     # Chunks 0-3 were whole; 4 and 5, though authentic, share a batch with 6.
     assert b"".join(received) == plaintext[: 4 * SMALL]
+
+
+@pytest.mark.parametrize("chunks", [1, 4, 16])
+def test_a_range_read_of_a_file_whose_last_chunk_vanished_is_damaged(chunks: int) -> None:
+    # The file ends where its last chunk should begin once its size was taken: the
+    # last chunk, which proves the file whole, reads as nothing and must not pass.
+    plaintext = os.urandom(40 * SMALL + 5)
+    stored, key = encrypt(plaintext, chunk_size=SMALL)
+    cut = HEADER_SIZE + 40 * (SMALL + TAG_SIZE)
+    with pytest.raises(DecryptionError):
+        list(decrypt_batches(EndsEarly(stored, cut), key, 0, SMALL, chunks=chunks))
+    with pytest.raises(DecryptionError):
+        list(decrypt_batches(EndsEarly(stored, cut), key, 5, 5, chunks=chunks))
+
+
+def test_the_plaintext_buffer_is_not_sized_from_the_unauthenticated_chunk_size() -> None:
+    # A 100-byte file whose header claims 64 MiB chunks: nothing about it is
+    # authentic, and it must not cost a download 64 MiB of zeroed memory.
+    stored, key = encrypt(os.urandom(50), chunk_size=SMALL)
+    tampered = stored[:6] + struct.pack("!I", 64 * 1024 * 1024) + stored[10:]
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecryptionError):
+            list(decrypt_batches(io.BytesIO(tampered), key))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize("suite", list(Suite))
+def test_a_failed_chunk_leaves_no_plaintext_in_the_frames_of_its_error(suite: Suite) -> None:
+    # decrypt_into (and SM4's update) produce a chunk's plaintext before its tag
+    # fails; the error's traceback keeps the frames that hold it alive.
+    plaintext = os.urandom(SMALL) + b"confidential".ljust(SMALL, b"!") + os.urandom(SMALL)
+    stored, key = encrypt(plaintext, suite, chunk_size=SMALL)
+    damaged = flip(stored, HEADER_SIZE + 2 * (SMALL + TAG_SIZE) - 1)  # chunk 1's tag
+    with pytest.raises(DecryptionError) as info:
+        list(decrypt_batches(io.BytesIO(damaged), key, chunks=4))
+    seen: list[bytes] = []
+    error: BaseException | None = info.value
+    while error is not None:
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == filecrypt.__file__:
+                for value in tb.tb_frame.f_locals.values():
+                    if isinstance(value, bytes | bytearray | memoryview):
+                        seen.append(bytes(value))
+            tb = tb.tb_next
+        error = error.__context__
+    assert not any(b"confidential" in value for value in seen)
 
 
 def chunks(stored: bytes) -> tuple[bytes, list[bytes]]:
