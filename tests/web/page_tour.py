@@ -1,7 +1,8 @@
 """Drives the pages through their main states once, calling back at each, so that
 the layout and accessibility tests look at the same states without driving the
 journey twice: kiosk (start with digits and with letters on the keypad, staff
-called, the question before queuing with nobody online, device check, waiting,
+called, a booking code on its keys, the question before queuing with nobody
+online, device check, waiting, a call-back's phone number on its keys,
 an expert rung, call, a PDF previewed, the phone's QR code, rating with the
 reference), the phone's page, expert (a ringing offer, the call with a document
 just arrived, after the call), a staff call on the clerk's page, clerk (today's
@@ -89,6 +90,13 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
     await kiosk.get_by_test_id("call-staff").click()
     await kiosk.wait_for_selector("[data-testid=staff-status]:not(:empty)")
     await visit("kiosk-staff-called", kiosk)
+    # A booking code: its own keys, in place of the case number's.
+    await kiosk.get_by_test_id("key-done").click()
+    await kiosk.get_by_test_id("booking-code-input").click()
+    await kiosk.get_by_test_id("code-key-A").click()
+    await visit("kiosk-start-code", kiosk)
+    await kiosk.get_by_test_id("code-key-clear").click()
+    await kiosk.get_by_test_id("code-key-done").click()
 
     # Nobody of the department is taking calls yet: the kiosk says so and asks.
     await kiosk.get_by_test_id("department-market").click()
@@ -101,6 +109,11 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
     await kiosk.get_by_test_id("device-check-continue").click()
     await kiosk.wait_for_selector("[data-testid=queue-position]:not(:empty)")
     await visit("kiosk-waiting", kiosk)
+    # Nobody online: the offers; a call-back's phone number on the kiosk's keys.
+    await kiosk.get_by_test_id("callback-request").click()
+    await kiosk.get_by_test_id("phone-key-1").click()
+    await visit("kiosk-callback", kiosk)
+    await kiosk.get_by_test_id("booking-back").click()
 
     await go_available(expert)
     await expert.wait_for_selector("[data-testid=accept-call]:visible")

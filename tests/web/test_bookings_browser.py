@@ -39,7 +39,12 @@ async def test_a_citizen_books_a_time_and_uses_the_code_at_the_other_hall(
     await phone.fill("12345")
     await kiosk.get_by_test_id("booking-submit").click()
     assert await kiosk.get_by_test_id("phone-error").is_visible()
-    await phone.fill("138 1234 5678")
+    # A kiosk has no keyboard: the number is typed on the kiosk's own keys.
+    await kiosk.get_by_test_id("phone-key-clear").click()
+    for digit in "13812345678":
+        await kiosk.get_by_test_id(f"phone-key-{digit}").click()
+    assert await phone.input_value() == "13812345678"
+    assert not await kiosk.get_by_test_id("phone-error").is_visible()
     await kiosk.get_by_test_id("booking-submit").click()
     shown = kiosk.get_by_test_id("booking-code")
     await shown.wait_for()
@@ -54,7 +59,15 @@ async def test_a_citizen_books_a_time_and_uses_the_code_at_the_other_hall(
     walk_in = await connect(server, "kiosk01")
     waiting = await walk_in.request("market")
     other = await open_logged_in(browser, server, "kiosk", "kiosk02", viewport=PORTRAIT)
-    await other.get_by_test_id("booking-code-input").fill(code.lower())
+    # The code on the kiosk's keys, which take the case number's place.
+    await other.get_by_test_id("case-number").click()
+    await other.get_by_test_id("key-done").click()
+    await other.get_by_test_id("booking-code-input").click()
+    assert await other.get_by_test_id("keypad").is_hidden()
+    assert await other.get_by_test_id("case-number").is_hidden()
+    for character in code:
+        await other.get_by_test_id(f"code-key-{character}").click()
+    assert await other.get_by_test_id("booking-code-input").input_value() == code
     await other.get_by_test_id("booking-code-submit").click()
     await other.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await other.get_by_test_id("device-check-continue").click()

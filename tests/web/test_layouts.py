@@ -97,6 +97,14 @@ CONTROLS: dict[str, list[Control]] = {
     "kiosk-start": KIOSK_START,
     "kiosk-start-letters": KIOSK_START,
     "kiosk-staff-called": [*KIOSK_START, tid("staff-status", touch=False)],
+    "kiosk-start-code": [
+        *KIOSK_HEADER,
+        Control("department-*", "#departments > [data-testid^=department-]", primary=True),
+        tid("booking-code-input"),
+        tid("booking-code-submit"),
+        Control("code key", "[data-testid=booking-keypad] button"),
+        tid("call-staff"),
+    ],
     # A modal question: the page behind it is inert, its own buttons are what count.
     "kiosk-offline-confirm": [tid("confirm-yes"), tid("confirm-no")],
     "kiosk-device-check": [
@@ -108,6 +116,16 @@ CONTROLS: dict[str, list[Control]] = {
     "kiosk-waiting": [
         *KIOSK_HEADER,
         tid("queue-position", touch=False),
+        tid("cancel-request", primary=True),
+    ],
+    "kiosk-callback": [
+        *KIOSK_HEADER,
+        tid("queue-position", touch=False),
+        tid("callback-phone"),
+        tid("callback-note"),
+        Control("phone key", "[data-testid=phone-keypad] button"),
+        tid("callback-submit"),
+        tid("booking-back"),
         tid("cancel-request", primary=True),
     ],
     "kiosk-ringing": [

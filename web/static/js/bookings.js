@@ -6,8 +6,12 @@
 // wipe replaces the whole page, these fields with it.
 import { api } from "./api.js";
 import { setText, textElement } from "./i18n.js";
+import { keypad } from "./keypad.js";
 
 const MOBILE = /^1[3-9]\d{9}$/;
+// A booking code's characters (storage/references.py: no 0/O/1/I/L look-alikes).
+const CODE_KEYS = "23456789ACDEFHJKMNPRTWXY".split("");
+const PHONE_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
 const SLOTS_SHOWN = 40;
 const ADMIT_ERRORS = {
   unknown_code: "booking.code_unknown",
@@ -61,14 +65,33 @@ function renderCodeEntry() {
   const input = document.createElement("input");
   input.dataset.testid = "booking-code-input";
   input.maxLength = 12;
+  input.inputMode = "none";
   input.autocomplete = "off";
   input.spellcheck = false;
   input.setAttribute("autocapitalize", "characters");
-  label.append(textElement("span", "booking.code_label"), input);
   const go = button("booking.code_use", "booking-code-submit", "secondary");
+  // The field and its button on one line: the keys below must fit a 1366 x 768 screen.
+  const line = document.createElement("div");
+  line.className = "code-line";
+  line.append(input, go);
+  label.append(textElement("span", "booking.code_label"), line);
   const status = textElement("p", "booking.code_hint", null, "muted");
   status.dataset.testid = "booking-code-status";
   status.setAttribute("role", "status");
+  // Its keys open where the case number's would, in place of the case number.
+  const pad = document.createElement("div");
+  pad.className = "keypad";
+  pad.dataset.testid = "booking-keypad";
+  pad.hidden = true;
+  const keys = keypad(pad, {
+    pages: [[CODE_KEYS]],
+    target: () => input,
+    prefix: "code-key",
+    onOpen: () => (holder.dataset.typing = ""),
+    onClose: () => delete holder.dataset.typing,
+  });
+  input.addEventListener("focus", () => keys.open());
+  input.addEventListener("click", () => keys.open());
   const submit = async () => {
     const code = input.value.trim();
     if (!code) return;
@@ -76,12 +99,14 @@ function renderCodeEntry() {
     try {
       const admitted = await api("POST", "/api/v1/appointments/admit", { code });
       input.value = "";
+      status.dataset.result = "admitted";
       setText(status, "booking.code_ok", {
         department: { zh: admitted.name_zh, en: admitted.name_en },
         ...slotVars(admitted.slot_at),
       });
       hooks.onAdmitted(admitted);
     } catch (err) {
+      status.dataset.result = "refused";
       setText(status, ADMIT_ERRORS[err.code] ?? "error.generic");
     } finally {
       go.disabled = false;
@@ -91,7 +116,7 @@ function renderCodeEntry() {
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter") submit();
   });
-  holder.replaceChildren(label, go, status);
+  holder.replaceChildren(label, status, pad);
 }
 
 // ---- the waiting screen: the offers -------------------------------------------
@@ -160,7 +185,7 @@ function showPhoneEntry(kind, slot = null) {
   label.className = "case";
   const phone = document.createElement("input");
   phone.dataset.testid = kind === "callback" ? "callback-phone" : "booking-phone";
-  phone.inputMode = "numeric";
+  phone.inputMode = "none";
   phone.maxLength = 16;
   phone.autocomplete = "off";
   label.append(textElement("span", "booking.phone_label"), phone);
@@ -168,7 +193,12 @@ function showPhoneEntry(kind, slot = null) {
   error.dataset.testid = "phone-error";
   error.setAttribute("role", "alert");
   error.hidden = true;
-  const parts = [title, label, error];
+  const pad = document.createElement("div");
+  pad.className = "keypad phone-keypad";
+  pad.dataset.testid = "phone-keypad";
+  const fields = document.createElement("div");
+  fields.className = "phone-entry";
+  fields.append(label);
   let note = null;
   if (kind === "callback") {
     const noteLabel = document.createElement("label");
@@ -178,10 +208,10 @@ function showPhoneEntry(kind, slot = null) {
     note.maxLength = 500;
     note.rows = 2;
     noteLabel.append(textElement("span", "booking.note_label"), note);
-    parts.push(noteLabel);
+    fields.append(noteLabel);
   }
   const send = button(kind === "callback" ? "booking.callback_send" : "booking.book_send", `${kind}-submit`, "big-button");
-  const back = button("booking.back", null);
+  const back = button("booking.back", "booking-back");
   const failed = textElement("p", "booking.failed", null, "error");
   failed.setAttribute("role", "alert");
   failed.hidden = true;
@@ -204,7 +234,8 @@ function showPhoneEntry(kind, slot = null) {
   const row = document.createElement("div");
   row.className = "big-buttons";
   row.append(send, back);
-  holder.replaceChildren(...parts, failed, row);
+  holder.replaceChildren(title, fields, error, pad, failed, row);
+  keypad(pad, { pages: [[PHONE_KEYS]], target: () => phone, prefix: "phone-key", done: false }).open();
   phone.focus();
 }
 
@@ -245,7 +276,7 @@ async function showSlots() {
 }
 
 function backButton() {
-  const back = button("booking.back", null);
+  const back = button("booking.back", "booking-back");
   back.addEventListener("click", backToOffers);
   return back;
 }

@@ -6,6 +6,7 @@ import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
 import { openDevices, watchLevel } from "./devices.js";
 import { idNumberProblem, normalizeIdNumber } from "./idnumber.js";
+import { keypad } from "./keypad.js";
 import { PhoneLinkPanel } from "./phonelink.js";
 import { printSlip } from "./slip.js";
 import { drawInPage } from "./preview.js";
@@ -146,20 +147,28 @@ async function refreshDepartments() {
 // "done" or when a department is chosen.
 // While the keypad is open, only the field it types into stays (with its error):
 // the keypad must fit beside the departments on a 1366 x 768 screen too.
+let caseKeypad = null;
+
 function showKeypad(field = "case") {
-  document.getElementById("keypad").hidden = false;
   document.querySelector(".case-entry").dataset.field = field;
+  caseKeypad.open();
 }
 
 function hideKeypad() {
-  document.getElementById("keypad").hidden = true;
-  delete document.querySelector(".case-entry").dataset.field;
+  caseKeypad?.close();
 }
 
 function renderKeypad() {
-  const pad = document.getElementById("keypad");
   // The keys type into the field touched last: the case number or the identity number.
   let input = byTestId("case-number");
+  caseKeypad = keypad(document.getElementById("keypad"), {
+    pages: [
+      [KEYPAD_DIGITS, "keypad.letters"],
+      [KEYPAD_LETTERS, "keypad.digits"],
+    ],
+    target: () => input,
+    onClose: () => delete document.querySelector(".case-entry").dataset.field,
+  });
   for (const field of [byTestId("case-number"), byTestId("id-number")]) {
     const use = () => {
       input = field;
@@ -168,40 +177,6 @@ function renderKeypad() {
     field.addEventListener("focus", use);
     field.addEventListener("click", use);
   }
-  let letters = false;
-  const key = (label, action, extra = {}) => {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = `key ${extra.className ?? ""}`;
-    if (extra.i18n) setText(button, extra.i18n);
-    else button.textContent = label;
-    button.dataset.testid = extra.testid ?? `key-${label}`;
-    button.addEventListener("click", () => {
-      action();
-      input.dispatchEvent(new Event("input"));
-    });
-    return button;
-  };
-  const type = (c) => () => {
-    if (input.value.length < input.maxLength) input.value += c;
-  };
-  const draw = () => {
-    pad.replaceChildren(
-      ...(letters ? KEYPAD_LETTERS : KEYPAD_DIGITS).map((c) => key(c, type(c))),
-      key("", () => (input.value = input.value.slice(0, -1)), { i18n: "keypad.back", testid: "key-back", className: "wide" }),
-      key("", () => (input.value = ""), { i18n: "keypad.clear", testid: "key-clear", className: "wide" }),
-      key(
-        "",
-        () => {
-          letters = !letters;
-          draw();
-        },
-        { i18n: letters ? "keypad.digits" : "keypad.letters", testid: "key-switch", className: "wide" },
-      ),
-      key("", hideKeypad, { i18n: "keypad.done", testid: "key-done", className: "wide" }),
-    );
-  };
-  draw();
 }
 
 // ---- recording ------------------------------------------------------------
