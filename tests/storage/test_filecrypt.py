@@ -236,7 +236,7 @@ def test_every_kind_of_tampering_fails_and_returns_nothing(suite: Suite) -> None
     plaintext = os.urandom(3 * CHUNK_SIZE + 1000)
     stored, key = encrypt(plaintext, suite)
     for name, variant in tampered_variants(stored).items():
-        received: list[bytes] = []
+        received: list[memoryview] = []
         with pytest.raises(DecryptionError) as info:
             for piece in decrypt_all(io.BytesIO(variant), key):
                 received.append(piece)
