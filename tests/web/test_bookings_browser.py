@@ -10,11 +10,18 @@ import pytest
 from harness.chromium import go_available, open_logged_in, request_from_kiosk, wait_for_js
 from signaling.messages import OfferView
 from storage.booking_settings import BookingSettings
-from tests.conftest import ClientFactory, RunningServer, ServerFactory
+from tests.conftest import (
+    ClientFactory,
+    RunningServer,
+    ServerFactory,
+    call_route,
+    login_session,
+)
 
 pytestmark = pytest.mark.browser
 
 PORTRAIT = {"width": 1080, "height": 1920}
+DESK = {"width": 1366, "height": 768}
 ALWAYS = BookingSettings(availability=("1-7 00:00-24:00",), slot_minutes=5, slot_capacity=1)
 
 
@@ -109,3 +116,62 @@ async def test_a_citizen_asks_for_a_call_back_and_an_expert_takes_it(
         "[data-testid=callback-list] [data-testid=callback]", state="detached"
     )
     await expert.get_by_test_id("appointments").wait_for()
+
+
+async def test_an_admin_sets_a_departments_bookings_and_cancels_a_day(
+    browser: Any, server: RunningServer
+) -> None:
+    """Until now only the API could: the admin page's department row opens both."""
+    kiosk = await login_session(server, "kiosk01")
+    async with kiosk:
+        _, free = await call_route(kiosk, server, "GET", "/api/v1/departments/market/slots")
+        slot_at = free["slots"][0]["at"]
+        status, _ = await call_route(
+            kiosk,
+            server,
+            "POST",
+            "/api/v1/appointments",
+            {"department": "market", "slot_at": slot_at, "phone": "13812345678"},
+        )
+        assert status == 201
+    day = server.storage.appointments.local(slot_at).date().isoformat()
+
+    admin = await open_logged_in(browser, server, "admin", "admin", viewport=DESK)
+    await admin.get_by_test_id("tab-departments").click()
+    row = admin.get_by_test_id("department-row-market")
+    await row.get_by_test_id("department-booking").click()
+    await row.get_by_test_id("booking-slot-minutes").wait_for()
+    assert await row.get_by_test_id("booking-slot-minutes").input_value() == "5"
+    await row.get_by_test_id("booking-availability").fill("1-5 09:00-11:00\n6-6 10:00-12:00")
+    await row.get_by_test_id("booking-slot-minutes").fill("3")
+    await row.get_by_test_id("department-save").click()
+    # Not a slot length the department may have: said, and nothing saved.
+    await row.get_by_role("alert").filter(has_text="不符合要求").wait_for()
+    for testid, value in (
+        ("booking-slot-minutes", "20"),
+        ("booking-slot-capacity", "2"),
+        ("booking-wait-limit", "5"),
+        ("booking-callback-attempts", "4"),
+        ("booking-callback-expiry", "48"),
+    ):
+        await row.get_by_test_id(testid).fill(value)
+    await row.get_by_test_id("department-save").click()
+    await row.get_by_test_id("department-booking-result").filter(has_text="已保存").wait_for()
+    saved = await server.storage.booking_settings.get("market")
+    assert saved == BookingSettings(
+        availability=("1-5 09:00-11:00", "6-6 10:00-12:00"),
+        slot_minutes=20,
+        slot_capacity=2,
+        wait_limit=300.0,
+        callback_attempts=4,
+        callback_expiry=48 * 3600.0,
+    )
+
+    await row.get_by_test_id("department-closure").click()
+    await row.get_by_test_id("closure-day").fill(day)
+    await row.get_by_test_id("closure-reason").fill("系统维护")
+    await row.get_by_test_id("department-save").click()
+    await admin.get_by_test_id("confirm-yes").click()
+    result = row.get_by_test_id("department-booking-result")
+    await result.filter(has_text="1 个预约").wait_for()
+    assert "已通知 1 位市民" in await result.inner_text()

@@ -216,8 +216,131 @@ function departmentDetails(dept) {
   line.append(edit);
   details.append(line);
   if (editing === dept.code) open();
-  if (dept.kind !== "interpreter") details.append(materialsLine(dept, details), recordingSwitch(dept));
+  if (dept.kind !== "interpreter") details.append(materialsLine(dept, details), bookingLine(dept, details), recordingSwitch(dept));
   return details;
+}
+
+// Call-backs and appointments: when a citizen may book and how (the kiosk offers
+// both when nobody is online or the wait is long), and a day to cancel.
+function bookingLine(dept, details) {
+  const line = document.createElement("p");
+  line.append(textElement("span", "admin.booking_line"));
+  const edit = textElement("button", "admin.edit_booking", null, "secondary small");
+  edit.type = "button";
+  edit.dataset.testid = "department-booking";
+  const close = textElement("button", "admin.close_day", null, "secondary small");
+  close.type = "button";
+  close.dataset.testid = "department-closure";
+  // What the last change did, said where it was done.
+  const result = document.createElement("span");
+  result.dataset.testid = "department-booking-result";
+  result.setAttribute("role", "status");
+  const key = `${dept.code}:booking`;
+  const open = async () => {
+    editing = key;
+    details.querySelector(".dept-editor")?.remove();
+    const editor = document.createElement("fieldset");
+    editor.className = "dept-editor";
+    details.append(editor);
+    let settings;
+    try {
+      settings = await api("GET", `/api/v1/departments/${dept.code}/booking-settings`);
+    } catch (err) {
+      editor.append(textElement("p", errorKey(err), null, "error"));
+      return;
+    }
+    editor.append(textElement("legend", "admin.booking_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+    const field = (key, testid, element) => {
+      const label = document.createElement("label");
+      element.dataset.testid = testid;
+      label.append(textElement("span", key), element);
+      editor.append(label);
+      return element;
+    };
+    const number = (value, min, max) => {
+      const input = document.createElement("input");
+      input.type = "number";
+      input.min = String(min);
+      input.max = String(max);
+      input.step = "1";
+      input.value = String(value);
+      return input;
+    };
+    const spans = document.createElement("textarea");
+    spans.rows = 3;
+    spans.maxLength = 2000;
+    spans.value = settings.availability.join("\n");
+    field("admin.booking_availability", "booking-availability", spans);
+    const minutes = field("admin.booking_slot_minutes", "booking-slot-minutes", number(settings.slot_minutes, 5, 120));
+    const seats = field("admin.booking_slot_capacity", "booking-slot-capacity", number(settings.slot_capacity, 1, 50));
+    const wait = field("admin.booking_wait_limit", "booking-wait-limit", number(Math.round(settings.wait_limit_s / 60), 0, 480));
+    const attempts = field("admin.booking_callback_attempts", "booking-callback-attempts", number(settings.callback_attempts, 1, 10));
+    const expiry = field("admin.booking_callback_expiry", "booking-callback-expiry", number(Math.round(settings.callback_expiry_s / 3600), 1, 72));
+    const body = () => ({
+      availability: spans.value.split("\n").map((l) => l.trim()).filter(Boolean),
+      slot_minutes: Number(minutes.value),
+      slot_capacity: Number(seats.value),
+      wait_limit_s: Number(wait.value) * 60,
+      callback_attempts: Number(attempts.value),
+      callback_expiry_s: Number(expiry.value) * 3600,
+    });
+    const { buttons, message } = editorButtons(async () => {
+      try {
+        await api("PUT", `/api/v1/departments/${dept.code}/booking-settings`, body());
+        editing = null;
+        editor.remove();
+        setText(result, "admin.booking_saved");
+      } catch (err) {
+        message.className = "error";
+        setText(message, errorKey(err));
+      }
+    }, editor);
+    editor.append(buttons);
+  };
+  const openClosure = () => {
+    editing = `${dept.code}:closure`;
+    details.querySelector(".dept-editor")?.remove();
+    const editor = document.createElement("fieldset");
+    editor.className = "dept-editor";
+    editor.append(textElement("legend", "admin.close_day_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+    const dayLabel = document.createElement("label");
+    const day = document.createElement("input");
+    day.type = "date";
+    day.dataset.testid = "closure-day";
+    dayLabel.append(textElement("span", "admin.close_day_date"), day);
+    const reasonLabel = document.createElement("label");
+    const reason = document.createElement("input");
+    reason.maxLength = 200;
+    reason.dataset.testid = "closure-reason";
+    reasonLabel.append(textElement("span", "admin.close_day_reason"), reason);
+    editor.append(dayLabel, reasonLabel);
+    const { buttons, message } = editorButtons(async () => {
+      if (!day.value || reason.value.trim().length < 2) {
+        message.className = "error";
+        setText(message, "admin.close_day_missing");
+        return;
+      }
+      const sure = await confirmDialog("admin.close_day_confirm", { vars: { day: day.value, name: { zh: dept.name_zh, en: dept.name_en } } });
+      if (!sure) return;
+      try {
+        const done = await api("POST", `/api/v1/departments/${dept.code}/closures`, { day: day.value, reason: reason.value.trim() });
+        editing = null;
+        editor.remove();
+        setText(result, "admin.close_day_done", { day: done.day, cancelled: done.cancelled, notified: done.notified });
+      } catch (err) {
+        message.className = "error";
+        setText(message, errorKey(err));
+      }
+    }, editor);
+    editor.append(buttons);
+    details.append(editor);
+  };
+  edit.addEventListener("click", open);
+  close.addEventListener("click", openClosure);
+  line.append(edit, close, result);
+  if (editing === key) queueMicrotask(open);
+  if (editing === `${dept.code}:closure`) queueMicrotask(openClosure);
+  return line;
 }
 
 // Whether its experts may ask to record a call (each time with the citizen's consent).
