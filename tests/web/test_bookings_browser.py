@@ -57,6 +57,16 @@ async def test_a_citizen_books_a_time_and_uses_the_code_at_the_other_hall(
     await shown.wait_for()
     code = (await shown.inner_text()).strip()
     assert len(code) == 8
+    # On paper too: the slip is printed, the screen stays as it is.
+    await kiosk.get_by_test_id("arrangement-print").click()
+    slip = kiosk.get_by_test_id("arrangement-slip")
+    await slip.wait_for(state="attached")
+    printed = await slip.text_content() or ""
+    assert code in printed and "市场监管局" in printed and "138****5678" in printed
+    assert await slip.is_hidden()
+    await kiosk.emulate_media(media="print")
+    assert await slip.is_visible() and await shown.is_hidden()
+    await kiosk.emulate_media(media="screen")
     await kiosk.get_by_test_id("booking-done").click()
     # Leaving wipes the page: the code is gone from it, and the waiting ended.
     await kiosk.wait_for_url("**/kiosk?fresh=1")
@@ -98,6 +108,10 @@ async def test_a_citizen_asks_for_a_call_back_and_an_expert_takes_it(
     done = kiosk.get_by_test_id("callback-done")
     await done.wait_for()
     assert "139****5678" in await done.inner_text()
+    await kiosk.get_by_test_id("arrangement-print").click()
+    slip = kiosk.get_by_test_id("arrangement-slip")
+    await slip.wait_for(state="attached")
+    assert "139****5678" in (await slip.text_content() or "")
     await kiosk.get_by_test_id("booking-done").click()
     await kiosk.wait_for_url("**/kiosk?fresh=1")
 

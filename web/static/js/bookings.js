@@ -7,6 +7,7 @@
 import { api } from "./api.js";
 import { setText, textElement } from "./i18n.js";
 import { keypad } from "./keypad.js";
+import { line, printArrangement } from "./slip.js";
 
 const MOBILE = /^1[3-9]\d{9}$/;
 // A booking code's characters (storage/references.py: no 0/O/1/I/L look-alikes).
@@ -22,7 +23,7 @@ const ADMIT_ERRORS = {
   too_many_requests: "booking.code_throttled",
 };
 
-let hooks = { onAdmitted: () => {}, onLeave: () => {} };
+let hooks = { onAdmitted: () => {}, onLeave: () => {}, departmentName: () => "—" };
 let waiting = null; // { department, consultationId, caseNumber } while the citizen waits
 let busy = false; // a flow (phone entry, slot chooser, a code shown) is on screen
 const limits = new Map(); // department -> wait_limit_s
@@ -245,7 +246,15 @@ async function requestCallback(phone, note) {
   const made = await api("POST", "/api/v1/callbacks", body);
   const done = textElement("p", "booking.callback_done", { phone: made.phone_masked, ...slotVars(made.expires_at) }, "big-status");
   done.dataset.testid = "callback-done";
-  finish([done]);
+  const department = hooks.departmentName(waiting.department);
+  finish([done], () =>
+    printArrangement("slip.callback_title", [
+      line("slip.department", { department }),
+      line("slip.callback_phone", { phone: made.phone_masked }),
+      line("slip.callback_by", { time: { time: made.expires_at } }),
+      line("slip.printed_at", { time: { time: Date.now() / 1000 } }),
+    ]),
+  );
 }
 
 async function showSlots() {
@@ -288,24 +297,46 @@ async function book(phone, slot) {
   code.dataset.testid = "booking-code";
   code.translate = false;
   code.textContent = made.booking_code;
-  finish([
-    textElement("p", "booking.booked", slotVars(made.appointment.slot_at), "big-status"),
-    textElement("p", "booking.code_is"),
-    code,
-    textElement("p", "booking.code_how", null, "muted"),
-  ]);
+  const department = hooks.departmentName(waiting.department);
+  finish(
+    [
+      textElement("p", "booking.booked", slotVars(made.appointment.slot_at), "big-status"),
+      textElement("p", "booking.code_is"),
+      code,
+      textElement("p", "booking.code_how", null, "muted"),
+    ],
+    () => {
+      const shown = line("slip.booking_code", { code: made.booking_code }, "slip-booking-code");
+      shown.translate = false;
+      shown.classList.add("slip-code");
+      printArrangement("slip.booking_title", [
+        line("slip.department", { department }),
+        line("slip.booking_time", { time: { time: made.appointment.slot_at } }),
+        shown,
+        line("slip.booking_how"),
+        line("slip.phone", { phone: made.appointment.phone_masked ?? "—" }),
+        line("slip.printed_at", { time: { time: Date.now() / 1000 } }),
+      ]);
+    },
+  );
 }
 
 // Done: what the citizen must know stays on screen until they leave the queue (the
 // kiosk then cancels the waiting consultation and wipes the page).
-function finish(parts) {
+function finish(parts, print) {
   busy = true;
   const leave = button("booking.done", "booking-done", "big-button");
   leave.addEventListener("click", () => hooks.onLeave());
-  offersHolder().replaceChildren(...parts, leave);
+  // On paper too, for a citizen who cannot write it down or photograph it.
+  const paper = button("slip.print", "arrangement-print");
+  paper.addEventListener("click", print);
+  const row = document.createElement("div");
+  row.className = "big-buttons";
+  row.append(leave, paper);
+  offersHolder().replaceChildren(...parts, row);
 }
 
-export function initBookings({ onAdmitted, onLeave }) {
-  hooks = { onAdmitted, onLeave };
+export function initBookings({ onAdmitted, onLeave, departmentName }) {
+  hooks = { onAdmitted, onLeave, departmentName };
   renderCodeEntry();
 }

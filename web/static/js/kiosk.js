@@ -706,6 +706,10 @@ async function onLogin(me) {
       byAppointment = true;
     },
     onLeave: leave,
+    departmentName: (code) => {
+      const dept = departments.find((d) => d.code === code);
+      return dept ? { zh: dept.name_zh, en: dept.name_en } : code;
+    },
   });
   signal = connectSignal({
     onConnect: async () => {

@@ -9,7 +9,7 @@ import { byTestId } from "./session.js";
 
 const QR_PIXELS = 160;
 
-function line(key, vars, testid) {
+export function line(key, vars, testid) {
   const row = textElement("p", key, vars, "slip-line");
   if (testid) row.dataset.testid = testid;
   return row;
@@ -75,4 +75,20 @@ export async function printSlip(consultationId, extra = {}) {
   // After the view has been laid out; headless browsers return at once.
   setTimeout(() => window.print(), 0);
   return true;
+}
+
+// What was arranged without a call (a booking, a call-back), on paper: printed from
+// the waiting screen, where the page already shows it; on screen nothing changes.
+// Everything on it is what the page was just told (no server round trip). The
+// slip leaves the page once printed, and the privacy wipe takes the page anyway.
+export function printArrangement(titleKey, lines) {
+  document.querySelector("body > .arrangement-slip")?.remove();
+  const view = document.createElement("section");
+  view.className = "slip arrangement-slip";
+  view.dataset.testid = "arrangement-slip";
+  view.append(textElement("h2", titleKey, null, "slip-title"), ...lines);
+  document.body.append(view);
+  window.addEventListener("afterprint", () => view.remove(), { once: true });
+  // After the view has been laid out; headless browsers return at once.
+  setTimeout(() => window.print(), 0);
 }
