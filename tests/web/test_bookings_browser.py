@@ -85,6 +85,17 @@ async def test_a_citizen_books_a_time_and_uses_the_code_at_the_other_hall(
     for character in code:
         await other.get_by_test_id(f"code-key-{character}").click()
     assert await other.get_by_test_id("booking-code-input").input_value() == code
+    # A wrong code first: refused, and the whole start screen is back.
+    await other.get_by_test_id("code-key-back").click()
+    await other.get_by_test_id("code-key-2" if code[-1] != "2" else "code-key-3").click()
+    await other.get_by_test_id("booking-code-submit").click()
+    await other.get_by_test_id("booking-code-status").filter(has_text="没有这个预约码").wait_for()
+    assert await other.get_by_test_id("booking-keypad").is_hidden()
+    assert await other.get_by_test_id("case-number").is_visible()
+    await other.get_by_test_id("booking-code-input").click()
+    await other.get_by_test_id("code-key-clear").click()
+    for character in code:
+        await other.get_by_test_id(f"code-key-{character}").click()
     await other.get_by_test_id("booking-code-submit").click()
     await other.wait_for_selector("[data-testid=device-message][data-state=ok]")
     await other.get_by_test_id("device-check-continue").click()

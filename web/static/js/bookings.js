@@ -111,6 +111,9 @@ function renderCodeEntry() {
       setText(status, ADMIT_ERRORS[err.code] ?? "error.generic");
     } finally {
       go.disabled = false;
+      // The whole start screen back, the answer beside the code; touching the
+      // field again opens the keys.
+      keys.close();
     }
   };
   go.addEventListener("click", submit);
