@@ -31,11 +31,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from storage.audit import append_audit_if
 from storage.booking_settings import availability_of, read_settings
-from storage.database import Database
+from storage.database import Database, deadlocked
 from storage.errors import RecordConflict, RecordNotFound
 from storage.ids import new_id
 from storage.opening_hours import UsualHours
@@ -234,6 +234,11 @@ class Citizen:
     id_sealed: str | None = None
 
 
+DEADLOCK_TRIES = 3
+"""Times a booking is written before a deadlock PostgreSQL broke by failing it is
+its answer (each costs the server's deadlock_timeout, 1 s by default)."""
+
+
 def _hold_citizen(conn: Connection, citizen: Citizen) -> None:
     """Serialise the bookings of one citizen across nodes until this transaction
     ends. On PostgreSQL (READ COMMITTED) two nodes booking for the same citizen at
@@ -400,12 +405,23 @@ class Appointments:
             append_audit_if(conn, audit)
             return record
 
-        try:
-            record = await self._db.write(unit)
-        except IntegrityError as exc:
-            # Another node booked the same seat between our read and our insert.
-            raise RecordConflict("that slot was just taken") from exc
-        return code, record
+        tries = 0
+        while True:
+            try:
+                record = await self._db.write(unit)
+            except IntegrityError as exc:
+                # Another node booked the same seat between our read and our insert.
+                raise RecordConflict("that slot was just taken") from exc
+            except DBAPIError as exc:
+                # Grouped writes hold each unit's citizen locks (and inserted seats)
+                # until the group commits: two nodes' groups can wait for each
+                # other, and PostgreSQL fails one unit to break the cycle. Nothing
+                # of it was written; the other group goes on, so this one may.
+                tries += 1
+                if tries >= DEADLOCK_TRIES or not deadlocked(exc):
+                    raise
+                continue
+            return code, record
 
     async def by_code(self, code: str) -> Appointment | None:
         wanted = code_hash(code)

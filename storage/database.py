@@ -50,6 +50,9 @@ _CHECKPOINT_TRIES = 25
 _LOCK_NOT_AVAILABLE = "55P03"
 """PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout."""
 
+_DEADLOCK_DETECTED = "40P01"
+"""PostgreSQL's SQLSTATE for the statement it failed to break a deadlock."""
+
 AUDIT_KEYS_OPTION = "windowlink_audit_keys"
 """The execution option through which every connection of a ``Database`` carries its
 audit keys to ``storage.audit.append_audit`` (which runs inside units of work)."""
@@ -92,7 +95,29 @@ def _sqlite_begin(conn: Connection) -> None:
 
 class DriverError(Exception):
     """What the driver said about a failed statement, without the values it quoted:
-    stands in for the driver's own exception inside the SQLAlchemy error raised."""
+    stands in for the driver's own exception inside the SQLAlchemy error raised.
+    ``sqlstate`` is the driver's (PostgreSQL's), kept so that callers can tell a
+    deadlock or a lock timeout from other errors."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a failed statement (None: SQLite, or not said)."""
+    driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    for candidate in (driver, driver.__cause__):
+        state = getattr(candidate, "sqlstate", None)
+        if state:
+            return str(state)
+    return None
+
+
+def deadlocked(exc: BaseException) -> bool:
+    """Whether PostgreSQL failed this statement to break a deadlock: nothing of the
+    unit was written, and running it again may succeed."""
+    return _sqlstate(exc) == _DEADLOCK_DETECTED
 
 
 def _reason(exc: BaseException) -> str:
@@ -119,7 +144,7 @@ def _without_values(exc: DBAPIError) -> DBAPIError:
     quiet = type(exc)(
         exc.statement,
         None,
-        DriverError(_reason(exc)),
+        DriverError(_reason(exc), _sqlstate(exc)),
         hide_parameters=True,
         connection_invalidated=exc.connection_invalidated,
         code=exc.code,

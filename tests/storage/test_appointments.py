@@ -278,6 +278,39 @@ async def test_one_citizen_booking_through_two_nodes_at_once_holds_two_at_most(
         await other.close()
 
 
+async def test_two_citizens_booking_crosswise_through_two_nodes_all_get_booked(
+    db: Database, tmp_path: Path, database_url: str | None
+) -> None:
+    """Writes are grouped: bookings made at once on a node share one transaction,
+    each in a savepoint, and a citizen's advisory lock is held until that
+    transaction ends. Node one booking X then Y while node two books Y then X
+    waited for each other: PostgreSQL broke the deadlock by failing one booking
+    with a database error (a 500 at the kiosk). The one it failed is tried again."""
+    keys = directory_audit_keys(tmp_path / "keys", Suite.AES_256_GCM, create=False)
+    other = await Database.open(database_url_for(tmp_path, database_url), keys)
+    try:
+        nodes = [Appointments(db, CST), Appointments(other, CST)]
+        await BookingSettingsStore(db).put(
+            "market",
+            BookingSettings(availability=("1-5 09:00-17:00",), slot_minutes=15, slot_capacity=20),
+        )
+        k1 = await kiosk_id(db, "kiosk1")
+        slots = [s.at.timestamp() for s in await nodes[0].free_slots("market", NOW)]
+        for round_ in range(4):
+            x, y = Citizen(f"x-{round_}", "sealed"), Citizen(f"y-{round_}", "sealed")
+            # Each node's two bookings are queued before its group is written.
+            results = await asyncio.gather(
+                nodes[0].book("market", slots[0], x, kiosk_id=k1, hall=None, now=NOW),
+                nodes[0].book("market", slots[1], y, kiosk_id=k1, hall=None, now=NOW),
+                nodes[1].book("market", slots[2], y, kiosk_id=k1, hall=None, now=NOW),
+                nodes[1].book("market", slots[3], x, kiosk_id=k1, hall=None, now=NOW),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, tuple) for r in results), results
+    finally:
+        await other.close()
+
+
 async def test_of_two_bookings_of_the_last_seat_at_once_one_wins(db: Database) -> None:
     book = Appointments(db, CST)
     k1, k2 = await kiosk_id(db, "kiosk1"), await kiosk_id(db, "kiosk2")
