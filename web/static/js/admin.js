@@ -273,18 +273,35 @@ function bookingLine(dept, details) {
     field("admin.booking_availability", "booking-availability", spans);
     const minutes = field("admin.booking_slot_minutes", "booking-slot-minutes", number(settings.slot_minutes, 5, 120));
     const seats = field("admin.booking_slot_capacity", "booking-slot-capacity", number(settings.slot_capacity, 1, 50));
-    const wait = field("admin.booking_wait_limit", "booking-wait-limit", number(Math.round(settings.wait_limit_s / 60), 0, 480));
+    // Seconds shown in minutes or hours as they are (90 s: 1.5 minutes, not 2), and
+    // sent back as they were while the field keeps what it showed.
+    const inUnit = (seconds, unit, min, max) => {
+      const input = number(Math.round((seconds / unit) * 100) / 100, min, max);
+      input.step = "any";
+      const shown = input.value;
+      return { input, seconds: () => (input.value === shown ? seconds : Number(input.value) * unit) };
+    };
+    const waitLimit = inUnit(settings.wait_limit_s, 60, 0, 480);
+    const expiryTime = inUnit(settings.callback_expiry_s, 3600, 1, 72);
+    field("admin.booking_wait_limit", "booking-wait-limit", waitLimit.input);
     const attempts = field("admin.booking_callback_attempts", "booking-callback-attempts", number(settings.callback_attempts, 1, 10));
-    const expiry = field("admin.booking_callback_expiry", "booking-callback-expiry", number(Math.round(settings.callback_expiry_s / 3600), 1, 72));
+    field("admin.booking_callback_expiry", "booking-callback-expiry", expiryTime.input);
+    const numbers = [minutes, seats, waitLimit.input, attempts, expiryTime.input];
     const body = () => ({
       availability: spans.value.split("\n").map((l) => l.trim()).filter(Boolean),
       slot_minutes: Number(minutes.value),
       slot_capacity: Number(seats.value),
-      wait_limit_s: Number(wait.value) * 60,
+      wait_limit_s: waitLimit.seconds(),
       callback_attempts: Number(attempts.value),
-      callback_expiry_s: Number(expiry.value) * 3600,
+      callback_expiry_s: expiryTime.seconds(),
     });
     const { buttons, message } = editorButtons(async () => {
+      // An emptied field (or one a number field cannot read) is not 0.
+      if (numbers.some((input) => input.value.trim() === "")) {
+        message.className = "error";
+        setText(message, "admin.invalid");
+        return;
+      }
       try {
         await api("PUT", `/api/v1/departments/${dept.code}/booking-settings`, body());
         editing = null;

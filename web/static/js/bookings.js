@@ -99,7 +99,6 @@ function renderCodeEntry() {
     go.disabled = true;
     try {
       const admitted = await api("POST", "/api/v1/appointments/admit", { code });
-      input.value = "";
       status.dataset.result = "admitted";
       setText(status, "booking.code_ok", {
         department: { zh: admitted.name_zh, en: admitted.name_en },
@@ -110,6 +109,10 @@ function renderCodeEntry() {
       status.dataset.result = "refused";
       setText(status, ADMIT_ERRORS[err.code] ?? "error.generic");
     } finally {
+      // Whatever the answer, the code leaves the screen: a right one refused as too
+      // early (or one a character off) must not wait there for the next citizen,
+      // and nothing of this field arms the kiosk's idle wipe.
+      input.value = "";
       go.disabled = false;
       // The whole start screen back, the answer beside the code; touching the
       // field again opens the keys.
