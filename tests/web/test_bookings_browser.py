@@ -3,11 +3,18 @@ online books a time and leaves with a booking code, which at the other hall's ki
 puts them at the head of the queue; another leaves a number for a call-back, which
 the department's expert takes from the desk, sees in full and closes."""
 
+import time
 from typing import Any
 
 import pytest
 
-from harness.chromium import go_available, open_logged_in, request_from_kiosk, wait_for_js
+from harness.chromium import (
+    choose_department,
+    go_available,
+    open_logged_in,
+    request_from_kiosk,
+    wait_for_js,
+)
 from signaling.messages import OfferView
 from storage.booking_settings import BookingSettings
 from tests.conftest import (
@@ -200,3 +207,105 @@ async def test_an_admin_sets_a_departments_bookings_and_cancels_a_day(
     result = row.get_by_test_id("department-booking-result")
     await result.filter(has_text="1 个预约").wait_for()
     assert "已通知 1 位市民" in await result.inner_text()
+
+
+async def test_a_code_answered_at_the_kiosk_leaves_the_field_empty(
+    browser: Any, server: RunningServer
+) -> None:
+    """A right code typed too early is refused and the citizen walks away: the code
+    stayed in the start screen's field (and nothing of the start screen's booking
+    code arms the idle wipe), for the next citizen to read and use in its window."""
+    kiosk = await login_session(server, "kiosk01")
+    async with kiosk:
+        _, free = await call_route(kiosk, server, "GET", "/api/v1/departments/market/slots")
+        later = next(s["at"] for s in free["slots"] if s["at"] > time.time() + 3600)
+        status, made = await call_route(
+            kiosk,
+            server,
+            "POST",
+            "/api/v1/appointments",
+            {"department": "market", "slot_at": later, "phone": "13812345678"},
+        )
+        assert status == 201
+    code = made["booking_code"]
+    other = await open_logged_in(browser, server, "kiosk", "kiosk02", viewport=DESK)
+    field = other.get_by_test_id("booking-code-input")
+    for typed, answer in ((code, "还没到时间"), ("ACDEFHJK", "没有这个预约码")):
+        await field.click()
+        await other.get_by_test_id("code-key-clear").click()
+        for character in typed:
+            await other.get_by_test_id(f"code-key-{character}").click()
+        await other.get_by_test_id("booking-code-submit").click()
+        await other.get_by_test_id("booking-code-status").filter(has_text=answer).wait_for()
+        assert await field.input_value() == ""
+
+
+async def test_choosing_a_department_closes_the_booking_codes_keys(
+    browser: Any, server: RunningServer
+) -> None:
+    """The keys close when a department is chosen (kiosk.js hideKeypad), but only
+    the case number's did: back on the start screen, the code's keys were still
+    open and the case number's field hidden under them."""
+    kiosk = await open_logged_in(browser, server, "kiosk", "kiosk02", viewport=DESK)
+    await kiosk.get_by_test_id("booking-code-input").click()
+    await kiosk.get_by_test_id("code-key-A").click()
+    await choose_department(kiosk, "market")
+    await kiosk.wait_for_selector("#device-screen:not([hidden])")
+    await kiosk.get_by_test_id("device-check-back").click()
+    await kiosk.wait_for_selector("#start-screen:not([hidden])")
+    assert await kiosk.get_by_test_id("booking-keypad").is_hidden()
+    assert await kiosk.get_by_test_id("case-number").is_visible()
+
+
+async def test_the_booking_editor_sends_what_it_shows(browser: Any, server: RunningServer) -> None:
+    """Minutes and hours on the page, seconds in the API. A wait limit of 90 s
+    (set through the API) was shown as 2 minutes and saved as 120 s when the admin
+    changed only the seats; an emptied field was saved as 0 (call-backs offered
+    to every citizen who waits at all)."""
+    await server.storage.booking_settings.put(
+        "market",
+        BookingSettings(
+            availability=("1-7 00:00-24:00",),
+            slot_minutes=5,
+            slot_capacity=1,
+            wait_limit=90.0,
+            callback_expiry=5400.0,
+        ),
+    )
+    admin = await open_logged_in(browser, server, "admin", "admin", viewport=DESK)
+    await admin.get_by_test_id("tab-departments").click()
+    row = admin.get_by_test_id("department-row-market")
+    await row.get_by_test_id("department-booking").click()
+    seats = row.get_by_test_id("booking-slot-capacity")
+    await seats.wait_for()
+    wait = row.get_by_test_id("booking-wait-limit")
+    shown = await wait.input_value()
+    assert (shown, await row.get_by_test_id("booking-callback-expiry").input_value()) == (
+        "1.5",
+        "1.5",
+    )
+    await wait.fill("")
+    await seats.fill("3")
+    await row.get_by_test_id("department-save").click()
+    await row.get_by_role("alert").filter(has_text="不符合要求").wait_for()
+    assert (await server.storage.booking_settings.get("market")).wait_limit == 90.0
+    # What was typed stays for the admin to correct.
+    assert await seats.input_value() == "3"
+    await wait.fill(shown)
+    await row.get_by_test_id("department-save").click()
+    await row.get_by_test_id("department-booking-result").filter(has_text="已保存").wait_for()
+    saved = await server.storage.booking_settings.get("market")
+    assert (saved.slot_capacity, saved.wait_limit, saved.callback_expiry) == (3, 90.0, 5400.0)
+
+
+async def test_a_booking_code_typed_and_left_is_wiped(browser: Any, server: RunningServer) -> None:
+    """A code typed but never sent is the citizen's too: it arms the idle wipe as
+    a typed case number does (nothing did before, so it stayed for the next)."""
+    kiosk = await open_logged_in(browser, server, "kiosk?idle=10", "kiosk01", viewport=DESK)
+    await kiosk.get_by_test_id("booking-code-input").click()
+    for character in "ACDE":
+        await kiosk.get_by_test_id(f"code-key-{character}").click()
+    await kiosk.evaluate("window.beforeWipe = true")
+    await wait_for_js(kiosk, "window.beforeWipe === undefined", timeout=30000)
+    await kiosk.wait_for_selector("[data-testid=department-market]")
+    assert await kiosk.get_by_test_id("booking-code-input").input_value() == ""

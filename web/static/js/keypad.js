@@ -72,3 +72,8 @@ export function keypad(pad, { pages, target, prefix = "key", done = true, onOpen
   draw();
   return control;
 }
+
+// Closes whichever keypad is open (a department chosen, the screen changing).
+export function closeKeypad() {
+  openNow?.close();
+}

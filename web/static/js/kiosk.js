@@ -6,7 +6,7 @@ import { CallView } from "./call.js";
 import { confirmDialog } from "./confirm.js";
 import { openDevices, watchLevel } from "./devices.js";
 import { idNumberProblem, normalizeIdNumber } from "./idnumber.js";
-import { keypad } from "./keypad.js";
+import { closeKeypad, keypad } from "./keypad.js";
 import { PhoneLinkPanel } from "./phonelink.js";
 import { printSlip } from "./slip.js";
 import { drawInPage } from "./preview.js";
@@ -154,8 +154,9 @@ function showKeypad(field = "case") {
   caseKeypad.open();
 }
 
+// Whichever keys are open: the case number's or the booking code's.
 function hideKeypad() {
-  caseKeypad?.close();
+  closeKeypad();
 }
 
 function renderKeypad() {
@@ -562,7 +563,9 @@ async function callStaff() {
 
 // Something of the citizen is on screen: on the start screen only once they typed.
 function holdsCitizenData() {
-  if (screen === "start-screen") return byTestId("case-number").value !== "" || byTestId("id-number").value !== "";
+  if (screen === "start-screen") {
+    return ["case-number", "id-number", "booking-code-input"].some((id) => byTestId(id)?.value);
+  }
   return screen !== "call-screen";
 }
 
