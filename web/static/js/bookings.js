@@ -72,10 +72,10 @@ function renderCodeEntry() {
   input.setAttribute("autocapitalize", "characters");
   const go = button("booking.code_use", "booking-code-submit", "secondary");
   // The field and its button on one line: the keys below must fit a 1366 x 768 screen.
-  const line = document.createElement("div");
-  line.className = "code-line";
-  line.append(input, go);
-  label.append(textElement("span", "booking.code_label"), line);
+  const codeLine = document.createElement("div");
+  codeLine.className = "code-line";
+  codeLine.append(input, go);
+  label.append(textElement("span", "booking.code_label"), codeLine);
   const status = textElement("p", "booking.code_hint", null, "muted");
   status.dataset.testid = "booking-code-status";
   status.setAttribute("role", "status");
