@@ -52,6 +52,8 @@ async def test_an_offline_department_says_so_and_queuing_for_it_is_said_honestly
     assert "市场监管局现在没有专家在线" in said
     assert "3 分钟内没有专家上线，排队会自动结束" in said
     assert "周一至周五 09:00–17:00" in said
+    # The other answers are named: a call-back or a booking, once in the queue.
+    assert "回电" in said and "预约" in said
     assert await kiosk.get_by_test_id("confirm-yes").inner_text() == "仍要排队等候"
     await kiosk.get_by_test_id("confirm-no").click()
     assert await kiosk.locator("#start-screen").is_visible()
