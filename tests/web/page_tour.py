@@ -2,9 +2,9 @@
 the layout and accessibility tests look at the same states without driving the
 journey twice: kiosk (start with digits and with letters on the keypad, staff
 called, a booking code on its keys, the question before queuing with nobody
-online, device check, waiting, a call-back's phone number on its keys,
-an expert rung, call, a PDF previewed, the phone's QR code, rating with the
-reference), the phone's page, expert (a ringing offer, the call with a document
+online, device check, waiting, a call-back's phone number on its keys, the free
+slots of a booking, an expert rung, call, a PDF previewed, the phone's QR code,
+rating with the reference), the phone's page, expert (a ringing offer, the call with a document
 just arrived, after the call), a staff call on the clerk's page, clerk (today's
 list with a consultation opened; a search result opened, one file attached),
 admin (each tab) and the login form; and where the journey goes wrong: the
@@ -113,6 +113,11 @@ async def consultation(browser: Any, server: Served, tmp_path: Path, visit: Visi
     await kiosk.get_by_test_id("callback-request").click()
     await kiosk.get_by_test_id("phone-key-1").click()
     await visit("kiosk-callback", kiosk)
+    await kiosk.get_by_test_id("booking-back").click()
+    # The free slots: many, scrolling in their own box under the question.
+    await kiosk.get_by_test_id("book-appointment").click()
+    await kiosk.get_by_test_id("slot").first.wait_for()
+    await visit("kiosk-slots", kiosk)
     await kiosk.get_by_test_id("booking-back").click()
 
     await go_available(expert)

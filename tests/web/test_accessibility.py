@@ -65,7 +65,7 @@ async def test_kiosk_and_expert_states_have_no_wcag_violations(
     visits = AxeVisits()
     kiosk = await page_tour.consultation(browser, server, tmp_path, visits)
     await kiosk.context.close()
-    assert len(visits.states) == 17
+    assert len(visits.states) == 18
     assert not visits.problems, "\n".join(visits.problems)
 
 

@@ -128,6 +128,13 @@ CONTROLS: dict[str, list[Control]] = {
         tid("booking-back"),
         tid("cancel-request", primary=True),
     ],
+    "kiosk-slots": [
+        *KIOSK_HEADER,
+        tid("queue-position", touch=False),
+        Control("first slot", "[data-testid=slot]:first-child"),
+        tid("booking-back"),
+        tid("cancel-request", primary=True),
+    ],
     "kiosk-ringing": [
         *KIOSK_HEADER,
         tid("queue-position", touch=False),
