@@ -244,71 +244,75 @@ async def test_a_citizen_holds_two_open_bookings_at_most(db: Database) -> None:
     await book.book("market", fresh[0], PHONE_A, kiosk_id=k1, hall=None, now=later)
 
 
-async def test_one_citizen_booking_through_two_nodes_at_once_holds_two_at_most(
+@pytest.fixture
+async def two_nodes(
     db: Database, tmp_path: Path, database_url: str | None
-) -> None:
-    """Each node counts the citizen's open bookings and inserts in one unit; on
-    PostgreSQL, without a lock per citizen, two nodes each count before the
-    other's insert is committed and both insert: a third open booking."""
+) -> AsyncIterator[list[Appointments]]:
+    """Appointments through two nodes' databases (each its own write grouping)
+    on the same records."""
     keys = directory_audit_keys(tmp_path / "keys", Suite.AES_256_GCM, create=False)
     other = await Database.open(database_url_for(tmp_path, database_url), keys)
     try:
-        nodes = [Appointments(db, CST), Appointments(other, CST)]
-        # Seats enough for every round: only the limit per citizen may refuse.
-        await BookingSettingsStore(db).put(
-            "market",
-            BookingSettings(availability=("1-5 09:00-11:00",), slot_minutes=30, slot_capacity=5),
-        )
-        k1 = await kiosk_id(db, "kiosk1")
-        slots = [s.at.timestamp() for s in await nodes[0].free_slots("market", NOW)]
-        assert len(slots) >= 4
-        for round_ in range(5):
-            citizen = Citizen(f"lookup-{round_}", "sealed")
-            results = await asyncio.gather(
-                *(
-                    nodes[n % 2].book("market", slots[n], citizen, kiosk_id=k1, hall=None, now=NOW)
-                    for n in range(4)
-                ),
-                return_exceptions=True,
-            )
-            booked = [r for r in results if isinstance(r, tuple)]
-            assert len(booked) == 2, results
-            assert all(isinstance(r, (tuple, RecordConflict)) for r in results), results
+        yield [Appointments(db, CST), Appointments(other, CST)]
     finally:
         await other.close()
 
 
+async def test_one_citizen_booking_through_two_nodes_at_once_holds_two_at_most(
+    db: Database, two_nodes: list[Appointments]
+) -> None:
+    """Each node counts the citizen's open bookings and inserts in one unit; on
+    PostgreSQL, without a lock per citizen, two nodes each count before the
+    other's insert is committed and both insert: a third open booking."""
+    nodes = two_nodes
+    # Seats enough for every round: only the limit per citizen may refuse.
+    await BookingSettingsStore(db).put(
+        "market",
+        BookingSettings(availability=("1-5 09:00-11:00",), slot_minutes=30, slot_capacity=5),
+    )
+    k1 = await kiosk_id(db, "kiosk1")
+    slots = [s.at.timestamp() for s in await nodes[0].free_slots("market", NOW)]
+    assert len(slots) >= 4
+    for round_ in range(5):
+        citizen = Citizen(f"lookup-{round_}", "sealed")
+        results = await asyncio.gather(
+            *(
+                nodes[n % 2].book("market", slots[n], citizen, kiosk_id=k1, hall=None, now=NOW)
+                for n in range(4)
+            ),
+            return_exceptions=True,
+        )
+        booked = [r for r in results if isinstance(r, tuple)]
+        assert len(booked) == 2, results
+        assert all(isinstance(r, (tuple, RecordConflict)) for r in results), results
+
+
 async def test_two_citizens_booking_crosswise_through_two_nodes_all_get_booked(
-    db: Database, tmp_path: Path, database_url: str | None
+    db: Database, two_nodes: list[Appointments]
 ) -> None:
     """Writes are grouped: bookings made at once on a node share one transaction,
     each in a savepoint, and a citizen's advisory lock is held until that
     transaction ends. Node one booking X then Y while node two books Y then X
     waited for each other: PostgreSQL broke the deadlock by failing one booking
     with a database error (a 500 at the kiosk). The one it failed is tried again."""
-    keys = directory_audit_keys(tmp_path / "keys", Suite.AES_256_GCM, create=False)
-    other = await Database.open(database_url_for(tmp_path, database_url), keys)
-    try:
-        nodes = [Appointments(db, CST), Appointments(other, CST)]
-        await BookingSettingsStore(db).put(
-            "market",
-            BookingSettings(availability=("1-5 09:00-17:00",), slot_minutes=15, slot_capacity=20),
+    nodes = two_nodes
+    await BookingSettingsStore(db).put(
+        "market",
+        BookingSettings(availability=("1-5 09:00-17:00",), slot_minutes=15, slot_capacity=20),
+    )
+    k1 = await kiosk_id(db, "kiosk1")
+    slots = [s.at.timestamp() for s in await nodes[0].free_slots("market", NOW)]
+    for round_ in range(4):
+        x, y = Citizen(f"x-{round_}", "sealed"), Citizen(f"y-{round_}", "sealed")
+        # Each node's two bookings are queued before its group is written.
+        results = await asyncio.gather(
+            nodes[0].book("market", slots[0], x, kiosk_id=k1, hall=None, now=NOW),
+            nodes[0].book("market", slots[1], y, kiosk_id=k1, hall=None, now=NOW),
+            nodes[1].book("market", slots[2], y, kiosk_id=k1, hall=None, now=NOW),
+            nodes[1].book("market", slots[3], x, kiosk_id=k1, hall=None, now=NOW),
+            return_exceptions=True,
         )
-        k1 = await kiosk_id(db, "kiosk1")
-        slots = [s.at.timestamp() for s in await nodes[0].free_slots("market", NOW)]
-        for round_ in range(4):
-            x, y = Citizen(f"x-{round_}", "sealed"), Citizen(f"y-{round_}", "sealed")
-            # Each node's two bookings are queued before its group is written.
-            results = await asyncio.gather(
-                nodes[0].book("market", slots[0], x, kiosk_id=k1, hall=None, now=NOW),
-                nodes[0].book("market", slots[1], y, kiosk_id=k1, hall=None, now=NOW),
-                nodes[1].book("market", slots[2], y, kiosk_id=k1, hall=None, now=NOW),
-                nodes[1].book("market", slots[3], x, kiosk_id=k1, hall=None, now=NOW),
-                return_exceptions=True,
-            )
-            assert all(isinstance(r, tuple) for r in results), results
-    finally:
-        await other.close()
+        assert all(isinstance(r, tuple) for r in results), results
 
 
 async def test_of_two_bookings_of_the_last_seat_at_once_one_wins(db: Database) -> None:
