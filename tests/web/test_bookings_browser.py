@@ -150,15 +150,14 @@ async def test_a_citizen_asks_for_a_call_back_and_an_expert_takes_it(
     await expert.get_by_test_id("appointments").wait_for()
 
 
-async def test_an_admin_sets_a_departments_bookings_and_cancels_a_day(
-    browser: Any, server: RunningServer
-) -> None:
-    """Until now only the API could: the admin page's department row opens both."""
+async def booked_at_kiosk01(server: RunningServer, after: float = 0.0) -> tuple[float, str]:
+    """A booking of market's first free slot after ``after``, made through the API
+    as kiosk01 (13812345678): the slot's time and the booking code."""
     kiosk = await login_session(server, "kiosk01")
     async with kiosk:
         _, free = await call_route(kiosk, server, "GET", "/api/v1/departments/market/slots")
-        slot_at = free["slots"][0]["at"]
-        status, _ = await call_route(
+        slot_at = next(s["at"] for s in free["slots"] if s["at"] > after)
+        status, made = await call_route(
             kiosk,
             server,
             "POST",
@@ -166,6 +165,14 @@ async def test_an_admin_sets_a_departments_bookings_and_cancels_a_day(
             {"department": "market", "slot_at": slot_at, "phone": "13812345678"},
         )
         assert status == 201
+    return slot_at, made["booking_code"]
+
+
+async def test_an_admin_sets_a_departments_bookings_and_cancels_a_day(
+    browser: Any, server: RunningServer
+) -> None:
+    """Until now only the API could: the admin page's department row opens both."""
+    slot_at, _ = await booked_at_kiosk01(server)
     day = server.storage.appointments.local(slot_at).date().isoformat()
 
     admin = await open_logged_in(browser, server, "admin", "admin", viewport=DESK)
@@ -215,19 +222,7 @@ async def test_a_code_answered_at_the_kiosk_leaves_the_field_empty(
     """A right code typed too early is refused and the citizen walks away: the code
     stayed in the start screen's field (and nothing of the start screen's booking
     code arms the idle wipe), for the next citizen to read and use in its window."""
-    kiosk = await login_session(server, "kiosk01")
-    async with kiosk:
-        _, free = await call_route(kiosk, server, "GET", "/api/v1/departments/market/slots")
-        later = next(s["at"] for s in free["slots"] if s["at"] > time.time() + 3600)
-        status, made = await call_route(
-            kiosk,
-            server,
-            "POST",
-            "/api/v1/appointments",
-            {"department": "market", "slot_at": later, "phone": "13812345678"},
-        )
-        assert status == 201
-    code = made["booking_code"]
+    _, code = await booked_at_kiosk01(server, after=time.time() + 3600)
     other = await open_logged_in(browser, server, "kiosk", "kiosk02", viewport=DESK)
     field = other.get_by_test_id("booking-code-input")
     for typed, answer in ((code, "还没到时间"), ("ACDEFHJK", "没有这个预约码")):
