@@ -186,6 +186,21 @@ async function loadDepartments() {
   fillDepartmentSelect();
 }
 
+// One department editor is open at a time: the one before goes, and the list's
+// redraws open this one again (`editing`).
+function takeEditorPlace(details, key) {
+  editing = key;
+  details.querySelector(".dept-editor")?.remove();
+}
+
+// An editor's frame, its legend (if given) asking about `dept`.
+function editorFrame(dept, legendKey = null) {
+  const editor = document.createElement("fieldset");
+  editor.className = "dept-editor";
+  if (legendKey) editor.append(textElement("legend", legendKey, { name: { zh: dept.name_zh, en: dept.name_en } }));
+  return editor;
+}
+
 // What the admin decides for calls of more than two: an interpreting pool's
 // languages; the departments a service's experts may hand a citizen to.
 function departmentDetails(dept) {
@@ -208,8 +223,7 @@ function departmentDetails(dept) {
   edit.type = "button";
   edit.dataset.testid = dept.kind === "interpreter" ? "department-languages-edit" : "department-transfers";
   const open = () => {
-    editing = dept.code;
-    details.querySelector(".dept-editor")?.remove();
+    takeEditorPlace(details, dept.code);
     details.append(dept.kind === "interpreter" ? languagesEditor(dept) : transfersEditor(dept));
   };
   edit.addEventListener("click", open);
@@ -237,10 +251,8 @@ function bookingLine(dept, details) {
   result.setAttribute("role", "status");
   const key = `${dept.code}:booking`;
   const open = async () => {
-    editing = key;
-    details.querySelector(".dept-editor")?.remove();
-    const editor = document.createElement("fieldset");
-    editor.className = "dept-editor";
+    takeEditorPlace(details, key);
+    const editor = editorFrame(dept);
     details.append(editor);
     let settings;
     try {
@@ -315,11 +327,8 @@ function bookingLine(dept, details) {
     editor.append(buttons);
   };
   const openClosure = () => {
-    editing = `${dept.code}:closure`;
-    details.querySelector(".dept-editor")?.remove();
-    const editor = document.createElement("fieldset");
-    editor.className = "dept-editor";
-    editor.append(textElement("legend", "admin.close_day_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+    takeEditorPlace(details, `${dept.code}:closure`);
+    const editor = editorFrame(dept, "admin.close_day_question");
     const dayLabel = document.createElement("label");
     const day = document.createElement("input");
     day.type = "date";
@@ -386,11 +395,8 @@ function materialsLine(dept, details) {
   edit.dataset.testid = "department-materials";
   const key = `${dept.code}:materials`;
   const open = () => {
-    editing = key;
-    details.querySelector(".dept-editor")?.remove();
-    const editor = document.createElement("fieldset");
-    editor.className = "dept-editor";
-    editor.append(textElement("legend", "admin.materials_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+    takeEditorPlace(details, key);
+    const editor = editorFrame(dept, "admin.materials_question");
     const label = document.createElement("label");
     const input = document.createElement("textarea");
     input.dataset.testid = "department-materials-input";
@@ -441,9 +447,7 @@ function editorButtons(onSave, editor) {
 
 // Exactly the departments checked (none: no transfers from this department).
 function transfersEditor(dept) {
-  const editor = document.createElement("fieldset");
-  editor.className = "dept-editor";
-  editor.append(textElement("legend", "admin.transfers_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+  const editor = editorFrame(dept, "admin.transfers_question");
   const current = new Set(dept.transfers_to ?? []);
   const boxes = [];
   for (const other of departments.filter((d) => d.code !== dept.code && d.kind !== "interpreter")) {
@@ -467,9 +471,7 @@ function transfersEditor(dept) {
 }
 
 function languagesEditor(dept) {
-  const editor = document.createElement("fieldset");
-  editor.className = "dept-editor";
-  editor.append(textElement("legend", "admin.languages_question", { name: { zh: dept.name_zh, en: dept.name_en } }));
+  const editor = editorFrame(dept, "admin.languages_question");
   const label = document.createElement("label");
   const input = document.createElement("input");
   input.dataset.testid = "department-languages-input";
