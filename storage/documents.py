@@ -60,12 +60,6 @@ class Download:
     """The Range header as sent ('' for the whole document)."""
 
 
-def _next_batch(batches: Iterator[memoryview]) -> memoryview | None:
-    """The next batch of authenticated plaintext (filecrypt.BATCH_CHUNKS chunks,
-    1 MiB: one thread hop per batch), or None at the end."""
-    return next(batches, None)
-
-
 class Plaintext:
     """The authenticated plaintext of a byte range, as batches of up to 1 MiB
     (read-only views, each of a buffer of its own); ``DocumentDamaged`` when a
@@ -78,22 +72,19 @@ class Plaintext:
         self._source = source
         self._batches = batches
         self._next = first
-        self._ended = first is None
 
     def __aiter__(self) -> "Plaintext":
         return self
 
     async def __anext__(self) -> memoryview:
-        if self._ended:
-            raise StopAsyncIteration
-        if self._next is None:
-            try:
-                self._next = await asyncio.to_thread(_next_batch, self._batches)
-            except DecryptionError:
-                raise DocumentDamaged("the stored file is damaged") from None
         batch, self._next = self._next, None
         if batch is None:
-            self._ended = True
+            try:
+                # One thread hop per batch (filecrypt.BATCH_CHUNKS chunks, 1 MiB).
+                batch = await asyncio.to_thread(next, self._batches, None)
+            except DecryptionError:
+                raise DocumentDamaged("the stored file is damaged") from None
+        if batch is None:
             raise StopAsyncIteration
         return batch
 
@@ -143,7 +134,7 @@ class Documents:
             raise DocumentDamaged("the stored file is missing") from None
         try:
             batches = decrypt_batches(source, key, start, end)
-            first = await asyncio.to_thread(_next_batch, batches)
+            first = await asyncio.to_thread(next, batches, None)
             await self._db.write(
                 lambda conn: append_audit(
                     conn,
