@@ -254,11 +254,9 @@ async function requestCallback(phone, note) {
   done.dataset.testid = "callback-done";
   const department = hooks.departmentName(waiting.department);
   finish([done], () =>
-    printArrangement("slip.callback_title", [
-      line("slip.department", { department }),
+    printArrangement("slip.callback_title", department, [
       line("slip.callback_phone", { phone: made.phone_masked }),
       line("slip.callback_by", { time: { time: made.expires_at } }),
-      line("slip.printed_at", { time: { time: Date.now() / 1000 } }),
     ]),
   );
 }
@@ -315,13 +313,11 @@ async function book(phone, slot) {
       const shown = line("slip.booking_code", { code: made.booking_code }, "slip-booking-code");
       shown.translate = false;
       shown.classList.add("slip-code");
-      printArrangement("slip.booking_title", [
-        line("slip.department", { department }),
+      printArrangement("slip.booking_title", department, [
         line("slip.booking_time", { time: { time: made.appointment.slot_at } }),
         shown,
         line("slip.booking_how"),
         line("slip.phone", { phone: made.appointment.phone_masked ?? "—" }),
-        line("slip.printed_at", { time: { time: Date.now() / 1000 } }),
       ]);
     },
   );

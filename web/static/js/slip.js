@@ -77,16 +77,22 @@ export async function printSlip(consultationId, extra = {}) {
   return true;
 }
 
-// What was arranged without a call (a booking, a call-back), on paper: printed from
-// the waiting screen, where the page already shows it; on screen nothing changes.
+// What was arranged without a call (a booking, a call-back), on paper, under the
+// department's name and above when it was printed: printed from the waiting
+// screen, where the page already shows it; on screen nothing changes.
 // Everything on it is what the page was just told (no server round trip). The
 // slip leaves the page once printed, and the privacy wipe takes the page anyway.
-export function printArrangement(titleKey, lines) {
+export function printArrangement(titleKey, department, lines) {
   document.querySelector("body > .arrangement-slip")?.remove();
   const view = document.createElement("section");
   view.className = "slip arrangement-slip";
   view.dataset.testid = "arrangement-slip";
-  view.append(textElement("h2", titleKey, null, "slip-title"), ...lines);
+  view.append(
+    textElement("h2", titleKey, null, "slip-title"),
+    line("slip.department", { department }),
+    ...lines,
+    line("slip.printed_at", { time: { time: Date.now() / 1000 } }),
+  );
   document.body.append(view);
   window.addEventListener("afterprint", () => view.remove(), { once: true });
   // After the view has been laid out; headless browsers return at once.
